@@ -1,1 +1,35 @@
-//! scaffolding
+//! Sluice, the gateway: the `sluice` binary's CLI, the pingora server and listeners, the
+//! request path, provider adapters, the SSE codec and the upstream exchange.
+//!
+//! Owns everything that touches sockets. Does not define metrics (`sluice-observability`) or
+//! policy logic (`sluice-policy`); it asks them.
+//!
+//! A request's path, one module per step:
+//!
+//! | step | module | what happens |
+//! |---|---|---|
+//! | admit | [`handler`] | endpoint and method, virtual key → tenant (401), body under a hard cap (413, before `100 Continue`) |
+//! | parse | [`request`] | one borrowed pass over the JSON: `model`, `stream`, `stream_options`; 400 on anything wrong |
+//! | route | `sluice_policy::Policy::route` | the ordered attempt plan: weighted target, other targets, fallbacks |
+//! | exchange | [`exchange`] | per attempt: rewrite the body, call the provider ([`providers`]), fail over on connect error, timeout, 429, 5xx or a bad first answer — only before the first byte went out |
+//! | stream | [`exchange`], [`sse`], [`stream`] | event by event, usage chunk stripped unless asked for, truncation and stalls end in an SSE error event, client disconnect cancels upstream |
+//! | record | [`context`] → `sluice_observability::Metrics::record_request` | once per request |
+//!
+//! pingora's phase chart (for the parts Sluice does not replace):
+//! <https://github.com/cloudflare/pingora/blob/main/docs/user_guide/phase_chart.md>.
+
+pub mod admin;
+pub mod cli;
+pub mod context;
+pub mod dns;
+pub mod error;
+pub mod exchange;
+pub mod handler;
+pub mod providers;
+pub mod request;
+pub mod server;
+pub mod sse;
+pub mod state;
+pub mod stream;
+
+pub use error::GatewayError;

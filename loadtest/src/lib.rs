@@ -1,1 +1,12 @@
-//! scaffolding
+//! `sluice-loadtest`: the tools that exercise Sluice from the outside. Needed for tests,
+//! benchmarks and fault drills only, never at run time.
+//!
+//! - [`mock_llm`]: a scriptable fake OpenAI provider (`mock-llm` binary, or in-process for other
+//!   crates' tests). Every answer comes from `sluice_gateway::providers::mock`, the same synthesis
+//!   the gateway's in-process `mock` provider uses; per-request faults (429, 5xx, HTML error
+//!   pages, garbage, first-event errors, stalls, cuts, added latency) are chosen by a
+//!   `model@fault` suffix or an `x-mock` header.
+
+pub mod mock_llm;
+
+pub use mock_llm::{MockLlm, MockLlmConfig, Stats};

@@ -1,1 +1,187 @@
-//! placeholder during scaffolding
+//! Sluice's compiled, immutable policy and the store that swaps it.
+//!
+//! Owns: turning a validated [`sluice_config::Config`] into lookup structures the hot path reads
+//! without locks (route table by public model name, model catalog, virtual keys by SHA-256),
+//! and the pure routing decision: which targets to try, in which order.
+//! Does not own: any I/O (DNS, sockets, files) or metrics; the gateway does those.
+
+mod keys;
+mod route;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_config::{Config, ModelKind, Pricing, ProviderConfig, ServerConfig};
+
+pub use keys::{KeyEntry, hash_key};
+pub use route::{AttemptPlan, Route, RouteOrigin};
+pub use store::PolicyStore;
+
+/// Errors from compiling a policy. Validation already rejected bad input, so these only
+/// guard the invariants compile relies on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("model `{model}` names provider `{provider}`, which is not configured")]
+    UnknownProvider { model: String, provider: String },
+    #[error("route `{route}` names model `{model}`, which is not in the catalog")]
+    UnknownModel { route: String, model: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Index of a provider in [`Policy::providers`]; stable for the life of one policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProviderId(pub u16);
+
+/// One upstream provider as configured (secrets already resolved by `sluice-config`).
+#[derive(Debug)]
+pub struct Provider {
+    pub id: ProviderId,
+    pub config: ProviderConfig,
+}
+
+/// A catalog model: where it lives and what it costs.
+#[derive(Debug)]
+pub struct Target {
+    /// The catalog name (what metrics and spans call it).
+    pub model: Arc<str>,
+    /// The name sent upstream in the request body.
+    pub upstream_model: Arc<str>,
+    pub provider: Arc<Provider>,
+    pub kind: ModelKind,
+    pub pricing: Option<Pricing>,
+}
+
+/// An entry of `GET /v1/models`.
+#[derive(Debug, Clone)]
+pub struct PublicModel {
+    pub id: String,
+    pub owned_by: String,
+}
+
+/// The compiled policy. Immutable: a reload builds a new one and swaps it in.
+#[derive(Debug)]
+pub struct Policy {
+    pub server: ServerConfig,
+    providers: Vec<Arc<Provider>>,
+    catalog: HashMap<String, Arc<Target>>,
+    routes: Vec<Route>,
+    by_model: HashMap<String, usize>,
+    keys: HashMap<[u8; 32], KeyEntry>,
+    public_models: Vec<PublicModel>,
+}
+
+// === impl Policy ===
+
+impl Policy {
+    /// Builds the lookup tables from a validated config.
+    pub fn compile(config: &Config) -> Result<Self> {
+        let mut providers = Vec::with_capacity(config.providers.len());
+        let mut provider_ix = HashMap::with_capacity(config.providers.len());
+        for (i, (name, p)) in config.providers.iter().enumerate() {
+            let id = ProviderId(u16::try_from(i).unwrap_or(u16::MAX));
+            provider_ix.insert(name.as_str(), providers.len());
+            providers.push(Arc::new(Provider {
+                id,
+                config: p.clone(),
+            }));
+        }
+
+        let mut catalog = HashMap::with_capacity(config.models.len());
+        for (name, m) in &config.models {
+            let provider = provider_ix
+                .get(m.provider.as_str())
+                .map(|&i| Arc::clone(&providers[i]))
+                .ok_or_else(|| Error::UnknownProvider {
+                    model: name.clone(),
+                    provider: m.provider.clone(),
+                })?;
+            catalog.insert(
+                name.clone(),
+                Arc::new(Target {
+                    model: Arc::from(name.as_str()),
+                    upstream_model: Arc::from(m.upstream_model.as_str()),
+                    provider,
+                    kind: m.kind,
+                    pricing: m.pricing.clone(),
+                }),
+            );
+        }
+
+        let mut routes = Vec::with_capacity(config.routes.len() + config.models.len());
+        let mut by_model = HashMap::new();
+        for rc in &config.routes {
+            let route = Route::configured(rc, &catalog)?;
+            for m in &rc.models {
+                by_model.insert(m.clone(), routes.len());
+            }
+            routes.push(route);
+        }
+        // A catalog model no route claims is still reachable by its own name, on its own.
+        for (name, target) in &catalog {
+            if !by_model.contains_key(name) {
+                by_model.insert(name.clone(), routes.len());
+                routes.push(Route::implicit(Arc::clone(target)));
+            }
+        }
+
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| (k.key_sha256, KeyEntry::from(k)))
+            .collect();
+
+        let mut public_models: Vec<PublicModel> = by_model
+            .keys()
+            .map(|id| PublicModel {
+                id: id.clone(),
+                owned_by: catalog
+                    .get(id)
+                    .map_or_else(|| "sluice".to_owned(), |t| t.provider.config.name.clone()),
+            })
+            .collect();
+        public_models.sort_by(|a, b| a.id.cmp(&b.id));
+
+        Ok(Self {
+            server: config.server.clone(),
+            providers,
+            catalog,
+            routes,
+            by_model,
+            keys,
+            public_models,
+        })
+    }
+
+    /// The attempt plan for a public model name, or `None` when nothing serves it.
+    pub fn route(&self, model: &str) -> Option<AttemptPlan<'_>> {
+        let route = &self.routes[*self.by_model.get(model)?];
+        Some(route.plan())
+    }
+
+    /// Looks a presented virtual key up by its SHA-256; the plaintext is never stored.
+    pub fn authenticate(&self, presented: &str) -> Option<&KeyEntry> {
+        self.keys.get(&hash_key(presented))
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn catalog_model(&self, name: &str) -> Option<&Arc<Target>> {
+        self.catalog.get(name)
+    }
+
+    /// What `GET /v1/models` lists: every name a client may send, sorted.
+    pub fn public_models(&self) -> &[PublicModel] {
+        &self.public_models
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! The policy file as written: private serde types, loosely typed where a value is checked
+//! later, so that `validate` can report every problem instead of the parser's first.
+//!
+//! Leaves are `Spanned` so that semantic diagnostics carry a line. Almost every field is
+//! optional here; `validate` reports a missing required field with its path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_path_to_error::Segment;
+use serde_saphyr::{Location, MessageFormatter as _, Spanned, UserMessageFormatter};
+
+use crate::Diagnostic;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: Option<RawServer>,
+    #[serde(default)]
+    pub providers: Option<BTreeMap<String, Spanned<RawProvider>>>,
+    #[serde(default)]
+    pub models: Option<BTreeMap<String, Spanned<RawModel>>>,
+    #[serde(default)]
+    pub routes: Option<Vec<Spanned<RawRoute>>>,
+    #[serde(default)]
+    pub keys: Option<Vec<Spanned<RawKey>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub admin_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_body_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_response_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub threads: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub upstream_pool_size: Option<Spanned<i64>>,
+}
+
+/// Every field of every provider kind; `validate` rejects the ones that do not belong to the
+/// chosen `kind`. (A serde-tagged enum would lose both the field path and the line of errors
+/// inside a provider.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    // kind: openai
+    #[serde(default)]
+    pub base_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<String>>,
+    // kind: mock
+    #[serde(default)]
+    pub ttft_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tokens_per_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    #[serde(default)]
+    pub provider: Option<Spanned<String>>,
+    #[serde(default)]
+    pub upstream_model: Option<Spanned<String>>,
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    #[serde(default)]
+    pub pricing: Option<Spanned<RawPricing>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPricing {
+    #[serde(default)]
+    pub input: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub output: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub cached_input: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default, rename = "match")]
+    pub match_: Option<Spanned<RawMatch>>,
+    #[serde(default)]
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    #[serde(default)]
+    pub fallbacks: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub retry: Option<RawRetry>,
+    #[serde(default)]
+    pub timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    #[serde(default)]
+    pub model: Option<Spanned<ModelNames>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    #[serde(default)]
+    pub model: Option<Spanned<String>>,
+    #[serde(default)]
+    pub weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    #[serde(default)]
+    pub max_attempts: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub on: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub max_retry_after: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    #[serde(default)]
+    pub ttft: Option<Spanned<String>>,
+    #[serde(default)]
+    pub idle: Option<Spanned<String>>,
+    #[serde(default)]
+    pub total: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tenant: Option<Spanned<String>>,
+}
+
+/// `match: { model: X }` where X is one name or a list of names. A single name has no span
+/// of its own; the caller uses the span around the whole value.
+#[derive(Debug)]
+pub(crate) struct ModelNames(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for ModelNames {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+
+        impl V {
+            fn one(name: String) -> ModelNames {
+                ModelNames(vec![Spanned {
+                    value: name,
+                    referenced: Location::UNKNOWN,
+                    defined: Location::UNKNOWN,
+                }])
+            }
+        }
+
+        impl<'de> Visitor<'de> for V {
+            type Value = ModelNames;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a model name or a list of model names")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ModelNames, E> {
+                Ok(Self::one(v.to_owned()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ModelNames, E> {
+                Ok(Self::one(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ModelNames, E> {
+                Ok(Self::one(v.to_string()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ModelNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    names.push(name);
+                }
+                Ok(ModelNames(names))
+            }
+        }
+
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// The 1-based line of a span, `None` when the parser did not record one.
+pub(crate) fn line_of(location: Location) -> Option<usize> {
+    match location.line() {
+        0 => None,
+        n => usize::try_from(n).ok(),
+    }
+}
+
+/// Parses YAML into the raw schema. Syntax and type errors end parsing, so there is one
+/// diagnostic, with the parser's line and the path serde reached.
+pub(crate) fn parse(src: &str, origin: &str) -> Result<RawConfig, Diagnostic> {
+    let mut path: Option<serde_path_to_error::Path> = None;
+    let options = serde_saphyr::options! { with_snippet: false };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
+        serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|err| {
+            path = Some(err.path().clone());
+            err.into_inner()
+        })
+    });
+    result.map_err(|err| Diagnostic {
+        origin: origin.to_owned(),
+        path: path
+            .as_ref()
+            .map_or_else(|| "<root>".to_owned(), render_path),
+        line: err.location().and_then(line_of),
+        message: user_message(&err),
+    })
+}
+
+/// Renders a serde path like `routes[0].targets[1].model`, dropping the `value` segments that
+/// `Spanned` adds (but not a provider or model that happens to be called `value`).
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    let mut first_key: Option<&str> = None;
+    for (i, segment) in path.iter().enumerate() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                let user_named = i == 1 && matches!(first_key, Some("providers" | "models"));
+                if key == "value" && !user_named {
+                    continue;
+                }
+                if i == 0 {
+                    first_key = Some(key);
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if out.is_empty() {
+        "<root>".to_owned()
+    } else {
+        out
+    }
+}
+
+/// The parser's message in plain words, without its `at line …` suffix.
+fn user_message(err: &serde_saphyr::Error) -> String {
+    let msg = UserMessageFormatter.format_message(err.without_snippet());
+    let msg = match msg.as_ref() {
+        "invalid i64" | "invalid u64" => "expected a whole number".to_owned(),
+        "invalid f64" => "expected a number".to_owned(),
+        "expected mapping start" => "expected a mapping (`key: value` lines or `{ … }`)".to_owned(),
+        "expected sequence start" => "expected a list (`- item` lines or `[ … ]`)".to_owned(),
+        "expected string scalar" => "expected a single value, not a list or mapping".to_owned(),
+        other => other.to_owned(),
+    };
+    msg.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}

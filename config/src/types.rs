@@ -1,0 +1,270 @@
+//! The validated policy: what the rest of Sluice reads. Built only by `validate`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use crate::base_url::BaseUrl;
+
+/// A whole validated policy file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// The model catalog by name: what exists, where, and what it costs.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Routes in file order.
+    pub routes: Vec<RouteConfig>,
+    /// Virtual keys in file order.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// The `server` section. The listeners and `threads` only change on restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Where the OpenAI-compatible API listens. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Where `/metrics` and health endpoints listen. Default `127.0.0.1:9464`.
+    pub admin_listen: SocketAddr,
+    /// Largest request body accepted. Default 32 MiB; 1024..=1 GiB.
+    pub max_body_bytes: u64,
+    /// Largest buffered (non-streaming) upstream answer. Default 64 MiB; 1024..=1 GiB.
+    pub max_response_bytes: u64,
+    /// Worker threads. Default 2; 1..=256.
+    pub threads: usize,
+    /// How long in-flight requests get after SIGTERM. Default 10s; at most 1h.
+    pub shutdown_grace: Duration,
+    /// Idle upstream connections kept per worker. Default 128; 1..=65536.
+    pub upstream_pool_size: usize,
+}
+
+/// One entry of `providers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// The key under `providers`.
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// What a provider is, with the settings of that kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderKind {
+    /// An OpenAI-compatible HTTP API.
+    OpenAi {
+        /// Default `https://api.openai.com/v1`.
+        base_url: BaseUrl,
+        /// The environment variable holding the API key, if any.
+        api_key_env: Option<String>,
+        /// The key read from `api_key_env` at load time; `None` when unset or empty.
+        api_key: Option<Secret>,
+        /// Default 5s.
+        connect_timeout: Duration,
+    },
+    /// The built-in mock provider, for tests, demos and load tests.
+    Mock {
+        /// Time to first token (YAML `ttft_ms`). Default 50ms.
+        ttft: Duration,
+        /// Streaming speed. Default 200; finite and > 0.
+        tokens_per_s: f64,
+    },
+}
+
+/// A secret read from the environment. `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One entry of the model catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The key under `models`.
+    pub name: String,
+    /// A key of `providers`.
+    pub provider: String,
+    /// The name sent upstream. Defaults to `name`.
+    pub upstream_model: String,
+    pub kind: ModelKind,
+    pub pricing: Option<Pricing>,
+}
+
+/// What a model answers: chat completions or embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    Chat,
+    Embedding,
+}
+
+impl ModelKind {
+    /// The YAML spelling: `chat` or `embedding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Prices in USD per million tokens; finite and >= 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub input: f64,
+    pub output: f64,
+    /// Price of cached prompt tokens, when the provider discounts them.
+    pub cached_input: Option<f64>,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Unique, non-empty.
+    pub name: String,
+    /// The `model` values of requests this route serves (YAML `match: { model: … }`). A name
+    /// appears in at most one route; it need not be in the catalog.
+    pub models: Vec<String>,
+    /// Weighted catalog models; never empty.
+    pub targets: Vec<TargetConfig>,
+    /// Catalog models tried in order when the targets fail.
+    pub fallbacks: Vec<String>,
+    pub retry: RetryConfig,
+    pub timeouts: Timeouts,
+}
+
+/// A weighted target of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// A key of `models`.
+    pub model: String,
+    /// Relative weight; default 1, at least 1.
+    pub weight: u32,
+}
+
+/// When and how often a route retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included. Default 3; 1..=10.
+    pub max_attempts: u32,
+    /// Which failures are retried. Default all four.
+    pub on: Vec<RetryOn>,
+    /// Longest `Retry-After` honoured before re-trying the same provider. Default 2s.
+    pub max_retry_after: Duration,
+}
+
+/// A kind of failure that can be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    /// The connection could not be made (YAML `connect`).
+    Connect,
+    /// A timeout fired (YAML `timeout`).
+    Timeout,
+    /// The upstream answered 429 (YAML `"429"`).
+    RateLimited,
+    /// The upstream answered 5xx (YAML `5xx`).
+    ServerError,
+}
+
+impl RetryOn {
+    /// All four, the default.
+    pub const ALL: [RetryOn; 4] = [
+        RetryOn::Connect,
+        RetryOn::Timeout,
+        RetryOn::RateLimited,
+        RetryOn::ServerError,
+    ];
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryOn::Connect => "connect",
+            RetryOn::Timeout => "timeout",
+            RetryOn::RateLimited => "429",
+            RetryOn::ServerError => "5xx",
+        }
+    }
+}
+
+/// Per-route timeouts; none is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Until the response header (and the first SSE event for streams). Default 60s.
+    pub ttft: Duration,
+    /// Between stream chunks. Default 30s.
+    pub idle: Duration,
+    /// The whole request, retries included. Default 600s.
+    pub total: Duration,
+}
+
+/// A virtual key, stored as the SHA-256 of its plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConfig {
+    /// Unique; used in logs and metrics.
+    pub name: String,
+    /// SHA-256 of the plaintext key (YAML: 64 hex characters).
+    pub key_sha256: [u8; 32],
+    /// Who pays; non-empty.
+    pub tenant: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            threads: 2,
+            shutdown_grace: Duration::from_secs(10),
+            upstream_pool_size: 128,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            on: RetryOn::ALL.to_vec(),
+            max_retry_after: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            ttft: Duration::from_secs(60),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(600),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Golden tests: every `tests/fixtures/invalid/NAME.yaml` must fail with exactly the diagnostics
+//! in `NAME.expected` (one `Display` line each), and the shipped examples must load.
+//!
+//! To regenerate the `.expected` files after an intended change of wording, run with
+//! `SLUICE_BLESS=1` and review the diff.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice_config::{
+    Diagnostic, Error, ModelKind, ProviderKind, RetryOn, load_file, load_str_with_env,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid")
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// The fixed environment for the golden files: one key is set.
+fn fixed_env(name: &str) -> Option<String> {
+    (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics.iter().map(|d| format!("{d}\n")).collect()
+}
+
+#[test]
+fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
+    let bless = std::env::var_os("SLUICE_BLESS").is_some();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("fixtures dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 12, "only {} invalid fixtures", names.len());
+
+    let mut failures = Vec::new();
+    for yaml in &names {
+        let file_name = yaml
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name");
+        let src = std::fs::read_to_string(yaml).expect("read fixture");
+        let got = match load_str_with_env(&src, file_name, &fixed_env) {
+            Ok(_) => "<loaded without errors>\n".to_owned(),
+            Err(Error::Invalid {
+                origin,
+                diagnostics,
+            }) => {
+                assert_eq!(origin, file_name);
+                render(&diagnostics)
+            }
+            Err(other) => format!("<unexpected error: {other}>\n"),
+        };
+        let expected_path = yaml.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &got).expect("write .expected");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+        if got != expected {
+            failures.push(format!(
+                "{file_name}\n--- expected\n{expected}--- got\n{got}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let src = std::fs::read_to_string(fixtures().join("many_problems.yaml")).expect("fixture");
+    let Err(Error::Invalid { diagnostics, .. }) =
+        load_str_with_env(&src, "many_problems.yaml", &fixed_env)
+    else {
+        panic!("many_problems.yaml must be invalid");
+    };
+    assert!(diagnostics.len() >= 8, "{}", render(&diagnostics));
+    for path in [
+        "server.threads",
+        "providers.openai.base_url",
+        "models.gpt-4o.provider",
+        "routes[0].targets[0].model",
+        "keys[0].key_sha256",
+    ] {
+        assert!(
+            diagnostics.iter().any(|d| d.path == path),
+            "no diagnostic at {path}:\n{}",
+            render(&diagnostics)
+        );
+    }
+}
+
+#[test]
+fn quickstart_loads_without_warnings() {
+    let loaded = load_str_with_env(sluice_config::QUICKSTART_YAML, "quickstart.yaml", &no_env)
+        .expect("quickstart is valid");
+    assert_eq!(loaded.warnings, vec![]);
+    let c = &loaded.config;
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(
+        c.models.keys().collect::<Vec<_>>(),
+        ["gpt-4o-mini", "mock-chat", "mock-embed"]
+    );
+    assert_eq!(c.models["gpt-4o-mini"].upstream_model, "mock-1");
+    assert_eq!(c.models["mock-embed"].kind, ModelKind::Embedding);
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].models, ["gpt-4o-mini", "mock-chat"]);
+    assert_eq!(c.keys[0].name, "demo");
+    assert_eq!(c.keys[0].tenant, "demo");
+    // `printf %s sk-sluice-demo | sha256sum`
+    assert_eq!(c.keys[0].key_sha256[..4], [0x1c, 0x59, 0x08, 0x39]);
+}
+
+#[test]
+fn quickstart_file_matches_the_embedded_copy_and_loads_from_disk() {
+    let path = examples().join("quickstart.yaml");
+    let on_disk = std::fs::read_to_string(&path).expect("read quickstart");
+    assert_eq!(on_disk, sluice_config::QUICKSTART_YAML);
+    load_file(&path).expect("quickstart loads through load_file");
+}
+
+#[test]
+fn openai_example_without_the_key_warns_exactly_once() {
+    let src = std::fs::read_to_string(examples().join("openai.yaml")).expect("read example");
+    let loaded = load_str_with_env(&src, "openai.yaml", &no_env).expect("openai.yaml is valid");
+    assert_eq!(
+        render(&loaded.warnings),
+        "openai.yaml:13: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not \
+         set; provider `openai` will answer 503 until it is\n"
+    );
+    let ProviderKind::OpenAi {
+        base_url, api_key, ..
+    } = &loaded.config.providers["openai"].kind
+    else {
+        panic!("openai provider has kind openai");
+    };
+    assert!(api_key.is_none());
+    assert_eq!(base_url.to_string(), "https://api.openai.com/v1");
+    assert_eq!(loaded.config.routes[0].fallbacks, ["gpt-4o-mini"]);
+    let mini = loaded.config.models["gpt-4o-mini"].pricing.expect("priced");
+    assert_eq!(
+        (mini.input, mini.output, mini.cached_input),
+        (0.15, 0.6, Some(0.075))
+    );
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let src = std::fs::read_to_string(examples().join("openai.yaml")).expect("read example");
+    let loaded = load_str_with_env(&src, "openai.yaml", &|_| Some(String::new()))
+        .expect("openai.yaml is valid");
+    assert_eq!(loaded.warnings.len(), 1);
+}
+
+#[test]
+fn the_secret_never_shows_in_debug_output() {
+    const CANARY: &str = "sk-CANARY-7f3a9c1e55d04b2b";
+    let src = std::fs::read_to_string(examples().join("openai.yaml")).expect("read example");
+    let env = |name: &str| (name == "OPENAI_API_KEY").then(|| CANARY.to_owned());
+    let loaded = load_str_with_env(&src, "openai.yaml", &env).expect("valid");
+    assert_eq!(loaded.warnings, vec![]);
+    let ProviderKind::OpenAi { api_key, .. } = &loaded.config.providers["openai"].kind else {
+        panic!("openai provider has kind openai");
+    };
+    assert_eq!(api_key.as_ref().map(|k| k.expose()), Some(CANARY));
+    let debug = format!("{:?} {:#?} {:?}", loaded.config, loaded.config, loaded);
+    assert!(!debug.contains("CANARY"), "secret leaked into Debug output");
+    assert!(debug.contains("***"));
+    assert_eq!(
+        api_key.as_ref().map(ToString::to_string).as_deref(),
+        Some("***")
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_diagnostics() {
+    // A key pasted where the variable name or the hash belongs must not be echoed back.
+    let src = "\
+providers:
+  openai: { kind: openai, api_key_env: sk-CANARY-pasted-key }
+models:
+  m: { provider: openai }
+keys:
+  - { name: k, key_sha256: sk-CANARY-plaintext, tenant: t }
+";
+    let Err(err @ Error::Invalid { .. }) = load_str_with_env(src, "s.yaml", &no_env) else {
+        panic!("must be invalid");
+    };
+    let Error::Invalid { diagnostics, .. } = &err else {
+        unreachable!()
+    };
+    let text = render(diagnostics);
+    assert_eq!(diagnostics.len(), 2, "{text}");
+    assert!(!text.contains("CANARY"), "{text}");
+}
+
+#[test]
+fn defaults_are_applied() {
+    let src = "\
+providers:
+  up: { kind: openai }
+  fake: { kind: mock }
+models:
+  m: { provider: up }
+routes:
+  - name: r
+    match: { model: m }
+    targets: [ { model: m } ]
+keys:
+  - { name: k, key_sha256: 1c590839AF894CF25F9A5FE06929AF05B377F60EFBE55508EF93D251887B9213, tenant: t }
+";
+    let loaded = load_str_with_env(src, "d.yaml", &no_env).expect("valid");
+    assert_eq!(
+        loaded.warnings,
+        vec![],
+        "no api_key_env means no key and no warning"
+    );
+    let c = loaded.config;
+
+    let s = &c.server;
+    assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(s.admin_listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(s.max_body_bytes, 33_554_432);
+    assert_eq!(s.max_response_bytes, 67_108_864);
+    assert_eq!(s.threads, 2);
+    assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(s.upstream_pool_size, 128);
+
+    let ProviderKind::OpenAi {
+        base_url,
+        api_key_env,
+        api_key,
+        connect_timeout,
+    } = &c.providers["up"].kind
+    else {
+        panic!("kind openai");
+    };
+    assert_eq!(base_url.to_string(), "https://api.openai.com/v1");
+    assert_eq!(
+        (base_url.tls, base_url.port, base_url.path.as_str()),
+        (true, 443, "/v1")
+    );
+    assert_eq!((api_key_env, api_key), (&None, &None));
+    assert_eq!(*connect_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.providers["fake"].kind,
+        ProviderKind::Mock {
+            ttft: Duration::from_millis(50),
+            tokens_per_s: 200.0
+        }
+    );
+
+    let m = &c.models["m"];
+    assert_eq!(
+        (m.upstream_model.as_str(), m.kind, m.pricing),
+        ("m", ModelKind::Chat, None)
+    );
+
+    let r = &c.routes[0];
+    assert_eq!(r.models, ["m"]);
+    assert_eq!(r.targets[0].weight, 1);
+    assert!(r.fallbacks.is_empty());
+    assert_eq!(r.retry.max_attempts, 3);
+    assert_eq!(
+        r.retry.on,
+        [
+            RetryOn::Connect,
+            RetryOn::Timeout,
+            RetryOn::RateLimited,
+            RetryOn::ServerError
+        ]
+    );
+    assert_eq!(r.retry.max_retry_after, Duration::from_secs(2));
+    assert_eq!(r.timeouts.ttft, Duration::from_secs(60));
+    assert_eq!(r.timeouts.idle, Duration::from_secs(30));
+    assert_eq!(r.timeouts.total, Duration::from_secs(600));
+
+    assert_eq!(c.keys[0].key_sha256[0], 0x1c, "upper-case hex is accepted");
+}
+
+#[test]
+fn unquoted_429_and_a_single_match_name_are_accepted() {
+    let src = "\
+providers: { p: { kind: mock } }
+models: { m: { provider: p } }
+routes:
+  - name: r
+    match: { model: m }
+    targets: [ { model: m, weight: 7 } ]
+    retry: { on: [429, 5xx], max_attempts: 1 }
+keys: [ { name: k, key_sha256: 1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213, tenant: t } ]
+";
+    let c = load_str_with_env(src, "u.yaml", &no_env)
+        .expect("valid")
+        .config;
+    assert_eq!(
+        c.routes[0].retry.on,
+        [RetryOn::RateLimited, RetryOn::ServerError]
+    );
+    assert_eq!(c.routes[0].retry.max_attempts, 1);
+    assert_eq!(c.routes[0].targets[0].weight, 7);
+}

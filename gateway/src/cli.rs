@@ -1,0 +1,142 @@
+//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: an OpenAI-compatible LLM gateway"
+)]
+pub struct Cli {
+    /// Policy file to serve. Without it, Sluice serves its embedded quickstart policy
+    /// (the built-in mock provider; no provider key needed).
+    #[arg(long, short, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate a policy file and print every problem found, with its path and line.
+    Check {
+        /// The policy file to check.
+        file: PathBuf,
+    },
+    /// Print the SHA-256 of a virtual key, for `keys[].key_sha256`. Reads the key from
+    /// standard input so it stays out of shell history.
+    HashKey,
+}
+
+/// Runs the CLI; the exit code is non-zero on any error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Some(Command::Check { file }) => check(&file),
+        Some(Command::HashKey) => hash_key(),
+        Some(Command::Run) | None => run(cli.config),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn load(path: Option<&PathBuf>) -> Result<sluice_config::Loaded, sluice_config::Error> {
+    match path {
+        Some(p) => sluice_config::load_file(p),
+        None => sluice_config::load_str(sluice_config::QUICKSTART_YAML, "<embedded quickstart>"),
+    }
+}
+
+fn report(err: &sluice_config::Error) {
+    eprintln!("{err}");
+    if let sluice_config::Error::Invalid { diagnostics, .. } = err {
+        for d in diagnostics {
+            eprintln!("  {d}");
+        }
+    }
+}
+
+fn check(file: &PathBuf) -> ExitCode {
+    match sluice_config::load_file(file) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            match sluice_policy::Policy::compile(&loaded.config) {
+                Ok(_) => {
+                    eprintln!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_key() -> ExitCode {
+    let mut key = String::new();
+    if std::io::stdin().read_to_string(&mut key).is_err() {
+        eprintln!("cannot read the key from standard input");
+        return ExitCode::FAILURE;
+    }
+    let key = key.trim_end_matches(['\n', '\r']);
+    if key.is_empty() {
+        eprintln!("no key on standard input; try: printf %s 'sk-...' | sluice hash-key");
+        return ExitCode::FAILURE;
+    }
+    #[expect(clippy::print_stdout, reason = "the hash is this command's output")]
+    {
+        println!("{}", hex::encode(sluice_policy::hash_key(key)));
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(config: Option<PathBuf>) -> ExitCode {
+    let loaded = match load(config.as_ref()) {
+        Ok(l) => l,
+        Err(e) => {
+            report(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(warning = %w, "Policy warning.");
+    }
+    let policy = match sluice_policy::Policy::compile(&loaded.config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::server::run(policy) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

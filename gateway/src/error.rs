@@ -1,0 +1,228 @@
+//! The gateway's one error enum and its mapping to HTTP status and OpenAI error JSON.
+//!
+//! Every failure a client can see is one of these variants; [`GatewayError::status`] is the one
+//! table of status codes and [`GatewayError::to_json`] the one renderer. Messages never carry
+//! secrets: provider keys and virtual keys are not available to this module at all.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_observability::Outcome;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing API key: send `Authorization: Bearer <your Sluice key>`")]
+    MissingKey,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error("request body is {size} bytes or more; the limit is {limit} bytes")]
+    BodyTooLarge { size: u64, limit: u64 },
+    #[error("the model `{0}` does not exist or you do not have access to it")]
+    UnknownModel(String),
+    #[error("unknown endpoint {method} {path}")]
+    UnknownEndpoint { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("the provider for `{model}` is rate limited; retry after {retry_after:?}")]
+    RateLimited {
+        model: String,
+        retry_after: Duration,
+    },
+    #[error("every provider for `{model}` failed; the last said: {detail}")]
+    UpstreamFailed {
+        model: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("no provider for `{model}` is available: {detail}")]
+    Unavailable { model: String, detail: String },
+    #[error("the provider for `{model}` did not answer within {after:?}")]
+    Timeout { model: String, after: Duration },
+    #[error("the stream from the provider for `{model}` broke off: {detail}")]
+    StreamInterrupted { model: String, detail: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param,
+        }
+    }
+
+    /// The one table of status codes. The OpenAI SDKs pick their exception type from it.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingKey | Self::InvalidKey => 401,
+            Self::InvalidRequest { .. } => 400,
+            Self::BodyTooLarge { .. } => 413,
+            Self::UnknownModel(_) | Self::UnknownEndpoint { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::RateLimited { .. } => 429,
+            Self::UpstreamFailed { status, .. } => *status,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::StreamInterrupted { .. } => 502,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn openai_type(&self) -> &'static str {
+        match self {
+            Self::MissingKey | Self::InvalidKey => "authentication_error",
+            Self::InvalidRequest { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::UnknownModel(_)
+            | Self::UnknownEndpoint { .. }
+            | Self::MethodNotAllowed { .. } => "invalid_request_error",
+            Self::RateLimited { .. } => "rate_limit_error",
+            Self::UpstreamFailed { .. }
+            | Self::Unavailable { .. }
+            | Self::Timeout { .. }
+            | Self::StreamInterrupted { .. }
+            | Self::Internal(_) => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code`: stable strings, documented in docs/errors.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_api_key",
+            Self::InvalidKey => "invalid_api_key",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::UnknownModel(_) => "model_not_found",
+            Self::UnknownEndpoint { .. } => "unknown_url",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::UpstreamFailed { .. } => "upstream_error",
+            Self::Unavailable { .. } => "provider_unavailable",
+            Self::Timeout { .. } => "upstream_timeout",
+            Self::StreamInterrupted { .. } => "stream_interrupted",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidRequest { param, .. } => *param,
+            Self::UnknownModel(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The outcome label this error records under.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::MissingKey
+            | Self::InvalidKey
+            | Self::InvalidRequest { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::UnknownModel(_)
+            | Self::UnknownEndpoint { .. }
+            | Self::MethodNotAllowed { .. } => Outcome::ClientError,
+            Self::RateLimited { .. } | Self::UpstreamFailed { .. } => Outcome::UpstreamError,
+            Self::Timeout { .. } => Outcome::Timeout,
+            Self::StreamInterrupted { .. } => Outcome::Truncated,
+            Self::Unavailable { .. } | Self::Internal(_) => Outcome::GatewayError,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// `{"error":{"message","type","param","code"}}`.
+    pub fn to_json(&self) -> Bytes {
+        let mut message = String::with_capacity(96);
+        // Display cannot fail into a String.
+        let _ = write!(message, "{self}");
+        let body = serde_json::json!({
+            "error": {
+                "message": message,
+                "type": self.openai_type(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        });
+        Bytes::from(body.to_string())
+    }
+
+    /// The same error as a final SSE event, for failures after a stream has started.
+    pub fn to_sse_event(&self) -> Bytes {
+        let json = self.to_json();
+        let mut out = Vec::with_capacity(json.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&json);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openai_error_json_exactly() {
+        let e = GatewayError::UnknownModel("gpt-9".into());
+        assert_eq!(e.status(), 404);
+        assert_eq!(
+            std::str::from_utf8(&e.to_json()).expect("utf8"),
+            r#"{"error":{"code":"model_not_found","message":"the model `gpt-9` does not exist or you do not have access to it","param":"model","type":"invalid_request_error"}}"#
+        );
+        let e = GatewayError::invalid("`messages` must be a non-empty array", Some("messages"));
+        assert_eq!(e.status(), 400);
+        assert!(
+            std::str::from_utf8(&e.to_sse_event())
+                .expect("utf8")
+                .starts_with("data: {\"error\"")
+        );
+    }
+
+    #[test]
+    fn status_table() {
+        let d = Duration::from_secs(1);
+        assert_eq!(GatewayError::MissingKey.status(), 401);
+        assert_eq!(
+            GatewayError::BodyTooLarge { size: 2, limit: 1 }.status(),
+            413
+        );
+        assert_eq!(
+            GatewayError::RateLimited {
+                model: "m".into(),
+                retry_after: d
+            }
+            .status(),
+            429
+        );
+        assert_eq!(
+            GatewayError::Timeout {
+                model: "m".into(),
+                after: d
+            }
+            .status(),
+            504
+        );
+        assert_eq!(
+            GatewayError::Unavailable {
+                model: "m".into(),
+                detail: "x".into()
+            }
+            .status(),
+            503
+        );
+    }
+}

@@ -1,0 +1,796 @@
+//! The upstream exchange: the attempt loop, the commit point, and forwarding.
+//!
+//! An attempt may fail over to the next target only while nothing has been written to the
+//! client. For a non-streaming request Sluice reads and checks the whole answer before
+//! committing (so a garbage 200 still fails over); for a stream it reads up to the first SSE
+//! event carrying data (so a provider that opens with an error event, or with HTML, still fails
+//! over). After the commit, failures end the stream with an OpenAI error event instead.
+//!
+//! Every wait is bounded: time to first byte (`timeouts.ttft`), gaps between chunks
+//! (`timeouts.idle`) and the whole request (`timeouts.total`). Every wait also watches the
+//! client, so a client that leaves cancels the upstream request at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use sluice_config::{ProviderKind, RetryOn};
+use sluice_observability::{Endpoint, Outcome};
+use sluice_policy::{AttemptPlan, ProviderId, Target};
+use tokio::time::{Instant, timeout_at};
+
+use crate::context::RequestCtx;
+use crate::error::GatewayError;
+use crate::providers::mock::{self, MockTiming};
+use crate::providers::openai::{self, HttpTarget};
+use crate::providers::{ConnectError, MockUpstream, Upstream};
+use crate::request::OpenAiRequest;
+use crate::sse::{SseDecoder, SseEvent};
+use crate::state::AppState;
+use crate::stream::{self, StreamState, Usage, Verdict};
+
+/// Largest single SSE event accepted from a provider.
+const MAX_EVENT_BYTES: usize = 4 << 20;
+/// How much of an error body Sluice reads before giving up on reusing the connection.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// How a request ends when no answer was committed.
+#[derive(Debug)]
+pub enum Rejection {
+    Error(GatewayError),
+    /// A provider's own 4xx answer (say, context too long), passed through unchanged.
+    Upstream {
+        status: u16,
+        body: Bytes,
+    },
+    /// The client went away before anything was written.
+    ClientGone,
+}
+
+/// Whether the downstream connection can serve another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Complete,
+    ClientGone,
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+enum Failure {
+    Connect(String),
+    Unavailable(String),
+    Timeout(Duration),
+    RateLimited(Option<Duration>),
+    Server { status: u16, detail: String },
+    Client { status: u16, body: Bytes },
+}
+
+/// A checked answer, ready to commit.
+enum Ready {
+    Whole {
+        status: u16,
+        body: Bytes,
+        usage: Option<Usage>,
+    },
+    Stream {
+        upstream: Upstream,
+        decoder: SseDecoder,
+        held: Vec<SseEvent>,
+    },
+}
+
+// === the attempt loop ===
+
+pub async fn run(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    plan: AttemptPlan<'_>,
+) -> Result<Delivered, Rejection> {
+    let timeouts = &plan.route.timeouts;
+    let retry = &plan.route.retry;
+    let deadline = ctx.started + timeouts.total;
+    let mut cooldowns: Vec<(ProviderId, Instant)> = Vec::new();
+    let mut last: Option<Failure> = None;
+
+    for attempt in 0..plan.max_attempts() {
+        let Some(target) = plan.target(attempt) else {
+            break;
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            last = Some(Failure::Timeout(timeouts.total));
+            break;
+        }
+        if let Some(&(_, until)) = cooldowns.iter().find(|(p, _)| *p == target.provider.id) {
+            // The provider asked us to wait: honour it when it is short, else move on.
+            let wait = until.saturating_duration_since(now);
+            if wait > retry.max_retry_after || until >= deadline {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = ds.read_body_or_idle(true) => return Err(Rejection::ClientGone),
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+
+        ctx.model = Some(Arc::clone(&target.model));
+        let body = req.upstream_body(&target.upstream_model);
+        let ttft_deadline = (Instant::now() + timeouts.ttft).min(deadline);
+        let outcome = tokio::select! {
+            biased;
+            r = attempt_once(state, ctx, req, target, body, ttft_deadline, deadline, timeouts.idle) => r,
+            _ = ds.read_body_or_idle(true) => return Err(Rejection::ClientGone),
+        };
+        match outcome {
+            Ok(ready) => return commit(state, ds, ctx, req, ready, deadline, timeouts.idle).await,
+            Err(failure) => {
+                tracing::debug!(
+                    request_id = %ctx.request_id,
+                    model = %target.model,
+                    attempt,
+                    failure = %failure.summary(),
+                    "Attempt failed."
+                );
+                if let Failure::RateLimited(Some(after)) = &failure {
+                    cooldowns.push((target.provider.id, Instant::now() + *after));
+                }
+                let retryable = match &failure {
+                    Failure::Connect(_) => retry.on.contains(&RetryOn::Connect),
+                    Failure::Timeout(_) => retry.on.contains(&RetryOn::Timeout),
+                    Failure::RateLimited(_) => retry.on.contains(&RetryOn::RateLimited),
+                    Failure::Server { .. } => retry.on.contains(&RetryOn::ServerError),
+                    Failure::Unavailable(_) => true,
+                    Failure::Client { .. } => false,
+                };
+                last = Some(failure);
+                if !retryable {
+                    break;
+                }
+            }
+        }
+    }
+    Err(final_rejection(&req.model, last))
+}
+
+impl Failure {
+    /// A one-line description for logs: no bodies, no secrets.
+    fn summary(&self) -> String {
+        match self {
+            Self::Connect(m) | Self::Unavailable(m) => m.clone(),
+            Self::Timeout(d) => format!("timed out after {d:?}"),
+            Self::RateLimited(after) => format!("rate limited (retry after {after:?})"),
+            Self::Server { status, detail } => format!("{status}: {detail}"),
+            Self::Client { status, .. } => format!("{status} from the provider"),
+        }
+    }
+}
+
+fn final_rejection(model: &str, last: Option<Failure>) -> Rejection {
+    let model = model.to_owned();
+    let e = match last {
+        None => GatewayError::Unavailable {
+            model,
+            detail: "every provider asked to wait longer than the route allows".into(),
+        },
+        Some(Failure::Client { status, body }) => return Rejection::Upstream { status, body },
+        Some(Failure::Connect(detail)) => GatewayError::UpstreamFailed {
+            model,
+            status: 502,
+            detail,
+        },
+        Some(Failure::Unavailable(detail)) => GatewayError::Unavailable { model, detail },
+        Some(Failure::Timeout(after)) => GatewayError::Timeout { model, after },
+        Some(Failure::RateLimited(after)) => GatewayError::RateLimited {
+            model,
+            retry_after: after.unwrap_or(Duration::from_secs(1)),
+        },
+        Some(Failure::Server { status, detail }) => GatewayError::UpstreamFailed {
+            model,
+            status: if matches!(status, 503 | 504) {
+                status
+            } else {
+                502
+            },
+            detail,
+        },
+    };
+    Rejection::Error(e)
+}
+
+/// One attempt up to the commit point.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's inputs, passed once"
+)]
+async fn attempt_once(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    target: &Target,
+    body: Bytes,
+    ttft_deadline: Instant,
+    deadline: Instant,
+    idle: Duration,
+) -> Result<Ready, Failure> {
+    let started = Instant::now();
+    let opened = timeout_at(ttft_deadline, async {
+        let up = open(state, ctx, req, target, body).await?;
+        let status = up.status();
+        if !(200..300).contains(&status) {
+            return Err(failed_status(up, status, target, state).await);
+        }
+        if req.stream {
+            peek_first_event(up).await
+        } else {
+            Ok(Ready::Stream {
+                upstream: up,
+                decoder: SseDecoder::new(0),
+                held: Vec::new(),
+            })
+        }
+    })
+    .await
+    .map_err(|_| Failure::Timeout(ttft_deadline - started))??;
+
+    match opened {
+        Ready::Stream { upstream, .. } if !req.stream => {
+            read_whole(state, upstream, deadline, idle).await
+        }
+        ready => Ok(ready),
+    }
+}
+
+async fn open(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    target: &Target,
+    body: Bytes,
+) -> Result<Upstream, Failure> {
+    let provider = &target.provider.config;
+    match &provider.kind {
+        ProviderKind::Mock { ttft, tokens_per_s } => {
+            ctx.attempts += 1;
+            let timing = MockTiming {
+                ttft: *ttft,
+                tokens_per_s: *tokens_per_s,
+            };
+            Ok(Upstream::Mock(MockUpstream::new(
+                mock_endpoint(req.endpoint),
+                &body,
+                timing,
+            )))
+        }
+        ProviderKind::OpenAi {
+            base_url,
+            api_key_env,
+            api_key,
+            connect_timeout,
+        } => {
+            if let (None, Some(env)) = (api_key, api_key_env) {
+                return Err(Failure::Unavailable(format!(
+                    "provider `{}` has no API key: the environment variable {env} is not set",
+                    provider.name
+                )));
+            }
+            let addr = state
+                .resolver
+                .resolve(&base_url.host, base_url.port)
+                .await
+                .map_err(Failure::Connect)?;
+            ctx.attempts += 1;
+            let http = HttpTarget {
+                addr,
+                base_url,
+                api_key: api_key.as_ref(),
+                connect_timeout: *connect_timeout,
+                path: api_path(req.endpoint),
+                stream: req.stream,
+                request_id: &ctx.request_id,
+            };
+            openai::send(&state.connector, &http, body)
+                .await
+                .map_err(|e| match e {
+                    ConnectError::Connect(m) => Failure::Connect(m),
+                    ConnectError::Unavailable(m) => Failure::Unavailable(m),
+                })
+        }
+    }
+}
+
+fn api_path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Completions => "/completions",
+        Endpoint::Embeddings => "/embeddings",
+        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Other => "/chat/completions",
+    }
+}
+
+fn mock_endpoint(endpoint: Endpoint) -> mock::Endpoint {
+    match endpoint {
+        Endpoint::Completions => mock::Endpoint::Completions,
+        Endpoint::Embeddings => mock::Endpoint::Embeddings,
+        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Other => {
+            mock::Endpoint::ChatCompletions
+        }
+    }
+}
+
+/// Classifies a non-2xx answer, reading its body so the connection can go back to the pool.
+async fn failed_status(
+    mut up: Upstream,
+    status: u16,
+    target: &Target,
+    state: &AppState,
+) -> Failure {
+    let retry_after = retry_after(&up);
+    let (body, complete) = read_bounded(&mut up, MAX_ERROR_BODY).await;
+    let provider = &target.provider.config.name;
+    up.release(&state.connector, complete).await;
+    match status {
+        429 => Failure::RateLimited(retry_after),
+        401 | 403 => Failure::Server {
+            status: 502,
+            detail: format!("provider `{provider}` rejected Sluice's credentials ({status})"),
+        },
+        400..=499 if status != 408 => {
+            let body = redact_secret(body, target);
+            if serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v.get("error").is_some())
+            {
+                Failure::Client { status, body }
+            } else {
+                Failure::Server {
+                    status: 502,
+                    detail: format!(
+                        "provider `{provider}` answered {status} without an OpenAI error body"
+                    ),
+                }
+            }
+        }
+        _ => Failure::Server {
+            status,
+            detail: format!("provider `{provider}` answered {status}"),
+        },
+    }
+}
+
+/// A provider error body may quote the credential it was sent; never pass that on.
+fn redact_secret(body: Bytes, target: &Target) -> Bytes {
+    let ProviderKind::OpenAi {
+        api_key: Some(key), ..
+    } = &target.provider.config.kind
+    else {
+        return body;
+    };
+    let key = key.expose();
+    if key.is_empty() || !body.windows(key.len()).any(|w| w == key.as_bytes()) {
+        return body;
+    }
+    Bytes::from(String::from_utf8_lossy(&body).replace(key, "***"))
+}
+
+fn retry_after(up: &Upstream) -> Option<Duration> {
+    let parse = |name: &str| {
+        up.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+    };
+    parse("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 86_400.0)))
+        .or_else(|| parse("retry-after").map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
+}
+
+/// Reads at most `limit` bytes of body; says whether the body ended within it.
+async fn read_bounded(up: &mut Upstream, limit: usize) -> (Bytes, bool) {
+    let mut buf = BytesMut::new();
+    loop {
+        match up.read_chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return (buf.freeze(), false);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return (buf.freeze(), true),
+            Err(_) => return (buf.freeze(), false),
+        }
+    }
+}
+
+/// Reads a stream up to its first event with data and checks that it is not an error.
+async fn peek_first_event(mut up: Upstream) -> Result<Ready, Failure> {
+    let is_sse = up
+        .header("content-type")
+        .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    if !is_sse {
+        let ct = up
+            .header("content-type")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        return Err(Failure::Server {
+            status: 502,
+            detail: format!(
+                "the provider answered a stream request with {} instead of text/event-stream",
+                ct.as_deref().unwrap_or("no content type")
+            ),
+        });
+    }
+    let mut decoder = SseDecoder::new(MAX_EVENT_BYTES);
+    let mut held = Vec::new();
+    loop {
+        while let Some(ev) = decoder.next_event().map_err(|e| server(e.to_string()))? {
+            let has_data = ev.has_data;
+            if has_data && stream::is_error_event(&ev) {
+                return Err(server(format!(
+                    "the provider's stream opened with an error: {}",
+                    truncate_utf8(&ev.data, 200)
+                )));
+            }
+            if has_data && ev.is_done() {
+                return Err(server(
+                    "the provider's stream ended before any content".into(),
+                ));
+            }
+            held.push(ev);
+            if has_data {
+                return Ok(Ready::Stream {
+                    upstream: up,
+                    decoder,
+                    held,
+                });
+            }
+        }
+        match up.read_chunk().await {
+            Ok(Some(chunk)) => decoder.push(&chunk),
+            Ok(None) => {
+                return Err(server(
+                    "the provider's stream ended before its first event".into(),
+                ));
+            }
+            Err(e) => return Err(server(format!("reading the provider's stream failed: {e}"))),
+        }
+    }
+}
+
+fn server(detail: String) -> Failure {
+    Failure::Server {
+        status: 502,
+        detail,
+    }
+}
+
+fn truncate_utf8(b: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(b);
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.into_owned(),
+    }
+}
+
+/// Reads a whole non-streaming answer and checks it is a JSON object without `error`.
+async fn read_whole(
+    state: &AppState,
+    mut up: Upstream,
+    deadline: Instant,
+    idle: Duration,
+) -> Result<Ready, Failure> {
+    let limit =
+        usize::try_from(state.policy.snapshot().server.max_response_bytes).unwrap_or(usize::MAX);
+    let status = up.status();
+    let mut parts: Vec<Bytes> = Vec::with_capacity(1);
+    let mut len = 0;
+    loop {
+        let read_by = (Instant::now() + idle).min(deadline);
+        match timeout_at(read_by, up.read_chunk()).await {
+            Err(_) => return Err(Failure::Timeout(idle)),
+            Ok(Err(e)) => return Err(server(format!("reading the provider's answer failed: {e}"))),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => {
+                len += chunk.len();
+                if len > limit {
+                    up.release(&state.connector, false).await;
+                    return Err(server(format!(
+                        "the provider's answer exceeded {limit} bytes"
+                    )));
+                }
+                parts.push(chunk);
+            }
+        }
+    }
+    up.release(&state.connector, true).await;
+    // Most answers arrive in one chunk: keep it without a copy.
+    let body = if parts.len() == 1 {
+        parts.swap_remove(0)
+    } else {
+        parts.concat().into()
+    };
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Probe>(&body) {
+        Ok(Probe { error: Some(_), .. }) => Err(server(format!(
+            "the provider answered {status} with an error: {}",
+            truncate_utf8(&body, 200)
+        ))),
+        Ok(Probe { usage, .. }) => Ok(Ready::Whole {
+            status,
+            body,
+            usage,
+        }),
+        Err(_) => Err(server(format!(
+            "the provider answered {status} with a body that is not a JSON object"
+        ))),
+    }
+}
+
+// === the commit point and forwarding ===
+
+async fn commit(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    ready: Ready,
+    deadline: Instant,
+    idle: Duration,
+) -> Result<Delivered, Rejection> {
+    match ready {
+        Ready::Whole {
+            status,
+            body,
+            usage,
+        } => {
+            ctx.usage = usage;
+            ctx.status = status;
+            let header = response_header(
+                status,
+                "application/json",
+                Some(body.len()),
+                &ctx.request_id,
+            )
+            .map_err(Rejection::Error)?;
+            if ds.write_response_header(header).await.is_err()
+                || ds.write_response_body(body, true).await.is_err()
+            {
+                ctx.outcome = Outcome::Cancelled;
+                return Ok(Delivered::ClientGone);
+            }
+            ctx.outcome = Outcome::Ok;
+            Ok(Delivered::Complete)
+        }
+        Ready::Stream {
+            upstream,
+            decoder,
+            held,
+        } => forward_stream(state, ds, ctx, req, upstream, decoder, held, deadline, idle).await,
+    }
+}
+
+pub fn response_header(
+    status: u16,
+    content_type: &str,
+    content_length: Option<usize>,
+    request_id: &str,
+) -> Result<Box<ResponseHeader>, GatewayError> {
+    let build = || -> pingora::Result<Box<ResponseHeader>> {
+        let mut h = ResponseHeader::build(status, Some(6))?;
+        h.insert_header("content-type", content_type)?;
+        match content_length {
+            Some(len) => h.insert_header("content-length", len)?,
+            None => h.insert_header("transfer-encoding", "chunked")?,
+        }
+        h.insert_header("x-request-id", request_id)?;
+        Ok(Box::new(h))
+    };
+    build().map_err(|e| {
+        GatewayError::Internal(format!(
+            "cannot build a response header: {}",
+            e.etype().as_str()
+        ))
+    })
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the committed attempt's whole state, moved once"
+)]
+async fn forward_stream(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    mut up: Upstream,
+    mut decoder: SseDecoder,
+    held: Vec<SseEvent>,
+    deadline: Instant,
+    idle: Duration,
+) -> Result<Delivered, Rejection> {
+    let mut header = response_header(200, "text/event-stream", None, &ctx.request_id)
+        .map_err(Rejection::Error)?;
+    let mut extra = || -> pingora::Result<()> {
+        header.insert_header("cache-control", "no-cache")?;
+        // Tell nginx-style intermediaries not to buffer the stream.
+        header.insert_header("x-accel-buffering", "no")?;
+        Ok(())
+    };
+    extra().map_err(|e| Rejection::Error(GatewayError::Internal(e.etype().as_str().to_owned())))?;
+    ctx.status = 200;
+    if ds.write_response_header(header).await.is_err() {
+        return client_gone(state, ctx, up).await;
+    }
+
+    let model = ctx.model.as_deref().unwrap_or(&req.model).to_owned();
+    let mut st = StreamState::default();
+    for ev in held {
+        if deliver(ds, ctx, &mut st, &ev, req.client_wants_usage)
+            .await
+            .is_err()
+        {
+            return client_gone(state, ctx, up).await;
+        }
+    }
+
+    let ending: Option<GatewayError> = loop {
+        if st.saw_done {
+            break None;
+        }
+        let read_by = (Instant::now() + idle).min(deadline);
+        let chunk = tokio::select! {
+            biased;
+            r = timeout_at(read_by, up.read_chunk()) => r,
+            _ = ds.read_body_or_idle(true) => return client_gone(state, ctx, up).await,
+        };
+        match chunk {
+            Err(_) => {
+                let after = if read_by >= deadline {
+                    "the request's total time limit"
+                } else {
+                    "the idle limit"
+                };
+                break Some(GatewayError::StreamInterrupted {
+                    model: model.clone(),
+                    detail: format!("no data from the provider within {after}"),
+                });
+            }
+            Ok(Err(e)) => {
+                break Some(GatewayError::StreamInterrupted {
+                    model: model.clone(),
+                    detail: e,
+                });
+            }
+            Ok(Ok(None)) => {
+                if decoder.pending_len() > 0 || st.truncated() {
+                    break Some(GatewayError::StreamInterrupted {
+                        model: model.clone(),
+                        detail: "the provider closed the stream before it finished".into(),
+                    });
+                }
+                break None;
+            }
+            Ok(Ok(Some(bytes))) => {
+                decoder.push(&bytes);
+                loop {
+                    let ev = match decoder.next_event() {
+                        Ok(Some(ev)) => ev,
+                        Ok(None) => break,
+                        Err(e) => {
+                            return finish_with_error(
+                                state,
+                                ds,
+                                ctx,
+                                up,
+                                GatewayError::StreamInterrupted {
+                                    model,
+                                    detail: e.to_string(),
+                                },
+                            )
+                            .await;
+                        }
+                    };
+                    match deliver(ds, ctx, &mut st, &ev, req.client_wants_usage).await {
+                        Err(()) => return client_gone(state, ctx, up).await,
+                        Ok(Verdict::Error) => {
+                            // The provider's own error event already went to the client.
+                            ctx.outcome = Outcome::Truncated;
+                            up.release(&state.connector, false).await;
+                            return end_stream(ds).await;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    };
+    if let Some(e) = ending {
+        return finish_with_error(state, ds, ctx, up, e).await;
+    }
+    if !st.saw_done {
+        // Finished (a finish_reason arrived) but the provider omitted [DONE]; SDKs wait for it.
+        if ds
+            .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), false)
+            .await
+            .is_err()
+        {
+            return client_gone(state, ctx, up).await;
+        }
+    }
+    // Read the terminating chunk, if any, so the connection can be pooled.
+    let complete = matches!(
+        timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
+        Ok(Ok(None))
+    );
+    up.release(&state.connector, complete).await;
+    ctx.outcome = Outcome::Ok;
+    end_stream(ds).await
+}
+
+/// Writes one event unless it is the usage chunk the client did not ask for.
+async fn deliver(
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    st: &mut StreamState,
+    ev: &SseEvent,
+    client_wants_usage: bool,
+) -> Result<Verdict, ()> {
+    let verdict = st.inspect(ev, client_wants_usage);
+    if st.usage.is_some() {
+        ctx.usage = st.usage;
+    }
+    if verdict != Verdict::Drop {
+        if ev.has_data && ctx.first_chunk.is_none() {
+            ctx.first_chunk = Some(Instant::now());
+        }
+        ds.write_response_body(ev.raw.clone(), false)
+            .await
+            .map_err(|_| ())?;
+    }
+    Ok(verdict)
+}
+
+async fn finish_with_error(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    up: Upstream,
+    e: GatewayError,
+) -> Result<Delivered, Rejection> {
+    tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
+    ctx.outcome = e.outcome();
+    up.release(&state.connector, false).await;
+    if ds
+        .write_response_body(e.to_sse_event(), false)
+        .await
+        .is_err()
+    {
+        ctx.outcome = Outcome::Cancelled;
+        return Ok(Delivered::ClientGone);
+    }
+    end_stream(ds).await
+}
+
+async fn end_stream(ds: &mut ServerSession) -> Result<Delivered, Rejection> {
+    match ds.finish_body().await {
+        Ok(()) => Ok(Delivered::Complete),
+        Err(_) => Ok(Delivered::ClientGone),
+    }
+}
+
+async fn client_gone(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    up: Upstream,
+) -> Result<Delivered, Rejection> {
+    ctx.outcome = Outcome::Cancelled;
+    // Closing the upstream connection is what stops the provider generating (and billing).
+    up.release(&state.connector, false).await;
+    Ok(Delivered::ClientGone)
+}

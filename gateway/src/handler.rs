@@ -1,0 +1,294 @@
+//! The data plane's request handler: one pingora `HttpServerApp` that admits a request
+//! (endpoint, key, body, JSON), routes it, runs the exchange, and records it.
+//!
+//! Sluice implements `HttpServerApp` directly rather than `ProxyHttp`: the LLM exchange owns
+//! the upstream side (see `exchange`), so pingora's proxy phases would only be bypassed. This
+//! keeps one request path with no `upstream_peer` that is never called.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use sluice_observability::{Endpoint, Outcome};
+use sluice_policy::Policy;
+
+use crate::context::RequestCtx;
+use crate::error::GatewayError;
+use crate::exchange::{self, Delivered, Rejection, response_header};
+use crate::request::OpenAiRequest;
+use crate::state::{AppState, InflightGuard};
+
+/// Seconds an idle client connection is kept open between requests.
+const KEEPALIVE_SECS: u64 = 60;
+
+pub struct DataPlane {
+    pub state: Arc<AppState>,
+}
+
+#[async_trait]
+impl HttpServerApp for DataPlane {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut ds: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !matches!(ds.read_request().await, Ok(true)) {
+            return None;
+        }
+        let state = &*self.state;
+        let _inflight = InflightGuard::new(&state.inflight);
+        let keepalive = !*shutdown.borrow() && !state.is_draining();
+        ds.set_keepalive(keepalive.then_some(KEEPALIVE_SECS));
+
+        let endpoint = endpoint_of(ds.req_header().uri.path());
+        let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
+        let mut ctx = RequestCtx::new(request_id, endpoint);
+
+        let reusable = match serve(state, &mut ds, &mut ctx).await {
+            Ok(Delivered::Complete) => true,
+            Ok(Delivered::ClientGone) => false,
+            Err(Rejection::Error(e)) => write_error(&mut ds, &mut ctx, &e).await,
+            Err(Rejection::Upstream { status, body }) => {
+                ctx.status = status;
+                ctx.outcome = Outcome::ClientError;
+                write_json(&mut ds, &ctx, status, body, &[]).await
+            }
+            Err(Rejection::ClientGone) => {
+                ctx.outcome = Outcome::Cancelled;
+                // nginx's convention for "client closed request": never sent, only recorded.
+                ctx.status = 499;
+                false
+            }
+        };
+        state.metrics.record_request(&ctx.record());
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            status = ctx.status,
+            outcome = ?ctx.outcome,
+            attempts = ctx.attempts,
+            "Request finished."
+        );
+        if !reusable {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&ds);
+        match ds.finish().await {
+            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
+        }
+    }
+}
+
+fn endpoint_of(path: &str) -> Endpoint {
+    match path.trim_end_matches('/') {
+        "/v1/chat/completions" => Endpoint::ChatCompletions,
+        "/v1/completions" => Endpoint::Completions,
+        "/v1/embeddings" => Endpoint::Embeddings,
+        "/v1/models" => Endpoint::Models,
+        _ => Endpoint::Other,
+    }
+}
+
+/// A client-supplied `x-request-id` is kept when it is short printable ASCII, so callers can
+/// correlate; anything else is replaced.
+fn client_request_id(ds: &ServerSession) -> Option<String> {
+    let v = ds.get_header("x-request-id")?.as_bytes();
+    (!v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()))
+        .then(|| String::from_utf8_lossy(v).into_owned())
+}
+
+async fn serve(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+) -> Result<Delivered, Rejection> {
+    let method = ds.req_header().method.clone();
+    let want = match ctx.endpoint {
+        Endpoint::Models => http::Method::GET,
+        Endpoint::Other => {
+            return Err(Rejection::Error(GatewayError::UnknownEndpoint {
+                method: method.to_string(),
+                path: ds.req_header().uri.path().to_owned(),
+            }));
+        }
+        _ => http::Method::POST,
+    };
+    if method != want {
+        return Err(Rejection::Error(GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            path: ds.req_header().uri.path().to_owned(),
+        }));
+    }
+
+    // One snapshot for the whole request: it never sees two policies.
+    let policy = state.policy.snapshot();
+    let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
+    ctx.tenant = Some(key);
+
+    if ctx.endpoint == Endpoint::Models {
+        return list_models(ds, ctx, &policy).await;
+    }
+
+    let body = read_body(ds, policy.server.max_body_bytes).await?;
+    let req = OpenAiRequest::parse(ctx.endpoint, body).map_err(Rejection::Error)?;
+    ctx.stream = req.stream;
+    let plan = policy
+        .route(&req.model)
+        .ok_or_else(|| Rejection::Error(GatewayError::UnknownModel(req.model.clone())))?;
+    ctx.route = Some(Arc::clone(&plan.route.name));
+    let expected = match plan.route.kind() {
+        sluice_config::ModelKind::Chat => ctx.endpoint != Endpoint::Embeddings,
+        sluice_config::ModelKind::Embedding => ctx.endpoint == Endpoint::Embeddings,
+    };
+    if !expected {
+        return Err(Rejection::Error(GatewayError::invalid(
+            format!(
+                "the model `{}` cannot serve {}",
+                req.model,
+                if ctx.endpoint == Endpoint::Embeddings {
+                    "embeddings"
+                } else {
+                    "completions"
+                }
+            ),
+            Some("model"),
+        )));
+    }
+    exchange::run(state, ds, ctx, &req, plan).await
+}
+
+/// Resolves `Authorization: Bearer <key>` to its key entry's tenant.
+fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<String, GatewayError> {
+    let header = ds
+        .get_header("authorization")
+        .ok_or(GatewayError::MissingKey)?;
+    let value = header.to_str().map_err(|_| GatewayError::InvalidKey)?;
+    let presented = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(GatewayError::MissingKey)?;
+    policy
+        .authenticate(presented)
+        .map(|k| k.tenant.clone())
+        .ok_or(GatewayError::InvalidKey)
+}
+
+/// Reads the whole body under a hard cap. An over-cap Content-Length is refused before any
+/// byte of the body is read (and before `100 Continue`, so the client need not send it).
+async fn read_body(ds: &mut ServerSession, limit: u64) -> Result<Bytes, Rejection> {
+    let declared = ds
+        .get_header("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > limit
+    {
+        // The unread body makes the connection unusable for another request.
+        ds.set_keepalive(None);
+        return Err(Rejection::Error(GatewayError::BodyTooLarge {
+            size: len,
+            limit,
+        }));
+    }
+    let expects_continue = ds
+        .get_header("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && ds.write_continue_response().await.is_err() {
+        return Err(Rejection::ClientGone);
+    }
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut parts: Vec<Bytes> = Vec::with_capacity(2);
+    let mut len: u64 = 0;
+    loop {
+        match ds.read_request_body().await {
+            Ok(Some(chunk)) => {
+                len += chunk.len() as u64;
+                if len > limit {
+                    ds.set_keepalive(None);
+                    return Err(Rejection::Error(GatewayError::BodyTooLarge {
+                        size: len,
+                        limit,
+                    }));
+                }
+                parts.push(chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return Err(Rejection::ClientGone),
+        }
+    }
+    Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.swap_remove(0),
+        _ => {
+            let mut buf = BytesMut::with_capacity(capacity.max(len as usize));
+            for p in parts {
+                buf.extend_from_slice(&p);
+            }
+            buf.freeze()
+        }
+    })
+}
+
+async fn list_models(
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    policy: &Policy,
+) -> Result<Delivered, Rejection> {
+    let data: Vec<serde_json::Value> = policy
+        .public_models()
+        .iter()
+        .map(|m| serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by}))
+        .collect();
+    let body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    ctx.status = 200;
+    ctx.outcome = Outcome::Ok;
+    Ok(if write_json(ds, ctx, 200, body, &[]).await {
+        Delivered::Complete
+    } else {
+        Delivered::ClientGone
+    })
+}
+
+/// Writes an error as OpenAI JSON. Returns whether the connection is still reusable.
+async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &GatewayError) -> bool {
+    ctx.status = e.status();
+    ctx.outcome = e.outcome();
+    let mut extra: Vec<(&'static str, String)> = Vec::new();
+    if let Some(after) = e.retry_after() {
+        extra.push((
+            "retry-after",
+            after.as_secs_f64().ceil().max(1.0).to_string(),
+        ));
+        extra.push(("retry-after-ms", after.as_millis().to_string()));
+    }
+    write_json(ds, ctx, e.status(), e.to_json(), &extra).await
+}
+
+async fn write_json(
+    ds: &mut ServerSession,
+    ctx: &RequestCtx,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> bool {
+    let Ok(mut header) = response_header(
+        status,
+        "application/json",
+        Some(body.len()),
+        &ctx.request_id,
+    ) else {
+        return false;
+    };
+    for (name, value) in extra {
+        if header.insert_header(*name, value.as_str()).is_err() {
+            return false;
+        }
+    }
+    ds.write_response_header(header).await.is_ok()
+        && ds.write_response_body(body, true).await.is_ok()
+}

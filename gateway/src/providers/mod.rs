@@ -1,0 +1,85 @@
+//! Provider adapters: how one attempt reaches a provider and what comes back.
+//!
+//! [`Upstream`] is the answer of one attempt, whatever the provider kind: a status, a few
+//! headers, and body chunks read one at a time. The exchange and the SSE forwarding are written
+//! once against it. `openai` speaks HTTP through pingora's pooled connector; `mock` synthesizes
+//! answers in-process (the same synthesis `mock-llm` serves over HTTP).
+
+pub mod mock;
+mod mock_upstream;
+pub mod openai;
+
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+
+pub use mock_upstream::MockUpstream;
+
+/// Why an attempt failed before it produced a response header.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// TCP/TLS connect or sending the request failed.
+    Connect(String),
+    /// The provider is configured but cannot be used now (its key is not set).
+    Unavailable(String),
+}
+
+/// The response side of one attempt.
+pub enum Upstream {
+    Http(Box<HttpUpstream>),
+    Mock(MockUpstream),
+}
+
+pub struct HttpUpstream {
+    pub session: HttpSession,
+    pub peer: HttpPeer,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Http(h) => h.session.response_header().map_or(0, |r| r.status.as_u16()),
+            Self::Mock(m) => m.status(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match self {
+            Self::Http(h) => h
+                .session
+                .response_header()
+                .and_then(|r| r.headers.get(name))
+                .map(|v| v.as_bytes()),
+            Self::Mock(m) => m.header(name),
+        }
+    }
+
+    /// The next body chunk; `Ok(None)` at the clean end of the body.
+    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Self::Http(h) => h
+                .session
+                .read_response_body()
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Mock(m) => Ok(m.next_chunk().await),
+        }
+    }
+
+    /// Returns a fully read connection to the pool; anything else is closed, so a half-read
+    /// answer can never leak into the next request on that connection.
+    pub async fn release(self, connector: &Connector, complete: bool) {
+        if let Self::Http(h) = self {
+            let HttpUpstream { mut session, peer } = *h;
+            if complete && session.response_done() {
+                let idle = peer.options.idle_timeout;
+                connector.release_http_session(session, &peer, idle).await;
+            } else {
+                session.shutdown().await;
+            }
+        }
+    }
+}

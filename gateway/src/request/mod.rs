@@ -1,0 +1,306 @@
+//! Parsing an OpenAI request body once, and rewriting it per attempt without re-parsing.
+//!
+//! The body is validated as JSON in full, but only the top-level members are located: each
+//! member is kept as a byte span into the original body, so a 2 MiB chat is never copied into
+//! a `serde_json::Value`. Per attempt the upstream body is spliced from those spans with the
+//! target's model name and the injected `stream_options`; when nothing changes, the original
+//! `Bytes` is sent as is.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use sluice_observability::Endpoint;
+
+use crate::error::GatewayError;
+
+/// Body fields that would let a client pick an upstream host or credential; Sluice's policy
+/// alone decides those, so they are refused rather than silently dropped.
+const FORBIDDEN_FIELDS: [&str; 4] = ["api_base", "base_url", "api_key", "custom_llm_provider"];
+
+/// A parsed OpenAI request: the original body plus what Sluice needs to know about it.
+#[derive(Debug, Clone)]
+pub struct OpenAiRequest {
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for the usage chunk (`stream_options.include_usage: true`).
+    pub client_wants_usage: bool,
+    model_span: Range<usize>,
+    stream_options_span: Option<Range<usize>>,
+    /// The other members of `stream_options`, kept when Sluice injects `include_usage`.
+    stream_options_rest: Vec<(String, Box<RawValue>)>,
+}
+
+#[derive(Default)]
+struct Members {
+    /// (key, value span) for each top-level member, in order.
+    spans: Vec<(String, Range<usize>)>,
+}
+
+// === impl OpenAiRequest ===
+
+impl OpenAiRequest {
+    pub fn parse(endpoint: Endpoint, body: Bytes) -> Result<Self, GatewayError> {
+        let members = parse_members(&body)?;
+        let value = |name: &str| -> Option<&[u8]> {
+            members
+                .spans
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, r)| &body[r.clone()])
+        };
+        if let Some((k, _)) = members
+            .spans
+            .iter()
+            .find(|(k, _)| FORBIDDEN_FIELDS.contains(&k.as_str()))
+        {
+            return Err(GatewayError::invalid(
+                format!(
+                    "`{k}` is not accepted: Sluice chooses the provider from its routing policy"
+                ),
+                None,
+            ));
+        }
+
+        let (model_key, model_span) = members
+            .spans
+            .iter()
+            .find(|(k, _)| k == "model")
+            .ok_or_else(|| GatewayError::invalid("`model` is required", Some("model")))?;
+        debug_assert_eq!(model_key, "model");
+        let model: String = serde_json::from_slice(&body[model_span.clone()])
+            .map_err(|_| GatewayError::invalid("`model` must be a string", Some("model")))?;
+        if model.is_empty() {
+            return Err(GatewayError::invalid(
+                "`model` must not be empty",
+                Some("model"),
+            ));
+        }
+
+        let stream = match value("stream") {
+            None | Some(b"null") => false,
+            Some(b"true") => true,
+            Some(b"false") => false,
+            Some(_) => {
+                return Err(GatewayError::invalid(
+                    "`stream` must be a boolean",
+                    Some("stream"),
+                ));
+            }
+        };
+
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                let ok = value("messages")
+                    .and_then(|v| serde_json::from_slice::<Vec<&RawValue>>(v).ok())
+                    .is_some_and(|m| !m.is_empty());
+                if !ok {
+                    return Err(GatewayError::invalid(
+                        "`messages` must be a non-empty array of messages",
+                        Some("messages"),
+                    ));
+                }
+            }
+            Endpoint::Completions => {
+                if value("prompt").is_none() {
+                    return Err(GatewayError::invalid(
+                        "`prompt` is required",
+                        Some("prompt"),
+                    ));
+                }
+            }
+            Endpoint::Embeddings => {
+                if value("input").is_none_or(|v| v == b"null") {
+                    return Err(GatewayError::invalid("`input` is required", Some("input")));
+                }
+                if stream {
+                    return Err(GatewayError::invalid(
+                        "embeddings cannot be streamed",
+                        Some("stream"),
+                    ));
+                }
+            }
+            Endpoint::Models | Endpoint::Other => {}
+        }
+
+        let mut client_wants_usage = false;
+        let mut stream_options_rest = Vec::new();
+        let stream_options_span = members
+            .spans
+            .iter()
+            .find(|(k, _)| k == "stream_options")
+            .map(|(_, r)| r.clone());
+        if let Some(span) = &stream_options_span {
+            let raw = &body[span.clone()];
+            if raw != b"null" {
+                let opts: Vec<(String, Box<RawValue>)> = serde_json::from_slice::<
+                    serde_json::Map<String, serde_json::Value>,
+                >(raw)
+                .map_err(|_| {
+                    GatewayError::invalid(
+                        "`stream_options` must be an object",
+                        Some("stream_options"),
+                    )
+                })?
+                .into_iter()
+                .filter_map(|(k, v)| serde_json::value::to_raw_value(&v).ok().map(|raw| (k, raw)))
+                .collect();
+                for (k, v) in opts {
+                    if k == "include_usage" {
+                        client_wants_usage = match v.get() {
+                            "true" => true,
+                            "false" | "null" => false,
+                            _ => {
+                                return Err(GatewayError::invalid(
+                                    "`stream_options.include_usage` must be a boolean",
+                                    Some("stream_options"),
+                                ));
+                            }
+                        };
+                    } else {
+                        stream_options_rest.push((k, v));
+                    }
+                }
+            }
+        }
+
+        Ok(Self {
+            endpoint,
+            model,
+            stream,
+            client_wants_usage,
+            model_span: model_span.clone(),
+            stream_options_span,
+            stream_options_rest,
+            body,
+        })
+    }
+
+    /// The body to send for one attempt: `model` replaced by the target's upstream name and,
+    /// for streams, `stream_options.include_usage` forced on so Sluice always sees usage.
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        let inject_usage = self.stream && !self.client_wants_usage;
+        if upstream_model == self.model && !inject_usage {
+            return self.body.clone();
+        }
+        let model_json = serde_json::to_string(upstream_model).unwrap_or_default();
+        let mut out = BytesMut::with_capacity(self.body.len() + model_json.len() + 48);
+        let mut cursor = 0;
+        let splice = |out: &mut BytesMut, range: &Range<usize>, with: &[u8], cursor: &mut usize| {
+            out.put_slice(&self.body[*cursor..range.start]);
+            out.put_slice(with);
+            *cursor = range.end;
+        };
+        let options = inject_usage.then(|| self.stream_options_json());
+        // Splice in body order so the copy is one forward pass.
+        let mut edits: Vec<(&Range<usize>, &[u8])> =
+            vec![(&self.model_span, model_json.as_bytes())];
+        if let (Some(opts), Some(span)) = (&options, &self.stream_options_span) {
+            edits.push((span, opts.as_bytes()));
+        }
+        edits.sort_by_key(|(r, _)| r.start);
+        for (range, with) in edits {
+            splice(&mut out, range, with, &mut cursor);
+        }
+        match (&options, &self.stream_options_span) {
+            (Some(opts), None) => {
+                // Add the member just before the closing brace of the top-level object.
+                let close = self.body[cursor..]
+                    .iter()
+                    .rposition(|b| *b == b'}')
+                    .map_or(self.body.len(), |p| cursor + p);
+                out.put_slice(&self.body[cursor..close]);
+                out.put_slice(b",\"stream_options\":");
+                out.put_slice(opts.as_bytes());
+                out.put_slice(&self.body[close..]);
+            }
+            _ => out.put_slice(&self.body[cursor..]),
+        }
+        out.freeze()
+    }
+
+    fn stream_options_json(&self) -> String {
+        let mut s = String::from("{\"include_usage\":true");
+        for (k, v) in &self.stream_options_rest {
+            s.push(',');
+            s.push_str(&serde_json::to_string(k).unwrap_or_default());
+            s.push(':');
+            s.push_str(v.get());
+        }
+        s.push('}');
+        s
+    }
+}
+
+/// Validates the whole body as one JSON object and records each top-level member's span.
+fn parse_members(body: &[u8]) -> Result<Members, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let members = MembersSeed {
+        base: body.as_ptr() as usize,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| invalid_json(&e))?;
+    de.end().map_err(|e| invalid_json(&e))?;
+    Ok(members)
+}
+
+fn invalid_json(e: &serde_json::Error) -> GatewayError {
+    GatewayError::invalid(
+        format!(
+            "the request body is not a valid JSON object: {} at line {} column {}",
+            describe(e),
+            e.line(),
+            e.column()
+        ),
+        None,
+    )
+}
+
+/// The serde_json message without its trailing position (we print our own).
+fn describe(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+struct MembersSeed {
+    base: usize,
+}
+
+impl MembersSeed {
+    fn deserialize<'de, D: de::Deserializer<'de>>(self, d: D) -> Result<Members, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MembersSeed {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Members::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            // RawValue borrows from the body, so its offset is where the member's value sits.
+            let start = raw.get().as_ptr() as usize - self.base;
+            let key = key.into_owned();
+            if members.spans.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            members.spans.push((key, start..start + raw.get().len()));
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+use super::*;
+
+fn parse(endpoint: Endpoint, body: &str) -> Result<OpenAiRequest, GatewayError> {
+    OpenAiRequest::parse(endpoint, Bytes::from(body.to_owned()))
+}
+
+fn chat(body: &str) -> OpenAiRequest {
+    parse(Endpoint::ChatCompletions, body).expect("valid request")
+}
+
+fn json(b: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(b).expect("upstream body is JSON")
+}
+
+#[test]
+fn unchanged_body_is_forwarded_without_a_copy() {
+    let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+    let up = r.upstream_body("m");
+    assert_eq!(up.as_ptr(), r.body.as_ptr());
+}
+
+#[test]
+fn model_is_rewritten_and_everything_else_kept_verbatim() {
+    let body = r#"{"temperature":0.5, "model" : "alias", "messages":[{"role":"user","content":"h\u00e9"}],"tools":[]}"#;
+    let up = chat(body).upstream_body("real-model");
+    let s = std::str::from_utf8(&up).expect("utf8");
+    assert_eq!(
+        s,
+        r#"{"temperature":0.5, "model" : "real-model", "messages":[{"role":"user","content":"h\u00e9"}],"tools":[]}"#
+    );
+}
+
+#[test]
+fn include_usage_is_injected_for_streams_and_remembered() {
+    let r = chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#);
+    assert!(!r.client_wants_usage);
+    let v = json(&r.upstream_body("m"));
+    assert_eq!(v["stream_options"]["include_usage"], true);
+
+    let r = chat(
+        r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include_obfuscation":false},"messages":[1]}"#,
+    );
+    assert!(
+        !r.client_wants_usage,
+        "an explicit false is the client's choice"
+    );
+    let v = json(&r.upstream_body("u"));
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["stream_options"]["include_obfuscation"], false);
+    assert_eq!(v["model"], "u");
+
+    let r = chat(
+        r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[1]}"#,
+    );
+    assert!(r.client_wants_usage);
+    assert_eq!(r.upstream_body("m").as_ptr(), r.body.as_ptr());
+}
+
+#[test]
+fn bad_requests_name_the_problem() {
+    let cases = [
+        (
+            "{",
+            "the request body is not a valid JSON object: EOF while parsing an object at line 1 column 1",
+        ),
+        (
+            "[1]",
+            "the request body is not a valid JSON object: invalid type: sequence, expected a JSON object at line 1 column 1",
+        ),
+        (r#"{"messages":[1]}"#, "`model` is required"),
+        (r#"{"model":3,"messages":[1]}"#, "`model` must be a string"),
+        (
+            r#"{"model":"m"}"#,
+            "`messages` must be a non-empty array of messages",
+        ),
+        (
+            r#"{"model":"m","messages":[]}"#,
+            "`messages` must be a non-empty array of messages",
+        ),
+        (
+            r#"{"model":"m","messages":[1],"stream":"yes"}"#,
+            "`stream` must be a boolean",
+        ),
+        (
+            r#"{"model":"m","model":"n","messages":[1]}"#,
+            "the request body is not a valid JSON object: duplicate field `model` at line 1 column 23",
+        ),
+        (
+            r#"{"model":"m","messages":[1],"api_base":"http://evil"}"#,
+            "`api_base` is not accepted: Sluice chooses the provider from its routing policy",
+        ),
+    ];
+    for (body, want) in cases {
+        let err = parse(Endpoint::ChatCompletions, body).expect_err(body);
+        assert_eq!(err.to_string(), want, "body: {body}");
+        assert_eq!(err.status(), 400);
+    }
+    let err = parse(
+        Endpoint::Embeddings,
+        r#"{"model":"e","input":"x","stream":true}"#,
+    )
+    .expect_err("no");
+    assert_eq!(err.to_string(), "embeddings cannot be streamed");
+    assert!(parse(Endpoint::Completions, r#"{"model":"c","prompt":"x"}"#).is_ok());
+}

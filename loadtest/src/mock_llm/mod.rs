@@ -1,0 +1,235 @@
+//! `mock-llm`: a scriptable fake OpenAI provider over real HTTP/1.1.
+//!
+//! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings` and
+//! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
+//! and `POST /_mock/reset` (zeroes them). Every answer is synthesized by
+//! `sluice_gateway::providers::mock`; streams are written one SSE event per chunk, paced by
+//! [`MockTiming`]. Faults are chosen per request; see [`fault`] for the grammar.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use sluice_loadtest::{MockLlm, MockLlmConfig};
+//! let llm = MockLlm::start(MockLlmConfig::default()).await?;
+//! let base = llm.base_url(); // http://127.0.0.1:PORT/v1
+//! // … point an upstream at `base`, use model "m@429" to get rate limited …
+//! assert_eq!(llm.requests_for("m@429"), 0);
+//! llm.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Counting happens before faults apply: every API request adds to `requests`, to
+//! `by_model[<body model exactly as received>]`, `bytes_received` and `last_body_len`, whether
+//! it is then answered, refused (401, counted in `unauthorized`) or failed on purpose.
+
+mod body;
+pub mod fault;
+mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+pub use sluice_gateway::providers::mock::MockTiming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How to start a [`MockLlm`].
+#[derive(Debug, Clone)]
+pub struct MockLlmConfig {
+    /// Where to listen; port 0 picks a free one (see [`MockLlm::addr`]).
+    pub addr: SocketAddr,
+    /// Path prefix of the API routes, e.g. `/v1`; `""` serves them at the root.
+    pub prefix: String,
+    /// Pacing of every answer; the default has no delay at all.
+    pub timing: MockTiming,
+    /// When set, API requests whose `Authorization: Bearer …` differs get a 401.
+    pub api_key: Option<String>,
+}
+
+impl Default for MockLlmConfig {
+    fn default() -> Self {
+        MockLlmConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            prefix: "/v1".to_owned(),
+            timing: MockTiming::default(),
+            api_key: None,
+        }
+    }
+}
+
+/// A snapshot of what a [`MockLlm`] has seen since start or the last reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// API requests (chat, completions, embeddings, models), before auth and faults.
+    pub requests: u64,
+    /// Requests per body `model`, exactly as received (including any `@fault` suffix).
+    pub by_model: BTreeMap<String, u64>,
+    /// Sum of API request body lengths.
+    pub bytes_received: u64,
+    /// Requests refused with 401.
+    pub unauthorized: u64,
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// Body length of the latest API request.
+    pub last_body_len: u64,
+}
+
+/// A running server. Dropping it (or [`shutdown`](Self::shutdown)) stops it and closes every
+/// connection.
+#[derive(Debug)]
+pub struct MockLlm {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropping this tells the accept loop to stop.
+    stop: watch::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl MockLlm {
+    /// Binds `cfg.addr` and serves in the background on the current tokio runtime.
+    pub async fn start(cfg: MockLlmConfig) -> std::io::Result<MockLlm> {
+        let listener = TcpListener::bind(cfg.addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            prefix: normalize_prefix(&cfg.prefix),
+            timing: cfg.timing,
+            api_key: cfg.api_key,
+            counters: Counters::default(),
+        });
+        let (stop, stopped) = watch::channel(());
+        let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), stopped));
+        Ok(MockLlm {
+            addr,
+            shared,
+            stop,
+            task,
+        })
+    }
+
+    /// The bound address (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR{prefix}`, e.g. `http://127.0.0.1:41234/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.shared.prefix)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Requests whose body `model` was exactly `model` (suffix included).
+    pub fn requests_for(&self, model: &str) -> u64 {
+        self.shared
+            .counters
+            .by_model()
+            .get(model)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Zeroes the counters, like `POST /_mock/reset`.
+    pub fn reset(&self) {
+        self.shared.counters.reset();
+    }
+
+    /// Stops accepting, closes every connection (in-flight answers are cut) and waits for the
+    /// listener to be released.
+    pub async fn shutdown(self) {
+        let MockLlm { stop, task, .. } = self;
+        drop(stop);
+        // The loop only ends by itself; a JoinError means it panicked, which is already reported.
+        let _ = task.await;
+    }
+}
+
+/// State shared by the handle and every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) prefix: String,
+    pub(crate) timing: MockTiming,
+    pub(crate) api_key: Option<String>,
+    pub(crate) counters: Counters,
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    by_model: Mutex<BTreeMap<String, u64>>,
+    bytes_received: AtomicU64,
+    unauthorized: AtomicU64,
+    connections: AtomicU64,
+    last_body_len: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn request(&self, model: Option<&str>, body_len: usize) {
+        let len = body_len as u64;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received.fetch_add(len, Ordering::Relaxed);
+        self.last_body_len.store(len, Ordering::Relaxed);
+        if let Some(model) = model {
+            let mut by_model = self.by_model();
+            match by_model.get_mut(model) {
+                Some(n) => *n += 1,
+                None => {
+                    by_model.insert(model.to_owned(), 1);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            requests: self.requests.load(Ordering::Relaxed),
+            by_model: self.by_model().clone(),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            unauthorized: self.unauthorized.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+            last_body_len: self.last_body_len.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.bytes_received,
+            &self.unauthorized,
+            &self.connections,
+            &self.last_body_len,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.by_model().clear();
+    }
+
+    /// The map survives a panic elsewhere: counters are plain numbers, never half-updated.
+    pub(crate) fn by_model(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.by_model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `v1/` → `/v1`, `/` → ``.
+fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}

@@ -1,0 +1,484 @@
+//! The HTTP side of `mock-llm`: accept loop, routing, auth, counting, faults.
+
+use std::borrow::Cow;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use sluice_gateway::providers::mock::{
+    self, CREATED, Endpoint, MockRequest, MockStream, MockTiming,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Shared;
+use super::body::{ScriptBody, Step};
+use super::fault::{self, Faults, Outcome};
+
+/// How long `stall` holds a request or stream before giving up on it.
+const STALL_FOR: Duration = Duration::from_secs(120);
+/// Largest request body accepted.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Header carrying the received body length on every API answer.
+const BODY_LEN_HEADER: &str = "x-mock-body-len";
+/// Header selecting faults; it wins over a `model@…` suffix.
+const FAULT_HEADER: &str = "x-mock";
+/// Models listed by `GET /models` besides every model name seen so far.
+const LISTED_MODELS: [&str; 2] = ["mock-chat", "mock-embed"];
+
+type Resp = Response<ScriptBody>;
+
+/// Accepts until the handle's stop sender is dropped, then aborts every connection.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<()>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    shared.counters.connection();
+                    // Best effort: SSE events should leave as soon as they are written.
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve_connection(stream, Arc::clone(&shared)));
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    conns.shutdown().await;
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let svc = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { handle(&shared, req).await }
+    });
+    // Errors here are the peer going away or a fault aborting the body: nothing to do.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
+enum Route {
+    Models,
+    Api(Endpoint),
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Error> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/_mock/stats") => {
+            return Ok(json_response(
+                StatusCode::OK,
+                to_json(&shared.counters.snapshot()),
+            ));
+        }
+        (&Method::POST, "/_mock/reset") => {
+            shared.counters.reset();
+            return Ok(json_response(
+                StatusCode::OK,
+                to_json(&shared.counters.snapshot()),
+            ));
+        }
+        _ => {}
+    }
+    let route = match path.strip_prefix(shared.prefix.as_str()) {
+        Some("/models") => Some(Route::Models),
+        Some(rest) => Endpoint::from_path(rest).map(Route::Api),
+        None => None,
+    };
+    let Some(route) = route else {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            &format!("Unknown request URL: {method} {path}"),
+            "invalid_request_error",
+            Some("unknown_url"),
+        ));
+    };
+    let allowed = match route {
+        Route::Models => Method::GET,
+        Route::Api(_) => Method::POST,
+    };
+    if method != allowed {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("Method {method} not allowed for {path}; use {allowed}"),
+            "invalid_request_error",
+            None,
+        );
+        let allow = if allowed == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        };
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return Ok(resp);
+    }
+
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the request body: {e}"),
+                "invalid_request_error",
+                None,
+            ));
+        }
+    };
+    let model = body_model(&body);
+    shared.counters.request(model.as_deref(), body.len());
+
+    let mut resp = match refusal(shared, &parts.headers) {
+        Some(resp) => {
+            shared.counters.unauthorized();
+            resp
+        }
+        None => match route {
+            Route::Models => models(shared),
+            Route::Api(endpoint) => {
+                answer(shared, endpoint, &parts.headers, model.as_deref(), &body).await?
+            }
+        },
+    };
+    resp.headers_mut()
+        .insert(BODY_LEN_HEADER, HeaderValue::from(body.len()));
+    Ok(resp)
+}
+
+/// The body's `model` string, if it is a JSON object with one.
+fn body_model(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ModelOnly<'a> {
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<ModelOnly<'_>>(body)
+        .ok()
+        .and_then(|m| m.model)
+        .map(Cow::into_owned)
+}
+
+/// The 401 to send when an API key is required and not given, if any.
+fn refusal(shared: &Shared, headers: &http::HeaderMap) -> Option<Resp> {
+    let key = shared.api_key.as_deref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if given == key => None,
+        Some(_) => Some(error_response(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        )),
+        None => Some(error_response(
+            StatusCode::UNAUTHORIZED,
+            "You didn't provide an API key. Provide it in the Authorization header \
+             (Authorization: Bearer YOUR_KEY).",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        )),
+    }
+}
+
+fn models(shared: &Shared) -> Resp {
+    let mut names: Vec<String> = LISTED_MODELS.iter().map(|m| (*m).to_owned()).collect();
+    for seen in shared.counters.by_model().keys() {
+        names.push(fault::split_model(seen).0.to_owned());
+    }
+    names.sort();
+    names.dedup();
+    let data: Vec<_> = names
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": CREATED, "owned_by": "mock-llm"}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        to_json(&json!({"object": "list", "data": data})),
+    )
+}
+
+/// One chat/completions/embeddings request, after counting and auth.
+async fn answer(
+    shared: &Shared,
+    endpoint: Endpoint,
+    headers: &http::HeaderMap,
+    model: Option<&str>,
+    body: &[u8],
+) -> Result<Resp, io::Error> {
+    // The header wins; without it the model suffix is the fault list (and is stripped).
+    let (spec, base_model) = match headers.get(FAULT_HEADER) {
+        Some(value) => match value.to_str() {
+            Ok(v) => (fault::from_header(v), None),
+            Err(_) => {
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the x-mock header must be ASCII",
+                    "invalid_request_error",
+                    None,
+                ));
+            }
+        },
+        None => match model.map(fault::split_model) {
+            Some((name, Some(spec))) => (spec, Some(name)),
+            _ => ("", None),
+        },
+    };
+    let faults = match fault::parse(spec) {
+        Ok(f) => f,
+        Err(msg) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                &msg,
+                "invalid_request_error",
+                Some("invalid_mock_fault"),
+            ));
+        }
+    };
+    if let Some(ttft) = faults.ttft {
+        tokio::time::sleep(ttft).await;
+    }
+    // Faults that do not care what was asked.
+    match faults.outcome {
+        Some(Outcome::Status { code, retry_after }) => return Ok(status_fault(code, retry_after)),
+        Some(Outcome::Html502) => return Ok(html(StatusCode::BAD_GATEWAY, HTML_502)),
+        Some(Outcome::Html200) => return Ok(html(StatusCode::OK, HTML_200)),
+        Some(Outcome::Garbage) => return Ok(json_response(StatusCode::OK, GARBAGE)),
+        _ => {}
+    }
+
+    let mut req = match MockRequest::from_body(endpoint, body) {
+        Ok(req) => req,
+        Err(msg) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                &msg,
+                "invalid_request_error",
+                None,
+            ));
+        }
+    };
+    if let Some(name) = base_model {
+        req.model = name.to_owned();
+    }
+    if faults.nousage {
+        req.include_usage = false;
+    }
+    let timing = effective_timing(shared.timing, &faults);
+    if req.stream {
+        Ok(stream_answer(&req, &timing, faults.outcome))
+    } else {
+        non_stream_answer(&req, &timing, &faults).await
+    }
+}
+
+fn effective_timing(base: MockTiming, faults: &Faults) -> MockTiming {
+    match faults.delay {
+        Some(d) if d.is_zero() => MockTiming {
+            tokens_per_s: 0.0,
+            ..base
+        },
+        Some(d) => MockTiming {
+            tokens_per_s: 1.0 / d.as_secs_f64(),
+            ..base
+        },
+        None => base,
+    }
+}
+
+fn stream_answer(req: &MockRequest, timing: &MockTiming, outcome: Option<Outcome>) -> Resp {
+    let stream = MockStream::new(req);
+    let completion = mock::usage(req).completion_tokens as usize;
+    let content_events = match req.endpoint {
+        Endpoint::ChatCompletions => 1 + completion,
+        Endpoint::Completions => completion,
+        Endpoint::Embeddings => 0,
+    };
+    let delays: Vec<Duration> = (0..stream.len())
+        .map(|i| stream.delay_before(timing, i))
+        .collect();
+    let paced = delays
+        .into_iter()
+        .zip(stream)
+        .flat_map(|(wait, event)| [Step::Wait(wait), Step::Data(event)]);
+    let mut close = false;
+    let steps: Vec<Step> = match outcome {
+        Some(Outcome::FirstError) => vec![Step::Data(Bytes::from_static(FIRST_ERROR_EVENT))],
+        Some(Outcome::Stall(k)) => paced
+            .take(2 * k.min(content_events))
+            .chain([Step::Wait(STALL_FOR), Step::Abort("mock stall elapsed")])
+            .collect(),
+        Some(Outcome::Cut(k)) => {
+            close = true;
+            paced.take(2 * k.min(content_events)).collect()
+        }
+        _ => paced.collect(),
+    };
+    let mut resp = Response::new(ScriptBody::script(steps));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn non_stream_answer(
+    req: &MockRequest,
+    timing: &MockTiming,
+    faults: &Faults,
+) -> Result<Resp, io::Error> {
+    match faults.outcome {
+        Some(Outcome::FirstError) => {
+            return Ok(json_response(StatusCode::OK, FIRST_ERROR_JSON));
+        }
+        Some(Outcome::Stall(_)) => {
+            tokio::time::sleep(STALL_FOR).await;
+            return Err(io::Error::other("mock stall elapsed"));
+        }
+        _ => {}
+    }
+    tokio::time::sleep(timing.response_delay(req)).await;
+    let mut body = mock::response_json(req);
+    if faults.nousage {
+        body = without_usage(&body);
+    }
+    if let Some(Outcome::Cut(_)) = faults.outcome {
+        let full_len = body.len();
+        let half = body.slice(..full_len / 2);
+        // The wait lets hyper flush the head and the half before the abort drops the socket.
+        let mut resp = Response::new(ScriptBody::script([
+            Step::Data(half),
+            Step::Wait(Duration::from_millis(20)),
+            Step::Abort("mock cut"),
+        ]));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(full_len));
+        return Ok(resp);
+    }
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// The answer without its top-level `usage` key.
+fn without_usage(body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+        Ok(mut obj) => {
+            obj.remove("usage");
+            Bytes::from(to_json(&obj))
+        }
+        Err(_) => body.clone(),
+    }
+}
+
+fn status_fault(code: u16, retry_after: Option<u64>) -> Resp {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = if code == 429 {
+        let secs = retry_after.unwrap_or(1);
+        error_response(
+            status,
+            &format!("Rate limit reached (mock-llm fault 429). Please try again in {secs}s."),
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+        )
+    } else {
+        let (kind, err_code) = match code {
+            401 => ("invalid_request_error", Some("invalid_api_key")),
+            404 => ("invalid_request_error", Some("model_not_found")),
+            400..=499 => ("invalid_request_error", None),
+            _ => ("server_error", None),
+        };
+        error_response(
+            status,
+            &format!("mock-llm fault: HTTP {code}"),
+            kind,
+            err_code,
+        )
+    };
+    if let Some(secs) = retry_after {
+        let h = resp.headers_mut();
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        h.insert(
+            "retry-after-ms",
+            HeaderValue::from(secs.saturating_mul(1000)),
+        );
+    }
+    resp
+}
+
+const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>mock-llm</center>\r\n</body>\r\n</html>\r\n";
+const HTML_200: &str = "<!DOCTYPE html>\n<html><head><title>Welcome</title></head>\
+<body><h1>It works!</h1><p>mock-llm html200 fault</p></body></html>\n";
+/// Looks like the start of a completion, then stops: not JSON.
+const GARBAGE: &str =
+    r#"{"id":"chatcmpl-mock-garbage","object":"chat.completion","choices":[{"index":0,"mess"#;
+const FIRST_ERROR_JSON: &str =
+    r#"{"error":{"message":"overloaded","type":"server_error","code":"overloaded"}}"#;
+const FIRST_ERROR_EVENT: &[u8] =
+    b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":\"overloaded\"}}\n\n";
+
+fn html(status: StatusCode, page: &'static str) -> Resp {
+    let mut resp = Response::new(ScriptBody::full(page));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut resp = Response::new(ScriptBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An OpenAI error object: `{"error":{"message","type","param","code"}}`.
+fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Resp {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    json_response(status, to_json(&body))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Only maps, strings and numbers are serialized here; this cannot fail in practice.
+    serde_json::to_vec(value).unwrap_or_default()
+}

@@ -1,0 +1,697 @@
+//! `mock-llm` over real sockets: answers, streams, every fault, auth and counters.
+//!
+//! The client is a tiny raw HTTP/1.1 reader so the tests see exactly what went over the wire:
+//! chunk boundaries, missing terminators, aborted bodies.
+
+// Always true for an integration test; stated so clippy's `allow-unwrap-in-tests` covers the
+// client helpers below too.
+#![cfg(test)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_gateway::providers::mock::{self, Endpoint, MockRequest, MockStream};
+use sluice_loadtest::mock_llm::MockTiming;
+use sluice_loadtest::{MockLlm, MockLlmConfig, Stats};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+// === a tiny HTTP/1.1 client ===
+
+struct Client {
+    io: BufReader<TcpStream>,
+}
+
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn chunked(&self) -> bool {
+        self.header("transfer-encoding") == Some("chunked")
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    Data(Vec<u8>),
+    /// The terminating zero-size chunk.
+    End,
+    /// The connection closed (or broke) before the terminator.
+    Eof,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            io: BufReader::new(TcpStream::connect(addr).await.unwrap()),
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: mock\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        if !body.is_empty() {
+            req.push_str("content-type: application/json\r\n");
+        }
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let stream = self.io.get_mut();
+        stream.write_all(req.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.io.read_line(&mut line).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
+        }
+    }
+
+    async fn head(&mut self) -> Head {
+        let status_line = self.line().await.expect("a status line");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await.expect("a header line");
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap();
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        Head { status, headers }
+    }
+
+    async fn chunk(&mut self) -> Chunk {
+        let Some(size_line) = self.line().await else {
+            return Chunk::Eof;
+        };
+        let size = usize::from_str_radix(size_line.trim(), 16).unwrap();
+        if size == 0 {
+            assert_eq!(self.line().await.as_deref(), Some(""), "no trailers");
+            return Chunk::End;
+        }
+        let mut data = vec![0; size];
+        if self.io.read_exact(&mut data).await.is_err() {
+            return Chunk::Eof;
+        }
+        assert_eq!(self.line().await.as_deref(), Some(""));
+        Chunk::Data(data)
+    }
+
+    /// The whole body: by content-length, by chunks, or to EOF. Panics on a short body.
+    async fn body(&mut self, head: &Head) -> Vec<u8> {
+        if head.chunked() {
+            let mut body = Vec::new();
+            loop {
+                match self.chunk().await {
+                    Chunk::Data(d) => body.extend(d),
+                    Chunk::End => return body,
+                    Chunk::Eof => panic!("chunked body ended without terminator"),
+                }
+            }
+        }
+        let len: usize = head.header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        self.io.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    /// Every chunk up to the terminator (or EOF, reported as the last element).
+    async fn chunks(&mut self) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        loop {
+            let c = self.chunk().await;
+            let last = !matches!(c, Chunk::Data(_));
+            out.push(c);
+            if last {
+                return out;
+            }
+        }
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (Head, Vec<u8>) {
+        self.send(method, path, headers, body).await;
+        let head = self.head().await;
+        let body = self.body(&head).await;
+        (head, body)
+    }
+}
+
+async fn post(llm: &MockLlm, path: &str, body: &Value) -> (Head, Vec<u8>) {
+    post_with(llm, path, &[], body).await
+}
+
+async fn post_with(
+    llm: &MockLlm,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (Head, Vec<u8>) {
+    let mut c = Client::connect(llm.addr()).await;
+    c.request("POST", path, headers, body.to_string().as_bytes())
+        .await
+}
+
+async fn start() -> MockLlm {
+    MockLlm::start(MockLlmConfig::default()).await.unwrap()
+}
+
+fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "tell me about sluice gates"}
+    ]})
+}
+
+fn stream_body(model: &str, include_usage: bool) -> Value {
+    let mut b = chat_body(model);
+    b["stream"] = json!(true);
+    if include_usage {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(bytes)))
+}
+
+fn data_chunks(chunks: &[Chunk]) -> Vec<String> {
+    chunks
+        .iter()
+        .filter_map(|c| match c {
+            Chunk::Data(d) => Some(String::from_utf8(d.clone()).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The JSON payload of one SSE event chunk.
+fn event_json(event: &str) -> Value {
+    let payload = event
+        .strip_prefix("data: ")
+        .and_then(|e| e.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not one SSE event: {event:?}"));
+    parse(payload.as_bytes())
+}
+
+/// Sends a stream request on a fresh connection and returns its head and chunks.
+async fn stream(llm: &MockLlm, headers: &[(&str, &str)], body: &Value) -> (Head, Vec<Chunk>) {
+    let mut c = Client::connect(llm.addr()).await;
+    c.send(
+        "POST",
+        "/v1/chat/completions",
+        headers,
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let head = c.head().await;
+    assert!(head.chunked(), "{head:?}");
+    let chunks = c.chunks().await;
+    (head, chunks)
+}
+
+// === answers ===
+
+#[tokio::test]
+async fn non_stream_chat_is_the_shared_synthesis() {
+    let llm = start().await;
+    let body = chat_body("gpt-mock");
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &body).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(bytes.len().to_string().as_str())
+    );
+    let sent = body.to_string();
+    assert_eq!(
+        head.header("x-mock-body-len"),
+        Some(sent.len().to_string().as_str())
+    );
+    let req = MockRequest::from_body(Endpoint::ChatCompletions, sent.as_bytes()).unwrap();
+    assert_eq!(bytes, mock::response_json(&req));
+    let v = parse(&bytes);
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "gpt-mock");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        mock::completion_text(&req)
+    );
+    let u = &v["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn non_stream_completions_embeddings_and_models() {
+    let llm = start().await;
+    let (head, bytes) = post(
+        &llm,
+        "/v1/completions",
+        &json!({"model": "c", "prompt": "once upon a time", "max_tokens": 3}),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let v = parse(&bytes);
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+
+    let (head, bytes) = post(
+        &llm,
+        "/v1/embeddings",
+        &json!({"model": "e", "input": ["a b", "c"], "dimensions": 4}),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let v = parse(&bytes);
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][1]["embedding"].as_array().unwrap().len(), 4);
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+
+    let mut c = Client::connect(llm.addr()).await;
+    let (head, bytes) = c.request("GET", "/v1/models", &[], b"").await;
+    assert_eq!(head.status, 200);
+    let v = parse(&bytes);
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"c") && ids.contains(&"e") && ids.contains(&"mock-chat"));
+
+    // Unknown routes, wrong methods and bad bodies are OpenAI errors.
+    let (head, bytes) = c.request("GET", "/v1/nope", &[], b"").await;
+    assert_eq!(head.status, 404);
+    assert_eq!(parse(&bytes)["error"]["code"], "unknown_url");
+    let (head, _) = c.request("GET", "/v1/chat/completions", &[], b"").await;
+    assert_eq!(head.status, 405);
+    let (head, bytes) = c
+        .request("POST", "/v1/chat/completions", &[], br#"{"model":"m"}"#)
+        .await;
+    assert_eq!(head.status, 400);
+    assert_eq!(parse(&bytes)["error"]["message"], "`messages` is required");
+    let (head, bytes) = c.request("POST", "/v1/embeddings", &[], b"{oops").await;
+    assert_eq!(head.status, 400);
+    let msg = parse(&bytes)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.starts_with("invalid JSON"), "{msg}");
+}
+
+#[tokio::test]
+async fn stream_without_usage_is_one_chunk_per_event() {
+    let llm = start().await;
+    let body = stream_body("gpt-mock", false);
+    let (head, chunks) = stream(&llm, &[], &body).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(chunks.last(), Some(&Chunk::End));
+    let events = data_chunks(&chunks);
+    let req =
+        MockRequest::from_body(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+    let expected: Vec<String> = MockStream::new(&req)
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    assert_eq!(events, expected);
+    assert_eq!(events.last().map(String::as_str), Some("data: [DONE]\n\n"));
+    let jsons: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| event_json(e))
+        .collect();
+    assert!(jsons.iter().all(|j| j.get("usage").is_none()));
+    assert_eq!(jsons.last().unwrap()["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn stream_with_usage_matches_non_stream_usage() {
+    let llm = start().await;
+    let (_, chunks) = stream(&llm, &[], &stream_body("gpt-mock", true)).await;
+    let events = data_chunks(&chunks);
+    assert_eq!(events.last().map(String::as_str), Some("data: [DONE]\n\n"));
+    let usage_chunk = event_json(&events[events.len() - 2]);
+    assert_eq!(usage_chunk["choices"], json!([]));
+    for e in &events[..events.len() - 2] {
+        let j = event_json(e);
+        assert!(j["usage"].is_null() && j.get("usage").is_some());
+    }
+    let (_, bytes) = post(&llm, "/v1/chat/completions", &chat_body("gpt-mock")).await;
+    assert_eq!(usage_chunk["usage"], parse(&bytes)["usage"]);
+}
+
+#[tokio::test]
+async fn timing_is_honoured() {
+    let llm = MockLlm::start(MockLlmConfig {
+        timing: MockTiming {
+            ttft: Duration::from_millis(150),
+            tokens_per_s: 100.0,
+        },
+        ..MockLlmConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut body = stream_body("m", false);
+    body["max_tokens"] = json!(3);
+    let t0 = Instant::now();
+    let (_, chunks) = stream(&llm, &[], &body).await;
+    let took = t0.elapsed();
+    // ttft + 3 tokens after the role chunk at 10 ms each.
+    assert!(took >= Duration::from_millis(180), "{took:?}");
+    assert_eq!(data_chunks(&chunks).len(), 1 + 3 + 1 + 1);
+    // Non-stream: the whole generation time before the answer.
+    let t0 = Instant::now();
+    let mut body = chat_body("m");
+    body["max_tokens"] = json!(3);
+    post(&llm, "/v1/chat/completions", &body).await;
+    assert!(t0.elapsed() >= Duration::from_millis(170));
+    // delay:0 and ttft faults override per request.
+    let t0 = Instant::now();
+    let (_, chunks) = stream(&llm, &[("x-mock", "delay:0")], &stream_body("m", false)).await;
+    assert_eq!(data_chunks(&chunks).len(), 1 + 16 + 1 + 1);
+    assert!(
+        t0.elapsed() < Duration::from_millis(150 + 160),
+        "delay:0 removes per-token waits"
+    );
+}
+
+// === faults ===
+
+#[tokio::test]
+async fn fault_429_with_retry_headers() {
+    let llm = start().await;
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@429:7")).await;
+    assert_eq!(head.status, 429);
+    assert_eq!(head.header("retry-after"), Some("7"));
+    assert_eq!(head.header("retry-after-ms"), Some("7000"));
+    let e = &parse(&bytes)["error"];
+    assert_eq!(e["type"], "rate_limit_error");
+    assert_eq!(e["code"], "rate_limit_exceeded");
+    let (head, _) = post(&llm, "/v1/chat/completions", &chat_body("m@429")).await;
+    assert_eq!(head.header("retry-after"), Some("1"));
+    assert_eq!(head.header("retry-after-ms"), Some("1000"));
+}
+
+#[tokio::test]
+async fn fault_5xx_and_html_and_garbage() {
+    let llm = start().await;
+    for code in [500u16, 502, 503] {
+        let (head, bytes) = post(
+            &llm,
+            "/v1/chat/completions",
+            &chat_body(&format!("m@{code}")),
+        )
+        .await;
+        assert_eq!(head.status, code);
+        assert_eq!(parse(&bytes)["error"]["type"], "server_error");
+        assert_eq!(head.header("retry-after"), None);
+    }
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@html502")).await;
+    assert_eq!(head.status, 502);
+    assert!(
+        head.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .contains("502 Bad Gateway")
+    );
+
+    let (head, bytes) = post(
+        &llm,
+        "/v1/chat/completions",
+        &stream_body("m@html200", true),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(
+        head.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(bytes.starts_with(b"<!DOCTYPE html>"));
+
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@garbage")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert!(serde_json::from_slice::<Value>(&bytes).is_err());
+}
+
+#[tokio::test]
+async fn fault_first_error() {
+    let llm = start().await;
+    let (head, chunks) = stream(&llm, &[], &stream_body("m@first-error", true)).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 1);
+    assert_eq!(event_json(&events[0])["error"]["code"], "overloaded");
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@first-error")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(parse(&bytes)["error"]["message"], "overloaded");
+}
+
+#[tokio::test]
+async fn fault_stall_sends_k_events_then_nothing() {
+    let llm = start().await;
+    let mut c = Client::connect(llm.addr()).await;
+    let body = stream_body("m@stall:2", false).to_string();
+    c.send("POST", "/v1/chat/completions", &[], body.as_bytes())
+        .await;
+    let head = c.head().await;
+    assert_eq!(head.status, 200);
+    for _ in 0..2 {
+        let Chunk::Data(d) = c.chunk().await else {
+            panic!("expected an event")
+        };
+        event_json(std::str::from_utf8(&d).unwrap());
+    }
+    let next = timeout(Duration::from_millis(300), c.chunk()).await;
+    assert!(next.is_err(), "stalled stream sent {next:?}");
+
+    // Non-stream: no head within the window either.
+    let mut c = Client::connect(llm.addr()).await;
+    c.send(
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        chat_body("m@stall:0").to_string().as_bytes(),
+    )
+    .await;
+    assert!(timeout(Duration::from_millis(300), c.head()).await.is_err());
+    // Shutdown ends the held connections.
+    llm.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_cut_ends_without_done() {
+    let llm = start().await;
+    let (head, chunks) = stream(&llm, &[], &stream_body("m@cut:3", true)).await;
+    assert_eq!(head.header("connection"), Some("close"));
+    assert_eq!(chunks.last(), Some(&Chunk::End), "cleanly terminated");
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 3);
+    for e in &events {
+        assert!(event_json(e)["choices"][0]["finish_reason"].is_null());
+    }
+    // A huge K still never reaches the finish chunk or [DONE].
+    let (_, chunks) = stream(&llm, &[], &stream_body("m@cut:999", true)).await;
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 1 + 16);
+    assert!(events.iter().all(|e| !e.contains("[DONE]")));
+
+    // Non-stream: half the announced body, then the connection drops.
+    let mut c = Client::connect(llm.addr()).await;
+    c.send(
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        chat_body("m@cut:1").to_string().as_bytes(),
+    )
+    .await;
+    let head = c.head().await;
+    let announced: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut got = Vec::new();
+    c.io.read_to_end(&mut got).await.ok();
+    assert_eq!(got.len(), announced / 2);
+}
+
+#[tokio::test]
+async fn fault_nousage() {
+    let llm = start().await;
+    let (_, chunks) = stream(&llm, &[], &stream_body("m@nousage", true)).await;
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 1 + 16 + 1 + 1);
+    assert!(events.iter().all(|e| !e.contains("\"usage\"")));
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@nousage")).await;
+    assert_eq!(head.status, 200);
+    let v = parse(&bytes);
+    assert!(v.get("usage").is_none());
+    assert_eq!(v["model"], "m", "the fault suffix is not echoed");
+}
+
+#[tokio::test]
+async fn header_overrides_model_suffix_and_unknown_faults_are_400() {
+    let llm = start().await;
+    let (head, _) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("x-mock", "503")],
+        &chat_body("m@429"),
+    )
+    .await;
+    assert_eq!(head.status, 503);
+    let (head, _) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("x-mock", "anything@429:2")],
+        &chat_body("plain"),
+    )
+    .await;
+    assert_eq!((head.status, head.header("retry-after")), (429, Some("2")));
+    // An empty header cancels the suffix.
+    let (head, _) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("x-mock", "")],
+        &chat_body("m@429"),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@explode")).await;
+    assert_eq!(head.status, 400);
+    let msg = parse(&bytes)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("`explode`"), "{msg}");
+    // Counted before faults: every one of those reached the upstream.
+    assert_eq!(llm.requests_for("m@429"), 2);
+    assert_eq!(llm.requests_for("m@explode"), 1);
+}
+
+// === auth and counters ===
+
+#[tokio::test]
+async fn api_key_is_enforced() {
+    let llm = MockLlm::start(MockLlmConfig {
+        api_key: Some("sk-test".to_owned()),
+        ..MockLlmConfig::default()
+    })
+    .await
+    .unwrap();
+    let body = chat_body("m");
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &body).await;
+    assert_eq!(head.status, 401);
+    assert_eq!(parse(&bytes)["error"]["code"], "invalid_api_key");
+    let (head, _) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-wrong")],
+        &body,
+    )
+    .await;
+    assert_eq!(head.status, 401);
+    let (head, _) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-test")],
+        &body,
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let mut c = Client::connect(llm.addr()).await;
+    let (head, _) = c.request("GET", "/v1/models", &[], b"").await;
+    assert_eq!(head.status, 401);
+    let s = llm.stats();
+    assert_eq!((s.requests, s.unauthorized), (4, 3));
+}
+
+#[tokio::test]
+async fn counters_keep_alive_stats_endpoint_and_reset() {
+    let llm = start().await;
+    let mut c = Client::connect(llm.addr()).await;
+    let a = chat_body("alpha").to_string();
+    let b = chat_body("beta@500").to_string();
+    for body in [&a, &a, &b] {
+        c.request("POST", "/v1/chat/completions", &[], body.as_bytes())
+            .await;
+    }
+    let s = llm.stats();
+    assert_eq!(s.requests, 3);
+    assert_eq!(s.connections, 1, "keep-alive reuses the connection");
+    assert_eq!(s.by_model.get("alpha"), Some(&2));
+    assert_eq!(s.by_model.get("beta@500"), Some(&1));
+    assert_eq!(llm.requests_for("beta@500"), 1);
+    assert_eq!(llm.requests_for("beta"), 0);
+    assert_eq!(s.bytes_received, (2 * a.len() + b.len()) as u64);
+    assert_eq!(s.last_body_len, b.len() as u64);
+
+    let (head, bytes) = c.request("GET", "/_mock/stats", &[], b"").await;
+    assert_eq!(head.status, 200);
+    let over_http: Stats = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(over_http, s);
+    let (head, _) = c.request("POST", "/_mock/reset", &[], b"").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(llm.stats(), Stats::default());
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_port_and_drop_stops_the_server() {
+    let llm = start().await;
+    let addr = llm.addr();
+    assert!(llm.base_url().starts_with("http://127.0.0.1:") && llm.base_url().ends_with("/v1"));
+    llm.shutdown().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+
+    let llm = start().await;
+    let addr = llm.addr();
+    drop(llm);
+    // The accept loop notices on its next poll.
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused);
+}

@@ -1,0 +1,25 @@
+//! Virtual keys: stored and looked up only as SHA-256 digests.
+
+use sha2::{Digest, Sha256};
+use sluice_config::KeyConfig;
+
+/// What a valid virtual key resolves to. Holds no secret material.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub name: String,
+    pub tenant: String,
+}
+
+impl From<&KeyConfig> for KeyEntry {
+    fn from(k: &KeyConfig) -> Self {
+        Self {
+            name: k.name.clone(),
+            tenant: k.tenant.clone(),
+        }
+    }
+}
+
+/// The digest the policy file stores for a key (`sluice hash-key` prints it in hex).
+pub fn hash_key(plaintext: &str) -> [u8; 32] {
+    Sha256::digest(plaintext.as_bytes()).into()
+}
