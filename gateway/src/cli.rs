@@ -1,7 +1,7 @@
 //! The `sluice` command line: run the gateway, check a policy file, hash a virtual key.
 
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -72,7 +72,7 @@ fn report(err: &sluice_config::Error) {
     }
 }
 
-fn check(file: &PathBuf) -> ExitCode {
+fn check(file: &Path) -> ExitCode {
     match sluice_config::load_file(file) {
         Ok(loaded) => {
             for w in &loaded.warnings {

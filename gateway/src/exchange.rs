@@ -18,7 +18,7 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use sluice_config::{ProviderKind, RetryOn};
 use sluice_observability::{Endpoint, Outcome};
-use sluice_policy::{AttemptPlan, ProviderId, Target};
+use sluice_policy::{AttemptPlan, Target};
 use tokio::time::{Instant, timeout_at};
 
 use crate::context::RequestCtx;
@@ -93,7 +93,8 @@ pub async fn run(
     let timeouts = &plan.route.timeouts;
     let retry = &plan.route.retry;
     let deadline = ctx.started + timeouts.total;
-    let mut cooldowns: Vec<(ProviderId, Instant)> = Vec::new();
+    // Retry-After applies to the model that said it; keyed by catalog name.
+    let mut cooldowns: Vec<(Arc<str>, Instant)> = Vec::new();
     let mut last: Option<Failure> = None;
 
     for attempt in 0..plan.max_attempts() {
@@ -105,7 +106,7 @@ pub async fn run(
             last = Some(Failure::Timeout(timeouts.total));
             break;
         }
-        if let Some(&(_, until)) = cooldowns.iter().find(|(p, _)| *p == target.provider.id) {
+        if let Some(&(_, until)) = cooldowns.iter().find(|(m, _)| *m == target.model) {
             // The provider asked us to wait: honour it when it is short, else move on.
             let wait = until.saturating_duration_since(now);
             if wait > retry.max_retry_after || until >= deadline {
@@ -137,7 +138,7 @@ pub async fn run(
                     "Attempt failed."
                 );
                 if let Failure::RateLimited(Some(after)) = &failure {
-                    cooldowns.push((target.provider.id, Instant::now() + *after));
+                    cooldowns.push((Arc::clone(&target.model), Instant::now() + *after));
                 }
                 let retryable = match &failure {
                     Failure::Connect(_) => retry.on.contains(&RetryOn::Connect),
@@ -225,24 +226,25 @@ async fn attempt_once(
             return Err(failed_status(up, status, target, state).await);
         }
         if req.stream {
-            peek_first_event(up).await
+            peek_first_event(up).await.map(Opened::Stream)
         } else {
-            Ok(Ready::Stream {
-                upstream: up,
-                decoder: SseDecoder::new(0),
-                held: Vec::new(),
-            })
+            Ok(Opened::Whole(up))
         }
     })
     .await
     .map_err(|_| Failure::Timeout(ttft_deadline - started))??;
 
     match opened {
-        Ready::Stream { upstream, .. } if !req.stream => {
-            read_whole(state, upstream, deadline, idle).await
-        }
-        ready => Ok(ready),
+        Opened::Stream(ready) => Ok(ready),
+        // The time to first byte is met; the rest of the body is bounded by idle and total.
+        Opened::Whole(up) => read_whole(state, up, deadline, idle).await,
     }
+}
+
+/// An attempt past its response header.
+enum Opened {
+    Stream(Ready),
+    Whole(Upstream),
 }
 
 async fn open(

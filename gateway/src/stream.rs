@@ -87,17 +87,13 @@ impl StreamState {
             self.usage = Some(usage);
         }
         match probe.choices {
-            Some(choices) if choices.is_empty() => {
-                if probe.usage.is_some() && !keep_usage_chunk {
-                    return Verdict::Drop;
-                }
+            Some(choices) if choices.is_empty() && probe.usage.is_some() && !keep_usage_chunk => {
+                return Verdict::Drop;
             }
-            Some(choices) => {
-                if choices.iter().any(|c| c.finish_reason.is_some()) {
-                    self.saw_finish = true;
-                }
+            Some(choices) if choices.iter().any(|c| c.finish_reason.is_some()) => {
+                self.saw_finish = true;
             }
-            None => {}
+            _ => {}
         }
         Verdict::Forward
     }

@@ -104,7 +104,7 @@ impl Policy {
                     upstream_model: Arc::from(m.upstream_model.as_str()),
                     provider,
                     kind: m.kind,
-                    pricing: m.pricing.clone(),
+                    pricing: m.pricing,
                 }),
             );
         }

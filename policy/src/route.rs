@@ -70,7 +70,7 @@ impl Route {
             Arc::from(rc.name.as_str()),
             RouteOrigin::Configured,
             rc.retry.clone(),
-            rc.timeouts.clone(),
+            rc.timeouts,
             targets,
             fallbacks,
         ))

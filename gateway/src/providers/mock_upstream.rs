@@ -32,8 +32,7 @@ impl MockUpstream {
                 index: 0,
             },
             Ok(req) => {
-                let events = MockStream::new(&req).len();
-                let wait = (0..events).map(|i| timing.delay_before(i)).sum();
+                let wait = timing.response_delay(&req);
                 Self {
                     status: 200,
                     content_type: b"application/json",
@@ -75,8 +74,9 @@ impl MockUpstream {
                 Some(body)
             }
             Body::Stream(stream) => {
+                let wait = stream.delay_before(&self.timing, self.index);
                 let event = stream.next()?;
-                sleep(self.timing.delay_before(self.index)).await;
+                sleep(wait).await;
                 self.index += 1;
                 Some(event)
             }

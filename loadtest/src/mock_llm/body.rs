@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ pub(crate) struct ScriptBody {
     steps: VecDeque<Step>,
     sleep: Option<Pin<Box<Sleep>>>,
     exact_len: Option<u64>,
+    /// Counts this body being dropped with steps left, i.e. the reader went away.
+    on_abort: Option<Arc<AtomicU64>>,
 }
 
 impl ScriptBody {
@@ -42,6 +46,7 @@ impl ScriptBody {
             exact_len: Some(bytes.len() as u64),
             steps: VecDeque::from([Step::Data(bytes)]),
             sleep: None,
+            on_abort: None,
         }
     }
 
@@ -51,6 +56,22 @@ impl ScriptBody {
             steps: steps.into_iter().collect(),
             sleep: None,
             exact_len: None,
+            on_abort: None,
+        }
+    }
+
+    /// Counts into `counter` if the body is dropped before its script ran out.
+    pub(crate) fn counting_aborts(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.on_abort = Some(counter);
+        self
+    }
+}
+
+impl Drop for ScriptBody {
+    fn drop(&mut self) {
+        let unfinished = self.steps.iter().any(|s| matches!(s, Step::Data(_)));
+        if unfinished && let Some(counter) = &self.on_abort {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

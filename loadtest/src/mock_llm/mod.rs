@@ -75,6 +75,8 @@ pub struct Stats {
     pub connections: u64,
     /// Body length of the latest API request.
     pub last_body_len: u64,
+    /// Streams whose reader went away before the last event was written.
+    pub streams_aborted: u64,
 }
 
 /// A running server. Dropping it (or [`shutdown`](Self::shutdown)) stops it and closes every
@@ -167,6 +169,7 @@ pub(crate) struct Counters {
     unauthorized: AtomicU64,
     connections: AtomicU64,
     last_body_len: AtomicU64,
+    pub(crate) streams_aborted: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -202,6 +205,7 @@ impl Counters {
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             last_body_len: self.last_body_len.load(Ordering::Relaxed),
+            streams_aborted: self.streams_aborted.load(Ordering::Relaxed),
         }
     }
 
@@ -212,6 +216,7 @@ impl Counters {
             &self.unauthorized,
             &self.connections,
             &self.last_body_len,
+            &*self.streams_aborted,
         ] {
             c.store(0, Ordering::Relaxed);
         }

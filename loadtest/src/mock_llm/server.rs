@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -293,7 +294,12 @@ async fn answer(
     }
     let timing = effective_timing(shared.timing, &faults);
     if req.stream {
-        Ok(stream_answer(&req, &timing, faults.outcome))
+        Ok(stream_answer(
+            &req,
+            &timing,
+            faults.outcome,
+            &shared.counters.streams_aborted,
+        ))
     } else {
         non_stream_answer(&req, &timing, &faults).await
     }
@@ -313,7 +319,12 @@ fn effective_timing(base: MockTiming, faults: &Faults) -> MockTiming {
     }
 }
 
-fn stream_answer(req: &MockRequest, timing: &MockTiming, outcome: Option<Outcome>) -> Resp {
+fn stream_answer(
+    req: &MockRequest,
+    timing: &MockTiming,
+    outcome: Option<Outcome>,
+    aborted: &Arc<AtomicU64>,
+) -> Resp {
     let stream = MockStream::new(req);
     let completion = mock::usage(req).completion_tokens as usize;
     let content_events = match req.endpoint {
@@ -341,7 +352,7 @@ fn stream_answer(req: &MockRequest, timing: &MockTiming, outcome: Option<Outcome
         }
         _ => paced.collect(),
     };
-    let mut resp = Response::new(ScriptBody::script(steps));
+    let mut resp = Response::new(ScriptBody::script(steps).counting_aborts(Arc::clone(aborted)));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

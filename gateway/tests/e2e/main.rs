@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `sluice` binary, real sockets on 127.0.0.1, the real mock-llm.
+
+mod body;
+mod common;
+mod errors;
+mod failover;
+mod lifecycle;
+mod streaming;
