@@ -74,11 +74,14 @@ enum Ready {
         body: Bytes,
         usage: Option<Usage>,
     },
-    Stream {
-        upstream: Upstream,
-        decoder: SseDecoder,
-        held: Vec<SseEvent>,
-    },
+    Stream(Box<StreamStart>),
+}
+
+/// A stream that passed its first-event check: the events read so far wait in `held`.
+struct StreamStart {
+    upstream: Upstream,
+    decoder: SseDecoder,
+    held: Vec<SseEvent>,
 }
 
 // === the attempt loop ===
@@ -440,11 +443,11 @@ async fn peek_first_event(mut up: Upstream) -> Result<Ready, Failure> {
             }
             held.push(ev);
             if has_data {
-                return Ok(Ready::Stream {
+                return Ok(Ready::Stream(Box::new(StreamStart {
                     upstream: up,
                     decoder,
                     held,
-                });
+                })));
             }
         }
         match up.read_chunk().await {
@@ -569,11 +572,14 @@ async fn commit(
             ctx.outcome = Outcome::Ok;
             Ok(Delivered::Complete)
         }
-        Ready::Stream {
-            upstream,
-            decoder,
-            held,
-        } => forward_stream(state, ds, ctx, req, upstream, decoder, held, deadline, idle).await,
+        Ready::Stream(start) => {
+            let StreamStart {
+                upstream,
+                decoder,
+                held,
+            } = *start;
+            forward_stream(state, ds, ctx, req, upstream, decoder, held, deadline, idle).await
+        }
     }
 }
 

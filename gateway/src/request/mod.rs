@@ -249,15 +249,21 @@ fn parse_members(body: &[u8]) -> Result<Members, GatewayError> {
 }
 
 fn invalid_json(e: &serde_json::Error) -> GatewayError {
-    GatewayError::invalid(
+    let message = if e.column() > 0 {
         format!(
             "the request body is not a valid JSON object: {} at line {} column {}",
             describe(e),
             e.line(),
             e.column()
-        ),
-        None,
-    )
+        )
+    } else {
+        // serde_json has no position for a wrong top-level type.
+        format!(
+            "the request body is not a valid JSON object: {}",
+            describe(e)
+        )
+    };
+    GatewayError::invalid(message, None)
 }
 
 /// The serde_json message without its trailing position (we print our own).

@@ -65,7 +65,7 @@ fn bad_requests_name_the_problem() {
         ),
         (
             "[1]",
-            "the request body is not a valid JSON object: invalid type: sequence, expected a JSON object at line 1 column 1",
+            "the request body is not a valid JSON object: invalid type: sequence, expected a JSON object",
         ),
         (r#"{"messages":[1]}"#, "`model` is required"),
         (r#"{"model":3,"messages":[1]}"#, "`model` must be a string"),
@@ -83,7 +83,7 @@ fn bad_requests_name_the_problem() {
         ),
         (
             r#"{"model":"m","model":"n","messages":[1]}"#,
-            "the request body is not a valid JSON object: duplicate field `model` at line 1 column 23",
+            "the request body is not a valid JSON object: duplicate field `model` at line 1 column 24",
         ),
         (
             r#"{"model":"m","messages":[1],"api_base":"http://evil"}"#,

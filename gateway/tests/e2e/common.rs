@@ -23,12 +23,20 @@ pub fn key_sha256() -> String {
     out.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A free port below the kernel's ephemeral range (32768+), so a port-0 bind elsewhere in the
+/// test process (mock-llm) can never be handed the same port between this pick and sluice's
+/// bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 200) * 50;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + n % 2_000).expect("port fits");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub async fn mock_llm() -> MockLlm {
