@@ -13,7 +13,7 @@ pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
     pub endpoint: Endpoint,
-    pub tenant: Option<String>,
+    pub tenant: Option<Arc<str>>,
     pub route: Option<Arc<str>>,
     /// The catalog model of the latest attempt (the one that answered, on success).
     pub model: Option<Arc<str>>,

@@ -161,7 +161,7 @@ async fn serve(
 }
 
 /// Resolves `Authorization: Bearer <key>` to its key entry's tenant.
-fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<String, GatewayError> {
+fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<Arc<str>, GatewayError> {
     let header = ds
         .get_header("authorization")
         .ok_or(GatewayError::MissingKey)?;
@@ -174,7 +174,7 @@ fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<String, GatewayEr
         .ok_or(GatewayError::MissingKey)?;
     policy
         .authenticate(presented)
-        .map(|k| k.tenant.clone())
+        .map(|k| Arc::clone(&k.tenant))
         .ok_or(GatewayError::InvalidKey)
 }
 

@@ -1,5 +1,7 @@
 //! Virtual keys: stored and looked up only as SHA-256 digests.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use sluice_config::KeyConfig;
 
@@ -7,14 +9,15 @@ use sluice_config::KeyConfig;
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     pub name: String,
-    pub tenant: String,
+    /// Shared so each request can hold it without a copy.
+    pub tenant: Arc<str>,
 }
 
 impl From<&KeyConfig> for KeyEntry {
     fn from(k: &KeyConfig) -> Self {
         Self {
             name: k.name.clone(),
-            tenant: k.tenant.clone(),
+            tenant: Arc::from(k.tenant.as_str()),
         }
     }
 }

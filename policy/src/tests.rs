@@ -89,7 +89,7 @@ fn keys_authenticate_by_hash_only() {
         .config;
     cfg.keys[0].key_sha256 = hash_key("sk-right");
     let p = Policy::compile(&cfg).expect("compiles");
-    assert_eq!(p.authenticate("sk-right").expect("valid key").tenant, "t");
+    assert_eq!(&*p.authenticate("sk-right").expect("valid key").tenant, "t");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! target's model name and the injected `stream_options`; when nothing changes, the original
 //! `Bytes` is sent as is.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -36,9 +37,10 @@ pub struct OpenAiRequest {
 }
 
 #[derive(Default)]
-struct Members {
-    /// (key, value span) for each top-level member, in order.
-    spans: Vec<(String, Range<usize>)>,
+struct Members<'a> {
+    /// (key, value span) for each top-level member, in order. Keys borrow from the body
+    /// unless they contain escapes.
+    spans: Vec<(Cow<'a, str>, Range<usize>)>,
 }
 
 // === impl OpenAiRequest ===
@@ -56,7 +58,7 @@ impl OpenAiRequest {
         if let Some((k, _)) = members
             .spans
             .iter()
-            .find(|(k, _)| FORBIDDEN_FIELDS.contains(&k.as_str()))
+            .find(|(k, _)| FORBIDDEN_FIELDS.contains(&&**k))
         {
             return Err(GatewayError::invalid(
                 format!(
@@ -237,7 +239,7 @@ impl OpenAiRequest {
 }
 
 /// Validates the whole body as one JSON object and records each top-level member's span.
-fn parse_members(body: &[u8]) -> Result<Members, GatewayError> {
+fn parse_members(body: &[u8]) -> Result<Members<'_>, GatewayError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let members = MembersSeed {
         base: body.as_ptr() as usize,
@@ -280,31 +282,53 @@ struct MembersSeed {
 }
 
 impl MembersSeed {
-    fn deserialize<'de, D: de::Deserializer<'de>>(self, d: D) -> Result<Members, D::Error> {
+    fn deserialize<'de, D: de::Deserializer<'de>>(self, d: D) -> Result<Members<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for MembersSeed {
-    type Value = Members;
+    type Value = Members<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
         let mut members = Members::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let raw: &'de RawValue = map.next_value()?;
             // RawValue borrows from the body, so its offset is where the member's value sits.
             let start = raw.get().as_ptr() as usize - self.base;
-            let key = key.into_owned();
             if members.spans.iter().any(|(k, _)| *k == key) {
                 return Err(de::Error::custom(format!("duplicate field `{key}`")));
             }
             members.spans.push((key, start..start + raw.get().len()));
         }
         Ok(members)
+    }
+}
+
+/// A member name that borrows from the body when it has no escapes (serde's own `Cow`
+/// impl always copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 

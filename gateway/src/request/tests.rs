@@ -103,3 +103,11 @@ fn bad_requests_name_the_problem() {
     assert_eq!(err.to_string(), "embeddings cannot be streamed");
     assert!(parse(Endpoint::Completions, r#"{"model":"c","prompt":"x"}"#).is_ok());
 }
+
+#[test]
+fn escaped_member_names_are_understood() {
+    let r = chat(r#"{"\u006dodel":"m","messages":[{"role":"user","content":"x"}]}"#);
+    assert_eq!(r.model, "m");
+    let up = json(&r.upstream_body("n"));
+    assert_eq!(up["model"], "n");
+}
