@@ -1,8 +1,8 @@
 //! The Sluice policy file: its schema, loading and validation.
 //!
 //! This crate owns
-//! - the YAML schema of the policy file (`server`, `providers`, `models`, `routes`, `keys`),
-//!   kept as private raw serde types with `deny_unknown_fields` everywhere;
+//! - the YAML schema of the policy file (`server`, `telemetry`, `providers`, `models`,
+//!   `routes`, `keys`), kept as private raw serde types with `deny_unknown_fields` everywhere;
 //! - loading it from a file or a string ([`load_file`], [`load_str`], [`load_str_with_env`]);
 //! - resolving provider secrets from environment variables (`api_key_env`), which are then
 //!   only reachable through [`Secret::expose`] and never printed;
@@ -28,8 +28,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use types::{
-    BaseUrl, Config, KeyConfig, ModelConfig, ModelKind, Pricing, ProviderConfig, ProviderKind,
-    RetryConfig, RetryOn, RouteConfig, Secret, ServerConfig, TargetConfig, Timeouts,
+    BaseUrl, Config, KeepRule, KeyConfig, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
+    Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn, RouteConfig,
+    SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub server: Option<RawServer>,
     #[serde(default)]
+    pub telemetry: Option<RawTelemetry>,
+    #[serde(default)]
     pub providers: Option<BTreeMap<String, Spanned<RawProvider>>>,
     #[serde(default)]
     pub models: Option<BTreeMap<String, Spanned<RawModel>>>,
@@ -27,6 +29,96 @@ pub(crate) struct RawConfig {
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     #[serde(default)]
     pub keys: Option<Vec<Spanned<RawKey>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    #[serde(default)]
+    pub otlp: Option<Spanned<RawOtlp>>,
+    #[serde(default)]
+    pub sample: Option<RawSample>,
+    #[serde(default)]
+    pub capture_content: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_content_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub redact: Option<Vec<Spanned<RawRedact>>>,
+    #[serde(default)]
+    pub access_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOtlp {
+    #[serde(default)]
+    pub endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub queue_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub batch_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub export_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSample {
+    #[serde(default)]
+    pub head_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub keep: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub slow: Option<Spanned<String>>,
+    #[serde(default)]
+    pub expensive_usd: Option<Spanned<f64>>,
+}
+
+/// One entry of `telemetry.redact`: a built-in name (`email`) or `{ regex: "…" }`.
+#[derive(Debug)]
+pub(crate) enum RawRedact {
+    Name(String),
+    Regex(String),
+}
+
+impl<'de> Deserialize<'de> for RawRedact {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRedact;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`email`, `card`, `api_key` or `{ regex: \"…\" }`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRedact, E> {
+                Ok(RawRedact::Name(v.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawRedact, A::Error> {
+                let mut regex = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "regex" {
+                        return Err(de::Error::unknown_field(&key, &["regex"]));
+                    }
+                    if regex.is_some() {
+                        return Err(de::Error::duplicate_field("regex"));
+                    }
+                    regex = Some(map.next_value::<String>()?);
+                }
+                regex
+                    .map(RawRedact::Regex)
+                    .ok_or_else(|| de::Error::missing_field("regex"))
+            }
+        }
+
+        deserializer.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +201,15 @@ pub(crate) struct RawRoute {
     pub retry: Option<RawRetry>,
     #[serde(default)]
     pub timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    pub telemetry: Option<RawRouteTelemetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteTelemetry {
+    #[serde(default)]
+    pub slow: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

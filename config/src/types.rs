@@ -19,6 +19,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Virtual keys in file order.
     pub keys: Vec<KeyConfig>,
+    /// Spans, sampling, content capture and the access log. Defaults when absent.
+    pub telemetry: TelemetryConfig,
 }
 
 /// The `server` section. The listeners and `threads` only change on restart.
@@ -158,6 +160,9 @@ pub struct RouteConfig {
     pub fallbacks: Vec<String>,
     pub retry: RetryConfig,
     pub timeouts: Timeouts,
+    /// The route's own "slow request" threshold for tail sampling (YAML
+    /// `telemetry: { slow: 5s }`); `None` uses `telemetry.sample.slow`.
+    pub slow: Option<Duration>,
 }
 
 /// A weighted target of a route.
@@ -265,6 +270,165 @@ impl Default for Timeouts {
             ttft: Duration::from_secs(60),
             idle: Duration::from_secs(30),
             total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The `telemetry` section: span export, sampling, content capture, the access log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans go; `None` (the default) exports no spans.
+    pub otlp: Option<OtlpConfig>,
+    pub sample: SampleConfig,
+    /// Record prompts and answers (`gen_ai.input.messages`, `gen_ai.output.messages`) on
+    /// spans, after redaction. Default false.
+    pub capture_content: bool,
+    /// Largest captured content per attribute, in bytes of JSON. Default 16384;
+    /// 256..=1048576.
+    pub max_content_bytes: usize,
+    /// What is removed from captured content. Default `[email, card, api_key]`.
+    pub redact: Vec<RedactRule>,
+    /// Write one access-log line per request. Default true.
+    pub access_log: bool,
+}
+
+/// An OTLP trace exporter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The URL spans are sent to, as used: for `protocol: http` it ends in `/v1/traces`
+    /// (appended when the file does not say it); for gRPC it has no path.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Per export call. Default 10s.
+    pub timeout: Duration,
+    /// Spans waiting for export; more are dropped (and counted). Default 4096;
+    /// 1..=1048576.
+    pub queue_size: usize,
+    /// Spans per export call. Default 512; 1..=65536.
+    pub batch_size: usize,
+    /// How long a part-filled batch waits. Default 1s.
+    pub export_interval: Duration,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (YAML `grpc`), usually port 4317. The default.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (YAML `http`), usually port 4318.
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http",
+        }
+    }
+}
+
+/// Which requests' spans are kept.
+///
+/// Every request matching a rule of `keep` is kept (tail sampling, decided when the request
+/// has ended); of the rest, a `head_ratio` share is kept, decided from the trace id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleConfig {
+    /// Share of the other requests kept. Default 0.05; 0..=1.
+    pub head_ratio: f64,
+    /// Default: all five rules.
+    pub keep: Vec<KeepRule>,
+    /// Over this a request is slow (routes may set their own). Default 10s.
+    pub slow: Duration,
+    /// Over this cost (USD) a request is expensive. Default 0.1; finite, >= 0.
+    pub expensive_usd: f64,
+}
+
+/// A reason to keep a request's spans whatever `head_ratio` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeepRule {
+    /// It failed, or one of its upstream attempts did.
+    Error,
+    /// It took longer than the route's (or the sample's) `slow`.
+    Slow,
+    /// It cost more than `expensive_usd`.
+    Expensive,
+    /// A remediation action changed how it was served.
+    Remediated,
+    /// The judge scored it.
+    Judged,
+}
+
+impl KeepRule {
+    /// All five, the default.
+    pub const ALL: [KeepRule; 5] = [
+        KeepRule::Error,
+        KeepRule::Slow,
+        KeepRule::Expensive,
+        KeepRule::Remediated,
+        KeepRule::Judged,
+    ];
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepRule::Error => "error",
+            KeepRule::Slow => "slow",
+            KeepRule::Expensive => "expensive",
+            KeepRule::Remediated => "remediated",
+            KeepRule::Judged => "judged",
+        }
+    }
+}
+
+/// What redaction removes from captured content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedactRule {
+    /// Email addresses (YAML `email`).
+    Email,
+    /// Payment card numbers that pass the Luhn check (YAML `card`).
+    Card,
+    /// API keys and bearer tokens: `sk-…`, `sk-ant-…`, `AKIA…`, `Bearer …` (YAML `api_key`).
+    ApiKey,
+    /// A custom pattern (YAML `{ regex: "ACME-[0-9]{6}" }`), checked to compile at load.
+    Regex(String),
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp: None,
+            sample: SampleConfig::default(),
+            capture_content: false,
+            max_content_bytes: 16 * 1024,
+            redact: vec![RedactRule::Email, RedactRule::Card, RedactRule::ApiKey],
+            access_log: true,
+        }
+    }
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            head_ratio: 0.05,
+            keep: KeepRule::ALL.to_vec(),
+            slow: Duration::from_secs(10),
+            expensive_usd: 0.1,
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// The defaults for everything but the endpoint.
+    pub fn new(endpoint: impl Into<String>, protocol: OtlpProtocol) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            protocol,
+            timeout: Duration::from_secs(10),
+            queue_size: 4096,
+            batch_size: 512,
+            export_interval: Duration::from_secs(1),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_config::{
-    Diagnostic, Error, ModelKind, ProviderKind, RetryOn, load_file, load_str_with_env,
+    Diagnostic, Error, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, ProviderKind, RedactRule,
+    RetryOn, SampleConfig, TelemetryConfig, load_file, load_str_with_env,
 };
 
 fn fixtures() -> PathBuf {
@@ -288,6 +289,143 @@ keys:
     assert_eq!(r.timeouts.total, Duration::from_secs(600));
 
     assert_eq!(c.keys[0].key_sha256[0], 0x1c, "upper-case hex is accepted");
+
+    assert_eq!(r.slow, None);
+    assert_eq!(c.telemetry, TelemetryConfig::default());
+    let t = &c.telemetry;
+    assert_eq!(t.otlp, None, "no telemetry section exports no spans");
+    assert!(!t.capture_content);
+    assert!(t.access_log);
+    assert_eq!(t.max_content_bytes, 16384);
+    assert_eq!(
+        t.redact,
+        [RedactRule::Email, RedactRule::Card, RedactRule::ApiKey]
+    );
+    assert_eq!(
+        t.sample,
+        SampleConfig {
+            head_ratio: 0.05,
+            keep: KeepRule::ALL.to_vec(),
+            slow: Duration::from_secs(10),
+            expensive_usd: 0.1,
+        }
+    );
+}
+
+const TELEMETRY_TAIL: &str = "\
+providers: { p: { kind: mock } }
+models: { m: { provider: p } }
+routes:
+  - name: r
+    match: { model: m }
+    targets: [ { model: m } ]
+    telemetry: { slow: 5s }
+keys: [ { name: k, key_sha256: 1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213, tenant: t } ]
+";
+
+#[test]
+fn a_full_telemetry_section_loads() {
+    let src = format!(
+        "\
+telemetry:
+  otlp: {{ endpoint: http://127.0.0.1:4317, protocol: grpc, timeout: 3s, queue_size: 100, batch_size: 10, export_interval: 250ms }}
+  sample: {{ head_ratio: 0, keep: [error, judged, error], slow: 2s, expensive_usd: 0.5 }}
+  capture_content: true
+  max_content_bytes: 4096
+  redact: [card, {{ regex: \"ACME-[0-9]{{6}}\" }}, card]
+  access_log: false
+{TELEMETRY_TAIL}"
+    );
+    let c = load_str_with_env(&src, "t.yaml", &no_env)
+        .expect("valid")
+        .config;
+    assert_eq!(c.routes[0].slow, Some(Duration::from_secs(5)));
+    assert_eq!(
+        c.telemetry,
+        TelemetryConfig {
+            otlp: Some(OtlpConfig {
+                endpoint: "http://127.0.0.1:4317".into(),
+                protocol: OtlpProtocol::Grpc,
+                timeout: Duration::from_secs(3),
+                queue_size: 100,
+                batch_size: 10,
+                export_interval: Duration::from_millis(250),
+            }),
+            sample: SampleConfig {
+                head_ratio: 0.0,
+                keep: vec![KeepRule::Error, KeepRule::Judged],
+                slow: Duration::from_secs(2),
+                expensive_usd: 0.5,
+            },
+            capture_content: true,
+            max_content_bytes: 4096,
+            redact: vec![RedactRule::Card, RedactRule::Regex("ACME-[0-9]{6}".into())],
+            access_log: false,
+        }
+    );
+}
+
+#[test]
+fn otlp_endpoints_are_normalised_per_protocol() {
+    let cases = [
+        ("http://127.0.0.1:4317", "grpc", "http://127.0.0.1:4317"),
+        ("http://collector/", "grpc", "http://collector:80"),
+        (
+            "https://collector.example",
+            "grpc",
+            "https://collector.example:443",
+        ),
+        ("http://[::1]:4317", "grpc", "http://[::1]:4317"),
+        (
+            "http://127.0.0.1:4318",
+            "http",
+            "http://127.0.0.1:4318/v1/traces",
+        ),
+        (
+            "http://127.0.0.1:4318/",
+            "http",
+            "http://127.0.0.1:4318/v1/traces",
+        ),
+        (
+            "http://127.0.0.1:4318/v1/traces",
+            "http",
+            "http://127.0.0.1:4318/v1/traces",
+        ),
+        (
+            "http://gw:8080/otlp",
+            "http/protobuf",
+            "http://gw:8080/otlp/v1/traces",
+        ),
+    ];
+    for (endpoint, protocol, want) in cases {
+        let src = format!(
+            "telemetry:\n  otlp: {{ endpoint: \"{endpoint}\", protocol: {protocol} }}\n{TELEMETRY_TAIL}"
+        );
+        let c = load_str_with_env(&src, "e.yaml", &no_env)
+            .unwrap_or_else(|e| panic!("{endpoint} {protocol}: {e:?}"))
+            .config;
+        let otlp = c.telemetry.otlp.expect("otlp");
+        assert_eq!(otlp.endpoint, want, "{endpoint} {protocol}");
+        let want_protocol = if protocol == "grpc" {
+            OtlpProtocol::Grpc
+        } else {
+            OtlpProtocol::HttpProtobuf
+        };
+        assert_eq!(otlp.protocol, want_protocol);
+        assert_eq!(
+            (otlp.queue_size, otlp.batch_size, otlp.timeout),
+            (4096, 512, Duration::from_secs(10))
+        );
+    }
+}
+
+#[test]
+fn an_empty_redact_list_turns_redaction_off() {
+    let src = format!("telemetry: {{ redact: [] }}\n{TELEMETRY_TAIL}");
+    let c = load_str_with_env(&src, "r.yaml", &no_env)
+        .expect("valid")
+        .config;
+    assert!(c.telemetry.redact.is_empty());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use sluice_config::{ProviderKind, RetryOn};
-use sluice_observability::{Endpoint, Outcome};
+use sluice_observability::{AttemptOutcome, Endpoint, Outcome};
 use sluice_policy::{AttemptPlan, Target};
 use tokio::time::{Instant, timeout_at};
 
@@ -29,7 +29,7 @@ use crate::providers::{ConnectError, MockUpstream, Upstream};
 use crate::request::OpenAiRequest;
 use crate::sse::{SseDecoder, SseEvent};
 use crate::state::AppState;
-use crate::stream::{self, StreamState, Usage, Verdict};
+use crate::stream::{self, AnswerInfo, AnswerProblem, StreamState, Usage, Verdict};
 
 /// Largest single SSE event accepted from a provider.
 const MAX_EVENT_BYTES: usize = 4 << 20;
@@ -72,6 +72,7 @@ enum Ready {
     Whole {
         status: u16,
         body: Bytes,
+        answer: AnswerInfo,
         usage: Option<Usage>,
     },
     Stream(Box<StreamStart>),
@@ -122,17 +123,23 @@ pub async fn run(
             }
         }
 
-        ctx.model = Some(Arc::clone(&target.model));
         let body = req.upstream_body(&target.upstream_model);
         let ttft_deadline = (Instant::now() + timeouts.ttft).min(deadline);
         let outcome = tokio::select! {
             biased;
-            r = attempt_once(state, ctx, req, target, body, ttft_deadline, deadline, timeouts.idle) => r,
-            _ = ds.read_body_or_idle(true) => return Err(Rejection::ClientGone),
+            r = attempt_once(state, ctx, req, target, body, ttft_deadline, deadline, timeouts.idle) => Some(r),
+            _ = ds.read_body_or_idle(true) => None,
+        };
+        let Some(outcome) = outcome else {
+            ctx.end_attempt(AttemptOutcome::Cancelled, None);
+            return Err(Rejection::ClientGone);
         };
         match outcome {
             Ok(ready) => return commit(state, ds, ctx, req, ready, deadline, timeouts.idle).await,
             Err(failure) => {
+                if let Some((outcome, status)) = failure.attempt_outcome() {
+                    ctx.end_attempt(outcome, status);
+                }
                 tracing::debug!(
                     request_id = %ctx.request_id,
                     model = %target.model,
@@ -162,6 +169,18 @@ pub async fn run(
 }
 
 impl Failure {
+    /// How the attempt ended, for its record; `None` when nothing was sent.
+    fn attempt_outcome(&self) -> Option<(AttemptOutcome, Option<u16>)> {
+        Some(match self {
+            Self::Unavailable(_) => return None,
+            Self::Connect(_) => (AttemptOutcome::ConnectError, None),
+            Self::Timeout(_) => (AttemptOutcome::Timeout, None),
+            Self::RateLimited(_) => (AttemptOutcome::RateLimited, Some(429)),
+            Self::Server { status, .. } => (AttemptOutcome::ServerError, Some(*status)),
+            Self::Client { status, .. } => (AttemptOutcome::ClientError, Some(*status)),
+        })
+    }
+
     /// A one-line description for logs: no bodies, no secrets.
     fn summary(&self) -> String {
         match self {
@@ -260,7 +279,7 @@ async fn open(
     let provider = &target.provider.config;
     match &provider.kind {
         ProviderKind::Mock { ttft, tokens_per_s } => {
-            ctx.attempts += 1;
+            ctx.begin_attempt(target, state.next_span_id());
             let timing = MockTiming {
                 ttft: *ttft,
                 tokens_per_s: *tokens_per_s,
@@ -283,12 +302,12 @@ async fn open(
                     provider.name
                 )));
             }
+            ctx.begin_attempt(target, state.next_span_id());
             let addr = state
                 .resolver
                 .resolve(&base_url.host, base_url.port)
                 .await
                 .map_err(Failure::Connect)?;
-            ctx.attempts += 1;
             let http = HttpTarget {
                 addr,
                 base_url,
@@ -514,24 +533,18 @@ async fn read_whole(
     } else {
         parts.concat().into()
     };
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        usage: Option<Usage>,
-        #[serde(default)]
-        error: Option<serde::de::IgnoredAny>,
-    }
-    match serde_json::from_slice::<Probe>(&body) {
-        Ok(Probe { error: Some(_), .. }) => Err(server(format!(
+    match AnswerInfo::from_body(&body) {
+        Ok((answer, usage)) => Ok(Ready::Whole {
+            status,
+            body,
+            answer,
+            usage,
+        }),
+        Err(AnswerProblem::ErrorObject) => Err(server(format!(
             "the provider answered {status} with an error: {}",
             truncate_utf8(&body, 200)
         ))),
-        Ok(Probe { usage, .. }) => Ok(Ready::Whole {
-            status,
-            body,
-            usage,
-        }),
-        Err(_) => Err(server(format!(
+        Err(AnswerProblem::NotJson) => Err(server(format!(
             "the provider answered {status} with a body that is not a JSON object"
         ))),
     }
@@ -552,17 +565,15 @@ async fn commit(
         Ready::Whole {
             status,
             body,
+            answer,
             usage,
         } => {
+            ctx.end_attempt(AttemptOutcome::Ok, Some(status));
             ctx.usage = usage;
+            ctx.answer = answer;
             ctx.status = status;
-            let header = response_header(
-                status,
-                "application/json",
-                Some(body.len()),
-                &ctx.request_id,
-            )
-            .map_err(Rejection::Error)?;
+            let header = response_header(status, "application/json", Some(body.len()), ctx)
+                .map_err(Rejection::Error)?;
             if ds.write_response_header(header).await.is_err()
                 || ds.write_response_body(body, true).await.is_err()
             {
@@ -583,20 +594,22 @@ async fn commit(
     }
 }
 
+/// A response header with the request id and the trace context Sluice continued.
 pub fn response_header(
     status: u16,
     content_type: &str,
     content_length: Option<usize>,
-    request_id: &str,
+    ctx: &RequestCtx,
 ) -> Result<Box<ResponseHeader>, GatewayError> {
     let build = || -> pingora::Result<Box<ResponseHeader>> {
-        let mut h = ResponseHeader::build(status, Some(6))?;
+        let mut h = ResponseHeader::build(status, Some(7))?;
         h.insert_header("content-type", content_type)?;
         match content_length {
             Some(len) => h.insert_header("content-length", len)?,
             None => h.insert_header("transfer-encoding", "chunked")?,
         }
-        h.insert_header("x-request-id", request_id)?;
+        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        h.insert_header("traceparent", crate::trace::format(&ctx.trace))?;
         Ok(Box::new(h))
     };
     build().map_err(|e| {
@@ -605,6 +618,17 @@ pub fn response_header(
             e.etype().as_str()
         ))
     })
+}
+
+/// How a committed stream ended.
+enum StreamEnd {
+    /// `[DONE]` or a clean end after a finish reason.
+    Finished,
+    /// Sluice ends the stream with this error event.
+    Failed(GatewayError),
+    /// The provider's own error event went to the client.
+    ProviderError,
+    ClientGone,
 }
 
 #[expect(
@@ -622,8 +646,8 @@ async fn forward_stream(
     deadline: Instant,
     idle: Duration,
 ) -> Result<Delivered, Rejection> {
-    let mut header = response_header(200, "text/event-stream", None, &ctx.request_id)
-        .map_err(Rejection::Error)?;
+    let mut header =
+        response_header(200, "text/event-stream", None, ctx).map_err(Rejection::Error)?;
     let mut extra = || -> pingora::Result<()> {
         header.insert_header("cache-control", "no-cache")?;
         // Tell nginx-style intermediaries not to buffer the stream.
@@ -632,113 +656,168 @@ async fn forward_stream(
     };
     extra().map_err(|e| Rejection::Error(GatewayError::Internal(e.etype().as_str().to_owned())))?;
     ctx.status = 200;
-    if ds.write_response_header(header).await.is_err() {
-        return client_gone(state, ctx, up).await;
-    }
 
-    let model = ctx.model.as_deref().unwrap_or(&req.model).to_owned();
     let mut st = StreamState::default();
-    for ev in held {
-        if deliver(ds, ctx, &mut st, &ev, req.client_wants_usage)
-            .await
-            .is_err()
-        {
-            return client_gone(state, ctx, up).await;
+    let end = if ds.write_response_header(header).await.is_err() {
+        StreamEnd::ClientGone
+    } else {
+        pump(
+            ds,
+            ctx,
+            req,
+            &mut up,
+            &mut decoder,
+            held,
+            &mut st,
+            deadline,
+            idle,
+        )
+        .await
+    };
+
+    // One epilogue for every ending: record what was delivered, settle the upstream
+    // connection, finish the downstream body.
+    ctx.answer = std::mem::take(&mut st.answer);
+    ctx.chunks = st.content_chunks;
+    match end {
+        StreamEnd::Finished => {
+            ctx.end_attempt(AttemptOutcome::Ok, Some(200));
+            ctx.outcome = Outcome::Ok;
+            // Read the terminating chunk, if any, so the connection can be pooled.
+            let complete = matches!(
+                timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
+                Ok(Ok(None))
+            );
+            up.release(&state.connector, complete).await;
+            end_stream(ds).await
+        }
+        StreamEnd::ProviderError => {
+            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+            ctx.outcome = Outcome::Truncated;
+            ctx.error_type = Some("provider_stream_error");
+            up.release(&state.connector, false).await;
+            end_stream(ds).await
+        }
+        StreamEnd::Failed(e) => {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
+            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+            ctx.outcome = e.outcome();
+            ctx.error_type = Some(e.code());
+            up.release(&state.connector, false).await;
+            if ds
+                .write_response_body(e.to_sse_event(), false)
+                .await
+                .is_err()
+            {
+                ctx.outcome = Outcome::Cancelled;
+                return Ok(Delivered::ClientGone);
+            }
+            end_stream(ds).await
+        }
+        StreamEnd::ClientGone => {
+            ctx.end_attempt(AttemptOutcome::Cancelled, Some(200));
+            ctx.outcome = Outcome::Cancelled;
+            // Closing the upstream connection is what stops the provider generating (and billing).
+            up.release(&state.connector, false).await;
+            Ok(Delivered::ClientGone)
         }
     }
+}
 
-    let ending: Option<GatewayError> = loop {
+/// Moves events from the provider to the client until the stream ends one way or another.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stream's state, borrowed once"
+)]
+async fn pump(
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    up: &mut Upstream,
+    decoder: &mut SseDecoder,
+    held: Vec<SseEvent>,
+    st: &mut StreamState,
+    deadline: Instant,
+    idle: Duration,
+) -> StreamEnd {
+    for ev in held {
+        match deliver(ds, ctx, st, &ev, req.client_wants_usage).await {
+            Err(()) => return StreamEnd::ClientGone,
+            Ok(Verdict::Error) => return StreamEnd::ProviderError,
+            Ok(_) => {}
+        }
+    }
+    loop {
         if st.saw_done {
-            break None;
+            return StreamEnd::Finished;
         }
         let read_by = (Instant::now() + idle).min(deadline);
         let chunk = tokio::select! {
             biased;
             r = timeout_at(read_by, up.read_chunk()) => r,
-            _ = ds.read_body_or_idle(true) => return client_gone(state, ctx, up).await,
+            _ = ds.read_body_or_idle(true) => return StreamEnd::ClientGone,
         };
-        match chunk {
+        let bytes = match chunk {
             Err(_) => {
-                let after = if read_by >= deadline {
+                let limit = if read_by >= deadline {
                     "the request's total time limit"
                 } else {
                     "the idle limit"
                 };
-                break Some(GatewayError::StreamInterrupted {
-                    model: model.clone(),
-                    detail: format!("no data from the provider within {after}"),
+                return StreamEnd::Failed(GatewayError::StreamInterrupted {
+                    model: ctx_model(ctx, req),
+                    detail: format!("no data from the provider within {limit}"),
                 });
             }
             Ok(Err(e)) => {
-                break Some(GatewayError::StreamInterrupted {
-                    model: model.clone(),
+                return StreamEnd::Failed(GatewayError::StreamInterrupted {
+                    model: ctx_model(ctx, req),
                     detail: e,
                 });
             }
             Ok(Ok(None)) => {
                 if decoder.pending_len() > 0 || st.truncated() {
-                    break Some(GatewayError::StreamInterrupted {
-                        model: model.clone(),
+                    return StreamEnd::Failed(GatewayError::StreamInterrupted {
+                        model: ctx_model(ctx, req),
                         detail: "the provider closed the stream before it finished".into(),
                     });
                 }
-                break None;
-            }
-            Ok(Ok(Some(bytes))) => {
-                decoder.push(&bytes);
-                loop {
-                    let ev = match decoder.next_event() {
-                        Ok(Some(ev)) => ev,
-                        Ok(None) => break,
-                        Err(e) => {
-                            return finish_with_error(
-                                state,
-                                ds,
-                                ctx,
-                                up,
-                                GatewayError::StreamInterrupted {
-                                    model,
-                                    detail: e.to_string(),
-                                },
-                            )
-                            .await;
-                        }
-                    };
-                    match deliver(ds, ctx, &mut st, &ev, req.client_wants_usage).await {
-                        Err(()) => return client_gone(state, ctx, up).await,
-                        Ok(Verdict::Error) => {
-                            // The provider's own error event already went to the client.
-                            ctx.outcome = Outcome::Truncated;
-                            up.release(&state.connector, false).await;
-                            return end_stream(ds).await;
-                        }
-                        Ok(_) => {}
-                    }
+                // Finished (a finish_reason arrived) but no [DONE]; SDKs wait for it.
+                if !st.saw_done
+                    && ds
+                        .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), false)
+                        .await
+                        .is_err()
+                {
+                    return StreamEnd::ClientGone;
                 }
+                return StreamEnd::Finished;
+            }
+            Ok(Ok(Some(bytes))) => bytes,
+        };
+        decoder.push(&bytes);
+        loop {
+            let ev = match decoder.next_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    return StreamEnd::Failed(GatewayError::StreamInterrupted {
+                        model: ctx_model(ctx, req),
+                        detail: e.to_string(),
+                    });
+                }
+            };
+            match deliver(ds, ctx, st, &ev, req.client_wants_usage).await {
+                Err(()) => return StreamEnd::ClientGone,
+                Ok(Verdict::Error) => return StreamEnd::ProviderError,
+                Ok(_) => {}
             }
         }
-    };
-    if let Some(e) = ending {
-        return finish_with_error(state, ds, ctx, up, e).await;
     }
-    if !st.saw_done {
-        // Finished (a finish_reason arrived) but the provider omitted [DONE]; SDKs wait for it.
-        if ds
-            .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), false)
-            .await
-            .is_err()
-        {
-            return client_gone(state, ctx, up).await;
-        }
-    }
-    // Read the terminating chunk, if any, so the connection can be pooled.
-    let complete = matches!(
-        timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
-        Ok(Ok(None))
-    );
-    up.release(&state.connector, complete).await;
-    ctx.outcome = Outcome::Ok;
-    end_stream(ds).await
+}
+
+fn ctx_model(ctx: &RequestCtx, req: &OpenAiRequest) -> String {
+    ctx.model.as_deref().unwrap_or(&req.model).to_owned()
 }
 
 /// Writes one event unless it is the usage chunk the client did not ask for.
@@ -754,7 +833,7 @@ async fn deliver(
         ctx.usage = st.usage;
     }
     if verdict != Verdict::Drop {
-        if ev.has_data && ctx.first_chunk.is_none() {
+        if ctx.first_chunk.is_none() && st.content_chunks > 0 {
             ctx.first_chunk = Some(Instant::now());
         }
         ds.write_response_body(ev.raw.clone(), false)
@@ -764,41 +843,9 @@ async fn deliver(
     Ok(verdict)
 }
 
-async fn finish_with_error(
-    state: &AppState,
-    ds: &mut ServerSession,
-    ctx: &mut RequestCtx,
-    up: Upstream,
-    e: GatewayError,
-) -> Result<Delivered, Rejection> {
-    tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
-    ctx.outcome = e.outcome();
-    up.release(&state.connector, false).await;
-    if ds
-        .write_response_body(e.to_sse_event(), false)
-        .await
-        .is_err()
-    {
-        ctx.outcome = Outcome::Cancelled;
-        return Ok(Delivered::ClientGone);
-    }
-    end_stream(ds).await
-}
-
 async fn end_stream(ds: &mut ServerSession) -> Result<Delivered, Rejection> {
     match ds.finish_body().await {
         Ok(()) => Ok(Delivered::Complete),
         Err(_) => Ok(Delivered::ClientGone),
     }
-}
-
-async fn client_gone(
-    state: &AppState,
-    ctx: &mut RequestCtx,
-    up: Upstream,
-) -> Result<Delivered, Rejection> {
-    ctx.outcome = Outcome::Cancelled;
-    // Closing the upstream connection is what stops the provider generating (and billing).
-    up.release(&state.connector, false).await;
-    Ok(Delivered::ClientGone)
 }

@@ -45,7 +45,8 @@ impl HttpServerApp for DataPlane {
 
         let endpoint = endpoint_of(ds.req_header().uri.path());
         let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
-        let mut ctx = RequestCtx::new(request_id, endpoint);
+        let trace = crate::trace::incoming(&ds, state);
+        let mut ctx = RequestCtx::new(request_id, endpoint, trace);
 
         let reusable = match serve(state, &mut ds, &mut ctx).await {
             Ok(Delivered::Complete) => true,
@@ -54,6 +55,7 @@ impl HttpServerApp for DataPlane {
             Err(Rejection::Upstream { status, body }) => {
                 ctx.status = status;
                 ctx.outcome = Outcome::ClientError;
+                ctx.error_type = Some("provider_client_error");
                 write_json(&mut ds, &ctx, status, body, &[]).await
             }
             Err(Rejection::ClientGone) => {
@@ -63,12 +65,14 @@ impl HttpServerApp for DataPlane {
                 false
             }
         };
-        state.metrics.record_request(&ctx.record());
+        let record = ctx.record();
+        state.metrics.record_request(&record);
+        state.access_log.log(&record);
         tracing::debug!(
             request_id = %ctx.request_id,
             status = ctx.status,
             outcome = ?ctx.outcome,
-            attempts = ctx.attempts,
+            attempts = ctx.attempts.len(),
             "Request finished."
         );
         if !reusable {
@@ -135,10 +139,14 @@ async fn serve(
     let body = read_body(ds, policy.server.max_body_bytes).await?;
     let req = OpenAiRequest::parse(ctx.endpoint, body).map_err(Rejection::Error)?;
     ctx.stream = req.stream;
+    ctx.request_model = Some(req.model.clone());
+    ctx.params = req.params.clone();
+    ctx.body = Some(req.body.clone());
     let plan = policy
         .route(&req.model)
         .ok_or_else(|| Rejection::Error(GatewayError::UnknownModel(req.model.clone())))?;
     ctx.route = Some(Arc::clone(&plan.route.name));
+    ctx.request_model_label = Some(Arc::clone(plan.requested));
     let expected = match plan.route.kind() {
         sluice_config::ModelKind::Chat => ctx.endpoint != Endpoint::Embeddings,
         sluice_config::ModelKind::Embedding => ctx.endpoint == Endpoint::Embeddings,
@@ -258,6 +266,7 @@ async fn list_models(
 async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &GatewayError) -> bool {
     ctx.status = e.status();
     ctx.outcome = e.outcome();
+    ctx.error_type = Some(e.code());
     let mut extra: Vec<(&'static str, String)> = Vec::new();
     if let Some(after) = e.retry_after() {
         extra.push((
@@ -276,12 +285,7 @@ async fn write_json(
     body: Bytes,
     extra: &[(&'static str, String)],
 ) -> bool {
-    let Ok(mut header) = response_header(
-        status,
-        "application/json",
-        Some(body.len()),
-        &ctx.request_id,
-    ) else {
+    let Ok(mut header) = response_header(status, "application/json", Some(body.len()), ctx) else {
         return false;
     };
     for (name, value) in extra {

@@ -18,6 +18,7 @@
 //! pingora's phase chart (for the parts Sluice does not replace):
 //! <https://github.com/cloudflare/pingora/blob/main/docs/user_guide/phase_chart.md>.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod context;
@@ -31,5 +32,6 @@ pub mod server;
 pub mod sse;
 pub mod state;
 pub mod stream;
+pub mod trace;
 
 pub use error::GatewayError;

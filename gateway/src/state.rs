@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 use sluice_observability::Metrics;
 use sluice_policy::{Policy, PolicyStore};
 
+use crate::access_log::AccessLog;
 use crate::dns::Resolver;
 
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub registry: Registry,
     pub connector: Connector,
     pub resolver: Resolver,
+    pub access_log: AccessLog,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Set on SIGTERM: readiness fails and connections stop being kept alive.
@@ -35,6 +37,7 @@ impl AppState {
             registry,
             connector: Connector::new(Some(ConnectorOptions::new(pool))),
             resolver: Resolver::default(),
+            access_log: AccessLog::start(true),
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             request_seq: AtomicU64::new(0),
@@ -46,6 +49,12 @@ impl AppState {
     pub fn next_request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
         format!("req_{:016x}", mix(n ^ self.request_salt))
+    }
+
+    /// A span id for an upstream attempt: unique within the process, never zero.
+    pub fn next_span_id(&self) -> [u8; 8] {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        (mix(n ^ self.request_salt.rotate_left(17)) | 1).to_be_bytes()
     }
 
     pub fn is_draining(&self) -> bool {

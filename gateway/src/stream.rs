@@ -5,6 +5,8 @@
 //! usage, and to tell a finished stream from a truncated one: a stream that ends without
 //! `[DONE]` and without any `finish_reason` was cut.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -19,6 +21,130 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+
+    pub fn reasoning_tokens(&self) -> u64 {
+        self.completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
+}
+
+/// What the answer said about itself: id, model, finish reasons, and (only kept while no
+/// usage has arrived, for estimating it) the text delivered.
+#[derive(Debug, Default)]
+pub struct AnswerInfo {
+    pub id: Option<String>,
+    pub model: Option<String>,
+    pub finish_reasons: Vec<String>,
+    pub text: String,
+}
+
+/// Text kept for token estimation is bounded; past it the estimate undercounts.
+const MAX_ESTIMATE_TEXT: usize = 1 << 20;
+
+impl AnswerInfo {
+    fn note_ids(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
+        if self.id.is_none() {
+            self.id = id.map(Cow::into_owned);
+        }
+        if self.model.is_none() {
+            self.model = model.map(Cow::into_owned);
+        }
+    }
+
+    fn note_finish(&mut self, reason: &str) {
+        if !self.finish_reasons.iter().any(|r| r == reason) {
+            self.finish_reasons.push(reason.to_owned());
+        }
+    }
+
+    fn note_text(&mut self, text: &str) {
+        if self.text.len() + text.len() <= MAX_ESTIMATE_TEXT {
+            self.text.push_str(text);
+        }
+    }
+
+    /// Reads a whole (non-streaming) answer: one parse gives the check and the facts.
+    pub fn from_body(body: &[u8]) -> Result<(Self, Option<Usage>), AnswerProblem> {
+        let mut info = Self::default();
+        let probe =
+            serde_json::from_slice::<AnswerProbe<'_>>(body).map_err(|_| AnswerProblem::NotJson)?;
+        if probe.error.is_some() {
+            return Err(AnswerProblem::ErrorObject);
+        }
+        info.note_ids(probe.id, probe.model);
+        for c in probe.choices.unwrap_or_default() {
+            if let Some(r) = c.finish_reason.as_deref() {
+                info.note_finish(r);
+            }
+            if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
+                info.note_text(&t);
+            }
+        }
+        Ok((info, probe.usage))
+    }
+}
+
+/// Why a 2xx non-streaming answer cannot be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerProblem {
+    NotJson,
+    /// A JSON object with a top-level `error`.
+    ErrorObject,
+}
+
+#[derive(Deserialize)]
+struct AnswerProbe<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<AnswerChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct AnswerChoice<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<MessageProbe<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageProbe<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
 /// What to do with one event.
@@ -37,10 +163,17 @@ pub struct StreamState {
     pub saw_finish: bool,
     pub usage: Option<Usage>,
     pub data_events: u32,
+    /// Events that carried content (a delta or text).
+    pub content_chunks: u32,
+    pub answer: AnswerInfo,
 }
 
 #[derive(Deserialize)]
 struct ChunkProbe<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChoiceProbe<'a>>>,
     #[serde(default)]
@@ -52,7 +185,18 @@ struct ChunkProbe<'a> {
 #[derive(Deserialize)]
 struct ChoiceProbe<'a> {
     #[serde(default, borrow)]
-    finish_reason: Option<&'a str>,
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<DeltaProbe<'a>>,
+    /// Legacy completions stream `text` instead of a delta.
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaProbe<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
 /// Is this event's data an OpenAI error object (`{"error": …}`)?
@@ -86,14 +230,33 @@ impl StreamState {
         if let Some(usage) = probe.usage {
             self.usage = Some(usage);
         }
-        match probe.choices {
-            Some(choices) if choices.is_empty() && probe.usage.is_some() && !keep_usage_chunk => {
-                return Verdict::Drop;
-            }
-            Some(choices) if choices.iter().any(|c| c.finish_reason.is_some()) => {
+        if self.data_events == 1 {
+            self.answer.note_ids(probe.id, probe.model);
+        }
+        let Some(choices) = probe.choices else {
+            return Verdict::Forward;
+        };
+        if choices.is_empty() && probe.usage.is_some() && !keep_usage_chunk {
+            return Verdict::Drop;
+        }
+        let mut has_content = false;
+        for c in choices {
+            if let Some(r) = c.finish_reason.as_deref() {
                 self.saw_finish = true;
+                self.answer.note_finish(r);
             }
-            _ => {}
+            if let Some(t) = c.delta.and_then(|d| d.content).or(c.text)
+                && !t.is_empty()
+            {
+                has_content = true;
+                // Only needed to estimate usage; once the provider reported usage, stop.
+                if self.usage.is_none() {
+                    self.answer.note_text(&t);
+                }
+            }
+        }
+        if has_content {
+            self.content_chunks += 1;
         }
         Verdict::Forward
     }
@@ -145,13 +308,13 @@ mod tests {
                 ]
             );
             assert_eq!(
-                st.usage,
-                Some(Usage {
-                    prompt_tokens: 3,
-                    completion_tokens: 1,
-                    total_tokens: 4
-                })
+                st.usage
+                    .map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens)),
+                Some((3, 1, 4))
             );
+            assert_eq!(st.answer.finish_reasons, ["stop"]);
+            assert_eq!(st.content_chunks, 1);
+            assert_eq!(st.answer.text, "hi", "text kept until usage arrived");
             assert!(!st.truncated());
         }
     }

@@ -3,11 +3,17 @@
 //! hands over once, at the end of the request.
 //!
 //! Owns: metric names, help texts, label sets (closed sets only: configured routes, catalog
-//! models, fixed enums; never a key, user id or prompt) and recording a finished request.
-//! Does not own: pingora, sockets, or deciding what happened to a request.
+//! models, declared tenants, fixed enums; never a key, user id or prompt), token counting and
+//! cost, and recording a finished request. Does not own: pingora, sockets, or deciding what
+//! happened to a request.
 
+pub mod cost;
 pub mod metrics;
 mod record;
+pub mod tokens;
 
 pub use metrics::Metrics;
-pub use record::{Endpoint, Outcome, RequestRecord};
+pub use record::{
+    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, Outcome, RequestParams,
+    RequestRecord, TokenUsage, TraceContext, UsageSource,
+};

@@ -1,7 +1,9 @@
-//! What one request did, as the gateway saw it; recorded once at the end.
+//! What one request did, as the gateway saw it; handed over once, at the end of the request.
+//! Metrics, spans, the access log and (later) the SLO engine all read the same record, so they
+//! can never disagree about a request.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
@@ -20,7 +22,7 @@ pub enum Endpoint {
 pub enum Outcome {
     /// Answered in full.
     Ok,
-    /// The client's request was wrong (400, 401, 404, 405, 413).
+    /// The client's request was wrong (400, 401, 404, 405, 413, or a provider's own 4xx).
     ClientError,
     /// Every attempt failed at the providers (429, 5xx, garbage) before any byte was sent.
     UpstreamError,
@@ -34,19 +36,153 @@ pub enum Outcome {
     GatewayError,
 }
 
-/// The end-of-request summary. `route` and `model` are `None` when the request never
-/// got that far; they are the policy's own names, so label values stay a closed set.
+/// How one upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Ok,
+    ConnectError,
+    Timeout,
+    RateLimited,
+    ServerError,
+    /// The provider refused the request itself (passed through to the client).
+    ClientError,
+    /// The answer started but did not finish (cut, stalled, error event).
+    Interrupted,
+    /// The client left while this attempt was running.
+    Cancelled,
+}
+
+/// Where token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageSource {
+    /// The provider reported usage.
+    Provider,
+    /// The provider did not; Sluice counted with a tokenizer.
+    Estimated,
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input: u64,
+    pub output: u64,
+    /// Input tokens served from the provider's prompt cache (part of `input`).
+    pub cached_input: u64,
+    /// Output tokens spent on reasoning (part of `output`).
+    pub reasoning: u64,
+    pub source: UsageSource,
+}
+
+/// Request parameters worth recording (GenAI `gen_ai.request.*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestParams {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u64>,
+    /// Tool (function) names the request offered.
+    pub tool_names: Vec<String>,
+}
+
+/// The W3C trace context of a request: from an incoming `traceparent`, or new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// The caller's span, when a `traceparent` came in.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// The id of Sluice's server span for this request.
+    pub span_id: [u8; 8],
+    /// The caller's sampled flag.
+    pub sampled: bool,
+}
+
+/// One upstream attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The configured provider name (a closed set).
+    pub provider: Arc<str>,
+    /// The provider kind, e.g. `openai` (the value of `gen_ai.provider.name`).
+    pub provider_kind: &'static str,
+    /// The catalog model tried.
+    pub model: Arc<str>,
+    /// The name sent upstream.
+    pub upstream_model: Arc<str>,
+    pub server_address: Option<String>,
+    pub server_port: Option<u16>,
+    pub span_id: [u8; 8],
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub outcome: AttemptOutcome,
+    /// The provider's HTTP status, when one arrived.
+    pub status: Option<u16>,
+}
+
+/// Captured prompt and answer, only when `capture_content` is on; already redacted and
+/// truncated by the gateway's capture step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedContent {
+    /// JSON: the request's `messages` (or `prompt`, `input`).
+    pub input: String,
+    /// JSON: the answer's messages.
+    pub output: String,
+}
+
+/// The end-of-request summary. `route`, `model` and `tenant` are the policy's own names, so
+/// label values stay a closed set; `request_model` is whatever the client sent and is never a
+/// label.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
+    pub request_id: String,
+    pub trace: TraceContext,
+    pub start: SystemTime,
+    pub duration: Duration,
     pub endpoint: Endpoint,
     pub route: Option<Arc<str>>,
+    /// The catalog model that answered (or was tried last).
     pub model: Option<Arc<str>>,
+    pub request_model: Option<String>,
+    /// `request_model` when the policy knows that name (a closed set, safe as a label).
+    pub request_model_label: Option<Arc<str>>,
+    pub tenant: Option<Arc<str>>,
     pub stream: bool,
     pub status: u16,
     pub outcome: Outcome,
-    pub attempts: u32,
-    pub duration: Duration,
+    /// A short, bounded error class (`error.type`), e.g. `timeout`, `upstream_error`.
+    pub error_type: Option<&'static str>,
+    pub attempts: Vec<AttemptRecord>,
+    pub usage: Option<TokenUsage>,
+    pub cost_usd: Option<f64>,
+    /// Time from the request's start to the first content chunk sent (streams).
+    pub time_to_first_chunk: Option<Duration>,
+    /// Content chunks sent (streams).
+    pub chunks: u32,
+    pub response_id: Option<String>,
+    pub response_model: Option<String>,
+    pub finish_reasons: Vec<String>,
+    pub params: RequestParams,
+    pub content: Option<CapturedContent>,
 }
+
+// === impl RequestRecord ===
+
+impl RequestRecord {
+    /// Time spent waiting on providers; the rest of `duration` is Sluice's own overhead.
+    pub fn upstream_time(&self) -> Duration {
+        self.attempts.iter().map(|a| a.duration).sum()
+    }
+
+    pub fn overhead(&self) -> Duration {
+        self.duration.saturating_sub(self.upstream_time())
+    }
+
+    pub fn is_error(&self) -> bool {
+        !matches!(
+            self.outcome,
+            Outcome::Ok | Outcome::ClientError | Outcome::Cancelled
+        )
+    }
+}
+
+// === label values ===
 
 impl Endpoint {
     pub fn as_str(self) -> &'static str {
@@ -56,6 +192,16 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Models => "models",
             Self::Other => "other",
+        }
+    }
+
+    /// `gen_ai.operation.name`.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat",
+            Self::Completions => "text_completion",
+            Self::Embeddings => "embeddings",
+            Self::Models | Self::Other => "other",
         }
     }
 }
@@ -74,14 +220,38 @@ impl Outcome {
     }
 }
 
-impl EncodeLabelValue for Endpoint {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.as_str(), encoder)
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ConnectError => "connect_error",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::ClientError => "client_error",
+            Self::Interrupted => "interrupted",
+            Self::Cancelled => "cancelled",
+        }
     }
 }
 
-impl EncodeLabelValue for Outcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.as_str(), encoder)
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Estimated => "estimated",
+        }
     }
 }
+
+macro_rules! label_value {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    )*};
+}
+
+label_value!(Endpoint, Outcome, AttemptOutcome, UsageSource);

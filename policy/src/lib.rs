@@ -38,6 +38,8 @@ pub struct ProviderId(pub u16);
 #[derive(Debug)]
 pub struct Provider {
     pub id: ProviderId,
+    /// The configured name, shared so records and labels can hold it without a copy.
+    pub name: Arc<str>,
     pub config: ProviderConfig,
 }
 
@@ -67,7 +69,7 @@ pub struct Policy {
     providers: Vec<Arc<Provider>>,
     catalog: HashMap<String, Arc<Target>>,
     routes: Vec<Route>,
-    by_model: HashMap<String, usize>,
+    by_model: HashMap<String, (usize, Arc<str>)>,
     keys: HashMap<[u8; 32], KeyEntry>,
     public_models: Vec<PublicModel>,
 }
@@ -84,6 +86,7 @@ impl Policy {
             provider_ix.insert(name.as_str(), providers.len());
             providers.push(Arc::new(Provider {
                 id,
+                name: Arc::from(name.as_str()),
                 config: p.clone(),
             }));
         }
@@ -114,14 +117,14 @@ impl Policy {
         for rc in &config.routes {
             let route = Route::configured(rc, &catalog)?;
             for m in &rc.models {
-                by_model.insert(m.clone(), routes.len());
+                by_model.insert(m.clone(), (routes.len(), Arc::from(m.as_str())));
             }
             routes.push(route);
         }
         // A catalog model no route claims is still reachable by its own name, on its own.
         for (name, target) in &catalog {
             if !by_model.contains_key(name) {
-                by_model.insert(name.clone(), routes.len());
+                by_model.insert(name.clone(), (routes.len(), Arc::clone(&target.model)));
                 routes.push(Route::implicit(Arc::clone(target)));
             }
         }
@@ -156,8 +159,8 @@ impl Policy {
 
     /// The attempt plan for a public model name, or `None` when nothing serves it.
     pub fn route(&self, model: &str) -> Option<AttemptPlan<'_>> {
-        let route = &self.routes[*self.by_model.get(model)?];
-        Some(route.plan())
+        let (ix, public) = self.by_model.get(model)?;
+        Some(self.routes[*ix].plan(public))
     }
 
     /// Looks a presented virtual key up by its SHA-256; the plaintext is never stored.

@@ -37,6 +37,8 @@ pub struct Route {
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptPlan<'p> {
     pub route: &'p Route,
+    /// The public model name the client asked for (a policy name, so a closed set).
+    pub requested: &'p Arc<str>,
     first: usize,
 }
 
@@ -120,7 +122,7 @@ impl Route {
         self.targets.len() + self.fallbacks.len()
     }
 
-    pub(crate) fn plan(&self) -> AttemptPlan<'_> {
+    pub(crate) fn plan<'p>(&'p self, requested: &'p Arc<str>) -> AttemptPlan<'p> {
         let first = if self.targets.len() <= 1 {
             0
         } else {
@@ -135,7 +137,11 @@ impl Route {
             }
             pick
         };
-        AttemptPlan { route: self, first }
+        AttemptPlan {
+            route: self,
+            requested,
+            first,
+        }
     }
 
     /// The `i`-th distinct target in plan order for a plan whose weighted pick is `first`.

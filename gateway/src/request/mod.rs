@@ -13,7 +13,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use sluice_observability::Endpoint;
+use sluice_observability::{Endpoint, RequestParams};
 
 use crate::error::GatewayError;
 
@@ -30,6 +30,8 @@ pub struct OpenAiRequest {
     pub stream: bool,
     /// The client asked for the usage chunk (`stream_options.include_usage: true`).
     pub client_wants_usage: bool,
+    /// Parameters recorded on the request's span.
+    pub params: RequestParams,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
     /// The other members of `stream_options`, kept when Sluice injects `include_usage`.
@@ -129,6 +131,16 @@ impl OpenAiRequest {
             Endpoint::Models | Endpoint::Other => {}
         }
 
+        let number = |name: &str| value(name).and_then(|v| serde_json::from_slice::<f64>(v).ok());
+        let params = RequestParams {
+            temperature: number("temperature"),
+            top_p: number("top_p"),
+            max_tokens: value("max_completion_tokens")
+                .or_else(|| value("max_tokens"))
+                .and_then(|v| serde_json::from_slice::<u64>(v).ok()),
+            tool_names: value("tools").map(tool_names).unwrap_or_default(),
+        };
+
         let mut client_wants_usage = false;
         let mut stream_options_rest = Vec::new();
         let stream_options_span = members
@@ -175,6 +187,7 @@ impl OpenAiRequest {
             model,
             stream,
             client_wants_usage,
+            params,
             model_span: model_span.clone(),
             stream_options_span,
             stream_options_rest,
@@ -236,6 +249,28 @@ impl OpenAiRequest {
         s.push('}');
         s
     }
+}
+
+/// The function names of a `tools` array; anything unexpected is skipped, not an error
+/// (the provider validates tools).
+fn tool_names(raw: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Tool {
+        #[serde(default)]
+        function: Option<Function>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Function {
+        name: String,
+    }
+    serde_json::from_slice::<Vec<Tool>>(raw)
+        .map(|tools| {
+            tools
+                .into_iter()
+                .filter_map(|t| t.function.map(|f| f.name))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Validates the whole body as one JSON object and records each top-level member's span.

@@ -1,0 +1,397 @@
+//! The only place Sluice defines metrics. Registered once at start-up; handles are cheap to
+//! clone and recording is lock-free after a label set's first use (histograms with exemplars
+//! take their own short lock).
+//!
+//! Names follow the OpenTelemetry GenAI semantic conventions where the spec defines a metric
+//! (`gen_ai.client.*`, with the spec's bucket boundaries) and `sluice_<noun>_<unit>` otherwise.
+//! prometheus-client appends `_total` to counters and the unit suffix, so names here carry
+//! neither.
+//!
+//! Labels only ever come from closed sets: the policy's route, model and tenant names, the
+//! catalog's provider names and fixed enums. A requested model the policy does not know is
+//! recorded as `other`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::record::{AttemptOutcome, Endpoint, Outcome, RequestRecord, UsageSource};
+
+/// Label value for a request that never resolved a route, model or tenant.
+pub const NONE: &str = "none";
+
+/// `gen_ai.client.operation.duration` boundaries from the GenAI semantic conventions.
+const OPERATION_DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// `gen_ai.client.token.usage` boundaries from the GenAI semantic conventions.
+const TOKEN_USAGE_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// Time-to-first-chunk boundaries (the spec's `time_to_first_token` set).
+const FIRST_CHUNK_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Time-per-output-chunk boundaries (the spec's `time_per_output_token` set).
+const PER_CHUNK_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+/// Gateway overhead is micro- to milliseconds.
+const OVERHEAD_BUCKETS: [f64; 12] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+/// The exemplar attached to histogram observations: the request's trace.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub gen_ai_operation_name: &'static str,
+    pub gen_ai_provider_name: Arc<str>,
+    pub gen_ai_request_model: Arc<str>,
+    pub route: Arc<str>,
+    /// Empty when the operation succeeded.
+    pub error_type: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenUsageLabels {
+    pub gen_ai_operation_name: &'static str,
+    pub gen_ai_provider_name: Arc<str>,
+    pub gen_ai_request_model: Arc<str>,
+    pub gen_ai_token_type: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub gen_ai_operation_name: &'static str,
+    pub gen_ai_provider_name: Arc<str>,
+    pub gen_ai_request_model: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: Endpoint,
+    pub route: Arc<str>,
+    pub model: Arc<str>,
+    pub tenant: Arc<str>,
+    pub outcome: Outcome,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub route: Arc<str>,
+    pub model: Arc<str>,
+    pub tenant: Arc<str>,
+    /// input | output | cached_input | reasoning
+    pub token_type: &'static str,
+    pub usage_source: UsageSource,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub route: Arc<str>,
+    pub model: Arc<str>,
+    pub tenant: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanLabels {
+    /// exported | dropped | failed
+    pub result: &'static str,
+}
+
+type Exemplified = HistogramWithExemplars<TraceExemplar>;
+
+/// Every metric the gateway exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// `gen_ai.client.operation.duration`: whole LLM operations as the client sees them.
+    pub operation_duration: Family<OperationLabels, Exemplified, fn() -> Exemplified>,
+    /// `gen_ai.client.token.usage`: tokens per operation, by token type (input | output).
+    pub token_usage: Family<TokenUsageLabels, Histogram, fn() -> Histogram>,
+    /// `gen_ai.client.operation.time_to_first_chunk`: streams only.
+    pub time_to_first_chunk: Family<StreamLabels, Exemplified, fn() -> Exemplified>,
+    /// `gen_ai.client.operation.time_per_output_chunk`: streams only.
+    pub time_per_output_chunk: Family<StreamLabels, Histogram, fn() -> Histogram>,
+    /// Every finished request, LLM or not.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Tokens by type and by where the count came from.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// Spend in US dollars from the catalog's prices.
+    pub cost: Family<CostLabels, Counter<f64, AtomicU64>>,
+    /// Request time minus time spent waiting on providers.
+    pub overhead: Family<RouteLabels, Exemplified, fn() -> Exemplified>,
+    /// Upstream attempts by outcome.
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
+    pub spans: Family<SpanLabels, Counter>,
+    none: Arc<str>,
+}
+
+fn exemplified(buckets: &'static [f64]) -> Exemplified {
+    HistogramWithExemplars::new(buckets.iter().copied())
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let operation_duration =
+            Family::<OperationLabels, Exemplified, fn() -> Exemplified>::new_with_constructor(
+                || exemplified(&OPERATION_DURATION_BUCKETS),
+            );
+        registry.register_with_unit(
+            "gen_ai_client_operation_duration",
+            "GenAI operation duration as the client sees it",
+            Unit::Seconds,
+            operation_duration.clone(),
+        );
+        let token_usage =
+            Family::<TokenUsageLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(TOKEN_USAGE_BUCKETS)
+            });
+        registry.register_with_unit(
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used per operation",
+            Unit::Other("tokens".to_owned()),
+            token_usage.clone(),
+        );
+        let time_to_first_chunk =
+            Family::<StreamLabels, Exemplified, fn() -> Exemplified>::new_with_constructor(|| {
+                exemplified(&FIRST_CHUNK_BUCKETS)
+            });
+        registry.register_with_unit(
+            "gen_ai_client_operation_time_to_first_chunk",
+            "Time from the request to the first content chunk sent to the client (streams)",
+            Unit::Seconds,
+            time_to_first_chunk.clone(),
+        );
+        let time_per_output_chunk =
+            Family::<StreamLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(PER_CHUNK_BUCKETS)
+            });
+        registry.register_with_unit(
+            "gen_ai_client_operation_time_per_output_chunk",
+            "Average time between content chunks after the first (streams)",
+            Unit::Seconds,
+            time_per_output_chunk.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "sluice_requests",
+            "Requests Sluice finished answering",
+            requests.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "sluice_tokens",
+            "Tokens by type; usage_source says whether the provider reported them or Sluice counted",
+            tokens.clone(),
+        );
+        let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "sluice_cost",
+            "Spend computed from the catalog's per-token prices",
+            Unit::Other("usd".to_owned()),
+            cost.clone(),
+        );
+        let overhead =
+            Family::<RouteLabels, Exemplified, fn() -> Exemplified>::new_with_constructor(|| {
+                exemplified(&OVERHEAD_BUCKETS)
+            });
+        registry.register_with_unit(
+            "sluice_overhead",
+            "Gateway overhead: request time minus time spent waiting on providers",
+            Unit::Seconds,
+            overhead.clone(),
+        );
+        let upstream_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "sluice_upstream_attempts",
+            "Requests sent to providers, retries and failovers included, by outcome",
+            upstream_attempts.clone(),
+        );
+        let spans = Family::<SpanLabels, Counter>::default();
+        registry.register(
+            "sluice_spans",
+            "Spans exported over OTLP, dropped on a full export queue, or lost to export errors",
+            spans.clone(),
+        );
+        Self {
+            operation_duration,
+            token_usage,
+            time_to_first_chunk,
+            time_per_output_chunk,
+            requests,
+            tokens,
+            cost,
+            overhead,
+            upstream_attempts,
+            spans,
+            none: Arc::from(NONE),
+        }
+    }
+
+    /// The counter for one span-export result, to hand to the exporter.
+    pub fn span_counter(&self, result: &'static str) -> Counter {
+        self.spans.get_or_create(&SpanLabels { result }).clone()
+    }
+
+    /// Records one finished request: the single call site per request.
+    pub fn record_request(&self, r: &RequestRecord) {
+        let label = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| Arc::clone(&self.none));
+        let route = label(&r.route);
+        let model = label(&r.model);
+        let tenant = label(&r.tenant);
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: r.endpoint,
+                route: Arc::clone(&route),
+                model: Arc::clone(&model),
+                tenant: Arc::clone(&tenant),
+                outcome: r.outcome,
+                status: r.status,
+            })
+            .inc();
+        for a in &r.attempts {
+            self.upstream_attempts
+                .get_or_create(&AttemptLabels {
+                    provider: Arc::clone(&a.provider),
+                    model: Arc::clone(&a.model),
+                    outcome: a.outcome,
+                })
+                .inc();
+        }
+        let exemplar = || {
+            Some(TraceExemplar {
+                trace_id: hex(&r.trace.trace_id),
+            })
+        };
+        if matches!(r.endpoint, Endpoint::Models | Endpoint::Other) || r.route.is_none() {
+            return;
+        }
+
+        // GenAI operation metrics: the requested model is the policy's public name.
+        let operation = r.endpoint.operation();
+        let provider = r
+            .attempts
+            .last()
+            .map_or_else(|| Arc::clone(&self.none), |a| Arc::clone(&a.provider));
+        let requested = r
+            .request_model_label
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.none));
+        self.operation_duration
+            .get_or_create(&OperationLabels {
+                gen_ai_operation_name: operation,
+                gen_ai_provider_name: Arc::clone(&provider),
+                gen_ai_request_model: Arc::clone(&requested),
+                route: Arc::clone(&route),
+                error_type: r.error_type.unwrap_or(""),
+            })
+            .observe(r.duration.as_secs_f64(), exemplar(), None);
+        self.overhead
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(&route),
+            })
+            .observe(r.overhead().as_secs_f64(), exemplar(), None);
+
+        if r.stream
+            && let Some(ttfc) = r.time_to_first_chunk
+        {
+            let labels = StreamLabels {
+                gen_ai_operation_name: operation,
+                gen_ai_provider_name: Arc::clone(&provider),
+                gen_ai_request_model: Arc::clone(&requested),
+            };
+            self.time_to_first_chunk.get_or_create(&labels).observe(
+                ttfc.as_secs_f64(),
+                exemplar(),
+                None,
+            );
+            if r.chunks > 1 {
+                let rest = r.duration.saturating_sub(ttfc).as_secs_f64();
+                self.time_per_output_chunk
+                    .get_or_create(&labels)
+                    .observe(rest / f64::from(r.chunks - 1));
+            }
+        }
+
+        if let Some(u) = r.usage {
+            for (token_type, n) in [("input", u.input), ("output", u.output)] {
+                self.token_usage
+                    .get_or_create(&TokenUsageLabels {
+                        gen_ai_operation_name: operation,
+                        gen_ai_provider_name: Arc::clone(&provider),
+                        gen_ai_request_model: Arc::clone(&requested),
+                        gen_ai_token_type: token_type,
+                    })
+                    .observe(n as f64);
+            }
+            for (token_type, n) in [
+                ("input", u.input),
+                ("output", u.output),
+                ("cached_input", u.cached_input),
+                ("reasoning", u.reasoning),
+            ] {
+                if n > 0 || token_type == "input" || token_type == "output" {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            route: Arc::clone(&route),
+                            model: Arc::clone(&model),
+                            tenant: Arc::clone(&tenant),
+                            token_type,
+                            usage_source: u.source,
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+        if let Some(cost) = r.cost_usd {
+            self.cost
+                .get_or_create(&CostLabels {
+                    route,
+                    model,
+                    tenant,
+                })
+                .inc_by(cost);
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;
