@@ -47,6 +47,27 @@ pub struct RequestCtx {
     pub body: Option<Bytes>,
     /// Prices of the catalog model that answered.
     pub pricing: Option<Pricing>,
+    /// The route's slow threshold for the tail sampler.
+    pub route_slow: Option<Duration>,
+    /// Capture settings of the policy snapshot this request used.
+    pub policy_telemetry: TelemetrySettings,
+}
+
+/// The few telemetry settings a request needs at its end, copied from its policy snapshot so
+/// a reload mid-request cannot change them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TelemetrySettings {
+    pub capture_content: bool,
+    pub max_content_bytes: usize,
+}
+
+impl TelemetrySettings {
+    pub fn of(policy: &sluice_policy::Policy) -> Self {
+        Self {
+            capture_content: policy.telemetry.capture_content,
+            max_content_bytes: policy.telemetry.max_content_bytes,
+        }
+    }
 }
 
 impl RequestCtx {
@@ -75,6 +96,8 @@ impl RequestCtx {
             params: RequestParams::default(),
             body: None,
             pricing: None,
+            route_slow: None,
+            policy_telemetry: TelemetrySettings::default(),
         }
     }
 

@@ -816,8 +816,9 @@ async fn pump(
     }
 }
 
-fn ctx_model(ctx: &RequestCtx, req: &OpenAiRequest) -> String {
-    ctx.model.as_deref().unwrap_or(&req.model).to_owned()
+/// Errors name the model the client asked for, as the non-streaming errors do.
+fn ctx_model(_ctx: &RequestCtx, req: &OpenAiRequest) -> String {
+    req.model.clone()
 }
 
 /// Writes one event unless it is the usage chunk the client did not ask for.

@@ -12,10 +12,10 @@ use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use sluice_observability::{Endpoint, Outcome};
+use sluice_observability::{Endpoint, Flags, Outcome};
 use sluice_policy::Policy;
 
-use crate::context::RequestCtx;
+use crate::context::{RequestCtx, TelemetrySettings};
 use crate::error::GatewayError;
 use crate::exchange::{self, Delivered, Rejection, response_header};
 use crate::request::OpenAiRequest;
@@ -65,9 +65,21 @@ impl HttpServerApp for DataPlane {
                 false
             }
         };
-        let record = ctx.record();
+        let mut record = ctx.record();
+        let telemetry = &ctx.policy_telemetry;
+        if telemetry.capture_content
+            && let Some(body) = &ctx.body
+        {
+            record.content = Some(crate::capture::capture(
+                &state.redactor,
+                body,
+                &ctx.answer,
+                telemetry.max_content_bytes,
+            ));
+        }
         state.metrics.record_request(&record);
         state.access_log.log(&record);
+        state.spans.offer(&record, ctx.route_slow, Flags::default());
         tracing::debug!(
             request_id = %ctx.request_id,
             status = ctx.status,
@@ -129,6 +141,7 @@ async fn serve(
 
     // One snapshot for the whole request: it never sees two policies.
     let policy = state.policy.snapshot();
+    ctx.policy_telemetry = TelemetrySettings::of(&policy);
     let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
     ctx.tenant = Some(key);
 
@@ -146,6 +159,7 @@ async fn serve(
         .route(&req.model)
         .ok_or_else(|| Rejection::Error(GatewayError::UnknownModel(req.model.clone())))?;
     ctx.route = Some(Arc::clone(&plan.route.name));
+    ctx.route_slow = plan.route.slow;
     ctx.request_model_label = Some(Arc::clone(plan.requested));
     let expected = match plan.route.kind() {
         sluice_config::ModelKind::Chat => ctx.endpoint != Endpoint::Embeddings,

@@ -20,6 +20,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod capture;
 pub mod cli;
 pub mod context;
 pub mod dns;

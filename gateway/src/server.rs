@@ -26,7 +26,7 @@ pub fn run(policy: Policy) -> Result<(), String> {
     let _ = std::thread::Builder::new()
         .name("sluice-tokenizer-warmup".into())
         .spawn(sluice_observability::tokens::warm_up);
-    let state = Arc::new(AppState::new(policy));
+    let state = Arc::new(AppState::new(policy)?);
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -65,10 +65,11 @@ pub fn run(policy: Policy) -> Result<(), String> {
     );
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTerm {
-            state,
+            state: Arc::clone(&state),
             grace: server_cfg.shutdown_grace,
         }),
     });
+    state.shutdown_telemetry(Duration::from_secs(5));
     tracing::info!("Sluice stopped.");
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use pingora::connectors::ConnectorOptions;
 use pingora::connectors::http::Connector;
 use prometheus_client::registry::Registry;
-use sluice_observability::Metrics;
+use std::sync::Mutex;
+
+use sluice_observability::{ExportCounters, Metrics, Redactor, SpanPipeline, SpanSink};
 use sluice_policy::{Policy, PolicyStore};
 
 use crate::access_log::AccessLog;
@@ -18,6 +20,12 @@ pub struct AppState {
     pub connector: Connector,
     pub resolver: Resolver,
     pub access_log: AccessLog,
+    /// Where finished requests' spans go (sampled, bounded, never blocking).
+    pub spans: SpanSink,
+    /// Owned here so shutdown can flush it; taken once, after the server stops.
+    pipeline: Mutex<Option<SpanPipeline>>,
+    /// Redaction for captured content, from `telemetry.redact`.
+    pub redactor: Redactor,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Set on SIGTERM: readiness fails and connections stop being kept alive.
@@ -27,21 +35,42 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(policy: Policy) -> Result<Self, String> {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let pool = policy.server.upstream_pool_size;
-        Self {
+        let telemetry = &policy.telemetry;
+        let counters = ExportCounters {
+            exported: metrics.span_counter("exported"),
+            dropped: metrics.span_counter("dropped"),
+            failed: metrics.span_counter("failed"),
+        };
+        let pipeline = SpanPipeline::start(telemetry, counters)
+            .map_err(|e| format!("cannot start span export: {e}"))?;
+        let redactor = Redactor::new(&telemetry.redact)?;
+        let access_log = AccessLog::start(telemetry.access_log);
+        Ok(Self {
+            spans: pipeline.sink(),
+            pipeline: Mutex::new(Some(pipeline)),
+            redactor,
             policy: PolicyStore::new(policy),
             metrics,
             registry,
             connector: Connector::new(Some(ConnectorOptions::new(pool))),
             resolver: Resolver::default(),
-            access_log: AccessLog::start(true),
+            access_log,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
+        })
+    }
+
+    /// Flushes queued spans; call once, after the server stopped taking requests.
+    pub fn shutdown_telemetry(&self, timeout: std::time::Duration) {
+        let pipeline = self.pipeline.lock().ok().and_then(|mut p| p.take());
+        if let Some(p) = pipeline {
+            p.shutdown(timeout);
         }
     }
 

@@ -8,12 +8,20 @@
 //! happened to a request.
 
 pub mod cost;
+pub mod export;
 pub mod metrics;
 mod record;
+pub mod redact;
+pub mod sampler;
+pub mod semconv;
+pub mod spans;
 pub mod tokens;
 
+pub use export::{ExportCounters, SpanPipeline, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
     AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, Outcome, RequestParams,
     RequestRecord, TokenUsage, TraceContext, UsageSource,
 };
+pub use redact::Redactor;
+pub use sampler::{Flags, KeepReason, TailSampler};

@@ -337,9 +337,8 @@ fn write_container<'a>(
         let room = budget
             .saturating_sub(out.len() + 1 + MARKER_RESERVE + sep + key_len)
             .min(budget);
-        let Some((text, item_complete)) = (room > 0)
-            .then(|| write_budget(item, cap, room))
-            .flatten()
+        let Some((text, item_complete)) =
+            (room > 0).then(|| write_budget(item, cap, room)).flatten()
         else {
             complete = false;
             break;
@@ -394,7 +393,10 @@ mod tests {
         ])
         .expect("compile");
         let cases = [
-            ("mail me at jane.doe+x@example.co.uk today", "mail me at [REDACTED:email] today"),
+            (
+                "mail me at jane.doe+x@example.co.uk today",
+                "mail me at [REDACTED:email] today",
+            ),
             ("card 4111 1111 1111 1111 ok", "card [REDACTED:card] ok"),
             ("card 4111-1111-1111-1111", "card [REDACTED:card]"),
             ("card 4111111111111111.", "card [REDACTED:card]."),
@@ -406,13 +408,25 @@ mod tests {
             ("id 12345678901234567890123", "id 12345678901234567890123"),
             ("key sk-CANARY-0123456789abcdef", "key [REDACTED:api_key]"),
             ("key sk-proj-AbCdEf0123456789xyz", "key [REDACTED:api_key]"),
-            ("key sk-ant-api03-AbCdEf0123456789", "key [REDACTED:api_key]"),
+            (
+                "key sk-ant-api03-AbCdEf0123456789",
+                "key [REDACTED:api_key]",
+            ),
             ("aws AKIAIOSFODNN7EXAMPLE!", "aws [REDACTED:api_key]!"),
-            ("Authorization: Bearer abc.def-ghi_jkl==", "Authorization: [REDACTED:api_key]"),
-            ("authorization: bearer eyJhbGciOiJIUzI1NiJ9", "authorization: [REDACTED:api_key]"),
+            (
+                "Authorization: Bearer abc.def-ghi_jkl==",
+                "Authorization: [REDACTED:api_key]",
+            ),
+            (
+                "authorization: bearer eyJhbGciOiJIUzI1NiJ9",
+                "authorization: [REDACTED:api_key]",
+            ),
             ("ticket ACME-123456 open", "ticket [REDACTED] open"),
             // Not secrets.
-            ("risk-assessment and task-oriented", "risk-assessment and task-oriented"),
+            (
+                "risk-assessment and task-oriented",
+                "risk-assessment and task-oriented",
+            ),
             ("sk-short", "sk-short"),
             ("bearer of news", "bearer of news"),
             ("no @ here", "no @ here"),
@@ -441,7 +455,8 @@ mod tests {
         let cases = [
             (
                 r#"[{"role":"user","content":"I am jane@example.com, key sk-CANARY-0123456789abcdef"}]"#,
-                r#"[{"role":"user","content":"I am [REDACTED:email], key [REDACTED:api_key]"}]"#,
+                // (Members come out in key order.)
+                r#"[{"content":"I am [REDACTED:email], key [REDACTED:api_key]","role":"user"}]"#,
             ),
             // An escape cannot hide an address: values are matched decoded.
             (
@@ -449,10 +464,7 @@ mod tests {
                 r#"{"a":"[REDACTED:email]","n":4111111111111111,"ok":true}"#,
             ),
             // Not JSON: redacted, and returned as a JSON string.
-            (
-                "raw jane@example.com",
-                r#""raw [REDACTED:email]""#,
-            ),
+            ("raw jane@example.com", r#""raw [REDACTED:email]""#),
         ];
         for (input, want) in cases {
             let got = r.redact_json(input, 16384);
@@ -487,7 +499,11 @@ mod tests {
             ("many long messages", long_chat(40, 500), 4096),
             ("thousands of short messages", long_chat(5000, 3), 2048),
             ("deep nesting", "[[[[[[[[[[\"deep\"]]]]]]]]]]".repeat(1), 16),
-            ("scalar array", format!("[{}]", vec!["12345"; 10_000].join(",")), 300),
+            (
+                "scalar array",
+                format!("[{}]", vec!["12345"; 10_000].join(",")),
+                300,
+            ),
             ("not json", "word ".repeat(10_000), 512),
             ("tiny budget", one_huge, 2),
         ];

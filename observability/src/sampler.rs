@@ -95,8 +95,7 @@ impl TailSampler {
         route_slow: Option<Duration>,
         flags: Flags,
     ) -> Option<KeepReason> {
-        if self.error && (r.is_error() || r.attempts.iter().any(|a| attempt_failed(a.outcome)))
-        {
+        if self.error && (r.is_error() || r.attempts.iter().any(|a| attempt_failed(a.outcome))) {
             return Some(KeepReason::Error);
         }
         if let Some(slow) = self.slow
@@ -178,6 +177,7 @@ mod tests {
             route: Some(Arc::from("chat")),
             model: Some(Arc::from("gpt-4o")),
             request_model: Some("gpt-4o".into()),
+            request_model_label: Some(Arc::from("gpt-4o")),
             tenant: None,
             stream: false,
             status: 200,
@@ -243,7 +243,10 @@ mod tests {
         }
         // A failed attempt that a retry repaired is still kept.
         let mut r = record(Outcome::Ok, FAST, 0);
-        r.attempts = vec![attempt(AttemptOutcome::ServerError), attempt(AttemptOutcome::Ok)];
+        r.attempts = vec![
+            attempt(AttemptOutcome::ServerError),
+            attempt(AttemptOutcome::Ok),
+        ];
         assert_eq!(s.keep(&r, None, NO), Some(KeepReason::Error));
         r.attempts = vec![attempt(AttemptOutcome::Ok)];
         assert_eq!(s.keep(&r, None, NO), None);
@@ -285,7 +288,10 @@ mod tests {
             ..SampleConfig::default()
         });
         let failed = record(Outcome::Timeout, Duration::from_secs(60), 0);
-        assert_eq!(only_judged.keep(&failed, None, flags), Some(KeepReason::Judged));
+        assert_eq!(
+            only_judged.keep(&failed, None, flags),
+            Some(KeepReason::Judged)
+        );
         assert_eq!(only_judged.keep(&failed, None, NO), None);
     }
 

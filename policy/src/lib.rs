@@ -12,7 +12,7 @@ mod store;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_config::{Config, ModelKind, Pricing, ProviderConfig, ServerConfig};
+use sluice_config::{Config, ModelKind, Pricing, ProviderConfig, ServerConfig, TelemetryConfig};
 
 pub use keys::{KeyEntry, hash_key};
 pub use route::{AttemptPlan, Route, RouteOrigin};
@@ -66,6 +66,7 @@ pub struct PublicModel {
 #[derive(Debug)]
 pub struct Policy {
     pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
     providers: Vec<Arc<Provider>>,
     catalog: HashMap<String, Arc<Target>>,
     routes: Vec<Route>,
@@ -148,6 +149,7 @@ impl Policy {
 
         Ok(Self {
             server: config.server.clone(),
+            telemetry: config.telemetry.clone(),
             providers,
             catalog,
             routes,

@@ -27,6 +27,8 @@ pub struct Route {
     pub origin: RouteOrigin,
     pub retry: RetryConfig,
     pub timeouts: Timeouts,
+    /// Over this duration a request is kept by the tail sampler as slow (route override).
+    pub slow: Option<std::time::Duration>,
     targets: Vec<(Arc<Target>, u32)>,
     fallbacks: Vec<Arc<Target>>,
     total_weight: u64,
@@ -68,14 +70,16 @@ impl Route {
             .iter()
             .map(|m| lookup(m))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self::new(
+        let mut route = Self::new(
             Arc::from(rc.name.as_str()),
             RouteOrigin::Configured,
             rc.retry.clone(),
             rc.timeouts,
             targets,
             fallbacks,
-        ))
+        );
+        route.slow = rc.slow;
+        Ok(route)
     }
 
     pub(crate) fn implicit(target: Arc<Target>) -> Self {
@@ -103,6 +107,7 @@ impl Route {
             origin,
             retry,
             timeouts,
+            slow: None,
             targets,
             fallbacks,
             total_weight,
