@@ -81,7 +81,7 @@ impl AccessLog {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             request_id: &r.request_id,
-            trace_id: hex::encode(r.trace.trace_id),
+            trace_id: sluice_observability::spans::trace_id_hex(&r.trace),
             endpoint: r.endpoint.as_str(),
             route: r.route.as_deref(),
             model: r.model.as_deref(),

@@ -279,7 +279,7 @@ async fn open(
     let provider = &target.provider.config;
     match &provider.kind {
         ProviderKind::Mock { ttft, tokens_per_s } => {
-            ctx.begin_attempt(target, state.next_span_id());
+            ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
             let timing = MockTiming {
                 ttft: *ttft,
                 tokens_per_s: *tokens_per_s,
@@ -302,7 +302,7 @@ async fn open(
                     provider.name
                 )));
             }
-            ctx.begin_attempt(target, state.next_span_id());
+            ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
             let addr = state
                 .resolver
                 .resolve(&base_url.host, base_url.port)

@@ -45,7 +45,7 @@ impl HttpServerApp for DataPlane {
 
         let endpoint = endpoint_of(ds.req_header().uri.path());
         let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
-        let trace = crate::trace::incoming(&ds, state);
+        let trace = crate::trace::incoming(&ds);
         let mut ctx = RequestCtx::new(request_id, endpoint, trace);
 
         let reusable = match serve(state, &mut ds, &mut ctx).await {

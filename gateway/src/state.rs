@@ -80,12 +80,6 @@ impl AppState {
         format!("req_{:016x}", mix(n ^ self.request_salt))
     }
 
-    /// A span id for an upstream attempt: unique within the process, never zero.
-    pub fn next_span_id(&self) -> [u8; 8] {
-        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        (mix(n ^ self.request_salt.rotate_left(17)) | 1).to_be_bytes()
-    }
-
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }

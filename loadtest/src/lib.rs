@@ -6,7 +6,11 @@
 //!   the gateway's in-process `mock` provider uses; per-request faults (429, 5xx, HTML error
 //!   pages, garbage, first-event errors, stalls, cuts, added latency) are chosen by a
 //!   `model@fault` suffix or an `x-mock` header.
+//! - [`otlp_sink`]: a real OTLP/gRPC trace receiver for tests that check exported spans.
+//! - [`bench`]: `sluice-bench`, the load generator and the direct / nginx / Sluice comparison.
 
+pub mod bench;
 pub mod mock_llm;
+pub mod otlp_sink;
 
 pub use mock_llm::{MockLlm, MockLlmConfig, Stats};

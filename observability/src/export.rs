@@ -8,8 +8,9 @@
 //! `SpanExporter`, gRPC via tonic or HTTP/protobuf via hyper) directly. The SDK's
 //! `BatchSpanProcessor` is not used: it cannot count drops for us and wants the tracer API.
 //!
-//! The queue is bounded in spans (`queue_size`), counted with an atomic reservation, so a
-//! stalled or absent collector costs at most `queue_size` spans of memory.
+//! The queue is bounded in spans (`queue_size`), counted with an atomic reservation that is
+//! released only when a batch has been exported (or has failed), so a stalled or absent
+//! collector costs at most `queue_size` spans of memory.
 //!
 //! Export errors increment `failed` by the batch size and log a warning at most every
 //! [`WARN_EVERY`], with the number of failures in between. Warnings name the error, never
@@ -315,6 +316,9 @@ pub fn resource() -> Resource {
 
 struct Exporter {
     inner: opentelemetry_otlp::SpanExporter,
+    /// The sink's reservation: released when a batch is done with, so `queue_size` bounds
+    /// the channel, the batch being filled and the one in flight together.
+    queued: Arc<AtomicUsize>,
     timeout: Duration,
     counters: ExportCounters,
     last_warn: Option<Instant>,
@@ -323,9 +327,11 @@ struct Exporter {
 
 impl Exporter {
     async fn export(&mut self, batch: Vec<SpanData>) {
-        let n = batch.len() as u64;
+        let len = batch.len();
+        let n = len as u64;
         // The exporter has its own timeout; this one guards against one that hangs anyway.
         let result = tokio::time::timeout(self.timeout * 2, self.inner.export(batch)).await;
+        self.queued.fetch_sub(len, Ordering::AcqRel);
         let err = match result {
             Ok(Ok(())) => {
                 self.counters.exported.inc_by(n);
@@ -359,6 +365,7 @@ async fn run(
 ) {
     let mut exporter = Exporter {
         inner: exporter,
+        queued,
         timeout: otlp.timeout,
         counters,
         last_warn: None,
@@ -368,14 +375,10 @@ async fn run(
     let mut buf: Vec<SpanData> = Vec::with_capacity(batch_size);
     let mut tick = tokio::time::interval(otlp.export_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let take = |spans: &Vec<SpanData>| {
-        queued.fetch_sub(spans.len(), Ordering::AcqRel);
-    };
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Spans(spans)) => {
-                    take(&spans);
                     buf.extend(spans);
                     while buf.len() >= batch_size {
                         let rest = buf.split_off(batch_size);
@@ -389,7 +392,6 @@ async fn run(
                     rx.close();
                     while let Ok(msg) = rx.try_recv() {
                         if let Msg::Spans(spans) = msg {
-                            take(&spans);
                             buf.extend(spans);
                         }
                     }

@@ -161,7 +161,7 @@ fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 // === truncation ===
@@ -498,7 +498,11 @@ mod tests {
             ("one huge string", one_huge.clone(), 1024),
             ("many long messages", long_chat(40, 500), 4096),
             ("thousands of short messages", long_chat(5000, 3), 2048),
-            ("deep nesting", "[[[[[[[[[[\"deep\"]]]]]]]]]]".repeat(1), 16),
+            (
+                "deep nesting",
+                "[[[[[[[[[[\"deep\"]]]]]]]]]]".to_owned(),
+                16,
+            ),
             (
                 "scalar array",
                 format!("[{}]", vec!["12345"; 10_000].join(",")),

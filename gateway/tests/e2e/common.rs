@@ -168,6 +168,19 @@ impl TestGateway {
             .body(body)
     }
 
+    /// Scrapes until `ready` holds (records land just after a response ends), at most 3 s.
+    pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..150 {
+            last = self.metrics().await;
+            if ready(&last) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        last
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics"))
             .await

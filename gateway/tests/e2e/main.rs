@@ -1,8 +1,11 @@
 //! End-to-end tests: the real `sluice` binary, real sockets on 127.0.0.1, the real mock-llm.
 
 mod body;
+mod cardinality;
 mod common;
 mod errors;
 mod failover;
 mod lifecycle;
+mod prometheus;
 mod streaming;
+mod telemetry;

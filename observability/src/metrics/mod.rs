@@ -288,7 +288,7 @@ impl Metrics {
         }
         let exemplar = || {
             Some(TraceExemplar {
-                trace_id: hex(&r.trace.trace_id),
+                trace_id: crate::spans::trace_id_hex(&r.trace),
             })
         };
         if matches!(r.endpoint, Endpoint::Models | Endpoint::Other) || r.route.is_none() {
@@ -381,16 +381,6 @@ impl Metrics {
                 .inc_by(cost);
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 #[cfg(test)]
