@@ -117,7 +117,10 @@ fn quickstart_loads_without_warnings() {
     assert_eq!(c.models["gpt-4o-mini"].upstream_model, "mock-1");
     assert_eq!(c.models["mock-embed"].kind, ModelKind::Embedding);
     assert_eq!(c.routes.len(), 1);
-    assert_eq!(c.routes[0].models, ["gpt-4o-mini", "mock-chat"]);
+    assert_eq!(c.routes[0].models, ["gpt-4o-mini"]);
+    assert_eq!(c.routes[0].targets[0].model, "gpt-4o-mini");
+    assert_eq!(c.routes[0].fallbacks, ["mock-chat"]);
+    assert_eq!(c.telemetry.otlp, None, "the quickstart exports no spans");
     assert_eq!(c.keys[0].name, "demo");
     assert_eq!(c.keys[0].tenant, "demo");
     // `printf %s sk-sluice-demo | sha256sum`

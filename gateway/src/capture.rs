@@ -1,9 +1,9 @@
 //! Content capture for spans (`capture_content: true` only): the prompt and the answer in the
-//! GenAI conventions' message shape, redacted and size-bounded before they leave the request.
+//! GenAI conventions' message shape. The span sink redacts and truncates them, after its
+//! sampling decision, so requests whose spans are dropped never pay for redaction.
 
 use serde_json::{Value, json};
 use sluice_observability::CapturedContent;
-use sluice_observability::redact::Redactor;
 
 use crate::stream::AnswerInfo;
 
@@ -78,16 +78,11 @@ pub fn output_messages(answer: &AnswerInfo) -> Value {
     }])
 }
 
-/// Both sides, redacted and truncated (keeping valid JSON) to `max_bytes` each.
-pub fn capture(
-    redactor: &Redactor,
-    body: &[u8],
-    answer: &AnswerInfo,
-    max_bytes: usize,
-) -> CapturedContent {
+/// Both sides, as JSON text for the span sink.
+pub fn capture(body: &[u8], answer: &AnswerInfo) -> CapturedContent {
     CapturedContent {
-        input: redactor.redact_json(&input_messages(body).to_string(), max_bytes),
-        output: redactor.redact_json(&output_messages(answer).to_string(), max_bytes),
+        input: input_messages(body).to_string(),
+        output: output_messages(answer).to_string(),
     }
 }
 
@@ -112,18 +107,17 @@ mod tests {
     }
 
     #[test]
-    fn capture_redacts_both_sides() {
-        let redactor = Redactor::new(&[sluice_config::RedactRule::Email]).expect("rules");
-        let body = br#"{"messages":[{"role":"user","content":"mail me at jo@example.com"}]}"#;
+    fn capture_keeps_both_sides_as_json() {
+        let body = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
         let answer = AnswerInfo {
-            text: "sure, jo@example.com".into(),
+            text: "hello".into(),
+            finish_reasons: vec!["stop".into()],
             ..AnswerInfo::default()
         };
-        let c = capture(&redactor, body, &answer, 4096);
-        assert!(
-            !c.input.contains("jo@example.com") && !c.output.contains("jo@example.com"),
-            "{c:?}"
-        );
-        serde_json::from_str::<Value>(&c.input).expect("valid JSON");
+        let c = capture(body, &answer);
+        let out: Value = serde_json::from_str(&c.output).expect("valid JSON");
+        assert_eq!(out[0]["parts"][0]["content"], "hello");
+        assert_eq!(out[0]["finish_reason"], "stop");
+        assert!(c.input.contains("\"hi\""));
     }
 }

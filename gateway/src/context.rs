@@ -58,14 +58,12 @@ pub struct RequestCtx {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TelemetrySettings {
     pub capture_content: bool,
-    pub max_content_bytes: usize,
 }
 
 impl TelemetrySettings {
     pub fn of(policy: &sluice_policy::Policy) -> Self {
         Self {
             capture_content: policy.telemetry.capture_content,
-            max_content_bytes: policy.telemetry.max_content_bytes,
         }
     }
 }

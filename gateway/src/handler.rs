@@ -70,12 +70,7 @@ impl HttpServerApp for DataPlane {
         if telemetry.capture_content
             && let Some(body) = &ctx.body
         {
-            record.content = Some(crate::capture::capture(
-                &state.redactor,
-                body,
-                &ctx.answer,
-                telemetry.max_content_bytes,
-            ));
+            record.content = Some(crate::capture::capture(body, &ctx.answer));
         }
         state.metrics.record_request(&record);
         state.access_log.log(&record);

@@ -7,7 +7,7 @@ use pingora::connectors::http::Connector;
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 
-use sluice_observability::{ExportCounters, Metrics, Redactor, SpanPipeline, SpanSink};
+use sluice_observability::{ExportCounters, Metrics, SpanPipeline, SpanSink};
 use sluice_policy::{Policy, PolicyStore};
 
 use crate::access_log::AccessLog;
@@ -24,8 +24,6 @@ pub struct AppState {
     pub spans: SpanSink,
     /// Owned here so shutdown can flush it; taken once, after the server stops.
     pipeline: Mutex<Option<SpanPipeline>>,
-    /// Redaction for captured content, from `telemetry.redact`.
-    pub redactor: Redactor,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Set on SIGTERM: readiness fails and connections stop being kept alive.
@@ -47,12 +45,10 @@ impl AppState {
         };
         let pipeline = SpanPipeline::start(telemetry, counters)
             .map_err(|e| format!("cannot start span export: {e}"))?;
-        let redactor = Redactor::new(&telemetry.redact)?;
         let access_log = AccessLog::start(telemetry.access_log);
         Ok(Self {
             spans: pipeline.sink(),
             pipeline: Mutex::new(Some(pipeline)),
-            redactor,
             policy: PolicyStore::new(policy),
             metrics,
             registry,

@@ -116,8 +116,8 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
 }
 
-/// Captured prompt and answer, only when `capture_content` is on; already redacted and
-/// truncated by the gateway's capture step.
+/// Captured prompt and answer, only when `capture_content` is on. Raw: the span sink redacts
+/// and truncates them before they leave the process, and nothing else reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedContent {
     /// JSON: the request's `messages` (or `prompt`, `input`).

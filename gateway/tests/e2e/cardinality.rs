@@ -106,6 +106,29 @@ async fn send_all(client: &reqwest::Client, url: &str, reqs: Vec<Req>) {
     }
 }
 
+/// The sum of `sluice_requests_total` samples whose labels contain `needle`.
+fn requests_counted(scrape: &str, needle: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("sluice_requests_total{") && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A scrape once all `n` requests are counted: the gateway records a request after its
+/// response went out, so the last few can land a moment after the client saw them end.
+async fn settled_scrape(gw: &TestGateway, n: usize) -> String {
+    let mut scrape = String::new();
+    for _ in 0..250 {
+        scrape = gw.metrics().await;
+        if requests_counted(&scrape, "") == n as f64 {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sluice_requests_total never reached {n}:\n{scrape}");
+}
+
 /// The series of a scrape (sample lines without their values and exemplars).
 fn series(scrape: &str) -> BTreeSet<String> {
     scrape
@@ -149,12 +172,12 @@ async fn random_models_users_and_request_ids_create_no_series() {
     tokio::time::timeout(limit, send_all(&client, &url, first))
         .await
         .expect("the first 1,000 requests took over 120 s");
-    let after_first = gw.metrics().await;
+    let after_first = settled_scrape(&gw, (UNKNOWN + VALID) / 10).await;
     let first_elapsed = started.elapsed();
     tokio::time::timeout(limit, send_all(&client, &url, rest))
         .await
         .expect("the other 9,000 requests took over 120 s");
-    let after_all = gw.metrics().await;
+    let after_all = settled_scrape(&gw, UNKNOWN + VALID).await;
     let elapsed = started.elapsed();
     eprintln!(
         "cardinality: {} requests in {elapsed:.1?} ({:.0}/s; the first 1,000+ in {first_elapsed:.1?})",
@@ -182,13 +205,7 @@ async fn random_models_users_and_request_ids_create_no_series() {
     );
 
     // Both kinds of request were counted, under closed label values.
-    let count = |needle: &str| -> f64 {
-        after_all
-            .lines()
-            .filter(|l| l.starts_with("sluice_requests_total{") && l.contains(needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let count = |needle: &str| requests_counted(&after_all, needle);
     assert_eq!(count("status=\"404\""), UNKNOWN as f64, "{after_all}");
     assert_eq!(count("status=\"200\""), VALID as f64, "{after_all}");
 

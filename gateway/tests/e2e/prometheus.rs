@@ -110,6 +110,25 @@ async fn send_known_traffic(gw: &TestGateway) -> BTreeMap<String, Told> {
     told
 }
 
+/// A scrape once all 6 requests of [`send_known_traffic`] are counted: the gateway records a
+/// request after its response went out, a moment after the client saw it end.
+async fn settled_scrape(gw: &TestGateway) -> String {
+    let mut scrape = String::new();
+    for _ in 0..250 {
+        scrape = gw.metrics().await;
+        let total: f64 = scrape
+            .lines()
+            .filter(|l| l.starts_with("sluice_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if total == 6.0 {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sluice_requests_total never reached 6:\n{scrape}");
+}
+
 // === a Prometheus server ===
 
 struct Prometheus {
@@ -497,7 +516,7 @@ async fn every_family_has_help_and_every_unit_is_declared() {
     let mock = common::mock_llm().await;
     let gw = TestGateway::start(&policy(), &mock).await;
     send_known_traffic(&gw).await;
-    let scrape = gw.metrics().await;
+    let scrape = settled_scrape(&gw).await;
     assert!(
         scrape.trim_end().ends_with("# EOF"),
         "OpenMetrics ends with # EOF"
@@ -725,7 +744,7 @@ async fn every_metric_the_dashboard_queries_exists_in_a_live_scrape() {
     let mock = common::mock_llm().await;
     let gw = TestGateway::start(&policy(), &mock).await;
     send_known_traffic(&gw).await;
-    let scrape = gw.metrics().await;
+    let scrape = settled_scrape(&gw).await;
 
     let declared: BTreeSet<String> = families(&scrape)
         .iter()
