@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sluice_loadtest::otlp_sink::OtlpSink;
 
@@ -18,20 +19,50 @@ fn sum_series(metrics: &str, prefix: &str, must_contain: &[&str]) -> f64 {
         .sum()
 }
 
-fn attr<'a>(span: &'a opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<&'a Value> {
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
     span.attributes
         .iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref()?.value.as_ref())
 }
 
+/// The `telemetry` section exporting every request's spans to `sink`, plus the provider.
+fn telemetry_policy(sink: &OtlpSink, extra: &str, models: &str) -> String {
+    format!(
+        "telemetry:\n  otlp: {{ endpoint: \"{}\", protocol: grpc, export_interval: 200ms }}\n  sample: {{ head_ratio: 1.0 }}\n{extra}providers:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n{models}",
+        sink.endpoint()
+    )
+}
+
+/// Spans received once `servers` server spans arrived (bounded wait).
+async fn spans_after(sink: &OtlpSink, servers: usize) -> Vec<Span> {
+    let mut spans = Vec::new();
+    for _ in 0..150 {
+        spans = sink.spans();
+        if spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count()
+            >= servers
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    spans
+}
+
 #[tokio::test]
 async fn requests_tokens_and_spans_reconcile() {
     let mock = common::mock_llm().await;
     let sink = OtlpSink::start().await.expect("otlp sink");
-    let policy = format!(
-        "telemetry:\n  otlp: {{ endpoint: \"{}\", protocol: grpc, export_interval: 200ms }}\n  sample: {{ head_ratio: 1.0 }}\nproviders:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  m: {{ provider: up, pricing: {{ input: 1.0, output: 2.0 }} }}\n  slow: {{ provider: up, upstream_model: \"slow@delay:200\", pricing: {{ input: 1.0, output: 2.0 }} }}\n  broken: {{ provider: up, upstream_model: \"b@500\" }}\n",
-        sink.endpoint()
+    let policy = telemetry_policy(
+        &sink,
+        "",
+        "  m: { provider: up, pricing: { input: 1.0, output: 2.0 } }
+  slow: { provider: up, upstream_model: \"slow@delay:200\", pricing: { input: 1.0, output: 2.0 } }
+  broken: { provider: up, upstream_model: \"b@500\" }
+",
     );
     let gw = TestGateway::start(&policy, &mock).await;
     let secret_prompt = "my email is pii.canary@example.com";
@@ -171,19 +202,7 @@ async fn requests_tokens_and_spans_reconcile() {
     assert!((cost - want).abs() < 1e-9, "cost {cost} want {want}");
 
     // Spans: one server span per request, one client span per upstream attempt.
-    let mut spans = Vec::new();
-    for _ in 0..150 {
-        spans = sink.spans();
-        if spans
-            .iter()
-            .filter(|s| s.kind == SpanKind::Server as i32)
-            .count()
-            >= 10
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    let spans = spans_after(&sink, 10).await;
     let servers: Vec<_> = spans
         .iter()
         .filter(|s| s.kind == SpanKind::Server as i32)
@@ -223,9 +242,12 @@ async fn requests_tokens_and_spans_reconcile() {
 async fn captured_content_is_redacted_and_off_by_default_elsewhere() {
     let mock = common::mock_llm().await;
     let sink = OtlpSink::start().await.expect("otlp sink");
-    let policy = format!(
-        "telemetry:\n  otlp: {{ endpoint: \"{}\", protocol: grpc, export_interval: 200ms }}\n  sample: {{ head_ratio: 1.0 }}\n  capture_content: true\nproviders:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  m: {{ provider: up }}\n",
-        sink.endpoint()
+    let policy = telemetry_policy(
+        &sink,
+        "  capture_content: true
+",
+        "  m: { provider: up }
+",
     );
     let gw = TestGateway::start(&policy, &mock).await;
     let prompt = format!(
@@ -243,14 +265,7 @@ async fn captured_content_is_redacted_and_off_by_default_elsewhere() {
         200
     );
 
-    let mut spans = Vec::new();
-    for _ in 0..150 {
-        spans = sink.spans();
-        if spans.iter().any(|s| s.kind == SpanKind::Server as i32) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    let spans = spans_after(&sink, 1).await;
     let input = spans
         .iter()
         .find_map(|s| match attr(s, "gen_ai.input.messages") {
