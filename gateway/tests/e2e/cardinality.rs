@@ -54,7 +54,7 @@ fn plan(rng: &mut Rng, unknown: usize, valid: usize) -> Vec<Req> {
     let mut out = Vec::with_capacity(total);
     for i in 0..total {
         // Valid requests spread evenly through the batch; every fourth of them streams.
-        let is_valid = valid_left > 0 && (i % step == 0 || total - i <= valid_left);
+        let is_valid = valid_left > 0 && (i.is_multiple_of(step) || total - i <= valid_left);
         let nth_valid = valid - valid_left;
         if is_valid {
             valid_left -= 1;
@@ -67,7 +67,7 @@ fn plan(rng: &mut Rng, unknown: usize, valid: usize) -> Vec<Req> {
             },
             user: rng.name("user"),
             request_id: rng.name("rid"),
-            stream: is_valid && nth_valid % 4 == 0,
+            stream: is_valid && nth_valid.is_multiple_of(4),
             valid: is_valid,
         });
     }

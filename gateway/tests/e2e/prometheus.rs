@@ -355,10 +355,10 @@ async fn a_real_prometheus_scrapes_exact_counts_tokens_and_cost() {
 
     // Tokens: exactly what the answers told the client, per model and in total.
     let input = prom
-        .by("model", r#"sluice_tokens_total{token_type="input"}"#)
+        .by("model", r#"sluice_usage_tokens_total{token_type="input"}"#)
         .await;
     let output = prom
-        .by("model", r#"sluice_tokens_total{token_type="output"}"#)
+        .by("model", r#"sluice_usage_tokens_total{token_type="output"}"#)
         .await;
     for (model, t) in &told {
         assert_eq!(input.get(model), Some(&(t.input as f64)), "{model} input");
@@ -372,17 +372,19 @@ async fn a_real_prometheus_scrapes_exact_counts_tokens_and_cost() {
     let told_output: u64 = told.values().map(|t| t.output).sum();
     assert!(told_input > 0 && told_output > 0, "{told:?}");
     assert_eq!(
-        prom.scalar(r#"sum(sluice_tokens_total{token_type="input"})"#)
+        prom.scalar(r#"sum(sluice_usage_tokens_total{token_type="input"})"#)
             .await,
         told_input as f64
     );
     assert_eq!(
-        prom.scalar(r#"sum(sluice_tokens_total{token_type="output"})"#)
+        prom.scalar(r#"sum(sluice_usage_tokens_total{token_type="output"})"#)
             .await,
         told_output as f64
     );
     assert_eq!(
-        prom.by("usage_source", "sluice_tokens_total").await.len(),
+        prom.by("usage_source", "sluice_usage_tokens_total")
+            .await
+            .len(),
         1,
         "the mock reports usage: every count is the provider's"
     );
@@ -510,9 +512,8 @@ fn sample_names(family: &str, kind: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn every_family_has_help_and_every_unit_is_declared() {
-    // `sluice_tokens` (samples `sluice_tokens_total`) counts tokens but is registered without a
-    // unit; registering it with one would rename it `sluice_tokens_tokens_total`.
-    const UNITLESS: [&str; 1] = ["sluice_tokens"];
+    // Counts of things with no unit to declare (requests, attempts, spans).
+    const UNITLESS: [&str; 0] = [];
     let mock = common::mock_llm().await;
     let gw = TestGateway::start(&policy(), &mock).await;
     send_known_traffic(&gw).await;
@@ -792,7 +793,7 @@ async fn every_metric_the_dashboard_queries_exists_in_a_live_scrape() {
         "sluice_requests_total",
         "gen_ai_client_operation_duration_seconds_bucket",
         "gen_ai_client_operation_time_to_first_chunk_seconds_bucket",
-        "sluice_tokens_total",
+        "sluice_usage_tokens_total",
         "sluice_cost_usd_total",
         "sluice_overhead_seconds_bucket",
         "sluice_upstream_attempts_total",

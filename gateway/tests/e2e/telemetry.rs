@@ -174,7 +174,7 @@ async fn requests_tokens_and_spans_reconcile() {
     assert_eq!(
         sum_series(
             &metrics,
-            "sluice_tokens_total",
+            "sluice_usage_tokens_total",
             &["token_type=\"input\"", provider]
         ),
         sum("prompt_tokens")
@@ -182,7 +182,7 @@ async fn requests_tokens_and_spans_reconcile() {
     assert_eq!(
         sum_series(
             &metrics,
-            "sluice_tokens_total",
+            "sluice_usage_tokens_total",
             &["token_type=\"output\"", provider]
         ),
         sum("completion_tokens")
@@ -192,7 +192,7 @@ async fn requests_tokens_and_spans_reconcile() {
     assert!(
         sum_series(
             &metrics,
-            "sluice_tokens_total",
+            "sluice_usage_tokens_total",
             &["token_type=\"output\"", estimated]
         ) >= 1.0,
         "{metrics}"

@@ -69,6 +69,7 @@ pub struct TokenUsageLabels {
     pub gen_ai_operation_name: &'static str,
     pub gen_ai_provider_name: Arc<str>,
     pub gen_ai_request_model: Arc<str>,
+    pub route: Arc<str>,
     pub gen_ai_token_type: &'static str,
 }
 
@@ -77,6 +78,7 @@ pub struct StreamLabels {
     pub gen_ai_operation_name: &'static str,
     pub gen_ai_provider_name: Arc<str>,
     pub gen_ai_request_model: Arc<str>,
+    pub route: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,7 +141,7 @@ pub struct Metrics {
     pub time_per_output_chunk: Family<StreamLabels, Histogram, fn() -> Histogram>,
     /// Every finished request, LLM or not.
     pub requests: Family<RequestLabels, Counter>,
-    /// Tokens by type and by where the count came from.
+    /// `sluice_usage_tokens_total`: tokens by type and by where the count came from.
     pub tokens: Family<TokenLabels, Counter>,
     /// Spend in US dollars from the catalog's prices.
     pub cost: Family<CostLabels, Counter<f64, AtomicU64>>,
@@ -207,9 +209,10 @@ impl Metrics {
             requests.clone(),
         );
         let tokens = Family::<TokenLabels, Counter>::default();
-        registry.register(
-            "sluice_tokens",
+        registry.register_with_unit(
+            "sluice_usage",
             "Tokens by type; usage_source says whether the provider reported them or Sluice counted",
+            Unit::Other("tokens".to_owned()),
             tokens.clone(),
         );
         let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
@@ -327,6 +330,7 @@ impl Metrics {
                 gen_ai_operation_name: operation,
                 gen_ai_provider_name: Arc::clone(&provider),
                 gen_ai_request_model: Arc::clone(&requested),
+                route: Arc::clone(&route),
             };
             self.time_to_first_chunk.get_or_create(&labels).observe(
                 ttfc.as_secs_f64(),
@@ -348,6 +352,7 @@ impl Metrics {
                         gen_ai_operation_name: operation,
                         gen_ai_provider_name: Arc::clone(&provider),
                         gen_ai_request_model: Arc::clone(&requested),
+                        route: Arc::clone(&route),
                         gen_ai_token_type: token_type,
                     })
                     .observe(n as f64);

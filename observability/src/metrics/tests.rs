@@ -71,15 +71,15 @@ fn a_request_records_every_series_with_closed_labels() {
     let out = exposition(&reg);
     for want in [
         r#"sluice_requests_total{endpoint="chat_completions",route="chat",model="gpt-4o",tenant="search",outcome="ok",status="200"} 1"#,
-        r#"sluice_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="input",usage_source="provider"} 100"#,
-        r#"sluice_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="cached_input",usage_source="provider"} 40"#,
-        r#"sluice_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="reasoning",usage_source="provider"} 5"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="input",usage_source="provider"} 100"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="cached_input",usage_source="provider"} 40"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="reasoning",usage_source="provider"} 5"#,
         r#"sluice_cost_usd_total{route="chat",model="gpt-4o",tenant="search"} 0.0125"#,
         r#"sluice_upstream_attempts_total{provider="openai",model="gpt-4o",outcome="ok"} 1"#,
         r#"gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",route="chat",error_type=""} 1"#,
-        r#"gen_ai_client_token_usage_tokens_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",gen_ai_token_type="output"} 1"#,
-        r#"gen_ai_client_operation_time_to_first_chunk_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o"} 1"#,
-        r#"gen_ai_client_operation_time_per_output_chunk_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o"} 1"#,
+        r#"gen_ai_client_token_usage_tokens_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",route="chat",gen_ai_token_type="output"} 1"#,
+        r#"gen_ai_client_operation_time_to_first_chunk_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",route="chat"} 1"#,
+        r#"gen_ai_client_operation_time_per_output_chunk_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",route="chat"} 1"#,
         r#"sluice_overhead_seconds_count{route="chat"} 1"#,
         "trace_id=\"abababababababababababababababab\"",
     ] {
