@@ -236,6 +236,33 @@ async fn requests_tokens_and_spans_reconcile() {
         sum_series(&metrics, "sluice_spans_total", &["result=\"exported\""]) >= 21.0,
         "{metrics}"
     );
+    common::assert_no_canary(&metrics);
+    assert!(!metrics.contains("pii.canary"), "no prompt text in metrics");
+
+    // The access log: one JSON line per request, with its trace id, and no content.
+    let lines: Vec<serde_json::Value> = gw
+        .log_text()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 10, "one access-log line per request");
+    for line in &lines {
+        let trace = line["trace_id"].as_str().expect("trace id");
+        assert_eq!(trace.len(), 32, "{line}");
+        assert!(
+            servers.iter().any(|s| hex(&s.trace_id) == trace),
+            "the log line's trace is exported: {line}"
+        );
+        assert!(line["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(line.get("messages").is_none() && line.get("content").is_none());
+    }
+    let log = gw.log_text();
+    assert!(!log.contains("pii.canary"), "no prompt text in logs");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]
