@@ -380,7 +380,12 @@ async fn non_stream_answer(
         }
         _ => {}
     }
-    tokio::time::sleep(timing.response_delay(req)).await;
+    let delay = timing.response_delay(req);
+    // tokio rounds every timer up to its next 1 ms tick, even a zero one: skip it, or every
+    // "instant" answer would take about a millisecond (and cap closed-loop throughput).
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut body = mock::response_json(req);
     if faults.nousage {
         body = without_usage(&body);

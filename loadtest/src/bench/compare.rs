@@ -1,0 +1,587 @@
+//! `sluice-bench compare`: one scenario against mock-llm directly, nginx as a plain reverse proxy
+//! and Sluice, interleaved round by round so that machine drift hits all three alike.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::process::Command;
+
+use super::client::Target;
+use super::engine::{self, Load, RunReport, RunResult};
+use super::procs::{self, Proc, ProcSample};
+use super::scenario::{Scenario, TargetKind};
+
+/// The nginx configuration template (`@PREFIX@`, `@LISTEN@`, `@UPSTREAM@` are filled in).
+pub const NGINX_CONF: &str = include_str!("../../nginx/nginx.conf");
+
+/// The provider key mock-llm requires (direct and nginx requests carry it).
+const PROVIDER_KEY: &str = "sk-bench-provider";
+/// The virtual key Sluice is configured with.
+const SLUICE_KEY: &str = "sk-sluice-bench";
+/// The catalog model name in Sluice's policy.
+const MODEL: &str = "bench";
+
+/// How to run `compare`.
+#[derive(Debug, Clone)]
+pub struct CompareOpts {
+    /// The `sluice` binary.
+    pub sluice: PathBuf,
+    /// The `mock-llm` binary.
+    pub mock_llm: PathBuf,
+    /// The `nginx` binary (needed when the scenario lists nginx).
+    pub nginx: Option<PathBuf>,
+    /// `server.threads` of Sluice.
+    pub threads: usize,
+    /// mock-llm on `base_port`, nginx +1, Sluice +2, Sluice admin +3 (all 127.0.0.1).
+    pub base_port: u16,
+    /// Where configs and logs go (removed afterwards unless `keep`).
+    pub work_dir: PathBuf,
+    /// Keep `work_dir`.
+    pub keep: bool,
+    /// Live progress line.
+    pub progress: bool,
+}
+
+/// Per-target figures of a compare run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// `direct`, `nginx`, `sluice`.
+    pub name: String,
+    /// All rounds merged.
+    pub run: RunReport,
+    /// CPU seconds of the proxy process during the measured phases (0 for direct).
+    pub proxy_cpu_s: f64,
+    /// Proxy CPU per successful request, µs.
+    pub proxy_cpu_us_per_req: f64,
+    /// mock-llm CPU per successful request during this target's phases, µs.
+    pub mock_cpu_us_per_req: f64,
+    /// Largest sampled RSS of the proxy process, MB.
+    pub peak_rss_mb: f64,
+    /// Each round on its own (for the noise).
+    pub rounds: Vec<RoundFigure>,
+}
+
+/// One measured phase.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RoundFigure {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Successful req/s.
+    pub rps: f64,
+    /// Proxy CPU per request, µs.
+    pub cpu_us_per_req: f64,
+    /// Non-stream p50 (or stream TTFC p50 when all requests stream), ms.
+    pub p50_ms: f64,
+    /// The same at p99.
+    pub p99_ms: f64,
+}
+
+/// A goal from DESIGN §8 and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoalRow {
+    /// What is measured.
+    pub goal: String,
+    /// The bound.
+    pub bound: String,
+    /// The figure.
+    pub measured: String,
+    /// Met?
+    pub met: bool,
+}
+
+/// Everything a compare run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    /// The scenario as run (duration overrides applied).
+    pub scenario: Scenario,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Unix seconds at the start.
+    pub started_unix: u64,
+    /// Sluice worker threads.
+    pub sluice_threads: usize,
+    /// One entry per target, in scenario order.
+    pub targets: Vec<TargetReport>,
+    /// Goal checks that apply to the scenario.
+    pub goals: Vec<GoalRow>,
+    /// RSS samples: seconds since start, then KiB per process name.
+    pub rss_series: RssSeries,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub cpus: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// MemTotal, MB.
+    pub mem_mb: u64,
+    /// /proc/sys/kernel/osrelease.
+    pub kernel: String,
+    /// 1-minute load average at the start (other work on the machine).
+    pub loadavg_at_start: String,
+}
+
+impl Machine {
+    /// Reads /proc.
+    pub fn describe() -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let meminfo = read("/proc/meminfo");
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+                .unwrap_or_default(),
+            mem_mb: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(0, |kb| kb / 1024),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            loadavg_at_start: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+struct Running {
+    mock: Proc,
+    nginx: Option<Proc>,
+    sluice: Option<Proc>,
+}
+
+impl Running {
+    fn pid_of(&self, kind: TargetKind) -> Option<u32> {
+        match kind {
+            TargetKind::Direct => None,
+            TargetKind::Nginx => self.nginx.as_ref().map(|p| p.pid),
+            TargetKind::Sluice => self.sluice.as_ref().map(|p| p.pid),
+        }
+    }
+
+    async fn stop(self) {
+        if let Some(p) = self.sluice {
+            p.stop().await;
+        }
+        if let Some(p) = self.nginx {
+            p.stop().await;
+        }
+        self.mock.stop().await;
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+async fn start_all(s: &Scenario, o: &CompareOpts) -> Result<Running, String> {
+    let dir = &o.work_dir;
+    let (mock_port, nginx_port, gw_port, admin_port) = (
+        o.base_port,
+        o.base_port + 1,
+        o.base_port + 2,
+        o.base_port + 3,
+    );
+
+    let mut cmd = Command::new(&o.mock_llm);
+    cmd.args(["--listen", &addr(mock_port).to_string()])
+        .args(["--ttft-ms", &s.mock.ttft_ms.to_string()])
+        .args(["--tokens-per-s", &s.mock.tokens_per_s.to_string()])
+        .args(["--api-key-env", "SLUICE_BENCH_PROVIDER_KEY"])
+        .env("SLUICE_BENCH_PROVIDER_KEY", PROVIDER_KEY);
+    let mock = Proc::spawn("mock-llm", cmd, &dir.join("mock-llm.log"))?;
+    let mut running = Running {
+        mock,
+        nginx: None,
+        sluice: None,
+    };
+    if !procs::wait_ready(
+        addr(mock_port),
+        Some("/_mock/stats"),
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        running.stop().await;
+        return Err("mock-llm did not come up (see its log)".into());
+    }
+
+    if s.targets.contains(&TargetKind::Nginx) {
+        let Some(nginx) = &o.nginx else {
+            running.stop().await;
+            return Err("the scenario lists nginx but no nginx binary was found".into());
+        };
+        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(dir.join("nginx").join(sub)).map_err(|e| e.to_string())?;
+        }
+        let conf = NGINX_CONF
+            .replace("@PREFIX@", &dir.join("nginx").display().to_string())
+            .replace("@LISTEN@", &addr(nginx_port).to_string())
+            .replace("@UPSTREAM@", &addr(mock_port).to_string());
+        let conf_path = dir.join("nginx").join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(nginx);
+        cmd.arg("-p")
+            .arg(dir.join("nginx"))
+            .arg("-e")
+            .arg(dir.join("nginx").join("error.log"))
+            .arg("-c")
+            .arg(&conf_path);
+        running.nginx = Some(Proc::spawn("nginx", cmd, &dir.join("nginx.log"))?);
+        if !procs::wait_ready(addr(nginx_port), None, Duration::from_secs(10)).await {
+            running.stop().await;
+            return Err("nginx did not come up (see nginx.log / nginx/error.log)".into());
+        }
+    }
+
+    if s.targets.contains(&TargetKind::Sluice) {
+        let hash = match hash_key(&o.sluice, SLUICE_KEY).await {
+            Ok(h) => h,
+            Err(e) => {
+                running.stop().await;
+                return Err(e);
+            }
+        };
+        let policy = format!(
+            "server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
+             providers:\n  mock-llm: {{ kind: openai, base_url: \"http://{mock}/v1\", api_key_env: SLUICE_BENCH_PROVIDER_KEY }}\n\
+             models:\n  {MODEL}: {{ provider: mock-llm }}\n\
+             keys:\n  - {{ name: bench, key_sha256: \"{hash}\", tenant: bench }}\n",
+            gw = addr(gw_port),
+            admin = addr(admin_port),
+            threads = o.threads,
+            mock = addr(mock_port),
+        );
+        let policy_path = dir.join("sluice.yaml");
+        std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&o.sluice);
+        cmd.arg("--config")
+            .arg(&policy_path)
+            .env("SLUICE_BENCH_PROVIDER_KEY", PROVIDER_KEY)
+            .env("SLUICE_LOG", "warn");
+        running.sluice = Some(Proc::spawn("sluice", cmd, &dir.join("sluice.log"))?);
+        if !procs::wait_ready(addr(admin_port), Some("/readyz"), Duration::from_secs(20)).await {
+            running.stop().await;
+            return Err("sluice did not become ready (see sluice.log)".into());
+        }
+    }
+    Ok(running)
+}
+
+async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = Command::new(sluice)
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {} hash-key: {e}", sluice.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(key.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || hash.len() != 64 {
+        return Err(format!("`sluice hash-key` failed: {hash}"));
+    }
+    Ok(hash)
+}
+
+fn target_of(kind: TargetKind, o: &CompareOpts) -> Target {
+    let (port, key, model) = match kind {
+        TargetKind::Direct => (o.base_port, PROVIDER_KEY, MODEL),
+        TargetKind::Nginx => (o.base_port + 1, PROVIDER_KEY, MODEL),
+        TargetKind::Sluice => (o.base_port + 2, SLUICE_KEY, MODEL),
+    };
+    Target {
+        name: kind.name().to_owned(),
+        addr: addr(port),
+        path: "/v1/chat/completions".to_owned(),
+        key: key.to_owned(),
+        model: model.to_owned(),
+    }
+}
+
+/// RSS samples: seconds since start, then KiB per process name.
+pub type RssSeries = Vec<(f64, BTreeMap<String, u64>)>;
+
+/// Samples every process's RSS until aborted.
+fn spawn_rss_sampler(
+    pids: Vec<(String, u32)>,
+    every: Duration,
+    start: Instant,
+    series: Arc<Mutex<RssSeries>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut row = BTreeMap::new();
+            for (name, pid) in &pids {
+                if let Some(s) = procs::sample(*pid) {
+                    row.insert(name.clone(), s.rss_kb);
+                }
+            }
+            series
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((start.elapsed().as_secs_f64(), row));
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+#[derive(Default)]
+struct Acc {
+    result: RunResult,
+    proxy_cpu_s: f64,
+    mock_cpu_s: f64,
+    rounds: Vec<RoundFigure>,
+}
+
+/// Runs the comparison. Every process it starts is stopped before it returns.
+pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, String> {
+    std::fs::create_dir_all(&o.work_dir).map_err(|e| e.to_string())?;
+    let machine = Machine::describe();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let running = start_all(s, o).await?;
+    let result = measure(s, o, &running).await;
+    running.stop().await;
+    if !o.keep {
+        let _ = std::fs::remove_dir_all(&o.work_dir);
+    }
+    let (targets, rss_series) = result?;
+    let goals = evaluate_goals(s, &targets, &rss_series);
+    Ok(CompareReport {
+        scenario: s.clone(),
+        machine,
+        started_unix,
+        sluice_threads: o.threads,
+        targets,
+        goals,
+        rss_series,
+    })
+}
+
+type Measured = (Vec<TargetReport>, RssSeries);
+
+async fn measure(s: &Scenario, o: &CompareOpts, running: &Running) -> Result<Measured, String> {
+    let load = Load::from_scenario(s);
+    let start = Instant::now();
+    let mut pids = vec![("mock-llm".to_owned(), running.mock.pid)];
+    for kind in [TargetKind::Nginx, TargetKind::Sluice] {
+        if let Some(pid) = running.pid_of(kind) {
+            pids.push((kind.name().to_owned(), pid));
+        }
+    }
+    let series = Arc::new(Mutex::new(Vec::new()));
+    let sampler = spawn_rss_sampler(pids, s.rss_every, start, Arc::clone(&series));
+
+    if !s.warmup.is_zero() {
+        let warm = load.with_duration(s.warmup);
+        for &kind in &s.targets {
+            eprintln!("warmup {}", kind.name());
+            engine::run(&warm, &target_of(kind, o), o.progress).await?;
+        }
+    }
+
+    let mut acc: BTreeMap<TargetKind, Acc> = BTreeMap::new();
+    let n = s.targets.len();
+    for round in 0..s.rounds {
+        for i in 0..n {
+            // Rotate the order every round: A B C, B C A, C A B, …
+            let kind = s.targets[(i + round as usize) % n];
+            let target = target_of(kind, o);
+            eprintln!("round {}/{} {}", round + 1, s.rounds, kind.name());
+            let proxy_pid = running.pid_of(kind);
+            let before = proxy_pid.and_then(procs::sample);
+            let mock_before = procs::sample(running.mock.pid);
+            let r = engine::run(&load, &target, o.progress).await?;
+            let after = proxy_pid.and_then(procs::sample);
+            let mock_after = procs::sample(running.mock.pid);
+            let cpu = cpu_delta(before, after);
+            let mock_cpu = cpu_delta(mock_before, mock_after);
+            let rep = r.report();
+            let (p50, p99) = headline_latency(&rep);
+            let ok = rep.counts.ok.max(1) as f64;
+            let a = acc.entry(kind).or_default();
+            a.rounds.push(RoundFigure {
+                round: round + 1,
+                rps: rep.rps,
+                cpu_us_per_req: cpu / ok * 1e6,
+                p50_ms: p50,
+                p99_ms: p99,
+            });
+            a.proxy_cpu_s += cpu;
+            a.mock_cpu_s += mock_cpu;
+            a.result.merge(&r);
+        }
+    }
+    sampler.abort();
+    let series = series
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+
+    let targets = s
+        .targets
+        .iter()
+        .map(|&kind| {
+            let a = acc.remove(&kind).unwrap_or_default();
+            let run = a.result.report();
+            let ok = run.counts.ok.max(1) as f64;
+            let peak_kb = series
+                .iter()
+                .filter_map(|(_, row)| row.get(kind.name()))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            TargetReport {
+                name: kind.name().to_owned(),
+                proxy_cpu_s: a.proxy_cpu_s,
+                proxy_cpu_us_per_req: a.proxy_cpu_s / ok * 1e6,
+                mock_cpu_us_per_req: a.mock_cpu_s / ok * 1e6,
+                peak_rss_mb: peak_kb as f64 / 1024.0,
+                rounds: a.rounds,
+                run,
+            }
+        })
+        .collect();
+    Ok((targets, series))
+}
+
+fn cpu_delta(before: Option<ProcSample>, after: Option<ProcSample>) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) => (a.cpu_s - b.cpu_s).max(0.0),
+        _ => 0.0,
+    }
+}
+
+/// The latency that speaks for a run: non-stream latency, or stream TTFC when nothing else ran.
+pub fn headline_latency(r: &RunReport) -> (f64, f64) {
+    if r.latency.count > 0 {
+        (r.latency.p50_ms, r.latency.p99_ms)
+    } else {
+        (r.stream_ttfc.p50_ms, r.stream_ttfc.p99_ms)
+    }
+}
+
+fn evaluate_goals(
+    s: &Scenario,
+    targets: &[TargetReport],
+    series: &[(f64, BTreeMap<String, u64>)],
+) -> Vec<GoalRow> {
+    let get = |name: &str| targets.iter().find(|t| t.name == name);
+    let (direct, nginx, sluice) = (get("direct"), get("nginx"), get("sluice"));
+    let mut rows = Vec::new();
+    let g = s.goals;
+    if let (true, Some(n), Some(sl)) = (g.cpu, nginx, sluice) {
+        let ratio = sl.proxy_cpu_us_per_req / n.proxy_cpu_us_per_req.max(1e-9);
+        rows.push(GoalRow {
+            goal: "CPU per request vs nginx".into(),
+            bound: "≤ 2.0×".into(),
+            measured: format!(
+                "{ratio:.2}× ({:.1} vs {:.1} µs)",
+                sl.proxy_cpu_us_per_req, n.proxy_cpu_us_per_req
+            ),
+            met: ratio <= 2.0,
+        });
+    }
+    if let (true, Some(n), Some(sl)) = (g.throughput, nginx, sluice) {
+        let ratio = sl.run.rps / n.run.rps.max(1e-9);
+        rows.push(GoalRow {
+            goal: "req/s vs nginx (closed loop)".into(),
+            bound: "≥ 0.6×".into(),
+            measured: format!("{ratio:.2}× ({:.0} vs {:.0})", sl.run.rps, n.run.rps),
+            met: ratio >= 0.6,
+        });
+    }
+    if let (true, Some(d), Some(sl)) = (g.latency, direct, sluice) {
+        let (dp50, dp99) = headline_latency(&d.run);
+        let (sp50, sp99) = headline_latency(&sl.run);
+        let rate = if s.rate > 0.0 {
+            format!(" at {:.0} req/s", s.rate)
+        } else {
+            String::new()
+        };
+        rows.push(GoalRow {
+            goal: format!("added p50{rate}"),
+            bound: "≤ 0.2 ms".into(),
+            measured: format!("{:.3} ms", sp50 - dp50),
+            met: sp50 - dp50 <= 0.2,
+        });
+        rows.push(GoalRow {
+            goal: format!("added p99{rate}"),
+            bound: "≤ 1 ms".into(),
+            measured: format!("{:.3} ms", sp99 - dp99),
+            met: sp99 - dp99 <= 1.0,
+        });
+    }
+    if let (true, Some(d), Some(sl)) = (g.ttft, direct, sluice) {
+        let added = sl.run.stream_ttfc.p50_ms - d.run.stream_ttfc.p50_ms;
+        rows.push(GoalRow {
+            goal: "added time to first streamed token (p50)".into(),
+            bound: "≤ 0.2 ms".into(),
+            measured: format!(
+                "{added:.3} ms (p99 {:+.3} ms)",
+                sl.run.stream_ttfc.p99_ms - d.run.stream_ttfc.p99_ms
+            ),
+            met: added <= 0.2,
+        });
+    }
+    if let (Some(limit), Some(sl)) = (g.rss_mb, sluice) {
+        rows.push(GoalRow {
+            goal: format!("Sluice peak RSS ({} concurrent)", s.concurrency),
+            bound: format!("≤ {limit} MB"),
+            measured: format!("{:.1} MB", sl.peak_rss_mb),
+            met: sl.peak_rss_mb <= limit as f64,
+        });
+    }
+    if g.flat_rss
+        && let Some((early, late)) = rss_drift(series, "sluice")
+    {
+        let grew = late - early;
+        rows.push(GoalRow {
+            goal: "flat Sluice RSS (2nd tenth vs last tenth of the run)".into(),
+            bound: "growth ≤ 10 % or ≤ 4 MB".into(),
+            measured: format!(
+                "{:.1} → {:.1} MB ({:+.1} MB)",
+                early / 1024.0,
+                late / 1024.0,
+                grew / 1024.0
+            ),
+            met: grew <= (early * 0.10).max(4096.0),
+        });
+    }
+    rows
+}
+
+/// Mean RSS (KiB) of `name` over the second tenth and the last tenth of the samples.
+pub fn rss_drift(series: &[(f64, BTreeMap<String, u64>)], name: &str) -> Option<(f64, f64)> {
+    let v: Vec<f64> = series
+        .iter()
+        .filter_map(|(_, row)| row.get(name).map(|&kb| kb as f64))
+        .collect();
+    if v.len() < 20 {
+        return None;
+    }
+    let tenth = v.len() / 10;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    Some((mean(&v[tenth..2 * tenth]), mean(&v[v.len() - tenth..])))
+}
