@@ -259,7 +259,16 @@ async fn attempt_once(
     match opened {
         Opened::Stream(ready) => Ok(ready),
         // The time to first byte is met; the rest of the body is bounded by idle and total.
-        Opened::Whole(up) => read_whole(state, up, deadline, idle).await,
+        Opened::Whole(up) => {
+            read_whole(
+                state,
+                up,
+                deadline,
+                idle,
+                ctx.policy_telemetry.capture_content,
+            )
+            .await
+        }
     }
 }
 
@@ -502,6 +511,7 @@ async fn read_whole(
     mut up: Upstream,
     deadline: Instant,
     idle: Duration,
+    keep_text: bool,
 ) -> Result<Ready, Failure> {
     let limit =
         usize::try_from(state.policy.snapshot().server.max_response_bytes).unwrap_or(usize::MAX);
@@ -533,7 +543,7 @@ async fn read_whole(
     } else {
         parts.concat().into()
     };
-    match AnswerInfo::from_body(&body) {
+    match AnswerInfo::from_body(&body, keep_text) {
         Ok((answer, usage)) => Ok(Ready::Whole {
             status,
             body,

@@ -88,8 +88,10 @@ impl AnswerInfo {
         }
     }
 
-    /// Reads a whole (non-streaming) answer: one parse gives the check and the facts.
-    pub fn from_body(body: &[u8]) -> Result<(Self, Option<Usage>), AnswerProblem> {
+    /// Reads a whole (non-streaming) answer: one parse gives the check and the facts. The
+    /// answer's text is copied only when it is needed: `keep_text` (content capture) or no
+    /// usage to record.
+    pub fn from_body(body: &[u8], keep_text: bool) -> Result<(Self, Option<Usage>), AnswerProblem> {
         let mut info = Self::default();
         let probe =
             serde_json::from_slice::<AnswerProbe<'_>>(body).map_err(|_| AnswerProblem::NotJson)?;
@@ -101,8 +103,10 @@ impl AnswerInfo {
             if let Some(r) = c.finish_reason.as_deref() {
                 info.note_finish(r);
             }
-            if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
-                info.note_text(&t);
+            if keep_text || probe.usage.is_none() {
+                if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
+                    info.note_text(&t);
+                }
             }
         }
         Ok((info, probe.usage))

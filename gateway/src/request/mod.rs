@@ -99,9 +99,12 @@ impl OpenAiRequest {
 
         match endpoint {
             Endpoint::ChatCompletions => {
-                let ok = value("messages")
-                    .and_then(|v| serde_json::from_slice::<Vec<&RawValue>>(v).ok())
-                    .is_some_and(|m| !m.is_empty());
+                // The body already parsed as JSON, so a value opening with `[` is an array;
+                // only emptiness needs a look, not a second parse of every message.
+                let ok = value("messages").is_some_and(|v| {
+                    v.first() == Some(&b'[')
+                        && v[1..].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b']')
+                });
                 if !ok {
                     return Err(GatewayError::invalid(
                         "`messages` must be a non-empty array of messages",

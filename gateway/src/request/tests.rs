@@ -74,6 +74,14 @@ fn bad_requests_name_the_problem() {
             "`messages` must be a non-empty array of messages",
         ),
         (
+            r#"{"model":"m","messages":[ ]}"#,
+            "`messages` must be a non-empty array of messages",
+        ),
+        (
+            r#"{"model":"m","messages":{}}"#,
+            "`messages` must be a non-empty array of messages",
+        ),
+        (
             r#"{"model":"m","messages":[]}"#,
             "`messages` must be a non-empty array of messages",
         ),

@@ -36,6 +36,10 @@ pub struct CompareOpts {
     pub nginx: Option<PathBuf>,
     /// `server.threads` of Sluice.
     pub threads: usize,
+    /// Sluice's telemetry: spans exported over OTLP/gRPC (to an in-process receiver, head
+    /// ratio 0.05 as in DESIGN.md, errors and slow requests always kept) and the JSON access
+    /// log. Metrics are always on.
+    pub telemetry: bool,
     /// mock-llm on `base_port`, nginx +1, Sluice +2, Sluice admin +3 (all 127.0.0.1).
     pub base_port: u16,
     /// Where configs and logs go (removed afterwards unless `keep`).
@@ -104,6 +108,8 @@ pub struct CompareReport {
     pub started_unix: u64,
     /// Sluice worker threads.
     pub sluice_threads: usize,
+    /// Sluice exported spans and wrote its access log (metrics are always on).
+    pub sluice_telemetry: bool,
     /// One entry per target, in scenario order.
     pub targets: Vec<TargetReport>,
     /// Goal checks that apply to the scenario.
@@ -160,6 +166,8 @@ struct Running {
     mock: Proc,
     nginx: Option<Proc>,
     sluice: Option<Proc>,
+    /// The OTLP receiver Sluice exports to when telemetry is on.
+    otlp: Option<crate::otlp_sink::OtlpSink>,
 }
 
 impl Running {
@@ -206,6 +214,7 @@ async fn start_all(s: &Scenario, o: &CompareOpts) -> Result<Running, String> {
         mock,
         nginx: None,
         sluice: None,
+        otlp: None,
     };
     if !procs::wait_ready(
         addr(mock_port),
@@ -254,8 +263,25 @@ async fn start_all(s: &Scenario, o: &CompareOpts) -> Result<Running, String> {
                 return Err(e);
             }
         };
+        let telemetry = if o.telemetry {
+            let sink = match crate::otlp_sink::OtlpSink::start().await {
+                Ok(s) => s,
+                Err(e) => {
+                    running.stop().await;
+                    return Err(format!("cannot start the OTLP receiver: {e}"));
+                }
+            };
+            let section = format!(
+                "telemetry:\n  otlp: {{ endpoint: \"{}\", protocol: grpc }}\n  sample: {{ head_ratio: 0.05 }}\n  access_log: true\n",
+                sink.endpoint()
+            );
+            running.otlp = Some(sink);
+            section
+        } else {
+            "telemetry: { access_log: false }\n".to_owned()
+        };
         let policy = format!(
-            "server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
+            "{telemetry}server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
              providers:\n  mock-llm: {{ kind: openai, base_url: \"http://{mock}/v1\", api_key_env: SLUICE_BENCH_PROVIDER_KEY }}\n\
              models:\n  {MODEL}: {{ provider: mock-llm }}\n\
              keys:\n  - {{ name: bench, key_sha256: \"{hash}\", tenant: bench }}\n",
@@ -373,6 +399,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         machine,
         started_unix,
         sluice_threads: o.threads,
+        sluice_telemetry: o.telemetry,
         targets,
         goals,
         rss_series,

@@ -72,14 +72,19 @@ pub fn compare_markdown(c: &CompareReport) -> String {
     let _ = writeln!(s, "### `{}` — {}\n", sc.name, sc.description);
     let _ = writeln!(
         s,
-        "{load}; {} × {} per target, interleaved; stream share {}; prompts {:?} B; mock ttft {} ms, {} tokens/s; Sluice threads {}.  ",
+        "{load}; {} × {} per target, interleaved; stream share {}; prompts {:?} B; mock ttft {} ms, {} tokens/s; Sluice threads {}, telemetry {}.  ",
         sc.rounds,
         humantime::format_duration(sc.duration),
         sc.stream_share,
         sc.prompt_bytes,
         sc.mock.ttft_ms,
         sc.mock.tokens_per_s,
-        c.sluice_threads
+        c.sluice_threads,
+        if c.sluice_telemetry {
+            "on (metrics, OTLP spans at head ratio 0.05, access log)"
+        } else {
+            "off (metrics only)"
+        }
     );
     let m = &c.machine;
     let _ = writeln!(

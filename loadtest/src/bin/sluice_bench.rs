@@ -65,6 +65,10 @@ enum Cmd {
         /// Sluice `server.threads`.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Sluice telemetry: `on` exports spans over OTLP (to an in-process receiver) and
+        /// writes the access log; `off` keeps metrics only.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        telemetry: String,
         /// First of four consecutive 127.0.0.1 ports (mock, nginx, sluice, sluice admin).
         #[arg(long, default_value_t = 29200)]
         base_port: u16,
@@ -202,6 +206,7 @@ async fn work(cli: Cli) -> Result<(), String> {
             mock_llm,
             nginx,
             threads,
+            telemetry,
             base_port,
             rounds,
             targets,
@@ -234,6 +239,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                 mock_llm: need(mock_llm, "mock-llm")?,
                 nginx: nginx.or_else(|| procs::find_binary("nginx")),
                 threads,
+                telemetry: telemetry == "on",
                 base_port,
                 work_dir: std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id())),
                 keep,
