@@ -2,24 +2,32 @@
 //!
 //! The request path only formats the line and hands it over with `try_send`; a full queue
 //! drops the line and counts it, so a slow stdout (a full pipe, a stalled log shipper) can
-//! never hold a request. Lines carry no content and no secret: names from the policy, numbers,
+//! never hold a request. The writer does not block on the queue: it wakes every
+//! [`FLUSH_EVERY`] and writes what accumulated in one go, so a request never pays for waking
+//! another thread, and lines reach stdout within that interval. Lines carry no content and no secret: names from the policy, numbers,
 //! ids.
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use sluice_observability::RequestRecord;
 
 const QUEUE: usize = 16_384;
+/// How often the writer drains the queue.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-#[derive(Clone)]
 pub struct AccessLog {
     tx: Option<SyncSender<String>>,
-    dropped: Arc<AtomicU64>,
+    dropped: Counter,
+    stop: Arc<AtomicBool>,
+    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Serialize)]
@@ -47,29 +55,44 @@ struct Line<'a> {
 
 impl AccessLog {
     /// Starts the writer thread; `enabled: false` gives a log that writes nothing.
-    pub fn start(enabled: bool) -> Self {
-        let dropped = Arc::new(AtomicU64::new(0));
+    /// `dropped` counts lines lost to a full queue (`sluice_access_log_dropped_total`).
+    pub fn start(enabled: bool, dropped: Counter) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let off = |dropped, stop| Self {
+            tx: None,
+            dropped,
+            stop,
+            worker: Mutex::new(None),
+        };
         if !enabled {
-            return Self { tx: None, dropped };
+            return off(dropped, stop);
         }
         let (tx, rx) = sync_channel(QUEUE);
+        let stopping = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("sluice-access-log".into())
-            .spawn(move || write_lines(&rx));
+            .spawn(move || write_lines(&rx, &stopping));
         match spawned {
-            Ok(_) => Self {
+            Ok(handle) => Self {
                 tx: Some(tx),
                 dropped,
+                stop,
+                worker: Mutex::new(Some(handle)),
             },
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot start the access log writer; access log off.");
-                Self { tx: None, dropped }
+                off(dropped, stop)
             }
         }
     }
 
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// Writes out what is queued and stops the writer; call once the server stopped.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     pub fn log(&self, r: &RequestRecord) {
@@ -104,20 +127,35 @@ impl AccessLog {
         };
         text.push('\n');
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(text) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
     }
 }
 
-fn write_lines(rx: &Receiver<String>) {
+fn write_lines(rx: &Receiver<String>, stop: &AtomicBool) {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        // Drain what is already queued, then flush once: lines appear promptly, cheaply.
-        while let Ok(more) = rx.try_recv() {
-            let _ = out.write_all(more.as_bytes());
+    loop {
+        let mut wrote = false;
+        loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = out.write_all(line.as_bytes());
+                    wrote = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
         }
-        let _ = out.flush();
+        if wrote {
+            let _ = out.flush();
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(FLUSH_EVERY);
     }
 }

@@ -21,11 +21,6 @@ use crate::state::AppState;
 /// be called from inside a tokio runtime (pingora starts its own).
 pub fn run(policy: Policy) -> Result<(), String> {
     let server_cfg = policy.server.clone();
-    // Token estimation is rare (providers usually report usage); load its tables off the
-    // start-up path so the listeners come up at once.
-    let _ = std::thread::Builder::new()
-        .name("sluice-tokenizer-warmup".into())
-        .spawn(sluice_observability::tokens::warm_up);
     let state = Arc::new(AppState::new(policy)?);
 
     let conf = ServerConf {

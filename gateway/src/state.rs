@@ -45,7 +45,7 @@ impl AppState {
         };
         let pipeline = SpanPipeline::start(telemetry, counters)
             .map_err(|e| format!("cannot start span export: {e}"))?;
-        let access_log = AccessLog::start(telemetry.access_log);
+        let access_log = AccessLog::start(telemetry.access_log, metrics.access_log_dropped.clone());
         Ok(Self {
             spans: pipeline.sink(),
             pipeline: Mutex::new(Some(pipeline)),
@@ -62,8 +62,10 @@ impl AppState {
         })
     }
 
-    /// Flushes queued spans; call once, after the server stopped taking requests.
+    /// Flushes queued spans and access-log lines; call once, after the server stopped taking
+    /// requests.
     pub fn shutdown_telemetry(&self, timeout: std::time::Duration) {
+        self.access_log.shutdown();
         let pipeline = self.pipeline.lock().ok().and_then(|mut p| p.take());
         if let Some(p) = pipeline {
             p.shutdown(timeout);

@@ -1,14 +1,10 @@
 //! Token counts when a provider reports none: a tiktoken count with the encoding of the
-//! model's family. The BPE tables are compiled into the binary; [`warm_up`] loads them once at
-//! start-up so no request pays for it.
+//! model's family. The BPE tables are compiled into the binary and each is loaded once, the
+//! first time a count needs it (about 20–50 MB each; most deployments never need them, since
+//! providers report usage). Counting runs when a request is recorded, after its response was
+//! sent, so the one-time load never delays an answer.
 
 use tiktoken_rs::CoreBPE;
-
-/// Loads both encodings now instead of on the first request that needs them.
-pub fn warm_up() {
-    let _ = tiktoken_rs::o200k_base_singleton();
-    let _ = tiktoken_rs::cl100k_base_singleton();
-}
 
 /// o200k for the GPT-4o, GPT-4.1, GPT-5 and o-series families; cl100k for everything else
 /// (GPT-4, GPT-3.5, embeddings, and models of other vendors, where it is the closer guess).

@@ -239,13 +239,23 @@ async fn requests_tokens_and_spans_reconcile() {
     common::assert_no_canary(&metrics);
     assert!(!metrics.contains("pii.canary"), "no prompt text in metrics");
 
-    // The access log: one JSON line per request, with its trace id, and no content.
-    let lines: Vec<serde_json::Value> = gw
-        .log_text()
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    // The access log: one JSON line per request, with its trace id, and no content. The
+    // writer flushes every 50 ms: wait for it, bounded.
+    let access_lines = || -> Vec<serde_json::Value> {
+        gw.log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let mut lines = access_lines();
+    for _ in 0..50 {
+        if lines.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lines = access_lines();
+    }
     assert_eq!(lines.len(), 10, "one access-log line per request");
     for line in &lines {
         let trace = line["trace_id"].as_str().expect("trace id");

@@ -151,6 +151,8 @@ pub struct Metrics {
     pub upstream_attempts: Family<AttemptLabels, Counter>,
     /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
     pub spans: Family<SpanLabels, Counter>,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
     none: Arc<str>,
 }
 
@@ -244,7 +246,14 @@ impl Metrics {
             "Spans exported over OTLP, dropped on a full export queue, or lost to export errors",
             spans.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "sluice_access_log_dropped",
+            "Access-log lines dropped because the log writer fell behind",
+            access_log_dropped.clone(),
+        );
         Self {
+            access_log_dropped,
             operation_duration,
             token_usage,
             time_to_first_chunk,
