@@ -34,7 +34,7 @@ models:
 keys:
   - { name: bench, key_sha256: "$key_hash", tenant: bench }
 YAML
-SLUICE_LOG=warn target/release/sluice --config "$work/sluice.yaml" 2>"$work/sluice.log" &
+SLUICE_LOG=warn target/release/sluice --config "$work/sluice.yaml" >"$work/access.log" 2>"$work/sluice.log" &
 gw_pid=$!
 pids+=("$gw_pid")
 for _ in $(seq 100); do
@@ -49,7 +49,7 @@ run() { # name url script key
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
   p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
-  errors="$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')"
+  errors="$( (grep -E 'Non-2xx|Socket errors' <<<"$out" || true) | tr '\n' ' ')"
   printf '| %-22s | %10s | %8s | %8s | %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-}"
 }
 

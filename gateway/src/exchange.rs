@@ -750,12 +750,19 @@ async fn pump(
     deadline: Instant,
     idle: Duration,
 ) -> StreamEnd {
+    let mut batch = Batch::default();
+    let mut verdict = Verdict::Forward;
     for ev in held {
-        match deliver(ds, ctx, st, &ev, req.client_wants_usage).await {
-            Err(()) => return StreamEnd::ClientGone,
-            Ok(Verdict::Error) => return StreamEnd::ProviderError,
-            Ok(_) => {}
+        verdict = admit_event(ctx, st, &ev, req.client_wants_usage);
+        if verdict != Verdict::Drop {
+            batch.push(ev.raw);
         }
+    }
+    if batch.write(ds).await.is_err() {
+        return StreamEnd::ClientGone;
+    }
+    if verdict == Verdict::Error {
+        return StreamEnd::ProviderError;
     }
     loop {
         if st.saw_done {
@@ -806,52 +813,97 @@ async fn pump(
             Ok(Ok(Some(bytes))) => bytes,
         };
         decoder.push(&bytes);
+        // Events that arrived in one read leave in one write: no waiting for more, and no
+        // syscall per event when a provider sends several at once.
+        let mut batch = Batch::default();
+        let mut verdict = Verdict::Forward;
         loop {
             let ev = match decoder.next_event() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => break,
                 Err(e) => {
+                    if batch.write(ds).await.is_err() {
+                        return StreamEnd::ClientGone;
+                    }
                     return StreamEnd::Failed(GatewayError::StreamInterrupted {
                         model: ctx_model(ctx, req),
                         detail: e.to_string(),
                     });
                 }
             };
-            match deliver(ds, ctx, st, &ev, req.client_wants_usage).await {
-                Err(()) => return StreamEnd::ClientGone,
-                Ok(Verdict::Error) => return StreamEnd::ProviderError,
-                Ok(_) => {}
+            verdict = admit_event(ctx, st, &ev, req.client_wants_usage);
+            if verdict != Verdict::Drop {
+                batch.push(ev.raw);
+            }
+            if verdict == Verdict::Error {
+                break;
             }
         }
+        if batch.write(ds).await.is_err() {
+            return StreamEnd::ClientGone;
+        }
+        if verdict == Verdict::Error {
+            return StreamEnd::ProviderError;
+        }
     }
+}
+
+/// Events bound for the client from one upstream read.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Batch {
+    fn push(&mut self, raw: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(raw);
+        } else {
+            self.rest.push(raw);
+        }
+    }
+
+    /// One write: the event itself when alone (no copy), else the events joined.
+    async fn write(self, ds: &mut ServerSession) -> Result<(), ()> {
+        let Some(first) = self.first else {
+            return Ok(());
+        };
+        let out = if self.rest.is_empty() {
+            first
+        } else {
+            let len = first.len() + self.rest.iter().map(Bytes::len).sum::<usize>();
+            let mut joined = BytesMut::with_capacity(len);
+            joined.extend_from_slice(&first);
+            for r in &self.rest {
+                joined.extend_from_slice(r);
+            }
+            joined.freeze()
+        };
+        ds.write_response_body(out, false).await.map_err(|_| ())
+    }
+}
+
+/// Updates the stream's state from one event and says whether it goes to the client.
+fn admit_event(
+    ctx: &mut RequestCtx,
+    st: &mut StreamState,
+    ev: &SseEvent,
+    client_wants_usage: bool,
+) -> Verdict {
+    let verdict = st.inspect(ev, client_wants_usage);
+    if st.usage.is_some() {
+        ctx.usage = st.usage;
+    }
+    if verdict != Verdict::Drop && ctx.first_chunk.is_none() && st.content_chunks > 0 {
+        ctx.first_chunk = Some(Instant::now());
+    }
+    verdict
 }
 
 /// Errors name the model the client asked for, as the non-streaming errors do.
 fn ctx_model(_ctx: &RequestCtx, req: &OpenAiRequest) -> String {
     req.model.clone()
-}
-
-/// Writes one event unless it is the usage chunk the client did not ask for.
-async fn deliver(
-    ds: &mut ServerSession,
-    ctx: &mut RequestCtx,
-    st: &mut StreamState,
-    ev: &SseEvent,
-    client_wants_usage: bool,
-) -> Result<Verdict, ()> {
-    let verdict = st.inspect(ev, client_wants_usage);
-    if st.usage.is_some() {
-        ctx.usage = st.usage;
-    }
-    if verdict != Verdict::Drop {
-        if ctx.first_chunk.is_none() && st.content_chunks > 0 {
-            ctx.first_chunk = Some(Instant::now());
-        }
-        ds.write_response_body(ev.raw.clone(), false)
-            .await
-            .map_err(|_| ())?;
-    }
-    Ok(verdict)
 }
 
 async fn end_stream(ds: &mut ServerSession) -> Result<Delivered, Rejection> {
