@@ -103,10 +103,10 @@ impl AnswerInfo {
             if let Some(r) = c.finish_reason.as_deref() {
                 info.note_finish(r);
             }
-            if keep_text || probe.usage.is_none() {
-                if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
-                    info.note_text(&t);
-                }
+            if (keep_text || probe.usage.is_none())
+                && let Some(t) = c.message.and_then(|m| m.content).or(c.text)
+            {
+                info.note_text(&t);
             }
         }
         Ok((info, probe.usage))
