@@ -781,21 +781,22 @@ async fn pump(
                 } else {
                     "the idle limit"
                 };
+                // Errors name the model the client asked for, as the non-streaming errors do.
                 return StreamEnd::Failed(GatewayError::StreamInterrupted {
-                    model: ctx_model(ctx, req),
+                    model: req.model.clone(),
                     detail: format!("no data from the provider within {limit}"),
                 });
             }
             Ok(Err(e)) => {
                 return StreamEnd::Failed(GatewayError::StreamInterrupted {
-                    model: ctx_model(ctx, req),
+                    model: req.model.clone(),
                     detail: e,
                 });
             }
             Ok(Ok(None)) => {
                 if decoder.pending_len() > 0 || st.truncated() {
                     return StreamEnd::Failed(GatewayError::StreamInterrupted {
-                        model: ctx_model(ctx, req),
+                        model: req.model.clone(),
                         detail: "the provider closed the stream before it finished".into(),
                     });
                 }
@@ -826,7 +827,7 @@ async fn pump(
                         return StreamEnd::ClientGone;
                     }
                     return StreamEnd::Failed(GatewayError::StreamInterrupted {
-                        model: ctx_model(ctx, req),
+                        model: req.model.clone(),
                         detail: e.to_string(),
                     });
                 }
@@ -899,11 +900,6 @@ fn admit_event(
         ctx.first_chunk = Some(Instant::now());
     }
     verdict
-}
-
-/// Errors name the model the client asked for, as the non-streaming errors do.
-fn ctx_model(_ctx: &RequestCtx, req: &OpenAiRequest) -> String {
-    req.model.clone()
 }
 
 async fn end_stream(ds: &mut ServerSession) -> Result<Delivered, Rejection> {
