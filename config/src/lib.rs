@@ -28,7 +28,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use types::{
-    BaseUrl, Config, KeepRule, KeyConfig, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
+    BaseUrl, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
     Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn, RouteConfig,
     SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };

@@ -259,6 +259,17 @@ pub(crate) struct RawKey {
     pub key_sha256: Option<Spanned<String>>,
     #[serde(default)]
     pub tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    #[serde(default)]
+    pub rpm: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tpm: Option<Spanned<i64>>,
 }
 
 /// `match: { model: X }` where X is one name or a list of names. A single name has no span

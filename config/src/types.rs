@@ -238,6 +238,17 @@ pub struct KeyConfig {
     pub key_sha256: [u8; 32],
     /// Who pays; non-empty.
     pub tenant: String,
+    /// Per-key rate limits; `None` fields are unlimited.
+    pub limits: Limits,
+}
+
+/// A key's rate limits, each over a rolling minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output, as the provider reported them) per minute.
+    pub tpm: Option<u64>,
 }
 
 impl Default for ServerConfig {

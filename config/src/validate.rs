@@ -14,7 +14,7 @@ use crate::raw::{
     RawSample, RawServer, RawTelemetry, RawTimeouts, line_of,
 };
 use crate::types::{
-    BaseUrl, Config, KeepRule, KeyConfig, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
+    BaseUrl, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
     Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn, RouteConfig,
     SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
@@ -1173,15 +1173,35 @@ fn keys(ctx: &mut Ctx<'_>, raw: Vec<Spanned<crate::raw::RawKey>>) -> Vec<KeyConf
                 "who the key's usage is billed to",
             )
             .and_then(|t| ctx.name(&format!("{path}.tenant"), t).map(str::to_owned));
+        let limits = k
+            .value
+            .limits
+            .as_ref()
+            .map(|l| limits(ctx, &format!("{path}.limits"), &l.value))
+            .unwrap_or_default();
         if let (true, Some(key_sha256), Some(tenant)) = (ctx.errors.len() == before, hash, tenant) {
             out.push(KeyConfig {
                 name,
                 key_sha256,
                 tenant,
+                limits,
             });
         }
     }
     out
+}
+
+fn limits(ctx: &mut Ctx<'_>, path: &str, raw: &crate::raw::RawLimits) -> Limits {
+    // Absent means unlimited, so 0 would only be a confusing way to block a key.
+    let rpm = raw.rpm.as_ref().map(|v| {
+        let n = ctx.int(&format!("{path}.rpm"), Some(v), 1, 1, i64::from(u32::MAX));
+        u32::try_from(n).unwrap_or(u32::MAX)
+    });
+    let tpm = raw.tpm.as_ref().map(|v| {
+        let n = ctx.int(&format!("{path}.tpm"), Some(v), 1, 1, i64::MAX);
+        u64::try_from(n).unwrap_or(u64::MAX)
+    });
+    Limits { rpm, tpm }
 }
 
 /// 64 hex characters, any case. The error describes what was found without showing it.

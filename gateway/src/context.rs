@@ -10,7 +10,7 @@ use sluice_observability::{
     AttemptOutcome, AttemptRecord, Endpoint, Outcome, RequestParams, RequestRecord, TokenUsage,
     TraceContext, UsageSource, cost, tokens,
 };
-use sluice_policy::Target;
+use sluice_policy::{Headroom, KeyLimiter, LimitKind, Target};
 use tokio::time::Instant;
 
 use crate::stream::{AnswerInfo, Usage};
@@ -51,6 +51,12 @@ pub struct RequestCtx {
     pub route_slow: Option<Duration>,
     /// Capture settings of the policy snapshot this request used.
     pub policy_telemetry: TelemetrySettings,
+    /// The key's rate limiter, fed with this request's tokens at the end.
+    pub limiter: Option<Arc<KeyLimiter>>,
+    /// What the key has left, for `x-ratelimit-*` headers.
+    pub headroom: Option<Headroom>,
+    /// Which of the key's limits refused the request.
+    pub rate_limited: Option<LimitKind>,
 }
 
 /// The few telemetry settings a request needs at its end, copied from its policy snapshot so
@@ -96,6 +102,9 @@ impl RequestCtx {
             pricing: None,
             route_slow: None,
             policy_telemetry: TelemetrySettings::default(),
+            limiter: None,
+            headroom: None,
+            rate_limited: None,
         }
     }
 
@@ -169,6 +178,7 @@ impl RequestCtx {
             response_model: self.answer.model.take(),
             finish_reasons: std::mem::take(&mut self.answer.finish_reasons),
             params: std::mem::take(&mut self.params),
+            rate_limited: self.rate_limited.map(LimitKind::as_str),
             content: None,
         }
     }

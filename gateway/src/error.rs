@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_observability::Outcome;
+use sluice_policy::LimitKind;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -32,6 +33,15 @@ pub enum GatewayError {
     #[error("the provider for `{model}` is rate limited; retry after {retry_after:?}")]
     RateLimited {
         model: String,
+        retry_after: Duration,
+    },
+    #[error(
+        "rate limit reached for this key: {limit} {} per minute; try again in {retry_after:.1?}",
+        kind.as_str()
+    )]
+    LimitExceeded {
+        kind: LimitKind,
+        limit: u64,
         retry_after: Duration,
     },
     #[error("every provider for `{model}` failed; the last said: {detail}")]
@@ -66,7 +76,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => 413,
             Self::UnknownModel(_) | Self::UnknownEndpoint { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
-            Self::RateLimited { .. } => 429,
+            Self::RateLimited { .. } | Self::LimitExceeded { .. } => 429,
             Self::UpstreamFailed { status, .. } => *status,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
@@ -85,6 +95,8 @@ impl GatewayError {
             | Self::UnknownEndpoint { .. }
             | Self::MethodNotAllowed { .. } => "invalid_request_error",
             Self::RateLimited { .. } => "rate_limit_error",
+            // OpenAI names the exhausted limit here (`requests` or `tokens`).
+            Self::LimitExceeded { kind, .. } => kind.as_str(),
             Self::UpstreamFailed { .. }
             | Self::Unavailable { .. }
             | Self::Timeout { .. }
@@ -103,7 +115,7 @@ impl GatewayError {
             Self::UnknownModel(_) => "model_not_found",
             Self::UnknownEndpoint { .. } => "unknown_url",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::RateLimited { .. } | Self::LimitExceeded { .. } => "rate_limit_exceeded",
             Self::UpstreamFailed { .. } => "upstream_error",
             Self::Unavailable { .. } => "provider_unavailable",
             Self::Timeout { .. } => "upstream_timeout",
@@ -129,7 +141,8 @@ impl GatewayError {
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)
             | Self::UnknownEndpoint { .. }
-            | Self::MethodNotAllowed { .. } => Outcome::ClientError,
+            | Self::MethodNotAllowed { .. }
+            | Self::LimitExceeded { .. } => Outcome::ClientError,
             Self::RateLimited { .. } | Self::UpstreamFailed { .. } => Outcome::UpstreamError,
             Self::Timeout { .. } => Outcome::Timeout,
             Self::StreamInterrupted { .. } => Outcome::Truncated,
@@ -139,7 +152,9 @@ impl GatewayError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::RateLimited { retry_after, .. } | Self::LimitExceeded { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

@@ -620,6 +620,9 @@ pub fn response_header(
         }
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
         h.insert_header("traceparent", crate::trace::format(&ctx.trace))?;
+        if let Some(headroom) = &ctx.headroom {
+            crate::ratelimit::add_headers(&mut h, headroom)?;
+        }
         Ok(Box::new(h))
     };
     build().map_err(|e| {

@@ -13,7 +13,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use sluice_observability::{Endpoint, Flags, Outcome};
-use sluice_policy::Policy;
+use sluice_policy::{KeyEntry, Policy};
 
 use crate::context::{RequestCtx, TelemetrySettings};
 use crate::error::GatewayError;
@@ -66,6 +66,9 @@ impl HttpServerApp for DataPlane {
             }
         };
         let mut record = ctx.record();
+        if let (Some(limiter), Some(usage)) = (&ctx.limiter, &record.usage) {
+            limiter.consume_tokens(usage.input.saturating_add(usage.output));
+        }
         let telemetry = &ctx.policy_telemetry;
         if telemetry.capture_content
             && let Some(body) = &ctx.body
@@ -138,7 +141,8 @@ async fn serve(
     let policy = state.policy.snapshot();
     ctx.policy_telemetry = TelemetrySettings::of(&policy);
     let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
-    ctx.tenant = Some(key);
+    ctx.tenant = Some(Arc::clone(&key.tenant));
+    ctx.limiter = key.limiter.clone();
 
     if ctx.endpoint == Endpoint::Models {
         return list_models(ds, ctx, &policy).await;
@@ -174,11 +178,26 @@ async fn serve(
             Some("model"),
         )));
     }
+    // Only requests that could be served count against the key's limits.
+    if let Some(limiter) = &ctx.limiter {
+        match limiter.admit() {
+            Ok(headroom) => ctx.headroom = Some(headroom),
+            Err(denied) => {
+                ctx.rate_limited = Some(denied.kind);
+                ctx.headroom = Some(crate::ratelimit::exhausted(&denied));
+                return Err(Rejection::Error(GatewayError::LimitExceeded {
+                    kind: denied.kind,
+                    limit: denied.limit,
+                    retry_after: denied.retry_after,
+                }));
+            }
+        }
+    }
     exchange::run(state, ds, ctx, &req, plan).await
 }
 
-/// Resolves `Authorization: Bearer <key>` to its key entry's tenant.
-fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<Arc<str>, GatewayError> {
+/// Resolves `Authorization: Bearer <key>` to its key entry.
+fn authenticate<'p>(ds: &ServerSession, policy: &'p Policy) -> Result<&'p KeyEntry, GatewayError> {
     let header = ds
         .get_header("authorization")
         .ok_or(GatewayError::MissingKey)?;
@@ -191,7 +210,6 @@ fn authenticate(ds: &ServerSession, policy: &Policy) -> Result<Arc<str>, Gateway
         .ok_or(GatewayError::MissingKey)?;
     policy
         .authenticate(presented)
-        .map(|k| Arc::clone(&k.tenant))
         .ok_or(GatewayError::InvalidKey)
 }
 

@@ -11,6 +11,7 @@
 //! | admit | [`handler`] | endpoint and method, virtual key → tenant (401), body under a hard cap (413, before `100 Continue`) |
 //! | parse | [`request`] | one borrowed pass over the JSON: `model`, `stream`, `stream_options`; 400 on anything wrong |
 //! | route | `sluice_policy::Policy::route` | the ordered attempt plan: weighted target, other targets, fallbacks |
+//! | limit | [`ratelimit`] | the key's requests and tokens per minute (429 with `retry-after`); `x-ratelimit-*` headers on every answer |
 //! | exchange | [`exchange`] | per attempt: rewrite the body, call the provider ([`providers`]), fail over on connect error, timeout, 429, 5xx or a bad first answer — only before the first byte went out |
 //! | stream | [`exchange`], [`sse`], [`stream`] | event by event, usage chunk stripped unless asked for, truncation and stalls end in an SSE error event, client disconnect cancels upstream |
 //! | record | [`context`] → `sluice_observability::Metrics::record_request` | once per request |
@@ -28,6 +29,7 @@ pub mod error;
 pub mod exchange;
 pub mod handler;
 pub mod providers;
+pub mod ratelimit;
 pub mod request;
 pub mod server;
 pub mod sse;

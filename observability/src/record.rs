@@ -159,6 +159,8 @@ pub struct RequestRecord {
     pub response_model: Option<String>,
     pub finish_reasons: Vec<String>,
     pub params: RequestParams,
+    /// The key limit (`requests` | `tokens`) that refused the request.
+    pub rate_limited: Option<&'static str>,
     pub content: Option<CapturedContent>,
 }
 

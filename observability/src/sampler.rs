@@ -192,6 +192,7 @@ mod tests {
             response_model: None,
             finish_reasons: Vec::new(),
             params: RequestParams::default(),
+            rate_limited: None,
             content: None,
         }
     }

@@ -5,12 +5,16 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use sluice_config::KeyConfig;
 
+use crate::limits::KeyLimiter;
+
 /// What a valid virtual key resolves to. Holds no secret material.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     pub name: String,
     /// Shared so each request can hold it without a copy.
     pub tenant: Arc<str>,
+    /// The key's rate limits; `None` when it has none.
+    pub limiter: Option<Arc<KeyLimiter>>,
 }
 
 impl From<&KeyConfig> for KeyEntry {
@@ -18,6 +22,7 @@ impl From<&KeyConfig> for KeyEntry {
         Self {
             name: k.name.clone(),
             tenant: Arc::from(k.tenant.as_str()),
+            limiter: KeyLimiter::new(k.limits).map(Arc::new),
         }
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! Owns: turning a validated [`sluice_config::Config`] into lookup structures the hot path reads
 //! without locks (route table by public model name, model catalog, virtual keys by SHA-256),
-//! and the pure routing decision: which targets to try, in which order.
+//! the pure routing decision (which targets to try, in which order) and each key's rate limiter.
 //! Does not own: any I/O (DNS, sockets, files) or metrics; the gateway does those.
 
 mod keys;
+mod limits;
 mod route;
 mod store;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use sluice_config::{Config, ModelKind, Pricing, ProviderConfig, ServerConfig, TelemetryConfig};
 
 pub use keys::{KeyEntry, hash_key};
+pub use limits::{Denied, Headroom, KeyLimiter, LimitKind};
 pub use route::{AttemptPlan, Route, RouteOrigin};
 pub use store::PolicyStore;
 

@@ -65,11 +65,22 @@ impl TestGateway {
     }
 
     pub async fn start_with(body: &str, mock: &MockLlm, server_extra: &str) -> Self {
+        Self::start_full(body, mock, server_extra, "").await
+    }
+
+    /// As [`Self::start_with`], with `key_extra` (e.g. `, limits: { rpm: 3 }`) appended to the
+    /// test key's entry.
+    pub async fn start_full(
+        body: &str,
+        mock: &MockLlm,
+        server_extra: &str,
+        key_extra: &str,
+    ) -> Self {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let yaml = format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n{server_extra}\n{}\nkeys:\n  - {{ name: test, key_sha256: \"{}\", tenant: test }}\n",
+            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n{server_extra}\n{}\nkeys:\n  - {{ name: test, key_sha256: \"{}\", tenant: test{key_extra} }}\n",
             body.replace("{mock}", &mock.base_url()),
             key_sha256()
         );

@@ -7,5 +7,6 @@ mod errors;
 mod failover;
 mod lifecycle;
 mod prometheus;
+mod ratelimit;
 mod streaming;
 mod telemetry;

@@ -34,6 +34,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 CANARY_ENV = "SLUICE_SDK_TEST_PROVIDER_KEY"
 VIRTUAL_KEY = "sk-sluice-sdk-" + secrets.token_hex(8)
+# A second key that may send one request per minute.
+LIMITED_KEY = "sk-sluice-sdk-rpm1-" + secrets.token_hex(8)
 MAX_BODY_BYTES = 65536
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -99,6 +101,7 @@ routes:
 
 keys:
   - {{ name: sdk-test, key_sha256: "{key_sha256}", tenant: sdk-test }}
+  - {{ name: sdk-limited, key_sha256: "{hashlib.sha256(LIMITED_KEY.encode()).hexdigest()}", tenant: sdk-test, limits: {{ rpm: 1 }} }}
 """
 
 

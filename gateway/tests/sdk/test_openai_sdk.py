@@ -12,7 +12,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import MAX_BODY_BYTES, Stack
+from conftest import LIMITED_KEY, MAX_BODY_BYTES, Stack
 
 PROMPT = [{"role": "user", "content": "Tell me something about sluices."}]
 ERROR_FIELDS = {"message", "type", "param", "code"}
@@ -177,6 +177,24 @@ def test_rate_limited_provider_is_rate_limit_error(client: openai.OpenAI) -> Non
     retry_after = ei.value.response.headers.get("retry-after")
     assert retry_after is not None, "429 without retry-after"
     assert 0 < float(retry_after) <= 120, retry_after  # the SDK gives up beyond 120 s
+
+
+def test_key_over_its_rpm_is_rate_limit_error(stack: Stack) -> None:
+    client = stack.client(api_key=LIMITED_KEY)
+    before = stack.mock_stats()["requests"]
+    ok = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=PROMPT)
+    assert ok.headers.get("x-ratelimit-limit-requests") == "1"
+    assert ok.headers.get("x-ratelimit-remaining-requests") == "0"
+    assert ok.parse().choices[0].message.content
+    with pytest.raises(openai.RateLimitError) as ei:
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True)
+    err = assert_openai_error(ei.value, 429, "requests", "rate_limit_exceeded")
+    assert "1 requests per minute" in err["message"]
+    assert LIMITED_KEY not in json.dumps(err)
+    headers = ei.value.response.headers
+    assert 0 < float(headers["retry-after"]) <= 60
+    assert headers.get("x-ratelimit-remaining-requests") == "0"
+    assert stack.mock_stats()["requests"] == before + 1, "the refused request reached the provider"
 
 
 def test_stream_cut_mid_way_raises_api_error(client: openai.OpenAI) -> None:

@@ -46,6 +46,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         response_model: Some("gpt-4o-2024-08-06".into()),
         finish_reasons: vec!["stop".into()],
         params: RequestParams::default(),
+        rate_limited: None,
         content: None,
     }
 }

@@ -85,6 +85,7 @@ pub fn chat(n: u8) -> RequestRecord {
             max_tokens: Some(256),
             tool_names: vec!["get_weather".into(), "search_docs".into()],
         },
+        rate_limited: None,
         content: None,
     }
 }

@@ -121,6 +121,14 @@ pub struct AttemptLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub route: Arc<str>,
+    pub tenant: Arc<str>,
+    /// requests | tokens
+    pub limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpanLabels {
     /// exported | dropped | failed
     pub result: &'static str,
@@ -149,6 +157,8 @@ pub struct Metrics {
     pub overhead: Family<RouteLabels, Exemplified, fn() -> Exemplified>,
     /// Upstream attempts by outcome.
     pub upstream_attempts: Family<AttemptLabels, Counter>,
+    /// Requests refused by their key's own rate limits (provider 429s are attempt outcomes).
+    pub ratelimited: Family<RateLimitLabels, Counter>,
     /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
     pub spans: Family<SpanLabels, Counter>,
     /// Access-log lines dropped because the writer fell behind.
@@ -240,6 +250,12 @@ impl Metrics {
             "Requests sent to providers, retries and failovers included, by outcome",
             upstream_attempts.clone(),
         );
+        let ratelimited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "sluice_ratelimited",
+            "Requests refused with 429 because their key's requests or tokens per minute ran out",
+            ratelimited.clone(),
+        );
         let spans = Family::<SpanLabels, Counter>::default();
         registry.register(
             "sluice_spans",
@@ -263,6 +279,7 @@ impl Metrics {
             cost,
             overhead,
             upstream_attempts,
+            ratelimited,
             spans,
             none: Arc::from(NONE),
         }
@@ -289,6 +306,15 @@ impl Metrics {
                 status: r.status,
             })
             .inc();
+        if let Some(limit) = r.rate_limited {
+            self.ratelimited
+                .get_or_create(&RateLimitLabels {
+                    route: Arc::clone(&route),
+                    tenant: Arc::clone(&tenant),
+                    limit,
+                })
+                .inc();
+        }
         for a in &r.attempts {
             self.upstream_attempts
                 .get_or_create(&AttemptLabels {
