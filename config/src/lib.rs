@@ -28,9 +28,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use types::{
-    BaseUrl, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
-    Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn, RouteConfig,
-    SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
+    BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
+    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn,
+    RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

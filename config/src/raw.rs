@@ -138,6 +138,8 @@ pub(crate) struct RawServer {
     pub shutdown_grace: Option<Spanned<String>>,
     #[serde(default)]
     pub upstream_pool_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub cache_max_bytes: Option<Spanned<i64>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the
@@ -203,6 +205,17 @@ pub(crate) struct RawRoute {
     pub timeouts: Option<RawTimeouts>,
     #[serde(default)]
     pub telemetry: Option<RawRouteTelemetry>,
+    #[serde(default)]
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub only_deterministic: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Idle upstream connections kept per worker. Default 128; 1..=65536.
     pub upstream_pool_size: usize,
+    /// Memory for the response cache of every route that has one (bytes of cached answers).
+    pub cache_max_bytes: u64,
 }
 
 /// One entry of `providers`.
@@ -163,6 +165,18 @@ pub struct RouteConfig {
     /// The route's own "slow request" threshold for tail sampling (YAML
     /// `telemetry: { slow: 5s }`); `None` uses `telemetry.sample.slow`.
     pub slow: Option<Duration>,
+    /// Exact-match response cache; `None` caches nothing.
+    pub cache: Option<CacheConfig>,
+}
+
+/// A route's response cache: identical requests from the same tenant replay the stored answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long an answer is served from the cache.
+    pub ttl: Duration,
+    /// Cache chat and completion answers only when the request asked for `temperature: 0`
+    /// (embeddings are always deterministic).
+    pub only_deterministic: bool,
 }
 
 /// A weighted target of a route.
@@ -261,6 +275,7 @@ impl Default for ServerConfig {
             threads: 2,
             shutdown_grace: Duration::from_secs(10),
             upstream_pool_size: 128,
+            cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -14,9 +14,9 @@ use crate::raw::{
     RawSample, RawServer, RawTelemetry, RawTimeouts, line_of,
 };
 use crate::types::{
-    BaseUrl, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
-    Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn, RouteConfig,
-    SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
+    BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
+    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn,
+    RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
 use crate::{Diagnostic, Error, Loaded, Result};
 
@@ -26,6 +26,7 @@ const DEFAULT_MOCK_TTFT_MS: i64 = 50;
 const DEFAULT_MOCK_TOKENS_PER_S: f64 = 200.0;
 const ONE_GIB: i64 = 1024 * 1024 * 1024;
 const ONE_HOUR: Duration = Duration::from_secs(3600);
+const ONE_WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 const OPENAI_FIELDS: &str = "base_url, api_key_env, connect_timeout";
 const MOCK_FIELDS: &str = "ttft_ms, tokens_per_s";
 
@@ -289,6 +290,16 @@ fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
         threads: usize::try_from(threads).unwrap_or(d.threads),
         shutdown_grace,
         upstream_pool_size: usize::try_from(pool).unwrap_or(d.upstream_pool_size),
+        cache_max_bytes: {
+            let v = ctx.int(
+                "server.cache_max_bytes",
+                s.cache_max_bytes.as_ref(),
+                i64::try_from(d.cache_max_bytes).unwrap_or(ONE_GIB),
+                0,
+                16 * ONE_GIB,
+            );
+            u64::try_from(v).unwrap_or(d.cache_max_bytes)
+        },
     }
 }
 
@@ -738,6 +749,31 @@ fn route(
         }
     });
 
+    let cache = raw.cache.as_ref().map(|c| {
+        let cpath = format!("{path}.cache");
+        let ttl = ctx
+            .required(
+                &cpath,
+                line(c),
+                &c.value.ttl,
+                "ttl",
+                "how long answers are kept, e.g. `10m`",
+            )
+            .map_or(Duration::ZERO, |v| {
+                ctx.duration(
+                    &format!("{cpath}.ttl"),
+                    Some(v),
+                    Duration::ZERO,
+                    Zero::Rejected,
+                    Some(ONE_WEEK),
+                )
+            });
+        CacheConfig {
+            ttl,
+            only_deterministic: c.value.only_deterministic.as_ref().is_none_or(|v| v.value),
+        }
+    });
+
     (ctx.errors.len() == before).then_some(RouteConfig {
         name,
         models,
@@ -746,6 +782,7 @@ fn route(
         retry,
         timeouts,
         slow,
+        cache,
     })
 }
 

@@ -51,6 +51,10 @@ struct Line<'a> {
     output_tokens: Option<u64>,
     usage_source: Option<&'static str>,
     cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limited: Option<&'static str>,
 }
 
 impl AccessLog {
@@ -121,6 +125,8 @@ impl AccessLog {
             output_tokens: r.usage.map(|u| u.output),
             usage_source: r.usage.map(|u| u.source.as_str()),
             cost_usd: r.cost_usd,
+            cache: r.cache,
+            rate_limited: r.rate_limited,
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;

@@ -13,6 +13,7 @@ use sluice_observability::{
 use sluice_policy::{Headroom, KeyLimiter, LimitKind, Target};
 use tokio::time::Instant;
 
+use crate::cache::{CacheStatus, Fill};
 use crate::stream::{AnswerInfo, Usage};
 
 #[derive(Debug)]
@@ -57,6 +58,10 @@ pub struct RequestCtx {
     pub headroom: Option<Headroom>,
     /// Which of the key's limits refused the request.
     pub rate_limited: Option<LimitKind>,
+    /// What the route's response cache did for this request.
+    pub cache: Option<CacheStatus>,
+    /// A cache miss's answer, collected as it is written.
+    pub cache_fill: Option<Fill>,
 }
 
 /// The few telemetry settings a request needs at its end, copied from its policy snapshot so
@@ -105,6 +110,8 @@ impl RequestCtx {
             limiter: None,
             headroom: None,
             rate_limited: None,
+            cache: None,
+            cache_fill: None,
         }
     }
 
@@ -179,6 +186,7 @@ impl RequestCtx {
             finish_reasons: std::mem::take(&mut self.answer.finish_reasons),
             params: std::mem::take(&mut self.params),
             rate_limited: self.rate_limited.map(LimitKind::as_str),
+            cache: self.cache.map(CacheStatus::as_str),
             content: None,
         }
     }

@@ -21,6 +21,7 @@ use sluice_observability::{AttemptOutcome, Endpoint, Outcome};
 use sluice_policy::{AttemptPlan, Target};
 use tokio::time::{Instant, timeout_at};
 
+use crate::cache::Fill;
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::providers::mock::{self, MockTiming};
@@ -582,6 +583,9 @@ async fn commit(
             ctx.usage = usage;
             ctx.answer = answer;
             ctx.status = status;
+            if let Some(fill) = &mut ctx.cache_fill {
+                fill.set_whole(&body);
+            }
             let header = response_header(status, "application/json", Some(body.len()), ctx)
                 .map_err(Rejection::Error)?;
             if ds.write_response_header(header).await.is_err()
@@ -622,6 +626,9 @@ pub fn response_header(
         h.insert_header("traceparent", crate::trace::format(&ctx.trace))?;
         if let Some(headroom) = &ctx.headroom {
             crate::ratelimit::add_headers(&mut h, headroom)?;
+        }
+        if let Some(cache) = ctx.cache {
+            h.insert_header("x-sluice-cache", cache.as_str())?;
         }
         Ok(Box::new(h))
     };
@@ -761,7 +768,7 @@ async fn pump(
             batch.push(ev.raw);
         }
     }
-    if batch.write(ds).await.is_err() {
+    if batch.write(ds, &mut ctx.cache_fill).await.is_err() {
         return StreamEnd::ClientGone;
     }
     if verdict == Verdict::Error {
@@ -804,13 +811,12 @@ async fn pump(
                     });
                 }
                 // Finished (a finish_reason arrived) but no [DONE]; SDKs wait for it.
-                if !st.saw_done
-                    && ds
-                        .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), false)
-                        .await
-                        .is_err()
-                {
-                    return StreamEnd::ClientGone;
+                if !st.saw_done {
+                    let mut done = Batch::default();
+                    done.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                    if done.write(ds, &mut ctx.cache_fill).await.is_err() {
+                        return StreamEnd::ClientGone;
+                    }
                 }
                 return StreamEnd::Finished;
             }
@@ -826,7 +832,7 @@ async fn pump(
                 Ok(Some(ev)) => ev,
                 Ok(None) => break,
                 Err(e) => {
-                    if batch.write(ds).await.is_err() {
+                    if batch.write(ds, &mut ctx.cache_fill).await.is_err() {
                         return StreamEnd::ClientGone;
                     }
                     return StreamEnd::Failed(GatewayError::StreamInterrupted {
@@ -843,7 +849,7 @@ async fn pump(
                 break;
             }
         }
-        if batch.write(ds).await.is_err() {
+        if batch.write(ds, &mut ctx.cache_fill).await.is_err() {
             return StreamEnd::ClientGone;
         }
         if verdict == Verdict::Error {
@@ -868,8 +874,9 @@ impl Batch {
         }
     }
 
-    /// One write: the event itself when alone (no copy), else the events joined.
-    async fn write(self, ds: &mut ServerSession) -> Result<(), ()> {
+    /// One write: the event itself when alone (no copy), else the events joined. A cache miss
+    /// keeps a copy of what was written.
+    async fn write(self, ds: &mut ServerSession, fill: &mut Option<Fill>) -> Result<(), ()> {
         let Some(first) = self.first else {
             return Ok(());
         };
@@ -884,6 +891,9 @@ impl Batch {
             }
             joined.freeze()
         };
+        if let Some(fill) = fill {
+            fill.push(&out);
+        }
         ds.write_response_body(out, false).await.map_err(|_| ())
     }
 }

@@ -15,6 +15,7 @@ use pingora::server::ShutdownWatch;
 use sluice_observability::{Endpoint, Flags, Outcome};
 use sluice_policy::{KeyEntry, Policy};
 
+use crate::cache::{self, CacheKey, CacheStatus};
 use crate::context::{RequestCtx, TelemetrySettings};
 use crate::error::GatewayError;
 use crate::exchange::{self, Delivered, Rejection, response_header};
@@ -68,6 +69,9 @@ impl HttpServerApp for DataPlane {
         let mut record = ctx.record();
         if let (Some(limiter), Some(usage)) = (&ctx.limiter, &record.usage) {
             limiter.consume_tokens(usage.input.saturating_add(usage.output));
+        }
+        if let Some(fill) = ctx.cache_fill.take() {
+            state.cache.store(fill, &record);
         }
         let telemetry = &ctx.policy_telemetry;
         if telemetry.capture_content
@@ -191,6 +195,19 @@ async fn serve(
                     retry_after: denied.retry_after,
                 }));
             }
+        }
+    }
+    if let Some(cfg) = &plan.route.cache {
+        if cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
+            let key = CacheKey::of(&key.tenant, &plan.route.name, ctx.endpoint, &req.body);
+            if let Some(hit) = state.cache.get(&key) {
+                ctx.cache = Some(CacheStatus::Hit);
+                return cache::replay(ds, ctx, &hit).await;
+            }
+            ctx.cache = Some(CacheStatus::Miss);
+            ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl));
+        } else {
+            ctx.cache = Some(CacheStatus::Bypass);
         }
     }
     exchange::run(state, ds, ctx, &req, plan).await

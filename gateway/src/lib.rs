@@ -12,6 +12,7 @@
 //! | parse | [`request`] | one borrowed pass over the JSON: `model`, `stream`, `stream_options`; 400 on anything wrong |
 //! | route | `sluice_policy::Policy::route` | the ordered attempt plan: weighted target, other targets, fallbacks |
 //! | limit | [`ratelimit`] | the key's requests and tokens per minute (429 with `retry-after`); `x-ratelimit-*` headers on every answer |
+//! | cache | [`cache`] | a route's exact-match response cache: tenant-scoped, replayed as JSON or SSE |
 //! | exchange | [`exchange`] | per attempt: rewrite the body, call the provider ([`providers`]), fail over on connect error, timeout, 429, 5xx or a bad first answer — only before the first byte went out |
 //! | stream | [`exchange`], [`sse`], [`stream`] | event by event, usage chunk stripped unless asked for, truncation and stalls end in an SSE error event, client disconnect cancels upstream |
 //! | record | [`context`] → `sluice_observability::Metrics::record_request` | once per request |
@@ -21,6 +22,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod context;

@@ -11,6 +11,7 @@ use sluice_observability::{ExportCounters, Metrics, SpanPipeline, SpanSink};
 use sluice_policy::{Policy, PolicyStore};
 
 use crate::access_log::AccessLog;
+use crate::cache::ResponseCache;
 use crate::dns::Resolver;
 
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     pub connector: Connector,
     pub resolver: Resolver,
     pub access_log: AccessLog,
+    /// Answers of routes with `cache:`; outlives policy reloads.
+    pub cache: ResponseCache,
     /// Where finished requests' spans go (sampled, bounded, never blocking).
     pub spans: SpanSink,
     /// Owned here so shutdown can flush it; taken once, after the server stops.
@@ -37,6 +40,7 @@ impl AppState {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let pool = policy.server.upstream_pool_size;
+        let policy_cache_bytes = policy.server.cache_max_bytes;
         let telemetry = &policy.telemetry;
         let counters = ExportCounters {
             exported: metrics.span_counter("exported"),
@@ -54,6 +58,7 @@ impl AppState {
             registry,
             connector: Connector::new(Some(ConnectorOptions::new(pool))),
             resolver: Resolver::default(),
+            cache: ResponseCache::new(policy_cache_bytes),
             access_log,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),

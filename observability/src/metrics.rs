@@ -129,6 +129,13 @@ pub struct RateLimitLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub route: Arc<str>,
+    /// hit | miss | bypass
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpanLabels {
     /// exported | dropped | failed
     pub result: &'static str,
@@ -159,6 +166,8 @@ pub struct Metrics {
     pub upstream_attempts: Family<AttemptLabels, Counter>,
     /// Requests refused by their key's own rate limits (provider 429s are attempt outcomes).
     pub ratelimited: Family<RateLimitLabels, Counter>,
+    /// Requests on routes with a response cache, by what the cache did.
+    pub cache_requests: Family<CacheLabels, Counter>,
     /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
     pub spans: Family<SpanLabels, Counter>,
     /// Access-log lines dropped because the writer fell behind.
@@ -256,6 +265,12 @@ impl Metrics {
             "Requests refused with 429 because their key's requests or tokens per minute ran out",
             ratelimited.clone(),
         );
+        let cache_requests = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "sluice_cache_requests",
+            "Requests on routes with a response cache: hit (no provider called), miss, or bypass (not deterministic)",
+            cache_requests.clone(),
+        );
         let spans = Family::<SpanLabels, Counter>::default();
         registry.register(
             "sluice_spans",
@@ -280,6 +295,7 @@ impl Metrics {
             overhead,
             upstream_attempts,
             ratelimited,
+            cache_requests,
             spans,
             none: Arc::from(NONE),
         }
@@ -306,6 +322,14 @@ impl Metrics {
                 status: r.status,
             })
             .inc();
+        if let Some(result) = r.cache {
+            self.cache_requests
+                .get_or_create(&CacheLabels {
+                    route: Arc::clone(&route),
+                    result,
+                })
+                .inc();
+        }
         if let Some(limit) = r.rate_limited {
             self.ratelimited
                 .get_or_create(&RateLimitLabels {

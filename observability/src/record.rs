@@ -161,6 +161,8 @@ pub struct RequestRecord {
     pub params: RequestParams,
     /// The key limit (`requests` | `tokens`) that refused the request.
     pub rate_limited: Option<&'static str>,
+    /// What the route's response cache did: `hit` | `miss` | `bypass`; `None` without a cache.
+    pub cache: Option<&'static str>,
     pub content: Option<CapturedContent>,
 }
 

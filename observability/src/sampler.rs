@@ -193,6 +193,7 @@ mod tests {
             finish_reasons: Vec::new(),
             params: RequestParams::default(),
             rate_limited: None,
+            cache: None,
             content: None,
         }
     }

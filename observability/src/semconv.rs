@@ -108,6 +108,10 @@ pub const SLUICE_OUTCOME: &str = "sluice.outcome";
 /// `true` when Sluice counted tokens itself because the provider reported none.
 pub const SLUICE_USAGE_ESTIMATED: &str = "sluice.usage.estimated";
 pub const SLUICE_COST_USD: &str = "sluice.cost_usd";
+/// `true` when the response cache answered (server span of a route with a cache).
+pub const SLUICE_CACHE_HIT: &str = "sluice.cache.hit";
+/// What the route's cache did: `hit`, `miss` or `bypass`.
+pub const SLUICE_CACHE_RESULT: &str = "sluice.cache.result";
 /// Content chunks sent (streams).
 pub const SLUICE_CHUNKS: &str = "sluice.chunks";
 /// Time Sluice itself spent (request duration minus upstream time), seconds.

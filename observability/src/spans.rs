@@ -110,6 +110,10 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
     if let Some(cost) = r.cost_usd {
         attrs.push(kv(sc::SLUICE_COST_USD, cost));
     }
+    if let Some(result) = r.cache {
+        attrs.push(kv(sc::SLUICE_CACHE_HIT, result == "hit"));
+        attrs.push(kv(sc::SLUICE_CACHE_RESULT, result));
+    }
     if r.stream {
         attrs.push(kv(sc::SLUICE_CHUNKS, i64::from(r.chunks)));
     }

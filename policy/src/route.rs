@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_config::{ModelKind, RetryConfig, RouteConfig, Timeouts};
+use sluice_config::{CacheConfig, ModelKind, RetryConfig, RouteConfig, Timeouts};
 
 use crate::{Error, Result, Target};
 
@@ -29,6 +29,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// Over this duration a request is kept by the tail sampler as slow (route override).
     pub slow: Option<std::time::Duration>,
+    /// The route's response cache settings; `None` caches nothing.
+    pub cache: Option<CacheConfig>,
     targets: Vec<(Arc<Target>, u32)>,
     fallbacks: Vec<Arc<Target>>,
     total_weight: u64,
@@ -79,6 +81,7 @@ impl Route {
             fallbacks,
         );
         route.slow = rc.slow;
+        route.cache = rc.cache;
         Ok(route)
     }
 
@@ -108,6 +111,7 @@ impl Route {
             retry,
             timeouts,
             slow: None,
+            cache: None,
             targets,
             fallbacks,
             total_weight,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `sluice` binary, real sockets on 127.0.0.1, the real mock-llm.
 
 mod body;
+mod cache;
 mod cardinality;
 mod common;
 mod errors;

@@ -743,9 +743,27 @@ fn promql_metric_extraction() {
 #[tokio::test]
 async fn every_metric_the_dashboard_queries_exists_in_a_live_scrape() {
     let mock = common::mock_llm().await;
-    let gw = TestGateway::start(&policy(), &mock).await;
+    // A caching route and a key limit, so their families have samples too.
+    let body = format!(
+        "{}routes:\n  - name: cached\n    match: {{ model: c }}\n    targets: [ {{ model: cheap }} ]\n    cache: {{ ttl: 1m }}\n",
+        policy()
+    );
+    let gw = TestGateway::start_full(&body, &mock, "", ", limits: { rpm: 6 }").await;
     send_known_traffic(&gw).await;
-    let scrape = settled_scrape(&gw).await;
+    settled_scrape(&gw).await;
+    for status in [200, 429] {
+        let resp = gw
+            .post("/v1/chat/completions", chat_body("c", false, 2))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), status);
+    }
+    let scrape = gw
+        .metrics_when(|m| {
+            m.contains("sluice_ratelimited_total{") && m.contains("sluice_cache_requests_total{")
+        })
+        .await;
 
     let declared: BTreeSet<String> = families(&scrape)
         .iter()

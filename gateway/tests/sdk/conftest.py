@@ -88,6 +88,10 @@ models:
   emb: {{ provider: up, kind: embedding }}
 
 routes:
+  - name: cached
+    match: {{ model: cached-mini }}
+    targets: [ {{ model: gpt-4o-mini }} ]
+    cache: {{ ttl: 5m }}
   - name: rl
     match: {{ model: rl }}
     targets: [ {{ model: rl-up }} ]

@@ -65,6 +65,28 @@ def test_chat_streaming_without_stream_options(client: openai.OpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+def test_cached_stream_replays_to_the_sdk(stack: Stack, client: openai.OpenAI) -> None:
+    def run() -> tuple[str, str | None, str]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="cached-mini", messages=PROMPT, temperature=0, stream=True
+        )
+        chunks = list(raw.parse())
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return text, raw.headers.get("x-sluice-cache"), chunks[-1].choices[0].finish_reason
+
+    before = stack.mock_stats()["requests"]
+    first, cache, finish = run()
+    assert (cache, finish) == ("miss", "stop") and first
+    for _ in range(50):  # the answer is stored just after its last byte
+        again, cache, finish = run()
+        if cache == "hit":
+            break
+    assert (again, cache, finish) == (first, "hit", "stop")
+    assert stack.mock_stats()["requests"] <= before + 50
+    hits_before = stack.mock_stats()["requests"]
+    assert run()[1] == "hit" and stack.mock_stats()["requests"] == hits_before
+
+
 def test_chat_streaming_with_include_usage(client: openai.OpenAI) -> None:
     full = client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
     chunks = list(

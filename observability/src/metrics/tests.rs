@@ -47,6 +47,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         finish_reasons: vec!["stop".into()],
         params: RequestParams::default(),
         rate_limited: None,
+        cache: None,
         content: None,
     }
 }

@@ -86,6 +86,7 @@ pub fn chat(n: u8) -> RequestRecord {
             tool_names: vec!["get_weather".into(), "search_docs".into()],
         },
         rate_limited: None,
+        cache: None,
         content: None,
     }
 }

@@ -338,6 +338,36 @@ fn the_mock_provider_and_a_request_without_attempts() {
 }
 
 #[test]
+fn cache_results_are_marked_on_the_server_span() {
+    // A cache hit: answered by Sluice alone, one server span that says so.
+    let mut r = chat(8);
+    r.attempts.clear();
+    r.usage = None;
+    r.cost_usd = None;
+    r.cache = Some("hit");
+    let spans = build_spans(&r, None);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        attr(&spans[0], sc::SLUICE_CACHE_HIT),
+        Some(&Value::from(true))
+    );
+    assert_eq!(
+        attr(&spans[0], sc::SLUICE_CACHE_RESULT),
+        Some(&Value::from("hit"))
+    );
+    let mut r = chat(9);
+    r.cache = Some("miss");
+    let spans = build_spans(&r, None);
+    assert_eq!(
+        attr(&spans[0], sc::SLUICE_CACHE_HIT),
+        Some(&Value::from(false))
+    );
+    // Routes without a cache say nothing about it.
+    let spans = build_spans(&chat(10), None);
+    assert_eq!(attr(&spans[0], sc::SLUICE_CACHE_HIT), None);
+}
+
+#[test]
 fn content_goes_only_where_asked_and_only_as_given() {
     let mut r = chat(8);
     r.content = Some(canary_content());

@@ -1,0 +1,372 @@
+//! The response cache: exact-match, tenant-scoped, byte-weighted, with each route's TTL.
+//!
+//! A request is cacheable when its route has `cache:` and, under `only_deterministic`, it asked
+//! for `temperature: 0` (embeddings always qualify). The key is a SHA-256 over the tenant, the
+//! route, the endpoint and the body bytes, so two tenants never share an answer and any change
+//! in the request (including `stream` and `stream_options`) is a different entry. What is stored
+//! is exactly what the client received: the JSON body, or every SSE byte of a stream that
+//! finished cleanly; a hit replays it unchanged. Answers that failed, were cut or were cancelled
+//! are never stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use moka::sync::Cache;
+use pingora::protocols::http::ServerSession;
+use sha2::{Digest, Sha256};
+use sluice_config::CacheConfig;
+use sluice_observability::{Endpoint, Outcome, RequestParams, RequestRecord};
+
+use crate::context::RequestCtx;
+use crate::exchange::{Delivered, Rejection, response_header};
+
+/// Bookkeeping an entry costs beyond its body, so tiny answers still weigh something.
+const ENTRY_OVERHEAD: usize = 256;
+/// No single answer may take more than this share of the cache.
+const MAX_ENTRY_SHARE: u64 = 16;
+
+/// What the cache did for a request. A closed set, so it can be a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Answered from the cache; no provider was called.
+    Hit,
+    /// Cacheable, not cached yet: the answer is stored if it completes.
+    Miss,
+    /// The route caches, but this request is not deterministic.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    pub fn of(tenant: &str, route: &str, endpoint: Endpoint, body: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+        for part in [
+            tenant.as_bytes(),
+            route.as_bytes(),
+            endpoint.as_str().as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.update(body);
+        Self(h.finalize().into())
+    }
+}
+
+/// Whether a request on a caching route may be answered from (and stored in) the cache.
+pub fn cacheable(cfg: &CacheConfig, endpoint: Endpoint, params: &RequestParams) -> bool {
+    endpoint == Endpoint::Embeddings || !cfg.only_deterministic || params.temperature == Some(0.0)
+}
+
+/// One stored answer, exactly as the client received it, and what its record needs.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    pub body: Bytes,
+    pub stream: bool,
+    /// The catalog model that produced it.
+    pub model: Option<Arc<str>>,
+    pub response_id: Option<String>,
+    pub response_model: Option<String>,
+    pub finish_reasons: Vec<String>,
+    pub chunks: u32,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedAnswer>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub struct ResponseCache {
+    entries: Cache<CacheKey, Arc<CachedAnswer>>,
+    max_entry: usize,
+}
+
+impl ResponseCache {
+    pub fn new(max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &CacheKey, v: &Arc<CachedAnswer>| {
+                u32::try_from(v.body.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        Self {
+            entries,
+            max_entry: usize::try_from(max_bytes / MAX_ENTRY_SHARE).unwrap_or(usize::MAX),
+        }
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
+        self.entries.get(key)
+    }
+
+    /// Starts collecting a cacheable request's answer as it goes to the client.
+    pub fn fill(&self, key: CacheKey, ttl: Duration) -> Fill {
+        Fill {
+            key,
+            ttl,
+            whole: None,
+            streamed: BytesMut::new(),
+            limit: self.max_entry,
+            overflow: self.max_entry == 0,
+        }
+    }
+
+    /// Stores a finished request's answer when it completed cleanly.
+    pub fn store(&self, fill: Fill, record: &RequestRecord) {
+        if record.outcome != Outcome::Ok || record.status != 200 || fill.overflow {
+            return;
+        }
+        let body = match fill.whole {
+            Some(body) => body,
+            None if !fill.streamed.is_empty() => fill.streamed.freeze(),
+            None => return,
+        };
+        let answer = CachedAnswer {
+            body,
+            stream: record.stream,
+            model: record.model.clone(),
+            response_id: record.response_id.clone(),
+            response_model: record.response_model.clone(),
+            finish_reasons: record.finish_reasons.clone(),
+            chunks: record.chunks,
+            ttl: fill.ttl,
+        };
+        self.entries.insert(fill.key, Arc::new(answer));
+    }
+}
+
+/// The answer of a cache miss, gathered while it is written to the client.
+#[derive(Debug)]
+pub struct Fill {
+    key: CacheKey,
+    ttl: Duration,
+    whole: Option<Bytes>,
+    streamed: BytesMut,
+    limit: usize,
+    overflow: bool,
+}
+
+impl Fill {
+    /// A non-streaming answer: kept by reference, no copy.
+    pub fn set_whole(&mut self, body: &Bytes) {
+        self.overflow = body.len() > self.limit;
+        if !self.overflow {
+            self.whole = Some(body.clone());
+        }
+    }
+
+    /// Bytes of a stream, in the order they were written.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.streamed.len() + bytes.len() > self.limit {
+            self.overflow = true;
+            self.streamed = BytesMut::new();
+            return;
+        }
+        self.streamed.extend_from_slice(bytes);
+    }
+}
+
+/// Answers a request from the cache: the stored bytes, with this request's own id and trace.
+pub async fn replay(
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    hit: &CachedAnswer,
+) -> Result<Delivered, Rejection> {
+    ctx.status = 200;
+    ctx.model.clone_from(&hit.model);
+    ctx.answer.id.clone_from(&hit.response_id);
+    ctx.answer.model.clone_from(&hit.response_model);
+    ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
+    ctx.chunks = hit.chunks;
+    let (content_type, length) = if hit.stream {
+        ("text/event-stream", None)
+    } else {
+        ("application/json", Some(hit.body.len()))
+    };
+    let mut header = response_header(200, content_type, length, ctx).map_err(Rejection::Error)?;
+    if hit.stream {
+        let extra = header
+            .insert_header("cache-control", "no-cache")
+            .and_then(|()| header.insert_header("x-accel-buffering", "no"));
+        if extra.is_err() {
+            return Err(Rejection::Error(crate::error::GatewayError::Internal(
+                "cannot build a response header".into(),
+            )));
+        }
+    }
+    let written = ds.write_response_header(header).await.is_ok()
+        && ds
+            .write_response_body(hit.body.clone(), !hit.stream)
+            .await
+            .is_ok()
+        && (!hit.stream || ds.finish_body().await.is_ok());
+    if hit.stream {
+        ctx.first_chunk = Some(tokio::time::Instant::now());
+    }
+    if written {
+        ctx.outcome = Outcome::Ok;
+        Ok(Delivered::Complete)
+    } else {
+        ctx.outcome = Outcome::Cancelled;
+        Ok(Delivered::ClientGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(only_deterministic: bool) -> CacheConfig {
+        CacheConfig {
+            ttl: Duration::from_secs(60),
+            only_deterministic,
+        }
+    }
+
+    #[test]
+    fn keys_separate_tenants_routes_endpoints_and_bodies() {
+        let body = br#"{"model":"m","temperature":0}"#;
+        let k = CacheKey::of("a", "r", Endpoint::ChatCompletions, body);
+        assert_eq!(k, CacheKey::of("a", "r", Endpoint::ChatCompletions, body));
+        assert_ne!(k, CacheKey::of("b", "r", Endpoint::ChatCompletions, body));
+        assert_ne!(k, CacheKey::of("a", "s", Endpoint::ChatCompletions, body));
+        assert_ne!(k, CacheKey::of("a", "r", Endpoint::Completions, body));
+        assert_ne!(
+            k,
+            CacheKey::of("a", "r", Endpoint::ChatCompletions, br#"{"model":"m"}"#)
+        );
+        assert_ne!(
+            CacheKey::of("ab", "c", Endpoint::ChatCompletions, b""),
+            CacheKey::of("a", "bc", Endpoint::ChatCompletions, b"")
+        );
+    }
+
+    #[test]
+    fn only_deterministic_requests_are_cacheable() {
+        let zero = RequestParams {
+            temperature: Some(0.0),
+            ..RequestParams::default()
+        };
+        let warm = RequestParams {
+            temperature: Some(0.7),
+            ..RequestParams::default()
+        };
+        let unset = RequestParams::default();
+        assert!(cacheable(&cfg(true), Endpoint::ChatCompletions, &zero));
+        assert!(!cacheable(&cfg(true), Endpoint::ChatCompletions, &warm));
+        // OpenAI's default temperature is 1.
+        assert!(!cacheable(&cfg(true), Endpoint::Completions, &unset));
+        assert!(cacheable(&cfg(true), Endpoint::Embeddings, &unset));
+        assert!(cacheable(&cfg(false), Endpoint::ChatCompletions, &warm));
+    }
+
+    fn record(outcome: Outcome) -> RequestRecord {
+        RequestRecord {
+            request_id: "req_1".into(),
+            trace: sluice_observability::TraceContext {
+                trace_id: [1; 16],
+                parent_span_id: None,
+                span_id: [2; 8],
+                sampled: true,
+            },
+            start: std::time::SystemTime::now(),
+            duration: Duration::from_millis(3),
+            endpoint: Endpoint::ChatCompletions,
+            route: None,
+            model: Some(Arc::from("m")),
+            request_model: None,
+            request_model_label: None,
+            tenant: None,
+            stream: true,
+            status: 200,
+            outcome,
+            error_type: None,
+            attempts: Vec::new(),
+            usage: None,
+            cost_usd: None,
+            time_to_first_chunk: None,
+            chunks: 2,
+            response_id: Some("chatcmpl-1".into()),
+            response_model: None,
+            finish_reasons: vec!["stop".into()],
+            params: RequestParams::default(),
+            rate_limited: None,
+            cache: None,
+            content: None,
+        }
+    }
+
+    #[test]
+    fn stores_only_clean_answers_within_the_entry_limit() {
+        let cache = ResponseCache::new(16 * 1024);
+        let key = |n: u8| CacheKey::of("t", "r", Endpoint::ChatCompletions, &[n]);
+
+        let mut fill = cache.fill(key(1), Duration::from_secs(60));
+        fill.push(b"data: {\"a\":1}\n\n");
+        fill.push(b"data: [DONE]\n\n");
+        cache.store(fill, &record(Outcome::Ok));
+        let hit = cache.get(&key(1)).expect("stored");
+        assert_eq!(&hit.body[..], b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
+        assert_eq!(hit.chunks, 2);
+        assert_eq!(hit.response_id.as_deref(), Some("chatcmpl-1"));
+
+        let mut fill = cache.fill(key(2), Duration::from_secs(60));
+        fill.push(b"data: {\"a\":1}\n\n");
+        cache.store(fill, &record(Outcome::Truncated));
+        assert!(
+            cache.get(&key(2)).is_none(),
+            "a cut stream is never replayed"
+        );
+
+        // 1 KiB per entry at most (1/16 of 16 KiB).
+        let mut fill = cache.fill(key(3), Duration::from_secs(60));
+        fill.push(&[b'x'; 800]);
+        fill.push(&[b'x'; 800]);
+        cache.store(fill, &record(Outcome::Ok));
+        assert!(
+            cache.get(&key(3)).is_none(),
+            "an oversize answer is not stored"
+        );
+    }
+
+    #[test]
+    fn entries_expire_after_their_ttl() {
+        let cache = ResponseCache::new(1 << 20);
+        let key = CacheKey::of("t", "r", Endpoint::Embeddings, b"{}");
+        let mut fill = cache.fill(key, Duration::from_millis(50));
+        fill.set_whole(&Bytes::from_static(b"{\"data\":[]}"));
+        let mut r = record(Outcome::Ok);
+        r.stream = false;
+        cache.store(fill, &r);
+        assert!(cache.get(&key).is_some());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(cache.get(&key).is_none());
+    }
+}
