@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -40,7 +41,13 @@ pub fn run(policy: Policy) -> Result<(), String> {
             state: Arc::clone(&state),
         },
     );
-    data.add_tcp(&server_cfg.listen.to_string());
+    // No L4 read buffer on the data plane: pingora's default is 64 KiB per connection, zeroed
+    // and resident for the connection's life, which dominated memory with many open streams.
+    // The H1 session reads request heads and bodies into buffers of its own anyway.
+    data.add_listener(
+        ListenerConfig::tcp(server_cfg.listen.to_string())
+            .l4_buffer(L4BufferSettings::default().read(0)),
+    );
     let mut admin = Service::new(
         "sluice admin".to_owned(),
         HttpServer::new_app(Admin {

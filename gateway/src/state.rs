@@ -2,8 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use pingora::connectors::ConnectorOptions;
-use pingora::connectors::http::Connector;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 
@@ -18,7 +17,7 @@ pub struct AppState {
     pub policy: PolicyStore,
     pub metrics: Metrics,
     pub registry: Registry,
-    pub connector: Connector,
+    pub connector: TransportConnector,
     pub resolver: Resolver,
     pub access_log: AccessLog,
     /// Answers of routes with `cache:`; outlives policy reloads.
@@ -56,7 +55,7 @@ impl AppState {
             policy: PolicyStore::new(policy),
             metrics,
             registry,
-            connector: Connector::new(Some(ConnectorOptions::new(pool))),
+            connector: TransportConnector::new(Some(ConnectorOptions::new(pool))),
             resolver: Resolver::default(),
             cache: ResponseCache::new(policy_cache_bytes),
             access_log,

@@ -10,9 +10,9 @@ mod mock_upstream;
 pub mod openai;
 
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
-use pingora::protocols::http::client::HttpSession;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::connectors::TransportConnector;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::upstreams::peer::Peer as _;
 
 pub use mock_upstream::MockUpstream;
 
@@ -33,7 +33,7 @@ pub enum Upstream {
 
 pub struct HttpUpstream {
     pub session: HttpSession,
-    pub peer: HttpPeer,
+    pub peer: openai::ProviderPeer,
 }
 
 // === impl Upstream ===
@@ -41,18 +41,14 @@ pub struct HttpUpstream {
 impl Upstream {
     pub fn status(&self) -> u16 {
         match self {
-            Self::Http(h) => h.session.response_header().map_or(0, |r| r.status.as_u16()),
+            Self::Http(h) => h.session.get_status().map_or(0, |s| s.as_u16()),
             Self::Mock(m) => m.status(),
         }
     }
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         match self {
-            Self::Http(h) => h
-                .session
-                .response_header()
-                .and_then(|r| r.headers.get(name))
-                .map(|v| v.as_bytes()),
+            Self::Http(h) => h.session.get_header(name).map(|v| v.as_bytes()),
             Self::Mock(m) => m.header(name),
         }
     }
@@ -60,23 +56,22 @@ impl Upstream {
     /// The next body chunk; `Ok(None)` at the clean end of the body.
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
         match self {
-            Self::Http(h) => h
-                .session
-                .read_response_body()
-                .await
-                .map_err(|e| e.to_string()),
+            Self::Http(h) => h.session.read_body_bytes().await.map_err(|e| e.to_string()),
             Self::Mock(m) => Ok(m.next_chunk().await),
         }
     }
 
     /// Returns a fully read connection to the pool; anything else is closed, so a half-read
     /// answer can never leak into the next request on that connection.
-    pub async fn release(self, connector: &Connector, complete: bool) {
+    pub async fn release(self, connector: &TransportConnector, complete: bool) {
         if let Self::Http(h) = self {
             let HttpUpstream { mut session, peer } = *h;
-            if complete && session.response_done() {
-                let idle = peer.options.idle_timeout;
-                connector.release_http_session(session, &peer, idle).await;
+            if complete && session.is_body_done() {
+                session.respect_keepalive();
+                if let Some(stream) = session.reuse().await {
+                    let idle = peer.0.options.idle_timeout;
+                    connector.release_stream(stream, peer.reuse_hash(), idle);
+                }
             } else {
                 session.shutdown().await;
             }

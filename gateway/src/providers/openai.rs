@@ -1,14 +1,21 @@
 //! The `openai` provider kind: any OpenAI-compatible HTTP API (OpenAI itself, vLLM, Ollama,
-//! another gateway), reached through pingora's pooled connector.
+//! another gateway), reached through pingora's pooled transport connector.
+//!
+//! The request goes out in one vectored write of head and body: pingora's H1 client writes
+//! and flushes the head on its own, which costs a second `sendto` (and a second segment the
+//! provider must read) on every request. Only the response side uses pingora's H1 session.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pingora::connectors::TransportConnector;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::upstreams::peer::{HttpPeer, Peer, PeerOptions, Proxy, Tracer};
+use pingora::utils::tls::CertKey;
 use sluice_config::{BaseUrl, Secret};
+use tokio::io::AsyncWriteExt;
 
 use super::{ConnectError, HttpUpstream, Upstream};
 
@@ -30,7 +37,7 @@ pub struct HttpTarget<'a> {
 /// Connects (or reuses a pooled connection), sends the request and reads the response header.
 /// The caller bounds the whole call with its time-to-first-byte deadline.
 pub async fn send(
-    connector: &Connector,
+    connector: &TransportConnector,
     target: &HttpTarget<'_>,
     body: Bytes,
 ) -> Result<Upstream, ConnectError> {
@@ -42,9 +49,10 @@ pub async fn send(
     peer.options.connection_timeout = Some(target.connect_timeout);
     peer.options.total_connection_timeout = Some(target.connect_timeout * 2);
     peer.options.idle_timeout = Some(POOL_IDLE);
+    let peer = ProviderPeer(peer);
 
-    let header = request_header(target, body.len()).map_err(ConnectError::Connect)?;
-    let (mut session, reused) = connector.get_http_session(&peer).await.map_err(|e| {
+    let head = request_head(target, body.len()).map_err(ConnectError::Unavailable)?;
+    let (mut stream, reused) = connector.get_stream(&peer).await.map_err(|e| {
         ConnectError::Connect(format!(
             "connect to {}: {}",
             target.base_url,
@@ -52,62 +60,222 @@ pub async fn send(
         ))
     })?;
     // The connector applies only connect timeouts; reads are bounded by the exchange's own
-    // deadlines, writes by the connect timeout so a dead peer cannot hold the request.
-    session.set_write_timeout(Some(target.connect_timeout));
-    let sent = async {
-        session.write_request_header(Box::new(header)).await?;
-        session.write_request_body(body, true).await?;
-        session.finish_request_body().await?;
-        session.read_response_header().await
-    }
+    // deadlines, the write by the connect timeout so a dead peer cannot hold the request.
+    let mut wire = head.freeze().chain(body);
+    let written = tokio::time::timeout(target.connect_timeout, async {
+        stream.write_all_buf(&mut wire).await?;
+        stream.flush().await
+    })
     .await;
-    if let Err(e) = sent {
-        session.shutdown().await;
-        let what = if reused {
+    let failed = |what: &str| {
+        let on = if reused {
             "reused connection to"
         } else {
             "request to"
         };
-        return Err(ConnectError::Connect(format!(
-            "{what} {} failed: {}",
-            target.base_url,
-            e.etype().as_str()
-        )));
+        ConnectError::Connect(format!("{on} {} failed: {what}", target.base_url))
+    };
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = stream.shutdown().await;
+            return Err(failed(&e.kind().to_string()));
+        }
+        Err(_) => {
+            let _ = stream.shutdown().await;
+            return Err(failed("write timed out"));
+        }
+    }
+    let mut session = HttpSession::new_with_options(stream, &peer);
+    if let Err(e) = session.read_response().await {
+        session.shutdown().await;
+        return Err(failed(e.etype().as_str()));
     }
     Ok(Upstream::Http(Box::new(HttpUpstream { session, peer })))
 }
 
-fn request_header(target: &HttpTarget<'_>, len: usize) -> Result<RequestHeader, String> {
+/// The request head, written straight to wire format: building a pingora `RequestHeader`
+/// (a header map plus a case map) only to serialize it again cost more than the rest of the
+/// upstream write. Every value is checked to be visible ASCII, so nothing from the policy,
+/// the environment or the client can inject a header line.
+fn request_head(target: &HttpTarget<'_>, len: usize) -> Result<BytesMut, String> {
+    const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
     let url = target.base_url;
-    let mut path = String::with_capacity(url.path.len() + target.path.len());
-    path.push_str(&url.path);
-    path.push_str(target.path);
-    let build = || -> pingora::Result<RequestHeader> {
-        let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8))?;
-        let default_port = if url.tls { 443 } else { 80 };
-        if url.port == default_port {
-            h.insert_header("host", url.host.as_str())?;
-        } else {
-            h.insert_header("host", format!("{}:{}", url.host, url.port))?;
+    let key = target.api_key.map(Secret::expose);
+    let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+    if !visible(&url.path) || !visible(&url.host) || !visible(target.request_id) {
+        return Err("the upstream request has a path, host or id that is not visible ASCII".into());
+    }
+    if key.is_some_and(|k| !visible(k)) {
+        // Never echo the key: say only where the problem is.
+        return Err("the provider's API key contains characters a header cannot carry".into());
+    }
+    let mut b = BytesMut::with_capacity(320 + key.map_or(0, str::len));
+    b.put_slice(b"POST ");
+    b.put_slice(url.path.as_bytes());
+    b.put_slice(target.path.as_bytes());
+    b.put_slice(b" HTTP/1.1\r\nhost: ");
+    let ipv6 = url.host.contains(':');
+    if ipv6 {
+        b.put_u8(b'[');
+    }
+    b.put_slice(url.host.as_bytes());
+    if ipv6 {
+        b.put_u8(b']');
+    }
+    if url.port != if url.tls { 443 } else { 80 } {
+        // Writing into a BytesMut cannot fail.
+        let _ = write!(b, ":{}", url.port);
+    }
+    if let Some(key) = key {
+        b.put_slice(b"\r\nauthorization: Bearer ");
+        b.put_slice(key.as_bytes());
+    }
+    let _ = write!(
+        b,
+        "\r\ncontent-type: application/json\r\ncontent-length: {len}"
+    );
+    b.put_slice(if target.stream {
+        &b"\r\naccept: text/event-stream"[..]
+    } else {
+        &b"\r\naccept: application/json"[..]
+    });
+    // Sluice parses what comes back, so it asks for it uncompressed.
+    b.put_slice(b"\r\naccept-encoding: identity\r\nuser-agent: ");
+    b.put_slice(USER_AGENT.as_bytes());
+    b.put_slice(b"\r\nx-request-id: ");
+    b.put_slice(target.request_id.as_bytes());
+    b.put_slice(b"\r\n\r\n");
+    Ok(b)
+}
+
+/// A provider address as pingora's connector sees it: an [`HttpPeer`] that skips pingora's
+/// check, on every pooled reuse, that the socket's remote address still matches the peer.
+/// That check is a `getpeername` syscall per request; pooled streams are owned values keyed
+/// by this peer's hash, so a recycled descriptor cannot end up under the wrong peer, and a
+/// connection the provider closed is still caught by the connector's liveness probe.
+#[derive(Clone)]
+pub struct ProviderPeer(pub HttpPeer);
+
+impl std::fmt::Display for ProviderPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Peer for ProviderPeer {
+    fn address(&self) -> &pingora::protocols::l4::socket::SocketAddr {
+        self.0.address()
+    }
+
+    fn tls(&self) -> bool {
+        self.0.tls()
+    }
+
+    fn sni(&self) -> &str {
+        self.0.sni()
+    }
+
+    fn reuse_hash(&self) -> u64 {
+        self.0.reuse_hash()
+    }
+
+    fn get_proxy(&self) -> Option<&Proxy> {
+        self.0.get_proxy()
+    }
+
+    fn get_peer_options(&self) -> Option<&PeerOptions> {
+        self.0.get_peer_options()
+    }
+
+    fn get_mut_peer_options(&mut self) -> Option<&mut PeerOptions> {
+        self.0.get_mut_peer_options()
+    }
+
+    fn matches_fd<V: std::os::fd::AsRawFd>(&self, _fd: V) -> bool {
+        true
+    }
+
+    fn get_client_cert_key(&self) -> Option<&std::sync::Arc<CertKey>> {
+        self.0.get_client_cert_key()
+    }
+
+    fn get_tracer(&self) -> Option<Tracer> {
+        self.0.get_tracer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target<'a>(url: &'a BaseUrl, key: Option<&'a Secret>, stream: bool) -> HttpTarget<'a> {
+        HttpTarget {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            base_url: url,
+            api_key: key,
+            connect_timeout: Duration::from_secs(1),
+            path: "/chat/completions",
+            stream,
+            request_id: "req_1",
         }
-        if let Some(key) = target.api_key {
-            h.insert_header("authorization", format!("Bearer {}", key.expose()))?;
+    }
+
+    fn url(tls: bool, host: &str, port: u16) -> BaseUrl {
+        BaseUrl {
+            tls,
+            host: host.into(),
+            port,
+            path: "/v1".into(),
         }
-        h.insert_header("content-type", "application/json")?;
-        h.insert_header("content-length", len)?;
-        h.insert_header(
-            "accept",
-            if target.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )?;
-        // Sluice parses what comes back, so it asks for it uncompressed.
-        h.insert_header("accept-encoding", "identity")?;
-        h.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
-        h.insert_header("x-request-id", target.request_id)?;
-        Ok(h)
-    };
-    build().map_err(|e| format!("cannot build the upstream request: {}", e.etype().as_str()))
+    }
+
+    #[test]
+    fn the_head_is_exact_http_1_1() {
+        let u = url(true, "api.openai.com", 443);
+        let key = Secret::new("sk-test");
+        let head = request_head(&target(&u, Some(&key), true), 42).expect("head");
+        assert_eq!(
+            std::str::from_utf8(&head).expect("ascii"),
+            concat!(
+                "POST /v1/chat/completions HTTP/1.1\r\n",
+                "host: api.openai.com\r\n",
+                "authorization: Bearer sk-test\r\n",
+                "content-type: application/json\r\n",
+                "content-length: 42\r\n",
+                "accept: text/event-stream\r\n",
+                "accept-encoding: identity\r\n",
+                "user-agent: sluice/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\n",
+                "x-request-id: req_1\r\n\r\n"
+            )
+        );
+        // A head pingora itself can parse back.
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(req.parse(&head).expect("parses").is_complete());
+        assert_eq!(req.path, Some("/v1/chat/completions"));
+    }
+
+    #[test]
+    fn ports_and_ipv6_hosts_are_written_as_rfc_9112_wants() {
+        let u = url(false, "::1", 8080);
+        let head = request_head(&target(&u, None, false), 0).expect("head");
+        let text = std::str::from_utf8(&head).expect("ascii");
+        assert!(text.contains("\r\nhost: [::1]:8080\r\n"), "{text}");
+        assert!(!text.contains("authorization"), "{text}");
+        assert!(text.contains("\r\naccept: application/json\r\n"), "{text}");
+    }
+
+    #[test]
+    fn nothing_can_inject_a_header_line() {
+        let u = url(true, "api.openai.com", 443);
+        let key = Secret::new("sk-test\r\nx-evil: 1");
+        let err = request_head(&target(&u, Some(&key), false), 1).expect_err("refused");
+        assert!(!err.contains("sk-test"), "the key is never echoed: {err}");
+        let mut t = target(&u, None, false);
+        t.request_id = "a\nb";
+        assert!(request_head(&t, 1).is_err());
+    }
 }
