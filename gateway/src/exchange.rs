@@ -128,7 +128,9 @@ pub async fn run(
         let ttft_deadline = (Instant::now() + timeouts.ttft).min(deadline);
         let outcome = tokio::select! {
             biased;
-            r = attempt_once(state, ctx, req, target, body, ttft_deadline, deadline, timeouts.idle) => Some(r),
+            // Boxed: connecting and reading the answer's head take 10 KiB of future state that
+            // a committed stream no longer needs; in place it would stay reserved to the end.
+            r = Box::pin(attempt_once(state, ctx, req, target, body, ttft_deadline, deadline, timeouts.idle)) => Some(r),
             _ = ds.read_body_or_idle(true) => None,
         };
         let Some(outcome) = outcome else {

@@ -5,13 +5,13 @@
 //! once against it. `openai` speaks HTTP through pingora's pooled connector; `mock` synthesizes
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
+mod h1;
 pub mod mock;
 mod mock_upstream;
 pub mod openai;
 
 use bytes::Bytes;
 use pingora::connectors::TransportConnector;
-use pingora::protocols::http::v1::client::HttpSession;
 use pingora::upstreams::peer::Peer as _;
 
 pub use mock_upstream::MockUpstream;
@@ -32,7 +32,7 @@ pub enum Upstream {
 }
 
 pub struct HttpUpstream {
-    pub session: HttpSession,
+    pub session: h1::Response,
     pub peer: openai::ProviderPeer,
 }
 
@@ -41,14 +41,14 @@ pub struct HttpUpstream {
 impl Upstream {
     pub fn status(&self) -> u16 {
         match self {
-            Self::Http(h) => h.session.get_status().map_or(0, |s| s.as_u16()),
+            Self::Http(h) => h.session.status(),
             Self::Mock(m) => m.status(),
         }
     }
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         match self {
-            Self::Http(h) => h.session.get_header(name).map(|v| v.as_bytes()),
+            Self::Http(h) => h.session.header(name),
             Self::Mock(m) => m.header(name),
         }
     }
@@ -56,7 +56,7 @@ impl Upstream {
     /// The next body chunk; `Ok(None)` at the clean end of the body.
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
         match self {
-            Self::Http(h) => h.session.read_body_bytes().await.map_err(|e| e.to_string()),
+            Self::Http(h) => h.session.read_chunk().await,
             Self::Mock(m) => Ok(m.next_chunk().await),
         }
     }
@@ -65,15 +65,11 @@ impl Upstream {
     /// answer can never leak into the next request on that connection.
     pub async fn release(self, connector: &TransportConnector, complete: bool) {
         if let Self::Http(h) = self {
-            let HttpUpstream { mut session, peer } = *h;
-            if complete && session.is_body_done() {
-                session.respect_keepalive();
-                if let Some(stream) = session.reuse().await {
-                    let idle = peer.0.options.idle_timeout;
-                    connector.release_stream(stream, peer.reuse_hash(), idle);
-                }
-            } else {
-                session.shutdown().await;
+            let HttpUpstream { session, peer } = *h;
+            // Anything not reusable is dropped here, which closes the connection.
+            if complete && let Some(stream) = session.into_reusable() {
+                let idle = peer.0.options.idle_timeout;
+                connector.release_stream(stream, peer.reuse_hash(), idle);
             }
         }
     }

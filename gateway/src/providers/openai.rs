@@ -3,7 +3,7 @@
 //!
 //! The request goes out in one vectored write of head and body: pingora's H1 client writes
 //! and flushes the head on its own, which costs a second `sendto` (and a second segment the
-//! provider must read) on every request. Only the response side uses pingora's H1 session.
+//! provider must read) on every request. The answer is read by [`super::h1`].
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pingora::connectors::TransportConnector;
-use pingora::protocols::http::v1::client::HttpSession;
 use pingora::upstreams::peer::{HttpPeer, Peer, PeerOptions, Proxy, Tracer};
 use pingora::utils::tls::CertKey;
 use sluice_config::{BaseUrl, Secret};
 use tokio::io::AsyncWriteExt;
 
+use super::h1::Response;
 use super::{ConnectError, HttpUpstream, Upstream};
 
 /// How long an idle pooled connection to a provider is kept.
@@ -86,11 +86,7 @@ pub async fn send(
             return Err(failed("write timed out"));
         }
     }
-    let mut session = HttpSession::new_with_options(stream, &peer);
-    if let Err(e) = session.read_response().await {
-        session.shutdown().await;
-        return Err(failed(e.etype().as_str()));
-    }
+    let session = Response::read_head(stream).await.map_err(|e| failed(&e))?;
     Ok(Upstream::Http(Box::new(HttpUpstream { session, peer })))
 }
 

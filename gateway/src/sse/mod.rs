@@ -35,8 +35,9 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Initial buffer capacity. When the buffer is later reallocated (because frozen events still
 /// share the old allocation), `bytes` reuses at least this capacity, so reallocations happen
-/// once per few KiB of stream rather than once per event.
-const INITIAL_CAPACITY: usize = 8 * 1024;
+/// once per few KiB of stream rather than once per event. Every open stream holds one, so it
+/// is kept to about ten typical chunk events.
+const INITIAL_CAPACITY: usize = 2 * 1024;
 
 /// One complete (or, from [`SseDecoder::finish`], best-effort) SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]

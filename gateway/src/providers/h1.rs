@@ -1,0 +1,346 @@
+//! The HTTP/1.1 response side of an upstream exchange: head, body framing, and whether the
+//! connection may go back to the pool.
+//!
+//! pingora's H1 client session allocates a 64 KiB body buffer for every response it reads, and
+//! keeps it for as long as the response is open. With a thousand streams open that alone was
+//! most of Sluice's memory, so responses are read here into a buffer that starts at 4 KiB and
+//! grows only while a provider really sends more per read. Heads are parsed with `httparse`,
+//! the parser pingora itself uses.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use pingora::protocols::Stream;
+use tokio::io::AsyncReadExt;
+
+/// Bytes a head may take before the answer is refused.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+/// The read buffer starts here and returns here once a large answer is over.
+const MIN_READ: usize = 4 * 1024;
+/// Reads never ask for more than this at once.
+const MAX_READ: usize = 64 * 1024;
+/// A chunk-size line longer than this is not HTTP.
+const MAX_CHUNK_LINE: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `remaining` bytes of a `content-length` body.
+    Length(u64),
+    Chunked(Chunk),
+    /// No length and not chunked: the body ends when the provider closes.
+    UntilClose,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, up to an empty line.
+    Trailers,
+}
+
+/// An upstream response whose head has been read.
+pub struct Response {
+    stream: Stream,
+    buf: BytesMut,
+    head: Bytes,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    status: u16,
+    framing: Framing,
+    keepalive: bool,
+}
+
+impl Response {
+    /// Reads the response head, skipping `1xx` interim answers.
+    pub async fn read_head(mut stream: Stream) -> Result<Self, String> {
+        let mut buf = BytesMut::with_capacity(MIN_READ);
+        loop {
+            let (head_len, status, version_1_0, ranges) = loop {
+                if let Some(parsed) = parse_head(&buf)? {
+                    break parsed;
+                }
+                if buf.len() >= MAX_HEAD_BYTES {
+                    return Err(format!("the response head exceeds {MAX_HEAD_BYTES} bytes"));
+                }
+                buf.reserve(MIN_READ);
+                if read_more(&mut stream, &mut buf).await? == 0 {
+                    return Err("the provider closed the connection before answering".into());
+                }
+            };
+            let head = buf.split_to(head_len).freeze();
+            if (100..200).contains(&status) && status != 101 {
+                continue;
+            }
+            let mut response = Self {
+                stream,
+                buf,
+                head,
+                headers: ranges,
+                status,
+                framing: Framing::Done,
+                keepalive: !version_1_0,
+            };
+            response.framing = response.framing()?;
+            if response
+                .header("connection")
+                .is_some_and(|v| has_token(v, b"close"))
+            {
+                response.keepalive = false;
+            }
+            return Ok(response);
+        }
+    }
+
+    fn framing(&self) -> Result<Framing, String> {
+        if matches!(self.status, 101 | 204 | 304) {
+            return Ok(Framing::Done);
+        }
+        if let Some(te) = self.header("transfer-encoding") {
+            // Chunked must be the final coding; anything else is delimited by close.
+            return Ok(if last_token_is(te, b"chunked") {
+                Framing::Chunked(Chunk::Size)
+            } else {
+                Framing::UntilClose
+            });
+        }
+        match self.header("content-length") {
+            Some(v) => {
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or("the response has an invalid content-length")?;
+                Ok(if n == 0 {
+                    Framing::Done
+                } else {
+                    Framing::Length(n)
+                })
+            }
+            None => Ok(Framing::UntilClose),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first header of that name (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &self.head[v.clone()])
+    }
+
+    /// The whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    /// The next piece of the body; `Ok(None)` once it is complete.
+    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            match self.framing {
+                Framing::Done => return Ok(None),
+                Framing::Length(remaining) => {
+                    if self.buf.is_empty() && self.fill(remaining).await? == 0 {
+                        return Err("the provider closed the connection mid-answer".into());
+                    }
+                    let n = self.buf.len().min(clamp(remaining));
+                    let left = remaining - n as u64;
+                    self.framing = if left == 0 {
+                        Framing::Done
+                    } else {
+                        Framing::Length(left)
+                    };
+                    return Ok(Some(self.take(n)));
+                }
+                Framing::UntilClose => {
+                    if self.buf.is_empty() && self.fill(MAX_READ as u64).await? == 0 {
+                        self.keepalive = false;
+                        self.framing = Framing::Done;
+                        return Ok(None);
+                    }
+                    let n = self.buf.len();
+                    return Ok(Some(self.take(n)));
+                }
+                Framing::Chunked(state) => {
+                    if let Some(data) = self.step_chunked(state)? {
+                        return Ok(Some(data));
+                    }
+                    if self.framing == Framing::Done {
+                        return Ok(None);
+                    }
+                    let want = match self.framing {
+                        Framing::Chunked(Chunk::Data(n)) => n,
+                        _ => MIN_READ as u64,
+                    };
+                    if self.fill(want).await? == 0 {
+                        return Err("the provider closed the connection mid-answer".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Advances the chunked decoder over what is buffered. Returns data when there is some;
+    /// `None` means more input is needed (or the body just ended).
+    fn step_chunked(&mut self, mut state: Chunk) -> Result<Option<Bytes>, String> {
+        loop {
+            match state {
+                Chunk::Size => {
+                    let Some(line) = self.line()? else { break };
+                    let size = parse_chunk_size(&line)?;
+                    state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(remaining) => {
+                    if self.buf.is_empty() {
+                        break;
+                    }
+                    let n = self.buf.len().min(clamp(remaining));
+                    let left = remaining - n as u64;
+                    self.framing = Framing::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    return Ok(Some(self.take(n)));
+                }
+                Chunk::DataEnd => {
+                    let Some(line) = self.line()? else { break };
+                    if !line.is_empty() {
+                        return Err("a chunk of the response is longer than its size".into());
+                    }
+                    state = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    let Some(line) = self.line()? else { break };
+                    if line.is_empty() {
+                        self.framing = Framing::Done;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        self.framing = Framing::Chunked(state);
+        Ok(None)
+    }
+
+    /// One CRLF- (or LF-) terminated line from the buffer, without its terminator.
+    fn line(&mut self) -> Result<Option<Bytes>, String> {
+        match self.buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                let mut line = self.buf.split_to(end + 1).freeze();
+                line.truncate(end);
+                if line.last() == Some(&b'\r') {
+                    line.truncate(end - 1);
+                }
+                Ok(Some(line))
+            }
+            None if self.buf.len() > MAX_CHUNK_LINE => {
+                Err("the response's chunk framing is not HTTP".into())
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        self.buf.split_to(n).freeze()
+    }
+
+    /// Reads at least one more byte when the buffer holds less than needed; returns how many
+    /// were read (0 at end of stream).
+    async fn fill(&mut self, want: u64) -> Result<usize, String> {
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            // Sized to what the body still owes, within bounds, so a long answer takes few
+            // reads and an idle stream holds little.
+            self.buf.reserve(clamp(want).clamp(MIN_READ, MAX_READ));
+        }
+        read_more(&mut self.stream, &mut self.buf).await
+    }
+
+    /// The connection, when the answer was read to its end and the provider allows reuse.
+    pub fn into_reusable(self) -> Option<Stream> {
+        (self.is_done() && self.keepalive && self.buf.is_empty()).then_some(self.stream)
+    }
+}
+
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, String> {
+    stream
+        .read_buf(buf)
+        .await
+        .map_err(|e| format!("reading from the provider failed: {}", e.kind()))
+}
+
+fn clamp(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+type Head = (usize, u16, bool, Vec<(Range<usize>, Range<usize>)>);
+
+/// `Some((head length, status, is HTTP/1.0, header ranges))` once the head is complete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let mut config = httparse::ParserConfig::default();
+    config.allow_spaces_after_header_name_in_responses(true);
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    let len = match config.parse_response(&mut resp, buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("the provider's response head is not HTTP: {e}")),
+    };
+    let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let ranges = resp
+        .headers
+        .iter()
+        .map(|h| (range(h.name.as_bytes()), range(h.value)))
+        .collect();
+    let status = resp.code.ok_or("the response has no status")?;
+    Ok(Some((len, status, resp.version == Some(0), ranges)))
+}
+
+fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err("the response's chunk framing is not HTTP".into());
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let d = (b as char)
+            .to_digit(16)
+            .ok_or("the response's chunk framing is not HTTP")?;
+        Ok(n * 16 + u64::from(d))
+    })
+}
+
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn has_token(v: &[u8], token: &[u8]) -> bool {
+    tokens(v).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn last_token_is(v: &[u8], token: &[u8]) -> bool {
+    tokens(v)
+        .filter(|t| !t.is_empty())
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests;

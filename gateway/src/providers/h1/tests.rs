@@ -1,0 +1,184 @@
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+
+/// A provider that writes `pieces` one by one (each its own segment, as far as loopback
+/// allows), then keeps the connection open until the client is done.
+async fn respond(pieces: Vec<Vec<u8>>) -> (Result<Response, String>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        sock.set_nodelay(true).expect("nodelay");
+        for p in pieces {
+            sock.write_all(&p).await.expect("write");
+            sock.flush().await.expect("flush");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Hold the connection until the client closes it.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut rest).await;
+    });
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+    (Response::read_head(stream).await, server)
+}
+
+async fn body(r: &mut Response) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = r.read_chunk().await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn bytes_each(s: &str) -> Vec<Vec<u8>> {
+    s.bytes().map(|b| vec![b]).collect()
+}
+
+#[tokio::test]
+async fn content_length_bodies_and_reuse() {
+    let raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    for pieces in [vec![raw.as_bytes().to_vec()], bytes_each(raw)] {
+        let (r, _server) = respond(pieces).await;
+        let mut r = r.expect("head");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(r.header("CONTENT-TYPE"), Some(&b"application/json"[..]));
+        assert!(!r.is_done());
+        assert_eq!(body(&mut r).await.expect("body"), b"{\"ok\":true}");
+        assert!(r.is_done());
+        assert!(
+            r.into_reusable().is_some(),
+            "a complete keep-alive answer is reusable"
+        );
+    }
+}
+
+#[tokio::test]
+async fn chunked_bodies_split_anywhere() {
+    let events = [
+        "data: {\"a\":1}\n\n",
+        "data: {\"bb\":22}\n\n",
+        "data: [DONE]\n\n",
+    ];
+    let mut raw = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for (i, e) in events.iter().enumerate() {
+        // Upper- and lower-case hex, and a chunk extension, are all HTTP.
+        let size = if i == 2 {
+            format!("{:X}", e.len())
+        } else {
+            format!("{:x}", e.len())
+        };
+        let ext = if i == 1 { ";ext=1" } else { "" };
+        raw.push_str(&format!("{size}{ext}\r\n{e}\r\n"));
+    }
+    raw.push_str("0\r\nx-trailer: yes\r\n\r\n");
+    let raw = raw.as_str();
+    let expected = "data: {\"a\":1}\n\ndata: {\"bb\":22}\n\ndata: [DONE]\n\n";
+    for pieces in [vec![raw.as_bytes().to_vec()], bytes_each(raw)] {
+        let (r, _server) = respond(pieces).await;
+        let mut r = r.expect("head");
+        assert_eq!(
+            String::from_utf8(body(&mut r).await.expect("body")).expect("utf8"),
+            expected
+        );
+        assert!(r.into_reusable().is_some());
+    }
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-length: 2\r\n\r\n{}";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    let mut r = r.expect("head");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.header("retry-after"), Some(&b"2"[..]));
+    assert_eq!(body(&mut r).await.expect("body"), b"{}");
+}
+
+#[tokio::test]
+async fn close_delimited_and_connection_close_are_never_reused() {
+    let raw = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n\r\n<html>";
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        sock.write_all(raw.as_bytes()).await.expect("write");
+        // Closing ends the body.
+    });
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+    let mut r = Response::read_head(stream).await.expect("head");
+    assert_eq!(body(&mut r).await.expect("body"), b"<html>");
+    assert!(r.is_done());
+    assert!(r.into_reusable().is_none());
+
+    let raw = "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 2\r\n\r\nok";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    let mut r = r.expect("head");
+    assert_eq!(body(&mut r).await.expect("body"), b"ok");
+    assert!(r.into_reusable().is_none());
+
+    // A half-read answer is never reused.
+    let raw = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nab";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    let mut r = r.expect("head");
+    assert_eq!(
+        r.read_chunk().await.expect("chunk").as_deref(),
+        Some(&b"ab"[..])
+    );
+    assert!(r.into_reusable().is_none());
+}
+
+#[tokio::test]
+async fn garbage_is_an_error_not_a_hang() {
+    for raw in [
+        "<html>502 Bad Gateway</html>\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n",
+    ] {
+        let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+        let failed = match r {
+            Err(_) => true,
+            Ok(mut r) => tokio::time::timeout(Duration::from_secs(2), body(&mut r))
+                .await
+                .expect("bounded")
+                .is_err(),
+        };
+        assert!(failed, "{raw:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_closes_mid_body_is_an_error() {
+    let raw = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        sock.write_all(raw.as_bytes()).await.expect("write");
+    });
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+    let mut r = Response::read_head(stream).await.expect("head");
+    assert!(body(&mut r).await.is_err());
+}
+
+#[test]
+fn chunk_sizes_and_tokens() {
+    assert_eq!(parse_chunk_size(b"1A"), Ok(26));
+    assert_eq!(parse_chunk_size(b"ff;name=value"), Ok(255));
+    assert!(parse_chunk_size(b"").is_err());
+    assert!(parse_chunk_size(b"-1").is_err());
+    assert!(parse_chunk_size(b"1234567890abcdef0").is_err());
+    assert!(last_token_is(b"gzip, chunked", b"chunked"));
+    assert!(!last_token_is(b"chunked, gzip", b"chunked"));
+    assert!(has_token(b"keep-alive, Close", b"close"));
+}
