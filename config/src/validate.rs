@@ -408,6 +408,17 @@ fn openai(
         // The value is never echoed: a common mistake is to paste the key itself here.
         if is_env_var_name(&v.value) {
             match env(&v.value) {
+                // A trailing newline from `$(cat keyfile)` is the usual culprit; never echo it.
+                Some(key) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_graphic()) => {
+                    ctx.error(
+                        &format!("{path}.api_key_env"),
+                        line(v),
+                        format!(
+                            "environment variable {} holds characters an HTTP header cannot carry (spaces, line breaks or non-ASCII); it must hold the key alone",
+                            v.value
+                        ),
+                    );
+                }
                 Some(key) if !key.is_empty() => api_key = Some(Secret::new(key)),
                 _ => ctx.warn(
                     &format!("{path}.api_key_env"),

@@ -453,3 +453,19 @@ keys: [ { name: k, key_sha256: 1c590839af894cf25f9a5fe06929af05b377f60efbe55508e
     assert_eq!(c.routes[0].retry.max_attempts, 1);
     assert_eq!(c.routes[0].targets[0].weight, 7);
 }
+
+#[test]
+fn a_key_that_cannot_be_a_header_value_is_refused_without_being_shown() {
+    let src = "providers:\n  openai: { kind: openai, api_key_env: OPENAI_API_KEY }\nmodels:\n  gpt-4o: { provider: openai }\nkeys:\n  - { name: demo, key_sha256: \"1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213\", tenant: demo }\n";
+    let newline = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-secret-123\n".to_owned());
+    let Err(Error::Invalid { diagnostics, .. }) = load_str_with_env(src, "p.yaml", &newline) else {
+        panic!("a key with a line break must be refused");
+    };
+    let text = render(&diagnostics);
+    assert!(text.contains("providers.openai.api_key_env"), "{text}");
+    assert!(text.contains("OPENAI_API_KEY"), "{text}");
+    assert!(
+        !text.contains("sk-secret"),
+        "the key is never shown: {text}"
+    );
+}

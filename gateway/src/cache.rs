@@ -25,6 +25,9 @@ use crate::exchange::{Delivered, Rejection, response_header};
 const ENTRY_OVERHEAD: usize = 256;
 /// No single answer may take more than this share of the cache.
 const MAX_ENTRY_SHARE: u64 = 16;
+/// A stream being collected for the cache holds at most this much; longer answers are not
+/// cached, so a thousand open cacheable streams cannot hold the cache's size each.
+const MAX_STREAM_FILL: usize = 512 * 1024;
 
 /// What the cache did for a request. A closed set, so it can be a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +100,17 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
     ) -> Option<Duration> {
         Some(value.ttl)
     }
+
+    /// A concurrent duplicate miss that stores again gets a full ttl, not the old remainder.
+    fn expire_after_update(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<CachedAnswer>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
 }
 
 pub struct ResponseCache {
@@ -132,17 +146,21 @@ impl ResponseCache {
             streamed: BytesMut::new(),
             limit: self.max_entry,
             overflow: self.max_entry == 0,
+            complete: false,
         }
     }
 
     /// Stores a finished request's answer when it completed cleanly.
     pub fn store(&self, fill: Fill, record: &RequestRecord) {
-        if record.outcome != Outcome::Ok || record.status != 200 || fill.overflow {
+        if record.outcome != Outcome::Ok || record.status != 200 || fill.overflow || !fill.complete
+        {
             return;
         }
-        let body = match fill.whole {
-            Some(body) => body,
-            None if !fill.streamed.is_empty() => fill.streamed.freeze(),
+        // An exact-size copy: what the client got may be a slice of a larger read buffer (or
+        // a collection buffer with spare room), which the weigher would not see.
+        let body = match &fill.whole {
+            Some(body) => Bytes::copy_from_slice(body),
+            None if !fill.streamed.is_empty() => Bytes::copy_from_slice(&fill.streamed),
             None => return,
         };
         let answer = CachedAnswer {
@@ -168,15 +186,25 @@ pub struct Fill {
     streamed: BytesMut,
     limit: usize,
     overflow: bool,
+    /// The answer is whole: a non-streaming body, or a stream that ended with the provider's
+    /// own `[DONE]`.
+    complete: bool,
 }
 
 impl Fill {
-    /// A non-streaming answer: kept by reference, no copy.
+    /// A non-streaming answer, kept by reference until it is stored.
     pub fn set_whole(&mut self, body: &Bytes) {
         self.overflow = body.len() > self.limit;
         if !self.overflow {
             self.whole = Some(body.clone());
+            self.complete = true;
         }
+    }
+
+    /// Marks a stream as ended by the provider's `[DONE]`. A stream that ended on a finish
+    /// reason alone may be missing other choices or its usage chunk, so it is not cached.
+    pub fn mark_complete(&mut self) {
+        self.complete = true;
     }
 
     /// Bytes of a stream, in the order they were written.
@@ -184,7 +212,7 @@ impl Fill {
         if self.overflow {
             return;
         }
-        if self.streamed.len() + bytes.len() > self.limit {
+        if self.streamed.len() + bytes.len() > self.limit.min(MAX_STREAM_FILL) {
             self.overflow = true;
             self.streamed = BytesMut::new();
             return;
@@ -331,6 +359,7 @@ mod tests {
         let mut fill = cache.fill(key(1), Duration::from_secs(60));
         fill.push(b"data: {\"a\":1}\n\n");
         fill.push(b"data: [DONE]\n\n");
+        fill.mark_complete();
         cache.store(fill, &record(Outcome::Ok));
         let hit = cache.get(&key(1)).expect("stored");
         assert_eq!(&hit.body[..], b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
@@ -349,11 +378,18 @@ mod tests {
         let mut fill = cache.fill(key(3), Duration::from_secs(60));
         fill.push(&[b'x'; 800]);
         fill.push(&[b'x'; 800]);
+        fill.mark_complete();
         cache.store(fill, &record(Outcome::Ok));
         assert!(
             cache.get(&key(3)).is_none(),
             "an oversize answer is not stored"
         );
+
+        // A stream that ended without the provider's [DONE] is not stored either.
+        let mut fill = cache.fill(key(4), Duration::from_secs(60));
+        fill.push(b"data: {\"a\":1}\n\n");
+        cache.store(fill, &record(Outcome::Ok));
+        assert!(cache.get(&key(4)).is_none());
     }
 
     #[test]

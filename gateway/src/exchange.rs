@@ -140,6 +140,8 @@ pub async fn run(
         match outcome {
             Ok(ready) => return commit(state, ds, ctx, req, ready, deadline, timeouts.idle).await,
             Err(failure) => {
+                // Details may quote the provider's answer, which may quote the key it was sent.
+                let failure = failure.redacted(target);
                 if let Some((outcome, status)) = failure.attempt_outcome() {
                     ctx.end_attempt(outcome, status);
                 }
@@ -182,6 +184,16 @@ impl Failure {
             Self::Server { status, .. } => (AttemptOutcome::ServerError, Some(*status)),
             Self::Client { status, .. } => (AttemptOutcome::ClientError, Some(*status)),
         })
+    }
+
+    fn redacted(self, target: &Target) -> Self {
+        match self {
+            Self::Server { status, detail } => Self::Server {
+                status,
+                detail: redact_str(detail, target),
+            },
+            other => other,
+        }
     }
 
     /// A one-line description for logs: no bodies, no secrets.
@@ -409,6 +421,17 @@ fn redact_secret(body: Bytes, target: &Target) -> Bytes {
         return body;
     }
     Bytes::from(String::from_utf8_lossy(&body).replace(key, "***"))
+}
+
+fn redact_str(text: String, target: &Target) -> String {
+    match &target.provider.config.kind {
+        ProviderKind::OpenAi {
+            api_key: Some(key), ..
+        } if !key.expose().is_empty() && text.contains(key.expose()) => {
+            text.replace(key.expose(), "***")
+        }
+        _ => text,
+    }
 }
 
 fn retry_after(up: &Upstream) -> Option<Duration> {
@@ -699,12 +722,16 @@ async fn forward_stream(
 
     // One epilogue for every ending: record what was delivered, settle the upstream
     // connection, finish the downstream body.
+    let saw_done = st.saw_done;
     ctx.answer = std::mem::take(&mut st.answer);
     ctx.chunks = st.content_chunks;
     match end {
         StreamEnd::Finished => {
             ctx.end_attempt(AttemptOutcome::Ok, Some(200));
             ctx.outcome = Outcome::Ok;
+            if let (true, Some(fill)) = (saw_done, &mut ctx.cache_fill) {
+                fill.mark_complete();
+            }
             // Read the terminating chunk, if any, so the connection can be pooled.
             let complete = matches!(
                 timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,

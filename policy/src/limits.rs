@@ -147,9 +147,15 @@ impl TokenWindow {
     }
 
     fn rolled(&self, now: Instant) -> (std::sync::MutexGuard<'_, WindowState>, f64) {
-        let (index, frac) = self.position(now);
+        let (mut index, mut frac) = self.position(now);
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if index != st.index {
+        // `now` was read before the lock: a caller that waited while another moved the window
+        // on counts in the newer window instead of resetting it.
+        if index < st.index {
+            index = st.index;
+            frac = 0.0;
+        }
+        if index > st.index {
             st.previous = if index == st.index + 1 { st.current } else { 0 };
             st.current = 0;
             st.index = index;
@@ -247,6 +253,19 @@ mod tests {
         let wait = denied.retry_after.as_secs_f64();
         assert!((wait - 40.0).abs() < 0.01, "{wait}");
         assert!(w.admit_at(t0 + Duration::from_secs(71)).is_ok());
+    }
+
+    #[test]
+    fn a_late_caller_never_rolls_the_window_back() {
+        let t0 = Instant::now();
+        let w = TokenWindow::new(1000, t0);
+        w.consume_at(t0 + Duration::from_secs(61), 700);
+        // Read its clock in the first minute, got the lock after the window moved on.
+        w.consume_at(t0 + Duration::from_secs(59), 400);
+        let denied = w
+            .admit_at(t0 + Duration::from_secs(62))
+            .expect_err("1100 tokens in the current window");
+        assert_eq!(denied.kind, LimitKind::Tokens);
     }
 
     #[test]

@@ -87,10 +87,14 @@ impl Response {
                 keepalive: !version_1_0,
             };
             response.framing = response.framing()?;
-            if response
+            let close = response
                 .header("connection")
-                .is_some_and(|v| has_token(v, b"close"))
-            {
+                .is_some_and(|v| has_token(v, b"close"));
+            // A switched protocol is no longer HTTP, and a body framed two ways is a request
+            // smuggling hazard: neither connection may carry another request.
+            let ambiguous = response.header("transfer-encoding").is_some()
+                && response.header("content-length").is_some();
+            if close || status == 101 || ambiguous {
                 response.keepalive = false;
             }
             return Ok(response);
@@ -101,28 +105,33 @@ impl Response {
         if matches!(self.status, 101 | 204 | 304) {
             return Ok(Framing::Done);
         }
-        if let Some(te) = self.header("transfer-encoding") {
-            // Chunked must be the final coding; anything else is delimited by close.
+        if let Some(te) = self.all("transfer-encoding").last() {
+            // Chunked must be the final coding (of the last header line, when there are
+            // several); anything else is delimited by close.
             return Ok(if last_token_is(te, b"chunked") {
                 Framing::Chunked(Chunk::Size)
             } else {
                 Framing::UntilClose
             });
         }
-        match self.header("content-length") {
-            Some(v) => {
-                let n = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or("the response has an invalid content-length")?;
-                Ok(if n == 0 {
-                    Framing::Done
-                } else {
-                    Framing::Length(n)
-                })
+        let mut length = None;
+        for v in self.all("content-length") {
+            let n = std::str::from_utf8(v)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or("the response has an invalid content-length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("the response has conflicting content-length headers".into());
             }
-            None => Ok(Framing::UntilClose),
+            length = Some(n);
         }
+        Ok(match length {
+            Some(0) => Framing::Done,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        })
     }
 
     pub fn status(&self) -> u16 {
@@ -131,9 +140,14 @@ impl Response {
 
     /// The first header of that name (any case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.all(name).next()
+    }
+
+    /// Every header of that name, in order.
+    fn all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
         self.headers
             .iter()
-            .find(|(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| &self.head[v.clone()])
     }
 
@@ -238,6 +252,9 @@ impl Response {
     /// One CRLF- (or LF-) terminated line from the buffer, without its terminator.
     fn line(&mut self) -> Result<Option<Bytes>, String> {
         match self.buf.iter().position(|&b| b == b'\n') {
+            Some(end) if end > MAX_CHUNK_LINE => {
+                Err("the response's chunk framing is not HTTP".into())
+            }
             Some(end) => {
                 let mut line = self.buf.split_to(end + 1).freeze();
                 line.truncate(end);

@@ -51,7 +51,8 @@ pub async fn send(
     peer.options.idle_timeout = Some(POOL_IDLE);
     let peer = ProviderPeer(peer);
 
-    let head = request_head(target, body.len()).map_err(ConnectError::Unavailable)?;
+    // The attempt is already open; a head that cannot be built closes it as a failed send.
+    let head = request_head(target, body.len()).map_err(ConnectError::Connect)?;
     let (mut stream, reused) = connector.get_stream(&peer).await.map_err(|e| {
         ConnectError::Connect(format!(
             "connect to {}: {}",
@@ -77,14 +78,9 @@ pub async fn send(
     };
     match written {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = stream.shutdown().await;
-            return Err(failed(&e.kind().to_string()));
-        }
-        Err(_) => {
-            let _ = stream.shutdown().await;
-            return Err(failed("write timed out"));
-        }
+        // Dropping the stream closes it; a polite shutdown could wait on a full send buffer.
+        Ok(Err(e)) => return Err(failed(&e.kind().to_string())),
+        Err(_) => return Err(failed("write timed out")),
     }
     let session = Response::read_head(stream).await.map_err(|e| failed(&e))?;
     Ok(Upstream::Http(Box::new(HttpUpstream { session, peer })))

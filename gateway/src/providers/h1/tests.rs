@@ -171,6 +171,28 @@ async fn a_provider_that_closes_mid_body_is_an_error() {
     assert!(body(&mut r).await.is_err());
 }
 
+#[tokio::test]
+async fn ambiguous_framing_is_refused_or_never_reused() {
+    let raw = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    assert!(r.is_err(), "conflicting lengths");
+    let raw = "HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nab";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    assert!(r.is_err(), "a signed length");
+    // Both framings: chunked wins, and the connection is not reused.
+    let raw = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    let mut r = r.expect("head");
+    assert_eq!(body(&mut r).await.expect("body"), b"ok");
+    assert!(r.into_reusable().is_none());
+    // A chunk-size line longer than any real one, even when its end arrives later.
+    let mut long = String::from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1");
+    long.push_str(&";x".repeat(1000));
+    let (r, _server) = respond(vec![long.into_bytes(), b"\r\nab\r\n0\r\n\r\n".to_vec()]).await;
+    let mut r = r.expect("head");
+    assert!(body(&mut r).await.is_err());
+}
+
 #[test]
 fn chunk_sizes_and_tokens() {
     assert_eq!(parse_chunk_size(b"1A"), Ok(26));
