@@ -852,6 +852,11 @@ async fn pump(
             Ok(Ok(Some(bytes))) => bytes,
         };
         decoder.push(&bytes);
+        // Whatever else that read brought (a provider that sends each event as its own HTTP
+        // chunk delivers them one chunk per call) goes into the same write.
+        while let Some(more) = up.read_buffered() {
+            decoder.push(&more);
+        }
         // Events that arrived in one read leave in one write: no waiting for more, and no
         // syscall per event when a provider sends several at once.
         let mut batch = Batch::default();

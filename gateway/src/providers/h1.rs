@@ -156,6 +156,30 @@ impl Response {
         self.framing == Framing::Done
     }
 
+    /// Body bytes that are already buffered, without waiting for the network: a provider that
+    /// sends many small HTTP chunks at once hands them over in one read, and the caller can
+    /// forward them in one write. `Ok(None)` when nothing more is buffered.
+    pub fn read_buffered(&mut self) -> Result<Option<Bytes>, String> {
+        match self.framing {
+            Framing::Chunked(state) => self.step_chunked(state),
+            Framing::Length(remaining) if !self.buf.is_empty() => {
+                let n = self.buf.len().min(clamp(remaining));
+                let left = remaining - n as u64;
+                self.framing = if left == 0 {
+                    Framing::Done
+                } else {
+                    Framing::Length(left)
+                };
+                Ok(Some(self.take(n)))
+            }
+            Framing::UntilClose if !self.buf.is_empty() => {
+                let n = self.buf.len();
+                Ok(Some(self.take(n)))
+            }
+            Framing::Length(_) | Framing::UntilClose | Framing::Done => Ok(None),
+        }
+    }
+
     /// The next piece of the body; `Ok(None)` once it is complete.
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
         loop {

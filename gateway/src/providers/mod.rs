@@ -61,6 +61,16 @@ impl Upstream {
         }
     }
 
+    /// Body bytes already received but not yet returned, without waiting; `None` when there
+    /// are none (always, for the mock, which paces its own chunks).
+    pub fn read_buffered(&mut self) -> Option<Bytes> {
+        match self {
+            // An error here shows again on the next `read_chunk`, which reports it.
+            Self::Http(h) => h.session.read_buffered().ok().flatten(),
+            Self::Mock(_) => None,
+        }
+    }
+
     /// Returns a fully read connection to the pool; anything else is closed, so a half-read
     /// answer can never leak into the next request on that connection.
     pub async fn release(self, connector: &TransportConnector, complete: bool) {

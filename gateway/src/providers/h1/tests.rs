@@ -93,6 +93,21 @@ async fn chunked_bodies_split_anywhere() {
 }
 
 #[tokio::test]
+async fn buffered_chunks_come_out_without_waiting() {
+    let raw = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n1\r\nf\r\n0\r\n\r\n";
+    let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
+    let mut r = r.expect("head");
+    let first = r.read_chunk().await.expect("chunk").expect("data");
+    let mut rest = Vec::new();
+    while let Some(more) = r.read_buffered().expect("buffered") {
+        rest.extend_from_slice(&more);
+    }
+    assert_eq!((&first[..], &rest[..]), (&b"ab"[..], &b"cdef"[..]));
+    assert!(r.is_done(), "the terminating chunk was buffered too");
+    assert!(r.into_reusable().is_some());
+}
+
+#[tokio::test]
 async fn interim_answers_are_skipped() {
     let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-length: 2\r\n\r\n{}";
     let (r, _server) = respond(vec![raw.as_bytes().to_vec()]).await;
