@@ -410,27 +410,28 @@ async fn failed_status(
 
 /// A provider error body may quote the credential it was sent; never pass that on.
 fn redact_secret(body: Bytes, target: &Target) -> Bytes {
-    let ProviderKind::OpenAi {
-        api_key: Some(key), ..
-    } = &target.provider.config.kind
-    else {
-        return body;
-    };
-    let key = key.expose();
-    if key.is_empty() || !body.windows(key.len()).any(|w| w == key.as_bytes()) {
-        return body;
+    match provider_key(target) {
+        Some(key) if body.windows(key.len()).any(|w| w == key.as_bytes()) => {
+            Bytes::from(String::from_utf8_lossy(&body).replace(key, "***"))
+        }
+        _ => body,
     }
-    Bytes::from(String::from_utf8_lossy(&body).replace(key, "***"))
 }
 
 fn redact_str(text: String, target: &Target) -> String {
+    match provider_key(target) {
+        Some(key) if text.contains(key) => text.replace(key, "***"),
+        _ => text,
+    }
+}
+
+/// The key Sluice sends to this target's provider, when it sends one.
+fn provider_key(target: &Target) -> Option<&str> {
     match &target.provider.config.kind {
         ProviderKind::OpenAi {
             api_key: Some(key), ..
-        } if !key.expose().is_empty() && text.contains(key.expose()) => {
-            text.replace(key.expose(), "***")
-        }
-        _ => text,
+        } => Some(key.expose()).filter(|k| !k.is_empty()),
+        _ => None,
     }
 }
 
@@ -953,5 +954,62 @@ async fn end_stream(ds: &mut ServerSession) -> Result<Delivered, Rejection> {
     match ds.finish_body().await {
         Ok(()) => Ok(Delivered::Complete),
         Err(_) => Ok(Delivered::ClientGone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_config::{BaseUrl, ModelKind, ProviderConfig, Secret};
+    use sluice_policy::{Provider, ProviderId};
+
+    use super::*;
+
+    fn target(key: Option<&str>) -> Target {
+        Target {
+            model: Arc::from("m"),
+            upstream_model: Arc::from("m"),
+            provider: Arc::new(Provider {
+                id: ProviderId(0),
+                name: Arc::from("up"),
+                config: ProviderConfig {
+                    name: "up".into(),
+                    kind: ProviderKind::OpenAi {
+                        base_url: BaseUrl {
+                            tls: true,
+                            host: "api.example.com".into(),
+                            port: 443,
+                            path: "/v1".into(),
+                        },
+                        api_key_env: Some("K".into()),
+                        api_key: key.map(Secret::new),
+                        connect_timeout: Duration::from_secs(1),
+                    },
+                },
+            }),
+            kind: ModelKind::Chat,
+            pricing: None,
+        }
+    }
+
+    #[test]
+    fn provider_text_never_carries_the_provider_key() {
+        let t = target(Some("sk-CANARY-1"));
+        let quoted = "bad key sk-CANARY-1 (sk-CANARY-1)".to_owned();
+        assert_eq!(redact_str(quoted.clone(), &t), "bad key *** (***)");
+        assert_eq!(
+            &redact_secret(Bytes::from(quoted), &t)[..],
+            b"bad key *** (***)"
+        );
+        // Nothing to hide: the text is returned as it came.
+        assert_eq!(redact_str("fine".into(), &target(None)), "fine");
+        assert_eq!(&redact_secret(Bytes::from_static(b"fine"), &t)[..], b"fine");
+        let f = Failure::Server {
+            status: 502,
+            detail: "the provider answered 200 with an error: sk-CANARY-1".into(),
+        }
+        .redacted(&t);
+        assert!(!f.summary().contains("CANARY"), "{}", f.summary());
     }
 }

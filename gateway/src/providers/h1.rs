@@ -183,45 +183,24 @@ impl Response {
     /// The next piece of the body; `Ok(None)` once it is complete.
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
         loop {
-            match self.framing {
+            if let Some(data) = self.read_buffered()? {
+                return Ok(Some(data));
+            }
+            // Sized to what the body still owes, so a long answer takes few reads.
+            let want = match self.framing {
                 Framing::Done => return Ok(None),
-                Framing::Length(remaining) => {
-                    if self.buf.is_empty() && self.fill(remaining).await? == 0 {
-                        return Err("the provider closed the connection mid-answer".into());
-                    }
-                    let n = self.buf.len().min(clamp(remaining));
-                    let left = remaining - n as u64;
-                    self.framing = if left == 0 {
-                        Framing::Done
-                    } else {
-                        Framing::Length(left)
-                    };
-                    return Ok(Some(self.take(n)));
+                Framing::Length(n) | Framing::Chunked(Chunk::Data(n)) => n,
+                Framing::UntilClose => MAX_READ as u64,
+                Framing::Chunked(_) => MIN_READ as u64,
+            };
+            if self.fill(want).await? == 0 {
+                if self.framing != Framing::UntilClose {
+                    return Err("the provider closed the connection mid-answer".into());
                 }
-                Framing::UntilClose => {
-                    if self.buf.is_empty() && self.fill(MAX_READ as u64).await? == 0 {
-                        self.keepalive = false;
-                        self.framing = Framing::Done;
-                        return Ok(None);
-                    }
-                    let n = self.buf.len();
-                    return Ok(Some(self.take(n)));
-                }
-                Framing::Chunked(state) => {
-                    if let Some(data) = self.step_chunked(state)? {
-                        return Ok(Some(data));
-                    }
-                    if self.framing == Framing::Done {
-                        return Ok(None);
-                    }
-                    let want = match self.framing {
-                        Framing::Chunked(Chunk::Data(n)) => n,
-                        _ => MIN_READ as u64,
-                    };
-                    if self.fill(want).await? == 0 {
-                        return Err("the provider closed the connection mid-answer".into());
-                    }
-                }
+                // The close is the end of this body, and of the connection.
+                self.keepalive = false;
+                self.framing = Framing::Done;
+                return Ok(None);
             }
         }
     }
@@ -302,8 +281,7 @@ impl Response {
     /// were read (0 at end of stream).
     async fn fill(&mut self, want: u64) -> Result<usize, String> {
         if self.buf.capacity() - self.buf.len() < MIN_READ {
-            // Sized to what the body still owes, within bounds, so a long answer takes few
-            // reads and an idle stream holds little.
+            // Within bounds, so a long answer takes few reads and an idle stream holds little.
             self.buf.reserve(clamp(want).clamp(MIN_READ, MAX_READ));
         }
         read_more(&mut self.stream, &mut self.buf).await

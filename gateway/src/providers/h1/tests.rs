@@ -8,6 +8,19 @@ use super::*;
 /// A provider that writes `pieces` one by one (each its own segment, as far as loopback
 /// allows), then keeps the connection open until the client is done.
 async fn respond(pieces: Vec<Vec<u8>>) -> (Result<Response, String>, tokio::task::JoinHandle<()>) {
+    serve(pieces, true).await
+}
+
+/// A provider that writes `raw` and closes the connection.
+async fn respond_then_close(raw: &'static str) -> Response {
+    let (r, _server) = serve(vec![raw.as_bytes().to_vec()], false).await;
+    r.expect("head")
+}
+
+async fn serve(
+    pieces: Vec<Vec<u8>>,
+    hold_open: bool,
+) -> (Result<Response, String>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move {
@@ -18,9 +31,11 @@ async fn respond(pieces: Vec<Vec<u8>>) -> (Result<Response, String>, tokio::task
             sock.flush().await.expect("flush");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Hold the connection until the client closes it.
-        let mut rest = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut rest).await;
+        if hold_open {
+            // Hold the connection until the client closes it.
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut rest).await;
+        }
     });
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
@@ -119,17 +134,9 @@ async fn interim_answers_are_skipped() {
 
 #[tokio::test]
 async fn close_delimited_and_connection_close_are_never_reused() {
-    let raw = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n\r\n<html>";
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.expect("accept");
-        sock.write_all(raw.as_bytes()).await.expect("write");
-        // Closing ends the body.
-    });
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
-    let mut r = Response::read_head(stream).await.expect("head");
+    // Closing ends the body.
+    let mut r =
+        respond_then_close("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n\r\n<html>").await;
     assert_eq!(body(&mut r).await.expect("body"), b"<html>");
     assert!(r.is_done());
     assert!(r.into_reusable().is_none());
@@ -173,16 +180,7 @@ async fn garbage_is_an_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_provider_that_closes_mid_body_is_an_error() {
-    let raw = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.expect("accept");
-        sock.write_all(raw.as_bytes()).await.expect("write");
-    });
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
-    let mut r = Response::read_head(stream).await.expect("head");
+    let mut r = respond_then_close("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
     assert!(body(&mut r).await.is_err());
 }
 
