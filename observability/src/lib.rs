@@ -14,6 +14,7 @@ mod record;
 pub mod redact;
 pub mod sampler;
 pub mod semconv;
+pub mod service;
 pub mod spans;
 pub mod tokens;
 
