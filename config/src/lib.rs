@@ -19,6 +19,7 @@
 //! ```
 
 mod base_url;
+mod diff;
 mod duration;
 mod raw;
 mod types;
@@ -27,10 +28,12 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use diff::{Changes, PolicyDiff};
 pub use types::{
-    BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
-    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn,
-    RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
+    AdminConfig, AdminToken, BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits,
+    ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig, ProviderKind,
+    RedactRule, ReloadConfig, RetryConfig, RetryOn, RouteConfig, SampleConfig, Secret,
+    ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

@@ -29,6 +29,33 @@ pub(crate) struct RawConfig {
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     #[serde(default)]
     pub keys: Option<Vec<Spanned<RawKey>>>,
+    #[serde(default)]
+    pub admin: Option<Spanned<RawAdmin>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    #[serde(default)]
+    pub tokens: Option<Vec<Spanned<RawAdminToken>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminToken {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_sha256: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    #[serde(default)]
+    pub watch: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +167,8 @@ pub(crate) struct RawServer {
     pub upstream_pool_size: Option<Spanned<i64>>,
     #[serde(default)]
     pub cache_max_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub reload: Option<Spanned<RawReload>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the

@@ -21,6 +21,42 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// Spans, sampling, content capture and the access log. Defaults when absent.
     pub telemetry: TelemetryConfig,
+    /// Who may use `/admin/*`. Without tokens every admin route answers 401.
+    pub admin: AdminConfig,
+}
+
+/// The `admin` section: bearer tokens for the admin listener's `/admin/*` routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// In file order; names are unique, so actions can say who took them.
+    pub tokens: Vec<AdminToken>,
+}
+
+/// One admin bearer token, stored as the SHA-256 of its plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// Unique; recorded with what the token's holder does.
+    pub name: String,
+    pub token_sha256: [u8; 32],
+}
+
+/// `server.reload`: how the running gateway notices a changed policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// Poll the file for changes (SIGHUP and `POST /admin/reload` work either way).
+    /// Default true.
+    pub watch: bool,
+    /// How often the file is looked at. Default 1s; 50ms..=1h.
+    pub interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The `server` section. The listeners and `threads` only change on restart.
@@ -42,6 +78,8 @@ pub struct ServerConfig {
     pub upstream_pool_size: usize,
     /// Memory for the response cache of every route that has one (bytes of cached answers).
     pub cache_max_bytes: u64,
+    /// Watching the policy file for changes.
+    pub reload: ReloadConfig,
 }
 
 /// One entry of `providers`.
@@ -276,6 +314,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             upstream_pool_size: 128,
             cache_max_bytes: 64 * 1024 * 1024,
+            reload: ReloadConfig::default(),
         }
     }
 }

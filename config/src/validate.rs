@@ -14,9 +14,10 @@ use crate::raw::{
     RawSample, RawServer, RawTelemetry, RawTimeouts, line_of,
 };
 use crate::types::{
-    BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
-    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, RedactRule, RetryConfig, RetryOn,
-    RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
+    AdminConfig, AdminToken, BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits,
+    ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig, ProviderKind,
+    RedactRule, ReloadConfig, RetryConfig, RetryOn, RouteConfig, SampleConfig, Secret,
+    ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
 };
 use crate::{Diagnostic, Error, Loaded, Result};
 
@@ -26,6 +27,7 @@ const DEFAULT_MOCK_TTFT_MS: i64 = 50;
 const DEFAULT_MOCK_TOKENS_PER_S: f64 = 200.0;
 const ONE_GIB: i64 = 1024 * 1024 * 1024;
 const ONE_HOUR: Duration = Duration::from_secs(3600);
+const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 const ONE_WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 const OPENAI_FIELDS: &str = "base_url, api_key_env, connect_timeout";
 const MOCK_FIELDS: &str = "ttft_ms, tokens_per_s";
@@ -195,6 +197,7 @@ pub(crate) fn validate(
     }
 
     let keys = keys(&mut ctx, raw.keys.unwrap_or_default());
+    let admin = admin(&mut ctx, raw.admin.as_ref());
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -213,6 +216,7 @@ pub(crate) fn validate(
             routes,
             keys,
             telemetry,
+            admin,
         },
         warnings: ctx.warnings,
     })
@@ -282,7 +286,26 @@ fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
         Zero::Allowed,
         Some(ONE_HOUR),
     );
+    let reload = s.reload.as_ref().map_or(d.reload, |r| {
+        let watch = r.value.watch.as_ref().map_or(d.reload.watch, |v| v.value);
+        let interval = ctx.duration(
+            "server.reload.interval",
+            r.value.interval.as_ref(),
+            d.reload.interval,
+            Zero::Rejected,
+            Some(ONE_HOUR),
+        );
+        if interval < MIN_RELOAD_INTERVAL {
+            ctx.error(
+                "server.reload.interval",
+                r.value.interval.as_ref().and_then(line),
+                format!("must be at least 50ms, found {interval:?}"),
+            );
+        }
+        ReloadConfig { watch, interval }
+    });
     ServerConfig {
+        reload,
         listen: listen.unwrap_or(d.listen),
         admin_listen: admin_listen.unwrap_or(d.admin_listen),
         max_body_bytes,
@@ -1237,6 +1260,59 @@ fn keys(ctx: &mut Ctx<'_>, raw: Vec<Spanned<crate::raw::RawKey>>) -> Vec<KeyConf
         }
     }
     out
+}
+
+fn admin(ctx: &mut Ctx<'_>, raw: Option<&Spanned<crate::raw::RawAdmin>>) -> AdminConfig {
+    let Some(raw) = raw else {
+        return AdminConfig::default();
+    };
+    let mut tokens = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut hashes: HashMap<[u8; 32], usize> = HashMap::new();
+    for (i, t) in raw.value.tokens.iter().flatten().enumerate() {
+        let path = format!("admin.tokens[{i}]");
+        let before = ctx.errors.len();
+        let name = ctx
+            .required(&path, line(t), &t.value.name, "name", "who holds the token")
+            .and_then(|n| {
+                let name = ctx.name(&format!("{path}.name"), n)?.to_owned();
+                if let Some(first) = names.insert(name.clone(), i) {
+                    ctx.error(
+                        &format!("{path}.name"),
+                        line(n),
+                        format!("duplicate admin token name `{name}` (first used by admin.tokens[{first}])"),
+                    );
+                }
+                Some(name)
+            });
+        let hint = "the SHA-256 of the token as 64 hex characters; `sluice hash-key` prints it";
+        let hash = ctx
+            .required(&path, line(t), &t.value.token_sha256, "token_sha256", hint)
+            .and_then(|h| {
+                let hpath = format!("{path}.token_sha256");
+                // Never echo the value: it may be the plaintext token pasted by mistake.
+                match parse_sha256(&h.value) {
+                    Ok(hash) => {
+                        if let Some(first) = hashes.insert(hash, i) {
+                            ctx.error(
+                                &hpath,
+                                line(h),
+                                format!("same token_sha256 as admin.tokens[{first}]; every token needs its own secret"),
+                            );
+                        }
+                        Some(hash)
+                    }
+                    Err(found) => {
+                        ctx.error(&hpath, line(h), format!("expected {hint} (found {found})"));
+                        None
+                    }
+                }
+            });
+        if let (true, Some(name), Some(token_sha256)) = (ctx.errors.len() == before, name, hash) {
+            tokens.push(AdminToken { name, token_sha256 });
+        }
+    }
+    AdminConfig { tokens }
 }
 
 fn limits(ctx: &mut Ctx<'_>, path: &str, raw: &crate::raw::RawLimits) -> Limits {

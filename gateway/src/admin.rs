@@ -1,49 +1,166 @@
-//! The admin listener: liveness, readiness and Prometheus metrics, on its own port so it can
-//! stay on loopback (or a private network) while the data plane faces clients.
+//! The admin listener: liveness, readiness and Prometheus metrics, open to anyone who can reach
+//! the port; everything else behind an admin token.
+//!
+//! [`authorize`] is the one check: every path but `/healthz`, `/readyz` and `/metrics` needs
+//! `Authorization: Bearer <admin token>` whose SHA-256 is in the serving policy's
+//! `admin.tokens`. It looks at nothing else — not `Host`, not `X-Forwarded-*`, not the peer
+//! address — so a forged header cannot open anything. Without a valid token the answer is 401
+//! for every such path, existing or not, so the routes cannot be probed either.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use http::Response;
+use http::{Method, Response};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use sluice_policy::Policy;
 
+use crate::reload::{Reloader, Trigger};
 use crate::state::AppState;
 
 pub struct Admin {
     pub state: Arc<AppState>,
+    pub reloader: Arc<Reloader>,
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// An admin answer before it becomes a response.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// `www-authenticate` on a 401.
+    challenge: bool,
+}
+
+impl Answer {
+    fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain",
+            body: body.as_bytes().to_vec(),
+            challenge: false,
+        }
+    }
+
+    fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self {
+                status,
+                content_type: JSON,
+                body,
+                challenge: false,
+            },
+            Err(_) => Self::text(500, "cannot encode the answer\n"),
+        }
+    }
+
+    fn error(status: u16, kind: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
+        )
+    }
+}
+
+/// The holder of the request's admin token, or why there is none.
+pub fn authorize(session: &ServerSession, policy: &Policy) -> Result<Arc<str>, &'static str> {
+    let header = session
+        .get_header("authorization")
+        .ok_or("an admin token is required: send `Authorization: Bearer <admin token>`")?;
+    let value = header.to_str().map_err(|_| "invalid admin token")?;
+    let presented = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or("an admin token is required: send `Authorization: Bearer <admin token>`")?;
+    policy
+        .admin(presented)
+        .cloned()
+        .ok_or("invalid admin token")
+}
+
+impl Admin {
+    async fn answer(&self, session: &mut ServerSession) -> Answer {
+        let path = session.req_header().uri.path().to_owned();
+        let method = session.req_header().method.clone();
+        match path.as_str() {
+            "/healthz" => return Answer::text(200, "ok\n"),
+            "/readyz" if self.state.is_draining() => return Answer::text(503, "draining\n"),
+            "/readyz" => return Answer::text(200, "ready\n"),
+            "/metrics" => {
+                let mut out = String::with_capacity(8 << 10);
+                return match prometheus_client::encoding::text::encode(
+                    &mut out,
+                    &self.state.registry,
+                ) {
+                    Ok(()) => Answer {
+                        status: 200,
+                        content_type: OPENMETRICS,
+                        body: out.into_bytes(),
+                        challenge: false,
+                    },
+                    Err(_) => Answer::text(500, "cannot encode metrics\n"),
+                };
+            }
+            _ => {}
+        }
+        let policy = self.state.policy.snapshot();
+        let who = match authorize(session, &policy) {
+            Ok(who) => who,
+            Err(why) => {
+                let mut a = Answer::error(401, "authentication_error", why);
+                a.challenge = true;
+                return a;
+            }
+        };
+        match (path.as_str(), &method) {
+            ("/admin/reload", &Method::POST) => {
+                let reloader = Arc::clone(&self.reloader);
+                let trigger = Trigger::Admin(who);
+                // Reading and compiling a policy is blocking work; keep it off the listener's
+                // async thread.
+                match tokio::task::spawn_blocking(move || reloader.reload(&trigger)).await {
+                    Ok(report) => {
+                        let status = if report.result
+                            == sluice_observability::metrics::ReloadResult::Rejected
+                        {
+                            422
+                        } else {
+                            200
+                        };
+                        Answer::json(status, &report)
+                    }
+                    Err(_) => Answer::error(500, "server_error", "the reload did not finish"),
+                }
+            }
+            ("/admin/inflight", &Method::GET) => Answer::text(
+                200,
+                &format!("{}\n", self.state.inflight.load(Ordering::Relaxed)),
+            ),
+            ("/admin/reload" | "/admin/inflight", _) => {
+                Answer::error(405, "invalid_request_error", "method not allowed")
+            }
+            _ => Answer::error(404, "invalid_request_error", "no such admin route"),
+        }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path();
-        let (status, content_type, body) = match path {
-            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.state.is_draining() => (503, "text/plain", b"draining\n".to_vec()),
-            "/readyz" => (200, "text/plain", b"ready\n".to_vec()),
-            "/metrics" => {
-                let mut out = String::with_capacity(8 << 10);
-                match prometheus_client::encoding::text::encode(&mut out, &self.state.registry) {
-                    Ok(()) => (200, OPENMETRICS, out.into_bytes()),
-                    Err(_) => (500, "text/plain", b"cannot encode metrics\n".to_vec()),
-                }
-            }
-            "/admin/inflight" => (
-                200,
-                "text/plain",
-                format!("{}\n", self.state.inflight.load(Ordering::Relaxed)).into_bytes(),
-            ),
-            _ => (404, "text/plain", b"not found\n".to_vec()),
-        };
-        Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .header("content-length", body.len())
-            .body(body)
-            .unwrap_or_else(|_| Response::new(Vec::new()))
+        let a = self.answer(session).await;
+        let mut b = Response::builder()
+            .status(a.status)
+            .header("content-type", a.content_type)
+            .header("content-length", a.body.len());
+        if a.challenge {
+            b = b.header("www-authenticate", "Bearer realm=\"sluice-admin\"");
+        }
+        b.body(a.body).unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }

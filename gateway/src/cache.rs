@@ -9,17 +9,13 @@
 //! are never stored.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use moka::sync::Cache;
-use pingora::protocols::http::ServerSession;
 use sha2::{Digest, Sha256};
 use sluice_config::CacheConfig;
 use sluice_observability::{Endpoint, Outcome, RequestParams, RequestRecord};
-
-use crate::context::RequestCtx;
-use crate::exchange::{Delivered, Rejection, response_header};
 
 /// Bookkeeping an entry costs beyond its body, so tiny answers still weigh something.
 const ENTRY_OVERHEAD: usize = 256;
@@ -91,12 +87,16 @@ pub struct CachedAnswer {
 
 struct PerEntryTtl;
 
+#[expect(
+    clippy::disallowed_types,
+    reason = "moka's Expiry trait is written in std's Instant; only durations are used here"
+)]
 impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
     fn expire_after_create(
         &self,
         _key: &CacheKey,
         value: &Arc<CachedAnswer>,
-        _created_at: Instant,
+        _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
     }
@@ -106,7 +106,7 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
         &self,
         _key: &CacheKey,
         value: &Arc<CachedAnswer>,
-        _updated_at: Instant,
+        _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
         Some(value.ttl)
@@ -218,52 +218,6 @@ impl Fill {
             return;
         }
         self.streamed.extend_from_slice(bytes);
-    }
-}
-
-/// Answers a request from the cache: the stored bytes, with this request's own id and trace.
-pub async fn replay(
-    ds: &mut ServerSession,
-    ctx: &mut RequestCtx,
-    hit: &CachedAnswer,
-) -> Result<Delivered, Rejection> {
-    ctx.status = 200;
-    ctx.model.clone_from(&hit.model);
-    ctx.answer.id.clone_from(&hit.response_id);
-    ctx.answer.model.clone_from(&hit.response_model);
-    ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
-    ctx.chunks = hit.chunks;
-    let (content_type, length) = if hit.stream {
-        ("text/event-stream", None)
-    } else {
-        ("application/json", Some(hit.body.len()))
-    };
-    let mut header = response_header(200, content_type, length, ctx).map_err(Rejection::Error)?;
-    if hit.stream {
-        let extra = header
-            .insert_header("cache-control", "no-cache")
-            .and_then(|()| header.insert_header("x-accel-buffering", "no"));
-        if extra.is_err() {
-            return Err(Rejection::Error(crate::error::GatewayError::Internal(
-                "cannot build a response header".into(),
-            )));
-        }
-    }
-    let written = ds.write_response_header(header).await.is_ok()
-        && ds
-            .write_response_body(hit.body.clone(), !hit.stream)
-            .await
-            .is_ok()
-        && (!hit.stream || ds.finish_body().await.is_ok());
-    if hit.stream {
-        ctx.first_chunk = Some(tokio::time::Instant::now());
-    }
-    if written {
-        ctx.outcome = Outcome::Ok;
-        Ok(Delivered::Complete)
-    } else {
-        ctx.outcome = Outcome::Cancelled;
-        Ok(Delivered::ClientGone)
     }
 }
 
@@ -402,6 +356,9 @@ mod tests {
         r.stream = false;
         cache.store(fill, &r);
         assert!(cache.get(&key).is_some());
+        // moka keeps its own clock, which tokio cannot pause; waiting longer than the ttl
+        // can only make the entry more expired, so a slow machine cannot fail this.
+        #[expect(clippy::disallowed_methods, reason = "moka's clock is real time")]
         std::thread::sleep(Duration::from_millis(80));
         assert!(cache.get(&key).is_none());
     }

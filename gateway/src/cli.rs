@@ -78,7 +78,10 @@ fn check(file: &Path) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
-            match sluice_policy::Policy::compile(&loaded.config) {
+            match sluice_policy::Policy::compile(
+                &loaded.config,
+                &sluice_policy::RuntimeState::new(),
+            ) {
                 Ok(_) => {
                     eprintln!("{}: ok", file.display());
                     ExitCode::SUCCESS
@@ -125,14 +128,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(warning = %w, "Policy warning.");
     }
-    let policy = match sluice_policy::Policy::compile(&loaded.config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match crate::server::run(policy) {
+    match crate::server::run(&loaded.config, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -1,19 +1,26 @@
-//! The per-request context: what one request has done so far, turned into a
-//! [`RequestRecord`] once at the end.
+//! The per-request context: what one request has done so far, handed to the recorder once at
+//! the end as a [`Finished`].
+//!
+//! A request ends exactly once, through [`RequestCtx::end_ok`], [`RequestCtx::end_with`],
+//! [`RequestCtx::end_passthrough`] or [`RequestCtx::end_cancelled`]: they set the status, the
+//! outcome and the error kind together, so a record can never say "ok" with an error kind, or
+//! keep the status of an earlier attempt. (A stream's 200 is sent before its end is known;
+//! [`RequestCtx::sent_status`] records it.)
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use sluice_config::{Pricing, ProviderKind};
+use sluice_config::ProviderKind;
 use sluice_observability::{
-    AttemptOutcome, AttemptRecord, Endpoint, Outcome, RequestParams, RequestRecord, TokenUsage,
-    TraceContext, UsageSource, cost, tokens,
+    AttemptOutcome, AttemptRecord, Endpoint, ErrorKind, Outcome, RequestParams, RequestRecord,
+    TokenUsage, TraceContext, UsageSource,
 };
-use sluice_policy::{Headroom, KeyLimiter, LimitKind, Target};
+use sluice_policy::{Headroom, KeyLimiter, LimitKind, Policy, Target};
 use tokio::time::Instant;
 
 use crate::cache::{CacheStatus, Fill};
+use crate::error::GatewayError;
 use crate::stream::{AnswerInfo, Usage};
 
 #[derive(Debug)]
@@ -23,6 +30,8 @@ pub struct RequestCtx {
     pub started: Instant,
     pub start_wall: SystemTime,
     pub endpoint: Endpoint,
+    /// The one policy snapshot this request uses from admission to its record.
+    pub policy: Option<Arc<Policy>>,
     pub tenant: Option<Arc<str>>,
     pub route: Option<Arc<str>>,
     /// The catalog model of the latest attempt (the one that answered, on success).
@@ -31,9 +40,10 @@ pub struct RequestCtx {
     /// `request_model` when the policy knows it.
     pub request_model_label: Option<Arc<str>>,
     pub stream: bool,
-    pub status: u16,
-    pub outcome: Outcome,
-    pub error_type: Option<&'static str>,
+    status: u16,
+    outcome: Outcome,
+    error_kind: Option<ErrorKind>,
+    ended: bool,
     pub attempts: Vec<AttemptRecord>,
     /// When the current attempt started (monotonic), to time it.
     attempt_started: Option<Instant>,
@@ -44,15 +54,13 @@ pub struct RequestCtx {
     pub first_chunk: Option<Instant>,
     pub chunks: u32,
     pub params: RequestParams,
-    /// The request body, kept (by reference count) for token estimation.
+    /// The request body, kept (by reference count) for token estimation and capture.
     pub body: Option<Bytes>,
     /// Prices of the catalog model that answered.
-    pub pricing: Option<Pricing>,
+    pub pricing: Option<sluice_config::Pricing>,
     /// The route's slow threshold for the tail sampler.
     pub route_slow: Option<Duration>,
-    /// Capture settings of the policy snapshot this request used.
-    pub policy_telemetry: TelemetrySettings,
-    /// The key's rate limiter, fed with this request's tokens at the end.
+    /// The key's rate limiter, fed with this request's tokens once they are known.
     pub limiter: Option<Arc<KeyLimiter>>,
     /// What the key has left, for `x-ratelimit-*` headers.
     pub headroom: Option<Headroom>,
@@ -64,19 +72,29 @@ pub struct RequestCtx {
     pub cache_fill: Option<Fill>,
 }
 
-/// The few telemetry settings a request needs at its end, copied from its policy snapshot so
-/// a reload mid-request cannot change them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TelemetrySettings {
-    pub capture_content: bool,
+/// A finished request on its way to the recorder: the record, and what the recorder still
+/// has to work out off the request path (a token count when the provider reported none, the
+/// captured content, cost).
+#[derive(Debug)]
+pub struct Finished {
+    pub record: RequestRecord,
+    /// Set when the provider reported no usage but something was sent and delivered.
+    pub estimate: Option<Estimate>,
+    /// Prompt and answer, only when the request's policy captures content.
+    pub capture: Option<(Bytes, AnswerInfo)>,
+    pub pricing: Option<sluice_config::Pricing>,
+    pub limiter: Option<Arc<KeyLimiter>>,
+    pub route_slow: Option<Duration>,
+    /// The snapshot the request used, for its telemetry settings.
+    pub policy: Option<Arc<Policy>>,
 }
 
-impl TelemetrySettings {
-    pub fn of(policy: &sluice_policy::Policy) -> Self {
-        Self {
-            capture_content: policy.telemetry.capture_content,
-        }
-    }
+/// What a tokenizer count needs: the model, what was sent, what was delivered.
+#[derive(Debug)]
+pub struct Estimate {
+    pub model: Arc<str>,
+    pub body: Bytes,
+    pub text: String,
 }
 
 impl RequestCtx {
@@ -87,6 +105,7 @@ impl RequestCtx {
             started: Instant::now(),
             start_wall: SystemTime::now(),
             endpoint,
+            policy: None,
             tenant: None,
             route: None,
             model: None,
@@ -95,7 +114,8 @@ impl RequestCtx {
             stream: false,
             status: 0,
             outcome: Outcome::GatewayError,
-            error_type: None,
+            error_kind: None,
+            ended: false,
             attempts: Vec::new(),
             attempt_started: None,
             usage: None,
@@ -106,7 +126,6 @@ impl RequestCtx {
             body: None,
             pricing: None,
             route_slow: None,
-            policy_telemetry: TelemetrySettings::default(),
             limiter: None,
             headroom: None,
             rate_limited: None,
@@ -114,6 +133,74 @@ impl RequestCtx {
             cache_fill: None,
         }
     }
+
+    // === how the request ends (once) ===
+
+    fn end(&mut self, status: u16, outcome: Outcome, kind: Option<ErrorKind>) {
+        debug_assert!(
+            !self.ended,
+            "request {} ended twice: {:?} then {outcome:?}",
+            self.request_id, self.outcome
+        );
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.status = status;
+        self.outcome = outcome;
+        self.error_kind = kind;
+    }
+
+    /// The status line already sent (a stream's 200), before the end is known.
+    pub fn sent_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// Answered in full with `status`.
+    pub fn end_ok(&mut self, status: u16) {
+        self.end(status, Outcome::Ok, None);
+    }
+
+    /// Ended by Sluice's own error. After a stream's head, the status stays the 200 sent.
+    pub fn end_with(&mut self, e: &GatewayError) {
+        let status = if self.status == 200 { 200 } else { e.status() };
+        self.end(status, e.outcome(), Some(e.kind()));
+    }
+
+    /// A provider's own 4xx, passed through as it came.
+    pub fn end_passthrough(&mut self, status: u16) {
+        self.end(
+            status,
+            Outcome::ClientError,
+            Some(ErrorKind::ProviderClientError),
+        );
+    }
+
+    /// The provider's own error event ended a stream that had started.
+    pub fn end_provider_stream_error(&mut self) {
+        self.end(
+            200,
+            Outcome::Truncated,
+            Some(ErrorKind::ProviderStreamError),
+        );
+    }
+
+    /// The client left. nginx's 499 ("client closed request") when nothing was sent yet; it
+    /// is only recorded, never sent.
+    pub fn end_cancelled(&mut self) {
+        let status = if self.status == 0 { 499 } else { self.status };
+        self.end(status, Outcome::Cancelled, None);
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    // === attempts ===
 
     /// Opens the record of an attempt at `target`; [`Self::end_attempt`] closes it.
     pub fn begin_attempt(&mut self, target: &Target, span_id: [u8; 8]) {
@@ -152,17 +239,56 @@ impl RequestCtx {
         }
     }
 
-    /// The end-of-request record: provider usage when it was reported, else a tokenizer count
-    /// of what was sent and delivered (also for streams the client cancelled).
-    pub fn record(&mut self) -> RequestRecord {
+    // === the end ===
+
+    /// The end-of-request record, cheap to build: usage as the provider reported it; a
+    /// tokenizer count, cost and captured content are left to the recorder.
+    pub fn finish(&mut self) -> Finished {
+        debug_assert!(
+            self.ended,
+            "request {} recorded before it ended",
+            self.request_id
+        );
         let duration = self.started.elapsed();
-        let usage = self.token_usage();
-        let cost_usd = match (&usage, &self.pricing) {
-            (Some(u), Some(p)) => Some(cost::cost_usd(u, p)),
+        let usage = self.usage.map(|u| TokenUsage {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+            cached_input: u.cached_tokens(),
+            reasoning: u.reasoning_tokens(),
+            source: UsageSource::Provider,
+        });
+        // Nothing reached a provider, or nothing came back: there is nothing to count.
+        let delivered = !self.answer.text.is_empty() || self.outcome == Outcome::Ok;
+        let estimate = match (&usage, &self.model, &self.body) {
+            (None, Some(model), Some(body)) if !self.attempts.is_empty() && delivered => {
+                Some(Estimate {
+                    model: Arc::clone(model),
+                    body: body.clone(),
+                    text: std::mem::take(&mut self.answer.text),
+                })
+            }
             _ => None,
         };
-        RequestRecord {
-            request_id: self.request_id.clone(),
+        let capture_on = self
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.telemetry.capture_content);
+        let capture = match (&self.body, capture_on) {
+            (Some(body), true) => Some((
+                body.clone(),
+                AnswerInfo {
+                    id: self.answer.id.clone(),
+                    model: self.answer.model.clone(),
+                    finish_reasons: self.answer.finish_reasons.clone(),
+                    text: estimate
+                        .as_ref()
+                        .map_or_else(|| self.answer.text.clone(), |e| e.text.clone()),
+                },
+            )),
+            _ => None,
+        };
+        let record = RequestRecord {
+            request_id: std::mem::take(&mut self.request_id),
             trace: self.trace,
             start: self.start_wall,
             duration,
@@ -175,10 +301,10 @@ impl RequestCtx {
             stream: self.stream,
             status: self.status,
             outcome: self.outcome,
-            error_type: self.error_type,
+            error_type: self.error_kind,
             attempts: std::mem::take(&mut self.attempts),
             usage,
-            cost_usd,
+            cost_usd: None,
             time_to_first_chunk: self.first_chunk.map(|t| t.duration_since(self.started)),
             chunks: self.chunks,
             response_id: self.answer.id.take(),
@@ -188,35 +314,15 @@ impl RequestCtx {
             rate_limited: self.rate_limited.map(LimitKind::as_str),
             cache: self.cache.map(CacheStatus::as_str),
             content: None,
+        };
+        Finished {
+            record,
+            estimate,
+            capture,
+            pricing: self.pricing,
+            limiter: self.limiter.clone(),
+            route_slow: self.route_slow,
+            policy: self.policy.clone(),
         }
-    }
-
-    fn token_usage(&self) -> Option<TokenUsage> {
-        if let Some(u) = &self.usage {
-            return Some(TokenUsage {
-                input: u.prompt_tokens,
-                output: u.completion_tokens,
-                cached_input: u.cached_tokens(),
-                reasoning: u.reasoning_tokens(),
-                source: UsageSource::Provider,
-            });
-        }
-        // Nothing reached a provider, or nothing came back: there is nothing to count.
-        let delivered = !self.answer.text.is_empty() || self.outcome == Outcome::Ok;
-        if self.attempts.is_empty() || !delivered {
-            return None;
-        }
-        let model = self.model.as_deref().unwrap_or("");
-        let input = self
-            .body
-            .as_ref()
-            .map_or(0, |b| tokens::estimate_input(model, b));
-        Some(TokenUsage {
-            input,
-            output: tokens::count(model, &self.answer.text),
-            cached_input: 0,
-            reasoning: 0,
-            source: UsageSource::Estimated,
-        })
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_observability::Outcome;
+use sluice_observability::{ErrorKind, Outcome};
 use sluice_policy::LimitKind;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,23 +105,10 @@ impl GatewayError {
         }
     }
 
-    /// OpenAI's `error.code`: stable strings, documented in docs/errors.md.
+    /// OpenAI's `error.code`: stable strings, documented in docs/errors.md. The same word as
+    /// the error's metric label, so a client's report and a dashboard name the same thing.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::MissingKey => "missing_api_key",
-            Self::InvalidKey => "invalid_api_key",
-            Self::InvalidRequest { .. } => "invalid_request",
-            Self::BodyTooLarge { .. } => "request_too_large",
-            Self::UnknownModel(_) => "model_not_found",
-            Self::UnknownEndpoint { .. } => "unknown_url",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::RateLimited { .. } | Self::LimitExceeded { .. } => "rate_limit_exceeded",
-            Self::UpstreamFailed { .. } => "upstream_error",
-            Self::Unavailable { .. } => "provider_unavailable",
-            Self::Timeout { .. } => "upstream_timeout",
-            Self::StreamInterrupted { .. } => "stream_interrupted",
-            Self::Internal(_) => "internal_error",
-        }
+        self.kind().as_str()
     }
 
     pub fn param(&self) -> Option<&'static str> {
@@ -129,6 +116,25 @@ impl GatewayError {
             Self::InvalidRequest { param, .. } => *param,
             Self::UnknownModel(_) => Some("model"),
             _ => None,
+        }
+    }
+
+    /// The bounded error label this error records under (`error.type`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::MissingKey => ErrorKind::MissingApiKey,
+            Self::InvalidKey => ErrorKind::InvalidApiKey,
+            Self::InvalidRequest { .. } => ErrorKind::InvalidRequest,
+            Self::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
+            Self::UnknownModel(_) => ErrorKind::ModelNotFound,
+            Self::UnknownEndpoint { .. } => ErrorKind::UnknownUrl,
+            Self::MethodNotAllowed { .. } => ErrorKind::MethodNotAllowed,
+            Self::RateLimited { .. } | Self::LimitExceeded { .. } => ErrorKind::RateLimitExceeded,
+            Self::UpstreamFailed { .. } => ErrorKind::UpstreamError,
+            Self::Unavailable { .. } => ErrorKind::ProviderUnavailable,
+            Self::Timeout { .. } => ErrorKind::UpstreamTimeout,
+            Self::StreamInterrupted { .. } => ErrorKind::StreamInterrupted,
+            Self::Internal(_) => ErrorKind::InternalError,
         }
     }
 

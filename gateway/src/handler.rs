@@ -12,14 +12,15 @@ use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use sluice_observability::{Endpoint, Flags, Outcome};
+use sluice_observability::Endpoint;
 use sluice_policy::{KeyEntry, Policy};
 
 use crate::cache::{self, CacheKey, CacheStatus};
-use crate::context::{RequestCtx, TelemetrySettings};
+use crate::context::RequestCtx;
 use crate::error::GatewayError;
-use crate::exchange::{self, Delivered, Rejection, response_header};
+use crate::exchange;
 use crate::request::OpenAiRequest;
+use crate::respond::{self, Delivered, Rejection};
 use crate::state::{AppState, InflightGuard};
 
 /// Seconds an idle client connection is kept open between requests.
@@ -52,43 +53,33 @@ impl HttpServerApp for DataPlane {
         let reusable = match serve(state, &mut ds, &mut ctx).await {
             Ok(Delivered::Complete) => true,
             Ok(Delivered::ClientGone) => false,
-            Err(Rejection::Error(e)) => write_error(&mut ds, &mut ctx, &e).await,
+            Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
             Err(Rejection::Upstream { status, body }) => {
-                ctx.status = status;
-                ctx.outcome = Outcome::ClientError;
-                ctx.error_type = Some("provider_client_error");
-                write_json(&mut ds, &ctx, status, body, &[]).await
+                ctx.end_passthrough(status);
+                respond::write_json(&mut ds, &ctx, status, body, &[]).await
             }
             Err(Rejection::ClientGone) => {
-                ctx.outcome = Outcome::Cancelled;
-                // nginx's convention for "client closed request": never sent, only recorded.
-                ctx.status = 499;
+                ctx.end_cancelled();
                 false
             }
         };
-        let mut record = ctx.record();
-        if let (Some(limiter), Some(usage)) = (&ctx.limiter, &record.usage) {
-            limiter.consume_tokens(usage.input.saturating_add(usage.output));
-        }
-        if let Some(fill) = ctx.cache_fill.take() {
-            state.cache.store(fill, &record);
-        }
-        let telemetry = &ctx.policy_telemetry;
-        if telemetry.capture_content
-            && let Some(body) = &ctx.body
-        {
-            record.content = Some(crate::capture::capture(body, &ctx.answer));
-        }
-        state.metrics.record_request(&record);
-        state.access_log.log(&record);
-        state.spans.offer(&record, ctx.route_slow, Flags::default());
         tracing::debug!(
             request_id = %ctx.request_id,
-            status = ctx.status,
-            outcome = ?ctx.outcome,
+            status = ctx.status(),
+            outcome = ?ctx.outcome(),
             attempts = ctx.attempts.len(),
             "Request finished."
         );
+        let finished = ctx.finish();
+        // Before the connection is reused: the client's next request may be the same one.
+        if let Some(fill) = ctx.cache_fill.take() {
+            state.cache.store(fill, &finished.record);
+        }
+        // Provider-reported usage is known now; a tokenizer count waits for the recorder.
+        if let (Some(limiter), Some(usage)) = (&finished.limiter, &finished.record.usage) {
+            limiter.consume_tokens(usage.input.saturating_add(usage.output));
+        }
+        state.records.offer(finished);
         if !reusable {
             return None;
         }
@@ -143,7 +134,7 @@ async fn serve(
 
     // One snapshot for the whole request: it never sees two policies.
     let policy = state.policy.snapshot();
-    ctx.policy_telemetry = TelemetrySettings::of(&policy);
+    ctx.policy = Some(Arc::clone(&policy));
     let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
     ctx.tenant = Some(Arc::clone(&key.tenant));
     ctx.limiter = key.limiter.clone();
@@ -202,7 +193,7 @@ async fn serve(
             let key = CacheKey::of(&key.tenant, &plan.route.name, ctx.endpoint, &req.body);
             if let Some(hit) = state.cache.get(&key) {
                 ctx.cache = Some(CacheStatus::Hit);
-                return cache::replay(ds, ctx, &hit).await;
+                return respond::replay(ds, ctx, &hit).await;
             }
             ctx.cache = Some(CacheStatus::Miss);
             ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl));
@@ -299,46 +290,11 @@ async fn list_models(
         .map(|m| serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by}))
         .collect();
     let body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
-    ctx.status = 200;
-    ctx.outcome = Outcome::Ok;
-    Ok(if write_json(ds, ctx, 200, body, &[]).await {
-        Delivered::Complete
+    if respond::write_json(ds, ctx, 200, body, &[]).await {
+        ctx.end_ok(200);
+        Ok(Delivered::Complete)
     } else {
-        Delivered::ClientGone
-    })
-}
-
-/// Writes an error as OpenAI JSON. Returns whether the connection is still reusable.
-async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &GatewayError) -> bool {
-    ctx.status = e.status();
-    ctx.outcome = e.outcome();
-    ctx.error_type = Some(e.code());
-    let mut extra: Vec<(&'static str, String)> = Vec::new();
-    if let Some(after) = e.retry_after() {
-        extra.push((
-            "retry-after",
-            after.as_secs_f64().ceil().max(1.0).to_string(),
-        ));
-        extra.push(("retry-after-ms", after.as_millis().to_string()));
+        ctx.end_cancelled();
+        Ok(Delivered::ClientGone)
     }
-    write_json(ds, ctx, e.status(), e.to_json(), &extra).await
-}
-
-async fn write_json(
-    ds: &mut ServerSession,
-    ctx: &RequestCtx,
-    status: u16,
-    body: Bytes,
-    extra: &[(&'static str, String)],
-) -> bool {
-    let Ok(mut header) = response_header(status, "application/json", Some(body.len()), ctx) else {
-        return false;
-    };
-    for (name, value) in extra {
-        if header.insert_header(*name, value.as_str()).is_err() {
-            return false;
-        }
-    }
-    ds.write_response_header(header).await.is_ok()
-        && ds.write_response_body(body, true).await.is_ok()
 }

@@ -15,7 +15,8 @@
 //! | cache | [`cache`] | a route's exact-match response cache: tenant-scoped, replayed as JSON or SSE |
 //! | exchange | [`exchange`] | per attempt: rewrite the body, call the provider ([`providers`]), fail over on connect error, timeout, 429, 5xx or a bad first answer — only before the first byte went out |
 //! | stream | [`exchange`], [`sse`], [`stream`] | event by event, usage chunk stripped unless asked for, truncation and stalls end in an SSE error event, client disconnect cancels upstream |
-//! | record | [`context`] → `sluice_observability::Metrics::record_request` | once per request |
+//! | answer | [`respond`] | every byte written to the client: JSON, errors, the SSE head and batches, cache replays |
+//! | record | [`context`] → [`record`] | once per request, handed to the recorder without waiting; tokens, cost, metrics, access log and spans happen there |
 //!
 //! pingora's phase chart (for the parts Sluice does not replace):
 //! <https://github.com/cloudflare/pingora/blob/main/docs/user_guide/phase_chart.md>.
@@ -32,7 +33,10 @@ pub mod exchange;
 pub mod handler;
 pub mod providers;
 pub mod ratelimit;
+pub mod record;
+pub mod reload;
 pub mod request;
+pub mod respond;
 pub mod server;
 pub mod sse;
 pub mod state;

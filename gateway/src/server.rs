@@ -1,6 +1,8 @@
-//! Assembling and running the pingora server: the data-plane and admin services, and a
-//! shutdown that drains in-flight requests instead of sleeping a fixed grace period.
+//! Assembling and running the pingora server: the data-plane and admin services, the
+//! background services (policy watcher, recorder, span exporter), and a shutdown that drains
+//! in-flight requests instead of sleeping a fixed grace period, then drains the services.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,18 +13,60 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
-use sluice_policy::Policy;
+use prometheus_client::registry::Registry;
+use sluice_config::Config;
+use sluice_observability::service::{self, Services};
+use sluice_observability::{ExportCounters, Metrics, SpanPipeline};
+use sluice_policy::{Policy, PolicyStore, RuntimeState};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::Admin;
 use crate::handler::DataPlane;
+use crate::record::{self, Recorder};
+use crate::reload::{PolicyWatch, Reloader};
 use crate::state::AppState;
 
+/// How long the background services get to drain after the server stopped.
+const DRAIN_SERVICES: Duration = Duration::from_secs(5);
+
 /// Builds and runs the server until a signal stops it. Blocks the calling thread; must not
-/// be called from inside a tokio runtime (pingora starts its own).
-pub fn run(policy: Policy) -> Result<(), String> {
+/// be called from inside a tokio runtime (pingora starts its own). `path` is the policy file
+/// that `config` came from (`None` for the embedded quickstart); reloads read it again.
+pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
+    let runtime = Arc::new(RuntimeState::new());
+    let policy = Policy::compile(config, &runtime).map_err(|e| e.to_string())?;
     let server_cfg = policy.server.clone();
-    let state = Arc::new(AppState::new(policy)?);
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let mut services =
+        Services::start(2).map_err(|e| format!("cannot start background services: {e}"))?;
+    let handle = services
+        .handle()
+        .ok_or("the background runtime stopped while starting")?;
+    let counters = ExportCounters {
+        exported: metrics.span_counter("exported"),
+        dropped: metrics.span_counter("dropped"),
+        failed: metrics.span_counter("failed"),
+    };
+    let (spans, export) = SpanPipeline::build(&policy.telemetry, counters, &handle)
+        .map_err(|e| format!("cannot start span export: {e}"))?;
+    let (records, intake) = service::feed(record::QUEUE, metrics.queue_dropped("records"));
+    let state = Arc::new(AppState::new(
+        PolicyStore::new(policy),
+        runtime,
+        metrics.clone(),
+        registry,
+        records,
+    ));
+    let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
+    // Stopped in this order: nothing reloads while draining, then the recorder writes its
+    // last records, then the exporter sends the last spans.
+    services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
+    services.spawn(Box::new(Recorder::new(intake, metrics, spans)));
+    if let Some(export) = export {
+        services.spawn(export);
+    }
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -52,6 +96,7 @@ pub fn run(policy: Policy) -> Result<(), String> {
         "sluice admin".to_owned(),
         HttpServer::new_app(Admin {
             state: Arc::clone(&state),
+            reloader,
         }),
     );
     admin.threads = Some(1);
@@ -68,10 +113,9 @@ pub fn run(policy: Policy) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnTerm {
             state: Arc::clone(&state),
-            grace: server_cfg.shutdown_grace,
         }),
     });
-    state.shutdown_telemetry(Duration::from_secs(5));
+    services.stop(DRAIN_SERVICES);
     tracing::info!("Sluice stopped.");
     Ok(())
 }
@@ -81,7 +125,6 @@ pub fn run(policy: Policy) -> Result<(), String> {
 /// `server.shutdown_grace` runs out, whichever comes first.
 struct DrainOnTerm {
     state: Arc<AppState>,
-    grace: Duration,
 }
 
 #[async_trait]
@@ -103,8 +146,10 @@ impl ShutdownSignalWatch for DrainOnTerm {
         }
         self.state.draining.store(true, Ordering::Relaxed);
         let inflight = self.state.inflight.load(Ordering::Relaxed);
-        tracing::info!(inflight, grace = ?self.grace, "SIGTERM received; draining in-flight requests.");
-        let deadline = tokio::time::Instant::now() + self.grace;
+        // The grace of the policy serving now: it may have been reloaded since the start.
+        let grace = self.state.policy.snapshot().server.shutdown_grace;
+        tracing::info!(inflight, grace = ?grace, "SIGTERM received; draining in-flight requests.");
+        let deadline = tokio::time::Instant::now() + grace;
         loop {
             let inflight = self.state.inflight.load(Ordering::Relaxed);
             if inflight == 0 {

@@ -1,31 +1,31 @@
-//! Process-wide state shared by every request.
+//! Process-wide state shared by every request: the policy store and the live state beside it,
+//! metrics, the upstream connector, the cache, and the feed into the recorder.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
+use sluice_observability::Metrics;
+use sluice_observability::service::Feed;
+use sluice_policy::{PolicyStore, RuntimeState};
 
-use sluice_observability::{ExportCounters, Metrics, SpanPipeline, SpanSink};
-use sluice_policy::{Policy, PolicyStore};
-
-use crate::access_log::AccessLog;
 use crate::cache::ResponseCache;
+use crate::context::Finished;
 use crate::dns::Resolver;
 
 pub struct AppState {
     pub policy: PolicyStore,
+    /// Live state that outlives a policy (limiter windows, cooldowns).
+    pub runtime: Arc<RuntimeState>,
     pub metrics: Metrics,
     pub registry: Registry,
     pub connector: TransportConnector,
     pub resolver: Resolver,
-    pub access_log: AccessLog,
     /// Answers of routes with `cache:`; outlives policy reloads.
     pub cache: ResponseCache,
-    /// Where finished requests' spans go (sampled, bounded, never blocking).
-    pub spans: SpanSink,
-    /// Owned here so shutdown can flush it; taken once, after the server stops.
-    pipeline: Mutex<Option<SpanPipeline>>,
+    /// Finished requests, on their way to the recorder (never waits; drops counted).
+    pub records: Feed<Finished>,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Set on SIGTERM: readiness fails and connections stop being kept alive.
@@ -35,44 +35,33 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(policy: Policy) -> Result<Self, String> {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
-        let pool = policy.server.upstream_pool_size;
-        let policy_cache_bytes = policy.server.cache_max_bytes;
-        let telemetry = &policy.telemetry;
-        let counters = ExportCounters {
-            exported: metrics.span_counter("exported"),
-            dropped: metrics.span_counter("dropped"),
-            failed: metrics.span_counter("failed"),
-        };
-        let pipeline = SpanPipeline::start(telemetry, counters)
-            .map_err(|e| format!("cannot start span export: {e}"))?;
-        let access_log = AccessLog::start(telemetry.access_log, metrics.access_log_dropped.clone());
-        Ok(Self {
-            spans: pipeline.sink(),
-            pipeline: Mutex::new(Some(pipeline)),
-            policy: PolicyStore::new(policy),
+    pub fn new(
+        policy: PolicyStore,
+        runtime: Arc<RuntimeState>,
+        metrics: Metrics,
+        registry: Registry,
+        records: Feed<Finished>,
+    ) -> Self {
+        let snapshot = policy.snapshot();
+        let server = &snapshot.server;
+        metrics
+            .policy_generation
+            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        Self {
+            connector: TransportConnector::new(Some(ConnectorOptions::new(
+                server.upstream_pool_size,
+            ))),
+            cache: ResponseCache::new(server.cache_max_bytes),
+            policy,
+            runtime,
             metrics,
             registry,
-            connector: TransportConnector::new(Some(ConnectorOptions::new(pool))),
             resolver: Resolver::default(),
-            cache: ResponseCache::new(policy_cache_bytes),
-            access_log,
+            records,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
-        })
-    }
-
-    /// Flushes queued spans and access-log lines; call once, after the server stopped taking
-    /// requests.
-    pub fn shutdown_telemetry(&self, timeout: std::time::Duration) {
-        self.access_log.shutdown();
-        let pipeline = self.pipeline.lock().ok().and_then(|mut p| p.take());
-        if let Some(p) = pipeline {
-            p.shutdown(timeout);
         }
     }
 

@@ -1,12 +1,13 @@
 //! OTLP span export off the request path.
 //!
-//! [`SpanSink::offer`] runs on the request path and never blocks: it takes the sampling
-//! decision, builds the spans (redacting captured content first) and hands them to a bounded
-//! queue; when the queue is full the spans are dropped and counted. A background thread
-//! ([`SpanPipeline`]) with its own small tokio runtime batches them (up to `batch_size`, or
-//! whatever has waited `export_interval`) and calls the OTLP exporter (`opentelemetry-otlp`'s
-//! `SpanExporter`, gRPC via tonic or HTTP/protobuf via hyper) directly. The SDK's
-//! `BatchSpanProcessor` is not used: it cannot count drops for us and wants the tracer API.
+//! [`SpanSink::offer`] never blocks: it takes the sampling decision, builds the spans
+//! (redacting captured content first) and hands them to a bounded queue; when the queue is
+//! full the spans are dropped and counted. The gateway calls it from its recorder, off the
+//! request path. An export [`Service`] on the background runtime batches them (up to
+//! `batch_size`, or whatever has waited `export_interval`) and calls the OTLP exporter
+//! (`opentelemetry-otlp`'s `SpanExporter`, gRPC via tonic or HTTP/protobuf via hyper)
+//! directly. The SDK's `BatchSpanProcessor` is not used: it cannot count drops for us and wants
+//! the tracer API.
 //!
 //! The queue is bounded in spans (`queue_size`), counted with an atomic reservation that is
 //! released only when a batch has been exported (or has failed), so a stalled or absent
@@ -18,10 +19,11 @@
 //! add headers (e.g. a collector's auth token) without putting them in the policy file.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
@@ -36,6 +38,7 @@ use crate::record::{CapturedContent, RequestRecord};
 use crate::redact::Redactor;
 use crate::sampler::{Flags, TailSampler};
 use crate::semconv as sc;
+use crate::service::{Service, Services, Shutdown};
 use crate::spans::build_spans;
 
 /// At most one export-failure warning this often.
@@ -66,8 +69,6 @@ impl std::error::Error for Error {}
 
 enum Msg {
     Spans(Vec<SpanData>),
-    /// Export what is queued, then stop.
-    Shutdown,
 }
 
 struct SinkInner {
@@ -75,11 +76,37 @@ struct SinkInner {
     /// Spans offered and not yet taken by the worker.
     queued: Arc<AtomicUsize>,
     queue_size: usize,
+    /// Sampling and redaction of the policy the pipeline started with; callers that follow
+    /// reloads pass their own [`SpanPolicy`].
+    policy: SpanPolicy,
+    counters: ExportCounters,
+}
+
+/// Which finished requests' spans are kept, and how captured content is redacted: compiled
+/// from a policy's `telemetry` section, so it can follow reloads.
+#[derive(Debug)]
+pub struct SpanPolicy {
     sampler: TailSampler,
     /// `Some` when `capture_content` is on.
     redactor: Option<Redactor>,
     max_content_bytes: usize,
-    counters: ExportCounters,
+}
+
+impl SpanPolicy {
+    /// Fails only on a custom redaction pattern that does not compile (validation refuses
+    /// those before they get here).
+    pub fn new(cfg: &TelemetryConfig) -> Result<Self, Error> {
+        let redactor = if cfg.capture_content {
+            Some(Redactor::new(&cfg.redact).map_err(Error)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            sampler: TailSampler::new(&cfg.sample),
+            redactor,
+            max_content_bytes: cfg.max_content_bytes,
+        })
+    }
 }
 
 /// Where the gateway hands finished requests. Cheap to clone; `Send + Sync`.
@@ -107,6 +134,14 @@ impl SpanSink {
         self.inner.is_some()
     }
 
+    /// Offers a finished request under the sampling the pipeline started with.
+    pub fn offer(&self, r: &RequestRecord, route_slow: Option<Duration>, flags: Flags) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        self.offer_with(r, route_slow, flags, &inner.policy)
+    }
+
     /// Offers a finished request. Never blocks. Returns whether its spans were queued for
     /// export: `false` when sampling dropped them, the queue was full (`dropped` counts
     /// them), or export is off.
@@ -114,17 +149,23 @@ impl SpanSink {
     /// With `capture_content` on, the record's content is redacted and truncated here, after
     /// the sampling decision (so unsampled requests cost nothing) and before anything is
     /// queued; with it off, content is never put on a span even if the record has some.
-    pub fn offer(&self, r: &RequestRecord, route_slow: Option<Duration>, flags: Flags) -> bool {
+    pub fn offer_with(
+        &self,
+        r: &RequestRecord,
+        route_slow: Option<Duration>,
+        flags: Flags,
+        policy: &SpanPolicy,
+    ) -> bool {
         let Some(inner) = &self.inner else {
             return false;
         };
-        let Some(reason) = inner.sampler.keep(r, route_slow, flags) else {
+        let Some(reason) = policy.sampler.keep(r, route_slow, flags) else {
             return false;
         };
-        let content = match (&inner.redactor, &r.content) {
+        let content = match (&policy.redactor, &r.content) {
             (Some(redactor), Some(c)) => Some(CapturedContent {
-                input: redactor.redact_json(&c.input, inner.max_content_bytes),
-                output: redactor.redact_json(&c.output, inner.max_content_bytes),
+                input: redactor.redact_json(&c.input, policy.max_content_bytes),
+                output: redactor.redact_json(&c.output, policy.max_content_bytes),
             }),
             _ => None,
         };
@@ -150,108 +191,95 @@ impl SpanSink {
     }
 }
 
-/// The export thread and the sink that feeds it.
+/// The span sink and the export service behind it.
 pub struct SpanPipeline {
     sink: SpanSink,
-    worker: Option<Worker>,
-}
-
-struct Worker {
-    tx: mpsc::UnboundedSender<Msg>,
-    done: std::sync::mpsc::Receiver<()>,
-    thread: JoinHandle<()>,
+    /// The background runtime, when this pipeline owns one (see [`Self::start`]).
+    own: Option<Services>,
 }
 
 impl fmt::Debug for SpanPipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpanPipeline")
-            .field("enabled", &self.worker.is_some())
+            .field("enabled", &self.sink.is_enabled())
             .finish()
     }
 }
 
+/// The export loop: batches queued spans and calls the OTLP exporter.
+struct ExportService {
+    exporter: opentelemetry_otlp::SpanExporter,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    queued: Arc<AtomicUsize>,
+    otlp: OtlpConfig,
+    counters: ExportCounters,
+}
+
+impl Service for ExportService {
+    fn name(&self) -> &'static str {
+        "otlp-export"
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(run(*self, shutdown))
+    }
+}
+
 impl SpanPipeline {
-    /// Starts the export thread; with no `otlp` configured, returns a pipeline whose sink
-    /// keeps nothing. Fails when the exporter cannot be built (a bad endpoint, a bad custom
-    /// redaction regex) or the thread cannot start.
+    /// Starts span export on a background runtime of its own (one thread); with no `otlp`
+    /// configured, a pipeline whose sink keeps nothing. Fails when the exporter cannot be
+    /// built (a bad endpoint, a bad custom redaction regex).
     pub fn start(cfg: &TelemetryConfig, counters: ExportCounters) -> Result<SpanPipeline, Error> {
+        let mut services = Services::start(1)
+            .map_err(|e| Error(format!("cannot start the OTLP export runtime: {e}")))?;
+        let handle = services
+            .handle()
+            .ok_or_else(|| Error("the background runtime has stopped".into()))?;
+        let (sink, export) = Self::build(cfg, counters, &handle)?;
+        if let Some(export) = export {
+            services.spawn(export);
+        }
+        Ok(SpanPipeline {
+            sink,
+            own: Some(services),
+        })
+    }
+
+    /// The sink and, when `otlp` is configured, the export service to spawn on the
+    /// background runtime `handle` belongs to (after whatever feeds the sink, so that it is
+    /// stopped after them).
+    pub fn build(
+        cfg: &TelemetryConfig,
+        counters: ExportCounters,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<(SpanSink, Option<Box<dyn Service>>), Error> {
         let Some(otlp) = cfg.otlp.clone() else {
-            return Ok(SpanPipeline {
-                sink: SpanSink::disabled(),
-                worker: None,
-            });
+            return Ok((SpanSink::disabled(), None));
         };
-        let redactor = if cfg.capture_content {
-            Some(Redactor::new(&cfg.redact).map_err(Error)?)
-        } else {
-            None
-        };
+        let policy = SpanPolicy::new(cfg)?;
+        // tonic builds its channel inside a runtime.
+        let exporter = handle
+            .block_on(async { build_exporter(&otlp) })
+            .map_err(Error)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let worker_queued = Arc::clone(&queued);
-        let worker_counters = counters.clone();
-        let worker_otlp = otlp.clone();
-        let thread = std::thread::Builder::new()
-            .name("sluice-otlp".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("OTLP export runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let exporter = match build_exporter(&worker_otlp) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    run(exporter, rx, worker_queued, &worker_otlp, worker_counters).await;
-                });
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error(format!("cannot start the OTLP export thread: {e}")))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(Error(e));
-            }
-            Err(_) => {
-                let _ = thread.join();
-                return Err(Error(
-                    "the OTLP export thread stopped while starting".into(),
-                ));
-            }
-        }
+        let export = ExportService {
+            exporter,
+            rx,
+            queued: Arc::clone(&queued),
+            otlp: otlp.clone(),
+            counters: counters.clone(),
+        };
         let sink = SpanSink {
             inner: Some(Arc::new(SinkInner {
-                tx: tx.clone(),
+                tx,
                 queued,
                 queue_size: otlp.queue_size,
-                sampler: TailSampler::new(&cfg.sample),
-                redactor,
-                max_content_bytes: cfg.max_content_bytes,
+                policy,
                 counters,
             })),
         };
-        Ok(SpanPipeline {
-            sink,
-            worker: Some(Worker {
-                tx,
-                done: done_rx,
-                thread,
-            }),
-        })
+        Ok((sink, Some(Box::new(export))))
     }
 
     /// A handle for the request path.
@@ -259,22 +287,11 @@ impl SpanPipeline {
         self.sink.clone()
     }
 
-    /// Exports what is queued (waiting at most `timeout`), then stops the thread. Spans
-    /// offered afterwards are dropped and counted.
+    /// Exports what is queued (waiting at most `timeout`), then stops. Spans offered
+    /// afterwards are dropped and counted.
     pub fn shutdown(self, timeout: Duration) {
-        let Some(worker) = self.worker else { return };
-        let _ = worker.tx.send(Msg::Shutdown);
-        match worker.done.recv_timeout(timeout) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = worker.thread.join();
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                tracing::warn!(
-                    target: "sluice::otlp",
-                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                    "OTLP export did not finish in time; queued spans are lost"
-                );
-            }
+        if let Some(services) = self.own {
+            services.stop(timeout);
         }
     }
 }
@@ -321,7 +338,7 @@ struct Exporter {
     queued: Arc<AtomicUsize>,
     timeout: Duration,
     counters: ExportCounters,
-    last_warn: Option<Instant>,
+    last_warn: Option<tokio::time::Instant>,
     failed_since_warn: u64,
 }
 
@@ -350,19 +367,20 @@ impl Exporter {
                 error = %err,
                 "OTLP span export failed (spans counted in the failed counter; next warning in 30s at the earliest)"
             );
-            self.last_warn = Some(Instant::now());
+            self.last_warn = Some(tokio::time::Instant::now());
             self.failed_since_warn = 0;
         }
     }
 }
 
-async fn run(
-    exporter: opentelemetry_otlp::SpanExporter,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    queued: Arc<AtomicUsize>,
-    otlp: &OtlpConfig,
-    counters: ExportCounters,
-) {
+async fn run(svc: ExportService, mut shutdown: Shutdown) {
+    let ExportService {
+        exporter,
+        mut rx,
+        queued,
+        otlp,
+        counters,
+    } = svc;
     let mut exporter = Exporter {
         inner: exporter,
         queued,
@@ -386,24 +404,9 @@ async fn run(
                         exporter.export(batch).await;
                     }
                 }
-                Some(Msg::Shutdown) | None => {
-                    // Refuse new spans (offer counts them as dropped), then export what
-                    // was offered before.
-                    rx.close();
-                    while let Ok(msg) = rx.try_recv() {
-                        if let Msg::Spans(spans) = msg {
-                            buf.extend(spans);
-                        }
-                    }
-                    while !buf.is_empty() {
-                        let rest = buf.split_off(batch_size.min(buf.len()));
-                        let batch = std::mem::replace(&mut buf, rest);
-                        exporter.export(batch).await;
-                    }
-                    let _ = exporter.inner.shutdown();
-                    return;
-                }
+                None => break,
             },
+            () = shutdown.wait() => break,
             _ = tick.tick() => {
                 if !buf.is_empty() {
                     let rest = buf.split_off(batch_size.min(buf.len()));
@@ -413,4 +416,15 @@ async fn run(
             }
         }
     }
+    // Refuse new spans (offer counts them as dropped), then export what was offered before.
+    rx.close();
+    while let Ok(Msg::Spans(spans)) = rx.try_recv() {
+        buf.extend(spans);
+    }
+    while !buf.is_empty() {
+        let rest = buf.split_off(batch_size.min(buf.len()));
+        let batch = std::mem::replace(&mut buf, rest);
+        exporter.export(batch).await;
+    }
+    let _ = exporter.inner.shutdown();
 }

@@ -18,10 +18,10 @@ pub mod service;
 pub mod spans;
 pub mod tokens;
 
-pub use export::{ExportCounters, SpanPipeline, SpanSink};
+pub use export::{ExportCounters, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
-    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, Outcome, RequestParams,
+    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
     RequestRecord, TokenUsage, TraceContext, UsageSource,
 };
 pub use redact::Redactor;

@@ -18,10 +18,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::record::{AttemptOutcome, Endpoint, Outcome, RequestRecord, UsageSource};
+use crate::record::{AttemptOutcome, Endpoint, ErrorKind, Outcome, RequestRecord, UsageSource};
 
 /// Label value for a request that never resolved a route, model or tenant.
 pub const NONE: &str = "none";
@@ -141,6 +142,49 @@ pub struct SpanLabels {
     pub result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// The background queue: `records` (finished requests on their way to metrics, the
+    /// access log and spans), and more as services arrive.
+    pub queue: &'static str,
+}
+
+/// How a policy reload ended. A closed set, so it can be a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// The new policy serves.
+    Applied,
+    /// The file did not validate, or changed a restart-only setting; the old policy serves.
+    Rejected,
+    /// The file's policy is the one serving already.
+    Unchanged,
+}
+
+impl ReloadResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for ReloadResult {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: ReloadResult,
+}
+
 type Exemplified = HistogramWithExemplars<TraceExemplar>;
 
 /// Every metric the gateway exports.
@@ -170,8 +214,14 @@ pub struct Metrics {
     pub cache_requests: Family<CacheLabels, Counter>,
     /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
     pub spans: Family<SpanLabels, Counter>,
-    /// Access-log lines dropped because the writer fell behind.
-    pub access_log_dropped: Counter,
+    /// Items a background service's queue refused because it was full.
+    pub background_dropped: Family<QueueLabels, Counter>,
+    /// Policy reloads by result.
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// The serving policy's generation: 1 at start, +1 per applied reload.
+    pub policy_generation: Gauge,
+    /// When the last reload of each result happened (Unix seconds).
+    pub policy_last_reload: Family<ReloadLabels, Gauge<f64, AtomicU64>>,
     none: Arc<str>,
 }
 
@@ -277,14 +327,36 @@ impl Metrics {
             "Spans exported over OTLP, dropped on a full export queue, or lost to export errors",
             spans.clone(),
         );
-        let access_log_dropped = Counter::default();
+        let background_dropped = Family::<QueueLabels, Counter>::default();
         registry.register(
-            "sluice_access_log_dropped",
-            "Access-log lines dropped because the log writer fell behind",
-            access_log_dropped.clone(),
+            "sluice_background_dropped",
+            "Items a background queue refused because it was full (records: finished requests whose metrics, access-log line and spans were lost)",
+            background_dropped.clone(),
+        );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "sluice_policy_reloads",
+            "Policy reloads: applied, rejected (invalid file or restart-only change; the old policy serves) or unchanged",
+            policy_reloads.clone(),
+        );
+        let policy_generation = Gauge::default();
+        registry.register(
+            "sluice_policy_generation",
+            "Generation of the serving policy: 1 at start, +1 per applied reload",
+            policy_generation.clone(),
+        );
+        let policy_last_reload = Family::<ReloadLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "sluice_policy_last_reload_timestamp",
+            "When the last reload with each result happened, in Unix time",
+            Unit::Seconds,
+            policy_last_reload.clone(),
         );
         Self {
-            access_log_dropped,
+            background_dropped,
+            policy_reloads,
+            policy_generation,
+            policy_last_reload,
             operation_duration,
             token_usage,
             time_to_first_chunk,
@@ -299,6 +371,24 @@ impl Metrics {
             spans,
             none: Arc::from(NONE),
         }
+    }
+
+    /// The drop counter of one background queue, to hand to its [`crate::service::Feed`].
+    pub fn queue_dropped(&self, queue: &'static str) -> Counter {
+        self.background_dropped
+            .get_or_create(&QueueLabels { queue })
+            .clone()
+    }
+
+    /// Counts one reload attempt and when it happened.
+    pub fn record_reload(&self, result: ReloadResult, generation: u64, unix_seconds: f64) {
+        let labels = ReloadLabels { result };
+        self.policy_reloads.get_or_create(&labels).inc();
+        self.policy_last_reload
+            .get_or_create(&labels)
+            .set(unix_seconds);
+        self.policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
     /// The counter for one span-export result, to hand to the exporter.
@@ -373,7 +463,7 @@ impl Metrics {
                 gen_ai_provider_name: Arc::clone(&provider),
                 gen_ai_request_model: Arc::clone(&requested),
                 route: Arc::clone(&route),
-                error_type: r.error_type.unwrap_or(""),
+                error_type: r.error_type.map_or("", ErrorKind::as_str),
             })
             .observe(r.duration.as_secs_f64(), exemplar(), None);
         self.overhead

@@ -36,6 +36,31 @@ pub enum Outcome {
     GatewayError,
 }
 
+/// Why a request failed, as a bounded label (`error.type` on spans, `error_type` on metrics
+/// and the access log). The gateway maps each of its errors to one of these; nothing else can
+/// become the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    MissingApiKey,
+    InvalidApiKey,
+    InvalidRequest,
+    RequestTooLarge,
+    ModelNotFound,
+    UnknownUrl,
+    MethodNotAllowed,
+    /// A provider's 429, or the key's own limit.
+    RateLimitExceeded,
+    UpstreamError,
+    ProviderUnavailable,
+    UpstreamTimeout,
+    StreamInterrupted,
+    InternalError,
+    /// A provider's own 4xx, passed through.
+    ProviderClientError,
+    /// A provider's error event after the stream started, passed through.
+    ProviderStreamError,
+}
+
 /// How one upstream attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AttemptOutcome {
@@ -146,8 +171,8 @@ pub struct RequestRecord {
     pub stream: bool,
     pub status: u16,
     pub outcome: Outcome,
-    /// A short, bounded error class (`error.type`), e.g. `timeout`, `upstream_error`.
-    pub error_type: Option<&'static str>,
+    /// Why it failed, when it did (`error.type`).
+    pub error_type: Option<ErrorKind>,
     pub attempts: Vec<AttemptRecord>,
     pub usage: Option<TokenUsage>,
     pub cost_usd: Option<f64>,
@@ -224,6 +249,28 @@ impl Outcome {
     }
 }
 
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::InvalidRequest => "invalid_request",
+            Self::RequestTooLarge => "request_too_large",
+            Self::ModelNotFound => "model_not_found",
+            Self::UnknownUrl => "unknown_url",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::UpstreamError => "upstream_error",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::StreamInterrupted => "stream_interrupted",
+            Self::InternalError => "internal_error",
+            Self::ProviderClientError => "provider_client_error",
+            Self::ProviderStreamError => "provider_stream_error",
+        }
+    }
+}
+
 impl AttemptOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -258,4 +305,4 @@ macro_rules! label_value {
     )*};
 }
 
-label_value!(Endpoint, Outcome, AttemptOutcome, UsageSource);
+label_value!(Endpoint, Outcome, AttemptOutcome, UsageSource, ErrorKind);

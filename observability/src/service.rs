@@ -10,9 +10,10 @@
 //! on it: a sender then never has to wake another thread, which on two cores cost more than the
 //! work itself. Low-rate consumers (a reload request, an incident) may `recv` instead.
 //!
-//! Shutdown is ordered: [`Services::stop`] signals and awaits the services in the order they
-//! were spawned, so a producer registered before its consumer (the recorder before the span
-//! exporter) has pushed its last items before the consumer drains.
+//! Shutdown is ordered: [`Services::stop`] signals each service in the order they were
+//! spawned and waits for it to drain before signalling the next, so a producer registered
+//! before its consumer (the recorder before the span exporter) has pushed its last items
+//! before the consumer is told to stop.
 //!
 //! Tests run a service directly under paused time: `Shutdown::pair()` gives the trigger and the
 //! watch, and `svc.run(watch)` is an ordinary future.
@@ -153,14 +154,18 @@ impl<T> Intake<T> {
 /// The background runtime and the services running on it.
 pub struct Services {
     runtime: Option<tokio::runtime::Runtime>,
+    running: Vec<Running>,
+}
+
+struct Running {
+    name: &'static str,
     trigger: ShutdownTrigger,
-    shutdown: Shutdown,
-    running: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    handle: tokio::task::JoinHandle<()>,
 }
 
 impl fmt::Debug for Services {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.running.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = self.running.iter().map(|r| r.name).collect();
         f.debug_struct("Services").field("running", &names).finish()
     }
 }
@@ -175,11 +180,8 @@ impl Services {
             .thread_name("sluice-bg")
             .enable_all()
             .build()?;
-        let (trigger, shutdown) = Shutdown::pair();
         Ok(Self {
             runtime: Some(runtime),
-            trigger,
-            shutdown,
             running: Vec::new(),
         })
     }
@@ -193,22 +195,32 @@ impl Services {
     pub fn spawn(&mut self, service: Box<dyn Service>) {
         let Some(rt) = &self.runtime else { return };
         let name = service.name();
-        let handle = rt.spawn(service.run(self.shutdown.clone()));
+        let (trigger, shutdown) = Shutdown::pair();
+        let handle = rt.spawn(service.run(shutdown));
         tracing::debug!(service = name, "Background service started.");
-        self.running.push((name, handle));
+        self.running.push(Running {
+            name,
+            trigger,
+            handle,
+        });
     }
 
-    /// Signals every service and waits, in spawn order, for each to drain; a service that
-    /// takes longer than what is left of `timeout` is abandoned with a warning.
+    /// Stops the services one by one in spawn order, each drained before the next is told;
+    /// a service that takes longer than what is left of `timeout` is abandoned with a warning.
     pub fn stop(mut self, timeout: Duration) {
         let Some(rt) = self.runtime.take() else {
             return;
         };
-        self.trigger.fire();
         let running = std::mem::take(&mut self.running);
         rt.block_on(async move {
             let deadline = tokio::time::Instant::now() + timeout;
-            for (name, handle) in running {
+            for Running {
+                name,
+                trigger,
+                handle,
+            } in running
+            {
+                trigger.fire();
                 match tokio::time::timeout_at(deadline, handle).await {
                     Ok(Ok(())) => tracing::debug!(service = name, "Background service drained."),
                     Ok(Err(e)) => {
@@ -270,6 +282,7 @@ mod tests {
         assert_eq!(dropped.get(), 1);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (trigger, shutdown) = Shutdown::pair();
+        #[expect(clippy::disallowed_methods, reason = "the test stands in for Services")]
         let task = tokio::spawn(Box::new(Collect { intake, out: tx }).run(shutdown));
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(feed.offer(4), "drained on the tick, so there is room again");

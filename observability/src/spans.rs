@@ -36,8 +36,8 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::record::{
-    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, Outcome, RequestRecord, TraceContext,
-    UsageSource,
+    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, Outcome, RequestRecord,
+    TraceContext, UsageSource,
 };
 use crate::semconv as sc;
 
@@ -82,7 +82,7 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
     request_attributes(r, &mut attrs);
     response_attributes(r, r.time_to_first_chunk, &mut attrs);
     if r.outcome != Outcome::Ok {
-        let error_type = r.error_type.unwrap_or(r.outcome.as_str());
+        let error_type = r.error_type.map_or(r.outcome.as_str(), ErrorKind::as_str);
         attrs.push(kv(sc::ERROR_TYPE, error_type));
     }
     attrs.push(kv(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(r.status)));
@@ -121,7 +121,7 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
     content_attributes(content, &mut attrs);
 
     let status = if r.is_error() {
-        Status::error(r.error_type.unwrap_or(r.outcome.as_str()))
+        Status::error(r.error_type.map_or(r.outcome.as_str(), ErrorKind::as_str))
     } else {
         Status::Unset
     };

@@ -8,7 +8,9 @@ mod span_checks;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -107,6 +109,10 @@ impl Receiver {
                     return;
                 };
                 let (r, p) = (Arc::clone(&r), Arc::clone(&p));
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "the test's OTLP receiver, not Sluice"
+                )]
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use sluice_config::KeyConfig;
 
 use crate::limits::KeyLimiter;
+use crate::runtime::RuntimeState;
 
 /// What a valid virtual key resolves to. Holds no secret material.
 #[derive(Debug, Clone)]
@@ -17,12 +18,13 @@ pub struct KeyEntry {
     pub limiter: Option<Arc<KeyLimiter>>,
 }
 
-impl From<&KeyConfig> for KeyEntry {
-    fn from(k: &KeyConfig) -> Self {
+impl KeyEntry {
+    /// The key's entry, with its limiter from (or new in) the runtime state.
+    pub fn compile(k: &KeyConfig, runtime: &RuntimeState) -> Self {
         Self {
             name: k.name.clone(),
             tenant: Arc::from(k.tenant.as_str()),
-            limiter: KeyLimiter::new(k.limits).map(Arc::new),
+            limiter: runtime.limiter(&k.name, k.limits),
         }
     }
 }

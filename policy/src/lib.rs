@@ -8,6 +8,7 @@
 mod keys;
 mod limits;
 mod route;
+pub mod runtime;
 mod store;
 
 use std::collections::HashMap;
@@ -15,9 +16,12 @@ use std::sync::Arc;
 
 use sluice_config::{Config, ModelKind, Pricing, ProviderConfig, ServerConfig, TelemetryConfig};
 
+use crate::runtime::{ProviderKindId, TargetIdentity};
+
 pub use keys::{KeyEntry, hash_key};
-pub use limits::{Denied, Headroom, KeyLimiter, LimitKind};
+pub use limits::{Denied, Headroom, KeyLimiter, LimitKind, TokioClock};
 pub use route::{AttemptPlan, Route, RouteOrigin};
+pub use runtime::{RuntimeState, TargetState};
 pub use store::PolicyStore;
 
 /// Errors from compiling a policy. Validation already rejected bad input, so these only
@@ -55,6 +59,8 @@ pub struct Target {
     pub provider: Arc<Provider>,
     pub kind: ModelKind,
     pub pricing: Option<Pricing>,
+    /// Live state (cooldowns, and health as it arrives); outlives reloads.
+    pub state: Arc<TargetState>,
 }
 
 /// An entry of `GET /v1/models`.
@@ -64,11 +70,18 @@ pub struct PublicModel {
     pub owned_by: String,
 }
 
-/// The compiled policy. Immutable: a reload builds a new one and swaps it in.
+/// The compiled policy. Immutable: a reload builds a new one and swaps it in. Live state
+/// (limiter windows, cooldowns) is not part of it: it is borrowed from a [`RuntimeState`].
 #[derive(Debug)]
 pub struct Policy {
+    /// Set by [`PolicyStore`]: 1 for the policy the process started with, +1 per reload.
+    pub generation: u64,
+    /// The validated file this policy was compiled from (for diffs and the admin view).
+    pub config: Arc<Config>,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    /// Admin tokens by SHA-256, to the holder's name.
+    admin_tokens: HashMap<[u8; 32], Arc<str>>,
     providers: Vec<Arc<Provider>>,
     catalog: HashMap<String, Arc<Target>>,
     routes: Vec<Route>,
@@ -80,8 +93,9 @@ pub struct Policy {
 // === impl Policy ===
 
 impl Policy {
-    /// Builds the lookup tables from a validated config.
-    pub fn compile(config: &Config) -> Result<Self> {
+    /// Builds the lookup tables from a validated config, taking each rule's live state from
+    /// `runtime` (kept when the rule's identity did not change).
+    pub fn compile(config: &Config, runtime: &RuntimeState) -> Result<Self> {
         let mut providers = Vec::with_capacity(config.providers.len());
         let mut provider_ix = HashMap::with_capacity(config.providers.len());
         for (i, (name, p)) in config.providers.iter().enumerate() {
@@ -103,6 +117,14 @@ impl Policy {
                     model: name.clone(),
                     provider: m.provider.clone(),
                 })?;
+            let state = runtime.target(
+                &m.provider,
+                name,
+                TargetIdentity {
+                    provider: ProviderKindId::of(&provider.config.kind),
+                    upstream_model: m.upstream_model.clone(),
+                },
+            );
             catalog.insert(
                 name.clone(),
                 Arc::new(Target {
@@ -111,6 +133,7 @@ impl Policy {
                     provider,
                     kind: m.kind,
                     pricing: m.pricing,
+                    state,
                 }),
             );
         }
@@ -118,7 +141,7 @@ impl Policy {
         let mut routes = Vec::with_capacity(config.routes.len() + config.models.len());
         let mut by_model = HashMap::new();
         for rc in &config.routes {
-            let route = Route::configured(rc, &catalog)?;
+            let route = Route::configured(rc, &catalog, runtime)?;
             for m in &rc.models {
                 by_model.insert(m.clone(), (routes.len(), Arc::from(m.as_str())));
             }
@@ -135,7 +158,13 @@ impl Policy {
         let keys = config
             .keys
             .iter()
-            .map(|k| (k.key_sha256, KeyEntry::from(k)))
+            .map(|k| (k.key_sha256, KeyEntry::compile(k, runtime)))
+            .collect();
+        let admin_tokens = config
+            .admin
+            .tokens
+            .iter()
+            .map(|t| (t.token_sha256, Arc::from(t.name.as_str())))
             .collect();
 
         let mut public_models: Vec<PublicModel> = by_model
@@ -150,6 +179,9 @@ impl Policy {
         public_models.sort_by(|a, b| a.id.cmp(&b.id));
 
         Ok(Self {
+            generation: 0,
+            config: Arc::new(config.clone()),
+            admin_tokens,
             server: config.server.clone(),
             telemetry: config.telemetry.clone(),
             providers,
@@ -170,6 +202,16 @@ impl Policy {
     /// Looks a presented virtual key up by its SHA-256; the plaintext is never stored.
     pub fn authenticate(&self, presented: &str) -> Option<&KeyEntry> {
         self.keys.get(&hash_key(presented))
+    }
+
+    /// The holder of a presented admin token (compared by SHA-256), if it is one.
+    pub fn admin(&self, presented: &str) -> Option<&Arc<str>> {
+        self.admin_tokens.get(&hash_key(presented))
+    }
+
+    /// Every virtual key's entry.
+    pub fn keys(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.keys.values()
     }
 
     pub fn providers(&self) -> &[Arc<Provider>] {

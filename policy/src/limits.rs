@@ -8,13 +8,14 @@
 
 use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use sluice_config::Limits;
+use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -51,7 +52,31 @@ pub struct Headroom {
     pub tokens: Option<(u64, u64, Duration)>,
 }
 
-type Gcra = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type Gcra = RateLimiter<NotKeyed, InMemoryState, TokioClock, StateInformationMiddleware>;
+
+/// governor's clock over tokio's, so limiter tests run on paused time (governor's default
+/// reads the CPU's counter, which no test can move).
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    origin: Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    /// Time since the clock's origin.
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
 
 /// The live limiter state of one key.
 #[derive(Debug)]
@@ -67,7 +92,8 @@ impl KeyLimiter {
             let quota = Quota::per_minute(rpm);
             (
                 rpm.get(),
-                RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>(),
+                RateLimiter::direct_with_clock(quota, TokioClock::default())
+                    .with_middleware::<StateInformationMiddleware>(),
             )
         });
         let tokens = limits.tpm.map(|tpm| TokenWindow::new(tpm, Instant::now()));
@@ -95,7 +121,7 @@ impl KeyLimiter {
                     return Err(Denied {
                         kind: LimitKind::Requests,
                         limit: u64::from(*rpm),
-                        retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                        retry_after: not_until.wait_time_from(gcra.clock().now()),
                     });
                 }
             }
@@ -232,6 +258,42 @@ mod tests {
             "{:?}",
             denied.retry_after
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rpm_window_refills_on_paused_time() {
+        let l = KeyLimiter::new(Limits {
+            rpm: Some(60),
+            tpm: None,
+        })
+        .expect("limited");
+        for _ in 0..60 {
+            l.admit().expect("within the minute's allowance");
+        }
+        let denied = l.admit().expect_err("61st in no time");
+        assert_eq!(denied.retry_after, Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(l.admit().is_err(), "one slot a second, not yet");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        l.admit().expect("a slot came back");
+        assert!(l.admit().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_window_slides_on_paused_time() {
+        let l = KeyLimiter::new(Limits {
+            rpm: None,
+            tpm: Some(1000),
+        })
+        .expect("limited");
+        l.admit().expect("empty window");
+        l.consume_tokens(1500);
+        assert!(l.admit().is_err());
+        // 1500 fade below 1000 a third of the way into the next minute: at 80 s.
+        tokio::time::advance(Duration::from_secs(79)).await;
+        assert!(l.admit().is_err());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        l.admit().expect("room again");
     }
 
     #[test]

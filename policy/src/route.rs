@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_config::{CacheConfig, ModelKind, RetryConfig, RouteConfig, Timeouts};
 
+use crate::runtime::RuntimeState;
 use crate::{Error, Result, Target};
 
 /// Whether the route came from the `routes` section or stands for a bare catalog model.
@@ -34,7 +35,8 @@ pub struct Route {
     targets: Vec<(Arc<Target>, u32)>,
     fallbacks: Vec<Arc<Target>>,
     total_weight: u64,
-    counter: AtomicU64,
+    /// The weighted pick's position: runtime state, so a reload does not restart the cycle.
+    counter: Arc<AtomicU64>,
 }
 
 /// The ordered targets for one request. Borrowed from the policy snapshot the request holds.
@@ -52,6 +54,7 @@ impl Route {
     pub(crate) fn configured(
         rc: &RouteConfig,
         catalog: &HashMap<String, Arc<Target>>,
+        runtime: &RuntimeState,
     ) -> Result<Self> {
         let lookup = |model: &str| {
             catalog
@@ -79,6 +82,7 @@ impl Route {
             rc.timeouts,
             targets,
             fallbacks,
+            runtime.route_counter(&rc.name),
         );
         route.slow = rc.slow;
         route.cache = rc.cache;
@@ -93,6 +97,8 @@ impl Route {
             Timeouts::default(),
             vec![(target, 1)],
             Vec::new(),
+            // One target: the counter is never read.
+            Arc::default(),
         )
     }
 
@@ -103,6 +109,7 @@ impl Route {
         timeouts: Timeouts,
         targets: Vec<(Arc<Target>, u32)>,
         fallbacks: Vec<Arc<Target>>,
+        counter: Arc<AtomicU64>,
     ) -> Self {
         let total_weight = targets.iter().map(|(_, w)| u64::from(*w)).sum();
         Self {
@@ -115,7 +122,7 @@ impl Route {
             targets,
             fallbacks,
             total_weight,
-            counter: AtomicU64::new(0),
+            counter,
         }
     }
 

@@ -15,7 +15,8 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(mut policy: Policy) -> Self {
+        policy.generation = 1;
         Self {
             current: ArcSwap::from_pointee(policy),
             generation: AtomicU64::new(1),
@@ -28,9 +29,14 @@ impl PolicyStore {
 
     /// Swaps in an already compiled policy and returns its generation. Compiling first
     /// means a bad file never replaces a good policy.
-    pub fn replace(&self, next: Policy) -> u64 {
+    pub fn replace(&self, mut next: Policy) -> u64 {
+        // Reloads are serialised by their one caller (the reloader), so the generation the
+        // policy carries is the one this swap makes.
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        next.generation = generation;
         self.current.store(Arc::new(next));
-        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+        self.generation.store(generation, Ordering::Relaxed);
+        generation
     }
 
     pub fn generation(&self) -> u64 {

@@ -26,7 +26,7 @@ keys:
 fn policy() -> Policy {
     let loaded = sluice_config::load_str_with_env(YAML, "test.yaml", &|_| None)
         .expect("test policy is valid");
-    Policy::compile(&loaded.config).expect("compiles")
+    Policy::compile(&loaded.config, &RuntimeState::new()).expect("compiles")
 }
 
 fn names(plan: &AttemptPlan<'_>) -> Vec<String> {
@@ -88,7 +88,7 @@ fn keys_authenticate_by_hash_only() {
         .expect("valid")
         .config;
     cfg.keys[0].key_sha256 = hash_key("sk-right");
-    let p = Policy::compile(&cfg).expect("compiles");
+    let p = Policy::compile(&cfg, &RuntimeState::new()).expect("compiles");
     assert_eq!(&*p.authenticate("sk-right").expect("valid key").tenant, "t");
 }
 
@@ -98,4 +98,49 @@ fn store_swaps_whole_policies() {
     let before = store.snapshot();
     assert_eq!(store.replace(policy()), 2);
     assert!(!Arc::ptr_eq(&before, &store.snapshot()));
+}
+
+#[test]
+fn a_reload_keeps_live_state_of_unchanged_rules() {
+    let runtime = RuntimeState::new();
+    let limited = YAML.replace("tenant: t }", "tenant: t, limits: { rpm: 2 } }");
+    let load = |y: &str| {
+        sluice_config::load_str_with_env(y, "test.yaml", &|_| None)
+            .expect("valid")
+            .config
+    };
+    let first = Policy::compile(&load(&limited), &runtime).expect("compiles");
+    let key = first.keys().next().expect("one key");
+    let limiter = key.limiter.clone().expect("limited");
+    limiter.admit().expect("1 of 2");
+    limiter.admit().expect("2 of 2");
+    assert!(limiter.admit().is_err(), "the key is out of requests");
+
+    // Another route's retry settings change; the key's window must carry over.
+    let second_cfg = load(&limited.replace("max_attempts: 2", "max_attempts: 1"));
+    let second = Policy::compile(&second_cfg, &runtime).expect("compiles");
+    runtime.retain(&second);
+    let again = second
+        .keys()
+        .next()
+        .and_then(|k| k.limiter.clone())
+        .expect("limited");
+    assert!(Arc::ptr_eq(&limiter, &again));
+    assert!(again.admit().is_err(), "still limited after the reload");
+    let cooling = &first.catalog_model("m-a").expect("model").state;
+    let same = &second.catalog_model("m-a").expect("model").state;
+    assert!(Arc::ptr_eq(cooling, same), "target state carried over");
+
+    // A changed limit is a new rule: a fresh window.
+    let third =
+        Policy::compile(&load(&limited.replace("rpm: 2", "rpm: 3")), &runtime).expect("compiles");
+    let fresh = third
+        .keys()
+        .next()
+        .and_then(|k| k.limiter.clone())
+        .expect("limited");
+    assert!(fresh.admit().is_ok());
+    // Removing every limit and keys forgets the state once the new policy is in place.
+    runtime.retain(&third);
+    assert_eq!(runtime.sizes().0, 1);
 }

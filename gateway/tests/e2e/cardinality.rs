@@ -2,9 +2,10 @@
 //! request ids must not create series, nor show up in the scrape at all.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use tokio::time::Instant;
 
 use crate::common::{self, KEY, TestGateway};
 

@@ -18,8 +18,15 @@ pub const CANARY_ENV: &str = "SLUICE_TEST_PROVIDER_KEY";
 /// The virtual key of the test policies, and its SHA-256.
 pub const KEY: &str = "sk-sluice-test";
 
+/// The admin token of the test policies; its SHA-256 is in every test policy.
+pub const ADMIN_TOKEN: &str = "sk-sluice-test-admin";
+
 pub fn key_sha256() -> String {
-    let out = sluice_policy::hash_key(KEY);
+    sha256_hex(KEY)
+}
+
+pub fn sha256_hex(plain: &str) -> String {
+    let out = sluice_policy::hash_key(plain);
     out.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -39,6 +46,52 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Where a test gateway's policy file lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A plain file.
+    File,
+    /// As the kubelet mounts a ConfigMap: `sluice.yaml -> ..data/sluice.yaml`, with `..data`
+    /// a symlink to a timestamped directory that an update replaces by swapping `..data`.
+    ConfigMap,
+}
+
+/// Publishes `yaml` into a ConfigMap-style mount as the kubelet does: a new timestamped
+/// directory, then an atomic rename of a fresh `..data` symlink over the old one.
+pub fn configmap_publish(mount: &std::path::Path, version: &str, yaml: &str) {
+    let dir = mount.join(version);
+    std::fs::create_dir_all(&dir).expect("version dir");
+    std::fs::write(dir.join("sluice.yaml"), yaml).expect("write policy");
+    let tmp = mount.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(version, &tmp).expect("data symlink");
+    std::fs::rename(&tmp, mount.join("..data")).expect("swap ..data");
+}
+
+/// The policy file of a test gateway: the fixed `server`, `keys` and `admin` sections around
+/// `body` (providers, models, routes). The policy file is polled every 100 ms for changes.
+fn policy_yaml(
+    port: u16,
+    admin_port: u16,
+    body: &str,
+    mock_url: &str,
+    server_extra: &str,
+    key_extra: &str,
+) -> String {
+    // Tests that set their own `reload` keep it.
+    let reload = if server_extra.contains("reload:") {
+        ""
+    } else {
+        "  reload: { interval: 100ms }\n"
+    };
+    format!(
+        "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n{reload}{server_extra}\n{}\nkeys:\n  - {{ name: test, key_sha256: \"{}\", tenant: test{key_extra} }}\nadmin:\n  tokens:\n    - {{ name: test-admin, token_sha256: \"{}\" }}\n",
+        body.replace("{mock}", mock_url),
+        key_sha256(),
+        sha256_hex(ADMIN_TOKEN),
+    )
+}
+
 pub async fn mock_llm() -> MockLlm {
     MockLlm::start(MockLlmConfig {
         api_key: Some(CANARY.to_owned()),
@@ -53,6 +106,9 @@ pub struct TestGateway {
     pub admin_port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// The policy file the gateway serves (and reloads).
+    pub policy_path: PathBuf,
+    mock_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -76,16 +132,42 @@ impl TestGateway {
         server_extra: &str,
         key_extra: &str,
     ) -> Self {
+        Self::start_laid_out(body, mock, server_extra, key_extra, Layout::File).await
+    }
+
+    /// As [`Self::start_full`], with the policy file laid out as `layout` says.
+    pub async fn start_laid_out(
+        body: &str,
+        mock: &MockLlm,
+        server_extra: &str,
+        key_extra: &str,
+        layout: Layout,
+    ) -> Self {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        let yaml = format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n{server_extra}\n{}\nkeys:\n  - {{ name: test, key_sha256: \"{}\", tenant: test{key_extra} }}\n",
-            body.replace("{mock}", &mock.base_url()),
-            key_sha256()
+        let yaml = policy_yaml(
+            port,
+            admin_port,
+            body,
+            &mock.base_url(),
+            server_extra,
+            key_extra,
         );
-        let cfg = dir.path().join("sluice.yaml");
-        std::fs::write(&cfg, yaml).expect("write policy");
+        let cfg = match layout {
+            Layout::File => {
+                let cfg = dir.path().join("sluice.yaml");
+                std::fs::write(&cfg, yaml).expect("write policy");
+                cfg
+            }
+            Layout::ConfigMap => {
+                let mount = dir.path().join("policy");
+                configmap_publish(&mount, "..2026_01_01_00_00_00.1", &yaml);
+                let link = mount.join("sluice.yaml");
+                std::os::unix::fs::symlink("..data/sluice.yaml", &link).expect("file symlink");
+                link
+            }
+        };
         let log = dir.path().join("sluice.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -103,6 +185,8 @@ impl TestGateway {
             admin_port,
             child: Some(child),
             log,
+            policy_path: cfg,
+            mock_url: mock.base_url(),
             _dir: dir,
         };
         gw.wait_ready().await;
@@ -126,6 +210,26 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("sluice did not become ready; log:\n{}", self.log_text());
+    }
+
+    /// The policy text this gateway would be started with for these sections (same ports,
+    /// keys and admin token), for tests that rewrite the file.
+    pub fn policy_text(&self, body: &str, server_extra: &str, key_extra: &str) -> String {
+        policy_yaml(
+            self.port,
+            self.admin_port,
+            body,
+            &self.mock_url,
+            server_extra,
+            key_extra,
+        )
+    }
+
+    /// An admin request with the test admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -179,17 +283,18 @@ impl TestGateway {
             .body(body)
     }
 
-    /// Scrapes until `ready` holds (records land just after a response ends), at most 3 s.
+    /// Scrapes until `ready` holds (records land in the metrics shortly after a response
+    /// ends, via the recorder), for up to [`PATIENCE`]; returns the last scrape either way,
+    /// so the caller's assertion says what was missing.
     pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
-        let mut last = String::new();
-        for _ in 0..150 {
-            last = self.metrics().await;
-            if ready(&last) {
-                break;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let last = self.metrics().await;
+            if ready(&last) || tokio::time::Instant::now() >= deadline {
+                return last;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        last
     }
 
     pub async fn metrics(&self) -> String {
@@ -213,6 +318,7 @@ impl Drop for TestGateway {
                 if child.try_wait().ok().flatten().is_some() {
                     break;
                 }
+                #[expect(clippy::disallowed_methods, reason = "Drop cannot await")]
                 std::thread::sleep(Duration::from_millis(10));
             }
             let _ = child.kill();
@@ -228,7 +334,30 @@ impl Drop for TestGateway {
                 !log.contains(KEY),
                 "the virtual key leaked into the gateway log:\n{log}"
             );
+            assert!(
+                !log.contains(ADMIN_TOKEN),
+                "the admin token leaked into the gateway log:\n{log}"
+            );
         }
+    }
+}
+
+/// How long a test waits for state it can observe (a metric, a log line, a counter) before
+/// it fails: generous, because a loaded two-core machine can be slow, and the wait ends as
+/// soon as the state is there.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `check` until it returns `Some`, for up to [`PATIENCE`].
+pub async fn eventually<T>(mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

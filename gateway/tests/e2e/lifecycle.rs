@@ -31,6 +31,10 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test reads the stream while it signals"
+    )]
     let reader = tokio::spawn(sse_data(resp));
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw.signal("TERM");

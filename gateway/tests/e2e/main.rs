@@ -9,5 +9,6 @@ mod failover;
 mod lifecycle;
 mod prometheus;
 mod ratelimit;
+mod reload;
 mod streaming;
 mod telemetry;

@@ -296,6 +296,7 @@ impl Prometheus {
             if child.try_wait().ok().flatten().is_some() {
                 return;
             }
+            #[expect(clippy::disallowed_methods, reason = "Drop cannot await")]
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = child.kill();

@@ -1,8 +1,6 @@
 //! Streaming behaviour seen by a client: usage chunk handling, event-by-event delivery and
 //! client disconnects cancelling the upstream request.
 
-use std::time::Duration;
-
 use crate::common::{self, TestGateway, chat, sse_data};
 
 const POLICY: &str = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\n  local: { kind: mock, ttft_ms: 0, tokens_per_s: 1000 }\nmodels:\n  m: { provider: up, upstream_model: m }\n  slow: { provider: up, upstream_model: \"slow@delay:150\" }\n  nousage: { provider: up, upstream_model: \"n@nousage\" }\n  inproc: { provider: local }\n";
@@ -85,60 +83,46 @@ async fn events_are_delivered_one_by_one_and_a_leaving_client_cancels_upstream()
     let mock = common::mock_llm().await;
     let gw = TestGateway::start(POLICY, &mock).await;
 
-    // 16 content events 150 ms apart: the first must arrive long before the last is written.
-    let started = tokio::time::Instant::now();
+    // 16 content events 150 ms apart: the first must reach the client on its own, while the
+    // provider is still writing the rest (a buffering gateway would hand them over together).
     let mut resp = gw
         .post("/v1/chat/completions", chat("slow", true))
         .send()
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
-    let mut first_content = None;
     let mut seen = String::new();
+    let mut got_content = false;
     while let Some(chunk) = resp.chunk().await.expect("chunk") {
         seen.push_str(&String::from_utf8_lossy(&chunk));
-        if seen.contains("\"content\":\"") && !seen.contains("\"content\":\"\"}") {
-            first_content = Some(started.elapsed());
-            break;
-        }
-        if first_content.is_none() && seen.matches("data: ").count() >= 2 {
-            first_content = Some(started.elapsed());
+        let content = seen.contains("\"content\":\"") && !seen.contains("\"content\":\"\"}");
+        if content || seen.matches("data: ").count() >= 2 {
+            got_content = true;
             break;
         }
     }
-    let first = first_content.expect("a content event arrived");
+    assert!(got_content, "a content event arrived");
     assert!(
-        first < Duration::from_millis(1000),
-        "first event took {first:?}: buffered?"
+        !seen.contains("finish_reason\":\"") && !seen.contains("[DONE]"),
+        "the first content event came with the end of the stream: buffered? {seen}"
     );
 
     // Leave mid-stream; the gateway must notice and close its upstream connection.
     drop(resp);
-    let mut cancelled = false;
-    for _ in 0..100 {
-        let metrics = gw.metrics().await;
-        if metrics.contains("outcome=\"cancelled\"") {
-            cancelled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(cancelled, "the gateway recorded the cancel");
-    let mut upstream_saw_it = false;
-    for _ in 0..100 {
-        if mock.stats().streams_aborted >= 1 {
-            upstream_saw_it = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let metrics = gw
+        .metrics_when(|m| m.contains("outcome=\"cancelled\""))
+        .await;
     assert!(
-        upstream_saw_it,
+        metrics.contains("outcome=\"cancelled\""),
+        "the gateway recorded the cancel"
+    );
+    let aborted =
+        common::eventually(async || (mock.stats().streams_aborted >= 1).then_some(())).await;
+    // mock-llm counts a stream as aborted only when its connection closed before the stream's
+    // end: had the gateway not cancelled, it would have written all 16 events.
+    assert!(
+        aborted.is_some(),
         "mock-llm saw its stream cut: {:?}",
         mock.stats()
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(2000),
-        "well before the 2.4 s stream would end"
     );
 }

@@ -141,7 +141,7 @@ pub fn failed_twice(n: u8) -> RequestRecord {
     let mut r = chat(n);
     r.status = 504;
     r.outcome = Outcome::Timeout;
-    r.error_type = Some("timeout");
+    r.error_type = Some(sluice_observability::ErrorKind::UpstreamTimeout);
     r.duration = Duration::from_millis(1_300);
     r.attempts = vec![
         attempt(n, 0, AttemptOutcome::ServerError, 5, 100),

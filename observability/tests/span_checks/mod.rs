@@ -231,8 +231,11 @@ fn kinds_parents_and_explicit_timestamps() {
     );
     assert_eq!(server.start_time, at(0));
     assert_eq!(server.end_time, at(1_300));
-    assert_eq!(server.status, Status::error("timeout"));
-    assert_eq!(attr(server, sc::ERROR_TYPE), Some(&Value::from("timeout")));
+    assert_eq!(server.status, Status::error("upstream_timeout"));
+    assert_eq!(
+        attr(server, sc::ERROR_TYPE),
+        Some(&Value::from("upstream_timeout"))
+    );
     assert_eq!(
         attr(server, sc::HTTP_RESPONSE_STATUS_CODE),
         Some(&Value::I64(504))
@@ -313,7 +316,7 @@ fn the_mock_provider_and_a_request_without_attempts() {
     r.attempts.clear();
     r.status = 401;
     r.outcome = sluice_observability::Outcome::ClientError;
-    r.error_type = Some("unauthorized");
+    r.error_type = Some(sluice_observability::ErrorKind::InvalidApiKey);
     r.request_model = None;
     let spans = build_spans(&r, None);
     assert_eq!(spans.len(), 1);
@@ -324,7 +327,7 @@ fn the_mock_provider_and_a_request_without_attempts() {
     );
     assert_eq!(
         attr(&spans[0], sc::ERROR_TYPE),
-        Some(&Value::from("unauthorized"))
+        Some(&Value::from("invalid_api_key"))
     );
     assert_eq!(
         spans[0].status,

@@ -23,6 +23,10 @@ async fn serve(
 ) -> (Result<Response, String>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a test's fake provider, not Sluice"
+    )]
     let server = tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.expect("accept");
         sock.set_nodelay(true).expect("nodelay");

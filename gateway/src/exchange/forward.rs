@@ -1,0 +1,312 @@
+//! After the commit point: writing a checked whole answer, or forwarding a stream event by
+//! event until it ends one way or another.
+//!
+//! Events that arrived in one upstream read (every HTTP chunk already buffered included) leave
+//! in one write: no waiting for more, and no syscall per event when a provider sends several at
+//! once. Every wait also watches the client, so a client that leaves cancels the upstream
+//! request at once; closing that connection is what stops the provider generating (and billing).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::protocols::http::ServerSession;
+use sluice_observability::AttemptOutcome;
+use sluice_policy::Target;
+use tokio::time::{Instant, timeout_at};
+
+use super::failure;
+use super::read::{Ready, StreamStart};
+use crate::context::RequestCtx;
+use crate::error::GatewayError;
+use crate::providers::Upstream;
+use crate::request::OpenAiRequest;
+use crate::respond::{self, Batch, Delivered, Rejection};
+use crate::sse::{SseDecoder, SseEvent};
+use crate::state::AppState;
+use crate::stream::{StreamState, Verdict};
+
+/// What a committed stream may take: until `deadline` in all, `idle` between chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub deadline: Instant,
+    pub idle: Duration,
+}
+
+/// Writes a checked answer (or starts forwarding a checked stream) to the client.
+pub async fn commit(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    target: &Target,
+    ready: Ready,
+    limits: StreamLimits,
+) -> Result<Delivered, Rejection> {
+    match ready {
+        Ready::Whole {
+            status,
+            body,
+            answer,
+            usage,
+        } => {
+            ctx.end_attempt(AttemptOutcome::Ok, Some(status));
+            ctx.usage = usage;
+            ctx.answer = answer;
+            if let Some(fill) = &mut ctx.cache_fill {
+                fill.set_whole(&body);
+            }
+            let header =
+                respond::response_header(status, "application/json", Some(body.len()), ctx)
+                    .map_err(Rejection::Error)?;
+            if ds.write_response_header(header).await.is_err()
+                || ds.write_response_body(body, true).await.is_err()
+            {
+                ctx.end_cancelled();
+                return Ok(Delivered::ClientGone);
+            }
+            ctx.end_ok(status);
+            Ok(Delivered::Complete)
+        }
+        Ready::Stream(start) => stream(state, ds, ctx, req, target, *start, limits).await,
+    }
+}
+
+/// How a committed stream ended.
+enum StreamEnd {
+    /// `[DONE]` or a clean end after a finish reason.
+    Finished,
+    /// Sluice ends the stream with this error event.
+    Failed(GatewayError),
+    /// The provider's own error event went to the client.
+    ProviderError,
+    ClientGone,
+}
+
+async fn stream(
+    state: &AppState,
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    req: &OpenAiRequest,
+    target: &Target,
+    start: StreamStart,
+    limits: StreamLimits,
+) -> Result<Delivered, Rejection> {
+    let StreamStart {
+        upstream: mut up,
+        mut decoder,
+        held,
+    } = start;
+    let header = respond::sse_header(ctx).map_err(Rejection::Error)?;
+    let mut st = StreamState::default();
+    let end = if ds.write_response_header(header).await.is_err() {
+        StreamEnd::ClientGone
+    } else {
+        ctx.sent_status(200);
+        let mut pump = Pump {
+            ds: &mut *ds,
+            ctx: &mut *ctx,
+            req,
+            target,
+            up: &mut up,
+            decoder: &mut decoder,
+            st: &mut st,
+            limits,
+        };
+        pump.run(held).await
+    };
+
+    // One epilogue for every ending: record what was delivered, settle the upstream
+    // connection, finish the downstream body.
+    let saw_done = st.saw_done;
+    ctx.answer = std::mem::take(&mut st.answer);
+    ctx.chunks = st.content_chunks;
+    match end {
+        StreamEnd::Finished => {
+            ctx.end_attempt(AttemptOutcome::Ok, Some(200));
+            if let (true, Some(fill)) = (saw_done, &mut ctx.cache_fill) {
+                fill.mark_complete();
+            }
+            // Read the terminating chunk, if any, so the connection can be pooled.
+            let complete = matches!(
+                timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
+                Ok(Ok(None))
+            );
+            up.release(&state.connector, complete).await;
+            let delivered = respond::end_stream(ds).await;
+            match delivered {
+                Delivered::Complete => ctx.end_ok(200),
+                Delivered::ClientGone => ctx.end_cancelled(),
+            }
+            Ok(delivered)
+        }
+        StreamEnd::ProviderError => {
+            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+            ctx.end_provider_stream_error();
+            up.release(&state.connector, false).await;
+            Ok(respond::end_stream(ds).await)
+        }
+        StreamEnd::Failed(e) => {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
+            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+            ctx.end_with(&e);
+            up.release(&state.connector, false).await;
+            if ds
+                .write_response_body(e.to_sse_event(), false)
+                .await
+                .is_err()
+            {
+                return Ok(Delivered::ClientGone);
+            }
+            Ok(respond::end_stream(ds).await)
+        }
+        StreamEnd::ClientGone => {
+            ctx.end_attempt(AttemptOutcome::Cancelled, Some(200));
+            ctx.end_cancelled();
+            // Closing the upstream connection is what stops the provider generating (and billing).
+            up.release(&state.connector, false).await;
+            Ok(Delivered::ClientGone)
+        }
+    }
+}
+
+/// A committed stream's moving parts, borrowed for the time it is pumped.
+struct Pump<'a> {
+    ds: &'a mut ServerSession,
+    ctx: &'a mut RequestCtx,
+    req: &'a OpenAiRequest,
+    target: &'a Target,
+    up: &'a mut Upstream,
+    decoder: &'a mut SseDecoder,
+    st: &'a mut StreamState,
+    limits: StreamLimits,
+}
+
+impl Pump<'_> {
+    /// Moves events from the provider to the client until the stream ends.
+    async fn run(&mut self, held: Vec<SseEvent>) -> StreamEnd {
+        let mut batch = Batch::default();
+        let mut verdict = Verdict::Forward;
+        for ev in held {
+            verdict = self.admit(ev, &mut batch);
+        }
+        if batch
+            .write(self.ds, &mut self.ctx.cache_fill)
+            .await
+            .is_err()
+        {
+            return StreamEnd::ClientGone;
+        }
+        if verdict == Verdict::Error {
+            return StreamEnd::ProviderError;
+        }
+        loop {
+            if self.st.saw_done {
+                return StreamEnd::Finished;
+            }
+            let read_by = (Instant::now() + self.limits.idle).min(self.limits.deadline);
+            let chunk = tokio::select! {
+                biased;
+                r = timeout_at(read_by, self.up.read_chunk()) => r,
+                _ = self.ds.read_body_or_idle(true) => return StreamEnd::ClientGone,
+            };
+            let bytes = match chunk {
+                Err(_) => {
+                    let limit = if read_by >= self.limits.deadline {
+                        "the request's total time limit"
+                    } else {
+                        "the idle limit"
+                    };
+                    return StreamEnd::Failed(
+                        self.interrupted(format!("no data from the provider within {limit}")),
+                    );
+                }
+                Ok(Err(e)) => return StreamEnd::Failed(self.interrupted(e)),
+                Ok(Ok(None)) => return self.upstream_ended().await,
+                Ok(Ok(Some(bytes))) => bytes,
+            };
+            self.decoder.push(&bytes);
+            // Whatever else that read brought (a provider that sends each event as its own
+            // HTTP chunk delivers them one chunk per call) goes into the same write.
+            while let Some(more) = self.up.read_buffered() {
+                self.decoder.push(&more);
+            }
+            let mut batch = Batch::default();
+            let mut verdict = Verdict::Forward;
+            loop {
+                let ev = match self.decoder.next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => {
+                        if batch
+                            .write(self.ds, &mut self.ctx.cache_fill)
+                            .await
+                            .is_err()
+                        {
+                            return StreamEnd::ClientGone;
+                        }
+                        return StreamEnd::Failed(self.interrupted(e.to_string()));
+                    }
+                };
+                verdict = self.admit(ev, &mut batch);
+                if verdict == Verdict::Error {
+                    break;
+                }
+            }
+            if batch
+                .write(self.ds, &mut self.ctx.cache_fill)
+                .await
+                .is_err()
+            {
+                return StreamEnd::ClientGone;
+            }
+            if verdict == Verdict::Error {
+                return StreamEnd::ProviderError;
+            }
+        }
+    }
+
+    /// The provider's body ended: finished, or cut short.
+    async fn upstream_ended(&mut self) -> StreamEnd {
+        if self.decoder.pending_len() > 0 || self.st.truncated() {
+            return StreamEnd::Failed(
+                self.interrupted("the provider closed the stream before it finished".into()),
+            );
+        }
+        // Finished (a finish_reason arrived) but no [DONE]; SDKs wait for it.
+        if !self.st.saw_done {
+            let mut done = Batch::default();
+            done.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            if done.write(self.ds, &mut self.ctx.cache_fill).await.is_err() {
+                return StreamEnd::ClientGone;
+            }
+        }
+        StreamEnd::Finished
+    }
+
+    /// Updates the stream's state from one event and adds it to `batch` unless it is dropped.
+    /// A provider's error event is passed on with the provider key redacted.
+    fn admit(&mut self, ev: SseEvent, batch: &mut Batch) -> Verdict {
+        let verdict = self.st.inspect(&ev, self.req.client_wants_usage);
+        if self.st.usage.is_some() {
+            self.ctx.usage = self.st.usage;
+        }
+        if verdict != Verdict::Drop && self.ctx.first_chunk.is_none() && self.st.content_chunks > 0
+        {
+            self.ctx.first_chunk = Some(Instant::now());
+        }
+        match verdict {
+            Verdict::Drop => {}
+            Verdict::Forward => batch.push(ev.raw),
+            Verdict::Error => batch.push(failure::redact_body(ev.raw, self.target)),
+        }
+        verdict
+    }
+
+    /// Errors name the model the client asked for, as the non-streaming errors do.
+    fn interrupted(&self, detail: String) -> GatewayError {
+        GatewayError::StreamInterrupted {
+            model: self.req.model.clone(),
+            detail: failure::redact_text(&detail, self.target),
+        }
+    }
+}

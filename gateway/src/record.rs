@@ -1,0 +1,166 @@
+//! The recorder: the background service every finished request goes to.
+//!
+//! A request hands its [`Finished`] over with one `offer` (a bounded queue; a full queue drops
+//! and counts it in `sluice_background_dropped_total{queue="records"}`) and its connection is
+//! reusable at once. Everything that is only accounting happens here, off the request path:
+//! a tokenizer count when the provider reported no usage, cost from the catalog's prices, the
+//! key's token window, captured content, the metrics, the access-log line and the spans.
+//!
+//! The queue is drained on a short tick rather than awaited, so a request never pays for
+//! waking this thread; lines reach standard output within [`TICK`].
+
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sluice_observability::service::{Intake, Service, Shutdown};
+use sluice_observability::{
+    Flags, Metrics, SpanPolicy, SpanSink, TokenUsage, UsageSource, cost, tokens,
+};
+
+use crate::context::Finished;
+
+/// How often the queue is drained.
+pub const TICK: Duration = Duration::from_millis(20);
+/// Finished requests waiting for the recorder; more are dropped (and counted).
+pub const QUEUE: usize = 65_536;
+
+pub struct Recorder {
+    intake: Intake<Finished>,
+    metrics: Metrics,
+    spans: SpanSink,
+    /// The span sampling of the last policy generation seen: (generation, policy).
+    span_policy: Option<(u64, SpanPolicy)>,
+    out: Vec<u8>,
+}
+
+impl Recorder {
+    pub fn new(intake: Intake<Finished>, metrics: Metrics, spans: SpanSink) -> Self {
+        Self {
+            intake,
+            metrics,
+            spans,
+            span_policy: None,
+            out: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// Completes and records one request.
+    fn record(&mut self, f: Finished) {
+        let Finished {
+            mut record,
+            estimate,
+            capture,
+            pricing,
+            limiter,
+            route_slow,
+            policy,
+        } = f;
+        if let Some(e) = estimate {
+            let usage = TokenUsage {
+                input: tokens::estimate_input(&e.model, &e.body),
+                output: tokens::count(&e.model, &e.text),
+                cached_input: 0,
+                reasoning: 0,
+                source: UsageSource::Estimated,
+            };
+            record.usage = Some(usage);
+            // Provider-reported usage fed the key's window on the request path already.
+            if let Some(limiter) = &limiter {
+                limiter.consume_tokens(usage.input.saturating_add(usage.output));
+            }
+        }
+        if let (Some(u), Some(p)) = (&record.usage, &pricing) {
+            record.cost_usd = Some(cost::cost_usd(u, p));
+        }
+        if let Some((body, answer)) = &capture {
+            record.content = Some(crate::capture::capture(body, answer));
+        }
+        self.metrics.record_request(&record);
+        let (access_log, generation) = policy
+            .as_ref()
+            .map_or((true, 0), |p| (p.telemetry.access_log, p.generation));
+        if access_log {
+            crate::access_log::write_line(&mut self.out, &record);
+        }
+        if !self.spans.is_enabled() {
+            return;
+        }
+        let current = self
+            .span_policy
+            .as_ref()
+            .is_some_and(|(g, _)| *g == generation);
+        if !current && let Some(p) = &policy {
+            match SpanPolicy::new(&p.telemetry) {
+                Ok(sp) => self.span_policy = Some((generation, sp)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot apply the new span sampling; keeping the previous one.")
+                }
+            }
+        }
+        match &self.span_policy {
+            Some((_, sp)) => {
+                self.spans
+                    .offer_with(&record, route_slow, Flags::default(), sp);
+            }
+            None => {
+                self.spans.offer(&record, route_slow, Flags::default());
+            }
+        }
+    }
+
+    fn drain(&mut self, batch: &mut Vec<Finished>) {
+        while self.intake.drain_into(batch, 1024) > 0 {
+            for f in batch.drain(..) {
+                self.record(f);
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let out = &self.out;
+        // A blocked stdout (a full pipe) holds this worker, not a request; the queue absorbs
+        // what arrives meanwhile, and drops what it cannot.
+        let write = || {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out);
+            let _ = stdout.flush();
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(write);
+        } else {
+            write();
+        }
+        self.out.clear();
+    }
+}
+
+impl Service for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn run(self: Box<Self>, mut shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut this = *self;
+        Box::pin(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut batch = Vec::with_capacity(1024);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => this.drain(&mut batch),
+                    () = shutdown.wait() => break,
+                }
+            }
+            this.intake.close();
+            this.drain(&mut batch);
+        })
+    }
+}

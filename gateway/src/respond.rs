@@ -1,0 +1,205 @@
+//! Writing answers to the client: every response header Sluice sends, JSON bodies, OpenAI
+//! errors, the SSE head and its event batches, and replays from the response cache.
+//!
+//! This is the one module that writes to the downstream session. It reads the request's
+//! context (for its id, trace, rate-limit headroom and cache status) and the cache's stored
+//! answer; neither of those modules writes anything, so there is no way round the module graph
+//! back to here.
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+
+use crate::cache::{CachedAnswer, Fill};
+use crate::context::RequestCtx;
+use crate::error::GatewayError;
+
+/// How a request ends when no answer was committed.
+#[derive(Debug)]
+pub enum Rejection {
+    Error(GatewayError),
+    /// A provider's own 4xx answer (say, context too long), passed through unchanged.
+    Upstream {
+        status: u16,
+        body: Bytes,
+    },
+    /// The client went away before anything was written.
+    ClientGone,
+}
+
+/// Whether the downstream connection can serve another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Complete,
+    ClientGone,
+}
+
+impl Delivered {
+    fn of(written: bool) -> Self {
+        if written {
+            Self::Complete
+        } else {
+            Self::ClientGone
+        }
+    }
+}
+
+/// A response header with the request id and the trace context Sluice continued, plus the
+/// key's rate-limit headroom and the cache's verdict when there are any.
+pub fn response_header(
+    status: u16,
+    content_type: &str,
+    content_length: Option<usize>,
+    ctx: &RequestCtx,
+) -> Result<Box<ResponseHeader>, GatewayError> {
+    let build = || -> pingora::Result<Box<ResponseHeader>> {
+        let mut h = ResponseHeader::build(status, Some(7))?;
+        h.insert_header("content-type", content_type)?;
+        match content_length {
+            Some(len) => h.insert_header("content-length", len)?,
+            None => h.insert_header("transfer-encoding", "chunked")?,
+        }
+        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        h.insert_header("traceparent", crate::trace::format(&ctx.trace))?;
+        if let Some(headroom) = &ctx.headroom {
+            crate::ratelimit::add_headers(&mut h, headroom)?;
+        }
+        if let Some(cache) = ctx.cache {
+            h.insert_header("x-sluice-cache", cache.as_str())?;
+        }
+        Ok(Box::new(h))
+    };
+    build().map_err(|e| {
+        GatewayError::Internal(format!(
+            "cannot build a response header: {}",
+            e.etype().as_str()
+        ))
+    })
+}
+
+/// The head of an SSE answer: chunked, never cached or buffered by intermediaries.
+pub fn sse_header(ctx: &RequestCtx) -> Result<Box<ResponseHeader>, GatewayError> {
+    let mut header = response_header(200, "text/event-stream", None, ctx)?;
+    header
+        .insert_header("cache-control", "no-cache")
+        // Tell nginx-style intermediaries not to buffer the stream.
+        .and_then(|()| header.insert_header("x-accel-buffering", "no"))
+        .map_err(|e| {
+            GatewayError::Internal(format!("cannot build the SSE head: {}", e.etype().as_str()))
+        })?;
+    Ok(header)
+}
+
+/// Writes a whole JSON answer. Returns whether the client took it.
+pub async fn write_json(
+    ds: &mut ServerSession,
+    ctx: &RequestCtx,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> bool {
+    let Ok(mut header) = response_header(status, "application/json", Some(body.len()), ctx) else {
+        return false;
+    };
+    for (name, value) in extra {
+        if header.insert_header(*name, value.as_str()).is_err() {
+            return false;
+        }
+    }
+    ds.write_response_header(header).await.is_ok()
+        && ds.write_response_body(body, true).await.is_ok()
+}
+
+/// Writes an error as OpenAI JSON (with `retry-after` when it has one) and ends the request
+/// with it. Returns whether the connection is still reusable.
+pub async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &GatewayError) -> bool {
+    ctx.end_with(e);
+    let mut extra: Vec<(&'static str, String)> = Vec::new();
+    if let Some(after) = e.retry_after() {
+        extra.push((
+            "retry-after",
+            after.as_secs_f64().ceil().max(1.0).to_string(),
+        ));
+        extra.push(("retry-after-ms", after.as_millis().to_string()));
+    }
+    write_json(ds, ctx, e.status(), e.to_json(), &extra).await
+}
+
+/// Events bound for the client from one upstream read, written together.
+#[derive(Default)]
+pub struct Batch {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Batch {
+    pub fn push(&mut self, raw: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(raw);
+        } else {
+            self.rest.push(raw);
+        }
+    }
+
+    /// One write: the event itself when alone (no copy), else the events joined. A cache miss
+    /// keeps a copy of what was written.
+    pub async fn write(self, ds: &mut ServerSession, fill: &mut Option<Fill>) -> Result<(), ()> {
+        let Some(first) = self.first else {
+            return Ok(());
+        };
+        let out = if self.rest.is_empty() {
+            first
+        } else {
+            let len = first.len() + self.rest.iter().map(Bytes::len).sum::<usize>();
+            let mut joined = BytesMut::with_capacity(len);
+            joined.extend_from_slice(&first);
+            for r in &self.rest {
+                joined.extend_from_slice(r);
+            }
+            joined.freeze()
+        };
+        if let Some(fill) = fill {
+            fill.push(&out);
+        }
+        ds.write_response_body(out, false).await.map_err(|_| ())
+    }
+}
+
+/// Ends a chunked body with its terminator.
+pub async fn end_stream(ds: &mut ServerSession) -> Delivered {
+    Delivered::of(ds.finish_body().await.is_ok())
+}
+
+/// Answers a request from the cache: the stored bytes, with this request's own id and trace.
+pub async fn replay(
+    ds: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    hit: &CachedAnswer,
+) -> Result<Delivered, Rejection> {
+    ctx.model.clone_from(&hit.model);
+    ctx.answer.id.clone_from(&hit.response_id);
+    ctx.answer.model.clone_from(&hit.response_model);
+    ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
+    ctx.chunks = hit.chunks;
+    let header = if hit.stream {
+        sse_header(ctx)
+    } else {
+        response_header(200, "application/json", Some(hit.body.len()), ctx)
+    }
+    .map_err(Rejection::Error)?;
+    let written = ds.write_response_header(header).await.is_ok()
+        && ds
+            .write_response_body(hit.body.clone(), !hit.stream)
+            .await
+            .is_ok()
+        && (!hit.stream || ds.finish_body().await.is_ok());
+    if hit.stream {
+        ctx.first_chunk = Some(tokio::time::Instant::now());
+    }
+    if written {
+        ctx.end_ok(200);
+    } else {
+        ctx.end_cancelled();
+    }
+    Ok(Delivered::of(written))
+}
