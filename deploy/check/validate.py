@@ -29,7 +29,8 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jsonschema
 import yaml
@@ -170,7 +171,8 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
     pod = tmpl["spec"]
     problems.check(
         selector_matches(dep["spec"]["selector"].get("matchLabels"), pod_labels),
-        "Deployment", "selector does not match the pod template's labels",
+        "Deployment",
+        "selector does not match the pod template's labels",
     )
     containers = pod.get("containers") or []
     sluice = next((c for c in containers if c.get("name") == "sluice"), None)
@@ -184,8 +186,11 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
     expect = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
     for probe, path in expect.items():
         get = (sluice.get(probe) or {}).get("httpGet") or {}
-        problems.check(get.get("path") == path and get.get("port") == "admin", "Deployment",
-                       f"{probe} is not GET {path} on the admin port: {get}")
+        problems.check(
+            get.get("path") == path and get.get("port") == "admin",
+            "Deployment",
+            f"{probe} is not GET {path} on the admin port: {get}",
+        )
     sleep = (((sluice.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
     problems.check(isinstance(sleep, int) and sleep > 0, "Deployment", "no preStop sleep")
     grace = pod.get("terminationGracePeriodSeconds")
@@ -194,14 +199,21 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
     mounts = {m["mountPath"]: m for m in sluice.get("volumeMounts") or []}
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     policy_mount = mounts.get("/etc/sluice")
-    problems.check(policy_mount is not None and "subPath" not in policy_mount and policy_mount.get("readOnly") is True,
-                   "Deployment", "the policy must be a read-only directory mount at /etc/sluice without subPath")
+    problems.check(
+        policy_mount is not None and "subPath" not in policy_mount and policy_mount.get("readOnly") is True,
+        "Deployment",
+        "the policy must be a read-only directory mount at /etc/sluice without subPath",
+    )
     data_mount = mounts.get("/var/lib/sluice")
-    problems.check(data_mount is not None and not data_mount.get("readOnly"), "Deployment",
-                   "no writable mount at /var/lib/sluice")
+    problems.check(
+        data_mount is not None and not data_mount.get("readOnly"), "Deployment", "no writable mount at /var/lib/sluice"
+    )
     env = {e["name"]: e for e in sluice.get("env") or []}
-    problems.check((env.get("SLUICE_CONFIG") or {}).get("value") == "/etc/sluice/sluice.yaml", "Deployment",
-                   "SLUICE_CONFIG is not /etc/sluice/sluice.yaml")
+    problems.check(
+        (env.get("SLUICE_CONFIG") or {}).get("value") == "/etc/sluice/sluice.yaml",
+        "Deployment",
+        "SLUICE_CONFIG is not /etc/sluice/sluice.yaml",
+    )
     configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
     if policy_mount:
         cm_name = ((volumes.get(policy_mount["name"]) or {}).get("configMap") or {}).get("name")
@@ -223,8 +235,11 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
         problems.check(bool(claim) or "emptyDir" in vol, "Deployment", "data volume is neither a PVC nor an emptyDir")
 
     check_pod_security("Deployment", pod, problems)
-    problems.check(pod.get("automountServiceAccountToken") is False, "Deployment",
-                   "the service account token is mounted (Sluice never calls the API server)")
+    problems.check(
+        pod.get("automountServiceAccountToken") is False,
+        "Deployment",
+        "the service account token is mounted (Sluice never calls the API server)",
+    )
 
     # The policy against the pod: listeners on the container ports, keys from the env,
     # shutdown_grace inside the grace period.
@@ -237,60 +252,95 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
         server = policy.get("server") or {}
         for key, port in (("listen", "http"), ("admin_listen", "admin")):
             hp = host_port(str(server.get(key, "")))
-            problems.check(hp is not None and hp[0] == "0.0.0.0" and hp[1] == ports.get(port), "policy",
-                           f"server.{key} {server.get(key)!r} is not 0.0.0.0:{ports.get(port)} (container port {port})")
+            problems.check(
+                hp is not None and hp[0] == "0.0.0.0" and hp[1] == ports.get(port),
+                "policy",
+                f"server.{key} {server.get(key)!r} is not 0.0.0.0:{ports.get(port)} (container port {port})",
+            )
         shutdown = duration_seconds(str(server.get("shutdown_grace", "10s")))
         if shutdown is None:
             problems.add("policy", f"cannot read server.shutdown_grace {server.get('shutdown_grace')!r}")
         elif isinstance(grace, int) and isinstance(sleep, int):
-            problems.check(grace > sleep + shutdown, "Deployment",
-                           f"terminationGracePeriodSeconds {grace} <= preStop {sleep}s + shutdown_grace {shutdown:g}s")
+            problems.check(
+                grace > sleep + shutdown,
+                "Deployment",
+                f"terminationGracePeriodSeconds {grace} <= preStop {sleep}s + shutdown_grace {shutdown:g}s",
+            )
         for name, provider in (policy.get("providers") or {}).items():
             var = (provider or {}).get("api_key_env")
             if var:
-                problems.check(var in env, "Deployment",
-                               f"provider {name} reads its key from {var}, which the pod does not set (providerKeys)")
+                problems.check(
+                    var in env,
+                    "Deployment",
+                    f"provider {name} reads its key from {var}, which the pod does not set (providerKeys)",
+                )
         for name, e in env.items():
             ref = (e.get("valueFrom") or {}).get("secretKeyRef")
             if ref:
-                problems.check(bool(ref.get("name")) and bool(ref.get("key")), "Deployment", f"env {name}: incomplete secretKeyRef")
+                problems.check(
+                    bool(ref.get("name")) and bool(ref.get("key")), "Deployment", f"env {name}: incomplete secretKeyRef"
+                )
 
     # Services select the pods and name real ports; the test pod is selected by none.
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     for name, svc in services.items():
-        problems.check(selector_matches(svc["spec"].get("selector"), pod_labels), f"Service {name}",
-                       "selector does not match the pods")
+        problems.check(
+            selector_matches(svc["spec"].get("selector"), pod_labels),
+            f"Service {name}",
+            "selector does not match the pods",
+        )
         for p in svc["spec"].get("ports") or []:
-            problems.check(p.get("targetPort") in ports, f"Service {name}", f"targetPort {p.get('targetPort')} is not a container port")
+            problems.check(
+                p.get("targetPort") in ports,
+                f"Service {name}",
+                f"targetPort {p.get('targetPort')} is not a container port",
+            )
     admin_services = [s for s in services.values() if any(p.get("targetPort") == "admin" for p in s["spec"]["ports"])]
     client_services = [s for s in services.values() if any(p.get("targetPort") == "http" for p in s["spec"]["ports"])]
     problems.check(len(admin_services) == 1, "Service", "expected one admin Service")
-    problems.check(all(p.get("targetPort") != "admin" for s in client_services for p in s["spec"]["ports"]),
-                   "Service", "the client-facing Service exposes the admin port")
+    problems.check(
+        all(p.get("targetPort") != "admin" for s in client_services for p in s["spec"]["ports"]),
+        "Service",
+        "the client-facing Service exposes the admin port",
+    )
     for p in by_kind.get("Pod", []):
         hook = p["metadata"]["annotations"].get("helm.sh/hook")
         problems.check(hook == "test", f"Pod {p['metadata']['name']}", "a bare Pod that is not a helm test hook")
         labels = p["metadata"].get("labels") or {}
         for name, svc in services.items():
-            problems.check(not selector_matches(svc["spec"].get("selector"), labels), f"Pod {p['metadata']['name']}",
-                           f"is selected by Service {name}")
+            problems.check(
+                not selector_matches(svc["spec"].get("selector"), labels),
+                f"Pod {p['metadata']['name']}",
+                f"is selected by Service {name}",
+            )
         check_pod_security(f"Pod {p['metadata']['name']}", p["spec"], problems)
 
     hpas = by_kind.get("HorizontalPodAutoscaler", [])
     for h in hpas:
         ref = h["spec"]["scaleTargetRef"]
-        problems.check(ref.get("kind") == "Deployment" and ref.get("name") == dep_name, "HorizontalPodAutoscaler",
-                       f"scaleTargetRef {ref} is not the Deployment")
+        problems.check(
+            ref.get("kind") == "Deployment" and ref.get("name") == dep_name,
+            "HorizontalPodAutoscaler",
+            f"scaleTargetRef {ref} is not the Deployment",
+        )
         problems.check("replicas" not in dep["spec"], "Deployment", "sets replicas while an HPA owns them")
     for pdb in by_kind.get("PodDisruptionBudget", []):
-        problems.check(selector_matches(pdb["spec"]["selector"].get("matchLabels"), pod_labels), "PodDisruptionBudget",
-                       "selector does not match the pods")
+        problems.check(
+            selector_matches(pdb["spec"]["selector"].get("matchLabels"), pod_labels),
+            "PodDisruptionBudget",
+            "selector does not match the pods",
+        )
     for np_ in by_kind.get("NetworkPolicy", []):
-        problems.check(selector_matches(np_["spec"]["podSelector"].get("matchLabels"), pod_labels), "NetworkPolicy",
-                       "podSelector does not match the pods")
+        problems.check(
+            selector_matches(np_["spec"]["podSelector"].get("matchLabels"), pod_labels),
+            "NetworkPolicy",
+            "podSelector does not match the pods",
+        )
         for rule in np_["spec"].get("ingress") or []:
             for p in rule.get("ports") or []:
-                problems.check(p.get("port") in ports, "NetworkPolicy", f"ingress port {p.get('port')} is not a container port")
+                problems.check(
+                    p.get("port") in ports, "NetworkPolicy", f"ingress port {p.get('port')} is not a container port"
+                )
 
     # Prometheus Operator resources: schema, then what they point at.
     for kind, schema_file in (("ServiceMonitor", "servicemonitor.json"), ("PrometheusRule", "prometheusrule.json")):
@@ -302,18 +352,32 @@ def check_chart_manifests(docs: list[dict[str, Any]], values: dict[str, Any], pr
                 problems.add(f"{kind} {obj['metadata']['name']} ({schema_file})", f"at /{path}: {err.message}")
     for sm in by_kind.get("ServiceMonitor", []):
         spec = sm["spec"]
-        targets = [s for s in services.values()
-                   if selector_matches(spec.get("selector", {}).get("matchLabels"), s["metadata"].get("labels") or {})]
-        problems.check(len(targets) == 1, "ServiceMonitor", f"selects {len(targets)} Services, expected the admin Service")
+        targets = [
+            s
+            for s in services.values()
+            if selector_matches(spec.get("selector", {}).get("matchLabels"), s["metadata"].get("labels") or {})
+        ]
+        problems.check(
+            len(targets) == 1, "ServiceMonitor", f"selects {len(targets)} Services, expected the admin Service"
+        )
         for t in targets:
             names = {p.get("name") for p in t["spec"]["ports"]}
             for ep in spec.get("endpoints") or []:
-                problems.check(ep.get("port") in names, "ServiceMonitor", f"endpoint port {ep.get('port')} not on Service {t['metadata']['name']}")
+                problems.check(
+                    ep.get("port") in names,
+                    "ServiceMonitor",
+                    f"endpoint port {ep.get('port')} not on Service {t['metadata']['name']}",
+                )
                 problems.check(ep.get("path") == "/metrics", "ServiceMonitor", "endpoint path is not /metrics")
             job = (t["metadata"].get("labels") or {}).get(spec.get("jobLabel", ""))
-            problems.check(job == "sluice", "ServiceMonitor", f"job label resolves to {job!r}; the alert rules select job=\"sluice\"")
-        problems.check(NAMESPACE in ((spec.get("namespaceSelector") or {}).get("matchNames") or []), "ServiceMonitor",
-                       "namespaceSelector misses the release namespace")
+            problems.check(
+                job == "sluice", "ServiceMonitor", f'job label resolves to {job!r}; the alert rules select job="sluice"'
+            )
+        problems.check(
+            NAMESPACE in ((spec.get("namespaceSelector") or {}).get("matchNames") or []),
+            "ServiceMonitor",
+            "namespaceSelector misses the release namespace",
+        )
     rules = by_kind.get("PrometheusRule", [])
     if rules:
         out["rules"] = {"groups": [g for r in rules for g in r["spec"].get("groups") or []]}
@@ -333,7 +397,11 @@ def cmd_chart(args: argparse.Namespace) -> int:
     except Exception as e:  # the SDK raises one exception type per failure kind; all are fatal here
         problems.add("helm render", f"{type(e).__name__}: {e}")
         return problems.finish("")
-    docs = documents(manifests)
+    try:
+        docs = documents(manifests)
+    except yaml.YAMLError as e:
+        problems.add("helm render", f"a template renders invalid YAML: {e}")
+        return problems.finish("")
     found = check_chart_manifests(docs, values, problems)
     core = [strip(d) for d in docs if not str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
     (out / f"{args.name}.yaml").write_text(yaml.safe_dump_all(core, sort_keys=False), encoding="utf-8")
@@ -378,16 +446,24 @@ def cmd_guards(args: argparse.Namespace) -> int:
 # dashboards
 
 VAR_RE = re.compile(r"^\$\{?([A-Za-z0-9_]+)(?::[a-z]+)?\}?$")
-GRAFANA_INTERVALS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h", "__range_s": "3600",
-                     "__range_ms": "3600000", "__interval_ms": "60000"}
+GRAFANA_INTERVALS = {
+    "__rate_interval": "5m",
+    "__interval": "1m",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+    "__interval_ms": "60000",
+}
 
 
 def substitute_vars(expr: str) -> str:
     """Replaces Grafana's variables so the query parses as PromQL: built-in intervals by a
     duration, the dashboard's own variables by a regex matching anything."""
+
     def repl(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
         return GRAFANA_INTERVALS.get(name, ".*")
+
     return re.sub(r"\$\{([A-Za-z0-9_]+)(?::[a-z]+)?\}|\$([A-Za-z0-9_]+)", repl, expr)
 
 
@@ -397,22 +473,66 @@ def all_panels(panels: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         yield from all_panels(p.get("panels") or [])
 
 
+class DatasourceRefs:
+    """Resolves a dashboard's data source references: a datasource variable of the
+    dashboard (`${DS_PROMETHEUS}`), or the uid of a provisioned data source."""
+
+    BUILTIN = ("-- Grafana --", "grafana", "-- Mixed --", "-- Dashboard --")
+
+    def __init__(self, where: str, sources: dict[str, Any], ds_vars: dict[str, Any], problems: Problems) -> None:
+        self.where, self.sources, self.ds_vars, self.problems = where, sources, ds_vars, problems
+
+    def resolve(self, ref: Any, at: str) -> str | None:
+        """Returns the data source type a reference resolves to, reporting what does not."""
+        where, sources, ds_vars, problems = self.where, self.sources, self.ds_vars, self.problems
+        if ref is None:
+            return None
+        if isinstance(ref, str):
+            ref = {"uid": ref}
+        uid, typ = ref.get("uid"), ref.get("type")
+        if uid in self.BUILTIN:
+            return typ
+        m = VAR_RE.match(str(uid))
+        if m:
+            name = m.group(1)
+            if name not in ds_vars:
+                problems.add(where, f"{at}: data source variable ${name} is not a datasource variable of the dashboard")
+                return typ
+            problems.check(typ in (None, ds_vars[name]), where, f"{at}: type {typ} but ${name} selects {ds_vars[name]}")
+            return ds_vars[name]
+        if uid not in sources:
+            problems.add(where, f"{at}: data source uid {uid!r} is not provisioned")
+            return typ
+        problems.check(
+            typ in (None, sources[uid]["type"]), where, f"{at}: type {typ} but uid {uid} is {sources[uid]['type']}"
+        )
+        return sources[uid]["type"]
+
+
 def cmd_dashboards(args: argparse.Namespace) -> int:
     problems = Problems()
     provisioned = load_yaml(Path(args.datasources)) or {}
     sources = {d["uid"]: d for d in provisioned.get("datasources") or []}
-    problems.check(len(sources) == len(provisioned.get("datasources") or []), args.datasources, "missing or duplicate uids")
+    problems.check(
+        len(sources) == len(provisioned.get("datasources") or []), args.datasources, "missing or duplicate uids"
+    )
     defaults = [d for d in sources.values() if d.get("isDefault")]
     problems.check(len(defaults) == 1, args.datasources, f"{len(defaults)} default data sources, expected 1")
     for d in sources.values():
         for link in ("exemplarTraceIdDestinations", "derivedFields"):
             for dest in (d.get("jsonData") or {}).get(link) or []:
-                problems.check(dest.get("datasourceUid") in sources, f"data source {d['uid']}",
-                               f"{link} points at unknown uid {dest.get('datasourceUid')}")
+                problems.check(
+                    dest.get("datasourceUid") in sources,
+                    f"data source {d['uid']}",
+                    f"{link} points at unknown uid {dest.get('datasourceUid')}",
+                )
         for key, val in (d.get("jsonData") or {}).items():
             if isinstance(val, dict) and "datasourceUid" in val:
-                problems.check(val["datasourceUid"] in sources, f"data source {d['uid']}",
-                               f"{key} points at unknown uid {val['datasourceUid']}")
+                problems.check(
+                    val["datasourceUid"] in sources,
+                    f"data source {d['uid']}",
+                    f"{key} points at unknown uid {val['datasourceUid']}",
+                )
     rules: list[dict[str, str]] = []
     count = 0
     for path in args.dashboards:
@@ -425,32 +545,14 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
         count += 1
         for key in ("uid", "title", "panels", "schemaVersion"):
             problems.check(key in dash, where, f"no {key}")
-        ds_vars = {v["name"]: v.get("query") for v in (dash.get("templating") or {}).get("list") or []
-                   if v.get("type") == "datasource"}
+        ds_vars = {
+            v["name"]: v.get("query")
+            for v in (dash.get("templating") or {}).get("list") or []
+            if v.get("type") == "datasource"
+        }
         all_vars = {v["name"] for v in (dash.get("templating") or {}).get("list") or []}
 
-        def check_ref(ref: Any, at: str) -> str | None:
-            """Returns the data source type a reference resolves to."""
-            if ref is None:
-                return None
-            if isinstance(ref, str):
-                ref = {"uid": ref}
-            uid, typ = ref.get("uid"), ref.get("type")
-            if uid in ("-- Grafana --", "grafana", "-- Mixed --", "-- Dashboard --"):
-                return typ
-            m = VAR_RE.match(str(uid))
-            if m:
-                name = m.group(1)
-                if name not in ds_vars:
-                    problems.add(where, f"{at}: data source variable ${name} is not a datasource variable of the dashboard")
-                    return typ
-                problems.check(typ in (None, ds_vars[name]), where, f"{at}: type {typ} but ${name} selects {ds_vars[name]}")
-                return ds_vars[name]
-            if uid not in sources:
-                problems.add(where, f"{at}: data source uid {uid!r} is not provisioned")
-                return typ
-            problems.check(typ in (None, sources[uid]["type"]), where, f"{at}: type {typ} but uid {uid} is {sources[uid]['type']}")
-            return sources[uid]["type"]
+        check_ref = DatasourceRefs(where, sources, ds_vars, problems).resolve
 
         for v in (dash.get("templating") or {}).get("list") or []:
             if v.get("type") == "query":
@@ -459,7 +561,9 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
                 q = q.get("query") if isinstance(q, dict) else q
                 m = re.match(r"^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$", str(q or ""))
                 if typ == "prometheus" and m:
-                    rules.append({"record": f"dashboard:{where}:var:{v.get('name')}", "expr": substitute_vars(m.group(1))})
+                    rules.append(
+                        {"record": f"dashboard:{where}:var:{v.get('name')}", "expr": substitute_vars(m.group(1))}
+                    )
         ids: set[int] = set()
         boxes: list[tuple[int, int, int, int, int]] = []
         for p in all_panels(dash.get("panels") or []):
@@ -475,9 +579,15 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
             if not all(isinstance(g.get(k), int) for k in ("h", "w", "x", "y")):
                 problems.add(where, f"{at}: gridPos needs integer h, w, x, y: {g}")
             else:
-                problems.check(g["w"] >= 1 and g["h"] >= 1 and g["x"] >= 0 and g["y"] >= 0 and g["x"] + g["w"] <= 24,
-                               where, f"{at}: gridPos {g} is outside the 24-column grid")
-                boxes.append((pid, g["x"], g["y"], g["w"], g["h"]))
+                problems.check(
+                    g["w"] >= 1 and g["h"] >= 1 and g["x"] >= 0 and g["y"] >= 0 and g["x"] + g["w"] <= 24,
+                    where,
+                    f"{at}: gridPos {g} is outside the 24-column grid",
+                )
+                # Panels inside a collapsed row are laid out when it opens: only the top
+                # level shares one grid.
+                if any(p is q for q in dash.get("panels") or []):
+                    boxes.append((pid, g["x"], g["y"], g["w"], g["h"]))
             problems.check(bool(p.get("type")), where, f"{at}: no type")
             panel_type = check_ref(p.get("datasource"), at)
             ref_ids: set[str] = set()
@@ -492,17 +602,24 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
                     if expr.strip():
                         rules.append({"record": f"dashboard:{where}:panel{pid}:{ref}", "expr": substitute_vars(expr)})
             for var in re.findall(r"\$\{?([A-Za-z0-9_]+)", json.dumps(p.get("targets") or [])):
-                problems.check(var in all_vars or var in GRAFANA_INTERVALS, where, f"{at}: uses undefined variable ${var}")
-        top = [b for b in boxes]
-        for i, a in enumerate(top):
-            for b in top[i + 1:]:
+                problems.check(
+                    var in all_vars or var in GRAFANA_INTERVALS, where, f"{at}: uses undefined variable ${var}"
+                )
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
                 if a[1] < b[1] + b[3] and b[1] < a[1] + a[3] and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]:
                     problems.add(where, f"panels {a[0]} and {b[0]} overlap")
     # Recording-rule names must be metric names: keep them simple.
-    groups = [{"name": "dashboard-queries",
-               "rules": [{"record": re.sub(r"[^a-zA-Z0-9_:]", "_", r["record"]), "expr": r["expr"]} for r in rules]}]
+    groups = [
+        {
+            "name": "dashboard-queries",
+            "rules": [{"record": re.sub(r"[^a-zA-Z0-9_:]", "_", r["record"]), "expr": r["expr"]} for r in rules],
+        }
+    ]
     Path(args.rules_out).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False), encoding="utf-8")
-    return problems.finish(f"{count} dashboard(s), {len(rules)} PromQL queries written for promtool, data sources resolved")
+    return problems.finish(
+        f"{count} dashboard(s), {len(rules)} PromQL queries written for promtool, data sources resolved"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -535,7 +652,9 @@ def cmd_otel(args: argparse.Namespace) -> int:
     for pname, p in pipelines.items():
         signal = pname.split("/", 1)[0]
         problems.check(signal in ("traces", "metrics", "logs"), f"pipeline {pname}", "unknown signal")
-        problems.check(bool(p.get("receivers")) and bool(p.get("exporters")), f"pipeline {pname}", "needs receivers and exporters")
+        problems.check(
+            bool(p.get("receivers")) and bool(p.get("exporters")), f"pipeline {pname}", "needs receivers and exporters"
+        )
         for r in p.get("receivers") or []:
             if r in defined["connectors"]:
                 connector_out.setdefault(r, set()).add(signal)
@@ -567,12 +686,21 @@ def cmd_otel(args: argparse.Namespace) -> int:
         for name in defined[section] - used[section]:
             problems.add(section, f"{name} is defined but no pipeline uses it")
     for c in defined["connectors"]:
-        problems.check(c in connector_in and c in connector_out, f"connector {c}",
-                       "must be an exporter of one pipeline and a receiver of another")
+        problems.check(
+            c in connector_in and c in connector_out,
+            f"connector {c}",
+            "must be an exporter of one pipeline and a receiver of another",
+        )
     if "spanmetrics" in defined["connectors"]:
-        problems.check(connector_in.get("spanmetrics", set()) <= {"traces"} and connector_out.get("spanmetrics", set()) <= {"metrics"},
-                       "connector spanmetrics", "turns traces into metrics: traces pipeline in, metrics pipeline out")
-    return problems.finish(f"{len(pipelines)} pipelines, {sum(len(v) for v in defined.values())} components, all defined and used")
+        problems.check(
+            connector_in.get("spanmetrics", set()) <= {"traces"}
+            and connector_out.get("spanmetrics", set()) <= {"metrics"},
+            "connector spanmetrics",
+            "turns traces into metrics: traces pipeline in, metrics pipeline out",
+        )
+    return problems.finish(
+        f"{len(pipelines)} pipelines, {sum(len(v) for v in defined.values())} components, all defined and used"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -629,7 +757,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
         if hp is None:
             problems.add(where, f"cannot read host:port from {address!r}")
             return None
-        problems.check(hp[0] in services or hp[0] in ("localhost", "127.0.0.1"), where, f"{hp[0]} is not a compose service")
+        problems.check(
+            hp[0] in services or hp[0] in ("localhost", "127.0.0.1"), where, f"{hp[0]} is not a compose service"
+        )
         return hp
 
     def mounted(service: str, container_path: str) -> Path | None:
@@ -647,8 +777,11 @@ def cmd_compose(args: argparse.Namespace) -> int:
     server = policy.get("server") or {}
     admin = host_port(str(server.get("admin_listen", "")))
     listen = host_port(str(server.get("listen", "")))
-    problems.check(admin is not None and admin[0] == "0.0.0.0" and admin[1] == 9464, "sluice policy",
-                   "admin_listen must be 0.0.0.0:9464 (the image's HEALTHCHECK)")
+    problems.check(
+        admin is not None and admin[0] == "0.0.0.0" and admin[1] == 9464,
+        "sluice policy",
+        "admin_listen must be 0.0.0.0:9464 (the image's HEALTHCHECK)",
+    )
     problems.check(listen is not None and listen[0] == "0.0.0.0", "sluice policy", "listen must be on 0.0.0.0")
     for want in (listen, admin):
         if want:
@@ -664,37 +797,59 @@ def cmd_compose(args: argparse.Namespace) -> int:
             hp = service_port(prov.get("base_url", ""), f"policy provider {pname}")
             if hp and hp[0] == "mock-llm":
                 mock_listen = host_port(mock_args.get("listen", ""))
-                problems.check(mock_listen is not None and mock_listen[1] == hp[1], f"policy provider {pname}",
-                               f"port {hp[1]} is not mock-llm's --listen port")
+                problems.check(
+                    mock_listen is not None and mock_listen[1] == hp[1],
+                    f"policy provider {pname}",
+                    f"port {hp[1]} is not mock-llm's --listen port",
+                )
                 key_var = mock_args.get("api-key-env")
-                problems.check(key_var == prov.get("api_key_env"), f"policy provider {pname}",
-                               f"api_key_env {prov.get('api_key_env')} differs from mock-llm's --api-key-env {key_var}")
-                problems.check(bool(key_var) and key_var in env_of(mock), "mock-llm", f"{key_var} is not in its environment")
+                problems.check(
+                    key_var == prov.get("api_key_env"),
+                    f"policy provider {pname}",
+                    f"api_key_env {prov.get('api_key_env')} differs from mock-llm's --api-key-env {key_var}",
+                )
+                problems.check(
+                    bool(key_var) and key_var in env_of(mock), "mock-llm", f"{key_var} is not in its environment"
+                )
         if prov.get("api_key_env"):
-            problems.check(prov["api_key_env"] in sluice_env, "sluice", f"{prov['api_key_env']} is not in its environment")
-    otlp = ((policy.get("telemetry") or {}).get("otlp") or {})
+            problems.check(
+                prov["api_key_env"] in sluice_env, "sluice", f"{prov['api_key_env']} is not in its environment"
+            )
+    otlp = (policy.get("telemetry") or {}).get("otlp") or {}
     otel_recv = ((otel.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
     if otlp:
         hp = service_port(otlp.get("endpoint", ""), "policy telemetry.otlp")
         proto = otlp.get("protocol", "grpc")
         recv = host_port(str((otel_recv.get(proto) or {}).get("endpoint", "")))
-        problems.check(bool(hp) and hp[0] == "otel-collector" and recv is not None and recv[1] == hp[1],
-                       "policy telemetry.otlp", f"{otlp.get('endpoint')} is not the collector's OTLP {proto} receiver")
+        problems.check(
+            bool(hp) and hp[0] == "otel-collector" and recv is not None and recv[1] == hp[1],
+            "policy telemetry.otlp",
+            f"{otlp.get('endpoint')} is not the collector's OTLP {proto} receiver",
+        )
     log_opts = (sluice.get("logging") or {}).get("options") or {}
     if (sluice.get("logging") or {}).get("driver") == "fluentd":
         addr = host_port(log_opts.get("fluentd-address", ""))
         ff = host_port(str(((otel.get("receivers") or {}).get("fluentforward") or {}).get("endpoint", "")))
         collector_ports = published(services.get("otel-collector") or {})
-        problems.check(addr is not None and ff is not None and addr[1] == ff[1] and ff[1] in collector_ports,
-                       "sluice logging", "fluentd-address must be the collector's fluentforward port, published on the host")
+        problems.check(
+            addr is not None and ff is not None and addr[1] == ff[1] and ff[1] in collector_ports,
+            "sluice logging",
+            "fluentd-address must be the collector's fluentforward port, published on the host",
+        )
 
     # The collector's exporters reach Tempo and Loki on the ports their configs listen on.
     otel_mount = mounted("otel-collector", "/etc/otelcol/config.yaml")
     problems.check(otel_mount == otel_path, "otel-collector", f"mounts {otel_mount}, not {otel_path}")
     tempo_cfg = mounted_yaml("tempo", "/etc/tempo/tempo.yaml")
     loki_cfg = mounted_yaml("loki", "/etc/loki/loki.yaml")
-    tempo_otlp = host_port(str((((tempo_cfg.get("distributor") or {}).get("receivers") or {}).get("otlp") or {})
-                               .get("protocols", {}).get("grpc", {}).get("endpoint", "")))
+    tempo_otlp = host_port(
+        str(
+            (((tempo_cfg.get("distributor") or {}).get("receivers") or {}).get("otlp") or {})
+            .get("protocols", {})
+            .get("grpc", {})
+            .get("endpoint", "")
+        )
+    )
     tempo_http = (tempo_cfg.get("server") or {}).get("http_listen_port")
     loki_http = (loki_cfg.get("server") or {}).get("http_listen_port")
     for name, exp in (otel.get("exporters") or {}).items():
@@ -702,41 +857,72 @@ def cmd_compose(args: argparse.Namespace) -> int:
         if name.startswith(("otlp/", "otlphttp/")):
             hp = service_port(endpoint, f"collector exporter {name}")
             if hp and hp[0] == "tempo":
-                problems.check(tempo_otlp is not None and tempo_otlp[1] == hp[1], f"collector exporter {name}",
-                               "port is not Tempo's OTLP gRPC receiver")
+                problems.check(
+                    tempo_otlp is not None and tempo_otlp[1] == hp[1],
+                    f"collector exporter {name}",
+                    "port is not Tempo's OTLP gRPC receiver",
+                )
             if hp and hp[0] == "loki":
-                problems.check(hp[1] == loki_http and endpoint.rstrip("/").endswith("/otlp"), f"collector exporter {name}",
-                               "must be Loki's http_listen_port with the /otlp path")
+                problems.check(
+                    hp[1] == loki_http and endpoint.rstrip("/").endswith("/otlp"),
+                    f"collector exporter {name}",
+                    "must be Loki's http_listen_port with the /otlp path",
+                )
     for key in ("wal", "local"):
         path = str(((tempo_cfg.get("storage") or {}).get("trace") or {}).get(key, {}).get("path", ""))
-        problems.check(path.startswith("/var/tempo/"), "tempo", f"storage.trace.{key}.path {path} is not on the tempo-data volume")
-    problems.check(str((loki_cfg.get("common") or {}).get("path_prefix")) == "/loki", "loki", "path_prefix is not the loki-data volume")
+        problems.check(
+            path.startswith("/var/tempo/"), "tempo", f"storage.trace.{key}.path {path} is not on the tempo-data volume"
+        )
+    problems.check(
+        str((loki_cfg.get("common") or {}).get("path_prefix")) == "/loki",
+        "loki",
+        "path_prefix is not the loki-data volume",
+    )
 
     # Prometheus: rule files, Alertmanager, scrape targets on real ports.
     prom = mounted_yaml("prometheus", "/etc/prometheus/prometheus.yml")
     rules_dir = mounted("prometheus", "/etc/prometheus/rules")
     for rf in prom.get("rule_files") or []:
-        problems.check(str(rf).startswith("/etc/prometheus/rules/"), "prometheus", f"rule file {rf} is outside the mounted rules directory")
+        problems.check(
+            str(rf).startswith("/etc/prometheus/rules/"),
+            "prometheus",
+            f"rule file {rf} is outside the mounted rules directory",
+        )
     if rules_dir:
         problems.check(any(rules_dir.glob("*.yml")), "prometheus", "the mounted rules directory has no *.yml")
     known_ports = {
         "sluice": {admin[1] if admin else None},
         "otel-collector": {
             host_port(str(((otel.get("exporters") or {}).get("prometheus") or {}).get("endpoint", "")) or ("", 0))[1],
-            next((r.get("pull", {}).get("exporter", {}).get("prometheus", {}).get("port")
-                  for r in ((otel.get("service") or {}).get("telemetry") or {}).get("metrics", {}).get("readers") or []), None),
+            next(
+                (
+                    r.get("pull", {}).get("exporter", {}).get("prometheus", {}).get("port")
+                    for r in ((otel.get("service") or {}).get("telemetry") or {}).get("metrics", {}).get("readers")
+                    or []
+                ),
+                None,
+            ),
         },
-        "alertmanager": {9093}, "tempo": {tempo_http}, "loki": {loki_http}, "localhost": {9090},
+        "alertmanager": {9093},
+        "tempo": {tempo_http},
+        "loki": {loki_http},
+        "localhost": {9090},
     }
     for job in prom.get("scrape_configs") or []:
         for sc in job.get("static_configs") or []:
             for t in sc.get("targets") or []:
                 hp = service_port(t, f"prometheus job {job.get('job_name')}")
                 if hp:
-                    problems.check(hp[1] in known_ports.get(hp[0], set()), f"prometheus job {job.get('job_name')}",
-                                   f"nothing listens on {t}")
-    problems.check(any(j.get("job_name") == "sluice" for j in prom.get("scrape_configs") or []), "prometheus",
-                   "no job named sluice (the alert rules select job=\"sluice\")")
+                    problems.check(
+                        hp[1] in known_ports.get(hp[0], set()),
+                        f"prometheus job {job.get('job_name')}",
+                        f"nothing listens on {t}",
+                    )
+    problems.check(
+        any(j.get("job_name") == "sluice" for j in prom.get("scrape_configs") or []),
+        "prometheus",
+        'no job named sluice (the alert rules select job="sluice")',
+    )
     for am in (prom.get("alerting") or {}).get("alertmanagers") or []:
         for sc in am.get("static_configs") or []:
             for t in sc.get("targets") or []:
@@ -752,18 +938,27 @@ def cmd_compose(args: argparse.Namespace) -> int:
                 hp = service_port(d.get("url", ""), f"grafana data source {d.get('uid')}")
                 ports = {"prometheus": {9090}, "tempo": {tempo_http}, "loki": {loki_http}, "alertmanager": {9093}}
                 if hp:
-                    problems.check(hp[1] in ports.get(hp[0], set()), f"grafana data source {d.get('uid')}", f"nothing listens on {d.get('url')}")
+                    problems.check(
+                        hp[1] in ports.get(hp[0], set()),
+                        f"grafana data source {d.get('uid')}",
+                        f"nothing listens on {d.get('url')}",
+                    )
     if dash_dir:
         problems.check(any(dash_dir.glob("*.yaml")), "grafana", "no dashboard provisioning file")
         for f in sorted(dash_dir.glob("*.yaml")):
             for p in (load_yaml(f) or {}).get("providers") or []:
                 path = (p.get("options") or {}).get("path")
                 host = mounted("grafana", path) if path else None
-                problems.check(bool(host) and any(host.glob("*.json")), "grafana", f"dashboard path {path} holds no dashboards")
+                problems.check(
+                    bool(host) and any(host.glob("*.json")), "grafana", f"dashboard path {path} holds no dashboards"
+                )
     home = env_of(services.get("grafana") or {}).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     if home:
-        hosts = [h / Path(home).relative_to(t) for t, h in (mounts.get("grafana") or {}).items()
-                 if Path(home).is_relative_to(t)]
+        hosts = [
+            h / Path(home).relative_to(t)
+            for t, h in (mounts.get("grafana") or {}).items()
+            if Path(home).is_relative_to(t)
+        ]
         problems.check(any(h.is_file() for h in hosts), "grafana", f"home dashboard {home} is not a mounted file")
     return problems.finish(f"{len(services)} services: mounts, ports and addresses agree across the stack's files")
 
@@ -795,26 +990,86 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         return lambda docs: next(d for d in docs if d["kind"] == kind)
 
     chart_mutations: list[tuple[str, Any, str]] = [
-        ("readiness probe on /healthz", lambda d: container(d)["readinessProbe"]["httpGet"].update(path="/healthz"), "readinessProbe is not GET /readyz"),
-        ("policy mounted with subPath", lambda d: container(d)["volumeMounts"][0].update(subPath="sluice.yaml"), "without subPath"),
-        ("writable root filesystem", lambda d: container(d)["securityContext"].update(readOnlyRootFilesystem=False), "readOnlyRootFilesystem"),
-        ("capability added", lambda d: container(d)["securityContext"]["capabilities"].update(add=["NET_ADMIN"]), "capabilities are added"),
-        ("grace period too short", lambda d: dep_of(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=30), "terminationGracePeriodSeconds 30"),
-        ("provider key not in env", lambda d: container(d).update(env=[e for e in container(d)["env"] if e["name"] != "OPENAI_API_KEY"]), "OPENAI_API_KEY, which the pod does not set"),
-        ("service selector typo", lambda d: of_kind("Service")(d)["spec"]["selector"].update({"app.kubernetes.io/name": "sluse"}), "selector does not match the pods"),
-        ("HPA targets another name", lambda d: of_kind("HorizontalPodAutoscaler")(d)["spec"]["scaleTargetRef"].update(name="x"), "scaleTargetRef"),
-        ("ServiceMonitor port typo", lambda d: of_kind("ServiceMonitor")(d)["spec"]["endpoints"][0].update(port="metrics"), "endpoint port metrics"),
-        ("ServiceMonitor unknown field", lambda d: of_kind("ServiceMonitor")(d)["spec"].update(endpoint=[]), "'endpoint' was unexpected"),
-        ("PrometheusRule bad duration", lambda d: of_kind("PrometheusRule")(d)["spec"]["groups"][0]["rules"][0].update({"for": "2 minutes"}), "does not match"),
-        ("PrometheusRule rule without expr", lambda d: of_kind("PrometheusRule")(d)["spec"]["groups"][0]["rules"][0].pop("expr"), "'expr' is a required property"),
-        ("admin listener on loopback", lambda d: of_kind("ConfigMap")(d)["data"].update({"sluice.yaml": of_kind("ConfigMap")(d)["data"]["sluice.yaml"].replace("0.0.0.0:9464", "127.0.0.1:9464")}), "server.admin_listen"),
+        (
+            "readiness probe on /healthz",
+            lambda d: container(d)["readinessProbe"]["httpGet"].update(path="/healthz"),
+            "readinessProbe is not GET /readyz",
+        ),
+        (
+            "policy mounted with subPath",
+            lambda d: container(d)["volumeMounts"][0].update(subPath="sluice.yaml"),
+            "without subPath",
+        ),
+        (
+            "writable root filesystem",
+            lambda d: container(d)["securityContext"].update(readOnlyRootFilesystem=False),
+            "readOnlyRootFilesystem",
+        ),
+        (
+            "capability added",
+            lambda d: container(d)["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+            "capabilities are added",
+        ),
+        (
+            "grace period too short",
+            lambda d: dep_of(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=30),
+            "terminationGracePeriodSeconds 30",
+        ),
+        (
+            "provider key not in env",
+            lambda d: container(d).update(env=[e for e in container(d)["env"] if e["name"] != "OPENAI_API_KEY"]),
+            "OPENAI_API_KEY, which the pod does not set",
+        ),
+        (
+            "service selector typo",
+            lambda d: of_kind("Service")(d)["spec"]["selector"].update({"app.kubernetes.io/name": "sluse"}),
+            "selector does not match the pods",
+        ),
+        (
+            "HPA targets another name",
+            lambda d: of_kind("HorizontalPodAutoscaler")(d)["spec"]["scaleTargetRef"].update(name="x"),
+            "scaleTargetRef",
+        ),
+        (
+            "ServiceMonitor port typo",
+            lambda d: of_kind("ServiceMonitor")(d)["spec"]["endpoints"][0].update(port="metrics"),
+            "endpoint port metrics",
+        ),
+        (
+            "ServiceMonitor unknown field",
+            lambda d: of_kind("ServiceMonitor")(d)["spec"].update(endpoint=[]),
+            "'endpoint' was unexpected",
+        ),
+        (
+            "PrometheusRule bad duration",
+            lambda d: of_kind("PrometheusRule")(d)["spec"]["groups"][0]["rules"][0].update({"for": "2 minutes"}),
+            "does not match",
+        ),
+        (
+            "PrometheusRule rule without expr",
+            lambda d: of_kind("PrometheusRule")(d)["spec"]["groups"][0]["rules"][0].pop("expr"),
+            "'expr' is a required property",
+        ),
+        (
+            "admin listener on loopback",
+            lambda d: of_kind("ConfigMap")(d)["data"].update(
+                {
+                    "sluice.yaml": of_kind("ConfigMap")(d)["data"]["sluice.yaml"].replace(
+                        "0.0.0.0:9464", "127.0.0.1:9464"
+                    )
+                }
+            ),
+            "server.admin_listen",
+        ),
     ]
     for label, mutate, expected in chart_mutations:
         docs = copy.deepcopy(base_docs)
         mutate(docs)
         found = Problems()
         check_chart_manifests(docs, prod_values, found)
-        problems.check(any(expected in item for item in found.items), "chart check", f"missed: {label} (found {found.items})")
+        problems.check(
+            any(expected in item for item in found.items), "chart check", f"missed: {label} (found {found.items})"
+        )
 
     def run_quiet(func: Any, ns: argparse.Namespace) -> str:
         buf = io.StringIO()
@@ -830,10 +1085,26 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         dash_mutations: list[tuple[str, Any, str]] = [
             ("duplicate panel id", lambda d: d["panels"][1].update(id=d["panels"][2]["id"]), "duplicate id"),
             ("panel off the grid", lambda d: d["panels"][1]["gridPos"].update(x=20), "outside the 24-column grid"),
-            ("overlapping panels", lambda d: d["panels"][2]["gridPos"].update(x=d["panels"][1]["gridPos"]["x"]), "overlap"),
-            ("unprovisioned data source", lambda d: d["panels"][1].update(datasource={"type": "prometheus", "uid": "prom-x"}), "not provisioned"),
-            ("undefined datasource variable", lambda d: d["panels"][1].update(datasource={"type": "prometheus", "uid": "${DS_X}"}), "not a datasource variable"),
-            ("undefined query variable", lambda d: panels[0]["targets"][0].update(expr=panels[0]["targets"][0]["expr"] + " + $nope"), "undefined variable $nope"),
+            (
+                "overlapping panels",
+                lambda d: d["panels"][2]["gridPos"].update(x=d["panels"][1]["gridPos"]["x"]),
+                "overlap",
+            ),
+            (
+                "unprovisioned data source",
+                lambda d: d["panels"][1].update(datasource={"type": "prometheus", "uid": "prom-x"}),
+                "not provisioned",
+            ),
+            (
+                "undefined datasource variable",
+                lambda d: d["panels"][1].update(datasource={"type": "prometheus", "uid": "${DS_X}"}),
+                "not a datasource variable",
+            ),
+            (
+                "undefined query variable",
+                lambda d: panels[0]["targets"][0].update(expr=panels[0]["targets"][0]["expr"] + " + $nope"),
+                "undefined variable $nope",
+            ),
             ("gridPos missing", lambda d: d["panels"][1].pop("gridPos"), "gridPos needs"),
         ]
         for label, mutate, expected in dash_mutations:
@@ -842,18 +1113,39 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             mutate(d)
             f = tmp / "dash.json"
             f.write_text(json.dumps(d), encoding="utf-8")
-            out = run_quiet(cmd_dashboards, argparse.Namespace(
-                datasources=str(deploy / "compose/grafana/provisioning/datasources/datasources.yaml"),
-                rules_out=str(tmp / "dash.rules.yml"), dashboards=[str(f)]))
+            out = run_quiet(
+                cmd_dashboards,
+                argparse.Namespace(
+                    datasources=str(deploy / "compose/grafana/provisioning/datasources/datasources.yaml"),
+                    rules_out=str(tmp / "dash.rules.yml"),
+                    dashboards=[str(f)],
+                ),
+            )
             problems.check(expected in out, "dashboards check", f"missed: {label}")
 
         # Collector.
         otel = load_yaml(deploy / "otel-collector" / "config.yaml")
         otel_mutations: list[tuple[str, Any, str]] = [
-            ("undefined exporter", lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp/jaeger"), "exporter otlp/jaeger is not defined"),
-            ("unused processor", lambda c: c["processors"].update({"batch/unused": {}}), "batch/unused is defined but no pipeline uses it"),
-            ("batch before memory_limiter", lambda c: c["service"]["pipelines"]["traces"].update(processors=["batch", "memory_limiter"]), "memory_limiter must come first"),
-            ("connector only on one side", lambda c: c["service"]["pipelines"]["metrics"]["receivers"].remove("spanmetrics"), "must be an exporter of one pipeline and a receiver of another"),
+            (
+                "undefined exporter",
+                lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp/jaeger"),
+                "exporter otlp/jaeger is not defined",
+            ),
+            (
+                "unused processor",
+                lambda c: c["processors"].update({"batch/unused": {}}),
+                "batch/unused is defined but no pipeline uses it",
+            ),
+            (
+                "batch before memory_limiter",
+                lambda c: c["service"]["pipelines"]["traces"].update(processors=["batch", "memory_limiter"]),
+                "memory_limiter must come first",
+            ),
+            (
+                "connector only on one side",
+                lambda c: c["service"]["pipelines"]["metrics"]["receivers"].remove("spanmetrics"),
+                "must be an exporter of one pipeline and a receiver of another",
+            ),
             ("unknown component type", lambda c: c["receivers"].update({"otpl": {}}), "unknown component type otpl"),
         ]
         for label, mutate, expected in otel_mutations:
@@ -879,20 +1171,72 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             p.write_text(text.replace(old, new, 1), encoding="utf-8")
 
         compose_mutations = [
-            ("policy points at the wrong mock-llm port", "compose/sluice.yaml", "http://mock-llm:9000/v1", "http://mock-llm:9001/v1", "not mock-llm's --listen port"),
-            ("OTLP to a service that does not exist", "compose/sluice.yaml", "http://otel-collector:4317", "http://collector:4317", "collector is not a compose service"),
-            ("scrape target on a wrong port", "compose/prometheus.yml", "sluice:9464", "sluice:9465", "nothing listens on sluice:9465"),
-            ("Grafana data source on a wrong port", "compose/grafana/provisioning/datasources/datasources.yaml", "http://loki:3100", "http://loki:3101", "nothing listens on http://loki:3101"),
-            ("missing mount source", "compose/compose.yaml", "./tempo.yaml:", "./tempo.yml:", "mount source ./tempo.yml does not exist"),
-            ("collector exports to Tempo's HTTP port", "otel-collector/config.yaml", "endpoint: tempo:4317", "endpoint: tempo:4318", "not Tempo's OTLP gRPC receiver"),
-            ("stop grace shorter than the drain", "compose/compose.yaml", "stop_grace_period: 20s", "stop_grace_period: 5s", "stop_grace_period 5s must exceed"),
-            ("key variable missing from Sluice", "compose/compose.yaml", "      <<: *mock-llm-key\n      SLUICE_LOG", "      SLUICE_LOG", "MOCK_LLM_API_KEY is not in its environment"),
+            (
+                "policy points at the wrong mock-llm port",
+                "compose/sluice.yaml",
+                "http://mock-llm:9000/v1",
+                "http://mock-llm:9001/v1",
+                "not mock-llm's --listen port",
+            ),
+            (
+                "OTLP to a service that does not exist",
+                "compose/sluice.yaml",
+                "http://otel-collector:4317",
+                "http://collector:4317",
+                "collector is not a compose service",
+            ),
+            (
+                "scrape target on a wrong port",
+                "compose/prometheus.yml",
+                "sluice:9464",
+                "sluice:9465",
+                "nothing listens on sluice:9465",
+            ),
+            (
+                "Grafana data source on a wrong port",
+                "compose/grafana/provisioning/datasources/datasources.yaml",
+                "http://loki:3100",
+                "http://loki:3101",
+                "nothing listens on http://loki:3101",
+            ),
+            (
+                "missing mount source",
+                "compose/compose.yaml",
+                "./tempo.yaml:",
+                "./tempo.yml:",
+                "mount source ./tempo.yml does not exist",
+            ),
+            (
+                "collector exports to Tempo's HTTP port",
+                "otel-collector/config.yaml",
+                "endpoint: tempo:4317",
+                "endpoint: tempo:4318",
+                "not Tempo's OTLP gRPC receiver",
+            ),
+            (
+                "stop grace shorter than the drain",
+                "compose/compose.yaml",
+                "stop_grace_period: 20s",
+                "stop_grace_period: 5s",
+                "stop_grace_period 5s must exceed",
+            ),
+            (
+                "key variable missing from Sluice",
+                "compose/compose.yaml",
+                "      <<: *mock-llm-key\n      SLUICE_LOG",
+                "      SLUICE_LOG",
+                "MOCK_LLM_API_KEY is not in its environment",
+            ),
         ]
         for label, rel, old, new, expected in compose_mutations:
             root = fresh()
             edit(root, rel, old, new)
-            out = run_quiet(cmd_compose, argparse.Namespace(compose=str(root / "compose/compose.yaml"),
-                                                           otel=str(root / "otel-collector/config.yaml")))
+            out = run_quiet(
+                cmd_compose,
+                argparse.Namespace(
+                    compose=str(root / "compose/compose.yaml"), otel=str(root / "otel-collector/config.yaml")
+                ),
+            )
             problems.check(expected in out, "compose check", f"missed: {label}")
         total = len(chart_mutations) + len(dash_mutations) + len(otel_mutations) + len(compose_mutations)
     return problems.finish(f"{total} planted mistakes, each caught by its check")
