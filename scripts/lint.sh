@@ -12,7 +12,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 if command -v shellcheck >/dev/null 2>&1; then
     echo "### shellcheck"
-    shellcheck scripts/*.sh .ci/run
+    shellcheck scripts/*.sh .ci/run deploy/check.sh
 else
     echo "### shellcheck: not installed, skipped"
 fi

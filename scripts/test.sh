@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit + e2e tests (`cargo test --workspace`), then the official
-# openai Python SDK against the real binaries (gateway/tests/sdk, pytest in .venv).
+# openai Python SDK against the real binaries (gateway/tests/sdk, pytest in .venv), then the
+# offline validation of the deployment files (deploy/check.sh: Dockerfile, compose stack, Helm
+# chart, Prometheus/Alertmanager configs and rules, dashboards, policies).
 # Every stage runs even when an earlier test stage failed; the exit status is non-zero if any did.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,6 +42,11 @@ case $rc in
     5) failed+=("pytest: no tests ran (exit 5)") ;;
     *) failed+=("pytest (exit $rc)") ;;
 esac
+
+stage "deploy files (deploy/check.sh)"
+if ! deploy/check.sh; then
+    failed+=("deploy/check.sh")
+fi
 
 echo
 if ((${#failed[@]})); then
