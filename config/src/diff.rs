@@ -117,6 +117,36 @@ impl PolicyDiff {
             false,
         );
         check(o.reload != n.reload, "server.reload", false);
+        check(
+            o.max_json_depth != n.max_json_depth,
+            "server.max_json_depth",
+            false,
+        );
+        check(
+            o.header_timeout != n.header_timeout,
+            "server.header_timeout",
+            false,
+        );
+        check(
+            o.body_timeout != n.body_timeout,
+            "server.body_timeout",
+            false,
+        );
+        check(
+            o.keepalive_timeout != n.keepalive_timeout,
+            "server.keepalive_timeout",
+            false,
+        );
+        check(
+            o.max_header_bytes != n.max_header_bytes,
+            "server.max_header_bytes",
+            false,
+        );
+        check(
+            o.max_connections != n.max_connections,
+            "server.max_connections",
+            false,
+        );
         let (ot, nt) = (&old.telemetry, &new.telemetry);
         check(ot.sample != nt.sample, "telemetry.sample", false);
         check(
@@ -133,6 +163,11 @@ impl PolicyDiff {
         check(
             ot.access_log != nt.access_log,
             "telemetry.access_log",
+            false,
+        );
+        check(
+            ot.access_log_anonymous_per_s != nt.access_log_anonymous_per_s,
+            "telemetry.access_log_anonymous_per_s",
             false,
         );
 

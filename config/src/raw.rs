@@ -73,6 +73,8 @@ pub(crate) struct RawTelemetry {
     pub redact: Option<Vec<Spanned<RawRedact>>>,
     #[serde(default)]
     pub access_log: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub access_log_anonymous_per_s: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +171,18 @@ pub(crate) struct RawServer {
     pub cache_max_bytes: Option<Spanned<i64>>,
     #[serde(default)]
     pub reload: Option<Spanned<RawReload>>,
+    #[serde(default)]
+    pub max_json_depth: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub header_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub body_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keepalive_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_header_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the

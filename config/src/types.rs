@@ -80,6 +80,20 @@ pub struct ServerConfig {
     pub cache_max_bytes: u64,
     /// Watching the policy file for changes.
     pub reload: ReloadConfig,
+    /// How deep JSON values in a request body may nest. Default 128; 2..=4096.
+    pub max_json_depth: usize,
+    /// How long a client may take to send a request head (and a new connection its first
+    /// byte); past it, 408 and the connection closes. Default 10s.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request body; past it, 408. Default 60s.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection is kept. Default 60s.
+    pub keepalive_timeout: Duration,
+    /// Largest request head (request line and headers); beyond it, 431. Default 64 KiB;
+    /// 1 KiB..=1 MiB.
+    pub max_header_bytes: usize,
+    /// Open client connections at most; beyond it, new ones get 503. Default 10000.
+    pub max_connections: usize,
 }
 
 /// One entry of `providers`.
@@ -315,6 +329,12 @@ impl Default for ServerConfig {
             upstream_pool_size: 128,
             cache_max_bytes: 64 * 1024 * 1024,
             reload: ReloadConfig::default(),
+            max_json_depth: 128,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -355,6 +375,10 @@ pub struct TelemetryConfig {
     pub redact: Vec<RedactRule>,
     /// Write one access-log line per request. Default true.
     pub access_log: bool,
+    /// Access-log lines per second, at most, for requests that presented no valid key (a
+    /// flood of them cannot grow the log without bound; what is left out is counted).
+    /// Default 10; 0..=100000.
+    pub access_log_anonymous_per_s: u32,
 }
 
 /// An OTLP trace exporter.
@@ -469,6 +493,7 @@ impl Default for TelemetryConfig {
             max_content_bytes: 16 * 1024,
             redact: vec![RedactRule::Email, RedactRule::Card, RedactRule::ApiKey],
             access_log: true,
+            access_log_anonymous_per_s: 10,
         }
     }
 }

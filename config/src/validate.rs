@@ -304,7 +304,55 @@ fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
         }
         ReloadConfig { watch, interval }
     });
+    let max_json_depth = ctx.int(
+        "server.max_json_depth",
+        s.max_json_depth.as_ref(),
+        i64::try_from(d.max_json_depth).unwrap_or(128),
+        2,
+        4096,
+    );
+    let timeout = |ctx: &mut Ctx<'_>, path: &str, f: Option<&Spanned<String>>, default| {
+        ctx.duration(path, f, default, Zero::Rejected, Some(ONE_HOUR))
+    };
+    let header_timeout = timeout(
+        ctx,
+        "server.header_timeout",
+        s.header_timeout.as_ref(),
+        d.header_timeout,
+    );
+    let body_timeout = timeout(
+        ctx,
+        "server.body_timeout",
+        s.body_timeout.as_ref(),
+        d.body_timeout,
+    );
+    let keepalive_timeout = timeout(
+        ctx,
+        "server.keepalive_timeout",
+        s.keepalive_timeout.as_ref(),
+        d.keepalive_timeout,
+    );
+    let max_header_bytes = ctx.int(
+        "server.max_header_bytes",
+        s.max_header_bytes.as_ref(),
+        i64::try_from(d.max_header_bytes).unwrap_or(65536),
+        1024,
+        1024 * 1024,
+    );
+    let max_connections = ctx.int(
+        "server.max_connections",
+        s.max_connections.as_ref(),
+        i64::try_from(d.max_connections).unwrap_or(10_000),
+        1,
+        1_000_000,
+    );
     ServerConfig {
+        header_timeout,
+        body_timeout,
+        keepalive_timeout,
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(d.max_header_bytes),
+        max_connections: usize::try_from(max_connections).unwrap_or(d.max_connections),
+        max_json_depth: usize::try_from(max_json_depth).unwrap_or(d.max_json_depth),
         reload,
         listen: listen.unwrap_or(d.listen),
         admin_listen: admin_listen.unwrap_or(d.admin_listen),
@@ -955,6 +1003,16 @@ fn telemetry(ctx: &mut Ctx<'_>, t: RawTelemetry) -> TelemetryConfig {
         max_content_bytes: usize::try_from(max_content_bytes).unwrap_or(d.max_content_bytes),
         redact,
         access_log: t.access_log.map_or(d.access_log, |v| v.value),
+        access_log_anonymous_per_s: {
+            let n = ctx.int(
+                "telemetry.access_log_anonymous_per_s",
+                t.access_log_anonymous_per_s.as_ref(),
+                i64::from(d.access_log_anonymous_per_s),
+                0,
+                100_000,
+            );
+            u32::try_from(n).unwrap_or(d.access_log_anonymous_per_s)
+        },
     }
 }
 

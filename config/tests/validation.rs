@@ -342,6 +342,7 @@ telemetry:
   max_content_bytes: 4096
   redact: [card, {{ regex: \"ACME-[0-9]{{6}}\" }}, card]
   access_log: false
+  access_log_anonymous_per_s: 3
 {TELEMETRY_TAIL}"
     );
     let c = load_str_with_env(&src, "t.yaml", &no_env)
@@ -369,6 +370,7 @@ telemetry:
             max_content_bytes: 4096,
             redact: vec![RedactRule::Card, RedactRule::Regex("ACME-[0-9]{6}".into())],
             access_log: false,
+            access_log_anonymous_per_s: 3,
         }
     );
 }

@@ -56,6 +56,10 @@ pub enum GatewayError {
     Timeout { model: String, after: Duration },
     #[error("the stream from the provider for `{model}` broke off: {detail}")]
     StreamInterrupted { model: String, detail: String },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("the gateway is shutting down; retry the request")]
+    Draining,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -81,6 +85,8 @@ impl GatewayError {
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::StreamInterrupted { .. } => 502,
+            Self::BodyTimeout => 408,
+            Self::Draining => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -93,7 +99,8 @@ impl GatewayError {
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)
             | Self::UnknownEndpoint { .. }
-            | Self::MethodNotAllowed { .. } => "invalid_request_error",
+            | Self::MethodNotAllowed { .. }
+            | Self::BodyTimeout => "invalid_request_error",
             Self::RateLimited { .. } => "rate_limit_error",
             // OpenAI names the exhausted limit here (`requests` or `tokens`).
             Self::LimitExceeded { kind, .. } => kind.as_str(),
@@ -101,6 +108,7 @@ impl GatewayError {
             | Self::Unavailable { .. }
             | Self::Timeout { .. }
             | Self::StreamInterrupted { .. }
+            | Self::Draining
             | Self::Internal(_) => "server_error",
         }
     }
@@ -134,6 +142,8 @@ impl GatewayError {
             Self::Unavailable { .. } => ErrorKind::ProviderUnavailable,
             Self::Timeout { .. } => ErrorKind::UpstreamTimeout,
             Self::StreamInterrupted { .. } => ErrorKind::StreamInterrupted,
+            Self::BodyTimeout => ErrorKind::RequestTimeout,
+            Self::Draining => ErrorKind::Draining,
             Self::Internal(_) => ErrorKind::InternalError,
         }
     }
@@ -148,11 +158,12 @@ impl GatewayError {
             | Self::UnknownModel(_)
             | Self::UnknownEndpoint { .. }
             | Self::MethodNotAllowed { .. }
-            | Self::LimitExceeded { .. } => Outcome::ClientError,
+            | Self::LimitExceeded { .. }
+            | Self::BodyTimeout => Outcome::ClientError,
             Self::RateLimited { .. } | Self::UpstreamFailed { .. } => Outcome::UpstreamError,
             Self::Timeout { .. } => Outcome::Timeout,
             Self::StreamInterrupted { .. } => Outcome::Truncated,
-            Self::Unavailable { .. } | Self::Internal(_) => Outcome::GatewayError,
+            Self::Unavailable { .. } | Self::Draining | Self::Internal(_) => Outcome::GatewayError,
         }
     }
 
@@ -161,6 +172,7 @@ impl GatewayError {
             Self::RateLimited { retry_after, .. } | Self::LimitExceeded { retry_after, .. } => {
                 Some(*retry_after)
             }
+            Self::Draining => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

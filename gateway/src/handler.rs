@@ -1,19 +1,21 @@
-//! The data plane's request handler: one pingora `HttpServerApp` that admits a request
-//! (endpoint, key, body, JSON), routes it, runs the exchange, and records it.
+//! The data plane's request handler: admits a request (endpoint, key, body, JSON), routes it,
+//! runs the exchange, and hands its record over. One request per call; the connection it came
+//! on is `downstream`'s.
 //!
-//! Sluice implements `HttpServerApp` directly rather than `ProxyHttp`: the LLM exchange owns
-//! the upstream side (see `exchange`), so pingora's proxy phases would only be bypassed. This
-//! keeps one request path with no `upstream_peer` that is never called.
+//! Sluice serves requests itself rather than through `ProxyHttp`: the LLM exchange owns the
+//! upstream side (see `exchange`), so pingora's proxy phases would only be bypassed. This keeps
+//! one request path with no `upstream_peer` that is never called.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::server::ReusableHttpStream;
 use pingora::server::ShutdownWatch;
 use sluice_observability::Endpoint;
+use sluice_observability::metrics::RefusedReason;
 use sluice_policy::{KeyEntry, Policy};
+use tokio::time::{Instant, timeout_at};
 
 use crate::cache::{self, CacheKey, CacheStatus};
 use crate::context::RequestCtx;
@@ -23,34 +25,49 @@ use crate::request::OpenAiRequest;
 use crate::respond::{self, Delivered, Rejection};
 use crate::state::{AppState, InflightGuard};
 
-/// Seconds an idle client connection is kept open between requests.
-const KEEPALIVE_SECS: u64 = 60;
-
 pub struct DataPlane {
     pub state: Arc<AppState>,
 }
 
-#[async_trait]
-impl HttpServerApp for DataPlane {
-    async fn process_new_http(
-        self: &Arc<Self>,
+impl DataPlane {
+    /// Serves the one request of `ds`; the connection back when it can take another.
+    pub async fn serve(
+        &self,
         mut ds: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> Option<ReusableHttpStream> {
         if !matches!(ds.read_request().await, Ok(true)) {
             return None;
         }
         let state = &*self.state;
         let _inflight = InflightGuard::new(&state.inflight);
-        let keepalive = !*shutdown.borrow() && !state.is_draining();
-        ds.set_keepalive(keepalive.then_some(KEEPALIVE_SECS));
+        let draining = *shutdown.borrow() || state.is_draining();
+        // pingora has already decided from the request whether the client keeps the
+        // connection (HTTP/1.0 without `keep-alive`, `connection: close`, a body framed two
+        // ways): Sluice only ever shortens that, to its idle timeout or to none.
+        let idle = state
+            .policy
+            .snapshot()
+            .server
+            .keepalive_timeout
+            .as_secs()
+            .max(1);
+        let keepalive = ds.get_keepalive().is_some() && !draining;
+        ds.set_keepalive(keepalive.then_some(idle));
 
         let endpoint = endpoint_of(ds.req_header().uri.path());
         let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
         let trace = crate::trace::incoming(&ds);
         let mut ctx = RequestCtx::new(request_id, endpoint, trace);
 
-        let reusable = match serve(state, &mut ds, &mut ctx).await {
+        let served = if draining {
+            // Sluice is going away: a clear refusal the client can retry elsewhere.
+            state.metrics.record_refused(RefusedReason::Draining);
+            Err(Rejection::Error(GatewayError::Draining))
+        } else {
+            serve(state, &mut ds, &mut ctx).await
+        };
+        let reusable = match served {
             Ok(Delivered::Complete) => true,
             Ok(Delivered::ClientGone) => false,
             Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
@@ -83,11 +100,7 @@ impl HttpServerApp for DataPlane {
         if !reusable {
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&ds);
-        match ds.finish().await {
-            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
-            Err(_) => None,
-        }
+        ds.finish().await.ok().flatten()
     }
 }
 
@@ -143,8 +156,19 @@ async fn serve(
         return list_models(ds, ctx, &policy).await;
     }
 
-    let body = read_body(ds, policy.server.max_body_bytes).await?;
-    let req = OpenAiRequest::parse(ctx.endpoint, body).map_err(Rejection::Error)?;
+    let body = read_body(
+        ds,
+        policy.server.max_body_bytes,
+        Instant::now() + policy.server.body_timeout,
+    )
+    .await
+    .inspect_err(|r| {
+        if matches!(r, Rejection::Error(GatewayError::BodyTimeout)) {
+            state.metrics.record_refused(RefusedReason::BodyTimeout);
+        }
+    })?;
+    let req = OpenAiRequest::parse(ctx.endpoint, body, policy.server.max_json_depth)
+        .map_err(Rejection::Error)?;
     ctx.stream = req.stream;
     ctx.request_model = Some(req.model.clone());
     ctx.params = req.params.clone();
@@ -225,7 +249,11 @@ fn authenticate<'p>(ds: &ServerSession, policy: &'p Policy) -> Result<&'p KeyEnt
 
 /// Reads the whole body under a hard cap. An over-cap Content-Length is refused before any
 /// byte of the body is read (and before `100 Continue`, so the client need not send it).
-async fn read_body(ds: &mut ServerSession, limit: u64) -> Result<Bytes, Rejection> {
+async fn read_body(
+    ds: &mut ServerSession,
+    limit: u64,
+    deadline: Instant,
+) -> Result<Bytes, Rejection> {
     let declared = ds
         .get_header("content-length")
         .and_then(|v| v.to_str().ok())
@@ -250,7 +278,12 @@ async fn read_body(ds: &mut ServerSession, limit: u64) -> Result<Bytes, Rejectio
     let mut parts: Vec<Bytes> = Vec::with_capacity(2);
     let mut len: u64 = 0;
     loop {
-        match ds.read_request_body().await {
+        let Ok(read) = timeout_at(deadline, ds.read_request_body()).await else {
+            // A client trickling its body holds a connection and a buffer: let it go.
+            ds.set_keepalive(None);
+            return Err(Rejection::Error(GatewayError::BodyTimeout));
+        };
+        match read {
             Ok(Some(chunk)) => {
                 len += chunk.len() as u64;
                 if len > limit {

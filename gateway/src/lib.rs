@@ -28,6 +28,7 @@ pub mod capture;
 pub mod cli;
 pub mod context;
 pub mod dns;
+pub mod downstream;
 pub mod error;
 pub mod exchange;
 pub mod handler;

@@ -27,6 +27,8 @@ pub const TICK: Duration = Duration::from_millis(20);
 pub const QUEUE: usize = 65_536;
 
 pub struct Recorder {
+    /// The current second and how many anonymous lines it has had.
+    anonymous: (Option<tokio::time::Instant>, u32),
     intake: Intake<Finished>,
     metrics: Metrics,
     spans: SpanSink,
@@ -38,6 +40,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(intake: Intake<Finished>, metrics: Metrics, spans: SpanSink) -> Self {
         Self {
+            anonymous: (None, 0),
             intake,
             metrics,
             spans,
@@ -78,11 +81,19 @@ impl Recorder {
             record.content = Some(crate::capture::capture(body, answer));
         }
         self.metrics.record_request(&record);
-        let (access_log, generation) = policy
-            .as_ref()
-            .map_or((true, 0), |p| (p.telemetry.access_log, p.generation));
-        if access_log {
+        let (access_log, anonymous_cap, generation) = policy.as_ref().map_or((true, 10, 0), |p| {
+            (
+                p.telemetry.access_log,
+                p.telemetry.access_log_anonymous_per_s,
+                p.generation,
+            )
+        });
+        // A request that never presented a valid key is anyone's: a flood of them is kept to
+        // a few lines a second, and the rest counted.
+        if access_log && (record.tenant.is_some() || self.anonymous_allowed(anonymous_cap)) {
             crate::access_log::write_line(&mut self.out, &record);
+        } else if access_log {
+            self.metrics.access_log_suppressed.inc();
         }
         if !self.spans.is_enabled() {
             return;
@@ -107,6 +118,22 @@ impl Recorder {
             None => {
                 self.spans.offer(&record, route_slow, Flags::default());
             }
+        }
+    }
+
+    /// Whether another anonymous line fits this second's `cap`.
+    fn anonymous_allowed(&mut self, cap: u32) -> bool {
+        let now = tokio::time::Instant::now();
+        let (since, used) = &mut self.anonymous;
+        if since.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1)) {
+            *since = Some(now);
+            *used = 0;
+        }
+        if *used < cap {
+            *used += 1;
+            true
+        } else {
+            false
         }
     }
 

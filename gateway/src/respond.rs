@@ -114,6 +114,10 @@ pub async fn write_json(
 /// with it. Returns whether the connection is still reusable.
 pub async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &GatewayError) -> bool {
     ctx.end_with(e);
+    if matches!(e, GatewayError::Draining) {
+        // Sluice is going away: the client must not send its next request here.
+        ds.set_keepalive(None);
+    }
     let mut extra: Vec<(&'static str, String)> = Vec::new();
     if let Some(after) = e.retry_after() {
         extra.push((

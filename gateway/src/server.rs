@@ -21,10 +21,14 @@ use sluice_policy::{Policy, PolicyStore, RuntimeState};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::Admin;
+use crate::downstream::Downstream;
 use crate::handler::DataPlane;
 use crate::record::{self, Recorder};
 use crate::reload::{PolicyWatch, Reloader};
 use crate::state::AppState;
+
+/// How long requests get to end themselves after the grace ran out.
+const ABORT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the background services get to drain after the server stopped.
 const DRAIN_SERVICES: Duration = Duration::from_secs(5);
@@ -81,8 +85,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
 
     let mut data = Service::new(
         "sluice data plane".to_owned(),
-        DataPlane {
-            state: Arc::clone(&state),
+        Downstream {
+            app: Arc::new(DataPlane {
+                state: Arc::clone(&state),
+            }),
         },
     );
     // No L4 read buffer on the data plane: pingora's default is 64 KiB per connection, zeroed
@@ -159,8 +165,17 @@ impl ShutdownSignalWatch for DrainOnTerm {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
                     inflight,
-                    "Shutdown grace ran out; stopping with requests in flight."
+                    "Shutdown grace ran out; ending the requests still in flight."
                 );
+                // Each open request ends itself properly: a stream with an error event and
+                // its terminator, an answer not yet started with a 503; each is recorded.
+                self.state.abort.send_replace(true);
+                let last_words = tokio::time::Instant::now() + ABORT_WAIT;
+                while self.state.inflight.load(Ordering::Relaxed) > 0
+                    && tokio::time::Instant::now() < last_words
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 break;
             }
             tokio::select! {

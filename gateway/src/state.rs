@@ -28,8 +28,12 @@ pub struct AppState {
     pub records: Feed<Finished>,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
+    /// Open data-plane connections, against `server.max_connections`.
+    pub connections: AtomicUsize,
     /// Set on SIGTERM: readiness fails and connections stop being kept alive.
     pub draining: AtomicBool,
+    /// Set when the shutdown grace ran out: every request still running ends now.
+    pub abort: tokio::sync::watch::Sender<bool>,
     request_seq: AtomicU64,
     request_salt: u64,
 }
@@ -59,7 +63,9 @@ impl AppState {
             resolver: Resolver::default(),
             records,
             inflight: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            abort: tokio::sync::watch::Sender::new(false),
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
         }
@@ -73,6 +79,12 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the shutdown grace has run out.
+    pub async fn aborted(&self) {
+        let mut rx = self.abort.subscribe();
+        let _ = rx.wait_for(|aborted| *aborted).await;
     }
 }
 

@@ -180,6 +180,47 @@ impl prometheus_client::encoding::EncodeLabelValue for ReloadResult {
     }
 }
 
+/// Why the data plane turned a client away before its request was served. A closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusedReason {
+    /// The request head did not arrive within `server.header_timeout` (408).
+    HeaderTimeout,
+    /// The request head was over `server.max_header_bytes` (431).
+    HeaderTooLarge,
+    /// The body did not arrive within `server.body_timeout` (408).
+    BodyTimeout,
+    /// Over `server.max_connections` (503).
+    MaxConnections,
+    /// Sluice is shutting down (503).
+    Draining,
+}
+
+impl RefusedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "header_timeout",
+            Self::HeaderTooLarge => "header_too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::MaxConnections => "max_connections",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for RefusedReason {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: RefusedReason,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: ReloadResult,
@@ -222,6 +263,12 @@ pub struct Metrics {
     pub policy_generation: Gauge,
     /// When the last reload of each result happened (Unix seconds).
     pub policy_last_reload: Family<ReloadLabels, Gauge<f64, AtomicU64>>,
+    /// Clients turned away before their request was served, by reason.
+    pub downstream_refused: Family<RefusedLabels, Counter>,
+    /// Open data-plane connections.
+    pub downstream_connections: Gauge,
+    /// Access-log lines left out for requests without a valid key, over the per-second cap.
+    pub access_log_suppressed: Counter,
     none: Arc<str>,
 }
 
@@ -352,7 +399,28 @@ impl Metrics {
             Unit::Seconds,
             policy_last_reload.clone(),
         );
+        let downstream_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "sluice_downstream_refused",
+            "Clients turned away before their request was served: header_timeout (408), header_too_large (431), body_timeout (408), max_connections (503), draining (503)",
+            downstream_refused.clone(),
+        );
+        let downstream_connections = Gauge::default();
+        registry.register(
+            "sluice_downstream_connections",
+            "Open client connections on the data plane",
+            downstream_connections.clone(),
+        );
+        let access_log_suppressed = Counter::default();
+        registry.register(
+            "sluice_access_log_suppressed",
+            "Access-log lines left out because requests without a valid key went over telemetry.access_log_anonymous_per_s",
+            access_log_suppressed.clone(),
+        );
         Self {
+            access_log_suppressed,
+            downstream_refused,
+            downstream_connections,
             background_dropped,
             policy_reloads,
             policy_generation,
@@ -378,6 +446,13 @@ impl Metrics {
         self.background_dropped
             .get_or_create(&QueueLabels { queue })
             .clone()
+    }
+
+    /// Counts a client turned away.
+    pub fn record_refused(&self, reason: RefusedReason) {
+        self.downstream_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
     }
 
     /// Counts one reload attempt and when it happened.

@@ -59,6 +59,10 @@ pub enum ErrorKind {
     ProviderClientError,
     /// A provider's error event after the stream started, passed through.
     ProviderStreamError,
+    /// The client did not send its body in time.
+    RequestTimeout,
+    /// The gateway was shutting down.
+    Draining,
 }
 
 /// How one upstream attempt ended.
@@ -267,6 +271,8 @@ impl ErrorKind {
             Self::InternalError => "internal_error",
             Self::ProviderClientError => "provider_client_error",
             Self::ProviderStreamError => "provider_stream_error",
+            Self::RequestTimeout => "request_timeout",
+            Self::Draining => "draining",
         }
     }
 }

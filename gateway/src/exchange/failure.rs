@@ -21,15 +21,25 @@ use crate::respond::Rejection;
 /// How much provider text a failure quotes (after redaction).
 pub const QUOTE_CHARS: usize = 200;
 
-/// Why one attempt failed.
+/// Why one attempt failed. `detail`s are for the log (they may name the provider, its
+/// address or a variable); what the client reads comes from [`Failure::public`], which names
+/// none of those.
 #[derive(Debug)]
 pub enum Failure {
     Connect(String),
     Unavailable(String),
     Timeout(Duration),
     RateLimited(Option<Duration>),
-    Server { status: u16, detail: String },
-    Client { status: u16, body: Bytes },
+    Server {
+        status: u16,
+        /// What the client is told.
+        public: &'static str,
+        detail: String,
+    },
+    Client {
+        status: u16,
+        body: Bytes,
+    },
 }
 
 impl Failure {
@@ -62,16 +72,29 @@ impl Failure {
             Self::Connect(m) | Self::Unavailable(m) => m.clone(),
             Self::Timeout(d) => format!("timed out after {d:?}"),
             Self::RateLimited(after) => format!("rate limited (retry after {after:?})"),
-            Self::Server { status, detail } => format!("{status}: {detail}"),
+            Self::Server { status, detail, .. } => format!("{status}: {detail}"),
             Self::Client { status, .. } => format!("{status} from the provider"),
+        }
+    }
+
+    /// What a client may read about this failure: no address, provider name or variable.
+    pub fn public(&self) -> String {
+        match self {
+            Self::Connect(_) => "the provider could not be reached".to_owned(),
+            Self::Unavailable(_) => "the provider has no credentials configured".to_owned(),
+            Self::Timeout(d) => format!("no answer within {d:?}"),
+            Self::RateLimited(_) => "the provider is rate limited".to_owned(),
+            Self::Server { public, .. } => (*public).to_owned(),
+            Self::Client { status, .. } => format!("the provider refused the request ({status})"),
         }
     }
 }
 
-/// A 502 with `detail`.
-pub fn server(detail: String) -> Failure {
+/// A 502 that tells the client `public` and the log `detail`.
+pub fn server(public: &'static str, detail: String) -> Failure {
     Failure::Server {
         status: 502,
+        public,
         detail,
     }
 }
@@ -87,24 +110,43 @@ pub fn classify_status(
         429 => Failure::RateLimited(retry_after),
         401 | 403 => Failure::Server {
             status: 502,
+            public: "the provider refused the gateway's credentials",
             detail: format!("provider `{provider}` rejected Sluice's credentials ({status})"),
         },
         400..=499 if status != 408 => {
             if serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|v| v.get("error").is_some())
+                .is_ok_and(|v| v.get("error").is_some_and(serde_json::Value::is_object))
             {
                 Failure::Client { status, body }
             } else {
-                Failure::Server {
-                    status: 502,
-                    detail: format!(
-                        "provider `{provider}` answered {status} without an OpenAI error body"
-                    ),
+                // The provider refused the request itself, in a shape of its own (a proxy's
+                // HTML page, plain text): the client gets the same status in OpenAI's shape,
+                // quoting what the provider said.
+                let said = truncate_utf8(&body, QUOTE_CHARS);
+                let message = if said.trim().is_empty() {
+                    format!("the provider refused the request ({status})")
+                } else {
+                    format!("the provider refused the request ({status}): {said}")
+                };
+                let json = serde_json::json!({"error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": null,
+                    "code": "provider_error",
+                }});
+                Failure::Client {
+                    status,
+                    body: Bytes::from(json.to_string()),
                 }
             }
         }
         _ => Failure::Server {
             status,
+            public: if status >= 500 {
+                "the provider answered with a server error"
+            } else {
+                "the provider answered with an unexpected status"
+            },
             detail: format!("provider `{provider}` answered {status}"),
         },
     }
@@ -120,25 +162,28 @@ pub fn final_rejection(model: &str, last: Option<Failure>) -> Rejection {
             detail: "every provider asked to wait longer than the route allows".into(),
         },
         Some(Failure::Client { status, body }) => return Rejection::Upstream { status, body },
-        Some(Failure::Connect(detail)) => GatewayError::UpstreamFailed {
+        Some(f @ Failure::Connect(_)) => GatewayError::UpstreamFailed {
             model,
             status: 502,
-            detail,
+            detail: f.public(),
         },
-        Some(Failure::Unavailable(detail)) => GatewayError::Unavailable { model, detail },
+        Some(f @ Failure::Unavailable(_)) => GatewayError::Unavailable {
+            model,
+            detail: f.public(),
+        },
         Some(Failure::Timeout(after)) => GatewayError::Timeout { model, after },
         Some(Failure::RateLimited(after)) => GatewayError::RateLimited {
             model,
             retry_after: after.unwrap_or(Duration::from_secs(1)),
         },
-        Some(Failure::Server { status, detail }) => GatewayError::UpstreamFailed {
+        Some(f @ Failure::Server { status, .. }) => GatewayError::UpstreamFailed {
             model,
             status: if matches!(status, 503 | 504) {
                 status
             } else {
                 502
             },
-            detail,
+            detail: f.public(),
         },
     };
     Rejection::Error(e)

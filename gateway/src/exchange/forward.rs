@@ -103,6 +103,7 @@ async fn stream(
     } else {
         ctx.sent_status(200);
         let mut pump = Pump {
+            abort: state.abort.subscribe(),
             ds: &mut *ds,
             ctx: &mut *ctx,
             req,
@@ -171,6 +172,8 @@ async fn stream(
 
 /// A committed stream's moving parts, borrowed for the time it is pumped.
 struct Pump<'a> {
+    /// Fires when the shutdown grace runs out.
+    abort: tokio::sync::watch::Receiver<bool>,
     ds: &'a mut ServerSession,
     ctx: &'a mut RequestCtx,
     req: &'a OpenAiRequest,
@@ -184,10 +187,18 @@ struct Pump<'a> {
 impl Pump<'_> {
     /// Moves events from the provider to the client until the stream ends.
     async fn run(&mut self, held: Vec<SseEvent>) -> StreamEnd {
+        // The events read while checking the first one, and whatever else that read brought:
+        // a provider (or a cache) that sends the whole stream at once has sent it all by now.
         let mut batch = Batch::default();
         let mut verdict = Verdict::Forward;
         for ev in held {
             verdict = self.admit(ev, &mut batch);
+        }
+        if verdict != Verdict::Error {
+            match self.decode_into(&mut batch) {
+                Ok(v) => verdict = v,
+                Err(end) => return self.flush_then(batch, end).await,
+            }
         }
         if batch
             .write(self.ds, &mut self.ctx.cache_fill)
@@ -203,11 +214,15 @@ impl Pump<'_> {
             if self.st.saw_done {
                 return StreamEnd::Finished;
             }
+            if *self.abort.borrow() {
+                return StreamEnd::Failed(self.shutting_down());
+            }
             let read_by = (Instant::now() + self.limits.idle).min(self.limits.deadline);
             let chunk = tokio::select! {
                 biased;
                 r = timeout_at(read_by, self.up.read_chunk()) => r,
                 _ = self.ds.read_body_or_idle(true) => return StreamEnd::ClientGone,
+                _ = self.abort.changed() => return StreamEnd::Failed(self.shutting_down()),
             };
             let bytes = match chunk {
                 Err(_) => {
@@ -231,27 +246,10 @@ impl Pump<'_> {
                 self.decoder.push(&more);
             }
             let mut batch = Batch::default();
-            let mut verdict = Verdict::Forward;
-            loop {
-                let ev = match self.decoder.next_event() {
-                    Ok(Some(ev)) => ev,
-                    Ok(None) => break,
-                    Err(e) => {
-                        if batch
-                            .write(self.ds, &mut self.ctx.cache_fill)
-                            .await
-                            .is_err()
-                        {
-                            return StreamEnd::ClientGone;
-                        }
-                        return StreamEnd::Failed(self.interrupted(e.to_string()));
-                    }
-                };
-                verdict = self.admit(ev, &mut batch);
-                if verdict == Verdict::Error {
-                    break;
-                }
-            }
+            let verdict = match self.decode_into(&mut batch) {
+                Ok(v) => v,
+                Err(end) => return self.flush_then(batch, end).await,
+            };
             if batch
                 .write(self.ds, &mut self.ctx.cache_fill)
                 .await
@@ -263,6 +261,38 @@ impl Pump<'_> {
                 return StreamEnd::ProviderError;
             }
         }
+    }
+
+    /// Takes every complete event the decoder holds into `batch`, up to the provider's own
+    /// error event (whose verdict is returned) or the end of the stream. A malformed event
+    /// ends the stream.
+    fn decode_into(&mut self, batch: &mut Batch) -> Result<Verdict, StreamEnd> {
+        loop {
+            if self.st.saw_done {
+                return Ok(Verdict::Forward);
+            }
+            match self.decoder.next_event() {
+                Ok(Some(ev)) => {
+                    if self.admit(ev, batch) == Verdict::Error {
+                        return Ok(Verdict::Error);
+                    }
+                }
+                Ok(None) => return Ok(Verdict::Forward),
+                Err(e) => return Err(StreamEnd::Failed(self.interrupted(e.to_string()))),
+            }
+        }
+    }
+
+    /// Writes what was gathered before `end`, then ends with it.
+    async fn flush_then(&mut self, batch: Batch, end: StreamEnd) -> StreamEnd {
+        if batch
+            .write(self.ds, &mut self.ctx.cache_fill)
+            .await
+            .is_err()
+        {
+            return StreamEnd::ClientGone;
+        }
+        end
     }
 
     /// The provider's body ended: finished, or cut short.
@@ -300,6 +330,13 @@ impl Pump<'_> {
             Verdict::Error => batch.push(failure::redact_body(ev.raw, self.target)),
         }
         verdict
+    }
+
+    fn shutting_down(&self) -> GatewayError {
+        GatewayError::StreamInterrupted {
+            model: self.req.model.clone(),
+            detail: "the gateway shut down before the stream finished".into(),
+        }
     }
 
     /// Errors name the model the client asked for, as the non-streaming errors do.

@@ -38,6 +38,7 @@ use self::forward::StreamLimits;
 use self::read::{Ready, WholeLimits};
 use self::retry::{Gate, Step};
 use crate::context::RequestCtx;
+use crate::error::GatewayError;
 use crate::providers::Upstream;
 use crate::request::OpenAiRequest;
 use crate::respond::{Delivered, Rejection};
@@ -80,9 +81,7 @@ pub async fn run(
             Gate::Skip => continue,
             Gate::WaitUntil(until) => {
                 // The provider asked us to wait, and it is short: honour it.
-                if !wait_for(ds, until).await {
-                    return Err(Rejection::ClientGone);
-                }
+                wait_for(state, ds, until).await?;
             }
         }
 
@@ -98,12 +97,16 @@ pub async fn run(
             biased;
             // Boxed: connecting and reading the answer's head take 10 KiB of future state that
             // a committed stream no longer needs; in place it would stay reserved to the end.
-            r = Box::pin(attempt_once(state, ctx, req, target, body, ttft_deadline, &limits)) => Some(r),
-            _ = ds.read_body_or_idle(true) => None,
+            r = Box::pin(attempt_once(state, ctx, req, target, body, ttft_deadline, &limits)) => Ok(r),
+            _ = ds.read_body_or_idle(true) => Err(Rejection::ClientGone),
+            () = state.aborted() => Err(Rejection::Error(GatewayError::Draining)),
         };
-        let Some(outcome) = outcome else {
-            ctx.end_attempt(AttemptOutcome::Cancelled, None);
-            return Err(Rejection::ClientGone);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(end) => {
+                ctx.end_attempt(AttemptOutcome::Cancelled, None);
+                return Err(end);
+            }
         };
         let failure = match outcome {
             Ok(ready) => {
@@ -146,22 +149,34 @@ pub async fn run(
         match step {
             Step::Stop(_) => break,
             Step::Retry { after } if after.is_zero() => {}
-            Step::Retry { after } => {
-                if !wait_for(ds, now + after).await {
-                    return Err(Rejection::ClientGone);
-                }
-            }
+            Step::Retry { after } => wait_for(state, ds, now + after).await?,
         }
+    }
+    if let Some(f) = &last {
+        // The client's error says what kind of failure it was; the log says which provider,
+        // where, and what it answered.
+        tracing::info!(
+            request_id = %ctx.request_id,
+            model = %req.model,
+            attempts = attempt,
+            last = %f.summary(),
+            "Every attempt failed."
+        );
     }
     Err(failure::final_rejection(&req.model, last))
 }
 
-/// Sleeps until `until` unless the client leaves first; `false` when it left.
-async fn wait_for(ds: &mut ServerSession, until: Instant) -> bool {
+/// Sleeps until `until` unless the client leaves or the shutdown grace runs out first.
+async fn wait_for(
+    state: &AppState,
+    ds: &mut ServerSession,
+    until: Instant,
+) -> Result<(), Rejection> {
     tokio::select! {
         biased;
-        _ = ds.read_body_or_idle(true) => false,
-        () = tokio::time::sleep_until(until) => true,
+        _ = ds.read_body_or_idle(true) => Err(Rejection::ClientGone),
+        () = state.aborted() => Err(Rejection::Error(GatewayError::Draining)),
+        () = tokio::time::sleep_until(until) => Ok(()),
     }
 }
 

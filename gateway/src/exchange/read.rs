@@ -89,25 +89,35 @@ pub async fn first_event(mut up: Upstream, target: &Target) -> Result<Ready, Fai
         .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
     if !is_sse {
         let ct = up.header("content-type").map(|v| truncate_utf8(v, 100));
-        return Err(server(format!(
-            "the provider answered a stream request with {} instead of text/event-stream",
-            ct.as_deref().unwrap_or("no content type")
-        )));
+        return Err(server(
+            "the provider's answer to a stream request was not an event stream",
+            format!(
+                "the provider answered a stream request with {} instead of text/event-stream",
+                ct.as_deref().unwrap_or("no content type")
+            ),
+        ));
     }
     let mut decoder = SseDecoder::new(MAX_EVENT_BYTES);
     let mut held = Vec::new();
     loop {
-        while let Some(ev) = decoder.next_event().map_err(|e| server(e.to_string()))? {
+        while let Some(ev) = decoder
+            .next_event()
+            .map_err(|e| server("the provider's stream was not valid", e.to_string()))?
+        {
             let has_data = ev.has_data;
             if has_data && stream::is_error_event(&ev) {
                 let text = failure::redact_body(ev.data.clone(), target);
-                return Err(server(format!(
-                    "the provider's stream opened with an error: {}",
-                    truncate_utf8(&text, QUOTE_CHARS)
-                )));
+                return Err(server(
+                    "the provider's stream opened with an error",
+                    format!(
+                        "the provider's stream opened with an error: {}",
+                        truncate_utf8(&text, QUOTE_CHARS)
+                    ),
+                ));
             }
             if has_data && ev.is_done() {
                 return Err(server(
+                    "the provider's stream ended before any content",
                     "the provider's stream ended before any content".into(),
                 ));
             }
@@ -124,10 +134,16 @@ pub async fn first_event(mut up: Upstream, target: &Target) -> Result<Ready, Fai
             Ok(Some(chunk)) => decoder.push(&chunk),
             Ok(None) => {
                 return Err(server(
+                    "the provider's stream ended before its first event",
                     "the provider's stream ended before its first event".into(),
                 ));
             }
-            Err(e) => return Err(server(format!("reading the provider's stream failed: {e}"))),
+            Err(e) => {
+                return Err(server(
+                    "reading the provider's stream failed",
+                    format!("reading the provider's stream failed: {e}"),
+                ));
+            }
         }
     }
 }
@@ -155,16 +171,21 @@ pub async fn whole(
         let read_by = (Instant::now() + limits.idle).min(limits.deadline);
         match timeout_at(read_by, up.read_chunk()).await {
             Err(_) => return Err(Failure::Timeout(limits.idle)),
-            Ok(Err(e)) => return Err(server(format!("reading the provider's answer failed: {e}"))),
+            Ok(Err(e)) => {
+                return Err(server(
+                    "reading the provider's answer failed",
+                    format!("reading the provider's answer failed: {e}"),
+                ));
+            }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => {
                 len += chunk.len();
                 if len > limits.max_bytes {
                     up.release(connector, false).await;
-                    return Err(server(format!(
-                        "the provider's answer exceeded {} bytes",
-                        limits.max_bytes
-                    )));
+                    return Err(server(
+                        "the provider's answer was too large",
+                        format!("the provider's answer exceeded {} bytes", limits.max_bytes),
+                    ));
                 }
                 parts.push(chunk);
             }
@@ -186,13 +207,17 @@ pub async fn whole(
         }),
         Err(AnswerProblem::ErrorObject) => {
             let text = failure::redact_body(body, target);
-            Err(server(format!(
-                "the provider answered {status} with an error: {}",
-                truncate_utf8(&text, QUOTE_CHARS)
-            )))
+            Err(server(
+                "the provider answered with an error object",
+                format!(
+                    "the provider answered {status} with an error: {}",
+                    truncate_utf8(&text, QUOTE_CHARS)
+                ),
+            ))
         }
-        Err(AnswerProblem::NotJson) => Err(server(format!(
-            "the provider answered {status} with a body that is not a JSON object"
-        ))),
+        Err(AnswerProblem::NotJson) => Err(server(
+            "the provider's answer was not a JSON object",
+            format!("the provider answered {status} with a body that is not a JSON object"),
+        )),
     }
 }

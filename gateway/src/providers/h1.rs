@@ -56,21 +56,51 @@ pub struct Response {
     keepalive: bool,
 }
 
+/// Why no response head could be read.
+#[derive(Debug)]
+pub struct HeadError {
+    pub message: String,
+    /// Not one byte of an answer arrived: on a pooled connection this is the provider having
+    /// closed it while it sat idle, and the request can go again on a fresh one.
+    pub nothing_received: bool,
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl Response {
     /// Reads the response head, skipping `1xx` interim answers.
-    pub async fn read_head(mut stream: Stream) -> Result<Self, String> {
+    pub async fn read_head(mut stream: Stream) -> Result<Self, HeadError> {
         let mut buf = BytesMut::with_capacity(MIN_READ);
+        let mut received = false;
+        let fail = |message: String, received: bool| HeadError {
+            message,
+            nothing_received: !received,
+        };
         loop {
             let (head_len, status, version_1_0, ranges) = loop {
-                if let Some(parsed) = parse_head(&buf)? {
+                if let Some(parsed) = parse_head(&buf).map_err(|e| fail(e, true))? {
                     break parsed;
                 }
                 if buf.len() >= MAX_HEAD_BYTES {
-                    return Err(format!("the response head exceeds {MAX_HEAD_BYTES} bytes"));
+                    return Err(fail(
+                        format!("the response head exceeds {MAX_HEAD_BYTES} bytes"),
+                        true,
+                    ));
                 }
                 buf.reserve(MIN_READ);
-                if read_more(&mut stream, &mut buf).await? == 0 {
-                    return Err("the provider closed the connection before answering".into());
+                match read_more(&mut stream, &mut buf).await {
+                    Ok(0) => {
+                        return Err(fail(
+                            "the provider closed the connection before answering".into(),
+                            received,
+                        ));
+                    }
+                    Ok(_) => received = true,
+                    Err(e) => return Err(fail(e, received)),
                 }
             };
             let head = buf.split_to(head_len).freeze();
@@ -86,7 +116,7 @@ impl Response {
                 framing: Framing::Done,
                 keepalive: !version_1_0,
             };
-            response.framing = response.framing()?;
+            response.framing = response.framing().map_err(|e| fail(e, true))?;
             let close = response
                 .header("connection")
                 .is_some_and(|v| has_token(v, b"close"));

@@ -52,17 +52,63 @@ pub async fn send(
     let peer = ProviderPeer(peer);
 
     // The attempt is already open; a head that cannot be built closes it as a failed send.
-    let head = request_head(target, body.len()).map_err(ConnectError::Connect)?;
-    let (mut stream, reused) = connector.get_stream(&peer).await.map_err(|e| {
-        ConnectError::Connect(format!(
-            "connect to {}: {}",
-            target.base_url,
-            e.etype().as_str()
-        ))
-    })?;
+    let head = request_head(target, body.len())
+        .map_err(ConnectError::Connect)?
+        .freeze();
+    let (stream, reused) = connector
+        .get_stream(&peer)
+        .await
+        .map_err(|e| connect_failed(target, &e))?;
+    match exchange(stream, reused, target, head.clone(), body.clone()).await {
+        Ok(session) => Ok(Upstream::Http(Box::new(HttpUpstream { session, peer }))),
+        // A pooled connection the provider closed while it sat idle (its keep-alive ran out
+        // as we picked it): nothing was answered, so the request goes again on a fresh
+        // connection, within the same attempt.
+        Err(Sent::Stale) => {
+            tracing::debug!(provider = %target.base_url.host, "Pooled connection was closed by the provider; sending on a new one.");
+            let stream = connector
+                .new_stream(&peer)
+                .await
+                .map_err(|e| connect_failed(target, &e))?;
+            match exchange(stream, false, target, head, body).await {
+                Ok(session) => Ok(Upstream::Http(Box::new(HttpUpstream { session, peer }))),
+                Err(Sent::Stale) => Err(ConnectError::Connect(format!(
+                    "request to {} failed: the provider closed the connection before answering",
+                    target.base_url
+                ))),
+                Err(Sent::Failed(e)) => Err(e),
+            }
+        }
+        Err(Sent::Failed(e)) => Err(e),
+    }
+}
+
+/// How sending on one connection failed.
+enum Sent {
+    /// A reused connection that was already closed: nothing was answered.
+    Stale,
+    Failed(ConnectError),
+}
+
+fn connect_failed(target: &HttpTarget<'_>, e: &pingora::Error) -> ConnectError {
+    ConnectError::Connect(format!(
+        "connect to {}: {}",
+        target.base_url,
+        e.etype().as_str()
+    ))
+}
+
+/// Writes the request on `stream` and reads the answer's head.
+async fn exchange(
+    mut stream: pingora::protocols::Stream,
+    reused: bool,
+    target: &HttpTarget<'_>,
+    head: Bytes,
+    body: Bytes,
+) -> Result<Response, Sent> {
     // The connector applies only connect timeouts; reads are bounded by the exchange's own
     // deadlines, the write by the connect timeout so a dead peer cannot hold the request.
-    let mut wire = head.freeze().chain(body);
+    let mut wire = head.chain(body);
     let written = tokio::time::timeout(target.connect_timeout, async {
         stream.write_all_buf(&mut wire).await?;
         stream.flush().await
@@ -74,16 +120,24 @@ pub async fn send(
         } else {
             "request to"
         };
-        ConnectError::Connect(format!("{on} {} failed: {what}", target.base_url))
+        Sent::Failed(ConnectError::Connect(format!(
+            "{on} {} failed: {what}",
+            target.base_url
+        )))
     };
     match written {
         Ok(Ok(())) => {}
+        // A write error on a pooled connection: it was closed under us.
+        Ok(Err(_)) if reused => return Err(Sent::Stale),
         // Dropping the stream closes it; a polite shutdown could wait on a full send buffer.
         Ok(Err(e)) => return Err(failed(&e.kind().to_string())),
         Err(_) => return Err(failed("write timed out")),
     }
-    let session = Response::read_head(stream).await.map_err(|e| failed(&e))?;
-    Ok(Upstream::Http(Box::new(HttpUpstream { session, peer })))
+    match Response::read_head(stream).await {
+        Ok(session) => Ok(session),
+        Err(e) if reused && e.nothing_received => Err(Sent::Stale),
+        Err(e) => Err(failed(&e.message)),
+    }
 }
 
 /// The request head, written straight to wire format: building a pingora `RequestHeader`

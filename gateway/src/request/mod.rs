@@ -48,7 +48,9 @@ struct Members<'a> {
 // === impl OpenAiRequest ===
 
 impl OpenAiRequest {
-    pub fn parse(endpoint: Endpoint, body: Bytes) -> Result<Self, GatewayError> {
+    /// Parses `body`; values may nest at most `max_depth` deep.
+    pub fn parse(endpoint: Endpoint, body: Bytes, max_depth: usize) -> Result<Self, GatewayError> {
+        check_bounds(&body, max_depth)?;
         let members = parse_members(&body)?;
         let value = |name: &str| -> Option<&[u8]> {
             members
@@ -274,6 +276,86 @@ fn tool_names(raw: &[u8]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Checks what serde's borrowed pass does not: how deep values nest (a skipped value is not
+/// depth-limited, so `[[[[…` 100k deep would pass and reach the provider) and that every
+/// `\u` escape names a real character (a lone UTF-16 surrogate is not one, and providers
+/// answer it with a 400 in their own shape). One forward pass over the bytes.
+pub fn check_bounds(body: &[u8], max_depth: usize) -> Result<(), GatewayError> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let n = body.len();
+    while i < n {
+        match body[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(GatewayError::invalid(
+                        format!("the request body nests JSON deeper than {max_depth} levels"),
+                        None,
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                i += 1;
+                while i < n {
+                    match body[i] {
+                        b'"' => break,
+                        b'\\' if body.get(i + 1) == Some(&b'u') => {
+                            let unit = hex4(body, i + 2).ok_or_else(|| bad_escape(i))?;
+                            i += 6;
+                            if (0xD800..0xDC00).contains(&unit) {
+                                // A high surrogate must be followed by a low one.
+                                let low = (body.get(i) == Some(&b'\\')
+                                    && body.get(i + 1) == Some(&b'u'))
+                                .then(|| hex4(body, i + 2))
+                                .flatten()
+                                .filter(|u| (0xDC00..0xE000).contains(u));
+                                if low.is_none() {
+                                    return Err(lone_surrogate(i - 6));
+                                }
+                                i += 6;
+                            } else if (0xDC00..0xE000).contains(&unit) {
+                                return Err(lone_surrogate(i - 6));
+                            }
+                            continue;
+                        }
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn hex4(body: &[u8], at: usize) -> Option<u32> {
+    let digits = body.get(at..at + 4)?;
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .filter(|_| digits.iter().all(u8::is_ascii_hexdigit))
+}
+
+fn bad_escape(at: usize) -> GatewayError {
+    GatewayError::invalid(
+        format!("the request body has an invalid `\\u` escape at byte {at}"),
+        None,
+    )
+}
+
+fn lone_surrogate(at: usize) -> GatewayError {
+    GatewayError::invalid(
+        format!(
+            "the request body has a lone UTF-16 surrogate escape at byte {at}; a string must hold valid Unicode"
+        ),
+        None,
+    )
 }
 
 /// Validates the whole body as one JSON object and records each top-level member's span.

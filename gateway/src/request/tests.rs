@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(endpoint: Endpoint, body: &str) -> Result<OpenAiRequest, GatewayError> {
-    OpenAiRequest::parse(endpoint, Bytes::from(body.to_owned()))
+    OpenAiRequest::parse(endpoint, Bytes::from(body.to_owned()), 128)
 }
 
 fn chat(body: &str) -> OpenAiRequest {
@@ -118,4 +118,45 @@ fn escaped_member_names_are_understood() {
     assert_eq!(r.model, "m");
     let up = json(&r.upstream_body("n"));
     assert_eq!(up["model"], "n");
+}
+
+#[test]
+fn nesting_and_escapes_are_bounded() {
+    let deep = format!(
+        "{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}],\"x\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let e = parse(Endpoint::ChatCompletions, &deep).expect_err("too deep");
+    assert!(e.to_string().contains("deeper than 128 levels"), "{e}");
+    // Right at the limit is fine: the object itself is level 1.
+    let ok = format!(
+        "{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}],\"x\":{}{}}}",
+        "[".repeat(127),
+        "]".repeat(127)
+    );
+    parse(Endpoint::ChatCompletions, &ok).expect("127 + 1 levels");
+
+    let body = |content: &str| {
+        format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{content}"}}]}}"#)
+    };
+    for lone in [
+        r"\ud800",
+        r"\udc00",
+        r"a\ud83dz",
+        r"\ud83d\u0041",
+        r"\ud83d",
+    ] {
+        let e = parse(Endpoint::ChatCompletions, &body(lone)).expect_err(lone);
+        assert!(
+            e.to_string().contains("lone UTF-16 surrogate"),
+            "{lone}: {e}"
+        );
+        assert_eq!(e.status(), 400);
+    }
+    for fine in [r"\ud83d\ude00", r"\u00e9", r"\\ud800", r#"\"\\"#, "plain"] {
+        parse(Endpoint::ChatCompletions, &body(fine)).expect(fine);
+    }
+    let e = parse(Endpoint::ChatCompletions, &body(r"\u12")).expect_err("short escape");
+    assert_eq!(e.status(), 400);
 }

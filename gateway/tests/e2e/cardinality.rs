@@ -119,15 +119,15 @@ fn requests_counted(scrape: &str, needle: &str) -> f64 {
 /// A scrape once all `n` requests are counted: the gateway records a request after its
 /// response went out, so the last few can land a moment after the client saw them end.
 async fn settled_scrape(gw: &TestGateway, n: usize) -> String {
-    let mut scrape = String::new();
-    for _ in 0..250 {
-        scrape = gw.metrics().await;
-        if requests_counted(&scrape, "") == n as f64 {
-            return scrape;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("sluice_requests_total never reached {n}:\n{scrape}");
+    let scrape = gw
+        .metrics_when(|m| requests_counted(m, "") == n as f64)
+        .await;
+    assert_eq!(
+        requests_counted(&scrape, ""),
+        n as f64,
+        "sluice_requests_total never reached {n}:\n{scrape}"
+    );
+    scrape
 }
 
 /// The series of a scrape (sample lines without their values and exemplars).

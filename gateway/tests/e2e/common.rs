@@ -143,6 +143,27 @@ impl TestGateway {
         key_extra: &str,
         layout: Layout,
     ) -> Self {
+        Self::launch(body, mock, server_extra, key_extra, layout, &[]).await
+    }
+
+    /// As [`Self::start_with`], with more environment variables for the gateway.
+    pub async fn start_with_env(
+        body: &str,
+        mock: &MockLlm,
+        server_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(body, mock, server_extra, "", Layout::File, env).await
+    }
+
+    async fn launch(
+        body: &str,
+        mock: &MockLlm,
+        server_extra: &str,
+        key_extra: &str,
+        layout: Layout,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -173,6 +194,7 @@ impl TestGateway {
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--config")
             .arg(&cfg)
+            .envs(env.iter().copied())
             .env(CANARY_ENV, CANARY)
             .env("SLUICE_LOG", "debug")
             .stdin(Stdio::null())

@@ -101,7 +101,9 @@ async fn every_failure_mode_before_the_first_byte_fails_over() {
             );
         }
     }
-    let metrics = gw.metrics().await;
+    let metrics = gw
+        .metrics_when(|m| m.contains("sluice_upstream_attempts_total"))
+        .await;
     assert!(
         metrics.contains("sluice_upstream_attempts_total"),
         "{metrics}"

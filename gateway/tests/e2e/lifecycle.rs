@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{self, TestGateway, chat, sse_data};
+use crate::common::{self, TestGateway, chat, eventually, sse_data};
 
 const POLICY: &str = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  slow: { provider: up, upstream_model: \"slow@delay:100\" }\n";
 
@@ -36,13 +36,15 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
         reason = "the test reads the stream while it signals"
     )]
     let reader = tokio::spawn(sse_data(resp));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal once the stream is under way upstream.
+    eventually(async || (mock.stats().requests == 1).then_some(())).await;
     gw.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let ready = reqwest::get(gw.admin_url("/readyz"))
-        .await
-        .expect("readyz while draining");
-    assert_eq!(ready.status(), 503, "draining gateways are not ready");
+    let not_ready = eventually(async || {
+        let r = reqwest::get(gw.admin_url("/readyz")).await.ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    assert!(not_ready.is_some(), "draining gateways are not ready");
 
     let events = reader.await.expect("reader");
     assert_eq!(
@@ -56,4 +58,66 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
     );
     let log = gw.log_text();
     assert!(log.contains("draining in-flight requests"), "{log}");
+}
+
+#[tokio::test]
+async fn when_the_grace_runs_out_streams_end_properly_and_are_recorded() {
+    let mock = common::mock_llm().await;
+    // 16 events 500 ms apart: far longer than the 1 s grace.
+    let policy = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  slow: { provider: up, upstream_model: \"slow@delay:500\" }\n";
+    let mut gw = TestGateway::start_with(policy, &mock, "  shutdown_grace: 1s\n").await;
+    let mut resp = gw
+        .post("/v1/chat/completions", chat("slow", true))
+        .header("x-request-id", "req-grace")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    let first = resp.chunk().await.expect("chunk").expect("first event");
+    text.push_str(&String::from_utf8_lossy(&first));
+    gw.signal("TERM");
+
+    // New requests while draining: a clear 503 that closes the connection.
+    let refused = eventually(async || {
+        let r = gw
+            .post("/v1/chat/completions", chat("slow", false))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(r)
+    })
+    .await
+    .expect("refused while draining");
+    assert_eq!(
+        refused
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    let v: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "draining");
+
+    // The stream ends with an error event and a clean end of body, not a reset.
+    while let Some(chunk) = resp.chunk().await.expect("the body ends cleanly") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last = text
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(last.contains("\"code\":\"stream_interrupted\""), "{text}");
+    assert!(last.contains("shut down"), "{last}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert!(gw.wait_exit(Duration::from_secs(15)).await, "exits");
+    let log = gw.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with('{') && l.contains("\"request_id\":\"req-grace\""))
+        .unwrap_or_else(|| panic!("the stream's record was written: {log}"));
+    assert!(line.contains("\"outcome\":\"truncated\""), "{line}");
 }

@@ -113,20 +113,20 @@ async fn send_known_traffic(gw: &TestGateway) -> BTreeMap<String, Told> {
 /// A scrape once all 6 requests of [`send_known_traffic`] are counted: the gateway records a
 /// request after its response went out, a moment after the client saw it end.
 async fn settled_scrape(gw: &TestGateway) -> String {
-    let mut scrape = String::new();
-    for _ in 0..250 {
-        scrape = gw.metrics().await;
-        let total: f64 = scrape
+    let total = |scrape: &str| -> f64 {
+        scrape
             .lines()
             .filter(|l| l.starts_with("sluice_requests_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if total == 6.0 {
-            return scrape;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("sluice_requests_total never reached 6:\n{scrape}");
+            .sum()
+    };
+    let scrape = gw.metrics_when(|m| total(m) == 6.0).await;
+    assert_eq!(
+        total(&scrape),
+        6.0,
+        "sluice_requests_total never reached 6:\n{scrape}"
+    );
+    scrape
 }
 
 // === a Prometheus server ===

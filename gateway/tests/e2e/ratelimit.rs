@@ -79,7 +79,10 @@ async fn requests_over_rpm_get_429_and_never_reach_the_provider() {
     );
 
     let metrics = gw
-        .metrics_when(|m| m.contains("sluice_ratelimited_total{"))
+        .metrics_when(|m| {
+            m.lines()
+                .any(|l| l.starts_with("sluice_ratelimited_total{") && l.ends_with(" 2"))
+        })
         .await;
     let line = metrics
         .lines()

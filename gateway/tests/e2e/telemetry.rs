@@ -231,7 +231,9 @@ async fn requests_tokens_and_spans_reconcile() {
         "content capture is off"
     );
     assert!(!everything.contains(common::KEY));
-    let metrics = gw.metrics().await;
+    let metrics = gw
+        .metrics_when(|m| sum_series(m, "sluice_spans_total", &["result=\"exported\""]) >= 21.0)
+        .await;
     assert!(
         sum_series(&metrics, "sluice_spans_total", &["result=\"exported\""]) >= 21.0,
         "{metrics}"

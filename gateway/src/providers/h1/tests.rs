@@ -43,7 +43,10 @@ async fn serve(
     });
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
-    (Response::read_head(stream).await, server)
+    (
+        Response::read_head(stream).await.map_err(|e| e.to_string()),
+        server,
+    )
 }
 
 async fn body(r: &mut Response) -> Result<Vec<u8>, String> {
