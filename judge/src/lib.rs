@@ -2,9 +2,11 @@
 //! path, feeding the quality SLO. Owns the judge's settings and decisions; does not own HTTP,
 //! pingora, metrics, the SLO engine or remediation, and never imports the gateway.
 
+pub mod capture;
 pub mod sampler;
 pub mod settings;
 
+pub use capture::{Answer, AnswerAssembler, Conversation};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};
 
@@ -14,4 +16,10 @@ pub enum Error {
     /// Every problem of one route's settings, each with its field.
     #[error("invalid judge settings: {0}")]
     Settings(SettingsProblems),
+    #[error("the body is not JSON of the expected shape")]
+    NotJson,
+    #[error("the body is an error object")]
+    ErrorObject,
+    #[error("the request has neither messages nor a prompt")]
+    NoConversation,
 }
