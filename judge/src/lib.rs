@@ -5,10 +5,12 @@
 pub mod capture;
 pub mod sampler;
 pub mod settings;
+pub mod verdict;
 
 pub use capture::{Answer, AnswerAssembler, Conversation};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};
+pub use verdict::{InvalidReason, Verdict};
 
 /// Everything that can go wrong in the judge crate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
