@@ -3,11 +3,13 @@
 //! pingora, metrics, the SLO engine or remediation, and never imports the gateway.
 
 pub mod capture;
+pub mod rubric;
 pub mod sampler;
 pub mod settings;
 pub mod verdict;
 
 pub use capture::{Answer, AnswerAssembler, Conversation};
+pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};
 pub use verdict::{InvalidReason, Verdict};
