@@ -2,12 +2,14 @@
 //! path, feeding the quality SLO. Owns the judge's settings and decisions; does not own HTTP,
 //! pingora, metrics, the SLO engine or remediation, and never imports the gateway.
 
+pub mod budget;
 pub mod capture;
 pub mod rubric;
 pub mod sampler;
 pub mod settings;
 pub mod verdict;
 
+pub use budget::{Budget, BudgetLimit, Clock, SystemClock, day_index};
 pub use capture::{Answer, AnswerAssembler, Conversation};
 pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
