@@ -2,15 +2,22 @@
 //! path, feeding the quality SLO. Owns the judge's settings and decisions; does not own HTTP,
 //! pingora, metrics, the SLO engine or remediation, and never imports the gateway.
 
+pub mod backend;
 pub mod budget;
 pub mod capture;
+pub mod pool;
 pub mod rubric;
 pub mod sampler;
 pub mod settings;
 pub mod verdict;
 
+pub use backend::{Failure, JudgeBackend, JudgeCall, JudgeReply, reply_content};
 pub use budget::{Budget, BudgetLimit, Clock, SystemClock, day_index};
 pub use capture::{Answer, AnswerAssembler, Conversation};
+pub use pool::{
+    DropReason, Fanout, JudgeJob, JudgeOutcome, JudgePool, JudgedContent, JudgedRequest,
+    OutcomeDetail, PoolOptions, SampleOutcome, VerdictSink,
+};
 pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};
@@ -28,4 +35,17 @@ pub enum Error {
     ErrorObject,
     #[error("the request has neither messages nor a prompt")]
     NoConversation,
+    /// A judge call failed. `message` is for logs: it must not hold a key or a prompt.
+    #[error("judge call failed ({failure}): {message}")]
+    Backend { failure: Failure, message: String },
+}
+
+impl Error {
+    /// The failure kind to report when a backend returns this error.
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Backend { failure, .. } => *failure,
+            _ => Failure::BadResponse,
+        }
+    }
 }
