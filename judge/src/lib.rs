@@ -1,11 +1,42 @@
 //! Sluice's LLM-as-judge: a sample of live answers scored by a judge model off the request
-//! path, feeding the quality SLO. Owns the judge's settings and decisions; does not own HTTP,
-//! pingora, metrics, the SLO engine or remediation, and never imports the gateway.
+//! path, feeding the quality SLO.
+//!
+//! Owns:
+//! - [`settings`]: a route's `judge:` settings as validated values;
+//! - [`sampler`]: the admit-time decision (deterministic ratio per trace id, always-sample
+//!   rules for remediated and downgraded requests with a per-minute cap);
+//! - [`capture`]: what is judged (the conversation from the request, the answer assembled
+//!   from a body or a stream), bounded in bytes;
+//! - [`rubric`]: the judge request (built-in and custom rubrics, the strict output contract,
+//!   the marker the mock provider recognises, and the mock's verdict);
+//! - [`verdict`]: the strict verdict parser;
+//! - [`backend`]: the [`JudgeBackend`] seam that the gateway implements through its own
+//!   routing;
+//! - [`budget`]: the judge's own rpm and USD-per-day limits;
+//! - [`pool`]: the workers, a background service fed by a bounded queue, reporting every
+//!   outcome to a [`VerdictSink`];
+//! - [`recent`]: the last verdicts for an admin view.
+//!
+//! Does not own: HTTP, pingora, metrics (outcomes are plain data with `as_str` label values
+//! that the gateway records through `sluice-observability`), the SLO engine, or remediation.
+//! It never imports the gateway.
+//!
+//! # Wiring, in request order
+//!
+//! 1. Policy compile: [`JudgeSettings::validate`], then one [`Sampler`] per route.
+//! 2. Admit: [`Sampler::decide`] with [`key_from_trace_id`] and [`SampleFlags`]; if sampled,
+//!    [`Conversation::from_request`] and an [`AnswerAssembler`].
+//! 3. While answering: [`AnswerAssembler::push_chunk`] per streamed `data:` payload, or
+//!    [`AnswerAssembler::push_body`] once.
+//! 4. Record: `feed.offer(JudgeJob { … })` (never waits).
+//! 5. Background: [`JudgePool`] as a `Service`; outcomes to the sinks ([`Fanout`],
+//!    [`RecentVerdicts`], metrics, the quality SLI, evaluation events).
 
 pub mod backend;
 pub mod budget;
 pub mod capture;
 pub mod pool;
+pub mod recent;
 pub mod rubric;
 pub mod sampler;
 pub mod settings;
@@ -18,6 +49,7 @@ pub use pool::{
     DropReason, Fanout, JudgeJob, JudgeOutcome, JudgePool, JudgedContent, JudgedRequest,
     OutcomeDetail, PoolOptions, SampleOutcome, VerdictSink,
 };
+pub use recent::{ContentCapture, RecentEntry, RecentVerdicts};
 pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};

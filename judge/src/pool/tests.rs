@@ -462,3 +462,40 @@ fn outcome_labels() {
         "duplicate_key"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fanout_hands_every_outcome_to_each_sink() {
+    let first = Arc::new(Collect::default());
+    let recent = Arc::new(crate::recent::RecentVerdicts::new(
+        8,
+        crate::recent::ContentCapture::Off,
+    ));
+    let sink = Fanout(vec![first.clone(), recent.clone()]);
+    let (feed, intake) = feed(8, Counter::default());
+    let judge = Arc::new(FakeJudge {
+        behaviour: MOCK,
+        calls: Mutex::new(Vec::new()),
+        running: AtomicUsize::new(0),
+        most_running: AtomicUsize::new(0),
+    });
+    let pool = JudgePool::new(
+        intake,
+        judge,
+        Arc::new(sink),
+        Arc::new(FixedClock),
+        PoolOptions::default(),
+    );
+    let (trigger, shutdown) = Shutdown::pair();
+    let task = tokio::spawn(Box::new(pool).run(shutdown));
+    let s = settings(|_| {});
+    for n in 0..3 {
+        assert!(feed.offer(job(&s, n)));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.fire();
+    task.await.expect("the pool drains and returns");
+    assert_eq!(first.0.lock().expect("lock").len(), 3);
+    let shown = recent.snapshot();
+    assert_eq!(shown.len(), 3);
+    assert!(shown.iter().all(|e| e.outcome == SampleOutcome::Scored));
+}
