@@ -4,10 +4,12 @@
 //!
 //! Owns: metric names, help texts, label sets (closed sets only: configured routes, catalog
 //! models, declared tenants, fixed enums; never a key, user id or prompt), token counting and
-//! cost, and recording a finished request. Does not own: pingora, sockets, or deciding what
+//! cost, recording a finished request, and the SLO engine ([`slo`]: windows, burn rates,
+//! budgets, snapshots, Prometheus rules). Does not own: pingora, sockets, or deciding what
 //! happened to a request.
 
 pub mod cost;
+mod error;
 pub mod export;
 pub mod metrics;
 mod record;
@@ -15,9 +17,11 @@ pub mod redact;
 pub mod sampler;
 pub mod semconv;
 pub mod service;
+pub mod slo;
 pub mod spans;
 pub mod tokens;
 
+pub use error::Error;
 pub use export::{ExportCounters, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{

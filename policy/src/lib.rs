@@ -2,11 +2,13 @@
 //!
 //! Owns: turning a validated [`sluice_config::Config`] into lookup structures the hot path reads
 //! without locks (route table by public model name, model catalog, virtual keys by SHA-256),
-//! the pure routing decision (which targets to try, in which order) and each key's rate limiter.
+//! the pure routing decision (which targets to try, in which order), each key's rate limiter,
+//! and the pure remediation decision over SLO state ([`remediation`]).
 //! Does not own: any I/O (DNS, sockets, files) or metrics; the gateway does those.
 
 mod keys;
 mod limits;
+pub mod remediation;
 mod route;
 pub mod runtime;
 mod store;

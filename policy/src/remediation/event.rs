@@ -1,0 +1,159 @@
+//! Incident events: every step the controller takes, with the numbers behind it.
+//!
+//! [`Transition`] is what [`decide`](super::decide) returns; [`IncidentEvent`] stamps it with
+//! the wall clock for the append-only incident log (one JSON object per line; the writer lives
+//! in the gateway). Both serialise with serde so the log, `/admin/incidents` and webhooks share
+//! one shape.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::overlay::{Applied, Verdict};
+use super::rule::{ActionKind, BurnCondition};
+use super::status::{SloStatus, TargetKey};
+
+/// Why an action that should be taken is not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockReason {
+    /// Another change was made on the route this tick; this one follows next tick.
+    OneChangePerTick,
+    /// Taking the target out would leave the route with no target at all.
+    LastTarget,
+    /// The rule's `max_share` is used up by its other actions on the route.
+    MaxShare,
+    /// Another rule already holds this kind of entry on the route (or this target).
+    TakenBy { rule: Arc<str> },
+    /// No downgrade candidate is left: each was rejected by the guard, is burning its guard,
+    /// or is what the route serves already.
+    NoCandidate,
+    /// The target is no longer one of the route's.
+    UnknownTarget,
+}
+
+/// Why an action was taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnwindReason {
+    /// The original stayed healthy for the cooldown, after the hold.
+    Recovered,
+    /// The rule is no longer in the policy, or its action or dry-run flag changed.
+    RuleChanged,
+    /// The route or the target is no longer in the policy.
+    RouteChanged,
+}
+
+/// What happened, with its own details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The rule's trigger started to hold.
+    Opened,
+    /// The action was put in place (or, for a dry-run rule, would have been).
+    ActionTaken { applied: Applied },
+    /// The action should be taken but is not (reported once per reason).
+    Blocked { reason: BlockReason },
+    /// The probe traffic's verdict on the original changed. `burn` is the short-window burn it
+    /// was decided on (the highest, when several originals are probed).
+    ProbeResult { verdict: Verdict, burn: Option<f64> },
+    /// The guard SLO burned on the substitute: the route moved to `to`, or back to its own
+    /// models when `to` is `None`.
+    Reverted {
+        from: Arc<str>,
+        to: Option<Arc<str>>,
+        guard_slo: Arc<str>,
+    },
+    /// The action was taken back.
+    Unwound {
+        reason: UnwindReason,
+        #[serde(with = "millis")]
+        held: Duration,
+        #[serde(with = "millis")]
+        healthy_for: Duration,
+    },
+    /// The trigger no longer holds and nothing is in place: the incident is over.
+    Resolved {
+        #[serde(with = "millis")]
+        open_for: Duration,
+    },
+}
+
+/// One step of one incident, with the numbers that triggered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub incident: u64,
+    pub route: Arc<str>,
+    pub rule: Arc<str>,
+    pub action: ActionKind,
+    /// The burning target, for `failover`.
+    pub target: Option<TargetKey>,
+    /// The rule is in dry-run: nothing was changed in routing.
+    pub dry_run: bool,
+    /// The trigger's SLO and condition (the thresholds compared against).
+    pub slo: Arc<str>,
+    pub condition: BurnCondition,
+    #[serde(flatten)]
+    pub event: Event,
+    /// The SLO statuses the step was decided on: the trigger's status for `opened`,
+    /// `action_taken`, `blocked` and `resolved`; the probed originals' for `probe_result` and
+    /// `unwound`; the guard's for `reverted`.
+    pub evidence: Vec<SloStatus>,
+    pub runbook_url: Option<Arc<str>>,
+}
+
+/// A transition stamped with the wall clock, as written to the incident log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentEvent {
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    #[serde(flatten)]
+    pub transition: Transition,
+}
+
+// === impl IncidentEvent ===
+
+impl IncidentEvent {
+    pub fn new(transition: Transition, wall: SystemTime) -> Self {
+        let at_unix_ms = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            at_unix_ms,
+            transition,
+        }
+    }
+}
+
+// === impl Event ===
+
+impl Event {
+    /// The event's name (`opened`, `action_taken`, …), a closed set.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::ActionTaken { .. } => "action_taken",
+            Self::Blocked { .. } => "blocked",
+            Self::ProbeResult { .. } => "probe_result",
+            Self::Reverted { .. } => "reverted",
+            Self::Unwound { .. } => "unwound",
+            Self::Resolved { .. } => "resolved",
+        }
+    }
+}
+
+/// Durations as whole milliseconds in the log.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
