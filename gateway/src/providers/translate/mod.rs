@@ -1,0 +1,3 @@
+//! Translation between Sluice's OpenAI face and providers that speak another dialect.
+
+pub mod eventstream;
