@@ -18,7 +18,8 @@
 //! Shared pieces: [`openai`] (the request view every kind renders from, the chunk writer that
 //! keeps OpenAI's stream invariants, usage), [`finish`] (every finish-reason table),
 //! `error.rs` ([`ErrorClass`]: one table for client status, OpenAI type/code and
-//! retryability), [`eventstream`] (Bedrock's binary framing).
+//! retryability), [`eventstream`] (Bedrock's binary framing), [`render`] (the same answers
+//! rendered *in* each dialect, for the mock provider and round-trip tests).
 //!
 //! # Wiring (what the caller does)
 //!
@@ -97,6 +98,7 @@ pub mod eventstream;
 pub mod finish;
 pub mod gemini;
 pub mod openai;
+pub mod render;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //!   → the exact OpenAI answer. Streams are fed whole, byte by byte and in 7-byte pieces, and
 //!   must give the same chunks every time.
 //! - `roundtrip`: streamed answers reassembled equal the non-stream answer to the same
-//!   exchange.
+//!   exchange; mock answers rendered in each dialect (`render`) translate back to themselves.
 //! - `openai`, `errors`, `eventstream`, `sigv4`: the shared pieces (request view, error
 //!   classes, frame codec against AWS's vectors, SigV4 against AWS's test suite).
 //!
