@@ -9,6 +9,7 @@ mod h1;
 pub mod mock;
 mod mock_upstream;
 pub mod openai;
+pub mod translate;
 
 use bytes::Bytes;
 use pingora::connectors::TransportConnector;
