@@ -5,12 +5,25 @@
 # process it started. Reports go to target/bench-results/.
 #
 #   loadtest/run-compare.sh [SCENARIO.yaml ...] [-- extra sluice-bench compare args]
-#   loadtest/run-compare.sh                                   # throughput, fixed-5k, stream-ttft
+#   loadtest/run-compare.sh                                   # throughput, fixed-5k, stream-ttft, stream-burst
 #   loadtest/run-compare.sh loadtest/scenarios/soak.yaml -- --duration 3m
+#   BASELINE=/tmp/sluice-main loadtest/run-compare.sh loadtest/scenarios/stream-burst.yaml
 #
 # Environment: SKIP_BUILD=1 reuses the binaries; CARGO_TARGET_DIR is honoured;
-# BENCH_TIMEOUT caps the wall time of each scenario (default: 2400 s).
+# BENCH_TIMEOUT caps the wall time of each scenario (default: 2400 s); BASELINE=/path/to/sluice
+# also measures that binary (e.g. an earlier commit's release build) as the target `baseline`.
 set -euo pipefail
+
+# Checked (and made absolute) before the cd below and before the long build.
+baseline_args=()
+if [ -n "${BASELINE:-}" ]; then
+    case "$BASELINE" in /*) ;; *) BASELINE="$PWD/$BASELINE" ;; esac
+    if [ ! -f "$BASELINE" ] || [ ! -x "$BASELINE" ]; then
+        echo "BASELINE=$BASELINE is not an executable file" >&2
+        exit 2
+    fi
+    baseline_args=(--baseline "$BASELINE")
+fi
 cd "$(dirname "$0")/.."
 
 scenarios=()
@@ -20,7 +33,8 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 if [ ${#scenarios[@]} -eq 0 ]; then
-    scenarios=(loadtest/scenarios/throughput.yaml loadtest/scenarios/fixed-5k.yaml loadtest/scenarios/stream-ttft.yaml)
+    scenarios=(loadtest/scenarios/throughput.yaml loadtest/scenarios/fixed-5k.yaml loadtest/scenarios/stream-ttft.yaml
+        loadtest/scenarios/stream-burst.yaml)
 fi
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
@@ -57,7 +71,7 @@ for sc in "${scenarios[@]}"; do
     echo "=== $name ($sc)" >&2
     timeout --signal=INT --kill-after=15 "${BENCH_TIMEOUT:-2400}" \
         "$bin/sluice-bench" compare "$sc" \
-        --sluice "$bin/sluice" --mock-llm "$bin/mock-llm" \
+        --sluice "$bin/sluice" --mock-llm "$bin/mock-llm" "${baseline_args[@]}" \
         --json "$out/$name-$stamp.json" --md "$out/$name-$stamp.md" "$@" &
     bench_pid=$!
     wait "$bench_pid"

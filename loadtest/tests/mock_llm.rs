@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_gateway::providers::mock::{self, Endpoint, MockRequest, MockStream};
-use sluice_loadtest::mock_llm::MockTiming;
+use sluice_loadtest::mock_llm::{MockTiming, echo};
 use sluice_loadtest::{MockLlm, MockLlmConfig, Stats};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -694,4 +694,519 @@ async fn shutdown_releases_the_port_and_drop_stops_the_server() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused);
+}
+
+// === echo-key: the received API key quoted back ===
+
+const KEY: &str = "sk-live-Zq81_secret";
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// The error message of an echo body, after checking the rest of the object.
+fn echo_message(bytes: &[u8]) -> String {
+    let v = parse(bytes);
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    v["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn echo_key_status_quotes_the_key_for_either_kind_of_request() {
+    let llm = start().await;
+    let auth = bearer(KEY);
+    for code in [400u16, 401, 403, 404, 422, 499] {
+        for body in [
+            chat_body(&format!("m@echo-key:{code}")),
+            stream_body(&format!("m@echo-key:{code}"), true),
+        ] {
+            let (head, bytes) = post_with(
+                &llm,
+                "/v1/chat/completions",
+                &[("authorization", &auth)],
+                &body,
+            )
+            .await;
+            assert_eq!(head.status, code);
+            assert_eq!(head.header("content-type"), Some("application/json"));
+            assert_eq!(bytes, echo::error_json(KEY, 0, false).into_bytes());
+            assert_eq!(
+                echo_message(&bytes),
+                format!("Incorrect API key provided: {KEY}")
+            );
+        }
+    }
+    // The scheme is matched in any case, as HTTP says; the key is trimmed.
+    let (_, bytes) = post_with(
+        &llm,
+        "/v1/embeddings",
+        &[("authorization", &format!("bearer   {KEY} "))],
+        &json!({"model": "e@echo-key:401", "input": "x"}),
+    )
+    .await;
+    assert_eq!(
+        echo_message(&bytes),
+        format!("Incorrect API key provided: {KEY}")
+    );
+}
+
+#[tokio::test]
+async fn echo_key_200_is_json_even_for_a_stream() {
+    let llm = start().await;
+    let auth = bearer(KEY);
+    for body in [
+        chat_body("m@echo-key:200"),
+        stream_body("m@echo-key:200", false),
+    ] {
+        let (head, bytes) = post_with(
+            &llm,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            &body,
+        )
+        .await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-type"), Some("application/json"));
+        assert!(!head.chunked());
+        assert_eq!(
+            echo_message(&bytes),
+            format!("Incorrect API key provided: {KEY}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn echo_key_first_event_and_mid_stream() {
+    let llm = start().await;
+    let auth = bearer(KEY);
+    let headers = [("authorization", auth.as_str())];
+    let echoed = echo::event(&echo::error_json(KEY, 0, false));
+
+    let (head, chunks) = stream(&llm, &headers, &stream_body("m@echo-key:first-event", true)).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        chunks,
+        vec![Chunk::Data(echoed.clone().into_bytes()), Chunk::End]
+    );
+
+    // K normal events, then the error event, then the end: no finish chunk, no [DONE].
+    let (head, chunks) = stream(
+        &llm,
+        &headers,
+        &stream_body("m@echo-key:mid-stream:3", true),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(chunks.last(), Some(&Chunk::End));
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 3 + 1);
+    for e in &events[..3] {
+        let j = event_json(e);
+        assert_eq!(j["object"], "chat.completion.chunk");
+        assert!(j["choices"][0]["finish_reason"].is_null());
+    }
+    assert_eq!(events[3], echoed);
+    assert_eq!(
+        echo_message(event_json(&events[3]).to_string().as_bytes()),
+        format!("Incorrect API key provided: {KEY}")
+    );
+    // K is capped at the content events.
+    let (_, chunks) = stream(
+        &llm,
+        &headers,
+        &stream_body("m@echo-key:mid-stream:999", true),
+    )
+    .await;
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 1 + 16 + 1);
+    assert_eq!(events.last(), Some(&echoed));
+    assert!(events.iter().all(|e| !e.contains("[DONE]")));
+
+    // Non-stream requests get the JSON with 200.
+    for fault in ["first-event", "mid-stream:2"] {
+        let (head, bytes) = post_with(
+            &llm,
+            "/v1/chat/completions",
+            &headers,
+            &chat_body(&format!("m@echo-key:{fault}")),
+        )
+        .await;
+        assert_eq!((head.status, head.chunked()), (200, false), "{fault}");
+        assert_eq!(
+            echo_message(&bytes),
+            format!("Incorrect API key provided: {KEY}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn echo_key_escaped_and_padded() {
+    let llm = start().await;
+    let auth = bearer(KEY);
+    let headers = [("authorization", auth.as_str())];
+    let (head, bytes) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &headers,
+        &chat_body("m@echo-key:401,key-escaped"),
+    )
+    .await;
+    assert_eq!(head.status, 401);
+    let text = String::from_utf8(bytes.clone()).expect("UTF-8");
+    assert!(!text.contains(KEY), "{text}");
+    // Not even one character of the key is written raw: each is a \uXXXX escape.
+    let written = &text[echo::KEY_OFFSET..echo::KEY_OFFSET + 6 * KEY.len()];
+    assert_eq!(written, echo::escape_every_char(KEY));
+    assert_eq!(written.matches("\\u").count(), KEY.chars().count());
+    // Still valid JSON that decodes back to the key.
+    assert_eq!(
+        echo_message(&bytes),
+        format!("Incorrect API key provided: {KEY}")
+    );
+
+    // key-pad:N puts N fillers before the key: here the key straddles character 200.
+    let pad = 200 - echo::KEY_OFFSET - 5;
+    let (_, bytes) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &headers,
+        &chat_body(&format!("m@echo-key:400,key-pad:{pad}")),
+    )
+    .await;
+    let text = String::from_utf8(bytes.clone()).expect("UTF-8");
+    assert_eq!(text.find(KEY), Some(200 - 5));
+    assert_eq!(
+        echo_message(&bytes),
+        format!("Incorrect API key provided: {}{KEY}", "x".repeat(pad))
+    );
+
+    // Both at once, in a stream's first event, chosen by the header.
+    let (_, chunks) = stream(
+        &llm,
+        &[
+            ("authorization", auth.as_str()),
+            ("x-mock", "echo-key:first-event,key-pad:7,key-escaped"),
+        ],
+        &stream_body("m", false),
+    )
+    .await;
+    let events = data_chunks(&chunks);
+    assert_eq!(events.len(), 1);
+    let data = events[0]
+        .strip_prefix("data: ")
+        .and_then(|e| e.strip_suffix("\n\n"))
+        .expect("one SSE event");
+    assert!(!data.contains(KEY));
+    assert_eq!(
+        &data[echo::KEY_OFFSET + 7..echo::KEY_OFFSET + 7 + 6 * KEY.len()],
+        echo::escape_every_char(KEY)
+    );
+    assert_eq!(
+        echo_message(data.as_bytes()),
+        format!("Incorrect API key provided: xxxxxxx{KEY}")
+    );
+}
+
+#[tokio::test]
+async fn echo_key_without_a_key_and_behind_auth() {
+    // Nothing received: the echo quotes the empty string.
+    let llm = start().await;
+    let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body("m@echo-key:401")).await;
+    assert_eq!(head.status, 401);
+    assert_eq!(echo_message(&bytes), "Incorrect API key provided: ");
+    // Another scheme is not a bearer key either.
+    let (_, bytes) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("authorization", "Basic c2stbGl2ZQ==")],
+        &chat_body("m@echo-key:200"),
+    )
+    .await;
+    assert_eq!(echo_message(&bytes), "Incorrect API key provided: ");
+
+    // When the server requires a key, the right one is echoed and a wrong one is refused first.
+    let llm = MockLlm::start(MockLlmConfig {
+        api_key: Some(KEY.to_owned()),
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    let (head, bytes) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("authorization", &bearer(KEY))],
+        &chat_body("m@echo-key:403"),
+    )
+    .await;
+    assert_eq!(head.status, 403);
+    assert_eq!(
+        echo_message(&bytes),
+        format!("Incorrect API key provided: {KEY}")
+    );
+    let (head, bytes) = post_with(
+        &llm,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-wrong")],
+        &chat_body("m@echo-key:403"),
+    )
+    .await;
+    assert_eq!(head.status, 401);
+    assert!(!String::from_utf8_lossy(&bytes).contains("sk-wrong"));
+}
+
+#[tokio::test]
+async fn bad_echo_key_faults_are_400_naming_the_fault() {
+    let llm = start().await;
+    for (model, names) in [
+        ("m@echo-key:500", "`echo-key:500`"),
+        ("m@key-escaped", "`key-escaped`"),
+        ("m@echo-key:200,key-pad:lots", "`key-pad:lots`"),
+    ] {
+        let (head, bytes) = post(&llm, "/v1/chat/completions", &chat_body(model)).await;
+        assert_eq!(head.status, 400, "{model}");
+        let e = &parse(&bytes)["error"];
+        assert_eq!(e["code"], "invalid_mock_fault");
+        assert!(
+            e["message"].as_str().expect("a message").contains(names),
+            "{e}"
+        );
+    }
+}
+
+// === burst: a whole stream in one write ===
+
+/// A parsed HTTP/1.1 response that must be complete in `bytes`, with nothing after it.
+struct Whole {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// Chunked bodies: each chunk; content-length bodies: one element.
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Whole {
+    fn parse(bytes: &[u8]) -> Whole {
+        let text = bytes;
+        let end = text
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let head = std::str::from_utf8(&text[..end]).expect("ASCII head");
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("a header");
+                (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let mut rest = &text[end + 4..];
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut chunks = Vec::new();
+        if get("transfer-encoding").as_deref() == Some("chunked") {
+            loop {
+                let eol = rest
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .expect("a chunk size line");
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&rest[..eol]).expect("hex"), 16)
+                        .expect("a chunk size");
+                rest = &rest[eol + 2..];
+                if size == 0 {
+                    assert_eq!(rest, b"\r\n", "the terminator, no trailers, nothing after");
+                    break;
+                }
+                assert!(rest.len() >= size + 2, "a whole chunk");
+                chunks.push(rest[..size].to_vec());
+                assert_eq!(&rest[size..size + 2], b"\r\n");
+                rest = &rest[size + 2..];
+            }
+        } else {
+            let len: usize = get("content-length")
+                .expect("a length")
+                .parse()
+                .expect("a number");
+            assert_eq!(rest.len(), len, "the whole body and nothing after it");
+            chunks.push(rest.to_vec());
+        }
+        Whole {
+            status,
+            headers,
+            chunks,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.chunks
+            .iter()
+            .map(|c| String::from_utf8(c.clone()).expect("UTF-8"))
+            .collect()
+    }
+}
+
+/// Sends `body` on a fresh connection and returns what ONE read of the socket gives, and when
+/// it came. A response written in one write is whole in it; one written in parts is not (the
+/// parts are spaced in time in these tests).
+async fn one_read(addr: SocketAddr, headers: &[(&str, &str)], body: &Value) -> (Vec<u8>, Duration) {
+    let mut c = Client::connect(addr).await;
+    let t0 = Instant::now();
+    c.send(
+        "POST",
+        "/v1/chat/completions",
+        headers,
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let mut tcp = c.io.into_inner();
+    let mut buf = vec![0; 256 * 1024];
+    let n = timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .expect("a read");
+    buf.truncate(n);
+    (buf, t0.elapsed())
+}
+
+fn expected_events(body: &Value) -> Vec<String> {
+    let req = MockRequest::from_body(Endpoint::ChatCompletions, body.to_string().as_bytes())
+        .expect("a valid request");
+    MockStream::new(&req)
+        .map(|b| String::from_utf8(b.to_vec()).expect("UTF-8"))
+        .collect()
+}
+
+#[tokio::test]
+async fn burst_config_writes_the_whole_stream_in_one_write() {
+    let llm = MockLlm::start(MockLlmConfig {
+        burst: true,
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    for include_usage in [false, true] {
+        let body = stream_body("m", include_usage);
+        let (bytes, _) = one_read(llm.addr(), &[], &body).await;
+        let whole = Whole::parse(&bytes);
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("content-type"), Some("text/event-stream"));
+        // One chunk per event, as a provider frames them, and [DONE] last.
+        let events = whole.events();
+        assert_eq!(events, expected_events(&body));
+        assert_eq!(events.last().map(String::as_str), Some("data: [DONE]\n\n"));
+    }
+    // Non-stream answers are one write anyway.
+    let (bytes, _) = one_read(llm.addr(), &[], &chat_body("m")).await;
+    let whole = Whole::parse(&bytes);
+    assert_eq!(whole.header("content-type"), Some("application/json"));
+    assert_eq!(parse(&whole.chunks[0])["object"], "chat.completion");
+    // The connection stays usable: a second request on it is answered normally.
+    let mut c = Client::connect(llm.addr()).await;
+    for _ in 0..2 {
+        let (head, _) = c
+            .request(
+                "POST",
+                "/v1/chat/completions",
+                &[],
+                stream_body("m", true).to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(head.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn burst_fault_waits_the_pacing_before_the_head_then_sends_everything() {
+    // 100 ms to the first event, then 16 content events at 10 ms: 260 ms of pacing.
+    let llm = MockLlm::start(MockLlmConfig {
+        timing: MockTiming {
+            ttft: Duration::from_millis(100),
+            tokens_per_s: 100.0,
+        },
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    let body = stream_body("m@burst", true);
+    let (bytes, took) = one_read(llm.addr(), &[], &body).await;
+    assert!(took >= Duration::from_millis(260), "{took:?}");
+    let whole = Whole::parse(&bytes);
+    assert_eq!(whole.events(), expected_events(&stream_body("m", true)));
+
+    // Without burst the same server sends the head first and the events as they come: one read
+    // is far from the whole answer.
+    let (bytes, _) = one_read(llm.addr(), &[], &stream_body("m", true)).await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && !text.contains("[DONE]"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn burst_combines_with_cut_stall_and_echo_key() {
+    let llm = start().await;
+    let auth = bearer(KEY);
+
+    let (bytes, _) = one_read(llm.addr(), &[], &stream_body("m@burst,cut:3", true)).await;
+    let whole = Whole::parse(&bytes);
+    assert_eq!(whole.header("connection"), Some("close"));
+    assert_eq!(
+        whole.events(),
+        expected_events(&stream_body("m", true))[..3]
+    );
+
+    let (bytes, _) = one_read(
+        llm.addr(),
+        &[
+            ("authorization", &auth),
+            ("x-mock", "burst,echo-key:mid-stream:2,key-escaped"),
+        ],
+        &stream_body("m", true),
+    )
+    .await;
+    let events = Whole::parse(&bytes).events();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[..2], expected_events(&stream_body("m", true))[..2]);
+    assert_eq!(events[2], echo::event(&echo::error_json(KEY, 0, true)));
+
+    // A stall: its events in one write, then silence (the read after them waits).
+    let mut c = Client::connect(llm.addr()).await;
+    c.send(
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        stream_body("m@burst,stall:2", false).to_string().as_bytes(),
+    )
+    .await;
+    let head = c.head().await;
+    assert!(head.chunked());
+    for _ in 0..2 {
+        assert!(matches!(c.chunk().await, Chunk::Data(_)));
+    }
+    assert!(
+        timeout(Duration::from_millis(300), c.chunk())
+            .await
+            .is_err()
+    );
 }

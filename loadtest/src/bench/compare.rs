@@ -1,5 +1,10 @@
 //! `sluice-bench compare`: one scenario against mock-llm directly, nginx as a plain reverse proxy
-//! and Sluice, interleaved round by round so that machine drift hits all three alike.
+//! and Sluice (and, with `--baseline`, a second `sluice` build such as an earlier commit's),
+//! interleaved round by round so that machine drift hits every target alike.
+//!
+//! The baseline runs the same policy on its own ports and is measured exactly like Sluice; the
+//! report then gives Sluice's change against it. Its rounds are interleaved with Sluice's, so the
+//! per-round changes show how much of the difference is noise.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,13 +39,17 @@ pub struct CompareOpts {
     pub mock_llm: PathBuf,
     /// The `nginx` binary (needed when the scenario lists nginx).
     pub nginx: Option<PathBuf>,
+    /// A second `sluice` binary measured as the target `baseline` (needed when the targets
+    /// list it).
+    pub baseline: Option<PathBuf>,
     /// `server.threads` of Sluice.
     pub threads: usize,
     /// Sluice's telemetry: spans exported over OTLP/gRPC (to an in-process receiver, head
     /// ratio 0.05 as in DESIGN.md, errors and slow requests always kept) and the JSON access
     /// log. Metrics are always on.
     pub telemetry: bool,
-    /// mock-llm on `base_port`, nginx +1, Sluice +2, Sluice admin +3 (all 127.0.0.1).
+    /// mock-llm on `base_port`, nginx +1, Sluice +2, Sluice admin +3, baseline +4, baseline
+    /// admin +5 (all 127.0.0.1).
     pub base_port: u16,
     /// Where configs and logs go (removed afterwards unless `keep`).
     pub work_dir: PathBuf,
@@ -53,7 +62,7 @@ pub struct CompareOpts {
 /// Per-target figures of a compare run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
-    /// `direct`, `nginx`, `sluice`.
+    /// `direct`, `nginx`, `sluice`, `baseline`.
     pub name: String,
     /// All rounds merged.
     pub run: RunReport,
@@ -116,6 +125,60 @@ pub struct CompareReport {
     pub goals: Vec<GoalRow>,
     /// RSS samples: seconds since start, then KiB per process name.
     pub rss_series: RssSeries,
+    /// The `sluice` binary measured as `baseline`, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_binary: Option<PathBuf>,
+    /// Sluice against the baseline, when both ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_baseline: Option<BaselineDelta>,
+}
+
+/// How `sluice` differs from `baseline` in one run. Changes in percent are
+/// `(sluice − baseline) / baseline × 100`, so negative means Sluice needs less; `None` when the
+/// baseline's figure is zero.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineDelta {
+    /// Proxy CPU per request, all rounds merged.
+    pub cpu_us_per_req_change_pct: Option<f64>,
+    /// The same for each round number both ran, in round order.
+    pub cpu_change_pct_per_round: Vec<Option<f64>>,
+    /// Successful req/s.
+    pub rps_change_pct: Option<f64>,
+    /// Headline p50 (non-stream latency, or stream TTFC when everything streamed), ms.
+    pub p50_ms_delta: f64,
+    /// Headline p99, ms.
+    pub p99_ms_delta: f64,
+    /// Peak RSS, MB.
+    pub peak_rss_mb_delta: f64,
+}
+
+/// `sluice` against `baseline`; rounds are paired by their number.
+pub fn vs_baseline(sluice: &TargetReport, baseline: &TargetReport) -> BaselineDelta {
+    let (s50, s99) = headline_latency(&sluice.run);
+    let (b50, b99) = headline_latency(&baseline.run);
+    BaselineDelta {
+        cpu_us_per_req_change_pct: change_pct(
+            sluice.proxy_cpu_us_per_req,
+            baseline.proxy_cpu_us_per_req,
+        ),
+        cpu_change_pct_per_round: sluice
+            .rounds
+            .iter()
+            .filter_map(|s| {
+                let b = baseline.rounds.iter().find(|b| b.round == s.round)?;
+                Some(change_pct(s.cpu_us_per_req, b.cpu_us_per_req))
+            })
+            .collect(),
+        rps_change_pct: change_pct(sluice.run.rps, baseline.run.rps),
+        p50_ms_delta: s50 - b50,
+        p99_ms_delta: s99 - b99,
+        peak_rss_mb_delta: sluice.peak_rss_mb - baseline.peak_rss_mb,
+    }
+}
+
+/// `(new − old) / old` in percent; `None` when `old` is not a positive number.
+pub fn change_pct(new: f64, old: f64) -> Option<f64> {
+    (old > 0.0 && old.is_finite() && new.is_finite()).then(|| (new - old) / old * 100.0)
 }
 
 /// The machine.
@@ -166,6 +229,7 @@ struct Running {
     mock: Proc,
     nginx: Option<Proc>,
     sluice: Option<Proc>,
+    baseline: Option<Proc>,
     /// The OTLP receiver Sluice exports to when telemetry is on.
     otlp: Option<crate::otlp_sink::OtlpSink>,
 }
@@ -176,10 +240,14 @@ impl Running {
             TargetKind::Direct => None,
             TargetKind::Nginx => self.nginx.as_ref().map(|p| p.pid),
             TargetKind::Sluice => self.sluice.as_ref().map(|p| p.pid),
+            TargetKind::Baseline => self.baseline.as_ref().map(|p| p.pid),
         }
     }
 
     async fn stop(self) {
+        if let Some(p) = self.baseline {
+            p.stop().await;
+        }
         if let Some(p) = self.sluice {
             p.stop().await;
         }
@@ -209,11 +277,15 @@ async fn start_all(s: &Scenario, o: &CompareOpts) -> Result<Running, String> {
         .args(["--tokens-per-s", &s.mock.tokens_per_s.to_string()])
         .args(["--api-key-env", "SLUICE_BENCH_PROVIDER_KEY"])
         .env("SLUICE_BENCH_PROVIDER_KEY", PROVIDER_KEY);
+    if s.mock.burst {
+        cmd.arg("--burst");
+    }
     let mock = Proc::spawn("mock-llm", cmd, &dir.join("mock-llm.log"))?;
     let mut running = Running {
         mock,
         nginx: None,
         sluice: None,
+        baseline: None,
         otlp: None,
     };
     if !procs::wait_ready(
@@ -255,55 +327,115 @@ async fn start_all(s: &Scenario, o: &CompareOpts) -> Result<Running, String> {
         }
     }
 
-    if s.targets.contains(&TargetKind::Sluice) {
-        let hash = match hash_key(&o.sluice, SLUICE_KEY).await {
-            Ok(h) => h,
+    let sluices = [
+        (
+            TargetKind::Sluice,
+            Some(o.sluice.clone()),
+            gw_port,
+            admin_port,
+        ),
+        (
+            TargetKind::Baseline,
+            o.baseline.clone(),
+            o.base_port + 4,
+            o.base_port + 5,
+        ),
+    ];
+    for (kind, binary, gw, admin) in sluices {
+        if !s.targets.contains(&kind) {
+            continue;
+        }
+        let Some(binary) = binary else {
+            running.stop().await;
+            return Err("the targets list baseline but no --baseline binary was given".into());
+        };
+        match start_sluice(kind, &binary, (gw, admin, mock_port), o, &mut running).await {
+            Ok(p) => match kind {
+                TargetKind::Baseline => running.baseline = Some(p),
+                _ => running.sluice = Some(p),
+            },
             Err(e) => {
                 running.stop().await;
                 return Err(e);
             }
-        };
-        let telemetry = if o.telemetry {
-            let sink = match crate::otlp_sink::OtlpSink::start().await {
-                Ok(s) => s,
-                Err(e) => {
-                    running.stop().await;
-                    return Err(format!("cannot start the OTLP receiver: {e}"));
-                }
-            };
-            let section = format!(
-                "telemetry:\n  otlp: {{ endpoint: \"{}\", protocol: grpc }}\n  sample: {{ head_ratio: 0.05 }}\n  access_log: true\n",
-                sink.endpoint()
-            );
-            running.otlp = Some(sink);
-            section
-        } else {
-            "telemetry: { access_log: false }\n".to_owned()
-        };
-        let policy = format!(
-            "{telemetry}server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
-             providers:\n  mock-llm: {{ kind: openai, base_url: \"http://{mock}/v1\", api_key_env: SLUICE_BENCH_PROVIDER_KEY }}\n\
-             models:\n  {MODEL}: {{ provider: mock-llm }}\n\
-             keys:\n  - {{ name: bench, key_sha256: \"{hash}\", tenant: bench }}\n",
-            gw = addr(gw_port),
-            admin = addr(admin_port),
-            threads = o.threads,
-            mock = addr(mock_port),
-        );
-        let policy_path = dir.join("sluice.yaml");
-        std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&o.sluice);
-        cmd.arg("--config")
-            .arg(&policy_path)
-            .env("SLUICE_BENCH_PROVIDER_KEY", PROVIDER_KEY)
-            .env("SLUICE_LOG", "warn");
-        running.sluice = Some(Proc::spawn("sluice", cmd, &dir.join("sluice.log"))?);
-        if !procs::wait_ready(addr(admin_port), Some("/readyz"), Duration::from_secs(20)).await {
-            running.stop().await;
-            return Err("sluice did not become ready (see sluice.log)".into());
         }
     }
     Ok(running)
+}
+
+/// Starts one `sluice` binary (Sluice or the baseline) on `gw`/`admin` in front of mock-llm on
+/// `mock` and waits until it is ready. Both get the same policy; the first to start with
+/// telemetry on starts the OTLP receiver they share.
+async fn start_sluice(
+    kind: TargetKind,
+    binary: &Path,
+    (gw, admin, mock): (u16, u16, u16),
+    o: &CompareOpts,
+    running: &mut Running,
+) -> Result<Proc, String> {
+    let name = kind.name();
+    let hash = hash_key(binary, SLUICE_KEY).await?;
+    let telemetry = if o.telemetry {
+        let endpoint = match &running.otlp {
+            Some(sink) => sink.endpoint(),
+            None => {
+                let sink = crate::otlp_sink::OtlpSink::start()
+                    .await
+                    .map_err(|e| format!("cannot start the OTLP receiver: {e}"))?;
+                let endpoint = sink.endpoint();
+                running.otlp = Some(sink);
+                endpoint
+            }
+        };
+        Some(endpoint)
+    } else {
+        None
+    };
+    let policy = sluice_policy(
+        telemetry.as_deref(),
+        addr(gw),
+        addr(admin),
+        o.threads,
+        addr(mock),
+        &hash,
+    );
+    let policy_path = o.work_dir.join(format!("{name}.yaml"));
+    std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("--config")
+        .arg(&policy_path)
+        .env("SLUICE_BENCH_PROVIDER_KEY", PROVIDER_KEY)
+        .env("SLUICE_LOG", "warn");
+    let proc = Proc::spawn(name, cmd, &o.work_dir.join(format!("{name}.log")))?;
+    if !procs::wait_ready(addr(admin), Some("/readyz"), Duration::from_secs(20)).await {
+        proc.stop().await;
+        return Err(format!("{name} did not become ready (see {name}.log)"));
+    }
+    Ok(proc)
+}
+
+/// The policy every `sluice` under test runs: one provider (mock-llm), one model, one key;
+/// spans to `otlp` (head ratio 0.05 as in DESIGN.md) and the access log when it is given.
+fn sluice_policy(
+    otlp: Option<&str>,
+    gw: SocketAddr,
+    admin: SocketAddr,
+    threads: usize,
+    mock: SocketAddr,
+    key_hash: &str,
+) -> String {
+    let telemetry = match otlp {
+        Some(endpoint) => format!(
+            "telemetry:\n  otlp: {{ endpoint: \"{endpoint}\", protocol: grpc }}\n  sample: {{ head_ratio: 0.05 }}\n  access_log: true\n"
+        ),
+        None => "telemetry: { access_log: false }\n".to_owned(),
+    };
+    format!(
+        "{telemetry}server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
+         providers:\n  mock-llm: {{ kind: openai, base_url: \"http://{mock}/v1\", api_key_env: SLUICE_BENCH_PROVIDER_KEY }}\n\
+         models:\n  {MODEL}: {{ provider: mock-llm }}\n\
+         keys:\n  - {{ name: bench, key_sha256: \"{key_hash}\", tenant: bench }}\n"
+    )
 }
 
 async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
@@ -334,6 +466,7 @@ fn target_of(kind: TargetKind, o: &CompareOpts) -> Target {
         TargetKind::Direct => (o.base_port, PROVIDER_KEY, MODEL),
         TargetKind::Nginx => (o.base_port + 1, PROVIDER_KEY, MODEL),
         TargetKind::Sluice => (o.base_port + 2, SLUICE_KEY, MODEL),
+        TargetKind::Baseline => (o.base_port + 4, SLUICE_KEY, MODEL),
     };
     Target {
         name: kind.name().to_owned(),
@@ -394,6 +527,11 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
     }
     let (targets, rss_series) = result?;
     let goals = evaluate_goals(s, &targets, &rss_series);
+    let get = |name: &str| targets.iter().find(|t| t.name == name);
+    let vs = match (get("sluice"), get("baseline")) {
+        (Some(sl), Some(b)) => Some(vs_baseline(sl, b)),
+        _ => None,
+    };
     Ok(CompareReport {
         scenario: s.clone(),
         machine,
@@ -403,6 +541,12 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         targets,
         goals,
         rss_series,
+        baseline_binary: s
+            .targets
+            .contains(&TargetKind::Baseline)
+            .then(|| o.baseline.clone())
+            .flatten(),
+        vs_baseline: vs,
     })
 }
 
@@ -412,7 +556,7 @@ async fn measure(s: &Scenario, o: &CompareOpts, running: &Running) -> Result<Mea
     let load = Load::from_scenario(s);
     let start = Instant::now();
     let mut pids = vec![("mock-llm".to_owned(), running.mock.pid)];
-    for kind in [TargetKind::Nginx, TargetKind::Sluice] {
+    for kind in [TargetKind::Nginx, TargetKind::Sluice, TargetKind::Baseline] {
         if let Some(pid) = running.pid_of(kind) {
             pids.push((kind.name().to_owned(), pid));
         }
@@ -611,4 +755,78 @@ pub fn rss_drift(series: &[(f64, BTreeMap<String, u64>)], name: &str) -> Option<
     let tenth = v.len() / 10;
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     Some((mean(&v[tenth..2 * tenth]), mean(&v[v.len() - tenth..])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_pct_table() {
+        for (new, old, want) in [
+            (110.0, 100.0, Some(10.0)),
+            (90.0, 100.0, Some(-10.0)),
+            (5.0, 5.0, Some(0.0)),
+            (5.0, 0.0, None),
+            (5.0, -1.0, None),
+            (f64::NAN, 1.0, None),
+            (1.0, f64::INFINITY, None),
+        ] {
+            let got = change_pct(new, old);
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{new} {old}: {g}"),
+                _ => assert_eq!(got, want, "{new} {old}"),
+            }
+        }
+    }
+
+    #[test]
+    fn baseline_and_sluice_get_the_same_policy_on_their_own_ports() {
+        let mock = addr(29200);
+        let sluice = sluice_policy(None, addr(29202), addr(29203), 2, mock, "ab12");
+        let baseline = sluice_policy(None, addr(29204), addr(29205), 2, mock, "ab12");
+        assert_eq!(
+            sluice.replace("29202", "G").replace("29203", "A"),
+            baseline.replace("29204", "G").replace("29205", "A")
+        );
+        assert!(
+            sluice.starts_with("telemetry: { access_log: false }\n"),
+            "{sluice}"
+        );
+        assert!(sluice.contains("listen: 127.0.0.1:29202, admin_listen: 127.0.0.1:29203"));
+        assert!(sluice.contains("base_url: \"http://127.0.0.1:29200/v1\""));
+        assert!(sluice.contains("key_sha256: \"ab12\""));
+        let with_spans = sluice_policy(
+            Some("http://127.0.0.1:4317"),
+            addr(29202),
+            addr(29203),
+            2,
+            mock,
+            "ab12",
+        );
+        assert!(
+            with_spans.contains("otlp: { endpoint: \"http://127.0.0.1:4317\", protocol: grpc }")
+        );
+        assert!(with_spans.contains("access_log: true"));
+    }
+
+    #[test]
+    fn baseline_targets_its_own_port_with_the_sluice_key() {
+        let o = CompareOpts {
+            sluice: PathBuf::from("sluice"),
+            mock_llm: PathBuf::from("mock-llm"),
+            nginx: None,
+            baseline: Some(PathBuf::from("old")),
+            threads: 2,
+            telemetry: false,
+            base_port: 31000,
+            work_dir: PathBuf::from("/tmp/x"),
+            keep: false,
+            progress: false,
+        };
+        let t = target_of(TargetKind::Baseline, &o);
+        assert_eq!((t.name.as_str(), t.addr), ("baseline", addr(31004)));
+        assert_eq!(t.key, target_of(TargetKind::Sluice, &o).key);
+        assert_eq!(target_of(TargetKind::Sluice, &o).addr, addr(31002));
+    }
 }

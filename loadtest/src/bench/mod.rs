@@ -5,8 +5,9 @@
 //!   keep-alive connections; non-streaming and streaming requests (time to first byte, to the
 //!   first content chunk, to the last byte, chunk counts) into HDR histograms.
 //! - [`scenario`]: the YAML files under `loadtest/scenarios/`.
-//! - [`compare`]: one scenario against mock-llm directly, nginx and Sluice, interleaved, with
-//!   CPU time and RSS of each proxy process from `/proc`.
+//! - [`compare`]: one scenario against mock-llm directly, nginx and Sluice (and optionally a
+//!   baseline `sluice` build), interleaved, with CPU time and RSS of each proxy process from
+//!   `/proc`.
 //! - [`report`]: markdown; the JSON is the serde form of the same structs.
 
 pub mod client;

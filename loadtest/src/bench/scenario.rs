@@ -74,7 +74,7 @@ pub enum ModeKind {
     Closed,
 }
 
-/// The three things `compare` measures.
+/// The things `compare` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
@@ -84,6 +84,9 @@ pub enum TargetKind {
     Nginx,
     /// Sluice in front of mock-llm.
     Sluice,
+    /// Another `sluice` binary (`compare --baseline`, e.g. an earlier commit's build) with the
+    /// same policy on its own ports.
+    Baseline,
 }
 
 impl TargetKind {
@@ -93,11 +96,24 @@ impl TargetKind {
             TargetKind::Direct => "direct",
             TargetKind::Nginx => "nginx",
             TargetKind::Sluice => "sluice",
+            TargetKind::Baseline => "baseline",
         }
+    }
+
+    /// The target named `name` (as [`name`](Self::name) spells it).
+    pub fn from_name(name: &str) -> Option<TargetKind> {
+        [
+            TargetKind::Direct,
+            TargetKind::Nginx,
+            TargetKind::Sluice,
+            TargetKind::Baseline,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
     }
 }
 
-/// mock-llm pacing (`--ttft-ms`, `--tokens-per-s`).
+/// mock-llm pacing (`--ttft-ms`, `--tokens-per-s`, `--burst`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MockProfile {
@@ -107,6 +123,10 @@ pub struct MockProfile {
     /// Content events per second after the first; 0 = no delay.
     #[serde(default)]
     pub tokens_per_s: f64,
+    /// Every stream in one socket write (head, events, end of body), after the time its pacing
+    /// adds up to.
+    #[serde(default)]
+    pub burst: bool,
 }
 
 /// Goal checks the report evaluates for this scenario (the DESIGN §8 budget).
@@ -232,6 +252,26 @@ mod tests {
         assert_eq!(s.targets.len(), 3);
         assert_eq!(s.prompt_bytes, vec![40]);
         assert_eq!(s.rounds, 1);
+        assert!(!s.mock.burst);
+    }
+
+    #[test]
+    fn target_names_round_trip() {
+        for kind in [
+            TargetKind::Direct,
+            TargetKind::Nginx,
+            TargetKind::Sluice,
+            TargetKind::Baseline,
+        ] {
+            assert_eq!(TargetKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(TargetKind::from_name("envoy"), None);
+        let s = Scenario::parse(
+            "name: t\nmode: closed\nduration: 1s\nmax_requests: 9\ntargets: [sluice, baseline]\nmock: { burst: true }\n",
+        )
+        .unwrap();
+        assert_eq!(s.targets, vec![TargetKind::Sluice, TargetKind::Baseline]);
+        assert!(s.mock.burst);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `mock-llm`: the scriptable fake OpenAI provider as a standalone server.
 //!
 //! ```text
-//! mock-llm --listen 127.0.0.1:9000 [--prefix /v1] [--ttft-ms N] [--tokens-per-s F] [--api-key-env NAME]
+//! mock-llm --listen 127.0.0.1:9000 [--prefix /v1] [--ttft-ms N] [--tokens-per-s F] [--burst] [--api-key-env NAME]
 //! curl -s localhost:9000/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 //! curl -s localhost:9000/v1/chat/completions -d '{"model":"m@429:2","messages":[{"role":"user","content":"hi"}]}'
 //! curl -s localhost:9000/_mock/stats
@@ -37,6 +37,10 @@ struct Args {
     /// Content events per second after the first; 0 means no delay.
     #[arg(long, default_value_t = 0.0)]
     tokens_per_s: f64,
+    /// Send every stream at once: after the time its pacing adds up to, the head, every event
+    /// and the end of the body in one socket write.
+    #[arg(long)]
+    burst: bool,
     /// Name of an environment variable holding the API key to require (never the key itself).
     #[arg(long, value_name = "NAME")]
     api_key_env: Option<String>,
@@ -69,6 +73,7 @@ async fn main() -> ExitCode {
             tokens_per_s: args.tokens_per_s,
         },
         api_key,
+        burst: args.burst,
     };
     let server = match MockLlm::start(cfg).await {
         Ok(server) => server,

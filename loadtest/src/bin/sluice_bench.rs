@@ -4,6 +4,7 @@
 //! sluice-bench run loadtest/scenarios/fixed-5k.yaml --url http://127.0.0.1:8080/v1/chat/completions --key sk-…
 //! sluice-bench run loadtest/scenarios/smoke.yaml              # against an in-process mock-llm
 //! sluice-bench compare loadtest/scenarios/throughput.yaml --json out.json --md out.md
+//! sluice-bench compare loadtest/scenarios/throughput.yaml --baseline /tmp/sluice-main  # vs an earlier build
 //! ```
 
 use std::path::PathBuf;
@@ -49,7 +50,8 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Run a scenario against mock-llm directly, nginx and Sluice, interleaved, and compare.
+    /// Run a scenario against mock-llm directly, nginx and Sluice (and a baseline build),
+    /// interleaved, and compare.
     Compare {
         /// Scenario file.
         scenario: PathBuf,
@@ -62,6 +64,11 @@ enum Cmd {
         /// The nginx binary (default: /usr/sbin/nginx or PATH).
         #[arg(long)]
         nginx: Option<PathBuf>,
+        /// A second sluice binary (e.g. an earlier commit's build), measured as the target
+        /// `baseline` with the same policy on its own ports; the report gives Sluice's change
+        /// against it.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
         /// Sluice `server.threads`.
         #[arg(long, default_value_t = 2)]
         threads: usize,
@@ -69,13 +76,15 @@ enum Cmd {
         /// writes the access log; `off` keeps metrics only.
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         telemetry: String,
-        /// First of four consecutive 127.0.0.1 ports (mock, nginx, sluice, sluice admin).
+        /// First of six consecutive 127.0.0.1 ports (mock, nginx, sluice, sluice admin,
+        /// baseline, baseline admin).
         #[arg(long, default_value_t = 29200)]
         base_port: u16,
         /// Override the scenario's rounds.
         #[arg(long)]
         rounds: Option<u32>,
-        /// Only these targets (comma-separated: direct,nginx,sluice).
+        /// Only these targets (comma-separated: direct,nginx,sluice,baseline); --baseline adds
+        /// baseline to them.
         #[arg(long, value_delimiter = ',')]
         targets: Option<Vec<String>>,
         /// Keep the work directory (configs, logs).
@@ -174,6 +183,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                             ttft: Duration::from_millis(s.mock.ttft_ms),
                             tokens_per_s: s.mock.tokens_per_s,
                         },
+                        burst: s.mock.burst,
                         ..MockLlmConfig::default()
                     })
                     .await
@@ -205,6 +215,7 @@ async fn work(cli: Cli) -> Result<(), String> {
             sluice,
             mock_llm,
             nginx,
+            baseline,
             threads,
             telemetry,
             base_port,
@@ -220,13 +231,18 @@ async fn work(cli: Cli) -> Result<(), String> {
             if let Some(list) = targets {
                 s.targets = list
                     .iter()
-                    .map(|t| match t.as_str() {
-                        "direct" => Ok(TargetKind::Direct),
-                        "nginx" => Ok(TargetKind::Nginx),
-                        "sluice" => Ok(TargetKind::Sluice),
-                        other => Err(format!("unknown target {other}")),
+                    .map(|t| {
+                        TargetKind::from_name(t.trim()).ok_or_else(|| format!("unknown target {t}"))
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            if let Some(path) = &baseline
+                && !path.is_file()
+            {
+                return Err(format!("--baseline {}: no such file", path.display()));
+            }
+            if baseline.is_some() && !s.targets.contains(&TargetKind::Baseline) {
+                s.targets.push(TargetKind::Baseline);
             }
             s.check()?;
             let need = |given: Option<PathBuf>, name: &str| {
@@ -238,6 +254,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                 sluice: need(sluice, "sluice")?,
                 mock_llm: need(mock_llm, "mock-llm")?,
                 nginx: nginx.or_else(|| procs::find_binary("nginx")),
+                baseline,
                 threads,
                 telemetry: telemetry == "on",
                 base_port,

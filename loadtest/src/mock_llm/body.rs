@@ -4,6 +4,12 @@
 //! exact length (so hyper writes `content-length`); a stream is `wait, event, wait, event, …`
 //! with no length (so hyper uses chunked encoding, one chunk per event). No task is spawned: the
 //! connection polls the body, so a closed connection drops the script and its timers with it.
+//!
+//! hyper only writes to the socket when a body has nothing ready, so every data step that is
+//! ready back to back leaves in the same write. The server flattens each connection's output
+//! into one buffer (`writev(false)`): with hyper's default queue of at most 16 buffers, a long
+//! run of ready chunks was split over several writes. [`burst`] turns a script into one run of
+//! data steps, so the head, every chunk and the chunked terminator go out in one `write`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,7 +24,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
 /// One step of a [`ScriptBody`].
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Sleep before the next step.
     Wait(Duration),
@@ -67,6 +73,24 @@ impl ScriptBody {
     }
 }
 
+/// The script with every wait before its last data step removed, and their sum, which the
+/// caller waits before sending the head instead. What follows the last data step (the wait and
+/// abort of a stall) is kept as it is.
+pub(crate) fn burst(steps: Vec<Step>) -> (Duration, Vec<Step>) {
+    let last_data = steps.iter().rposition(|s| matches!(s, Step::Data(_)));
+    let mut before_head = Duration::ZERO;
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Wait(d) if last_data.is_some_and(|last| i < last) => {
+                before_head = before_head.saturating_add(d);
+            }
+            other => out.push(other),
+        }
+    }
+    (before_head, out)
+}
+
 impl Drop for ScriptBody {
     fn drop(&mut self) {
         let unfinished = self.steps.iter().any(|s| matches!(s, Step::Data(_)));
@@ -111,6 +135,64 @@ impl Body for ScriptBody {
         match self.exact_len {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(s: &'static str) -> Step {
+        Step::Data(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn burst_moves_every_wait_before_the_last_data_to_the_head() {
+        let cases: Vec<(Vec<Step>, Duration, Vec<Step>)> = vec![
+            (vec![], ms(0), vec![]),
+            (
+                vec![
+                    Step::Wait(ms(5)),
+                    data("a"),
+                    Step::Wait(ms(1)),
+                    data("b"),
+                    data("c"),
+                ],
+                ms(6),
+                vec![data("a"), data("b"), data("c")],
+            ),
+            // A stall: the events at once, then the same silence and abort.
+            (
+                vec![
+                    Step::Wait(ms(5)),
+                    data("a"),
+                    Step::Wait(ms(1)),
+                    data("b"),
+                    Step::Wait(ms(120_000)),
+                    Step::Abort("x"),
+                ],
+                ms(6),
+                vec![
+                    data("a"),
+                    data("b"),
+                    Step::Wait(ms(120_000)),
+                    Step::Abort("x"),
+                ],
+            ),
+            // No data at all (a stall at event 0): nothing to move.
+            (
+                vec![Step::Wait(ms(9)), Step::Abort("x")],
+                ms(0),
+                vec![Step::Wait(ms(9)), Step::Abort("x")],
+            ),
+        ];
+        for (steps, wait, script) in cases {
+            assert_eq!(burst(steps), (wait, script));
         }
     }
 }

@@ -21,11 +21,36 @@
 //! | `delay:MS` | MS between content events of a stream (replaces `1/tokens_per_s`) |
 //! | `nousage` | no usage, in streams or non-stream answers, even when asked for |
 //! | `echo-len` | accepted for compatibility: every API answer carries `x-mock-body-len` anyway |
+//! | `burst` | stream: the pacing its events would have had is waited in one piece before the head, then the head, every event (one chunk each) and the end of the body go out in one socket write; non-stream answers already leave in one write (so do unpaced streams, but only `burst` makes it the rule) |
+//! | `echo-key:4xx` | that status (400..=499) with an OpenAI error JSON whose `error.message` quotes the received key (see below) |
+//! | `echo-key:200` | 200 `application/json` with that error JSON, even for a stream request |
+//! | `echo-key:first-event` | stream: 200 SSE whose first event is that error JSON, then the end of the body (no `[DONE]`); non-stream: like `echo-key:200` |
+//! | `echo-key:mid-stream:K` | stream: the first K events, then an event with that error JSON, then the end of the body (no finish chunk, no `[DONE]`); non-stream: like `echo-key:200` |
+//! | `key-escaped` | with `echo-key`: every character of the key written as a JSON `\uXXXX` escape (lowercase hex; UTF-16 surrogate pairs beyond the BMP) |
+//! | `key-pad:N` | with `echo-key`: N filler characters (`x`, at most 65536) in the message right before the key |
 //!
-//! For `stall` and `cut`, K counts SSE events from the start of the stream (the chat role chunk
-//! is event 0) and is capped at the number of content events, so neither ever sends the finish
-//! chunk or `[DONE]`. At most one outcome fault (status, html, garbage, first-error, stall, cut)
-//! may be given; `ttft`, `delay`, `nousage` and `echo-len` combine with anything.
+//! For `stall`, `cut` and `echo-key:mid-stream`, K counts SSE events from the start of the
+//! stream (the chat role chunk is event 0) and is capped at the number of content events, so
+//! none of them ever sends the finish chunk or `[DONE]`. At most one outcome fault (status,
+//! html, garbage, first-error, stall, cut, echo-key) may be given; `ttft`, `delay`, `nousage`,
+//! `echo-len` and `burst` combine with anything; `key-escaped` and `key-pad` need an `echo-key`.
+//!
+//! # Echoing the key
+//!
+//! The `echo-key` faults quote the credential the request carried, as a provider that rejects
+//! or mentions it would: the value after `Bearer ` (scheme matched case-insensitively) of the
+//! `Authorization` header, trimmed, or the empty string when there is none. The error JSON is
+//! always exactly this ([`super::echo::error_json`]):
+//!
+//! ```text
+//! {"error":{"message":"Incorrect API key provided: <pad><key>","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}
+//! ```
+//!
+//! so the key starts at character `KEY_OFFSET + N` ([`super::echo::KEY_OFFSET`], 49) of the
+//! body, or of the event's data for streams: a test picks N to put the key across any
+//! truncation limit. Without `key-escaped` the key is written as `serde_json` escapes a string (as is,
+//! for a usual key). When the server requires an API key, a request with a wrong one is still
+//! refused with 401 before any fault applies.
 
 use std::time::Duration;
 
@@ -42,6 +67,12 @@ pub struct Faults {
     pub nousage: bool,
     /// `echo-len`
     pub echo_len: bool,
+    /// `burst`
+    pub burst: bool,
+    /// `key-escaped`
+    pub key_escaped: bool,
+    /// `key-pad:N`: filler characters before the echoed key (0 without the fault).
+    pub key_pad: usize,
 }
 
 /// A fault that replaces the normal answer.
@@ -66,11 +97,31 @@ pub enum Outcome {
     Stall(usize),
     /// `cut:K`
     Cut(usize),
+    /// `echo-key:…`
+    EchoKey(EchoKey),
+}
+
+/// Where an `echo-key` fault puts the received key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoKey {
+    /// `echo-key:4xx`: an error status (400..=499) with the error JSON.
+    Status(u16),
+    /// `echo-key:200`: the error JSON with status 200.
+    Json200,
+    /// `echo-key:first-event`
+    FirstEvent,
+    /// `echo-key:mid-stream:K`
+    MidStream(usize),
 }
 
 /// Every fault name, for error messages.
 pub const KNOWN: &str = "429[:SECONDS], 4xx/5xx[:SECONDS], html502, html200, garbage, \
-                         first-error, stall:K, cut:K, ttft:MS, delay:MS, nousage, echo-len";
+                         first-error, stall:K, cut:K, ttft:MS, delay:MS, nousage, echo-len, \
+                         burst, echo-key:4xx, echo-key:200, echo-key:first-event, \
+                         echo-key:mid-stream:K, key-escaped, key-pad:N";
+
+/// The largest `key-pad:N`.
+pub const MAX_KEY_PAD: usize = 65_536;
 
 /// Splits a body's `model` into the name and the fault list after its last `@`.
 pub fn split_model(model: &str) -> (&str, Option<&str>) {
@@ -93,6 +144,8 @@ pub fn parse(spec: &str) -> Result<Faults, String> {
         return Ok(faults);
     }
     let mut outcome_item: Option<&str> = None;
+    // A key modifier without an echo-key would do nothing: refuse it rather than ignore a typo.
+    let mut modifier_item: Option<&str> = None;
     for item in spec.split(',').map(str::trim) {
         let (kind, arg) = match item.split_once(':') {
             Some((k, a)) => (k.trim(), Some(a.trim())),
@@ -124,6 +177,29 @@ pub fn parse(spec: &str) -> Result<Faults, String> {
                 faults.echo_len = true;
                 None
             }
+            "burst" => {
+                no_arg(item, arg)?;
+                faults.burst = true;
+                None
+            }
+            "echo-key" => Some(Outcome::EchoKey(echo_key(item, arg)?)),
+            "key-escaped" => {
+                no_arg(item, arg)?;
+                faults.key_escaped = true;
+                modifier_item = Some(item);
+                None
+            }
+            "key-pad" => {
+                let n: usize = number(item, arg)?;
+                if n > MAX_KEY_PAD {
+                    return Err(format!(
+                        "mock fault `{item}` pads at most {MAX_KEY_PAD} characters"
+                    ));
+                }
+                faults.key_pad = n;
+                modifier_item = Some(item);
+                None
+            }
             _ => match kind.parse::<u16>() {
                 Ok(code) if kind.len() == 3 && (400..=599).contains(&code) => {
                     let retry_after = match arg {
@@ -147,7 +223,42 @@ pub fn parse(spec: &str) -> Result<Faults, String> {
             faults.outcome = Some(outcome);
         }
     }
+    if let Some(item) = modifier_item
+        && !matches!(faults.outcome, Some(Outcome::EchoKey(_)))
+    {
+        return Err(format!(
+            "mock fault `{item}` only applies together with an echo-key fault"
+        ));
+    }
     Ok(faults)
+}
+
+/// The argument of `echo-key`: `4xx`, `200`, `first-event` or `mid-stream:K`.
+fn echo_key(item: &str, arg: Option<&str>) -> Result<EchoKey, String> {
+    let wrong = || {
+        format!(
+            "mock fault `{item}` needs one of echo-key:4xx (400..=499), echo-key:200, \
+             echo-key:first-event, echo-key:mid-stream:K"
+        )
+    };
+    let arg = arg.ok_or_else(wrong)?;
+    let (what, k) = match arg.split_once(':') {
+        Some((w, k)) => (w.trim(), Some(k.trim())),
+        None => (arg, None),
+    };
+    match (what, k) {
+        ("first-event", None) => Ok(EchoKey::FirstEvent),
+        ("mid-stream", Some(_)) => Ok(EchoKey::MidStream(number(item, k)?)),
+        ("mid-stream", None) => Err(format!(
+            "mock fault `{item}` needs a non-negative integer argument (mid-stream:K)"
+        )),
+        (code, None) if code.len() == 3 => match code.parse::<u16>() {
+            Ok(200) => Ok(EchoKey::Json200),
+            Ok(c) if (400..=499).contains(&c) => Ok(EchoKey::Status(c)),
+            _ => Err(wrong()),
+        },
+        _ => Err(wrong()),
+    }
 }
 
 fn no_arg(item: &str, arg: Option<&str>) -> Result<(), String> {
@@ -202,5 +313,107 @@ mod tests {
         assert!(parse("garbage:1").unwrap_err().contains("no argument"));
         assert!(parse("429,500").unwrap_err().contains("conflicting"));
         assert!(parse("429,,ttft:1").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn echo_key_grammar() {
+        let echo = |spec: &str| parse(spec).map(|f| f.outcome);
+        for (spec, want) in [
+            ("echo-key:400", EchoKey::Status(400)),
+            ("echo-key:401", EchoKey::Status(401)),
+            ("echo-key:499", EchoKey::Status(499)),
+            ("echo-key:200", EchoKey::Json200),
+            ("echo-key:first-event", EchoKey::FirstEvent),
+            ("echo-key:mid-stream:0", EchoKey::MidStream(0)),
+            ("echo-key:mid-stream:7", EchoKey::MidStream(7)),
+            (" echo-key : mid-stream : 3 ", EchoKey::MidStream(3)),
+        ] {
+            assert_eq!(echo(spec), Ok(Some(Outcome::EchoKey(want))), "{spec}");
+        }
+        // Modifiers, in any order around the echo-key, and with other faults.
+        let f = parse("key-pad:190,echo-key:401,key-escaped,ttft:2,burst").unwrap();
+        assert_eq!(f.outcome, Some(Outcome::EchoKey(EchoKey::Status(401))));
+        assert_eq!((f.key_pad, f.key_escaped, f.burst), (190, true, true));
+        assert_eq!(f.ttft, Some(Duration::from_millis(2)));
+        let f = parse("echo-key:200").unwrap();
+        assert_eq!((f.key_pad, f.key_escaped, f.burst), (0, false, false));
+        assert_eq!(
+            parse(&format!("echo-key:200,key-pad:{MAX_KEY_PAD}"))
+                .unwrap()
+                .key_pad,
+            MAX_KEY_PAD
+        );
+
+        // Every error names the fault it is about.
+        for (spec, names, says) in [
+            ("echo-key", "`echo-key`", "needs one of"),
+            ("echo-key:500", "`echo-key:500`", "400..=499"),
+            ("echo-key:399", "`echo-key:399`", "needs one of"),
+            ("echo-key:201", "`echo-key:201`", "needs one of"),
+            ("echo-key:4000", "`echo-key:4000`", "needs one of"),
+            (
+                "echo-key:first-event:2",
+                "`echo-key:first-event:2`",
+                "needs one of",
+            ),
+            (
+                "echo-key:mid-stream",
+                "`echo-key:mid-stream`",
+                "mid-stream:K",
+            ),
+            (
+                "echo-key:mid-stream:-1",
+                "`echo-key:mid-stream:-1`",
+                "integer",
+            ),
+            ("echo-key:sideways", "`echo-key:sideways`", "needs one of"),
+            ("echo-key:200,key-pad", "`key-pad`", "integer"),
+            ("echo-key:200,key-pad:x", "`key-pad:x`", "integer"),
+            (
+                "echo-key:200,key-pad:65537",
+                "`key-pad:65537`",
+                "at most 65536",
+            ),
+            (
+                "echo-key:200,key-escaped:1",
+                "`key-escaped:1`",
+                "no argument",
+            ),
+            (
+                "key-escaped",
+                "`key-escaped`",
+                "only applies together with an echo-key",
+            ),
+            (
+                "429,key-pad:3",
+                "`key-pad:3`",
+                "only applies together with an echo-key",
+            ),
+            ("burst:1", "`burst:1`", "no argument"),
+            (
+                "echo-key:200,500",
+                "`echo-key:200` and `500`",
+                "conflicting",
+            ),
+            (
+                "cut:1,echo-key:first-event",
+                "`cut:1` and `echo-key:first-event`",
+                "conflicting",
+            ),
+        ] {
+            let err = parse(spec).unwrap_err();
+            assert!(err.contains(names) && err.contains(says), "{spec}: {err}");
+        }
+        assert!(parse("burst").unwrap().burst);
+        // `KNOWN` lists every kind the parser accepts.
+        for kind in [
+            "burst",
+            "echo-key:4xx",
+            "echo-key:mid-stream:K",
+            "key-escaped",
+            "key-pad:N",
+        ] {
+            assert!(KNOWN.contains(kind), "{kind}");
+        }
     }
 }

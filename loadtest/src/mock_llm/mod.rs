@@ -4,7 +4,9 @@
 //! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
 //! and `POST /_mock/reset` (zeroes them). Every answer is synthesized by
 //! `sluice_gateway::providers::mock`; streams are written one SSE event per chunk, paced by
-//! [`MockTiming`]. Faults are chosen per request; see [`fault`] for the grammar.
+//! [`MockTiming`], or all at once in one socket write with [`MockLlmConfig::burst`] (or the
+//! `burst` fault). Faults are chosen per request; see [`fault`] for the grammar, and [`echo`]
+//! for the bodies of the faults that quote the received API key back.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -22,6 +24,7 @@
 //! it is then answered, refused (401, counted in `unauthorized`) or failed on purpose.
 
 mod body;
+pub mod echo;
 pub mod fault;
 mod server;
 
@@ -47,6 +50,9 @@ pub struct MockLlmConfig {
     pub timing: MockTiming,
     /// When set, API requests whose `Authorization: Bearer …` differs get a 401.
     pub api_key: Option<String>,
+    /// Every stream as the `burst` fault sends it: after the time its pacing adds up to, the
+    /// head, every event and the end of the body in one socket write.
+    pub burst: bool,
 }
 
 impl Default for MockLlmConfig {
@@ -56,6 +62,7 @@ impl Default for MockLlmConfig {
             prefix: "/v1".to_owned(),
             timing: MockTiming::default(),
             api_key: None,
+            burst: false,
         }
     }
 }
@@ -99,6 +106,7 @@ impl MockLlm {
             prefix: normalize_prefix(&cfg.prefix),
             timing: cfg.timing,
             api_key: cfg.api_key,
+            burst: cfg.burst,
             counters: Counters::default(),
         });
         let (stop, stopped) = watch::channel(());
@@ -157,6 +165,7 @@ pub(crate) struct Shared {
     pub(crate) prefix: String,
     pub(crate) timing: MockTiming,
     pub(crate) api_key: Option<String>,
+    pub(crate) burst: bool,
     pub(crate) counters: Counters,
 }
 

@@ -24,8 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Shared;
-use super::body::{ScriptBody, Step};
-use super::fault::{self, Faults, Outcome};
+use super::body::{self, ScriptBody, Step};
+use super::echo;
+use super::fault::{self, EchoKey, Faults, Outcome};
 
 /// How long `stall` holds a request or stream before giving up on it.
 const STALL_FOR: Duration = Duration::from_secs(120);
@@ -73,8 +74,10 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         async move { handle(&shared, req).await }
     });
     // Errors here are the peer going away or a fault aborting the body: nothing to do.
+    // One flat write buffer, so whatever the body has ready leaves in one write (see `body`).
     let _ = http1::Builder::new()
         .keep_alive(true)
+        .writev(false)
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(stream), svc)
         .await;
@@ -183,15 +186,23 @@ fn body_model(body: &[u8]) -> Option<String> {
         .map(Cow::into_owned)
 }
 
+/// The credential of `Authorization: Bearer <key>` (scheme in any case, key trimmed), if any.
+fn bearer(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
+    let value = String::from_utf8_lossy(headers.get(header::AUTHORIZATION)?.as_bytes());
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("bearer ") {
+        return None;
+    }
+    Some(match value {
+        Cow::Borrowed(v) => Cow::Borrowed(v[7..].trim()),
+        Cow::Owned(v) => Cow::Owned(v[7..].trim().to_owned()),
+    })
+}
+
 /// The 401 to send when an API key is required and not given, if any.
 fn refusal(shared: &Shared, headers: &http::HeaderMap) -> Option<Resp> {
     let key = shared.api_key.as_deref()?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
+    match bearer(headers) {
         Some(given) if given == key => None,
         Some(_) => Some(error_response(
             StatusCode::UNAUTHORIZED,
@@ -266,15 +277,41 @@ async fn answer(
     if let Some(ttft) = faults.ttft {
         tokio::time::sleep(ttft).await;
     }
+    // Rendered only for an echo-key fault: the received key goes nowhere else.
+    let echoed = match faults.outcome {
+        Some(Outcome::EchoKey(_)) => Some(echo::error_json(
+            bearer(headers).as_deref().unwrap_or(""),
+            faults.key_pad,
+            faults.key_escaped,
+        )),
+        _ => None,
+    };
     // Faults that do not care what was asked.
-    match faults.outcome {
-        Some(Outcome::Status { code, retry_after }) => return Ok(status_fault(code, retry_after)),
-        Some(Outcome::Html502) => return Ok(html(StatusCode::BAD_GATEWAY, HTML_502)),
-        Some(Outcome::Html200) => return Ok(html(StatusCode::OK, HTML_200)),
-        Some(Outcome::Garbage) => return Ok(json_response(StatusCode::OK, GARBAGE)),
-        _ => {}
+    match (faults.outcome, echoed) {
+        (Some(Outcome::Status { code, retry_after }), _) => Ok(status_fault(code, retry_after)),
+        (Some(Outcome::Html502), _) => Ok(html(StatusCode::BAD_GATEWAY, HTML_502)),
+        (Some(Outcome::Html200), _) => Ok(html(StatusCode::OK, HTML_200)),
+        (Some(Outcome::Garbage), _) => Ok(json_response(StatusCode::OK, GARBAGE)),
+        (Some(Outcome::EchoKey(EchoKey::Status(code))), Some(json)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UNAUTHORIZED);
+            Ok(json_response(status, json))
+        }
+        (Some(Outcome::EchoKey(EchoKey::Json200)), Some(json)) => {
+            Ok(json_response(StatusCode::OK, json))
+        }
+        (_, echoed) => answer_request(shared, endpoint, base_model, &faults, echoed, body).await,
     }
+}
 
+/// The rest of [`answer`]: the faults and answers that depend on the request.
+async fn answer_request(
+    shared: &Shared,
+    endpoint: Endpoint,
+    base_model: Option<&str>,
+    faults: &Faults,
+    echoed: Option<String>,
+    body: &[u8],
+) -> Result<Resp, io::Error> {
     let mut req = match MockRequest::from_body(endpoint, body) {
         Ok(req) => req,
         Err(msg) => {
@@ -292,16 +329,16 @@ async fn answer(
     if faults.nousage {
         req.include_usage = false;
     }
-    let timing = effective_timing(shared.timing, &faults);
+    let timing = effective_timing(shared.timing, faults);
     if req.stream {
-        Ok(stream_answer(
-            &req,
-            &timing,
-            faults.outcome,
-            &shared.counters.streams_aborted,
-        ))
+        let plan = StreamPlan {
+            outcome: faults.outcome,
+            echoed: echoed.map(|json| Bytes::from(echo::event(&json))),
+            burst: faults.burst || shared.burst,
+        };
+        Ok(stream_answer(&req, &timing, plan, &shared.counters.streams_aborted).await)
     } else {
-        non_stream_answer(&req, &timing, &faults).await
+        non_stream_answer(&req, &timing, faults, echoed).await
     }
 }
 
@@ -319,10 +356,18 @@ fn effective_timing(base: MockTiming, faults: &Faults) -> MockTiming {
     }
 }
 
-fn stream_answer(
+/// What shapes a stream besides the request and its pacing.
+struct StreamPlan {
+    outcome: Option<Outcome>,
+    /// The `echo-key` error event, when that is the outcome.
+    echoed: Option<Bytes>,
+    burst: bool,
+}
+
+async fn stream_answer(
     req: &MockRequest,
     timing: &MockTiming,
-    outcome: Option<Outcome>,
+    plan: StreamPlan,
     aborted: &Arc<AtomicU64>,
 ) -> Resp {
     let stream = MockStream::new(req);
@@ -340,8 +385,14 @@ fn stream_answer(
         .zip(stream)
         .flat_map(|(wait, event)| [Step::Wait(wait), Step::Data(event)]);
     let mut close = false;
-    let steps: Vec<Step> = match outcome {
+    let echoed = plan.echoed.unwrap_or_default();
+    let steps: Vec<Step> = match plan.outcome {
         Some(Outcome::FirstError) => vec![Step::Data(Bytes::from_static(FIRST_ERROR_EVENT))],
+        Some(Outcome::EchoKey(EchoKey::FirstEvent)) => vec![Step::Data(echoed)],
+        Some(Outcome::EchoKey(EchoKey::MidStream(k))) => paced
+            .take(2 * k.min(content_events))
+            .chain([Step::Data(echoed)])
+            .collect(),
         Some(Outcome::Stall(k)) => paced
             .take(2 * k.min(content_events))
             .chain([Step::Wait(STALL_FOR), Step::Abort("mock stall elapsed")])
@@ -351,6 +402,15 @@ fn stream_answer(
             paced.take(2 * k.min(content_events)).collect()
         }
         _ => paced.collect(),
+    };
+    let steps = if plan.burst {
+        let (before_head, steps) = body::burst(steps);
+        if !before_head.is_zero() {
+            tokio::time::sleep(before_head).await;
+        }
+        steps
+    } else {
+        steps
     };
     let mut resp = Response::new(ScriptBody::script(steps).counting_aborts(Arc::clone(aborted)));
     let h = resp.headers_mut();
@@ -369,7 +429,11 @@ async fn non_stream_answer(
     req: &MockRequest,
     timing: &MockTiming,
     faults: &Faults,
+    echoed: Option<String>,
 ) -> Result<Resp, io::Error> {
+    if let Some(json) = echoed {
+        return Ok(json_response(StatusCode::OK, json));
+    }
     match faults.outcome {
         Some(Outcome::FirstError) => {
             return Ok(json_response(StatusCode::OK, FIRST_ERROR_JSON));
