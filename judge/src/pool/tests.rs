@@ -107,6 +107,7 @@ fn start_pool(behaviour: Behaviour, capacity: usize, options: PoolOptions) -> Ha
         options,
     );
     let (trigger, shutdown) = Shutdown::pair();
+    #[expect(clippy::disallowed_methods, reason = "the test stands in for Services")]
     let task = tokio::spawn(Box::new(pool).run(shutdown));
     Harness {
         feed,
@@ -486,6 +487,7 @@ async fn a_fanout_hands_every_outcome_to_each_sink() {
         PoolOptions::default(),
     );
     let (trigger, shutdown) = Shutdown::pair();
+    #[expect(clippy::disallowed_methods, reason = "the test stands in for Services")]
     let task = tokio::spawn(Box::new(pool).run(shutdown));
     let s = settings(|_| {});
     for n in 0..3 {
