@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 ///
 /// Only `http://` and `https://`, a host (DNS name, IPv4, or `[IPv6]`), an optional port and
 /// an optional path. No user info, query or fragment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
     /// `https`.
     pub tls: bool,

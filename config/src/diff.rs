@@ -31,6 +31,7 @@ pub struct PolicyDiff {
     pub routes: Changes,
     pub keys: Changes,
     pub admin_tokens: Changes,
+    pub tenants: Changes,
 }
 
 // === impl Changes ===
@@ -96,6 +97,7 @@ impl PolicyDiff {
             "server.cache_max_bytes",
             true,
         );
+        check(o.data_dir != n.data_dir, "server.data_dir", true);
         check(
             old.telemetry.otlp != new.telemetry.otlp,
             "telemetry.otlp",
@@ -190,6 +192,7 @@ impl PolicyDiff {
                 &named(&old.admin.tokens, |t| &t.name),
                 &named(&new.admin.tokens, |t| &t.name),
             ),
+            tenants: Changes::of(&by_name(&old.tenants), &by_name(&new.tenants)),
         }
     }
 
@@ -202,6 +205,7 @@ impl PolicyDiff {
             && self.routes.is_empty()
             && self.keys.is_empty()
             && self.admin_tokens.is_empty()
+            && self.tenants.is_empty()
     }
 
     /// One line, e.g. `routes +fast ~chat; keys -old; settings telemetry.sample`; names only.
@@ -230,6 +234,7 @@ impl fmt::Display for PolicyDiff {
             ("routes", &self.routes),
             ("keys", &self.keys),
             ("admin tokens", &self.admin_tokens),
+            ("tenants", &self.tenants),
         ] {
             if c.is_empty() {
                 continue;

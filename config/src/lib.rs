@@ -22,6 +22,7 @@ mod base_url;
 mod diff;
 mod duration;
 mod raw;
+mod ser;
 mod types;
 mod validate;
 
@@ -30,10 +31,11 @@ use std::path::Path;
 
 pub use diff::{Changes, PolicyDiff};
 pub use types::{
-    AdminConfig, AdminToken, BaseUrl, CacheConfig, Config, KeepRule, KeyConfig, Limits,
-    ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig, ProviderKind,
-    RedactRule, ReloadConfig, RetryConfig, RetryOn, RouteConfig, SampleConfig, Secret,
-    ServerConfig, TargetConfig, TelemetryConfig, Timeouts,
+    AdminConfig, AdminToken, Balance, BaseUrl, Budget, CacheConfig, Config, HeaderMatch,
+    HealthConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
+    Pricing, ProviderConfig, ProviderKind, RedactRule, ReloadConfig, RetryBudget, RetryConfig,
+    RetryOn, RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig,
+    TenantConfig, Timeouts,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

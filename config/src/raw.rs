@@ -31,6 +31,63 @@ pub(crate) struct RawConfig {
     pub keys: Option<Vec<Spanned<RawKey>>>,
     #[serde(default)]
     pub admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    pub tenants: Option<BTreeMap<String, Spanned<RawTenant>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub budget: Option<Spanned<RawBudget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    #[serde(default)]
+    pub usd_per_day: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub usd_per_month: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    #[serde(default)]
+    pub consecutive_failures: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub failure_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub window: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_requests: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub base_ejection: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_ejection: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_ejected_share: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetryBudget {
+    #[serde(default)]
+    pub ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub min_per_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderMatch {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +240,8 @@ pub(crate) struct RawServer {
     pub max_header_bytes: Option<Spanned<i64>>,
     #[serde(default)]
     pub max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub data_dir: Option<Spanned<String>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the
@@ -250,6 +309,10 @@ pub(crate) struct RawRoute {
     pub telemetry: Option<RawRouteTelemetry>,
     #[serde(default)]
     pub cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    pub balance: Option<Spanned<String>>,
+    #[serde(default)]
+    pub health: Option<Spanned<RawHealth>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +322,8 @@ pub(crate) struct RawCache {
     pub ttl: Option<Spanned<String>>,
     #[serde(default)]
     pub only_deterministic: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_stale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +338,8 @@ pub(crate) struct RawRouteTelemetry {
 pub(crate) struct RawMatch {
     #[serde(default)]
     pub model: Option<Spanned<ModelNames>>,
+    #[serde(default)]
+    pub header: Option<Spanned<RawHeaderMatch>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +360,8 @@ pub(crate) struct RawRetry {
     pub on: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub max_retry_after: Option<Spanned<String>>,
+    #[serde(default)]
+    pub budget: Option<Spanned<RawRetryBudget>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +386,14 @@ pub(crate) struct RawKey {
     pub tenant: Option<Spanned<String>>,
     #[serde(default)]
     pub limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub models: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub routes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub priority: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub expires: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

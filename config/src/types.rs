@@ -8,7 +8,7 @@ use std::time::Duration;
 pub use crate::base_url::BaseUrl;
 
 /// A whole validated policy file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     /// Providers by name.
@@ -23,30 +23,140 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Who may use `/admin/*`. Without tokens every admin route answers 401.
     pub admin: AdminConfig,
+    /// Tenants with limits shared by all their keys and USD budgets, by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// One entry of `tenants`.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// The key under `tenants` (the `tenant` of keys).
+    pub name: String,
+    /// Requests and tokens per minute for all the tenant's keys together.
+    pub limits: Limits,
+    pub budget: Budget,
+}
+
+/// Spend limits in US dollars, from the catalog's prices.
+#[derive(serde::Serialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    /// Per UTC day.
+    pub usd_per_day: Option<f64>,
+    /// Per UTC calendar month.
+    pub usd_per_month: Option<f64>,
+}
+
+/// How a route chooses among its targets.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// By weight, in a smooth deterministic rotation (the default).
+    #[default]
+    Weighted,
+    /// The target with the lowest time to first token (EWMA).
+    LeastLatency,
+    /// Power of two choices: of two targets drawn at random, the one with the better time to
+    /// first token (EWMA) and fewer requests in flight.
+    P2c,
+}
+
+impl Balance {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::Weighted => "weighted",
+            Balance::LeastLatency => "least_latency",
+            Balance::P2c => "p2c",
+        }
+    }
+}
+
+/// Passive health checks of a route's targets: when a target is taken out, and for how long.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// Failures in a row that eject a target. Default 5.
+    pub consecutive_failures: u32,
+    /// Share of failed requests over `window` that ejects a target. Default 0.5.
+    pub failure_ratio: f64,
+    /// The window of `failure_ratio`. Default 30s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub window: Duration,
+    /// Requests in the window before `failure_ratio` applies. Default 10.
+    pub min_requests: u32,
+    /// The first ejection's length; each repeat doubles it. Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub base_ejection: Duration,
+    /// Longest ejection. Default 5m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub max_ejection: Duration,
+    /// Most of a route's targets that may be out at once; never the last. Default 0.5.
+    pub max_ejected_share: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_ratio: 0.5,
+            window: Duration::from_secs(30),
+            min_requests: 10,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_share: 0.5,
+        }
+    }
+}
+
+/// How many retries a route may add to its traffic: a share of the requests plus a floor.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// Retries per request over the last 10 s. Default 0.2.
+    pub ratio: f64,
+    /// Retries per second allowed whatever the traffic. Default 10.
+    pub min_per_s: f64,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_s: 10.0,
+        }
+    }
+}
+
+/// A route that serves requests carrying a header (besides, or instead of, a model name).
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lowercase header name.
+    pub name: String,
+    pub value: String,
 }
 
 /// The `admin` section: bearer tokens for the admin listener's `/admin/*` routes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminConfig {
     /// In file order; names are unique, so actions can say who took them.
     pub tokens: Vec<AdminToken>,
 }
 
 /// One admin bearer token, stored as the SHA-256 of its plaintext.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct AdminToken {
     /// Unique; recorded with what the token's holder does.
     pub name: String,
+    #[serde(serialize_with = "crate::ser::digest")]
     pub token_sha256: [u8; 32],
 }
 
 /// `server.reload`: how the running gateway notices a changed policy file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReloadConfig {
     /// Poll the file for changes (SIGHUP and `POST /admin/reload` work either way).
     /// Default true.
     pub watch: bool,
     /// How often the file is looked at. Default 1s; 50ms..=1h.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub interval: Duration,
 }
 
@@ -60,7 +170,7 @@ impl Default for ReloadConfig {
 }
 
 /// The `server` section. The listeners and `threads` only change on restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Where the OpenAI-compatible API listens. Default `0.0.0.0:8080`.
     pub listen: SocketAddr,
@@ -73,6 +183,7 @@ pub struct ServerConfig {
     /// Worker threads. Default 2; 1..=256.
     pub threads: usize,
     /// How long in-flight requests get after SIGTERM. Default 10s; at most 1h.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub shutdown_grace: Duration,
     /// Idle upstream connections kept per worker. Default 128; 1..=65536.
     pub upstream_pool_size: usize,
@@ -80,14 +191,20 @@ pub struct ServerConfig {
     pub cache_max_bytes: u64,
     /// Watching the policy file for changes.
     pub reload: ReloadConfig,
+    /// Where live state that must survive a restart is kept (tenant spend, SLO windows,
+    /// incidents). Default `sluice-data`, relative to the working directory.
+    pub data_dir: std::path::PathBuf,
     /// How deep JSON values in a request body may nest. Default 128; 2..=4096.
     pub max_json_depth: usize,
     /// How long a client may take to send a request head (and a new connection its first
     /// byte); past it, 408 and the connection closes. Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub header_timeout: Duration,
     /// How long a client may take to send a request body; past it, 408. Default 60s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub body_timeout: Duration,
     /// How long an idle keep-alive connection is kept. Default 60s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub keepalive_timeout: Duration,
     /// Largest request head (request line and headers); beyond it, 431. Default 64 KiB;
     /// 1 KiB..=1 MiB.
@@ -97,7 +214,7 @@ pub struct ServerConfig {
 }
 
 /// One entry of `providers`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ProviderConfig {
     /// The key under `providers`.
     pub name: String,
@@ -105,9 +222,11 @@ pub struct ProviderConfig {
 }
 
 /// What a provider is, with the settings of that kind.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderKind {
     /// An OpenAI-compatible HTTP API.
+    #[serde(rename = "openai")]
     OpenAi {
         /// Default `https://api.openai.com/v1`.
         base_url: BaseUrl,
@@ -116,11 +235,13 @@ pub enum ProviderKind {
         /// The key read from `api_key_env` at load time; `None` when unset or empty.
         api_key: Option<Secret>,
         /// Default 5s.
+        #[serde(serialize_with = "crate::ser::duration")]
         connect_timeout: Duration,
     },
     /// The built-in mock provider, for tests, demos and load tests.
     Mock {
         /// Time to first token (YAML `ttft_ms`). Default 50ms.
+        #[serde(serialize_with = "crate::ser::duration")]
         ttft: Duration,
         /// Streaming speed. Default 200; finite and > 0.
         tokens_per_s: f64,
@@ -143,6 +264,14 @@ impl Secret {
     }
 }
 
+/// Shown as `***` (or `null` when unset, by the `Option` around it) wherever a policy is
+/// shown: the admin view never carries a secret.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -156,7 +285,7 @@ impl fmt::Display for Secret {
 }
 
 /// One entry of the model catalog.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// The key under `models`.
     pub name: String,
@@ -169,7 +298,8 @@ pub struct ModelConfig {
 }
 
 /// What a model answers: chat completions or embeddings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     Chat,
     Embedding,
@@ -192,7 +322,7 @@ impl fmt::Display for ModelKind {
 }
 
 /// Prices in USD per million tokens; finite and >= 0.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
 pub struct Pricing {
     pub input: f64,
     pub output: f64,
@@ -201,7 +331,7 @@ pub struct Pricing {
 }
 
 /// One entry of `routes`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Unique, non-empty.
     pub name: String,
@@ -216,23 +346,33 @@ pub struct RouteConfig {
     pub timeouts: Timeouts,
     /// The route's own "slow request" threshold for tail sampling (YAML
     /// `telemetry: { slow: 5s }`); `None` uses `telemetry.sample.slow`.
+    #[serde(serialize_with = "crate::ser::opt_duration")]
     pub slow: Option<Duration>,
     /// Exact-match response cache; `None` caches nothing.
     pub cache: Option<CacheConfig>,
+    /// Requests that carry this header (YAML `match: { header: { name, value } }`).
+    pub header: Option<HeaderMatch>,
+    pub balance: Balance,
+    pub health: HealthConfig,
 }
 
 /// A route's response cache: identical requests from the same tenant replay the stored answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long an answer is served from the cache.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub ttl: Duration,
     /// Cache chat and completion answers only when the request asked for `temperature: 0`
     /// (embeddings are always deterministic).
     pub only_deterministic: bool,
+    /// How long past `ttl` an answer is kept, to be served only when the cache-fallback
+    /// remediation is on (never as a normal hit). Default 0.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub max_stale: Duration,
 }
 
 /// A weighted target of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     /// A key of `models`.
     pub model: String,
@@ -241,26 +381,31 @@ pub struct TargetConfig {
 }
 
 /// When and how often a route retries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct RetryConfig {
     /// Attempts in all, the first included. Default 3; 1..=10.
     pub max_attempts: u32,
     /// Which failures are retried. Default all four.
     pub on: Vec<RetryOn>,
     /// Longest `Retry-After` honoured before re-trying the same provider. Default 2s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub max_retry_after: Duration,
+    pub budget: RetryBudget,
 }
 
 /// A kind of failure that can be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 pub enum RetryOn {
     /// The connection could not be made (YAML `connect`).
     Connect,
     /// A timeout fired (YAML `timeout`).
     Timeout,
     /// The upstream answered 429 (YAML `"429"`).
+    #[serde(rename = "429")]
     RateLimited,
     /// The upstream answered 5xx (YAML `5xx`).
+    #[serde(rename = "5xx")]
     ServerError,
 }
 
@@ -285,31 +430,44 @@ impl RetryOn {
 }
 
 /// Per-route timeouts; none is zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Until the response header (and the first SSE event for streams). Default 60s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub ttft: Duration,
     /// Between stream chunks. Default 30s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub idle: Duration,
     /// The whole request, retries included. Default 600s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub total: Duration,
 }
 
 /// A virtual key, stored as the SHA-256 of its plaintext.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct KeyConfig {
     /// Unique; used in logs and metrics.
     pub name: String,
     /// SHA-256 of the plaintext key (YAML: 64 hex characters).
+    #[serde(serialize_with = "crate::ser::digest")]
     pub key_sha256: [u8; 32],
     /// Who pays; non-empty.
     pub tenant: String,
     /// Per-key rate limits; `None` fields are unlimited.
     pub limits: Limits,
+    /// Public model names the key may use; empty = all.
+    pub models: Vec<String>,
+    /// Routes the key may use; empty = all.
+    pub routes: Vec<String>,
+    /// 0..=9, higher is more important; load shedding refuses the lowest first. Default 5.
+    pub priority: u8,
+    /// After this instant the key is refused.
+    #[serde(serialize_with = "crate::ser::opt_time")]
+    pub expires: Option<std::time::SystemTime>,
 }
 
 /// A key's rate limits, each over a rolling minute.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Requests per minute.
     pub rpm: Option<u32>,
@@ -329,6 +487,7 @@ impl Default for ServerConfig {
             upstream_pool_size: 128,
             cache_max_bytes: 64 * 1024 * 1024,
             reload: ReloadConfig::default(),
+            data_dir: std::path::PathBuf::from("sluice-data"),
             max_json_depth: 128,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
@@ -345,6 +504,7 @@ impl Default for RetryConfig {
             max_attempts: 3,
             on: RetryOn::ALL.to_vec(),
             max_retry_after: Duration::from_secs(2),
+            budget: RetryBudget::default(),
         }
     }
 }
@@ -360,7 +520,7 @@ impl Default for Timeouts {
 }
 
 /// The `telemetry` section: span export, sampling, content capture, the access log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
     /// Where spans go; `None` (the default) exports no spans.
     pub otlp: Option<OtlpConfig>,
@@ -382,13 +542,14 @@ pub struct TelemetryConfig {
 }
 
 /// An OTLP trace exporter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct OtlpConfig {
     /// The URL spans are sent to, as used: for `protocol: http` it ends in `/v1/traces`
     /// (appended when the file does not say it); for gRPC it has no path.
     pub endpoint: String,
     pub protocol: OtlpProtocol,
     /// Per export call. Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub timeout: Duration,
     /// Spans waiting for export; more are dropped (and counted). Default 4096;
     /// 1..=1048576.
@@ -396,11 +557,13 @@ pub struct OtlpConfig {
     /// Spans per export call. Default 512; 1..=65536.
     pub batch_size: usize,
     /// How long a part-filled batch waits. Default 1s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub export_interval: Duration,
 }
 
 /// The OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
     /// OTLP/gRPC (YAML `grpc`), usually port 4317. The default.
     Grpc,
@@ -422,20 +585,22 @@ impl OtlpProtocol {
 ///
 /// Every request matching a rule of `keep` is kept (tail sampling, decided when the request
 /// has ended); of the rest, a `head_ratio` share is kept, decided from the trace id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct SampleConfig {
     /// Share of the other requests kept. Default 0.05; 0..=1.
     pub head_ratio: f64,
     /// Default: all five rules.
     pub keep: Vec<KeepRule>,
     /// Over this a request is slow (routes may set their own). Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub slow: Duration,
     /// Over this cost (USD) a request is expensive. Default 0.1; finite, >= 0.
     pub expensive_usd: f64,
 }
 
 /// A reason to keep a request's spans whatever `head_ratio` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 pub enum KeepRule {
     /// It failed, or one of its upstream attempts did.
     Error,
@@ -472,7 +637,8 @@ impl KeepRule {
 }
 
 /// What redaction removes from captured content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum RedactRule {
     /// Email addresses (YAML `email`).
     Email,

@@ -31,6 +31,9 @@ struct Line<'a> {
     cache: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limited: Option<&'static str>,
+    /// How it was routed and how each attempt ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_decision: Option<String>,
 }
 
 /// Appends the request's line (and its newline) to `out`.
@@ -61,6 +64,7 @@ pub fn write_line(out: &mut Vec<u8>, r: &RequestRecord) {
         cost_usd: r.cost_usd,
         cache: r.cache,
         rate_limited: r.rate_limited,
+        route_decision: r.decision_line(),
     };
     let len = out.len();
     if serde_json::to_writer(&mut *out, &line).is_ok() {

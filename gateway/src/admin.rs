@@ -142,7 +142,15 @@ impl Admin {
                 200,
                 &format!("{}\n", self.state.inflight.load(Ordering::Relaxed)),
             ),
-            ("/admin/reload" | "/admin/inflight", _) => {
+            ("/admin/targets", &Method::GET) => Answer::json(200, &targets_view(&self.state)),
+            ("/admin/policy", &Method::GET) => Answer::json(
+                200,
+                &serde_json::json!({
+                    "generation": policy.generation,
+                    "policy": &*policy.config,
+                }),
+            ),
+            ("/admin/reload" | "/admin/inflight" | "/admin/targets" | "/admin/policy", _) => {
                 Answer::error(405, "invalid_request_error", "method not allowed")
             }
             _ => Answer::error(404, "invalid_request_error", "no such admin route"),
@@ -163,4 +171,80 @@ impl ServeHttp for Admin {
         }
         b.body(a.body).unwrap_or_else(|_| Response::new(Vec::new()))
     }
+}
+
+/// `GET /admin/targets`: every route's targets with their live state, and every tenant's
+/// spend against its budget. Instants are shown as wall-clock times.
+fn targets_view(state: &AppState) -> serde_json::Value {
+    use serde_json::json;
+    let policy = state.policy.snapshot();
+    let now = tokio::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    let at = |i: tokio::time::Instant| {
+        humantime::format_rfc3339_millis(wall + i.saturating_duration_since(now)).to_string()
+    };
+    let routes: Vec<serde_json::Value> = policy
+        .routes()
+        .iter()
+        .map(|route| {
+            let (requests, retries) = route.state.retry_budget.totals(now);
+            let targets: Vec<serde_json::Value> = route
+                .all_targets()
+                .map(|(t, weight)| {
+                    let v = t.state.view(&route.health, now);
+                    let (phase, until) = match v.health.phase {
+                        sluice_policy::health::Phase::Healthy => ("healthy", None),
+                        sluice_policy::health::Phase::Probing => ("probing", None),
+                        sluice_policy::health::Phase::Ejected { until } => {
+                            ("ejected", Some(at(until)))
+                        }
+                    };
+                    json!({
+                        "provider": &*t.provider.name,
+                        "model": &*t.model,
+                        "weight": weight,
+                        "fallback": weight == 0,
+                        "health": phase,
+                        "ejected_until": until,
+                        "consecutive_failures": v.health.consecutive_failures,
+                        "window_requests": v.health.window_requests,
+                        "window_failures": v.health.window_failures,
+                        "times_ejected": v.health.times_ejected,
+                        "ewma_ttft_ms": v.ewma_ttft_ms,
+                        "inflight": v.inflight,
+                        "cooling_until": v.cooling_until.map(at),
+                    })
+                })
+                .collect();
+            json!({
+                "route": &*route.name,
+                "strategy": route.balance.as_str(),
+                "max_ejected_share": route.health.max_ejected_share,
+                "retry_budget": {
+                    "requests_10s": requests,
+                    "retries_10s": retries,
+                    "ratio": route.retry.budget.ratio,
+                    "min_per_s": route.retry.budget.min_per_s,
+                },
+                "targets": targets,
+            })
+        })
+        .collect();
+    let tenants: Vec<serde_json::Value> = state
+        .runtime
+        .spend()
+        .into_iter()
+        .map(|(name, raw)| {
+            let s = sluice_policy::spend::current(&raw, wall);
+            let budget = policy.config.tenants.get(&name).map(|t| t.budget);
+            json!({
+                "tenant": name,
+                "spend_day_usd": s.day_usd,
+                "spend_month_usd": s.month_usd,
+                "budget_day_usd": budget.and_then(|b| b.usd_per_day),
+                "budget_month_usd": budget.and_then(|b| b.usd_per_month),
+            })
+        })
+        .collect();
+    json!({ "generation": policy.generation, "routes": routes, "tenants": tenants })
 }

@@ -82,7 +82,17 @@ pub struct CachedAnswer {
     pub response_model: Option<String>,
     pub finish_reasons: Vec<String>,
     pub chunks: u32,
+    /// How long it is fresh, and how long after that it is kept for cache fallback.
     ttl: Duration,
+    max_stale: Duration,
+    stored: tokio::time::Instant,
+}
+
+impl CachedAnswer {
+    /// Whether it is still within its ttl at `now` (else only a stale fallback may serve it).
+    pub fn fresh(&self, now: tokio::time::Instant) -> bool {
+        now.saturating_duration_since(self.stored) < self.ttl
+    }
 }
 
 struct PerEntryTtl;
@@ -98,7 +108,7 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
         value: &Arc<CachedAnswer>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl + value.max_stale)
     }
 
     /// A concurrent duplicate miss that stores again gets a full ttl, not the old remainder.
@@ -109,7 +119,7 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl + value.max_stale)
     }
 }
 
@@ -133,15 +143,25 @@ impl ResponseCache {
         }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
+    /// A fresh answer: within the ttl the route sets now (a reload may have shortened it).
+    pub fn get(&self, key: &CacheKey, ttl: Duration) -> Option<Arc<CachedAnswer>> {
+        let hit = self.entries.get(key)?;
+        let age = tokio::time::Instant::now().saturating_duration_since(hit.stored);
+        (age < ttl.min(hit.ttl)).then_some(hit)
+    }
+
+    /// An answer past its ttl but within its `max_stale`: only the cache-fallback remediation
+    /// serves these, never a normal lookup.
+    pub fn get_stale(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
         self.entries.get(key)
     }
 
     /// Starts collecting a cacheable request's answer as it goes to the client.
-    pub fn fill(&self, key: CacheKey, ttl: Duration) -> Fill {
+    pub fn fill(&self, key: CacheKey, ttl: Duration, max_stale: Duration) -> Fill {
         Fill {
             key,
             ttl,
+            max_stale,
             whole: None,
             streamed: BytesMut::new(),
             limit: self.max_entry,
@@ -172,6 +192,8 @@ impl ResponseCache {
             finish_reasons: record.finish_reasons.clone(),
             chunks: record.chunks,
             ttl: fill.ttl,
+            max_stale: fill.max_stale,
+            stored: tokio::time::Instant::now(),
         };
         self.entries.insert(fill.key, Arc::new(answer));
     }
@@ -182,6 +204,7 @@ impl ResponseCache {
 pub struct Fill {
     key: CacheKey,
     ttl: Duration,
+    max_stale: Duration,
     whole: Option<Bytes>,
     streamed: BytesMut,
     limit: usize,
@@ -229,6 +252,7 @@ mod tests {
         CacheConfig {
             ttl: Duration::from_secs(60),
             only_deterministic,
+            max_stale: Duration::ZERO,
         }
     }
 
@@ -302,6 +326,7 @@ mod tests {
             rate_limited: None,
             cache: None,
             content: None,
+            decision: None,
         }
     }
 
@@ -310,56 +335,62 @@ mod tests {
         let cache = ResponseCache::new(16 * 1024);
         let key = |n: u8| CacheKey::of("t", "r", Endpoint::ChatCompletions, &[n]);
 
-        let mut fill = cache.fill(key(1), Duration::from_secs(60));
+        let mut fill = cache.fill(key(1), Duration::from_secs(60), Duration::ZERO);
         fill.push(b"data: {\"a\":1}\n\n");
         fill.push(b"data: [DONE]\n\n");
         fill.mark_complete();
         cache.store(fill, &record(Outcome::Ok));
-        let hit = cache.get(&key(1)).expect("stored");
+        let hit = cache.get(&key(1), Duration::from_secs(60)).expect("stored");
         assert_eq!(&hit.body[..], b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
         assert_eq!(hit.chunks, 2);
         assert_eq!(hit.response_id.as_deref(), Some("chatcmpl-1"));
 
-        let mut fill = cache.fill(key(2), Duration::from_secs(60));
+        let mut fill = cache.fill(key(2), Duration::from_secs(60), Duration::ZERO);
         fill.push(b"data: {\"a\":1}\n\n");
         cache.store(fill, &record(Outcome::Truncated));
         assert!(
-            cache.get(&key(2)).is_none(),
+            cache.get(&key(2), Duration::from_secs(60)).is_none(),
             "a cut stream is never replayed"
         );
 
         // 1 KiB per entry at most (1/16 of 16 KiB).
-        let mut fill = cache.fill(key(3), Duration::from_secs(60));
+        let mut fill = cache.fill(key(3), Duration::from_secs(60), Duration::ZERO);
         fill.push(&[b'x'; 800]);
         fill.push(&[b'x'; 800]);
         fill.mark_complete();
         cache.store(fill, &record(Outcome::Ok));
         assert!(
-            cache.get(&key(3)).is_none(),
+            cache.get(&key(3), Duration::from_secs(60)).is_none(),
             "an oversize answer is not stored"
         );
 
         // A stream that ended without the provider's [DONE] is not stored either.
-        let mut fill = cache.fill(key(4), Duration::from_secs(60));
+        let mut fill = cache.fill(key(4), Duration::from_secs(60), Duration::ZERO);
         fill.push(b"data: {\"a\":1}\n\n");
         cache.store(fill, &record(Outcome::Ok));
-        assert!(cache.get(&key(4)).is_none());
+        assert!(cache.get(&key(4), Duration::from_secs(60)).is_none());
     }
 
-    #[test]
-    fn entries_expire_after_their_ttl() {
+    #[tokio::test(start_paused = true)]
+    async fn entries_are_fresh_for_their_ttl_then_only_stale() {
         let cache = ResponseCache::new(1 << 20);
         let key = CacheKey::of("t", "r", Endpoint::Embeddings, b"{}");
-        let mut fill = cache.fill(key, Duration::from_millis(50));
+        let ttl = Duration::from_millis(50);
+        let mut fill = cache.fill(key, ttl, Duration::from_secs(600));
         fill.set_whole(&Bytes::from_static(b"{\"data\":[]}"));
         let mut r = record(Outcome::Ok);
         r.stream = false;
         cache.store(fill, &r);
-        assert!(cache.get(&key).is_some());
-        // moka keeps its own clock, which tokio cannot pause; waiting longer than the ttl
-        // can only make the entry more expired, so a slow machine cannot fail this.
-        #[expect(clippy::disallowed_methods, reason = "moka's clock is real time")]
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(cache.get(&key).is_none());
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(cache.get(&key, ttl).is_some());
+        // A reload that shortens the ttl applies to what is stored already.
+        assert!(cache.get(&key, Duration::from_millis(5)).is_none());
+        tokio::time::advance(Duration::from_millis(40)).await;
+        assert!(
+            cache.get(&key, ttl).is_none(),
+            "past its ttl: no normal hit"
+        );
+        let stale = cache.get_stale(&key).expect("kept for cache fallback");
+        assert!(!stale.fresh(tokio::time::Instant::now()));
     }
 }

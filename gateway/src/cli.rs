@@ -26,9 +26,13 @@ pub enum Command {
     /// Run the gateway (the default).
     Run,
     /// Validate a policy file and print every problem found, with its path and line.
+    /// With `--diff OLD`, also print what reloading from OLD to FILE would change.
     Check {
         /// The policy file to check.
         file: PathBuf,
+        /// The serving policy to compare against (as a reload would).
+        #[arg(long, value_name = "OLD")]
+        diff: Option<PathBuf>,
     },
     /// Print the SHA-256 of a virtual key, for `keys[].key_sha256`. Reads the key from
     /// standard input so it stays out of shell history.
@@ -40,7 +44,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Some(Command::Check { file }) => check(&file),
+        Some(Command::Check { file, diff: None }) => check(&file),
+        Some(Command::Check {
+            file,
+            diff: Some(old),
+        }) => check_diff(&old, &file),
         Some(Command::HashKey) => hash_key(),
         Some(Command::Run) | None => run(cli.config),
     }
@@ -96,6 +104,40 @@ fn check(file: &Path) -> ExitCode {
             report(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `sluice check --diff OLD NEW`: validates both and prints what a reload from OLD to NEW
+/// would change (names only), and whether it would be refused for a restart-only setting.
+fn check_diff(old: &Path, new: &Path) -> ExitCode {
+    let (old_cfg, new_cfg) = match (sluice_config::load_file(old), sluice_config::load_file(new)) {
+        (Ok(o), Ok(n)) => (o.config, n.config),
+        (o, n) => {
+            for e in [o.err(), n.err()].into_iter().flatten() {
+                report(&e);
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let diff = sluice_config::PolicyDiff::between(&old_cfg, &new_cfg);
+    #[expect(clippy::print_stdout, reason = "the diff is this command's output")]
+    {
+        println!("{diff}");
+    }
+    if diff.restart_only.is_empty() {
+        eprintln!(
+            "{}: a reload from {} would apply",
+            new.display(),
+            old.display()
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{}: a reload would be refused; restart to change {}",
+            new.display(),
+            diff.restart_only.join(", ")
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use sluice_config::ProviderKind;
 use sluice_observability::{
     AttemptOutcome, AttemptRecord, Endpoint, ErrorKind, Outcome, RequestParams, RequestRecord,
-    TokenUsage, TraceContext, UsageSource,
+    RouteDecision, TokenUsage, TraceContext, UsageSource,
 };
-use sluice_policy::{Headroom, KeyLimiter, LimitKind, Policy, Target};
+use sluice_policy::{Headroom, KeyLimiter, LimitKind, Policy, Target, TenantState};
 use tokio::time::Instant;
 
 use crate::cache::{CacheStatus, Fill};
@@ -60,8 +60,17 @@ pub struct RequestCtx {
     pub pricing: Option<sluice_config::Pricing>,
     /// The route's slow threshold for the tail sampler.
     pub route_slow: Option<Duration>,
-    /// The key's rate limiter, fed with this request's tokens once they are known.
-    pub limiter: Option<Arc<KeyLimiter>>,
+    /// The key's and its tenant's rate limiters, fed with this request's tokens once they
+    /// are known.
+    pub limiters: [Option<Arc<KeyLimiter>>; 2],
+    /// The tenant's live state: its spend grows by this request's cost.
+    pub tenant_state: Option<Arc<TenantState>>,
+    /// The route's retry budget is spent by the client's own retry: one attempt only.
+    pub no_retries: bool,
+    /// When the client stops waiting (`x-stainless-read-timeout`).
+    pub client_deadline: Option<Instant>,
+    /// How the request was routed.
+    pub decision: Option<RouteDecision>,
     /// What the key has left, for `x-ratelimit-*` headers.
     pub headroom: Option<Headroom>,
     /// Which of the key's limits refused the request.
@@ -83,7 +92,8 @@ pub struct Finished {
     /// Prompt and answer, only when the request's policy captures content.
     pub capture: Option<(Bytes, AnswerInfo)>,
     pub pricing: Option<sluice_config::Pricing>,
-    pub limiter: Option<Arc<KeyLimiter>>,
+    pub limiters: [Option<Arc<KeyLimiter>>; 2],
+    pub tenant_state: Option<Arc<TenantState>>,
     pub route_slow: Option<Duration>,
     /// The snapshot the request used, for its telemetry settings.
     pub policy: Option<Arc<Policy>>,
@@ -126,7 +136,11 @@ impl RequestCtx {
             body: None,
             pricing: None,
             route_slow: None,
-            limiter: None,
+            limiters: [None, None],
+            tenant_state: None,
+            no_retries: false,
+            client_deadline: None,
+            decision: None,
             headroom: None,
             rate_limited: None,
             cache: None,
@@ -314,13 +328,15 @@ impl RequestCtx {
             rate_limited: self.rate_limited.map(LimitKind::as_str),
             cache: self.cache.map(CacheStatus::as_str),
             content: None,
+            decision: self.decision.take(),
         };
         Finished {
             record,
             estimate,
             capture,
             pricing: self.pricing,
-            limiter: self.limiter.clone(),
+            limiters: self.limiters.clone(),
+            tenant_state: self.tenant_state.clone(),
             route_slow: self.route_slow,
             policy: self.policy.clone(),
         }

@@ -17,6 +17,18 @@ pub enum GatewayError {
     MissingKey,
     #[error("invalid API key")]
     InvalidKey,
+    #[error("this API key has expired")]
+    ExpiredKey,
+    #[error(
+        "tenant `{tenant}` has used its {} budget of ${limit_usd:.2} (spent ${spent_usd:.2}); it resets at the start of the next UTC {}",
+        period.as_str(), period.as_str()
+    )]
+    OverBudget {
+        tenant: String,
+        period: sluice_policy::spend::Period,
+        limit_usd: f64,
+        spent_usd: f64,
+    },
     #[error("{message}")]
     InvalidRequest {
         message: String,
@@ -75,7 +87,8 @@ impl GatewayError {
     /// The one table of status codes. The OpenAI SDKs pick their exception type from it.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingKey | Self::InvalidKey => 401,
+            Self::MissingKey | Self::InvalidKey | Self::ExpiredKey => 401,
+            Self::OverBudget { .. } => 429,
             Self::InvalidRequest { .. } => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::UnknownModel(_) | Self::UnknownEndpoint { .. } => 404,
@@ -94,7 +107,8 @@ impl GatewayError {
     /// OpenAI's `error.type`.
     pub fn openai_type(&self) -> &'static str {
         match self {
-            Self::MissingKey | Self::InvalidKey => "authentication_error",
+            Self::MissingKey | Self::InvalidKey | Self::ExpiredKey => "authentication_error",
+            Self::OverBudget { .. } => "insufficient_quota",
             Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)
@@ -132,6 +146,8 @@ impl GatewayError {
         match self {
             Self::MissingKey => ErrorKind::MissingApiKey,
             Self::InvalidKey => ErrorKind::InvalidApiKey,
+            Self::ExpiredKey => ErrorKind::ExpiredApiKey,
+            Self::OverBudget { .. } => ErrorKind::InsufficientQuota,
             Self::InvalidRequest { .. } => ErrorKind::InvalidRequest,
             Self::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
             Self::UnknownModel(_) => ErrorKind::ModelNotFound,
@@ -153,6 +169,8 @@ impl GatewayError {
         match self {
             Self::MissingKey
             | Self::InvalidKey
+            | Self::ExpiredKey
+            | Self::OverBudget { .. }
             | Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)

@@ -15,6 +15,8 @@ use pingora::server::ShutdownWatch;
 use sluice_observability::Endpoint;
 use sluice_observability::metrics::RefusedReason;
 use sluice_policy::{KeyEntry, Policy};
+use std::time::SystemTime;
+
 use tokio::time::{Instant, timeout_at};
 
 use crate::cache::{self, CacheKey, CacheStatus};
@@ -93,8 +95,10 @@ impl DataPlane {
             state.cache.store(fill, &finished.record);
         }
         // Provider-reported usage is known now; a tokenizer count waits for the recorder.
-        if let (Some(limiter), Some(usage)) = (&finished.limiter, &finished.record.usage) {
-            limiter.consume_tokens(usage.input.saturating_add(usage.output));
+        if let Some(usage) = &finished.record.usage {
+            for limiter in finished.limiters.iter().flatten() {
+                limiter.consume_tokens(usage.input.saturating_add(usage.output));
+            }
         }
         state.records.offer(finished);
         if !reusable {
@@ -149,11 +153,15 @@ async fn serve(
     let policy = state.policy.snapshot();
     ctx.policy = Some(Arc::clone(&policy));
     let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
+    if key.expired(SystemTime::now()) {
+        return Err(Rejection::Error(GatewayError::ExpiredKey));
+    }
     ctx.tenant = Some(Arc::clone(&key.tenant));
-    ctx.limiter = key.limiter.clone();
+    ctx.limiters = [key.limiter.clone(), key.tenant_state.limiter()];
+    ctx.tenant_state = Some(Arc::clone(&key.tenant_state));
 
     if ctx.endpoint == Endpoint::Models {
-        return list_models(ds, ctx, &policy).await;
+        return list_models(ds, ctx, &policy, key).await;
     }
 
     let body = read_body(
@@ -173,13 +181,19 @@ async fn serve(
     ctx.request_model = Some(req.model.clone());
     ctx.params = req.params.clone();
     ctx.body = Some(req.body.clone());
-    let plan = policy
-        .route(&req.model)
+    let has = |name: &str, value: &str| {
+        ds.get_header(name)
+            .is_some_and(|v| v.as_bytes() == value.as_bytes())
+    };
+    let (route, public) = policy
+        .find_route(&req.model, has)
+        // A model the key may not use is as unknown to it as one that does not exist.
+        .filter(|(route, public)| key.allows(public, &route.name))
         .ok_or_else(|| Rejection::Error(GatewayError::UnknownModel(req.model.clone())))?;
-    ctx.route = Some(Arc::clone(&plan.route.name));
-    ctx.route_slow = plan.route.slow;
-    ctx.request_model_label = Some(Arc::clone(plan.requested));
-    let expected = match plan.route.kind() {
+    ctx.route = Some(Arc::clone(&route.name));
+    ctx.route_slow = route.slow;
+    ctx.request_model_label = Some(Arc::clone(public));
+    let expected = match route.kind() {
         sluice_config::ModelKind::Chat => ctx.endpoint != Endpoint::Embeddings,
         sluice_config::ModelKind::Embedding => ctx.endpoint == Endpoint::Embeddings,
     };
@@ -197,10 +211,48 @@ async fn serve(
             Some("model"),
         )));
     }
-    // Only requests that could be served count against the key's limits.
-    if let Some(limiter) = &ctx.limiter {
+    // Only requests that could be served count against limits and budgets.
+    admit(ctx, key)?;
+    let now = Instant::now();
+    route.state.retry_budget.record_request(now);
+    // A client's own retry is load the provider sees twice: it spends the route's retry
+    // budget, and when there is none left Sluice adds no retries of its own.
+    if client_retry(ds) && !route.state.retry_budget.try_retry(&route.retry.budget, now) {
+        ctx.no_retries = true;
+    }
+    ctx.client_deadline = client_read_timeout(ds).map(|t| ctx.started + t);
+
+    if let Some(cfg) = &route.cache {
+        if cache_bypassed(ds) || !cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
+            ctx.cache = Some(CacheStatus::Bypass);
+        } else {
+            let key = CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body);
+            if let Some(hit) = state.cache.get(&key, cfg.ttl) {
+                ctx.cache = Some(CacheStatus::Hit);
+                return respond::replay(ds, ctx, &hit).await;
+            }
+            ctx.cache = Some(CacheStatus::Miss);
+            ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl, cfg.max_stale));
+        }
+    }
+    let plan = route.plan(public, now, random_words(&ctx.trace.trace_id));
+    if plan.panic {
+        state.metrics.record_panic(&route.name);
+    }
+    ctx.decision = Some(crate::decision::of(&plan, now));
+    // Boxed: awaited in place, the exchange's state machine doubled the size of this one
+    // (22 KiB, held by every open stream); on the heap it is the exchange's own size.
+    Box::pin(exchange::run(state, ds, ctx, &req, plan)).await
+}
+
+/// Admits the request against its key's and its tenant's limits and the tenant's budget.
+fn admit(ctx: &mut RequestCtx, key: &KeyEntry) -> Result<(), Rejection> {
+    let mut headroom: Option<sluice_policy::Headroom> = None;
+    for limiter in ctx.limiters.iter().flatten() {
         match limiter.admit() {
-            Ok(headroom) => ctx.headroom = Some(headroom),
+            Ok(h) => {
+                headroom = Some(headroom.map_or(h, |have| crate::ratelimit::tighter(have, h)));
+            }
             Err(denied) => {
                 ctx.rate_limited = Some(denied.kind);
                 ctx.headroom = Some(crate::ratelimit::exhausted(&denied));
@@ -212,22 +264,57 @@ async fn serve(
             }
         }
     }
-    if let Some(cfg) = &plan.route.cache {
-        if cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
-            let key = CacheKey::of(&key.tenant, &plan.route.name, ctx.endpoint, &req.body);
-            if let Some(hit) = state.cache.get(&key) {
-                ctx.cache = Some(CacheStatus::Hit);
-                return respond::replay(ds, ctx, &hit).await;
-            }
-            ctx.cache = Some(CacheStatus::Miss);
-            ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl));
-        } else {
-            ctx.cache = Some(CacheStatus::Bypass);
-        }
+    ctx.headroom = headroom;
+    if let Err(over) = key.tenant_state.spend.check(&key.budget, SystemTime::now()) {
+        return Err(Rejection::Error(GatewayError::OverBudget {
+            tenant: key.tenant.to_string(),
+            period: over.period,
+            limit_usd: over.limit_usd,
+            spent_usd: over.spent_usd,
+        }));
     }
-    // Boxed: awaited in place, the exchange's state machine doubled the size of this one
-    // (22 KiB, held by every open stream); on the heap it is the exchange's own size.
-    Box::pin(exchange::run(state, ds, ctx, &req, plan)).await
+    Ok(())
+}
+
+/// `x-stainless-retry-count` above zero: the OpenAI SDKs' own retry.
+fn client_retry(ds: &ServerSession) -> bool {
+    ds.get_header("x-stainless-retry-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 0)
+}
+
+/// `x-stainless-read-timeout`: how long the SDK will wait (seconds). Past it nobody reads the
+/// answer, so no attempt starts that could not finish before.
+fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
+    ds.get_header("x-stainless-read-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
+        .map(std::time::Duration::from_secs_f64)
+}
+
+/// The client asked not to be answered from (or stored in) the cache.
+fn cache_bypassed(ds: &ServerSession) -> bool {
+    let header = |name| {
+        ds.get_header(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    header("x-sluice-cache").is_some_and(|v| v.trim() == "bypass")
+        || header("cache-control").is_some_and(|v| {
+            v.split(',')
+                .any(|d| matches!(d.trim(), "no-cache" | "no-store"))
+        })
+}
+
+/// Two random words for balancing, from the request's (random) trace id.
+fn random_words(trace_id: &[u8; 16]) -> [u64; 2] {
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    a.copy_from_slice(&trace_id[..8]);
+    b.copy_from_slice(&trace_id[8..]);
+    [u64::from_le_bytes(a), u64::from_le_bytes(b)]
 }
 
 /// Resolves `Authorization: Bearer <key>` to its key entry.
@@ -316,10 +403,12 @@ async fn list_models(
     ds: &mut ServerSession,
     ctx: &mut RequestCtx,
     policy: &Policy,
+    key: &KeyEntry,
 ) -> Result<Delivered, Rejection> {
     let data: Vec<serde_json::Value> = policy
         .public_models()
         .iter()
+        .filter(|m| key.models.is_empty() || key.models.contains(&m.id))
         .map(|m| serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by}))
         .collect();
     let body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());

@@ -32,6 +32,19 @@ pub fn add_headers(h: &mut ResponseHeader, headroom: &Headroom) -> pingora::Resu
     Ok(())
 }
 
+/// The tighter of two headrooms (a key's and its tenant's), limit by limit: the one with
+/// less remaining is what the client can really count on.
+pub fn tighter(a: Headroom, b: Headroom) -> Headroom {
+    let pick = |x: Option<(u64, u64, Duration)>, y: Option<(u64, u64, Duration)>| match (x, y) {
+        (Some(x), Some(y)) => Some(if y.1 < x.1 { y } else { x }),
+        (x, y) => x.or(y),
+    };
+    Headroom {
+        requests: pick(a.requests, b.requests),
+        tokens: pick(a.tokens, b.tokens),
+    }
+}
+
 /// The headroom a refused request reports: nothing left until `retry_after`.
 pub fn exhausted(d: &Denied) -> Headroom {
     let spent = Some((d.limit, 0, d.retry_after));

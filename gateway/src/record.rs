@@ -56,7 +56,8 @@ impl Recorder {
             estimate,
             capture,
             pricing,
-            limiter,
+            limiters,
+            tenant_state,
             route_slow,
             policy,
         } = f;
@@ -69,13 +70,17 @@ impl Recorder {
                 source: UsageSource::Estimated,
             };
             record.usage = Some(usage);
-            // Provider-reported usage fed the key's window on the request path already.
-            if let Some(limiter) = &limiter {
+            // Provider-reported usage fed the windows on the request path already.
+            for limiter in limiters.iter().flatten() {
                 limiter.consume_tokens(usage.input.saturating_add(usage.output));
             }
         }
         if let (Some(u), Some(p)) = (&record.usage, &pricing) {
-            record.cost_usd = Some(cost::cost_usd(u, p));
+            let usd = cost::cost_usd(u, p);
+            record.cost_usd = Some(usd);
+            if let Some(t) = &tenant_state {
+                t.spend.add(usd, record.start + record.duration);
+            }
         }
         if let Some((body, answer)) = &capture {
             record.content = Some(crate::capture::capture(body, answer));

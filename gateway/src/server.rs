@@ -38,6 +38,8 @@ const DRAIN_SERVICES: Duration = Duration::from_secs(5);
 /// that `config` came from (`None` for the embedded quickstart); reloads read it again.
 pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let runtime = Arc::new(RuntimeState::new());
+    // Budgets survive a restart: the spend is back before any key can spend.
+    runtime.restore_spend(crate::live::load_spend(&config.server.data_dir)?);
     let policy = Policy::compile(config, &runtime).map_err(|e| e.to_string())?;
     let server_cfg = policy.server.clone();
 
@@ -65,9 +67,14 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     ));
     let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
-    // last records, then the exporter sends the last spans.
+    // last records (and adds their cost), then the spend is saved, then the exporter sends
+    // the last spans.
     services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
     services.spawn(Box::new(Recorder::new(intake, metrics, spans)));
+    services.spawn(Box::new(crate::live::LiveState::new(
+        Arc::clone(&state),
+        server_cfg.data_dir.clone(),
+    )));
     if let Some(export) = export {
         services.spawn(export);
     }

@@ -26,7 +26,7 @@ pub use export::{ExportCounters, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
     AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
-    RequestRecord, TokenUsage, TraceContext, UsageSource,
+    RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
 };
 pub use redact::Redactor;
 pub use sampler::{Flags, KeepReason, TailSampler};

@@ -137,6 +137,20 @@ pub struct CacheLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub route: Arc<str>,
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpendLabels {
+    pub tenant: Arc<str>,
+    /// day | month
+    pub period: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpanLabels {
     /// exported | dropped | failed
     pub result: &'static str,
@@ -269,6 +283,14 @@ pub struct Metrics {
     pub downstream_connections: Gauge,
     /// Access-log lines left out for requests without a valid key, over the per-second cap.
     pub access_log_suppressed: Counter,
+    /// 1 while a target is ejected by passive health (probing counts as ejected), else 0.
+    pub target_ejected: Family<TargetLabels, Gauge>,
+    /// Retries a route wanted but its retry budget refused.
+    pub retry_budget_exhausted: Family<RouteLabels, Counter>,
+    /// Requests routed with no healthy target (the least-bad one served).
+    pub target_panic: Family<RouteLabels, Counter>,
+    /// Each tenant's spend in the current UTC day and month.
+    pub tenant_spend: Family<SpendLabels, Gauge<f64, AtomicU64>>,
     none: Arc<str>,
 }
 
@@ -417,7 +439,36 @@ impl Metrics {
             "Access-log lines left out because requests without a valid key went over telemetry.access_log_anonymous_per_s",
             access_log_suppressed.clone(),
         );
+        let target_ejected = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "sluice_target_ejected",
+            "1 while passive health keeps a route's target out (ejected or on probation), else 0",
+            target_ejected.clone(),
+        );
+        let retry_budget_exhausted = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "sluice_retry_budget_exhausted",
+            "Retries a route wanted but its retry budget (a share of its requests plus a floor) refused",
+            retry_budget_exhausted.clone(),
+        );
+        let target_panic = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "sluice_target_panic",
+            "Requests routed while no target of their route was healthy (the least-bad one served)",
+            target_panic.clone(),
+        );
+        let tenant_spend = Family::<SpendLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "sluice_tenant_spend",
+            "Each tenant's spend from the catalog's prices in the current UTC day and month",
+            Unit::Other("usd".to_owned()),
+            tenant_spend.clone(),
+        );
         Self {
+            target_ejected,
+            retry_budget_exhausted,
+            target_panic,
+            tenant_spend,
             access_log_suppressed,
             downstream_refused,
             downstream_connections,
@@ -446,6 +497,24 @@ impl Metrics {
         self.background_dropped
             .get_or_create(&QueueLabels { queue })
             .clone()
+    }
+
+    /// Counts a request routed in panic mode.
+    pub fn record_panic(&self, route: &Arc<str>) {
+        self.target_panic
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(route),
+            })
+            .inc();
+    }
+
+    /// Counts a retry the route's budget refused.
+    pub fn record_retry_budget_exhausted(&self, route: &Arc<str>) {
+        self.retry_budget_exhausted
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(route),
+            })
+            .inc();
     }
 
     /// Counts a client turned away.

@@ -63,6 +63,9 @@ pub enum ErrorKind {
     RequestTimeout,
     /// The gateway was shutting down.
     Draining,
+    ExpiredApiKey,
+    /// The tenant's USD budget is spent.
+    InsufficientQuota,
 }
 
 /// How one upstream attempt ended.
@@ -145,6 +148,59 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
 }
 
+/// How a request was routed: the targets in the order they were to be tried, the ones left
+/// out and why, and whether the route was in panic mode or out of retry budget. Names are
+/// the policy's own (catalog models), never client input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteDecision {
+    /// The route's balancing strategy.
+    pub strategy: &'static str,
+    /// Catalog models in plan order (the first is the pick).
+    pub candidates: Vec<Arc<str>>,
+    /// Catalog models left out or moved back: the reason, and for how long more (seconds).
+    pub skipped: Vec<(Arc<str>, &'static str, Option<f64>)>,
+    /// Nothing was healthy: the least-bad target served.
+    pub panic: bool,
+    /// A retry was wanted but the route's retry budget had none left.
+    pub retry_budget_exhausted: bool,
+}
+
+impl RouteDecision {
+    /// One line: `p2c pick=a order=a,b skipped=c:ejected(4.2s) panic`; attempts' outcomes
+    /// are appended from the record by [`RequestRecord::decision_line`].
+    pub fn summary(&self) -> String {
+        let mut out = String::with_capacity(64);
+        out.push_str(self.strategy);
+        if let Some(first) = self.candidates.first() {
+            out.push_str(" pick=");
+            out.push_str(first);
+        }
+        if self.candidates.len() > 1 {
+            out.push_str(" order=");
+            out.push_str(&self.candidates.join(","));
+        }
+        if !self.skipped.is_empty() {
+            out.push_str(" skipped=");
+            let parts: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(m, why, left)| match left {
+                    Some(s) => format!("{m}:{why}({s:.1}s)"),
+                    None => format!("{m}:{why}"),
+                })
+                .collect();
+            out.push_str(&parts.join(","));
+        }
+        if self.panic {
+            out.push_str(" panic");
+        }
+        if self.retry_budget_exhausted {
+            out.push_str(" retry_budget_exhausted");
+        }
+        out
+    }
+}
+
 /// Captured prompt and answer, only when `capture_content` is on. Raw: the span sink redacts
 /// and truncates them before they leave the process, and nothing else reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +249,8 @@ pub struct RequestRecord {
     /// What the route's response cache did: `hit` | `miss` | `bypass`; `None` without a cache.
     pub cache: Option<&'static str>,
     pub content: Option<CapturedContent>,
+    /// How the request was routed, when it got that far.
+    pub decision: Option<RouteDecision>,
 }
 
 // === impl RequestRecord ===
@@ -205,6 +263,26 @@ impl RequestRecord {
 
     pub fn overhead(&self) -> Duration {
         self.duration.saturating_sub(self.upstream_time())
+    }
+
+    /// The routing decision and each attempt's outcome, as one line for the access log and
+    /// the span: `weighted pick=a order=a,b attempts=a:server_error(503),b:ok(200)`.
+    pub fn decision_line(&self) -> Option<String> {
+        let d = self.decision.as_ref()?;
+        let mut line = d.summary();
+        if !self.attempts.is_empty() {
+            line.push_str(" attempts=");
+            let parts: Vec<String> = self
+                .attempts
+                .iter()
+                .map(|a| match a.status {
+                    Some(s) => format!("{}:{}({s})", a.model, a.outcome.as_str()),
+                    None => format!("{}:{}", a.model, a.outcome.as_str()),
+                })
+                .collect();
+            line.push_str(&parts.join(","));
+        }
+        Some(line)
     }
 
     pub fn is_error(&self) -> bool {
@@ -273,6 +351,8 @@ impl ErrorKind {
             Self::ProviderStreamError => "provider_stream_error",
             Self::RequestTimeout => "request_timeout",
             Self::Draining => "draining",
+            Self::ExpiredApiKey => "expired_api_key",
+            Self::InsufficientQuota => "insufficient_quota",
         }
     }
 }

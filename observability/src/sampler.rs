@@ -195,6 +195,7 @@ mod tests {
             rate_limited: None,
             cache: None,
             content: None,
+            decision: None,
         }
     }
 

@@ -112,6 +112,11 @@ pub const SLUICE_COST_USD: &str = "sluice.cost_usd";
 pub const SLUICE_CACHE_HIT: &str = "sluice.cache.hit";
 /// What the route's cache did: `hit`, `miss` or `bypass`.
 pub const SLUICE_CACHE_RESULT: &str = "sluice.cache.result";
+/// How the request was routed and how each attempt ended (server span), one line:
+/// `p2c pick=a order=a,b skipped=c:ejected(4.2s) attempts=a:server_error(503),b:ok(200)`.
+pub const SLUICE_ROUTE_DECISION: &str = "sluice.route.decision";
+/// `true` when no target was healthy and the least-bad one served (server span).
+pub const SLUICE_ROUTE_PANIC: &str = "sluice.route.panic";
 /// Content chunks sent (streams).
 pub const SLUICE_CHUNKS: &str = "sluice.chunks";
 /// Time Sluice itself spent (request duration minus upstream time), seconds.

@@ -114,6 +114,12 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
         attrs.push(kv(sc::SLUICE_CACHE_HIT, result == "hit"));
         attrs.push(kv(sc::SLUICE_CACHE_RESULT, result));
     }
+    if let Some(line) = r.decision_line() {
+        attrs.push(kv(sc::SLUICE_ROUTE_DECISION, line));
+    }
+    if r.decision.as_ref().is_some_and(|d| d.panic) {
+        attrs.push(kv(sc::SLUICE_ROUTE_PANIC, true));
+    }
     if r.stream {
         attrs.push(kv(sc::SLUICE_CHUNKS, i64::from(r.chunks)));
     }

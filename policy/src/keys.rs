@@ -1,12 +1,14 @@
-//! Virtual keys: stored and looked up only as SHA-256 digests.
+//! Virtual keys: stored and looked up only as SHA-256 digests, with what each may use and the
+//! tenant it bills to.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use sluice_config::KeyConfig;
+use sluice_config::{Budget, KeyConfig};
 
 use crate::limits::KeyLimiter;
-use crate::runtime::RuntimeState;
+use crate::runtime::{RuntimeState, TenantState};
 
 /// What a valid virtual key resolves to. Holds no secret material.
 #[derive(Debug, Clone)]
@@ -16,16 +18,49 @@ pub struct KeyEntry {
     pub tenant: Arc<str>,
     /// The key's rate limits; `None` when it has none.
     pub limiter: Option<Arc<KeyLimiter>>,
+    /// The tenant's live state: its shared limiter and its spend.
+    pub tenant_state: Arc<TenantState>,
+    /// The tenant's budget (none set: unlimited).
+    pub budget: Budget,
+    /// Public model names the key may use; empty = all.
+    pub models: Vec<String>,
+    /// Routes the key may use; empty = all.
+    pub routes: Vec<String>,
+    /// 0..=9, higher is more important (load shedding refuses the lowest first).
+    pub priority: u8,
+    pub expires: Option<SystemTime>,
 }
 
 impl KeyEntry {
-    /// The key's entry, with its limiter from (or new in) the runtime state.
-    pub fn compile(k: &KeyConfig, runtime: &RuntimeState) -> Self {
+    /// The key's entry, with its and its tenant's live state from (or new in) `runtime`.
+    pub fn compile(
+        k: &KeyConfig,
+        tenant: Option<&sluice_config::TenantConfig>,
+        runtime: &RuntimeState,
+    ) -> Self {
+        let limits = tenant.map(|t| t.limits).unwrap_or_default();
         Self {
             name: k.name.clone(),
             tenant: Arc::from(k.tenant.as_str()),
             limiter: runtime.limiter(&k.name, k.limits),
+            tenant_state: runtime.tenant(&k.tenant, limits),
+            budget: tenant.map(|t| t.budget).unwrap_or_default(),
+            models: k.models.clone(),
+            routes: k.routes.clone(),
+            priority: k.priority,
+            expires: k.expires,
         }
+    }
+
+    /// Whether the key has expired at `now`.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// Whether the key may use `model` (its public name) on `route`.
+    pub fn allows(&self, model: &str, route: &str) -> bool {
+        (self.models.is_empty() || self.models.iter().any(|m| m == model))
+            && (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
     }
 }
 

@@ -6,11 +6,15 @@
 //! and the pure remediation decision over SLO state ([`remediation`]).
 //! Does not own: any I/O (DNS, sockets, files) or metrics; the gateway does those.
 
+pub mod balance;
+pub mod budget;
+pub mod health;
 mod keys;
 mod limits;
 pub mod remediation;
 mod route;
 pub mod runtime;
+pub mod spend;
 mod store;
 
 use std::collections::HashMap;
@@ -22,8 +26,8 @@ use crate::runtime::{ProviderKindId, TargetIdentity};
 
 pub use keys::{KeyEntry, hash_key};
 pub use limits::{Denied, Headroom, KeyLimiter, LimitKind, TokioClock};
-pub use route::{AttemptPlan, Route, RouteOrigin};
-pub use runtime::{RuntimeState, TargetState};
+pub use route::{AttemptPlan, Route, RouteOrigin, SkipReason, Step};
+pub use runtime::{AttemptGuard, Availability, RuntimeState, TargetState, TenantState};
 pub use store::PolicyStore;
 
 /// Errors from compiling a policy. Validation already rejected bad input, so these only
@@ -88,6 +92,8 @@ pub struct Policy {
     catalog: HashMap<String, Arc<Target>>,
     routes: Vec<Route>,
     by_model: HashMap<String, (usize, Arc<str>)>,
+    /// Routes chosen by a header, in file order, with the model names they also need.
+    header_routes: Vec<(usize, Vec<Arc<str>>)>,
     keys: HashMap<[u8; 32], KeyEntry>,
     public_models: Vec<PublicModel>,
 }
@@ -142,10 +148,17 @@ impl Policy {
 
         let mut routes = Vec::with_capacity(config.routes.len() + config.models.len());
         let mut by_model = HashMap::new();
+        let mut header_routes = Vec::new();
         for rc in &config.routes {
             let route = Route::configured(rc, &catalog, runtime)?;
-            for m in &rc.models {
-                by_model.insert(m.clone(), (routes.len(), Arc::from(m.as_str())));
+            if rc.header.is_some() {
+                let models: Vec<Arc<str>> =
+                    rc.models.iter().map(|m| Arc::from(m.as_str())).collect();
+                header_routes.push((routes.len(), models));
+            } else {
+                for m in &rc.models {
+                    by_model.insert(m.clone(), (routes.len(), Arc::from(m.as_str())));
+                }
             }
             routes.push(route);
         }
@@ -153,14 +166,19 @@ impl Policy {
         for (name, target) in &catalog {
             if !by_model.contains_key(name) {
                 by_model.insert(name.clone(), (routes.len(), Arc::clone(&target.model)));
-                routes.push(Route::implicit(Arc::clone(target)));
+                routes.push(Route::implicit(Arc::clone(target), runtime));
             }
         }
 
         let keys = config
             .keys
             .iter()
-            .map(|k| (k.key_sha256, KeyEntry::compile(k, runtime)))
+            .map(|k| {
+                (
+                    k.key_sha256,
+                    KeyEntry::compile(k, config.tenants.get(&k.tenant), runtime),
+                )
+            })
             .collect();
         let admin_tokens = config
             .admin
@@ -169,10 +187,19 @@ impl Policy {
             .map(|t| (t.token_sha256, Arc::from(t.name.as_str())))
             .collect();
 
-        let mut public_models: Vec<PublicModel> = by_model
+        let names: std::collections::BTreeSet<&str> = by_model
             .keys()
+            .map(String::as_str)
+            .chain(
+                header_routes
+                    .iter()
+                    .flat_map(|(_, models)| models.iter().map(|m| &**m)),
+            )
+            .collect();
+        let mut public_models: Vec<PublicModel> = names
+            .into_iter()
             .map(|id| PublicModel {
-                id: id.clone(),
+                id: id.to_owned(),
                 owned_by: catalog
                     .get(id)
                     .map_or_else(|| "sluice".to_owned(), |t| t.provider.config.name.clone()),
@@ -190,15 +217,46 @@ impl Policy {
             catalog,
             routes,
             by_model,
+            header_routes,
             keys,
             public_models,
         })
     }
 
-    /// The attempt plan for a public model name, or `None` when nothing serves it.
-    pub fn route(&self, model: &str) -> Option<AttemptPlan<'_>> {
+    /// The route that serves `model` for a request, and the public name to record; `has(name,
+    /// value)` says whether the request carries that header (lowercase name) with that value.
+    /// A route chosen by a header wins over the model's own route.
+    pub fn find_route(
+        &self,
+        model: &str,
+        has: impl Fn(&str, &str) -> bool,
+    ) -> Option<(&Route, &Arc<str>)> {
+        for (ix, models) in &self.header_routes {
+            let route = &self.routes[*ix];
+            let Some(h) = &route.header else { continue };
+            if !has(&h.name, &h.value) {
+                continue;
+            }
+            if models.is_empty() {
+                return Some((route, &route.name));
+            }
+            if let Some(public) = models.iter().find(|m| &***m == model) {
+                return Some((route, public));
+            }
+        }
         let (ix, public) = self.by_model.get(model)?;
-        Some(self.routes[*ix].plan(public))
+        Some((&self.routes[*ix], public))
+    }
+
+    /// A plan for `model` right now (tests and tools; the gateway plans with its own
+    /// randomness through [`Route::plan`]).
+    pub fn route(&self, model: &str, has: impl Fn(&str, &str) -> bool) -> Option<AttemptPlan<'_>> {
+        let (route, public) = self.find_route(model, has)?;
+        Some(route.plan(
+            public,
+            tokio::time::Instant::now(),
+            [0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9],
+        ))
     }
 
     /// Looks a presented virtual key up by its SHA-256; the plaintext is never stored.

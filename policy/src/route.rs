@@ -1,18 +1,33 @@
-//! Routes and the attempt plan: the pure decision of which targets to try, in which order.
+//! Routes and the attempt plan: the decision of which targets to try, in which order, and why
+//! the others were left out.
 //!
-//! The first target is picked by weight with a per-route counter (smooth and deterministic:
-//! weights 3:1 give exactly three of every four requests to the first), the remaining targets
-//! follow in declared order, then the fallbacks. `retry.max_attempts` bounds the walk; when it
-//! exceeds the number of distinct targets the order repeats, which is how a single-target route
-//! retries its one provider.
+//! A plan is made once per request from the targets' live state:
+//! 1. Each target is *usable*, *ejected* (passive health), *busy probing* (its one probe
+//!    request is under way) or *cooling* (a provider's `Retry-After`).
+//! 2. Ejections are honoured only up to `health.max_ejected_share` of the route's targets and
+//!    never for the last one: the least-bad ejected targets (the ones whose ejection ends
+//!    first) come back in until the cap holds. When nothing is usable at all, the least-bad
+//!    target serves anyway: *panic mode*, counted.
+//! 3. The first target is picked among the usable primary targets by the route's `balance`
+//!    strategy ([`crate::balance`]), the other primaries follow, then the fallbacks; targets
+//!    that are cooling down go last, so a healthy one is tried before waiting on another.
+//! 4. `retry.max_attempts` bounds the walk; when it exceeds the number of distinct targets
+//!    the order repeats, which is how a single-target route retries its one provider.
+//!
+//! The skipped targets and their reasons go with the plan, onto the request's span and
+//! access-log line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use sluice_config::{CacheConfig, ModelKind, RetryConfig, RouteConfig, Timeouts};
+use sluice_config::{
+    Balance, CacheConfig, HeaderMatch, HealthConfig, ModelKind, RetryConfig, RouteConfig, Timeouts,
+};
+use tokio::time::Instant;
 
-use crate::runtime::RuntimeState;
+use crate::balance::{self, Candidate};
+use crate::runtime::{Availability, RouteState, RuntimeState};
 use crate::{Error, Result, Target};
 
 /// Whether the route came from the `routes` section or stands for a bare catalog model.
@@ -32,20 +47,56 @@ pub struct Route {
     pub slow: Option<std::time::Duration>,
     /// The route's response cache settings; `None` caches nothing.
     pub cache: Option<CacheConfig>,
+    pub balance: Balance,
+    pub health: HealthConfig,
+    /// Requests with this header are this route's (with its models, when it has any).
+    pub header: Option<HeaderMatch>,
     targets: Vec<(Arc<Target>, u32)>,
     fallbacks: Vec<Arc<Target>>,
-    total_weight: u64,
-    /// The weighted pick's position: runtime state, so a reload does not restart the cycle.
-    counter: Arc<AtomicU64>,
+    /// Live state: the weighted pick's position and the retry budget.
+    pub state: Arc<RouteState>,
 }
 
-/// The ordered targets for one request. Borrowed from the policy snapshot the request holds.
+/// Why a target was not where the plan would otherwise have put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Passive health took it out until then.
+    Ejected { until: Instant },
+    /// On probation, and its one probe request is under way.
+    Probing,
+    /// The provider asked for a pause until then (tried last).
+    Cooling { until: Instant },
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ejected { .. } => "ejected",
+            Self::Probing => "probing",
+            Self::Cooling { .. } => "cooling",
+        }
+    }
+}
+
+/// One step of a plan: a target, and whether the request is its probation probe.
 #[derive(Debug, Clone, Copy)]
+pub struct Step<'p> {
+    pub target: &'p Arc<Target>,
+    pub probe: bool,
+}
+
+/// The ordered targets for one request, with the reasons for what was left out. Borrowed
+/// from the policy snapshot the request holds.
+#[derive(Debug, Clone)]
 pub struct AttemptPlan<'p> {
     pub route: &'p Route,
     /// The public model name the client asked for (a policy name, so a closed set).
     pub requested: &'p Arc<str>,
-    first: usize,
+    order: Vec<Step<'p>>,
+    /// Targets left out or moved back, and why.
+    pub skipped: Vec<(&'p Arc<Target>, SkipReason)>,
+    /// Nothing was usable: the least-bad target serves anyway.
+    pub panic: bool,
 }
 
 // === impl Route ===
@@ -75,54 +126,36 @@ impl Route {
             .iter()
             .map(|m| lookup(m))
             .collect::<Result<Vec<_>>>()?;
-        let mut route = Self::new(
-            Arc::from(rc.name.as_str()),
-            RouteOrigin::Configured,
-            rc.retry.clone(),
-            rc.timeouts,
+        Ok(Self {
+            name: Arc::from(rc.name.as_str()),
+            origin: RouteOrigin::Configured,
+            retry: rc.retry.clone(),
+            timeouts: rc.timeouts,
+            slow: rc.slow,
+            cache: rc.cache,
+            balance: rc.balance,
+            health: rc.health,
+            header: rc.header.clone(),
             targets,
             fallbacks,
-            runtime.route_counter(&rc.name),
-        );
-        route.slow = rc.slow;
-        route.cache = rc.cache;
-        Ok(route)
+            state: runtime.route(&rc.name),
+        })
     }
 
-    pub(crate) fn implicit(target: Arc<Target>) -> Self {
-        Self::new(
-            Arc::clone(&target.model),
-            RouteOrigin::Implicit,
-            RetryConfig::default(),
-            Timeouts::default(),
-            vec![(target, 1)],
-            Vec::new(),
-            // One target: the counter is never read.
-            Arc::default(),
-        )
-    }
-
-    fn new(
-        name: Arc<str>,
-        origin: RouteOrigin,
-        retry: RetryConfig,
-        timeouts: Timeouts,
-        targets: Vec<(Arc<Target>, u32)>,
-        fallbacks: Vec<Arc<Target>>,
-        counter: Arc<AtomicU64>,
-    ) -> Self {
-        let total_weight = targets.iter().map(|(_, w)| u64::from(*w)).sum();
+    pub(crate) fn implicit(target: Arc<Target>, runtime: &RuntimeState) -> Self {
         Self {
-            name,
-            origin,
-            retry,
-            timeouts,
+            name: Arc::clone(&target.model),
+            origin: RouteOrigin::Implicit,
+            retry: RetryConfig::default(),
+            timeouts: Timeouts::default(),
             slow: None,
             cache: None,
-            targets,
-            fallbacks,
-            total_weight,
-            counter,
+            balance: Balance::default(),
+            health: HealthConfig::default(),
+            header: None,
+            state: runtime.route(&target.model),
+            targets: vec![(target, 1)],
+            fallbacks: Vec::new(),
         }
     }
 
@@ -138,44 +171,118 @@ impl Route {
         self.targets.len() + self.fallbacks.len()
     }
 
-    pub(crate) fn plan<'p>(&'p self, requested: &'p Arc<str>) -> AttemptPlan<'p> {
-        let first = if self.targets.len() <= 1 {
-            0
-        } else {
-            let mut pos = self.counter.fetch_add(1, Ordering::Relaxed) % self.total_weight.max(1);
-            let mut pick = 0;
-            for (i, (_, w)) in self.targets.iter().enumerate() {
-                if pos < u64::from(*w) {
-                    pick = i;
-                    break;
-                }
-                pos -= u64::from(*w);
-            }
-            pick
-        };
-        AttemptPlan {
-            route: self,
-            requested,
-            first,
-        }
+    /// Every target (primaries, then fallbacks) with its weight (0 for fallbacks).
+    pub fn all_targets(&self) -> impl Iterator<Item = (&Arc<Target>, u32)> {
+        self.targets
+            .iter()
+            .map(|(t, w)| (t, *w))
+            .chain(self.fallbacks.iter().map(|t| (t, 0)))
     }
 
-    /// The `i`-th distinct target in plan order for a plan whose weighted pick is `first`.
-    fn nth_in_order(&self, first: usize, i: usize) -> &Arc<Target> {
-        let n = self.targets.len();
-        if i < n {
-            // The weighted pick first, then the other targets in declared order.
-            let ix = if i == 0 {
-                first
-            } else if i <= first {
-                i - 1
-            } else {
-                i
-            };
-            &self.targets[ix].0
-        } else {
-            &self.fallbacks[i - n]
+    /// The plan for one request at `now`; `random` seeds the `p2c` draws.
+    pub fn plan<'p>(
+        &'p self,
+        requested: &'p Arc<str>,
+        now: Instant,
+        random: [u64; 2],
+    ) -> AttemptPlan<'p> {
+        let counter = self.state.counter.fetch_add(1, Ordering::Relaxed);
+        let states: Vec<(&'p Arc<Target>, u32, bool, Availability)> = self
+            .all_targets()
+            .map(|(t, w)| (t, w, w > 0, t.state.availability(now)))
+            .collect();
+        decide(self, requested, now, counter, random, &states)
+    }
+}
+
+/// A usable target: its index in the route's list, and whether it is a probation probe.
+type Pick = (usize, bool);
+
+/// The plan from the targets' states (pure): `(target, weight, primary, availability)`.
+fn decide<'p>(
+    route: &'p Route,
+    requested: &'p Arc<str>,
+    now: Instant,
+    counter: u64,
+    random: [u64; 2],
+    states: &[(&'p Arc<Target>, u32, bool, Availability)],
+) -> AttemptPlan<'p> {
+    let mut skipped = Vec::new();
+    let mut usable: Vec<Pick> = Vec::new();
+    let mut ejected: Vec<(usize, Instant)> = Vec::new();
+    for (i, (t, _, _, a)) in states.iter().enumerate() {
+        match *a {
+            Availability::Usable => usable.push((i, false)),
+            Availability::Probe => usable.push((i, true)),
+            Availability::ProbeBusy => skipped.push((*t, SkipReason::Probing)),
+            Availability::Ejected { until } => ejected.push((i, until)),
         }
+    }
+    let healthy = usable.len();
+    // Honour ejections only up to the cap; the least-bad (ending soonest) come back first.
+    ejected.sort_by_key(|(_, until)| *until);
+    let total = states.len();
+    let max_out = (route.health.max_ejected_share * total as f64).floor() as usize;
+    let max_out = max_out.min(total.saturating_sub(1));
+    // Nothing healthy at all: whatever serves now is the least bad.
+    let panic = healthy == 0;
+    let back_in = ejected.len().saturating_sub(max_out);
+    for (k, (i, until)) in ejected.iter().enumerate() {
+        if k < back_in {
+            usable.push((*i, false));
+        } else {
+            skipped.push((states[*i].0, SkipReason::Ejected { until: *until }));
+        }
+    }
+    if usable.is_empty() && !states.is_empty() {
+        // Only busy probes left: the first target serves rather than nobody.
+        usable.push((0, false));
+        skipped.retain(|(t, _)| !Arc::ptr_eq(t, states[0].0));
+    }
+    usable.sort_by_key(|(i, _)| *i);
+
+    // Cooling targets go to the end, keeping their relative order.
+    let cooling_until = |i: usize| states[i].0.state.cooling_until(now);
+    let (primaries, fallbacks): (Vec<Pick>, Vec<Pick>) =
+        usable.iter().partition(|(i, _)| states[*i].2);
+    let cands: Vec<Candidate> = primaries
+        .iter()
+        .map(|(i, _)| Candidate {
+            weight: states[*i].1,
+            ewma_ms: states[*i].0.state.ewma_ttft_ms(),
+            inflight: states[*i].0.state.inflight(),
+        })
+        .collect();
+    let mut ordered: Vec<Pick> = Vec::with_capacity(usable.len());
+    if let Some(first) = balance::pick(route.balance, &cands, counter, random) {
+        ordered.push(primaries[first]);
+        for j in balance::rest_order(route.balance, &cands, first) {
+            ordered.push(primaries[j]);
+        }
+    }
+    ordered.extend(fallbacks);
+    let (ready, cooling): (Vec<Pick>, Vec<Pick>) = ordered
+        .into_iter()
+        .partition(|(i, _)| cooling_until(*i).is_none());
+    for (i, _) in &cooling {
+        if let Some(until) = cooling_until(*i) {
+            skipped.push((states[*i].0, SkipReason::Cooling { until }));
+        }
+    }
+    let order = ready
+        .into_iter()
+        .chain(cooling)
+        .map(|(i, probe)| Step {
+            target: states[i].0,
+            probe,
+        })
+        .collect();
+    AttemptPlan {
+        route,
+        requested,
+        order,
+        skipped,
+        panic,
     }
 }
 
@@ -189,20 +296,34 @@ impl<'p> AttemptPlan<'p> {
             .max(1)
     }
 
+    /// Attempt `attempt` (0-based), or `None` past `max_attempts`. The order repeats when
+    /// attempts outnumber targets; a probe counts as a probe only the first time round.
+    pub fn step(&self, attempt: usize) -> Option<Step<'p>> {
+        if attempt >= self.max_attempts() || self.order.is_empty() {
+            return None;
+        }
+        let mut s = self.order[attempt % self.order.len()];
+        if attempt >= self.order.len() {
+            s.probe = false;
+        }
+        Some(s)
+    }
+
     /// The target of attempt `attempt` (0-based), or `None` past `max_attempts`.
     pub fn target(&self, attempt: usize) -> Option<&'p Arc<Target>> {
-        if attempt >= self.max_attempts() {
-            return None;
-        }
-        let distinct = self.route.distinct_targets();
-        if distinct == 0 {
-            return None;
-        }
-        Some(self.route.nth_in_order(self.first, attempt % distinct))
+        self.step(attempt).map(|s| s.target)
     }
 
     /// Every attempt's target in order.
     pub fn targets(&self) -> impl Iterator<Item = &'p Arc<Target>> + '_ {
         (0..self.max_attempts()).map_while(|i| self.target(i))
     }
+
+    /// Distinct targets in the order they will be tried.
+    pub fn candidates(&self) -> impl Iterator<Item = &'p Arc<Target>> + '_ {
+        self.order.iter().map(|s| s.target)
+    }
 }
+
+#[cfg(test)]
+mod tests;

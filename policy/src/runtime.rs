@@ -14,14 +14,17 @@
 //! is in place (a request still holding the old snapshot keeps its `Arc` alive until it ends).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sluice_config::{Limits, ProviderKind};
+use sluice_config::{HealthConfig, Limits, ProviderKind};
 use tokio::time::Instant;
 
+use crate::budget::RetryBudgetState;
+use crate::health::{Change, HealthCore, HealthView, Observation, Phase};
 use crate::limits::KeyLimiter;
+use crate::spend::{Spend, SpendSnapshot};
 
 /// Every piece of live state, by stable name.
 #[derive(Debug)]
@@ -37,8 +40,39 @@ struct Inner {
     limiters: HashMap<String, (Limits, Arc<KeyLimiter>)>,
     /// By (provider name, catalog model name).
     targets: HashMap<(String, String), (TargetIdentity, Arc<TargetState>)>,
-    /// By route name: the weighted pick's counter.
-    routes: HashMap<String, Arc<AtomicU64>>,
+    /// By route name.
+    routes: HashMap<String, Arc<RouteState>>,
+    /// By tenant name: the limiter (for the limits it was built for) and the spend.
+    tenants: HashMap<String, Arc<TenantState>>,
+    /// Spend restored from the data directory, for tenants not compiled yet.
+    restored_spend: HashMap<String, SpendSnapshot>,
+}
+
+/// The live state of one route.
+#[derive(Debug, Default)]
+pub struct RouteState {
+    /// The weighted pick's position.
+    pub counter: AtomicU64,
+    pub retry_budget: RetryBudgetState,
+}
+
+/// The live state of one tenant.
+#[derive(Debug)]
+pub struct TenantState {
+    /// The limits `limiter` was built for.
+    limits: Mutex<Limits>,
+    limiter: Mutex<Option<Arc<KeyLimiter>>>,
+    pub spend: Spend,
+}
+
+impl TenantState {
+    /// The tenant's shared limiter, `None` without limits.
+    pub fn limiter(&self) -> Option<Arc<KeyLimiter>> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// What makes a target the same target across reloads: where requests go and under which
@@ -76,7 +110,60 @@ pub struct TargetState {
     origin: Instant,
     /// Milliseconds after `origin` until which the provider asked to be left alone; 0 = none.
     cooling_until_ms: AtomicU64,
+    /// The health state machine; read on the request path through the atomics below.
+    health: Mutex<HealthCore>,
+    /// Milliseconds after `origin` until which the target is ejected; 0 = not ejected.
+    ejected_until_ms: AtomicU64,
+    /// After an ejection: on probation until a request succeeds.
+    probation: AtomicBool,
+    /// A probe request is under way (one at a time).
+    probe_busy: AtomicBool,
+    /// Time to first token, EWMA, as f64 bits of milliseconds; 0 before the first sample.
+    ewma_ttft: AtomicU64,
+    inflight: AtomicU32,
 }
+
+/// Whether a request may go to a target now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Usable,
+    Ejected {
+        until: Instant,
+    },
+    /// On probation, and its one probe is free: the request that takes it is the probe.
+    Probe,
+    /// On probation, and a probe is under way.
+    ProbeBusy,
+}
+
+/// An attempt at a target: counts it in flight, and frees the probe slot it holds, when it
+/// ends (dropped).
+#[derive(Debug)]
+pub struct AttemptGuard {
+    state: Arc<TargetState>,
+    probe: bool,
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        self.state.inflight.fetch_sub(1, Ordering::AcqRel);
+        if self.probe {
+            self.state.probe_busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// What the admin view shows of a target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetView {
+    pub health: HealthView,
+    pub ewma_ttft_ms: Option<f64>,
+    pub inflight: u32,
+    pub cooling_until: Option<Instant>,
+}
+
+/// EWMA weight of a new time-to-first-token sample.
+const EWMA_ALPHA: f64 = 0.3;
 
 // === impl RuntimeState ===
 
@@ -132,14 +219,68 @@ impl RuntimeState {
         let state = Arc::new(TargetState {
             origin: self.origin,
             cooling_until_ms: AtomicU64::new(0),
+            health: Mutex::new(HealthCore::new(Instant::now())),
+            ejected_until_ms: AtomicU64::new(0),
+            probation: AtomicBool::new(false),
+            probe_busy: AtomicBool::new(false),
+            ewma_ttft: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
         });
         inner.targets.insert(key, (identity, Arc::clone(&state)));
         state
     }
 
-    /// The weighted-pick counter of route `name`.
-    pub fn route_counter(&self, name: &str) -> Arc<AtomicU64> {
+    /// The live state of route `name`.
+    pub fn route(&self, name: &str) -> Arc<RouteState> {
         Arc::clone(self.lock().routes.entry(name.to_owned()).or_default())
+    }
+
+    /// The live state of tenant `name`, its limiter rebuilt only when `limits` changed.
+    pub fn tenant(&self, name: &str, limits: Limits) -> Arc<TenantState> {
+        let mut inner = self.lock();
+        if let Some(t) = inner.tenants.get(name) {
+            let mut have = t.limits.lock().unwrap_or_else(PoisonError::into_inner);
+            if *have != limits {
+                *have = limits;
+                *t.limiter.lock().unwrap_or_else(PoisonError::into_inner) =
+                    KeyLimiter::new(limits).map(Arc::new);
+            }
+            return Arc::clone(t);
+        }
+        let spend = inner.restored_spend.remove(name).unwrap_or_default();
+        let t = Arc::new(TenantState {
+            limits: Mutex::new(limits),
+            limiter: Mutex::new(KeyLimiter::new(limits).map(Arc::new)),
+            spend: Spend::from_snapshot(spend),
+        });
+        inner.tenants.insert(name.to_owned(), Arc::clone(&t));
+        t
+    }
+
+    /// Spend read back from the data directory at start, before the policy is compiled.
+    pub fn restore_spend(&self, spend: impl IntoIterator<Item = (String, SpendSnapshot)>) {
+        let mut inner = self.lock();
+        for (tenant, s) in spend {
+            match inner.tenants.get(&tenant) {
+                Some(t) => *t.spend_raw_mut() = s,
+                None => {
+                    inner.restored_spend.insert(tenant, s);
+                }
+            }
+        }
+    }
+
+    /// Every tenant's spend, as stored (for persisting).
+    pub fn spend(&self) -> Vec<(String, SpendSnapshot)> {
+        let inner = self.lock();
+        let mut out: Vec<(String, SpendSnapshot)> = inner
+            .tenants
+            .iter()
+            .map(|(n, t)| (n.clone(), t.spend.raw()))
+            .chain(inner.restored_spend.iter().map(|(n, s)| (n.clone(), *s)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Forgets state that `policy` no longer names. Call after swapping `policy` in.
@@ -156,6 +297,7 @@ impl RuntimeState {
         inner
             .routes
             .retain(|name, _| policy.routes().iter().any(|r| &*r.name == name));
+        // Tenants are kept: their spend is owed whatever the policy says now.
     }
 
     /// How many pieces of state are held, by kind: (limiters, targets, routes). For tests and
@@ -170,9 +312,119 @@ impl RuntimeState {
     }
 }
 
+// === impl TenantState ===
+
+impl TenantState {
+    fn spend_raw_mut(&self) -> std::sync::MutexGuard<'_, SpendSnapshot> {
+        self.spend.raw_mut()
+    }
+}
+
 // === impl TargetState ===
 
 impl TargetState {
+    /// Whether a request may go to this target at `now`.
+    pub fn availability(&self, now: Instant) -> Availability {
+        let until = self.ejected_until_ms.load(Ordering::Acquire);
+        if until != 0 {
+            let at = self.origin + Duration::from_millis(until - 1);
+            if at > now {
+                return Availability::Ejected { until: at };
+            }
+        }
+        if self.probation.load(Ordering::Acquire) {
+            if self.probe_busy.load(Ordering::Acquire) {
+                return Availability::ProbeBusy;
+            }
+            return Availability::Probe;
+        }
+        Availability::Usable
+    }
+
+    /// Starts an attempt here; `probe` claims the probation slot (`None` if another request
+    /// took it first).
+    pub fn start_attempt(self: &Arc<Self>, probe: bool) -> Option<AttemptGuard> {
+        if probe
+            && self
+                .probe_busy
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return None;
+        }
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Some(AttemptGuard {
+            state: Arc::clone(self),
+            probe,
+        })
+    }
+
+    /// Requests in flight to this target.
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Time to first token, EWMA, milliseconds.
+    pub fn ewma_ttft_ms(&self) -> Option<f64> {
+        let bits = self.ewma_ttft.load(Ordering::Acquire);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// Folds a time-to-first-token sample into the EWMA.
+    pub fn observe_ttft(&self, ttft: Duration) {
+        let sample = (ttft.as_secs_f64() * 1e3).max(0.001);
+        let _ = self
+            .ewma_ttft
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                let next = if bits == 0 {
+                    sample
+                } else {
+                    let old = f64::from_bits(bits);
+                    old + EWMA_ALPHA * (sample - old)
+                };
+                Some(next.to_bits())
+            });
+    }
+
+    /// Records an attempt's outcome under the route's health settings.
+    pub fn observe(&self, cfg: &HealthConfig, obs: Observation, now: Instant) -> Change {
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let change = h.observe(cfg, obs, now);
+        match change {
+            Change::Ejected { until, .. } => {
+                self.ejected_until_ms
+                    .store(self.ms(until).saturating_add(1), Ordering::Release);
+                self.probation.store(true, Ordering::Release);
+            }
+            Change::Recovered => {
+                self.ejected_until_ms.store(0, Ordering::Release);
+                self.probation.store(false, Ordering::Release);
+            }
+            Change::None => {}
+        }
+        change
+    }
+
+    /// The admin view at `now`.
+    pub fn view(&self, cfg: &HealthConfig, now: Instant) -> TargetView {
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        h.settle(cfg, now);
+        TargetView {
+            health: h.view(cfg, now),
+            ewma_ttft_ms: self.ewma_ttft_ms(),
+            inflight: self.inflight(),
+            cooling_until: self.cooling_until(now),
+        }
+    }
+
+    /// The health phase (settled at `now`), for metrics.
+    pub fn phase(&self, cfg: &HealthConfig, now: Instant) -> Phase {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .settle(cfg, now)
+    }
+
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }

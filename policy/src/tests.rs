@@ -38,7 +38,7 @@ fn weighted_pick_is_exact_over_a_cycle() {
     let p = policy();
     let firsts: Vec<String> = (0..8)
         .map(|_| {
-            p.route("chat")
+            p.route("chat", |_, _| false)
                 .expect("routed")
                 .target(0)
                 .expect("t")
@@ -53,7 +53,7 @@ fn weighted_pick_is_exact_over_a_cycle() {
 #[test]
 fn plan_walks_targets_then_fallbacks() {
     let p = policy();
-    let plan = p.route("chat").expect("routed");
+    let plan = p.route("chat", |_, _| false).expect("routed");
     let order = names(&plan);
     assert_eq!(order.len(), 3);
     assert_eq!(order[2], "m-c", "fallback comes last");
@@ -65,17 +65,17 @@ fn plan_walks_targets_then_fallbacks() {
 #[test]
 fn single_target_route_retries_the_same_target() {
     let p = policy();
-    let plan = p.route("one").expect("routed");
+    let plan = p.route("one", |_, _| false).expect("routed");
     assert_eq!(names(&plan), ["m-b", "m-b"]);
 }
 
 #[test]
 fn catalog_models_are_routable_by_name_and_unknown_models_are_not() {
     let p = policy();
-    let plan = p.route("m-c").expect("implicit route");
+    let plan = p.route("m-c", |_, _| false).expect("implicit route");
     assert_eq!(plan.route.origin, RouteOrigin::Implicit);
     assert_eq!(&*plan.target(0).expect("t").upstream_model, "real-c");
-    assert!(p.route("gpt-nonexistent").is_none());
+    assert!(p.route("gpt-nonexistent", |_, _| false).is_none());
     let ids: Vec<&str> = p.public_models().iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["chat", "emb", "m-a", "m-b", "m-c", "one"]);
 }

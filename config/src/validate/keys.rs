@@ -1,13 +1,24 @@
 //! The `keys` and `admin` sections: virtual keys, their limits, admin tokens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_saphyr::Spanned;
 
 use super::{Ctx, line};
-use crate::types::{AdminConfig, AdminToken, KeyConfig, Limits};
+use crate::raw::RawTenant;
+use crate::types::{AdminConfig, AdminToken, Budget, KeyConfig, Limits, TenantConfig};
 
-pub(super) fn keys(ctx: &mut Ctx<'_>, raw: Vec<Spanned<crate::raw::RawKey>>) -> Vec<KeyConfig> {
+/// The names keys may refer to: public model names and route names.
+pub(super) struct Known<'a> {
+    pub models: BTreeSet<&'a str>,
+    pub routes: BTreeSet<&'a str>,
+}
+
+pub(super) fn keys(
+    ctx: &mut Ctx<'_>,
+    raw: Vec<Spanned<crate::raw::RawKey>>,
+    known: &Known<'_>,
+) -> Vec<KeyConfig> {
     if raw.is_empty() {
         ctx.error("keys", None, "expected at least one key");
     }
@@ -74,12 +85,62 @@ pub(super) fn keys(ctx: &mut Ctx<'_>, raw: Vec<Spanned<crate::raw::RawKey>>) -> 
             .as_ref()
             .map(|l| limits(ctx, &format!("{path}.limits"), &l.value))
             .unwrap_or_default();
+        let mut names_in =
+            |field: &str, list: &Option<Vec<Spanned<String>>>, set: &BTreeSet<&str>| {
+                let mut out = Vec::new();
+                for (j, v) in list.iter().flatten().enumerate() {
+                    if set.contains(v.value.as_str()) {
+                        out.push(v.value.clone());
+                    } else {
+                        let what = if field == "models" { "model" } else { "route" };
+                        ctx.error(
+                            &format!("{path}.{field}[{j}]"),
+                            line(v),
+                            format!(
+                                "unknown {what} `{}` (known: {})",
+                                v.value,
+                                set.iter().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                }
+                out
+            };
+        let models = names_in("models", &k.value.models, &known.models);
+        let routes = names_in("routes", &k.value.routes, &known.routes);
+        let priority = ctx.int(
+            &format!("{path}.priority"),
+            k.value.priority.as_ref(),
+            5,
+            0,
+            9,
+        );
+        let expires = k.value.expires.as_ref().and_then(|e| {
+            match humantime::parse_rfc3339_weak(e.value.trim()) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    ctx.error(
+                        &format!("{path}.expires"),
+                        line(e),
+                        format!(
+                            "expected a UTC date and time like `2027-01-31T00:00:00Z`, found `{}`",
+                            e.value
+                        ),
+                    );
+                    None
+                }
+            }
+        });
         if let (true, Some(key_sha256), Some(tenant)) = (ctx.errors.len() == before, hash, tenant) {
             out.push(KeyConfig {
                 name,
                 key_sha256,
                 tenant,
                 limits,
+                models,
+                routes,
+                priority: u8::try_from(priority).unwrap_or(5),
+                expires,
             });
         }
     }
@@ -137,6 +198,56 @@ pub(super) fn admin(ctx: &mut Ctx<'_>, raw: Option<&Spanned<crate::raw::RawAdmin
         }
     }
     AdminConfig { tokens }
+}
+
+pub(super) fn tenants(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&BTreeMap<String, Spanned<RawTenant>>>,
+    keys: &[KeyConfig],
+) -> BTreeMap<String, TenantConfig> {
+    let mut out = BTreeMap::new();
+    for (name, t) in raw.into_iter().flatten() {
+        let path = format!("tenants.{name}");
+        let before = ctx.errors.len();
+        if name.trim().is_empty() {
+            ctx.error(&path, line(t), "tenant names must not be empty");
+        }
+        let limits = t
+            .value
+            .limits
+            .as_ref()
+            .map(|l| limits(ctx, &format!("{path}.limits"), &l.value))
+            .unwrap_or_default();
+        let budget = t.value.budget.as_ref().map_or_else(Budget::default, |b| {
+            let usd = |ctx: &mut Ctx<'_>, field: &str, v: Option<&Spanned<f64>>| {
+                v.map(|v| ctx.number(&format!("{path}.budget.{field}"), Some(v), 0.0, 0.0, 1e12))
+            };
+            Budget {
+                usd_per_day: usd(ctx, "usd_per_day", b.value.usd_per_day.as_ref()),
+                usd_per_month: usd(ctx, "usd_per_month", b.value.usd_per_month.as_ref()),
+            }
+        });
+        if !keys.iter().any(|k| &k.tenant == name) {
+            ctx.warn(
+                &path,
+                line(t),
+                format!(
+                    "no key belongs to tenant `{name}`; its limits and budget apply to nothing"
+                ),
+            );
+        }
+        if ctx.errors.len() == before {
+            out.insert(
+                name.clone(),
+                TenantConfig {
+                    name: name.clone(),
+                    limits,
+                    budget,
+                },
+            );
+        }
+    }
+    out
 }
 
 fn limits(ctx: &mut Ctx<'_>, path: &str, raw: &crate::raw::RawLimits) -> Limits {

@@ -103,6 +103,31 @@ impl Ctx<'_> {
         }
     }
 
+    /// A finite number within `min..=max`, or `default` when absent.
+    pub(super) fn number(
+        &mut self,
+        path: &str,
+        field: Option<&Spanned<f64>>,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> f64 {
+        let Some(v) = field else { return default };
+        if v.value.is_finite() && (min..=max).contains(&v.value) {
+            v.value
+        } else {
+            self.error(
+                path,
+                line(v),
+                format!(
+                    "must be a number between {min} and {max}, found {}",
+                    v.value
+                ),
+            );
+            default
+        }
+    }
+
     /// A humantime duration, or `default` when absent.
     pub(super) fn duration(
         &mut self,
@@ -198,7 +223,21 @@ pub(crate) fn validate(
         }
     }
 
-    let keys = keys::keys(&mut ctx, raw.keys.unwrap_or_default());
+    let known = keys::Known {
+        models: routes
+            .iter()
+            .flat_map(|r: &crate::types::RouteConfig| r.models.iter())
+            .chain(models.keys())
+            .map(String::as_str)
+            .collect(),
+        routes: routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(models.keys().map(String::as_str))
+            .collect(),
+    };
+    let keys = keys::keys(&mut ctx, raw.keys.unwrap_or_default(), &known);
+    let tenants = keys::tenants(&mut ctx, raw.tenants.as_ref(), &keys);
     let admin = keys::admin(&mut ctx, raw.admin.as_ref());
 
     // Top to bottom through the file; whole-document problems (no line) first.
@@ -219,6 +258,7 @@ pub(crate) fn validate(
             keys,
             telemetry,
             admin,
+            tenants,
         },
         warnings: ctx.warnings,
     })

@@ -7,9 +7,10 @@ use serde_saphyr::Spanned;
 
 use super::{Ctx, ONE_HOUR, ONE_WEEK, known, line};
 use crate::duration::{self, Zero};
-use crate::raw::{RawRetry, RawRoute, RawTimeouts, line_of};
+use crate::raw::{RawHeaderMatch, RawHealth, RawRetry, RawRoute, RawTimeouts, line_of};
 use crate::types::{
-    CacheConfig, ModelKind, RetryConfig, RetryOn, RouteConfig, TargetConfig, Timeouts,
+    Balance, CacheConfig, HeaderMatch, HealthConfig, ModelKind, RetryBudget, RetryConfig, RetryOn,
+    RouteConfig, TargetConfig, Timeouts,
 };
 
 pub(super) fn route(
@@ -42,10 +43,24 @@ pub(super) fn route(
         .unwrap_or_default();
 
     let mut models = Vec::new();
-    let match_hint = "e.g. `match: { model: gpt-4o }`";
+    let mut header = None;
+    let match_hint = "e.g. `match: { model: gpt-4o }` or `match: { header: { name: x-sluice-route, value: fast } }`";
     if let Some(m) = ctx.required(&path, line(r), &raw.match_, "match", match_hint) {
         let mpath = format!("{path}.match");
-        if let Some(names) = ctx.required(&mpath, line(m), &m.value.model, "model", match_hint) {
+        if let Some(h) = &m.value.header {
+            header = header_match(ctx, &format!("{mpath}.header"), h);
+        }
+        if m.value.model.is_none() && m.value.header.is_none() {
+            ctx.error(
+                &mpath,
+                line(m),
+                format!("expected `model`, `header` or both ({match_hint})"),
+            );
+        }
+        // A route that also needs a header shares its model names with the plain route for
+        // them: the header picks between the two.
+        let exclusive = m.value.header.is_none();
+        if let Some(names) = m.value.model.as_ref() {
             let list = &names.value.0;
             let single = list.len() == 1 && line_of(list[0].referenced).is_none();
             if list.is_empty() {
@@ -63,6 +78,14 @@ pub(super) fn route(
                 };
                 if model.value.trim().is_empty() {
                     ctx.error(&mp, ml, "must not be empty");
+                    continue;
+                }
+                if !exclusive {
+                    if models.contains(&model.value) {
+                        ctx.error(&mp, ml, format!("model `{}` is listed twice", model.value));
+                    } else {
+                        models.push(model.value.clone());
+                    }
                     continue;
                 }
                 match matched.get(&model.value) {
@@ -191,11 +214,41 @@ pub(super) fn route(
                     Some(ONE_WEEK),
                 )
             });
+        let max_stale = ctx.duration(
+            &format!("{cpath}.max_stale"),
+            c.value.max_stale.as_ref(),
+            Duration::ZERO,
+            Zero::Allowed,
+            Some(ONE_WEEK * 5),
+        );
         CacheConfig {
             ttl,
             only_deterministic: c.value.only_deterministic.as_ref().is_none_or(|v| v.value),
+            max_stale,
         }
     });
+
+    let balance = match &raw.balance {
+        None => Balance::default(),
+        Some(v) => match v.value.trim() {
+            "weighted" => Balance::Weighted,
+            "least_latency" => Balance::LeastLatency,
+            "p2c" => Balance::P2c,
+            other => {
+                ctx.error(
+                    &format!("{path}.balance"),
+                    line(v),
+                    format!("unknown balance `{other}` (expected weighted, least_latency or p2c)"),
+                );
+                Balance::default()
+            }
+        },
+    };
+    let health = raw
+        .health
+        .as_ref()
+        .map(|h| health(ctx, &format!("{path}.health"), &h.value))
+        .unwrap_or_default();
 
     (ctx.errors.len() == before).then_some(RouteConfig {
         name,
@@ -206,7 +259,127 @@ pub(super) fn route(
         timeouts,
         slow,
         cache,
+        header,
+        balance,
+        health,
     })
+}
+
+fn header_match(ctx: &mut Ctx<'_>, path: &str, h: &Spanned<RawHeaderMatch>) -> Option<HeaderMatch> {
+    let hint = "e.g. `header: { name: x-sluice-route, value: fast }`";
+    let name = ctx.required(path, line(h), &h.value.name, "name", hint)?;
+    let value = ctx.required(path, line(h), &h.value.value, "value", hint)?;
+    let lower = name.value.trim().to_ascii_lowercase();
+    let token = !lower.is_empty()
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        ctx.error(
+            &format!("{path}.name"),
+            line(name),
+            format!("expected an HTTP header name, found `{}`", name.value),
+        );
+        return None;
+    }
+    if matches!(lower.as_str(), "authorization" | "x-api-key" | "cookie") {
+        // A route chosen by a credential would put the credential in the policy file.
+        ctx.error(
+            &format!("{path}.name"),
+            line(name),
+            format!("`{lower}` carries credentials and cannot select a route"),
+        );
+        return None;
+    }
+    if value.value.is_empty()
+        || !value
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        ctx.error(
+            &format!("{path}.value"),
+            line(value),
+            "expected a non-empty header value of visible ASCII",
+        );
+        return None;
+    }
+    Some(HeaderMatch {
+        name: lower,
+        value: value.value.clone(),
+    })
+}
+
+fn health(ctx: &mut Ctx<'_>, path: &str, raw: &RawHealth) -> HealthConfig {
+    let d = HealthConfig::default();
+    let consecutive_failures = ctx.int(
+        &format!("{path}.consecutive_failures"),
+        raw.consecutive_failures.as_ref(),
+        i64::from(d.consecutive_failures),
+        1,
+        1000,
+    );
+    let min_requests = ctx.int(
+        &format!("{path}.min_requests"),
+        raw.min_requests.as_ref(),
+        i64::from(d.min_requests),
+        1,
+        1_000_000,
+    );
+    let failure_ratio = ctx.number(
+        &format!("{path}.failure_ratio"),
+        raw.failure_ratio.as_ref(),
+        d.failure_ratio,
+        0.01,
+        1.0,
+    );
+    let max_ejected_share = ctx.number(
+        &format!("{path}.max_ejected_share"),
+        raw.max_ejected_share.as_ref(),
+        d.max_ejected_share,
+        0.0,
+        1.0,
+    );
+    let window = ctx.duration(
+        &format!("{path}.window"),
+        raw.window.as_ref(),
+        d.window,
+        Zero::Rejected,
+        Some(ONE_HOUR),
+    );
+    let base_ejection = ctx.duration(
+        &format!("{path}.base_ejection"),
+        raw.base_ejection.as_ref(),
+        d.base_ejection,
+        Zero::Rejected,
+        Some(ONE_HOUR),
+    );
+    let max_ejection = ctx.duration(
+        &format!("{path}.max_ejection"),
+        raw.max_ejection.as_ref(),
+        d.max_ejection.max(base_ejection),
+        Zero::Rejected,
+        Some(ONE_HOUR * 24),
+    );
+    if max_ejection < base_ejection {
+        ctx.error(
+            &format!("{path}.max_ejection"),
+            raw.max_ejection.as_ref().and_then(line),
+            format!(
+                "must be at least base_ejection ({})",
+                humantime::format_duration(base_ejection)
+            ),
+        );
+    }
+    HealthConfig {
+        consecutive_failures: u32::try_from(consecutive_failures).unwrap_or(d.consecutive_failures),
+        failure_ratio,
+        window,
+        min_requests: u32::try_from(min_requests).unwrap_or(d.min_requests),
+        base_ejection,
+        max_ejection,
+        max_ejected_share,
+    }
 }
 
 fn article(kind: ModelKind) -> &'static str {
@@ -262,10 +435,27 @@ fn retry(ctx: &mut Ctx<'_>, path: &str, raw: Option<&RawRetry>) -> RetryConfig {
         Zero::Allowed,
         Some(ONE_HOUR),
     );
+    let budget = raw.budget.as_ref().map_or(d.budget, |b| RetryBudget {
+        ratio: ctx.number(
+            &format!("{path}.budget.ratio"),
+            b.value.ratio.as_ref(),
+            d.budget.ratio,
+            0.0,
+            10.0,
+        ),
+        min_per_s: ctx.number(
+            &format!("{path}.budget.min_per_s"),
+            b.value.min_per_s.as_ref(),
+            d.budget.min_per_s,
+            0.0,
+            100_000.0,
+        ),
+    });
     RetryConfig {
         max_attempts: u32::try_from(max_attempts).unwrap_or(d.max_attempts),
         on,
         max_retry_after,
+        budget,
     }
 }
 

@@ -133,7 +133,16 @@ pub(super) fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
         1,
         1_000_000,
     );
+    let data_dir = match &s.data_dir {
+        None => d.data_dir.clone(),
+        Some(v) if v.value.trim().is_empty() => {
+            ctx.error("server.data_dir", line(v), "must not be empty");
+            d.data_dir.clone()
+        }
+        Some(v) => std::path::PathBuf::from(v.value.trim()),
+    };
     ServerConfig {
+        data_dir,
         header_timeout,
         body_timeout,
         keepalive_timeout,

@@ -54,6 +54,16 @@ impl Failure {
         }
     }
 
+    /// Whether the target itself failed (for passive health): connect errors, timeouts and
+    /// server errors do; a 429 cools the target down instead, a provider's refusal of the
+    /// request is the request's fault, and an unusable provider was never tried.
+    pub fn counts_against_health(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect(_) | Self::Timeout(_) | Self::Server { .. }
+        )
+    }
+
     /// How the attempt ended, for its record; `None` when nothing was sent.
     pub fn attempt_outcome(&self) -> Option<(AttemptOutcome, Option<u16>)> {
         Some(match self {

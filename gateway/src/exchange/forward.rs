@@ -12,6 +12,7 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use sluice_observability::AttemptOutcome;
 use sluice_policy::Target;
+use sluice_policy::health::Observation;
 use tokio::time::{Instant, timeout_at};
 
 use super::failure;
@@ -25,11 +26,13 @@ use crate::sse::{SseDecoder, SseEvent};
 use crate::state::AppState;
 use crate::stream::{StreamState, Verdict};
 
-/// What a committed stream may take: until `deadline` in all, `idle` between chunks.
+/// What a committed stream may take: until `deadline` in all, `idle` between chunks; and the
+/// route's health settings, for a stream the provider cuts.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
     pub deadline: Instant,
     pub idle: Duration,
+    pub health: sluice_config::HealthConfig,
 }
 
 /// Writes a checked answer (or starts forwarding a checked stream) to the client.
@@ -141,6 +144,9 @@ async fn stream(
             Ok(delivered)
         }
         StreamEnd::ProviderError => {
+            target
+                .state
+                .observe(&limits.health, Observation::Failure, Instant::now());
             ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
             ctx.end_provider_stream_error();
             up.release(&state.connector, false).await;
@@ -148,6 +154,13 @@ async fn stream(
         }
         StreamEnd::Failed(e) => {
             tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
+            // Cut by the provider (a stall, a close, garbage): its health suffers; the
+            // gateway's own shutdown is not the provider's fault.
+            if !*state.abort.borrow() {
+                target
+                    .state
+                    .observe(&limits.health, Observation::Failure, Instant::now());
+            }
             ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
             ctx.end_with(&e);
             up.release(&state.connector, false).await;

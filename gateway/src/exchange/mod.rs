@@ -30,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use sluice_observability::AttemptOutcome;
+use sluice_policy::health::Observation;
 use sluice_policy::{AttemptPlan, Target};
 use tokio::time::{Instant, timeout_at};
 
@@ -54,7 +55,13 @@ pub async fn run(
 ) -> Result<Delivered, Rejection> {
     let timeouts = plan.route.timeouts;
     let retry = &plan.route.retry;
-    let deadline = ctx.started + timeouts.total;
+    let health = &plan.route.health;
+    // The route's total time, or the client's own patience when it said so and is shorter.
+    let deadline = ctx
+        .client_deadline
+        .map_or(ctx.started + timeouts.total, |d| {
+            d.min(ctx.started + timeouts.total)
+        });
     let (max_bytes, keep_text) = ctx.policy.as_ref().map_or((usize::MAX, false), |p| {
         (
             usize::try_from(p.server.max_response_bytes).unwrap_or(usize::MAX),
@@ -63,12 +70,21 @@ pub async fn run(
     });
     let mut last: Option<Failure> = None;
     let mut attempt = 0;
+    let mut sent = false;
 
-    while let Some(target) = plan.target(attempt) {
+    while let Some(step) = plan.step(attempt) {
+        let target = step.target;
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
-            last = Some(Failure::Timeout(timeouts.total));
+            last = Some(Failure::Timeout(deadline - ctx.started));
+            break;
+        }
+        // A retry that could not even get its first byte before the deadline is not started.
+        if sent
+            && let Some(ms) = target.state.ewma_ttft_ms()
+            && now + std::time::Duration::from_secs_f64(ms / 1e3) >= deadline
+        {
             break;
         }
         match retry::gate(
@@ -85,6 +101,12 @@ pub async fn run(
             }
         }
 
+        // Counted in flight (for balancing) until the attempt, or the stream it commits, ends.
+        let Some(_attempt_guard) = target.state.start_attempt(step.probe) else {
+            // Another request took the probation probe first.
+            continue;
+        };
+        let attempt_started = Instant::now();
         let body = req.upstream_body(&target.upstream_model);
         let limits = WholeLimits {
             max_bytes,
@@ -110,9 +132,13 @@ pub async fn run(
         };
         let failure = match outcome {
             Ok(ready) => {
+                let now = Instant::now();
+                target.state.observe_ttft(now - attempt_started);
+                target.state.observe(health, Observation::Success, now);
                 let limits = StreamLimits {
                     deadline,
                     idle: timeouts.idle,
+                    health: *health,
                 };
                 return forward::commit(state, ds, ctx, req, target, ready, limits).await;
             }
@@ -120,6 +146,12 @@ pub async fn run(
         };
         if let Some((outcome, status)) = failure.attempt_outcome() {
             ctx.end_attempt(outcome, status);
+            sent = true;
+        }
+        if failure.counts_against_health() {
+            target
+                .state
+                .observe(health, Observation::Failure, Instant::now());
         }
         tracing::debug!(
             request_id = %ctx.request_id,
@@ -146,10 +178,20 @@ pub async fn run(
             jitter(ctx.trace.trace_id, attempt),
         );
         last = Some(failure);
-        match step {
-            Step::Stop(_) => break,
-            Step::Retry { after } if after.is_zero() => {}
-            Step::Retry { after } => wait_for(state, ds, now + after).await?,
+        let Step::Retry { after } = step else { break };
+        // Retries beyond the route's budget are not made: the client gets the real error now.
+        if sent && (ctx.no_retries || !plan.route.state.retry_budget.try_retry(&retry.budget, now))
+        {
+            state
+                .metrics
+                .record_retry_budget_exhausted(&plan.route.name);
+            if let Some(d) = ctx.decision.as_mut() {
+                d.retry_budget_exhausted = true;
+            }
+            break;
+        }
+        if !after.is_zero() {
+            wait_for(state, ds, now + after).await?;
         }
     }
     if let Some(f) = &last {

@@ -148,6 +148,7 @@ mod tests {
             max_attempts,
             on: on.to_vec(),
             max_retry_after: Duration::from_secs(2),
+            budget: sluice_config::RetryBudget::default(),
         }
     }
 

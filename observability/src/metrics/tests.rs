@@ -49,6 +49,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         rate_limited: None,
         cache: None,
         content: None,
+        decision: None,
     }
 }
 

@@ -88,6 +88,7 @@ pub fn chat(n: u8) -> RequestRecord {
         rate_limited: None,
         cache: None,
         content: None,
+        decision: None,
     }
 }
 
