@@ -21,7 +21,7 @@ pub enum GatewayError {
     ExpiredKey,
     #[error(
         "tenant `{tenant}` has used its {} budget of ${limit_usd:.2} (spent ${spent_usd:.2}); it resets at the start of the next UTC {}",
-        period.as_str(), period.as_str()
+        period.adjective(), period.as_str()
     )]
     OverBudget {
         tenant: String,

@@ -188,7 +188,7 @@ async fn serve(
     let (route, public) = policy
         .find_route(&req.model, has)
         // A model the key may not use is as unknown to it as one that does not exist.
-        .filter(|(route, public)| key.allows(public, &route.name))
+        .filter(|(route, _)| key.allows(&req.model, &route.name))
         .ok_or_else(|| Rejection::Error(GatewayError::UnknownModel(req.model.clone())))?;
     ctx.route = Some(Arc::clone(&route.name));
     ctx.route_slow = route.slow;

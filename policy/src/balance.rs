@@ -155,7 +155,11 @@ mod tests {
     #[test]
     fn p2c_sends_most_traffic_to_the_faster() {
         let two = [c(1, Some(100.0), 0), c(1, Some(10.0), 0)];
-        let three = [c(1, Some(100.0), 0), c(1, Some(10.0), 0), c(1, Some(90.0), 0)];
+        let three = [
+            c(1, Some(100.0), 0),
+            c(1, Some(10.0), 0),
+            c(1, Some(90.0), 0),
+        ];
         let mut seed = 0x5eed_u64;
         let (mut fast2, mut fast3) = (0, 0);
         for _ in 0..10_000 {

@@ -28,6 +28,14 @@ impl Period {
             Self::Month => "month",
         }
     }
+
+    /// `daily`, `monthly`.
+    pub fn adjective(self) -> &'static str {
+        match self {
+            Self::Day => "daily",
+            Self::Month => "monthly",
+        }
+    }
 }
 
 /// A tenant's spend, by period. Serialised into the data directory.

@@ -68,6 +68,34 @@ pub fn configmap_publish(mount: &std::path::Path, version: &str, yaml: &str) {
     std::fs::rename(&tmp, mount.join("..data")).expect("swap ..data");
 }
 
+fn spawn_sluice(cfg: &std::path::Path, log: &std::path::Path, env: &[(String, String)]) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--config")
+        .arg(cfg)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(CANARY_ENV, CANARY)
+        .env("SLUICE_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("clone log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn sluice")
+}
+
+/// `server_extra` with the test's own data directory, unless it names one itself.
+fn with_data_dir(server_extra: &str, dir: &std::path::Path) -> String {
+    if server_extra.contains("data_dir:") {
+        server_extra.to_owned()
+    } else {
+        format!("{server_extra}  data_dir: \"{}\"\n", dir.display())
+    }
+}
+
 /// The policy file of a test gateway: the fixed `server`, `keys` and `admin` sections around
 /// `body` (providers, models, routes). The policy file is polled every 100 ms for changes.
 fn policy_yaml(
@@ -108,6 +136,10 @@ pub struct TestGateway {
     log: PathBuf,
     /// The policy file the gateway serves (and reloads).
     pub policy_path: PathBuf,
+    /// Its `server.data_dir`, inside the test's own directory.
+    pub data_dir: PathBuf,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
     mock_url: String,
     _dir: tempfile::TempDir,
 }
@@ -167,12 +199,14 @@ impl TestGateway {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let server_extra = with_data_dir(server_extra, &data_dir);
         let yaml = policy_yaml(
             port,
             admin_port,
             body,
             &mock.base_url(),
-            server_extra,
+            &server_extra,
             key_extra,
         );
         let cfg = match layout {
@@ -190,29 +224,38 @@ impl TestGateway {
             }
         };
         let log = dir.path().join("sluice.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("--config")
-            .arg(&cfg)
-            .envs(env.iter().copied())
-            .env(CANARY_ENV, CANARY)
-            .env("SLUICE_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn sluice");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let child = spawn_sluice(&cfg, &log, &env);
         let gw = Self {
+            env,
             port,
             admin_port,
             child: Some(child),
             log,
             policy_path: cfg,
+            data_dir,
             mock_url: mock.base_url(),
             _dir: dir,
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// Stops the process (SIGINT, as an operator would) and starts it again on the same
+    /// policy file, ports and data directory; the log goes on in the same file.
+    pub async fn restart(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(child.id().to_string())
+                .status();
+        }
+        assert!(self.wait_exit(PATIENCE).await, "stopped for the restart");
+        self.child = Some(spawn_sluice(&self.policy_path, &self.log, &self.env));
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
@@ -242,7 +285,7 @@ impl TestGateway {
             self.admin_port,
             body,
             &self.mock_url,
-            server_extra,
+            &with_data_dir(server_extra, &self.data_dir),
             key_extra,
         )
     }

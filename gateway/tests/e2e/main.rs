@@ -12,5 +12,6 @@ mod prometheus;
 mod ratelimit;
 mod rawup;
 mod reload;
+mod routing;
 mod streaming;
 mod telemetry;
