@@ -173,6 +173,9 @@ impl PolicyDiff {
             false,
         );
 
+        check(old.slo != new.slo, "slo", false);
+        check(old.incidents != new.incidents, "incidents", false);
+
         let providers = Changes::of(&by_name(&old.providers), &by_name(&new.providers));
         let models = Changes::of(&by_name(&old.models), &by_name(&new.models));
         Self {

@@ -31,11 +31,12 @@ use std::path::Path;
 
 pub use diff::{Changes, PolicyDiff};
 pub use types::{
-    AdminConfig, AdminToken, Balance, BaseUrl, Budget, CacheConfig, Config, HeaderMatch,
-    HealthConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol,
-    Pricing, ProviderConfig, ProviderKind, RedactRule, ReloadConfig, RetryBudget, RetryConfig,
-    RetryOn, RouteConfig, SampleConfig, Secret, ServerConfig, TargetConfig, TelemetryConfig,
-    TenantConfig, Timeouts,
+    ActionConfig, AdminConfig, AdminToken, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
+    CacheConfig, Config, HeaderMatch, HealthConfig, IncidentsConfig, KeepRule, KeyConfig, Limits,
+    ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig, ProviderKind,
+    PushConfig, RedactRule, ReloadConfig, RemediationConfig, RetryBudget, RetryConfig, RetryOn,
+    RouteConfig, SampleConfig, Secret, ServerConfig, SliConfig, SloConfig, SloSettings,
+    TargetConfig, TelemetryConfig, TenantConfig, Timeouts,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

@@ -33,6 +33,147 @@ pub(crate) struct RawConfig {
     pub admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
     pub tenants: Option<BTreeMap<String, Spanned<RawTenant>>>,
+    #[serde(default)]
+    pub slo: Option<Spanned<RawSloSettings>>,
+    #[serde(default)]
+    pub incidents: Option<Spanned<RawIncidents>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSloSettings {
+    #[serde(default)]
+    pub window_scale: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub evaluate_every: Option<Spanned<String>>,
+    #[serde(default)]
+    pub snapshot_every: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIncidents {
+    #[serde(default)]
+    pub alertmanager: Option<Spanned<RawPush>>,
+    #[serde(default)]
+    pub webhook: Option<Spanned<RawPush>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPush {
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub bearer_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlo {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub objective: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub window: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sli: Option<Spanned<RawSli>>,
+    #[serde(default)]
+    pub min_events: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub runbook_url: Option<Spanned<String>>,
+}
+
+/// `errors`, or `{ ttft_below: 2s }`, `{ duration_below: 30s }`, `{ judge_score_at_least: 0.7 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSli {
+    Name(String),
+    Map(BTreeMap<String, RawScalar>),
+}
+
+/// A scalar that may be written as a number or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawScalar {
+    Num(f64),
+    Str(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemediation {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub when: Option<Spanned<RawWhen>>,
+    #[serde(default, rename = "do")]
+    pub action: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    pub hold: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cooldown: Option<Spanned<String>>,
+    #[serde(default)]
+    pub probe_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub max_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub dry_run: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub guard: Option<Spanned<RawWhen>>,
+    #[serde(default)]
+    pub runbook_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWhen {
+    #[serde(default)]
+    pub slo: Option<Spanned<String>>,
+    #[serde(default)]
+    pub burn: Option<Spanned<RawBurn>>,
+    #[serde(default)]
+    pub no_healthy_target: Option<Spanned<bool>>,
+}
+
+/// `page`, `ticket`, or `{ window: 5m, above: 10 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawBurn {
+    Level(String),
+    Above(RawBurnAbove),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBurnAbove {
+    pub window: String,
+    pub above: f64,
+}
+
+/// `failover`, `cache_fallback`, `{ downgrade_to: [model, …] }` or `{ shed: { max_priority } }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawAction {
+    Name(String),
+    Map(RawActionMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawActionMap {
+    #[serde(default)]
+    pub downgrade_to: Option<ModelNames>,
+    #[serde(default)]
+    pub shed: Option<RawShed>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShed {
+    #[serde(default)]
+    pub max_priority: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +454,10 @@ pub(crate) struct RawRoute {
     pub balance: Option<Spanned<String>>,
     #[serde(default)]
     pub health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
+    pub slos: Option<Vec<Spanned<RawSlo>>>,
+    #[serde(default)]
+    pub remediation: Option<Vec<Spanned<RawRemediation>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,137 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Tenants with limits shared by all their keys and USD budgets, by name.
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// How SLOs are evaluated (all routes).
+    pub slo: SloSettings,
+    /// Where incident events are pushed, besides the incident log.
+    pub incidents: IncidentsConfig,
+}
+
+/// The `slo` section: evaluation of every route's SLOs.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct SloSettings {
+    /// Multiplies every SLO window (5m … 3d and each SLO's own), so drills and tests run a
+    /// month in minutes. Default 1.
+    pub window_scale: f64,
+    /// How often burn rates are evaluated and remediation decides. Default 1s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub evaluate_every: Duration,
+    /// How often SLO state is saved to the data directory. Default 30s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub snapshot_every: Duration,
+}
+
+impl Default for SloSettings {
+    fn default() -> Self {
+        Self {
+            window_scale: 1.0,
+            evaluate_every: Duration::from_secs(1),
+            snapshot_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `incidents` section.
+#[derive(serde::Serialize, Debug, Clone, Default, PartialEq)]
+pub struct IncidentsConfig {
+    /// Alertmanager's base URL: incidents are posted to `/api/v2/alerts`.
+    pub alertmanager: Option<PushConfig>,
+    /// A URL that receives each incident event as JSON.
+    pub webhook: Option<PushConfig>,
+}
+
+/// Where incident events go, and the bearer token (from the environment) to send.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct PushConfig {
+    pub url: BaseUrl,
+    pub bearer_env: Option<String>,
+    /// Read from `bearer_env` at load time.
+    pub bearer: Option<Secret>,
+}
+
+/// An SLO of a route.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct SloConfig {
+    /// Unique within the route.
+    pub name: String,
+    pub sli: SliConfig,
+    /// The good share as a ratio (the file says a percentage: `99.5`).
+    pub objective: f64,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub window: Duration,
+    /// Below this many events in a window its burn rate is unknown. Default 10.
+    pub min_events: u64,
+    pub runbook_url: Option<String>,
+}
+
+/// What an SLO measures.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum SliConfig {
+    Errors,
+    TtftBelow(#[serde(serialize_with = "crate::ser::duration")] Duration),
+    DurationBelow(#[serde(serialize_with = "crate::ser::duration")] Duration),
+    JudgeScoreAtLeast(f64),
+}
+
+/// When an SLO counts as burning, for a remediation rule.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnConfig {
+    /// The SRE Workbook's page alert (1h & 5m over 14.4, or 6h & 30m over 6).
+    Page,
+    /// The ticket alert (3d & 6h over 1).
+    Ticket,
+    /// The burn over one window (`5m`, `30m`, `1h`, `6h`, `1d`, `3d`, `slo`) above a value.
+    Above { window: BurnWindow, burn: f64 },
+}
+
+/// A burn-rate window.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnWindow {
+    M5,
+    M30,
+    H1,
+    H6,
+    D1,
+    D3,
+    Slo,
+}
+
+/// What a remediation rule does.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionConfig {
+    Failover,
+    /// Catalog models in order of preference.
+    DowngradeTo(Vec<String>),
+    CacheFallback,
+    Shed {
+        max_priority: u8,
+    },
+}
+
+/// A remediation rule of a route.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct RemediationConfig {
+    /// Unique across routes; default `<route>#<index>`.
+    pub name: String,
+    /// The SLO (of this route) that triggers it.
+    pub slo: String,
+    pub burn: BurnConfig,
+    pub no_healthy_target: bool,
+    pub action: ActionConfig,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub hold: Duration,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub cooldown: Duration,
+    pub probe_share: f64,
+    pub max_share: f64,
+    pub dry_run: bool,
+    /// For `downgrade_to`: a quality SLO of the route and when it counts as burning.
+    pub guard: Option<(String, BurnConfig)>,
+    pub runbook_url: Option<String>,
 }
 
 /// One entry of `tenants`.
@@ -354,6 +485,10 @@ pub struct RouteConfig {
     pub header: Option<HeaderMatch>,
     pub balance: Balance,
     pub health: HealthConfig,
+    /// The route's SLOs, evaluated in-line on every finished request.
+    pub slos: Vec<SloConfig>,
+    /// What Sluice does when one of the route's SLOs burns, in order.
+    pub remediation: Vec<RemediationConfig>,
 }
 
 /// A route's response cache: identical requests from the same tenant replay the stored answer.

@@ -476,3 +476,94 @@ fn a_key_that_cannot_be_a_header_value_is_refused_without_being_shown() {
         "the key is never shown: {text}"
     );
 }
+
+#[test]
+fn slos_and_remediation_rules_load_with_their_defaults() {
+    use sluice_config::{ActionConfig, BurnConfig, BurnWindow, SliConfig};
+    let yaml = r#"
+providers:
+  local: { kind: mock }
+models:
+  big: { provider: local }
+  small: { provider: local }
+routes:
+  - name: chat
+    match: { model: chat }
+    targets: [ { model: big } ]
+    cache: { ttl: 1m, max_stale: 1h }
+    slos:
+      - { name: availability, objective: 99.5, sli: errors, runbook_url: "https://runbooks.example/avail" }
+      - { name: fast, objective: 95, window: 7d, sli: { ttft_below: 1500ms }, min_events: 50 }
+      - { name: quality, objective: 90, sli: { judge_score_at_least: 0.7 } }
+    remediation:
+      - { when: { slo: availability }, do: failover }
+      - name: cheaper
+        when: { slo: fast, burn: { window: 5m, above: 10 }, no_healthy_target: true }
+        do: { downgrade_to: small }
+        guard: { slo: quality, burn: ticket }
+        hold: 30s
+        probe_share: 0.1
+        dry_run: true
+      - { when: { slo: availability, burn: ticket }, do: cache_fallback }
+      - { when: { slo: availability }, do: { shed: { max_priority: 3 } }, max_share: 0.5 }
+slo: { window_scale: 0.01, evaluate_every: 250ms }
+incidents:
+  webhook: { url: "http://127.0.0.1:9/hook", bearer_env: HOOK_TOKEN }
+keys:
+  - { name: demo, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: demo }
+"#;
+    let env = |name: &str| (name == "HOOK_TOKEN").then(|| "hook-secret".to_owned());
+    let loaded = load_str_with_env(yaml, "slo.yaml", &env).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    let route = &c.routes[0];
+    assert_eq!(route.slos.len(), 3);
+    let avail = &route.slos[0];
+    assert!((avail.objective - 0.995).abs() < 1e-12);
+    assert_eq!(avail.sli, SliConfig::Errors);
+    assert_eq!(avail.window, Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(avail.min_events, 10);
+    assert_eq!(
+        route.slos[1].sli,
+        SliConfig::TtftBelow(Duration::from_millis(1500))
+    );
+    assert_eq!(route.slos[1].min_events, 50);
+    assert_eq!(route.slos[2].sli, SliConfig::JudgeScoreAtLeast(0.7));
+
+    let rules = &route.remediation;
+    assert_eq!(rules.len(), 4);
+    assert_eq!(rules[0].name, "chat#0");
+    assert_eq!(rules[0].burn, BurnConfig::Page);
+    assert_eq!(rules[0].action, ActionConfig::Failover);
+    assert_eq!(rules[0].hold, Duration::from_secs(120));
+    assert_eq!(rules[0].cooldown, Duration::from_secs(60));
+    assert!((rules[0].probe_share - 0.05).abs() < 1e-12);
+    let cheaper = &rules[1];
+    assert_eq!(cheaper.name, "cheaper");
+    assert_eq!(
+        cheaper.burn,
+        BurnConfig::Above {
+            window: BurnWindow::M5,
+            burn: 10.0
+        }
+    );
+    assert!(cheaper.no_healthy_target && cheaper.dry_run);
+    assert_eq!(
+        cheaper.action,
+        ActionConfig::DowngradeTo(vec!["small".into()])
+    );
+    assert_eq!(cheaper.guard, Some(("quality".into(), BurnConfig::Ticket)));
+    assert_eq!(cheaper.hold, Duration::from_secs(30));
+    assert_eq!(rules[2].action, ActionConfig::CacheFallback);
+    assert_eq!(rules[3].action, ActionConfig::Shed { max_priority: 3 });
+    assert!((rules[3].max_share - 0.5).abs() < 1e-12);
+
+    assert!((c.slo.window_scale - 0.01).abs() < 1e-12);
+    assert_eq!(c.slo.evaluate_every, Duration::from_millis(250));
+    let hook = c.incidents.webhook.as_ref().expect("webhook");
+    assert_eq!(
+        hook.bearer.as_ref().map(|s| s.expose()),
+        Some("hook-secret")
+    );
+    assert!(!format!("{:?}", c.incidents).contains("hook-secret"));
+}

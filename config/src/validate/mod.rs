@@ -6,6 +6,7 @@ mod keys;
 mod providers;
 mod routes;
 mod server;
+mod slo;
 mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -216,8 +217,17 @@ pub(crate) fn validate(
     let mut routes = Vec::new();
     let mut matched: HashMap<String, (usize, String)> = HashMap::new();
     let mut route_names: HashMap<String, usize> = HashMap::new();
+    let mut remediation_names: HashMap<String, String> = HashMap::new();
     for (i, r) in raw.routes.unwrap_or_default().iter().enumerate() {
-        let cfg = routes::route(&mut ctx, i, r, &model_kinds, &mut matched, &mut route_names);
+        let cfg = routes::route(
+            &mut ctx,
+            i,
+            r,
+            &model_kinds,
+            &mut matched,
+            &mut route_names,
+            &mut remediation_names,
+        );
         if let Some(cfg) = cfg {
             routes.push(cfg);
         }
@@ -239,6 +249,8 @@ pub(crate) fn validate(
     let keys = keys::keys(&mut ctx, raw.keys.unwrap_or_default(), &known);
     let tenants = keys::tenants(&mut ctx, raw.tenants.as_ref(), &keys);
     let admin = keys::admin(&mut ctx, raw.admin.as_ref());
+    let slo = slo::settings(&mut ctx, raw.slo.as_ref());
+    let incidents = slo::incidents(&mut ctx, raw.incidents.as_ref(), env);
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -259,6 +271,8 @@ pub(crate) fn validate(
             telemetry,
             admin,
             tenants,
+            slo,
+            incidents,
         },
         warnings: ctx.warnings,
     })

@@ -141,7 +141,7 @@ fn openai(
     })
 }
 
-fn is_env_var_name(s: &str) -> bool {
+pub(super) fn is_env_var_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::{Ctx, ONE_HOUR, ONE_WEEK, known, line};
+use super::{Ctx, ONE_HOUR, ONE_WEEK, known, line, slo};
 use crate::duration::{self, Zero};
 use crate::raw::{RawHeaderMatch, RawHealth, RawRetry, RawRoute, RawTimeouts, line_of};
 use crate::types::{
@@ -20,6 +20,7 @@ pub(super) fn route(
     model_kinds: &BTreeMap<&String, Option<ModelKind>>,
     matched: &mut HashMap<String, (usize, String)>,
     route_names: &mut HashMap<String, usize>,
+    remediation_names: &mut HashMap<String, String>,
 ) -> Option<RouteConfig> {
     let path = format!("routes[{i}]");
     let before = ctx.errors.len();
@@ -250,6 +251,32 @@ pub(super) fn route(
         .map(|h| health(ctx, &format!("{path}.health"), &h.value))
         .unwrap_or_default();
 
+    let slos = raw
+        .slos
+        .as_deref()
+        .map(|s| slo::slos(ctx, &format!("{path}.slos"), s))
+        .unwrap_or_default();
+    let remediation = raw
+        .remediation
+        .as_deref()
+        .map(|rules| {
+            let facts = slo::RouteFacts {
+                route: &name,
+                slos: &slos,
+                has_cache: cache.is_some(),
+                kind: route_kind.as_ref().map(|k| k.0),
+                model_kinds,
+            };
+            slo::remediation(
+                ctx,
+                &format!("{path}.remediation"),
+                rules,
+                &facts,
+                remediation_names,
+            )
+        })
+        .unwrap_or_default();
+
     (ctx.errors.len() == before).then_some(RouteConfig {
         name,
         models,
@@ -262,6 +289,8 @@ pub(super) fn route(
         header,
         balance,
         health,
+        slos,
+        remediation,
     })
 }
 
