@@ -34,6 +34,9 @@ struct Line<'a> {
     /// How it was routed and how each attempt ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     route_decision: Option<String>,
+    /// Remediation actions that changed how it was served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remediation: Option<String>,
 }
 
 /// Appends the request's line (and its newline) to `out`.
@@ -65,6 +68,7 @@ pub fn write_line(out: &mut Vec<u8>, r: &RequestRecord) {
         cache: r.cache,
         rate_limited: r.rate_limited,
         route_decision: r.decision_line(),
+        remediation: r.remediation_line(),
     };
     let len = out.len();
     if serde_json::to_writer(&mut *out, &line).is_ok() {

@@ -34,6 +34,8 @@ pub enum CacheStatus {
     Miss,
     /// The route caches, but this request is not deterministic.
     Bypass,
+    /// Answered from an entry past its ttl: cache fallback was on, or every attempt failed.
+    Stale,
 }
 
 impl CacheStatus {
@@ -42,6 +44,7 @@ impl CacheStatus {
             Self::Hit => "hit",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
+            Self::Stale => "stale",
         }
     }
 }
@@ -150,8 +153,8 @@ impl ResponseCache {
         (age < ttl.min(hit.ttl)).then_some(hit)
     }
 
-    /// An answer past its ttl but within its `max_stale`: only the cache-fallback remediation
-    /// serves these, never a normal lookup.
+    /// An answer, fresh or past its ttl but within its `max_stale`: served only by the
+    /// cache-fallback remediation and when every attempt failed, never by a normal lookup.
     pub fn get_stale(&self, key: &CacheKey) -> Option<Arc<CachedAnswer>> {
         self.entries.get(key)
     }
@@ -327,6 +330,7 @@ mod tests {
             cache: None,
             content: None,
             decision: None,
+            remediation: Vec::new(),
         }
     }
 

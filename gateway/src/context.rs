@@ -71,6 +71,8 @@ pub struct RequestCtx {
     pub client_deadline: Option<Instant>,
     /// How the request was routed.
     pub decision: Option<RouteDecision>,
+    /// Remediation actions that changed how this request was served: (action, rule).
+    pub remediation: Vec<(&'static str, Arc<str>)>,
     /// What the key has left, for `x-ratelimit-*` headers.
     pub headroom: Option<Headroom>,
     /// Which of the key's limits refused the request.
@@ -141,6 +143,7 @@ impl RequestCtx {
             no_retries: false,
             client_deadline: None,
             decision: None,
+            remediation: Vec::new(),
             headroom: None,
             rate_limited: None,
             cache: None,
@@ -329,6 +332,7 @@ impl RequestCtx {
             cache: self.cache.map(CacheStatus::as_str),
             content: None,
             decision: self.decision.take(),
+            remediation: std::mem::take(&mut self.remediation),
         };
         Finished {
             record,

@@ -20,7 +20,7 @@ pub fn of(plan: &AttemptPlan<'_>, now: Instant) -> RouteDecision {
                     SkipReason::Ejected { until } | SkipReason::Cooling { until } => {
                         Some(until.saturating_duration_since(now).as_secs_f64())
                     }
-                    SkipReason::Probing => None,
+                    SkipReason::Probing | SkipReason::Remediated => None,
                 };
                 (Arc::clone(&t.model), why.as_str(), left)
             })

@@ -72,11 +72,25 @@ pub enum GatewayError {
     BodyTimeout,
     #[error("the gateway is shutting down; retry the request")]
     Draining,
+    #[error("the route is shedding load from lower-priority keys; retry after {retry_after:?}")]
+    Shed { retry_after: Duration },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl GatewayError {
+    /// Every attempt failed at the providers (not the client's doing, nor Sluice's): what a
+    /// stale cache answer may stand in for.
+    pub fn is_provider_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::UpstreamFailed { .. }
+                | Self::Unavailable { .. }
+                | Self::Timeout { .. }
+        )
+    }
+
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
         Self::InvalidRequest {
             message: message.into(),
@@ -99,7 +113,7 @@ impl GatewayError {
             Self::Timeout { .. } => 504,
             Self::StreamInterrupted { .. } => 502,
             Self::BodyTimeout => 408,
-            Self::Draining => 503,
+            Self::Draining | Self::Shed { .. } => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -123,6 +137,7 @@ impl GatewayError {
             | Self::Timeout { .. }
             | Self::StreamInterrupted { .. }
             | Self::Draining
+            | Self::Shed { .. }
             | Self::Internal(_) => "server_error",
         }
     }
@@ -160,6 +175,7 @@ impl GatewayError {
             Self::StreamInterrupted { .. } => ErrorKind::StreamInterrupted,
             Self::BodyTimeout => ErrorKind::RequestTimeout,
             Self::Draining => ErrorKind::Draining,
+            Self::Shed { .. } => ErrorKind::LoadShed,
             Self::Internal(_) => ErrorKind::InternalError,
         }
     }
@@ -181,7 +197,9 @@ impl GatewayError {
             Self::RateLimited { .. } | Self::UpstreamFailed { .. } => Outcome::UpstreamError,
             Self::Timeout { .. } => Outcome::Timeout,
             Self::StreamInterrupted { .. } => Outcome::Truncated,
-            Self::Unavailable { .. } | Self::Draining | Self::Internal(_) => Outcome::GatewayError,
+            Self::Unavailable { .. } | Self::Draining | Self::Shed { .. } | Self::Internal(_) => {
+                Outcome::GatewayError
+            }
         }
     }
 
@@ -191,6 +209,7 @@ impl GatewayError {
                 Some(*retry_after)
             }
             Self::Draining => Some(Duration::from_secs(1)),
+            Self::Shed { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ use pingora::protocols::http::server::ReusableHttpStream;
 use pingora::server::ShutdownWatch;
 use sluice_observability::Endpoint;
 use sluice_observability::metrics::RefusedReason;
+use sluice_policy::remediation::in_share;
 use sluice_policy::{KeyEntry, Policy};
 use std::time::SystemTime;
 
@@ -221,29 +222,98 @@ async fn serve(
         ctx.no_retries = true;
     }
     ctx.client_deadline = client_read_timeout(ds).map(|t| ctx.started + t);
+    let random = random_words(&ctx.trace.trace_id);
 
-    if let Some(cfg) = &route.cache {
-        if cache_bypassed(ds) || !cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
-            ctx.cache = Some(CacheStatus::Bypass);
-        } else {
-            let key = CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body);
-            if let Some(hit) = state.cache.get(&key, cfg.ttl) {
-                ctx.cache = Some(CacheStatus::Hit);
-                return respond::replay(ds, ctx, &hit).await;
+    let mut stale_key = None;
+    let mut hit = None;
+    let shed = {
+        // What remediation changed on this route: one atomic load, released before any await.
+        let overlay = state.runtime.overlay();
+        let remedy = overlay.route(&route.name);
+        if let Some(cfg) = &route.cache {
+            if cache_bypassed(ds) || !cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
+                ctx.cache = Some(CacheStatus::Bypass);
+            } else {
+                let key = CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body);
+                if let Some(fresh) = state.cache.get(&key, cfg.ttl) {
+                    ctx.cache = Some(CacheStatus::Hit);
+                    hit = Some(fresh);
+                } else if let Some(fallback) = remedy
+                    .and_then(|r| r.cache_fallback.as_ref())
+                    .filter(|c| in_share(c.share, random[1]))
+                    && let Some(stale) = state.cache.get_stale(&key)
+                {
+                    // No provider is called while the fallback is on: a stale answer now beats
+                    // a fresh error later.
+                    ctx.cache = Some(CacheStatus::Stale);
+                    ctx.remediation
+                        .push(("cache_fallback", Arc::clone(&fallback.set_by.rule)));
+                    hit = Some(stale);
+                } else {
+                    ctx.cache = Some(CacheStatus::Miss);
+                    ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl, cfg.max_stale));
+                    if !cfg.max_stale.is_zero() {
+                        stale_key = Some(key);
+                    }
+                }
             }
-            ctx.cache = Some(CacheStatus::Miss);
-            ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl, cfg.max_stale));
         }
-    }
-    let plan = route.plan(public, now, random_words(&ctx.trace.trace_id));
-    if plan.panic {
-        state.metrics.record_panic(&route.name);
-    }
-    ctx.decision = Some(crate::decision::of(&plan, now));
+        let shed = remedy
+            .and_then(|r| r.shed.as_ref())
+            .filter(|s| key.priority <= s.max_priority && in_share(s.share, random[0]))
+            .map(|s| Arc::clone(&s.set_by.rule));
+        if hit.is_none() && shed.is_none() {
+            let plan = route.plan(public, now, random, remedy);
+            if plan.panic {
+                state.metrics.record_panic(&route.name);
+            }
+            ctx.decision = Some(crate::decision::of(&plan, now));
+            ctx.remediation.extend(
+                plan.remediation
+                    .iter()
+                    .map(|(action, rule)| (action.as_str(), Arc::clone(rule))),
+            );
+            Ok(plan)
+        } else {
+            Err(shed)
+        }
+    };
+    let plan = match shed {
+        Ok(plan) => plan,
+        Err(Some(rule)) => {
+            ctx.remediation.push(("shed", rule));
+            ctx.cache = None;
+            ctx.cache_fill = None;
+            return Err(Rejection::Error(GatewayError::Shed {
+                retry_after: SHED_RETRY_AFTER,
+            }));
+        }
+        Err(None) => {
+            let hit = hit.ok_or_else(|| {
+                Rejection::Error(GatewayError::Internal("cache answer vanished".into()))
+            })?;
+            return respond::replay(ds, ctx, &hit).await;
+        }
+    };
     // Boxed: awaited in place, the exchange's state machine doubled the size of this one
     // (22 KiB, held by every open stream); on the heap it is the exchange's own size.
-    Box::pin(exchange::run(state, ds, ctx, &req, plan)).await
+    let result = Box::pin(exchange::run(state, ds, ctx, &req, plan)).await;
+    // Stale-if-error: when every attempt failed before anything was sent, an answer kept past
+    // its ttl (within the route's `max_stale`) is better than the error.
+    if let (Err(Rejection::Error(e)), Some(key)) = (&result, stale_key)
+        && e.is_provider_failure()
+        && let Some(stale) = state.cache.get_stale(&key)
+    {
+        ctx.cache = Some(CacheStatus::Stale);
+        ctx.cache_fill = None;
+        return respond::replay(ds, ctx, &stale).await;
+    }
+    result
 }
+
+/// How long a shed client is told to wait before it tries again. The OpenAI SDKs honour
+/// `retry-after-ms` on a 503, so shed keys back off instead of hammering the route.
+const SHED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Admits the request against its key's and its tenant's limits and the tenant's budget.
 fn admit(ctx: &mut RequestCtx, key: &KeyEntry) -> Result<(), Rejection> {

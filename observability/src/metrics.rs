@@ -151,6 +151,51 @@ pub struct SpendLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloLabels {
+    pub slo: Arc<str>,
+    pub route: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloWindowLabels {
+    pub slo: Arc<str>,
+    pub route: Arc<str>,
+    /// 5m | 30m | 1h | 6h | 1d | 3d | slo
+    pub window: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloEventLabels {
+    pub slo: Arc<str>,
+    pub route: Arc<str>,
+    /// true | false
+    pub good: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemediationLabels {
+    pub route: Arc<str>,
+    /// failover | downgrade_to | cache_fallback | shed
+    pub action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncidentEventLabels {
+    /// failover | downgrade_to | cache_fallback | shed
+    pub action: &'static str,
+    /// opened | action_taken | blocked | probe_result | reverted | unwound | resolved
+    pub event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// alertmanager | webhook
+    pub sink: &'static str,
+    /// sent | failed | dropped
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpanLabels {
     /// exported | dropped | failed
     pub result: &'static str,
@@ -291,6 +336,20 @@ pub struct Metrics {
     pub target_panic: Family<RouteLabels, Counter>,
     /// Each tenant's spend in the current UTC day and month.
     pub tenant_spend: Family<SpendLabels, Gauge<f64, AtomicU64>>,
+    /// Each route SLO's burn rate per window; absent while the window has too few events.
+    pub slo_burn_rate: Family<SloWindowLabels, Gauge<f64, AtomicU64>>,
+    /// Each route SLO's error budget left over its window (1 untouched, 0 spent, < 0 over).
+    pub slo_budget_remaining: Family<SloLabels, Gauge<f64, AtomicU64>>,
+    /// Requests (and judged answers) each SLO counted, good or not.
+    pub slo_events: Family<SloEventLabels, Counter>,
+    /// Each route SLO's alert level: 0 none, 1 ticket, 2 page.
+    pub slo_alert: Family<SloLabels, Gauge>,
+    /// Remediation actions in force (not dry-run), per route and action.
+    pub remediation_active: Family<RemediationLabels, Gauge>,
+    /// Incident timeline events, by action and event.
+    pub incident_events: Family<IncidentEventLabels, Counter>,
+    /// Incident events pushed to Alertmanager or a webhook, by result.
+    pub incident_push: Family<PushLabels, Counter>,
     none: Arc<str>,
 }
 
@@ -464,7 +523,56 @@ impl Metrics {
             Unit::Other("usd".to_owned()),
             tenant_spend.clone(),
         );
+        let slo_burn_rate = Family::<SloWindowLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sluice_slo_burn_rate",
+            "Error-budget burn rate of each route SLO over each window (1 spends the budget exactly over the SLO window); absent below the SLO's min_events",
+            slo_burn_rate.clone(),
+        );
+        let slo_budget_remaining = Family::<SloLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sluice_slo_error_budget_remaining_ratio",
+            "Share of each route SLO's error budget left over its window (1 untouched, 0 spent, negative when overspent)",
+            slo_budget_remaining.clone(),
+        );
+        let slo_events = Family::<SloEventLabels, Counter>::default();
+        registry.register(
+            "sluice_slo_events",
+            "Events each route SLO counted (requests, or judged answers for quality SLOs), good or not",
+            slo_events.clone(),
+        );
+        let slo_alert = Family::<SloLabels, Gauge>::default();
+        registry.register(
+            "sluice_slo_alert_level",
+            "Each route SLO's multi-window burn-rate alert: 0 none, 1 ticket, 2 page",
+            slo_alert.clone(),
+        );
+        let remediation_active = Family::<RemediationLabels, Gauge>::default();
+        registry.register(
+            "sluice_remediation_active",
+            "Remediation actions in force on each route (dry-run rules excluded)",
+            remediation_active.clone(),
+        );
+        let incident_events = Family::<IncidentEventLabels, Counter>::default();
+        registry.register(
+            "sluice_incident_events",
+            "Incident timeline events written to the incident log, by action and event",
+            incident_events.clone(),
+        );
+        let incident_push = Family::<PushLabels, Counter>::default();
+        registry.register(
+            "sluice_incident_push",
+            "Incident events pushed to Alertmanager or a webhook, by result (failed after every retry, or dropped on a full queue)",
+            incident_push.clone(),
+        );
         Self {
+            slo_burn_rate,
+            slo_budget_remaining,
+            slo_events,
+            slo_alert,
+            remediation_active,
+            incident_events,
+            incident_push,
             target_ejected,
             retry_budget_exhausted,
             target_panic,

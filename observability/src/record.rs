@@ -63,6 +63,8 @@ pub enum ErrorKind {
     RequestTimeout,
     /// The gateway was shutting down.
     Draining,
+    /// Refused by the `shed` remediation (a lower-priority key while the route is overloaded).
+    LoadShed,
     ExpiredApiKey,
     /// The tenant's USD budget is spent.
     InsufficientQuota,
@@ -251,6 +253,9 @@ pub struct RequestRecord {
     pub content: Option<CapturedContent>,
     /// How the request was routed, when it got that far.
     pub decision: Option<RouteDecision>,
+    /// Remediation actions that changed how it was served: (action, rule). Both are policy
+    /// names (a closed set).
+    pub remediation: Vec<(&'static str, Arc<str>)>,
 }
 
 // === impl RequestRecord ===
@@ -283,6 +288,20 @@ impl RequestRecord {
             line.push_str(&parts.join(","));
         }
         Some(line)
+    }
+
+    /// `failover(rule-a),shed(rule-b)`: the remediation that touched the request, for the
+    /// span's `sluice.remediation` and the access log.
+    pub fn remediation_line(&self) -> Option<String> {
+        if self.remediation.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .remediation
+            .iter()
+            .map(|(action, rule)| format!("{action}({rule})"))
+            .collect();
+        Some(parts.join(","))
     }
 
     pub fn is_error(&self) -> bool {
@@ -351,6 +370,7 @@ impl ErrorKind {
             Self::ProviderStreamError => "provider_stream_error",
             Self::RequestTimeout => "request_timeout",
             Self::Draining => "draining",
+            Self::LoadShed => "load_shed",
             Self::ExpiredApiKey => "expired_api_key",
             Self::InsufficientQuota => "insufficient_quota",
         }

@@ -196,6 +196,7 @@ mod tests {
             cache: None,
             content: None,
             decision: None,
+            remediation: Vec::new(),
         }
     }
 

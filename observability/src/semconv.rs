@@ -117,6 +117,8 @@ pub const SLUICE_CACHE_RESULT: &str = "sluice.cache.result";
 pub const SLUICE_ROUTE_DECISION: &str = "sluice.route.decision";
 /// `true` when no target was healthy and the least-bad one served (server span).
 pub const SLUICE_ROUTE_PANIC: &str = "sluice.route.panic";
+/// Remediation actions that changed how the request was served: `failover(rule),shed(rule)`.
+pub const SLUICE_REMEDIATION: &str = "sluice.remediation";
 /// Content chunks sent (streams).
 pub const SLUICE_CHUNKS: &str = "sluice.chunks";
 /// Time Sluice itself spent (request duration minus upstream time), seconds.

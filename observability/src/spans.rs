@@ -117,6 +117,9 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
     if let Some(line) = r.decision_line() {
         attrs.push(kv(sc::SLUICE_ROUTE_DECISION, line));
     }
+    if let Some(line) = r.remediation_line() {
+        attrs.push(kv(sc::SLUICE_REMEDIATION, line));
+    }
     if r.decision.as_ref().is_some_and(|d| d.panic) {
         attrs.push(kv(sc::SLUICE_ROUTE_PANIC, true));
     }

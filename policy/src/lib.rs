@@ -96,6 +96,22 @@ pub struct Policy {
     header_routes: Vec<(usize, Vec<Arc<str>>)>,
     keys: HashMap<[u8; 32], KeyEntry>,
     public_models: Vec<PublicModel>,
+    /// Every route's remediation rules, in file order.
+    rules: Vec<remediation::Rule>,
+    /// The targets of every configured route, for the remediation decision.
+    route_targets: Vec<remediation::RouteTargets>,
+}
+
+// === impl Target ===
+
+impl Target {
+    /// The target as SLOs and remediation name it: (provider, catalog model).
+    pub fn key(&self) -> remediation::TargetKey {
+        remediation::TargetKey {
+            provider: Arc::clone(&self.provider.name),
+            model: Arc::clone(&self.model),
+        }
+    }
 }
 
 // === impl Policy ===
@@ -207,8 +223,34 @@ impl Policy {
             .collect();
         public_models.sort_by(|a, b| a.id.cmp(&b.id));
 
+        let rules = config
+            .routes
+            .iter()
+            .flat_map(|r| {
+                r.remediation
+                    .iter()
+                    .map(|c| remediation::Rule::from_config(&r.name, c))
+            })
+            .collect();
+        let route_targets = routes
+            .iter()
+            .filter(|r| r.origin == RouteOrigin::Configured)
+            .map(|r| remediation::RouteTargets {
+                route: Arc::clone(&r.name),
+                targets: r
+                    .all_targets()
+                    .map(|(t, weight)| remediation::RouteTarget {
+                        target: t.key(),
+                        weight,
+                    })
+                    .collect(),
+            })
+            .collect();
+
         Ok(Self {
             generation: 0,
+            rules,
+            route_targets,
             config: Arc::new(config.clone()),
             admin_tokens,
             server: config.server.clone(),
@@ -256,7 +298,18 @@ impl Policy {
             public,
             tokio::time::Instant::now(),
             [0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9],
+            None,
         ))
+    }
+
+    /// Every route's remediation rules, in file order.
+    pub fn remediation_rules(&self) -> &[remediation::Rule] {
+        &self.rules
+    }
+
+    /// The targets of every configured route (primaries, then fallbacks with weight 0).
+    pub fn route_targets(&self) -> &[remediation::RouteTargets] {
+        &self.route_targets
     }
 
     /// Looks a presented virtual key up by its SHA-256; the plaintext is never stored.

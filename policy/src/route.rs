@@ -22,11 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sluice_config::{
-    Balance, CacheConfig, HeaderMatch, HealthConfig, ModelKind, RetryConfig, RouteConfig, Timeouts,
+    ActionConfig, Balance, CacheConfig, HeaderMatch, HealthConfig, ModelKind, RetryConfig,
+    RouteConfig, Timeouts,
 };
 use tokio::time::Instant;
 
 use crate::balance::{self, Candidate};
+use crate::remediation::{ActionKind, RouteOverlay, in_share};
 use crate::runtime::{Availability, RouteState, RuntimeState};
 use crate::{Error, Result, Target};
 
@@ -53,6 +55,8 @@ pub struct Route {
     pub header: Option<HeaderMatch>,
     targets: Vec<(Arc<Target>, u32)>,
     fallbacks: Vec<Arc<Target>>,
+    /// The catalog models the route's `downgrade_to` rules may substitute.
+    substitutes: Vec<Arc<Target>>,
     /// Live state: the weighted pick's position and the retry budget.
     pub state: Arc<RouteState>,
 }
@@ -66,6 +70,8 @@ pub enum SkipReason {
     Probing,
     /// The provider asked for a pause until then (tried last).
     Cooling { until: Instant },
+    /// A `failover` remediation took it out of this request's plan.
+    Remediated,
 }
 
 impl SkipReason {
@@ -74,6 +80,7 @@ impl SkipReason {
             Self::Ejected { .. } => "ejected",
             Self::Probing => "probing",
             Self::Cooling { .. } => "cooling",
+            Self::Remediated => "remediated",
         }
     }
 }
@@ -97,6 +104,8 @@ pub struct AttemptPlan<'p> {
     pub skipped: Vec<(&'p Arc<Target>, SkipReason)>,
     /// Nothing was usable: the least-bad target serves anyway.
     pub panic: bool,
+    /// The remediation actions that shaped this plan: (action, rule).
+    pub remediation: Vec<(ActionKind, Arc<str>)>,
 }
 
 // === impl Route ===
@@ -126,6 +135,16 @@ impl Route {
             .iter()
             .map(|m| lookup(m))
             .collect::<Result<Vec<_>>>()?;
+        let mut substitutes: Vec<Arc<Target>> = Vec::new();
+        for rule in &rc.remediation {
+            if let ActionConfig::DowngradeTo(models) = &rule.action {
+                for m in models {
+                    if !substitutes.iter().any(|t| &*t.model == m.as_str()) {
+                        substitutes.push(lookup(m)?);
+                    }
+                }
+            }
+        }
         Ok(Self {
             name: Arc::from(rc.name.as_str()),
             origin: RouteOrigin::Configured,
@@ -138,6 +157,7 @@ impl Route {
             header: rc.header.clone(),
             targets,
             fallbacks,
+            substitutes,
             state: runtime.route(&rc.name),
         })
     }
@@ -156,6 +176,7 @@ impl Route {
             state: runtime.route(&target.model),
             targets: vec![(target, 1)],
             fallbacks: Vec::new(),
+            substitutes: Vec::new(),
         }
     }
 
@@ -179,46 +200,87 @@ impl Route {
             .chain(self.fallbacks.iter().map(|t| (t, 0)))
     }
 
-    /// The plan for one request at `now`; `random` seeds the `p2c` draws.
+    /// The plan for one request at `now`; `random` seeds the `p2c` draws; `overlay` is what
+    /// remediation changed on this route.
+    ///
+    /// The overlay's entries apply to their share of requests, spread over the route's request
+    /// counter ([`in_share`]); the rest are planned as if there were none (the probe traffic).
+    /// A substitution serves the request with the substitute first and the route's own
+    /// targets after it as fallbacks; a failover takes the target out unless nothing else is
+    /// left to try.
     pub fn plan<'p>(
         &'p self,
         requested: &'p Arc<str>,
         now: Instant,
         random: [u64; 2],
+        overlay: Option<&RouteOverlay>,
     ) -> AttemptPlan<'p> {
         let counter = self.state.counter.fetch_add(1, Ordering::Relaxed);
-        let states: Vec<(&'p Arc<Target>, u32, bool, Availability)> = self
-            .all_targets()
-            .map(|(t, w)| (t, w, w > 0, t.state.availability(now)))
-            .collect();
-        decide(self, requested, now, counter, random, &states)
+        let mut remediation = Vec::new();
+        let substitute = overlay
+            .and_then(|o| o.substitution.as_ref())
+            .filter(|s| in_share(s.share, counter))
+            .and_then(|s| {
+                let t = self.substitutes.iter().find(|t| t.model == s.model)?;
+                remediation.push((ActionKind::DowngradeTo, Arc::clone(&s.set_by.rule)));
+                Some(t)
+            });
+        let mut states: Vec<TargetView<'p>> = Vec::with_capacity(self.distinct_targets() + 1);
+        if let Some(t) = substitute {
+            states.push((t, 1, true, t.state.availability(now), false));
+        }
+        for (t, w) in self.all_targets() {
+            if substitute.is_some_and(|s| Arc::ptr_eq(s, t)) {
+                continue;
+            }
+            let taken_out = overlay
+                .and_then(|o| o.ejection(&t.provider.name, &t.model))
+                .filter(|e| in_share(e.share, counter))
+                .map(|e| {
+                    remediation.push((ActionKind::Failover, Arc::clone(&e.set_by.rule)));
+                })
+                .is_some();
+            // Under a substitution the route's own targets are its fallbacks.
+            let primary = w > 0 && substitute.is_none();
+            states.push((t, w, primary, t.state.availability(now), taken_out));
+        }
+        let mut plan = decide(self, requested, now, counter, random, &states);
+        plan.remediation = remediation;
+        plan
     }
 }
+
+/// A target as one plan sees it: `(target, weight, primary, availability, taken out by a
+/// failover remediation)`.
+type TargetView<'p> = (&'p Arc<Target>, u32, bool, Availability, bool);
 
 /// A usable target: its index in the route's list, and whether it is a probation probe.
 type Pick = (usize, bool);
 
-/// The plan from the targets' states (pure): `(target, weight, primary, availability)`.
+/// The plan from the targets' states (pure).
 fn decide<'p>(
     route: &'p Route,
     requested: &'p Arc<str>,
     now: Instant,
     counter: u64,
     random: [u64; 2],
-    states: &[(&'p Arc<Target>, u32, bool, Availability)],
+    states: &[TargetView<'p>],
 ) -> AttemptPlan<'p> {
     let mut skipped = Vec::new();
     let mut usable: Vec<Pick> = Vec::new();
     let mut ejected: Vec<(usize, Instant)> = Vec::new();
-    for (i, (t, _, _, a)) in states.iter().enumerate() {
+    let mut remediated: Vec<usize> = Vec::new();
+    for (i, (t, _, _, a, taken_out)) in states.iter().enumerate() {
         match *a {
+            Availability::Usable | Availability::Probe if *taken_out => remediated.push(i),
             Availability::Usable => usable.push((i, false)),
             Availability::Probe => usable.push((i, true)),
             Availability::ProbeBusy => skipped.push((*t, SkipReason::Probing)),
             Availability::Ejected { until } => ejected.push((i, until)),
         }
     }
-    let healthy = usable.len();
+    // A target only remediation took out is healthy: it can still serve as a last resort.
+    let healthy = usable.len() + remediated.len();
     // Honour ejections only up to the cap; the least-bad (ending soonest) come back first.
     ejected.sort_by_key(|(_, until)| *until);
     let total = states.len();
@@ -233,6 +295,17 @@ fn decide<'p>(
         } else {
             skipped.push((states[*i].0, SkipReason::Ejected { until: *until }));
         }
+    }
+    if usable.is_empty() && !remediated.is_empty() {
+        // A failover never leaves a request with nothing to try: what it took out serves
+        // when everything else is out too.
+        usable.extend(remediated.iter().map(|&i| (i, false)));
+    } else {
+        skipped.extend(
+            remediated
+                .iter()
+                .map(|&i| (states[i].0, SkipReason::Remediated)),
+        );
     }
     if usable.is_empty() && !states.is_empty() {
         // Only busy probes left: the first target serves rather than nobody.
@@ -283,6 +356,7 @@ fn decide<'p>(
         order,
         skipped,
         panic,
+        remediation: Vec::new(),
     }
 }
 

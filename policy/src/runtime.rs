@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sluice_config::{HealthConfig, Limits, ProviderKind};
 use tokio::time::Instant;
 
 use crate::budget::RetryBudgetState;
 use crate::health::{Change, HealthCore, HealthView, Observation, Phase};
 use crate::limits::KeyLimiter;
+use crate::remediation::Overlay;
 use crate::spend::{Spend, SpendSnapshot};
 
 /// Every piece of live state, by stable name.
@@ -32,6 +34,9 @@ pub struct RuntimeState {
     /// The clock origin that atomically stored instants count from.
     origin: Instant,
     inner: Mutex<Inner>,
+    /// What remediation changed in routing; published by the SLO controller each tick, read
+    /// by every request with one atomic load.
+    overlay: ArcSwap<Overlay>,
 }
 
 #[derive(Debug, Default)]
@@ -178,7 +183,23 @@ impl RuntimeState {
         Self {
             origin: Instant::now(),
             inner: Mutex::new(Inner::default()),
+            overlay: ArcSwap::from_pointee(Overlay::default()),
         }
+    }
+
+    /// The remediation overlay in force.
+    pub fn overlay(&self) -> arc_swap::Guard<Arc<Overlay>> {
+        self.overlay.load()
+    }
+
+    /// The overlay in force, as an owned handle (for views that outlive a request).
+    pub fn overlay_full(&self) -> Arc<Overlay> {
+        self.overlay.load_full()
+    }
+
+    /// Replaces the overlay (the controller, once per tick).
+    pub fn publish_overlay(&self, overlay: Arc<Overlay>) {
+        self.overlay.store(overlay);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -50,6 +50,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         cache: None,
         content: None,
         decision: None,
+        remediation: Vec::new(),
     }
 }
 

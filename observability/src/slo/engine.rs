@@ -143,6 +143,30 @@ impl SloEngine {
         }
     }
 
+    /// Counts one attempt that a later attempt of the same request took over from, for its
+    /// target only: the route's series counts the request once, by how it ended, but a target
+    /// that failed half the time must burn even when retries hid it from the client.
+    /// `sample.target` names the attempt's target; without one nothing is counted.
+    pub fn ingest_attempt(&mut self, at: Instant, sample: &SloSample) {
+        let Some(target) = sample.target.as_ref() else {
+            return;
+        };
+        let Some(slos) = self.by_route.get(&*sample.route) else {
+            return;
+        };
+        let ix = self.indices(at);
+        for &i in slos {
+            let slo = &mut self.slos[i];
+            let Some(good) = slo.spec.sli.classify(sample) else {
+                continue;
+            };
+            match slo.target_series(target, at) {
+                Some(series) => series.add(ix, at, u32::from(!good), 1),
+                None => self.refused_targets += 1,
+            }
+        }
+    }
+
     /// Counts one judged answer for every `judge_score_at_least` SLO of its route.
     pub fn ingest_quality(&mut self, at: Instant, sample: &QualitySample) {
         self.ingest_quality_with(at, sample, |_, _| {});

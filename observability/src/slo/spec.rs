@@ -198,6 +198,34 @@ impl SloSpec {
         }
     }
 
+    /// The spec of a route's SLO as the policy file states it.
+    pub fn from_config(route: &str, c: &sluice_config::SloConfig) -> Self {
+        use sluice_config::SliConfig;
+        Self {
+            name: Arc::from(c.name.as_str()),
+            route: Arc::from(route),
+            sli: match c.sli {
+                SliConfig::Errors => Sli::Errors,
+                SliConfig::TtftBelow(d) => Sli::TtftBelow(d),
+                SliConfig::DurationBelow(d) => Sli::DurationBelow(d),
+                SliConfig::JudgeScoreAtLeast(s) => Sli::JudgeScoreAtLeast(s),
+            },
+            objective: c.objective,
+            window: c.window,
+            min_events: c.min_events,
+            runbook_url: c.runbook_url.as_deref().map(Arc::from),
+        }
+    }
+
+    /// Every SLO of every route of a policy, in file order.
+    pub fn all_of(config: &sluice_config::Config) -> Vec<Self> {
+        config
+            .routes
+            .iter()
+            .flat_map(|r| r.slos.iter().map(|s| Self::from_config(&r.name, s)))
+            .collect()
+    }
+
     /// The error budget as a ratio (`1 - objective`).
     pub fn budget(&self) -> f64 {
         1.0 - self.objective

@@ -763,3 +763,28 @@ fn promtool_accepts_the_generated_rules() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_attempt_burns_its_target_and_not_the_route() {
+    let mut spec = availability();
+    spec.min_events = 1;
+    let now = Instant::now();
+    let mut engine = SloEngine::new(vec![spec], WindowScale::ONE, now).expect("engine");
+    let (a, b) = (target("p", "a"), target("p", "b"));
+    // Ten requests: each failed on `a`, then `b` answered.
+    for _ in 0..10 {
+        engine.ingest_attempt(now, &sample(ErrorClass::Bad, Some(a.clone())));
+        engine.ingest(now, &sample(ErrorClass::Good, Some(b.clone())));
+    }
+    // Without a target, an attempt counts nowhere.
+    engine.ingest_attempt(now, &sample(ErrorClass::Bad, None));
+    let st = engine.status(now);
+    let route = find(&st, "availability", None);
+    assert_eq!((route.windows.m5.bad, route.windows.m5.total), (0, 10));
+    let on_a = find(&st, "availability", Some(&a));
+    assert_eq!((on_a.windows.m5.bad, on_a.windows.m5.total), (10, 10));
+    // 100 % bad against a 0.5 % budget.
+    close(on_a.windows.m5.burn, 200.0);
+    let on_b = find(&st, "availability", Some(&b));
+    assert_eq!((on_b.windows.m5.bad, on_b.windows.m5.total), (0, 10));
+}

@@ -89,6 +89,7 @@ pub fn chat(n: u8) -> RequestRecord {
         cache: None,
         content: None,
         decision: None,
+        remediation: Vec::new(),
     }
 }
 

@@ -173,6 +173,66 @@ impl Rule {
     }
 }
 
+// === from the policy file ===
+
+impl Rule {
+    /// The rule as `route`'s policy file states it (validation checked the names).
+    pub fn from_config(route: &str, c: &sluice_config::RemediationConfig) -> Self {
+        use sluice_config::ActionConfig;
+        Self {
+            name: Arc::from(c.name.as_str()),
+            route: Arc::from(route),
+            when: Trigger {
+                slo: Arc::from(c.slo.as_str()),
+                burn: BurnCondition::from_config(c.burn),
+                no_healthy_target: c.no_healthy_target,
+            },
+            action: match &c.action {
+                ActionConfig::Failover => Action::Failover,
+                ActionConfig::DowngradeTo(models) => {
+                    Action::DowngradeTo(models.iter().map(|m| Arc::from(m.as_str())).collect())
+                }
+                ActionConfig::CacheFallback => Action::CacheFallback,
+                ActionConfig::Shed { max_priority } => Action::Shed {
+                    max_priority: *max_priority,
+                },
+            },
+            hold: c.hold,
+            cooldown: c.cooldown,
+            probe_share: c.probe_share,
+            max_share: c.max_share,
+            dry_run: c.dry_run,
+            guard: c.guard.as_ref().map(|(slo, burn)| Guard {
+                slo: Arc::from(slo.as_str()),
+                burn: BurnCondition::from_config(*burn),
+            }),
+            runbook_url: c.runbook_url.as_deref().map(Arc::from),
+        }
+    }
+}
+
+impl BurnCondition {
+    pub fn from_config(c: sluice_config::BurnConfig) -> Self {
+        use sluice_config::{BurnConfig, BurnWindow};
+        match c {
+            BurnConfig::Page => Self::Alert(AlertLevel::Page),
+            BurnConfig::Ticket => Self::Alert(AlertLevel::Ticket),
+            BurnConfig::Above { window, burn } => Self::Above {
+                window: match window {
+                    BurnWindow::M5 => Window::M5,
+                    BurnWindow::M30 => Window::M30,
+                    BurnWindow::H1 => Window::H1,
+                    BurnWindow::H6 => Window::H6,
+                    BurnWindow::D1 => Window::D1,
+                    BurnWindow::D3 => Window::D3,
+                    BurnWindow::Slo => Window::Slo,
+                },
+                burn,
+            },
+        }
+    }
+}
+
 // === impl Trigger ===
 
 impl Trigger {

@@ -35,6 +35,12 @@ routes:
     targets: [ { model: m1 } ]
     retry: { max_attempts: 2 }
     health: { consecutive_failures: 1 }
+  - name: sub
+    match: { model: sub }
+    targets: [ { model: m1 }, { model: m2 } ]
+    health: { consecutive_failures: 1 }
+    slos: [ { name: fast, objective: 99, sli: { ttft_below: 1s } } ]
+    remediation: [ { when: { slo: fast }, do: { downgrade_to: [m3] } } ]
 keys:
   - { name: k, key_sha256: "e24dd2c0e3d1e0a2ff1afb7d9da3a4b2e4b4e0d0a07ab7e5b4e36e1a0a2e1c5f", tenant: t }
 "#;
@@ -147,4 +153,161 @@ async fn cooling_targets_go_last() {
         assert_eq!(&*plan.target(0).expect("first").model, "m2");
         assert!(matches!(plan.skipped[0].1, SkipReason::Cooling { .. }));
     }
+}
+
+fn set_by() -> crate::remediation::SetBy {
+    crate::remediation::SetBy {
+        rule: std::sync::Arc::from("r"),
+        incident: 1,
+        since: Instant::now(),
+    }
+}
+
+fn target_key(provider: &str, model: &str) -> crate::remediation::TargetKey {
+    crate::remediation::TargetKey {
+        provider: std::sync::Arc::from(provider),
+        model: std::sync::Arc::from(model),
+    }
+}
+
+/// The plan of `model`'s route under `overlay`: (candidates, skipped, panic, actions).
+fn order_under(
+    p: &Policy,
+    model: &str,
+    overlay: &crate::remediation::RouteOverlay,
+) -> (
+    Vec<String>,
+    Vec<(String, &'static str)>,
+    bool,
+    Vec<&'static str>,
+) {
+    let (route, public) = p.find_route(model, |_, _| false).expect("routed");
+    let plan = route.plan(public, Instant::now(), [1, 2], Some(overlay));
+    (
+        plan.candidates().map(|t| t.model.to_string()).collect(),
+        plan.skipped
+            .iter()
+            .map(|(t, r)| (t.model.to_string(), r.as_str()))
+            .collect(),
+        plan.panic,
+        plan.remediation.iter().map(|(a, _)| a.as_str()).collect(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn remediation_overlays_shape_the_plan() {
+    use crate::remediation::{Ejection, RouteOverlay, Substitution};
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let failover_m1 = |share: f64| RouteOverlay {
+        ejected: vec![Ejection {
+            target: target_key("a", "m1"),
+            share,
+            set_by: set_by(),
+        }],
+        ..RouteOverlay::default()
+    };
+    let downgrade = |share: f64| RouteOverlay {
+        substitution: Some(Substitution {
+            model: std::sync::Arc::from("m3"),
+            share,
+            set_by: set_by(),
+        }),
+        ..RouteOverlay::default()
+    };
+    // (case, route model, overlay, candidates, skipped, actions)
+    let table: Vec<(
+        &str,
+        &str,
+        RouteOverlay,
+        Vec<String>,
+        Vec<(String, &str)>,
+        Vec<&str>,
+    )> = vec![
+        (
+            "no entries: the plain plan",
+            "two",
+            RouteOverlay::default(),
+            s(&["m1", "m2"]),
+            vec![],
+            vec![],
+        ),
+        (
+            "failover takes the target out",
+            "two",
+            failover_m1(1.0),
+            s(&["m2"]),
+            vec![("m1".to_owned(), "remediated")],
+            vec!["failover"],
+        ),
+        (
+            "a zero share leaves every request alone",
+            "two",
+            failover_m1(0.0),
+            s(&["m1", "m2"]),
+            vec![],
+            vec![],
+        ),
+        (
+            "a substitution serves first, the route's own targets follow",
+            "sub",
+            downgrade(1.0),
+            s(&["m3", "m1", "m2"]),
+            vec![],
+            vec!["downgrade_to"],
+        ),
+        (
+            "a substitute the route does not list is ignored",
+            "two",
+            downgrade(1.0),
+            s(&["m1", "m2"]),
+            vec![],
+            vec![],
+        ),
+    ];
+    for (case, model, overlay, want, skipped, actions) in table {
+        let p = policy();
+        let (got, got_skipped, panic, got_actions) = order_under(&p, model, &overlay);
+        assert_eq!(got, want, "{case}");
+        assert_eq!(got_skipped, skipped, "{case}");
+        assert!(!panic, "{case}");
+        assert_eq!(got_actions, actions, "{case}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_never_leaves_a_request_with_nothing_to_try() {
+    use crate::remediation::{Ejection, RouteOverlay};
+    let p = policy();
+    // Passive health took m2 out; remediation takes m1: m1 still serves, and it is not panic
+    // (m1 itself is healthy).
+    eject(&p, "m2", Instant::now());
+    let overlay = RouteOverlay {
+        ejected: vec![Ejection {
+            target: target_key("a", "m1"),
+            share: 1.0,
+            set_by: set_by(),
+        }],
+        ..RouteOverlay::default()
+    };
+    let (got, _, panic, _) = order_under(&p, "two", &overlay);
+    assert_eq!(got.first().map(String::as_str), Some("m1"));
+    assert!(!panic);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_share_applies_to_that_share_of_requests() {
+    use crate::remediation::{RouteOverlay, Substitution};
+    let p = policy();
+    let overlay = RouteOverlay {
+        substitution: Some(Substitution {
+            model: std::sync::Arc::from("m3"),
+            share: 0.8,
+            set_by: set_by(),
+        }),
+        ..RouteOverlay::default()
+    };
+    let substituted = (0..1000)
+        .filter(|_| order_under(&p, "sub", &overlay).0[0] == "m3")
+        .count();
+    assert!((780..=820).contains(&substituted), "{substituted} of 1000");
 }
