@@ -150,9 +150,16 @@ impl Admin {
                     "policy": &*policy.config,
                 }),
             ),
-            ("/admin/reload" | "/admin/inflight" | "/admin/targets" | "/admin/policy", _) => {
-                Answer::error(405, "invalid_request_error", "method not allowed")
-            }
+            ("/admin/slo", &Method::GET) => Answer::json(200, &slo_view(&self.state)),
+            ("/admin/incidents", &Method::GET) => Answer::json(
+                200,
+                &self.state.slo.incidents(&self.state.runtime.overlay_full()),
+            ),
+            (
+                "/admin/reload" | "/admin/inflight" | "/admin/targets" | "/admin/policy"
+                | "/admin/slo" | "/admin/incidents",
+                _,
+            ) => Answer::error(405, "invalid_request_error", "method not allowed"),
             _ => Answer::error(404, "invalid_request_error", "no such admin route"),
         }
     }
@@ -171,6 +178,52 @@ impl ServeHttp for Admin {
         }
         b.body(a.body).unwrap_or_else(|_| Response::new(Vec::new()))
     }
+}
+
+/// `GET /admin/slo`: every SLO's status as of the last evaluation (the route's, then each
+/// target's), with the remediation in force on each route.
+fn slo_view(state: &AppState) -> serde_json::Value {
+    use serde_json::json;
+    let policy = state.policy.snapshot();
+    let overlay = state.runtime.overlay_full();
+    let statuses = state.slo.statuses();
+    let routes: Vec<serde_json::Value> = policy
+        .config
+        .routes
+        .iter()
+        .filter(|r| !r.slos.is_empty())
+        .map(|r| {
+            let of_route = |target: bool| -> Vec<&sluice_policy::remediation::SloStatus> {
+                statuses
+                    .iter()
+                    .filter(|s| *s.route == *r.name && s.target.is_some() == target)
+                    .collect()
+            };
+            let remedy = overlay.route(&r.name);
+            json!({
+                "route": r.name,
+                "slos": r.slos,
+                "status": of_route(false),
+                "targets": of_route(true),
+                "remediation": {
+                    "failover": remedy.map_or(Vec::new(), |o| o
+                        .ejected
+                        .iter()
+                        .map(|e| json!({"target": e.target, "share": e.share, "rule": &*e.set_by.rule, "incident": e.set_by.incident}))
+                        .collect()),
+                    "downgrade_to": remedy.and_then(|o| o.substitution.as_ref()).map(|s| json!({"model": &*s.model, "share": s.share, "rule": &*s.set_by.rule, "incident": s.set_by.incident})),
+                    "cache_fallback": remedy.and_then(|o| o.cache_fallback.as_ref()).map(|c| json!({"share": c.share, "rule": &*c.set_by.rule, "incident": c.set_by.incident})),
+                    "shed": remedy.and_then(|o| o.shed.as_ref()).map(|x| json!({"max_priority": x.max_priority, "share": x.share, "rule": &*x.set_by.rule, "incident": x.set_by.incident})),
+                },
+                "rules": r.remediation,
+            })
+        })
+        .collect();
+    json!({
+        "generation": policy.generation,
+        "window_scale": policy.config.slo.window_scale,
+        "routes": routes,
+    })
 }
 
 /// `GET /admin/targets`: every route's targets with their live state, and every tenant's

@@ -38,6 +38,10 @@ pub enum GatewayError {
     BodyTooLarge { size: u64, limit: u64 },
     #[error("the model `{0}` does not exist or you do not have access to it")]
     UnknownModel(String),
+    #[error(
+        "no answer with id `{0}` is known to this key (answers can be scored for a day, on routes with a `judge_score_at_least` SLO)"
+    )]
+    UnknownResponse(String),
     #[error("unknown endpoint {method} {path}")]
     UnknownEndpoint { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -105,7 +109,7 @@ impl GatewayError {
             Self::OverBudget { .. } => 429,
             Self::InvalidRequest { .. } => 400,
             Self::BodyTooLarge { .. } => 413,
-            Self::UnknownModel(_) | Self::UnknownEndpoint { .. } => 404,
+            Self::UnknownModel(_) | Self::UnknownResponse(_) | Self::UnknownEndpoint { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::RateLimited { .. } | Self::LimitExceeded { .. } => 429,
             Self::UpstreamFailed { status, .. } => *status,
@@ -126,6 +130,7 @@ impl GatewayError {
             Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)
+            | Self::UnknownResponse(_)
             | Self::UnknownEndpoint { .. }
             | Self::MethodNotAllowed { .. }
             | Self::BodyTimeout => "invalid_request_error",
@@ -152,6 +157,7 @@ impl GatewayError {
         match self {
             Self::InvalidRequest { param, .. } => *param,
             Self::UnknownModel(_) => Some("model"),
+            Self::UnknownResponse(_) => Some("response_id"),
             _ => None,
         }
     }
@@ -166,6 +172,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } => ErrorKind::InvalidRequest,
             Self::BodyTooLarge { .. } => ErrorKind::RequestTooLarge,
             Self::UnknownModel(_) => ErrorKind::ModelNotFound,
+            Self::UnknownResponse(_) => ErrorKind::ResponseNotFound,
             Self::UnknownEndpoint { .. } => ErrorKind::UnknownUrl,
             Self::MethodNotAllowed { .. } => ErrorKind::MethodNotAllowed,
             Self::RateLimited { .. } | Self::LimitExceeded { .. } => ErrorKind::RateLimitExceeded,
@@ -190,6 +197,7 @@ impl GatewayError {
             | Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
             | Self::UnknownModel(_)
+            | Self::UnknownResponse(_)
             | Self::UnknownEndpoint { .. }
             | Self::MethodNotAllowed { .. }
             | Self::LimitExceeded { .. }

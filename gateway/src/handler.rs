@@ -115,6 +115,7 @@ fn endpoint_of(path: &str) -> Endpoint {
         "/v1/completions" => Endpoint::Completions,
         "/v1/embeddings" => Endpoint::Embeddings,
         "/v1/models" => Endpoint::Models,
+        "/v1/feedback" => Endpoint::Feedback,
         _ => Endpoint::Other,
     }
 }
@@ -163,6 +164,9 @@ async fn serve(
 
     if ctx.endpoint == Endpoint::Models {
         return list_models(ds, ctx, &policy, key).await;
+    }
+    if ctx.endpoint == Endpoint::Feedback {
+        return crate::feedback::serve(state, ds, ctx, key).await;
     }
 
     let body = read_body(
@@ -406,7 +410,7 @@ fn authenticate<'p>(ds: &ServerSession, policy: &'p Policy) -> Result<&'p KeyEnt
 
 /// Reads the whole body under a hard cap. An over-cap Content-Length is refused before any
 /// byte of the body is read (and before `100 Continue`, so the client need not send it).
-async fn read_body(
+pub(crate) async fn read_body(
     ds: &mut ServerSession,
     limit: u64,
     deadline: Instant,

@@ -16,7 +16,9 @@
 //! | exchange | [`exchange`] | per attempt: rewrite the body, call the provider ([`providers`]), fail over on connect error, timeout, 429, 5xx or a bad first answer — only before the first byte went out |
 //! | stream | [`exchange`], [`sse`], [`stream`] | event by event, usage chunk stripped unless asked for, truncation and stalls end in an SSE error event, client disconnect cancels upstream |
 //! | answer | [`respond`] | every byte written to the client: JSON, errors, the SSE head and batches, cache replays |
+//! | remediate | [`handler`], `sluice_policy::Route::plan` | the remediation overlay (one atomic load): shed low-priority keys (503), answer from a stale cache entry, take a burning target out, substitute a model |
 //! | record | [`context`] → [`record`] | once per request, handed to the recorder without waiting; tokens, cost, metrics, access log and spans happen there |
+//! | evaluate | [`record`] → [`slo`] | SLO counts per route and target, burn rates, the remediation decision, the incident log ([`incidents`]) |
 //!
 //! pingora's phase chart (for the parts Sluice does not replace):
 //! <https://github.com/cloudflare/pingora/blob/main/docs/user_guide/phase_chart.md>.
@@ -27,12 +29,15 @@ pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod context;
+pub mod datadir;
 pub mod decision;
 pub mod dns;
 pub mod downstream;
 pub mod error;
 pub mod exchange;
+pub mod feedback;
 pub mod handler;
+pub mod incidents;
 pub mod live;
 pub mod providers;
 pub mod ratelimit;
@@ -41,6 +46,7 @@ pub mod reload;
 pub mod request;
 pub mod respond;
 pub mod server;
+pub mod slo;
 pub mod sse;
 pub mod state;
 pub mod stream;

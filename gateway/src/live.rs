@@ -2,8 +2,8 @@
 //! refreshed on a tick, and the spend kept in the data directory so a restart does not reset
 //! a budget.
 //!
-//! `spend.json` is written whole to a temporary file, synced and renamed over the old one, so
-//! a crash mid-write leaves the previous version, never half of one.
+//! `spend.json` is written whole ([`crate::datadir::write_atomic`]), so a crash mid-write
+//! leaves the previous version, never half of one.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -104,11 +104,11 @@ impl Service for LiveState {
                 since_save += TICK;
                 if since_save >= SAVE_EVERY {
                     since_save = Duration::ZERO;
-                    tokio::task::block_in_place(|| self.save(&mut last));
+                    crate::datadir::blocking(|| self.save(&mut last));
                 }
             }
             // The recorder (stopped before this) has added the last requests' cost.
-            tokio::task::block_in_place(|| self.save(&mut last));
+            crate::datadir::blocking(|| self.save(&mut last));
         })
     }
 }
@@ -125,19 +125,8 @@ pub fn load_spend(dir: &Path) -> Result<Vec<(String, SpendSnapshot)>, String> {
 }
 
 fn save_spend(dir: &Path, spend: &[(String, SpendSnapshot)]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
     let json = serde_json::to_vec_pretty(spend).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&json)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    // The rename is durable once the directory is.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::datadir::write_atomic(dir, FILE, &json)
 }
 
 #[cfg(test)]

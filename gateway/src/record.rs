@@ -9,17 +9,22 @@
 //! The queue is drained on a short tick rather than awaited, so a request never pays for
 //! waking this thread; lines reach standard output within [`TICK`].
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_observability::service::{Intake, Service, Shutdown};
 use sluice_observability::{
-    Flags, Metrics, SpanPolicy, SpanSink, TokenUsage, UsageSource, cost, tokens,
+    Flags, Metrics, RequestRecord, SpanPolicy, SpanSink, TokenUsage, UsageSource, cost, tokens,
 };
 
 use crate::context::Finished;
+use crate::feedback::Answered;
+use crate::slo;
+use crate::state::AppState;
 
 /// How often the queue is drained.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -34,17 +39,56 @@ pub struct Recorder {
     spans: SpanSink,
     /// The span sampling of the last policy generation seen: (generation, policy).
     span_policy: Option<(u64, SpanPolicy)>,
+    /// Which routes have SLOs, and which quality SLOs, as of policy generation `.0`.
+    slo_routes: (u64, SloRoutes),
+    /// Where SLO events and answers for feedback go.
+    state: Arc<AppState>,
     out: Vec<u8>,
 }
 
+/// The routes of one policy generation that have SLOs.
+#[derive(Debug, Default)]
+struct SloRoutes {
+    any: HashSet<Arc<str>>,
+    /// Routes with a `judge_score_at_least` SLO: their answers can be scored.
+    quality: HashSet<Arc<str>>,
+}
+
+impl SloRoutes {
+    fn of(policy: &sluice_policy::Policy) -> Self {
+        let mut s = Self::default();
+        for r in &policy.config.routes {
+            if r.slos.is_empty() {
+                continue;
+            }
+            let name: Arc<str> = Arc::from(r.name.as_str());
+            if r.slos
+                .iter()
+                .any(|x| matches!(x.sli, sluice_config::SliConfig::JudgeScoreAtLeast(_)))
+            {
+                s.quality.insert(Arc::clone(&name));
+            }
+            s.any.insert(name);
+        }
+        s
+    }
+}
+
 impl Recorder {
-    pub fn new(intake: Intake<Finished>, metrics: Metrics, spans: SpanSink) -> Self {
+    pub fn new(
+        intake: Intake<Finished>,
+        metrics: Metrics,
+        spans: SpanSink,
+        state: Arc<AppState>,
+    ) -> Self {
         Self {
             anonymous: (None, 0),
             intake,
             metrics,
             spans,
             span_policy: None,
+            slo_routes: (0, SloRoutes::default()),
+            state,
             out: Vec::with_capacity(64 << 10),
         }
     }
@@ -86,6 +130,7 @@ impl Recorder {
             record.content = Some(crate::capture::capture(body, answer));
         }
         self.metrics.record_request(&record);
+        self.feed_slos(&record, policy.as_deref());
         let (access_log, anonymous_cap, generation) = policy.as_ref().map_or((true, 10, 0), |p| {
             (
                 p.telemetry.access_log,
@@ -126,6 +171,44 @@ impl Recorder {
         }
     }
 
+    /// Hands the request to the SLO evaluator, and remembers its answer for feedback, when
+    /// its route has SLOs.
+    fn feed_slos(&mut self, record: &RequestRecord, policy: Option<&sluice_policy::Policy>) {
+        let Some(route) = &record.route else { return };
+        if let Some(p) = policy
+            && p.generation != self.slo_routes.0
+        {
+            self.slo_routes = (p.generation, SloRoutes::of(p));
+        }
+        let routes = &self.slo_routes.1;
+        if !routes.any.contains(route) {
+            return;
+        }
+        if let (true, Some(id), Some(tenant)) = (
+            routes.quality.contains(route),
+            &record.response_id,
+            &record.tenant,
+        ) {
+            self.state.answers.remember(
+                id.clone(),
+                Answered {
+                    route: Arc::clone(route),
+                    target: record
+                        .attempts
+                        .last()
+                        .map(|a| sluice_policy::remediation::TargetKey {
+                            provider: Arc::clone(&a.provider),
+                            model: Arc::clone(&a.model),
+                        }),
+                    tenant: Arc::clone(tenant),
+                },
+            );
+        }
+        if let Some(event) = slo::event_of(record) {
+            self.state.slo_events.offer(event);
+        }
+    }
+
     /// Whether another anonymous line fits this second's `cap`.
     fn anonymous_allowed(&mut self, cap: u32) -> bool {
         let now = tokio::time::Instant::now();
@@ -163,13 +246,7 @@ impl Recorder {
             let _ = stdout.write_all(out);
             let _ = stdout.flush();
         };
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(write);
-        } else {
-            write();
-        }
+        crate::datadir::blocking(write);
         self.out.clear();
     }
 }

@@ -25,6 +25,7 @@ use crate::downstream::Downstream;
 use crate::handler::DataPlane;
 use crate::record::{self, Recorder};
 use crate::reload::{PolicyWatch, Reloader};
+use crate::slo::{self, SloService};
 use crate::state::AppState;
 
 /// How long requests get to end themselves after the grace ran out.
@@ -58,19 +59,35 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let (spans, export) = SpanPipeline::build(&policy.telemetry, counters, &handle)
         .map_err(|e| format!("cannot start span export: {e}"))?;
     let (records, intake) = service::feed(record::QUEUE, metrics.queue_dropped("records"));
+    let (slo_events, slo_intake) = service::feed(slo::QUEUE, metrics.queue_dropped("slo"));
+    let (incident_push, _incident_push_intake) =
+        service::feed(slo::QUEUE, metrics.queue_dropped("incident_push"));
     let state = Arc::new(AppState::new(
         PolicyStore::new(policy),
         runtime,
         metrics.clone(),
         registry,
         records,
+        slo_events,
     ));
     let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
+    let slo = SloService::start(
+        Arc::clone(&state),
+        slo_intake,
+        incident_push,
+        server_cfg.data_dir.clone(),
+    )?;
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
-    // last records (and adds their cost), then the spend is saved, then the exporter sends
-    // the last spans.
+    // last records (and adds their cost), then the SLO evaluator counts them and saves its
+    // state, then the spend is saved, then the exporter sends the last spans.
     services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
-    services.spawn(Box::new(Recorder::new(intake, metrics, spans)));
+    services.spawn(Box::new(Recorder::new(
+        intake,
+        metrics,
+        spans,
+        Arc::clone(&state),
+    )));
+    services.spawn(Box::new(slo));
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),

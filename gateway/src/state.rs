@@ -13,6 +13,8 @@ use sluice_policy::{PolicyStore, RuntimeState};
 use crate::cache::ResponseCache;
 use crate::context::Finished;
 use crate::dns::Resolver;
+use crate::feedback::AnswerIndex;
+use crate::slo::{SloEvent, SloView};
 
 pub struct AppState {
     pub policy: PolicyStore,
@@ -26,6 +28,12 @@ pub struct AppState {
     pub cache: ResponseCache,
     /// Finished requests, on their way to the recorder (never waits; drops counted).
     pub records: Feed<Finished>,
+    /// Requests and quality scores, on their way to the SLO evaluator (never waits).
+    pub slo_events: Feed<SloEvent>,
+    /// SLO statuses and incident timelines, for the admin views.
+    pub slo: SloView,
+    /// Recent answers by response id, so apps can score them (`POST /v1/feedback`).
+    pub answers: AnswerIndex,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Open data-plane connections, against `server.max_connections`.
@@ -45,6 +53,7 @@ impl AppState {
         metrics: Metrics,
         registry: Registry,
         records: Feed<Finished>,
+        slo_events: Feed<SloEvent>,
     ) -> Self {
         let snapshot = policy.snapshot();
         let server = &snapshot.server;
@@ -62,6 +71,9 @@ impl AppState {
             registry,
             resolver: Resolver::default(),
             records,
+            slo_events,
+            slo: SloView::default(),
+            answers: AnswerIndex::new(),
             inflight: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),

@@ -695,7 +695,11 @@ impl Metrics {
                 trace_id: crate::spans::trace_id_hex(&r.trace),
             })
         };
-        if matches!(r.endpoint, Endpoint::Models | Endpoint::Other) || r.route.is_none() {
+        if matches!(
+            r.endpoint,
+            Endpoint::Models | Endpoint::Feedback | Endpoint::Other
+        ) || r.route.is_none()
+        {
             return;
         }
 

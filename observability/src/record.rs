@@ -14,6 +14,8 @@ pub enum Endpoint {
     Completions,
     Embeddings,
     Models,
+    /// `POST /v1/feedback`: an app's score of an answer.
+    Feedback,
     Other,
 }
 
@@ -46,6 +48,8 @@ pub enum ErrorKind {
     InvalidRequest,
     RequestTooLarge,
     ModelNotFound,
+    /// `POST /v1/feedback` named an answer Sluice does not know (for this tenant).
+    ResponseNotFound,
     UnknownUrl,
     MethodNotAllowed,
     /// A provider's 429, or the key's own limit.
@@ -321,6 +325,7 @@ impl Endpoint {
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
             Self::Models => "models",
+            Self::Feedback => "feedback",
             Self::Other => "other",
         }
     }
@@ -331,7 +336,7 @@ impl Endpoint {
             Self::ChatCompletions => "chat",
             Self::Completions => "text_completion",
             Self::Embeddings => "embeddings",
-            Self::Models | Self::Other => "other",
+            Self::Models | Self::Feedback | Self::Other => "other",
         }
     }
 }
@@ -358,6 +363,7 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid_request",
             Self::RequestTooLarge => "request_too_large",
             Self::ModelNotFound => "model_not_found",
+            Self::ResponseNotFound => "response_not_found",
             Self::UnknownUrl => "unknown_url",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimitExceeded => "rate_limit_exceeded",

@@ -299,6 +299,7 @@ fn http_route(endpoint: Endpoint) -> Option<&'static str> {
         Endpoint::Completions => Some("/v1/completions"),
         Endpoint::Embeddings => Some("/v1/embeddings"),
         Endpoint::Models => Some("/v1/models"),
+        Endpoint::Feedback => Some("/v1/feedback"),
         Endpoint::Other => None,
     }
 }

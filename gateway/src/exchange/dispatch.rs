@@ -79,7 +79,9 @@ fn api_path(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Completions => "/completions",
         Endpoint::Embeddings => "/embeddings",
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Other => "/chat/completions",
+        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
+            "/chat/completions"
+        }
     }
 }
 
@@ -87,7 +89,7 @@ fn mock_endpoint(endpoint: Endpoint) -> mock::Endpoint {
     match endpoint {
         Endpoint::Completions => mock::Endpoint::Completions,
         Endpoint::Embeddings => mock::Endpoint::Embeddings,
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Other => {
+        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
             mock::Endpoint::ChatCompletions
         }
     }

@@ -133,7 +133,7 @@ impl OpenAiRequest {
                     ));
                 }
             }
-            Endpoint::Models | Endpoint::Other => {}
+            Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {}
         }
 
         let number = |name: &str| value(name).and_then(|v| serde_json::from_slice::<f64>(v).ok());

@@ -170,17 +170,16 @@ fn target_key(provider: &str, model: &str) -> crate::remediation::TargetKey {
     }
 }
 
-/// The plan of `model`'s route under `overlay`: (candidates, skipped, panic, actions).
-fn order_under(
-    p: &Policy,
-    model: &str,
-    overlay: &crate::remediation::RouteOverlay,
-) -> (
+/// A plan as the tests compare it: (candidates, skipped, panic, actions).
+type Shape = (
     Vec<String>,
     Vec<(String, &'static str)>,
     bool,
     Vec<&'static str>,
-) {
+);
+
+/// The plan of `model`'s route under `overlay`.
+fn order_under(p: &Policy, model: &str, overlay: &crate::remediation::RouteOverlay) -> Shape {
     let (route, public) = p.find_route(model, |_, _| false).expect("routed");
     let plan = route.plan(public, Instant::now(), [1, 2], Some(overlay));
     (
@@ -215,14 +214,15 @@ async fn remediation_overlays_shape_the_plan() {
         ..RouteOverlay::default()
     };
     // (case, route model, overlay, candidates, skipped, actions)
-    let table: Vec<(
-        &str,
-        &str,
+    type Case<'a> = (
+        &'a str,
+        &'a str,
         RouteOverlay,
         Vec<String>,
-        Vec<(String, &str)>,
-        Vec<&str>,
-    )> = vec![
+        Vec<(String, &'a str)>,
+        Vec<&'a str>,
+    );
+    let table: Vec<Case<'_>> = vec![
         (
             "no entries: the plain plan",
             "two",

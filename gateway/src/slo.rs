@@ -1,0 +1,536 @@
+//! The SLO evaluator and remediation controller: one background service that owns the SLO
+//! engine, feeds it every finished request (and every quality score), and on each tick
+//! publishes the SLO gauges, runs the remediation decision and applies its outcome.
+//!
+//! ```text
+//! request ─► recorder ─► SloEvent feed ─► SloService ─┬─► engine (buckets per route, target)
+//!                                                     ├─► gauges, /admin/slo
+//!                                                     ├─► decide() ─► overlay (arc-swap) ─► routing
+//!                                                     └─► incident log (fsync) ─► push feed
+//! ```
+//!
+//! Nothing here is on the request path: requests hand their record to the recorder with one
+//! `offer`, and read the overlay with one atomic load. The decision itself is
+//! `sluice_policy::remediation::decide`, a pure function; this module only gathers its inputs
+//! (statuses, the policy's rules and routes, the last overlay) and applies its outputs.
+//!
+//! The engine's counts are saved to `<data_dir>/slo.json` every `slo.snapshot_every` and at
+//! shutdown, and restored at start (shifted by the time the process was down), so a restart
+//! does not forget how much error budget was spent. The overlay is not saved: after a restart
+//! the controller decides afresh from the restored counts within a tick or two.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use sluice_observability::metrics::{
+    IncidentEventLabels, RemediationLabels, SloEventLabels, SloLabels, SloWindowLabels,
+};
+use sluice_observability::service::{Feed, Intake, Service, Shutdown};
+use sluice_observability::slo::{
+    ErrorClass, QualitySample, SloEngine, SloSample, SloSpec, WindowScale,
+};
+use sluice_observability::{AttemptOutcome, ErrorKind, Outcome, RequestRecord};
+use sluice_policy::Policy;
+use sluice_policy::remediation::{
+    self, AlertLevel, IncidentEvent, Overlay, SloStatus, TargetKey, Window,
+};
+use tokio::time::Instant;
+
+use crate::incidents::{self, IncidentLog, Timelines};
+use crate::state::AppState;
+
+/// Events waiting for the evaluator; more are dropped (and counted).
+pub const QUEUE: usize = 65_536;
+/// The engine's snapshot in the data directory.
+pub const SNAPSHOT_FILE: &str = "slo.json";
+/// How often targets nobody has sent to for a long time are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// What the evaluator is fed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SloEvent {
+    /// A finished request, and its attempts that a later attempt took over from (counted for
+    /// their targets only).
+    Request {
+        sample: SloSample,
+        retried: Vec<SloSample>,
+    },
+    /// A judge's or an app's score of an answer.
+    Quality(QualitySample),
+}
+
+/// How a finished request counts for the SLOs of its route; `None` when it never reached a
+/// route.
+pub fn event_of(r: &RequestRecord) -> Option<SloEvent> {
+    let route = r.route.as_ref()?;
+    let key = |provider: &Arc<str>, model: &Arc<str>| TargetKey {
+        provider: Arc::clone(provider),
+        model: Arc::clone(model),
+    };
+    let target = r.attempts.last().map(|a| key(&a.provider, &a.model));
+    let retried = r
+        .attempts
+        .iter()
+        .take(r.attempts.len().saturating_sub(1))
+        .filter(|a| {
+            !matches!(
+                a.outcome,
+                AttemptOutcome::Ok | AttemptOutcome::ClientError | AttemptOutcome::Cancelled
+            )
+        })
+        .map(|a| SloSample {
+            route: Arc::clone(route),
+            target: Some(key(&a.provider, &a.model)),
+            class: ErrorClass::Bad,
+            ttft: None,
+            duration: a.duration,
+        })
+        .collect();
+    Some(SloEvent::Request {
+        sample: SloSample {
+            route: Arc::clone(route),
+            target,
+            class: class_of(r),
+            ttft: r.time_to_first_chunk,
+            duration: r.duration,
+        },
+        retried,
+    })
+}
+
+/// `errors`: failures are Sluice's or its providers'; what the client did (a bad request, a
+/// cancel) and what Sluice refused on purpose (shedding, draining) count for nothing.
+fn class_of(r: &RequestRecord) -> ErrorClass {
+    match r.outcome {
+        Outcome::Ok => ErrorClass::Good,
+        Outcome::ClientError | Outcome::Cancelled => ErrorClass::Excluded,
+        _ if matches!(
+            r.error_type,
+            Some(ErrorKind::LoadShed | ErrorKind::Draining)
+        ) =>
+        {
+            ErrorClass::Excluded
+        }
+        _ => ErrorClass::Bad,
+    }
+}
+
+/// What the admin views read: the last evaluation's statuses and the incident timelines.
+#[derive(Debug, Default)]
+pub struct SloView {
+    statuses: ArcSwap<Vec<SloStatus>>,
+    timelines: Mutex<Timelines>,
+}
+
+impl SloView {
+    /// Every SLO's status (the route's, then each target's) as of the last tick.
+    pub fn statuses(&self) -> Arc<Vec<SloStatus>> {
+        self.statuses.load_full()
+    }
+
+    /// `GET /admin/incidents`.
+    pub fn incidents(&self, overlay: &Overlay) -> serde_json::Value {
+        self.lock().view(overlay)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Timelines> {
+        self.timelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The evaluator and controller service.
+pub struct SloService {
+    state: Arc<AppState>,
+    intake: Intake<SloEvent>,
+    push: Feed<IncidentEvent>,
+    dir: PathBuf,
+    engine: SloEngine,
+    generation: u64,
+    log: Option<IncidentLog>,
+    batch: Vec<SloEvent>,
+    /// Route-level (slo, route) pairs whose gauges were set, so gone ones can be removed.
+    published: HashSet<(Arc<str>, Arc<str>)>,
+    /// (route, action) pairs whose `remediation_active` gauge was set.
+    active: HashSet<(Arc<str>, &'static str)>,
+    last_prune: Instant,
+}
+
+impl SloService {
+    /// The service for the serving policy, with the engine's counts and the incident
+    /// timelines read back from `dir`. Problems with either are logged, never fatal: the
+    /// gateway serves, and counts afresh.
+    pub fn start(
+        state: Arc<AppState>,
+        intake: Intake<SloEvent>,
+        push: Feed<IncidentEvent>,
+        dir: PathBuf,
+    ) -> Result<Self, String> {
+        let policy = state.policy.snapshot();
+        let now = Instant::now();
+        let mut engine = SloEngine::new(SloSpec::all_of(&policy.config), scale(&policy), now)
+            .map_err(|e| format!("cannot start the SLO engine: {e}"))?;
+        let snapshot = dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&snapshot) {
+            Ok(bytes) => match engine.restore(&bytes, now, SystemTime::now()) {
+                Ok(report) => tracing::info!(
+                    file = %snapshot.display(),
+                    report = ?report,
+                    "SLO state restored."
+                ),
+                Err(e) => tracing::warn!(
+                    file = %snapshot.display(),
+                    error = %e,
+                    "Cannot restore SLO state; counting from zero."
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                file = %snapshot.display(),
+                error = %e,
+                "Cannot read SLO state; counting from zero."
+            ),
+        }
+        let timelines = match incidents::read(&dir) {
+            Ok((events, unreadable)) => {
+                if unreadable > 0 {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        unreadable,
+                        "Some incident log lines could not be read; they are left out."
+                    );
+                }
+                Timelines::from_events(events)
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "Cannot read the incident log.");
+                Timelines::default()
+            }
+        };
+        // Incident numbers continue where the log left off.
+        state
+            .runtime
+            .publish_overlay(Arc::new(Overlay::new(timelines.max_id() + 1)));
+        *state.slo.lock() = timelines;
+        let log = open_log(&dir);
+        Ok(Self {
+            generation: policy.generation,
+            state,
+            intake,
+            push,
+            dir,
+            engine,
+            log,
+            batch: Vec::with_capacity(1024),
+            published: HashSet::new(),
+            active: HashSet::new(),
+            last_prune: now,
+        })
+    }
+
+    /// Takes in what arrived since the last call.
+    fn ingest(&mut self, now: Instant) {
+        let metrics = &self.state.metrics;
+        let count = |spec: &SloSpec, good: bool| {
+            metrics
+                .slo_events
+                .get_or_create(&SloEventLabels {
+                    slo: Arc::clone(&spec.name),
+                    route: Arc::clone(&spec.route),
+                    good: if good { "true" } else { "false" },
+                })
+                .inc();
+        };
+        while self.intake.drain_into(&mut self.batch, 1024) > 0 {
+            for event in self.batch.drain(..) {
+                match event {
+                    SloEvent::Request { sample, retried } => {
+                        for attempt in &retried {
+                            self.engine.ingest_attempt(now, attempt);
+                        }
+                        self.engine.ingest_with(now, &sample, count);
+                    }
+                    SloEvent::Quality(q) => self.engine.ingest_quality_with(now, &q, count),
+                }
+            }
+        }
+    }
+
+    /// One evaluation: statuses, gauges, the decision, and what it changed.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let policy = self.state.policy.snapshot();
+        if policy.generation != self.generation {
+            self.reconfigure(&policy, now);
+        }
+        self.ingest(now);
+        if now.saturating_duration_since(self.last_prune) >= PRUNE_EVERY {
+            self.engine.prune(now);
+            self.last_prune = now;
+        }
+        let statuses = self.engine.status(now);
+        self.publish_gauges(&statuses);
+
+        let current = self.state.runtime.overlay_full();
+        let decision = remediation::decide(
+            now,
+            &statuses,
+            policy.remediation_rules(),
+            policy.route_targets(),
+            &current,
+        );
+        if decision.overlay != *current {
+            self.publish_active(&decision.overlay);
+            self.state
+                .runtime
+                .publish_overlay(Arc::new(decision.overlay));
+        }
+        if !decision.transitions.is_empty() {
+            let wall = SystemTime::now();
+            let events: Vec<IncidentEvent> = decision
+                .transitions
+                .into_iter()
+                .map(|t| IncidentEvent::new(t, wall))
+                .collect();
+            self.record(events);
+        }
+        self.state.slo.statuses.store(Arc::new(statuses));
+    }
+
+    /// A new policy: the engine keeps the counts of every SLO that still counts the same thing.
+    fn reconfigure(&mut self, policy: &Policy, now: Instant) {
+        self.generation = policy.generation;
+        match self
+            .engine
+            .reconfigure(SloSpec::all_of(&policy.config), scale(policy), now)
+        {
+            Ok(report) => tracing::info!(report = ?report, "SLOs reconfigured for the new policy."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot apply the new SLOs; keeping the previous ones.")
+            }
+        }
+    }
+
+    /// Writes the events to the log (synced), the timelines, the metrics and the push feed.
+    fn record(&mut self, events: Vec<IncidentEvent>) {
+        if self.log.is_none() {
+            self.log = open_log(&self.dir);
+        }
+        if let Some(log) = &mut self.log {
+            let written = crate::datadir::blocking(|| log.append(&events));
+            if let Err(e) = written {
+                tracing::error!(
+                    file = %log.path().display(),
+                    error = %e,
+                    "Cannot write the incident log; the events are kept in memory only."
+                );
+                self.log = None;
+            }
+        }
+        let mut timelines = self.state.slo.lock();
+        for e in events {
+            let t = &e.transition;
+            self.state
+                .metrics
+                .incident_events
+                .get_or_create(&IncidentEventLabels {
+                    action: t.action.as_str(),
+                    event: t.event.as_str(),
+                })
+                .inc();
+            tracing::info!(
+                incident = t.incident,
+                route = %t.route,
+                rule = %t.rule,
+                action = t.action.as_str(),
+                event = t.event.as_str(),
+                dry_run = t.dry_run,
+                target = ?t.target.as_ref().map(ToString::to_string),
+                "Incident {}.",
+                t.event.as_str()
+            );
+            self.push.offer(e.clone());
+            timelines.add(e);
+        }
+    }
+
+    /// Route-level burn rates, budgets and alert levels; gauges of SLOs that went away are
+    /// removed rather than left at their last value.
+    fn publish_gauges(&mut self, statuses: &[SloStatus]) {
+        let metrics = &self.state.metrics;
+        let mut seen = HashSet::with_capacity(self.published.len());
+        for s in statuses.iter().filter(|s| s.target.is_none()) {
+            let labels = SloLabels {
+                slo: Arc::clone(&s.slo),
+                route: Arc::clone(&s.route),
+            };
+            for w in Window::ALL {
+                let wl = SloWindowLabels {
+                    slo: Arc::clone(&s.slo),
+                    route: Arc::clone(&s.route),
+                    window: w.as_str(),
+                };
+                match s.burn(w) {
+                    Some(b) => {
+                        metrics.slo_burn_rate.get_or_create(&wl).set(b);
+                    }
+                    None => {
+                        metrics.slo_burn_rate.remove(&wl);
+                    }
+                }
+            }
+            metrics
+                .slo_budget_remaining
+                .get_or_create(&labels)
+                .set(s.budget_remaining);
+            metrics.slo_alert.get_or_create(&labels).set(match s.alert {
+                AlertLevel::None => 0,
+                AlertLevel::Ticket => 1,
+                AlertLevel::Page => 2,
+            });
+            seen.insert((Arc::clone(&s.slo), Arc::clone(&s.route)));
+        }
+        for (slo, route) in self.published.difference(&seen) {
+            let labels = SloLabels {
+                slo: Arc::clone(slo),
+                route: Arc::clone(route),
+            };
+            metrics.slo_budget_remaining.remove(&labels);
+            metrics.slo_alert.remove(&labels);
+            for w in Window::ALL {
+                metrics.slo_burn_rate.remove(&SloWindowLabels {
+                    slo: Arc::clone(slo),
+                    route: Arc::clone(route),
+                    window: w.as_str(),
+                });
+            }
+        }
+        self.published = seen;
+    }
+
+    /// `sluice_remediation_active{route,action}`: entries in force, per route and action.
+    fn publish_active(&mut self, overlay: &Overlay) {
+        let metrics = &self.state.metrics;
+        let mut now_active: HashSet<(Arc<str>, &'static str)> = HashSet::new();
+        let mut counts: Vec<((Arc<str>, &'static str), i64)> = Vec::new();
+        for (route, entry) in overlay.routes() {
+            let mut add = |action: &'static str, n: usize| {
+                if n > 0 {
+                    now_active.insert((Arc::clone(route), action));
+                    counts.push((
+                        (Arc::clone(route), action),
+                        i64::try_from(n).unwrap_or(i64::MAX),
+                    ));
+                }
+            };
+            add("failover", entry.ejected.len());
+            add("downgrade_to", usize::from(entry.substitution.is_some()));
+            add(
+                "cache_fallback",
+                usize::from(entry.cache_fallback.is_some()),
+            );
+            add("shed", usize::from(entry.shed.is_some()));
+        }
+        for ((route, action), n) in counts {
+            metrics
+                .remediation_active
+                .get_or_create(&RemediationLabels { route, action })
+                .set(n);
+        }
+        for (route, action) in self.active.difference(&now_active) {
+            metrics
+                .remediation_active
+                .get_or_create(&RemediationLabels {
+                    route: Arc::clone(route),
+                    action,
+                })
+                .set(0);
+        }
+        self.active = now_active;
+    }
+
+    /// Saves the engine's counts (atomically: a crash leaves the previous snapshot).
+    fn save(&self) {
+        let bytes = match self.engine.snapshot(Instant::now(), SystemTime::now()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot encode SLO state.");
+                return;
+            }
+        };
+        let saved = crate::datadir::blocking(|| {
+            crate::datadir::write_atomic(&self.dir, SNAPSHOT_FILE, &bytes)
+        });
+        if let Err(e) = saved {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                error = %e,
+                "Cannot save SLO state; it is kept in memory and saved again later."
+            );
+        }
+    }
+}
+
+fn scale(policy: &Policy) -> WindowScale {
+    WindowScale::new(policy.config.slo.window_scale).unwrap_or_default()
+}
+
+fn open_log(dir: &std::path::Path) -> Option<IncidentLog> {
+    match IncidentLog::open(dir) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::error!(
+                dir = %dir.display(),
+                error = %e,
+                "Cannot open the incident log; incidents are kept in memory only until it can be."
+            );
+            None
+        }
+    }
+}
+
+impl Service for SloService {
+    fn name(&self) -> &'static str {
+        "slo"
+    }
+
+    fn run(self: Box<Self>, mut shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut this = *self;
+        Box::pin(async move {
+            let mut every = this.state.policy.snapshot().config.slo.evaluate_every;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_save = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.wait() => break,
+                }
+                this.tick();
+                let settings = this.state.policy.snapshot().config.slo;
+                if settings.evaluate_every != every {
+                    every = settings.evaluate_every;
+                    tick = tokio::time::interval_at(Instant::now() + every, every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                if last_save.elapsed() >= settings.snapshot_every {
+                    this.save();
+                    last_save = Instant::now();
+                }
+            }
+            // The recorder (stopped before this) has handed over its last requests.
+            this.intake.close();
+            this.ingest(Instant::now());
+            this.save();
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
