@@ -52,4 +52,7 @@ pub mod state;
 pub mod stream;
 pub mod trace;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use error::GatewayError;

@@ -392,4 +392,6 @@ fn last_token_is(v: &[u8], token: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

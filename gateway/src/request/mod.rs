@@ -453,4 +453,6 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

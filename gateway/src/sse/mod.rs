@@ -28,6 +28,8 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// The UTF-8 byte order mark, ignored at the very start of a stream.
