@@ -103,6 +103,14 @@ impl Response {
                     Err(e) => return Err(fail(e, received)),
                 }
             };
+            // One read can bring more than the limit (the buffer grows past it after an interim
+            // head is split off), so the parsed head is measured too, not only the buffer.
+            if head_len > MAX_HEAD_BYTES {
+                return Err(fail(
+                    format!("the response head exceeds {MAX_HEAD_BYTES} bytes"),
+                    true,
+                ));
+            }
             let head = buf.split_to(head_len).freeze();
             if (100..200).contains(&status) && status != 101 {
                 continue;
