@@ -1301,3 +1301,82 @@ async fn statuses_serialise_for_the_admin_view() {
     assert!(ttft["band"]["lower"].as_f64() < ttft["band"]["upper"].as_f64());
     assert_eq!(ttft["scope"]["target"]["provider"], "anthropic");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ttft_drift_drives_a_downgrade_through_remediation() {
+    use sluice_policy::remediation::{
+        Action, Event, Overlay, RouteTarget, RouteTargets, Rule, Trigger, decide_with_anomalies,
+    };
+    let mut sim = warm_sim(41);
+    let start = WARM_DAYS * DAY + 9 * HOUR;
+    let drift_at = start + 20 * MIN;
+    let drift_end = drift_at + 20 * MIN;
+    let rules = [Rule::new(
+        "ttft-drift",
+        "chat",
+        Trigger::anomaly(AnomalySignal::Ttft, 0.0),
+        Action::DowngradeTo(vec![name("gpt-4o-mini")]),
+    )];
+    let routes = [RouteTargets {
+        route: name("chat"),
+        targets: vec![
+            RouteTarget {
+                target: key("openai", "gpt-4o"),
+                weight: 50,
+            },
+            RouteTarget {
+                target: key("anthropic", "claude-sonnet"),
+                weight: 50,
+            },
+        ],
+    }];
+    let mut overlay = Overlay::default();
+    let mut log: Vec<(u64, &'static str)> = Vec::new();
+    let mut slower = |s: u64, m: &TargetModel, d: &mut Draft, _: &mut Rng| {
+        if (drift_at..drift_end).contains(&s)
+            && &*m.target.provider == "openai"
+            && let Some(t) = d.sample.ttft.as_mut()
+        {
+            *t *= 3;
+        }
+    };
+    let (t0, base) = (sim.t0, sim.base);
+    sim.run(start, drift_end + 30 * MIN, &mut slower, &mut |s, st, _| {
+        let now = t0 + Duration::from_secs(s - base);
+        let d = decide_with_anomalies(now, &[], &st.anomalies, &rules, &routes, &overlay);
+        for t in &d.transitions {
+            if let Event::ActionTaken { .. } = t.event {
+                assert_eq!(t.anomalies.len(), 1, "the route's ttft anomaly as evidence");
+                assert_eq!(
+                    t.anomalies[0].scope,
+                    AnomalyScope::Route {
+                        route: name("chat")
+                    }
+                );
+            }
+            log.push((s, t.event.as_str()));
+        }
+        overlay = d.overlay;
+    });
+    eprintln!(
+        "remediation: {:?}",
+        log.iter()
+            .map(|(s, e)| format!("{e} at +{} s", s.saturating_sub(drift_at)))
+            .collect::<Vec<_>>()
+    );
+    let at = |kind: &str| log.iter().find(|(_, e)| *e == kind).map(|(s, _)| *s);
+    let taken = at("action_taken").expect("downgraded");
+    assert!(taken > drift_at && taken - drift_at <= 4 * MIN, "{taken}");
+    assert_eq!(at("opened"), Some(taken));
+    // The probe sees the original recover only after the drift; the hold and the cooldown
+    // then unwind it, and the incident resolves once the route's anomaly clears.
+    let unwound = at("unwound").expect("unwound");
+    assert!(unwound > drift_end, "held while openai was slow");
+    assert!(at("resolved").is_some_and(|r| r >= unwound));
+    assert!(overlay.is_empty() && overlay.incidents().is_empty());
+    assert_eq!(
+        log.iter().filter(|(_, e)| *e == "action_taken").count(),
+        1,
+        "no flapping"
+    );
+}
