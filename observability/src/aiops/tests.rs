@@ -829,6 +829,12 @@ async fn baselines_survive_snapshot_and_restore() {
         snap,
         "the same baselines"
     );
+    eprintln!(
+        "snapshot after {WARM_DAYS} days: {} bytes for {} scopes ({} levels)",
+        snap.len(),
+        report.series,
+        report.levels
+    );
 
     // The restored bands are live at once: the first evaluation with traffic scores against
     // them.
