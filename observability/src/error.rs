@@ -19,4 +19,14 @@ pub enum Error {
     SnapshotEncode(#[source] serde_json::Error),
     #[error("slo snapshot format version {found} is not supported (this build reads {supported})")]
     SnapshotVersion { found: u64, supported: u64 },
+    #[error("aiops settings: {why}")]
+    AiopsConfig { why: &'static str },
+    #[error("aiops snapshot is not readable: {0}")]
+    AiopsSnapshotDecode(#[source] serde_json::Error),
+    #[error("aiops snapshot could not be written: {0}")]
+    AiopsSnapshotEncode(#[source] serde_json::Error),
+    #[error(
+        "aiops snapshot format version {found} is not supported (this build reads {supported})"
+    )]
+    AiopsSnapshotVersion { found: u64, supported: u64 },
 }

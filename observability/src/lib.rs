@@ -4,10 +4,12 @@
 //!
 //! Owns: metric names, help texts, label sets (closed sets only: configured routes, catalog
 //! models, declared tenants, fixed enums; never a key, user id or prompt), token counting and
-//! cost, recording a finished request, and the SLO engine ([`slo`]: windows, burn rates,
-//! budgets, snapshots, Prometheus rules). Does not own: pingora, sockets, or deciding what
+//! cost, recording a finished request, the SLO engine ([`slo`]: windows, burn rates,
+//! budgets, snapshots, Prometheus rules) and the AIOps engine ([`aiops`]: learned baselines,
+//! anomalies, alert grouping, root-cause hints). Does not own: pingora, sockets, or deciding what
 //! happened to a request.
 
+pub mod aiops;
 pub mod cost;
 mod error;
 pub mod export;

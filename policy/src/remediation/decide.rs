@@ -26,6 +26,12 @@
 //! for `shed`, the route's own status (shedding is unwound once the admitted traffic is served
 //! well, and comes back, after its hold, if the load does).
 //!
+//! A rule on an anomaly condition ([`BurnCondition::Anomaly`]) runs the same machine over
+//! [`AnomalyStatus`]es (route scope for route-wide actions, target scope for `failover` and the
+//! per-target reads): the trigger holds while the detector flags the signal, and the probe
+//! reads how far out of its band the original is ([`AnomalyStatus::excess`], healthy under 1),
+//! so the hold, cooldown, probe share and caps apply unchanged.
+//!
 //! Safety: at most one live change (apply, switch, revert, unwind) per route per tick, taken in
 //! this order: incidents whose rule went away, guard reverts and unwinds of open incidents,
 //! then new actions, each group in rule order; an action touches at most its rule's
@@ -37,9 +43,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::anomaly::{AnomalyScope, AnomalySignal, AnomalyStatus};
 use super::event::{BlockReason, Event, Transition, UnwindReason};
 use super::overlay::{Applied, Incident, Overlay, Phase, Verdict};
-use super::rule::{Action, Rule};
+use super::rule::{Action, BurnCondition, Guard, Rule};
 use super::status::{SloStatus, TargetKey, Window};
 
 /// The window whose burn says whether an original recovered.
@@ -71,9 +78,23 @@ pub struct Decision {
 
 /// One controller tick. `rules` are taken in order (a later rule with an earlier rule's name is
 /// ignored); `routes` lists every route's targets; `current` is the last published overlay.
+/// Rules on an anomaly condition see no anomaly here: use [`decide_with_anomalies`].
 pub fn decide(
     now: Instant,
     statuses: &[SloStatus],
+    rules: &[Rule],
+    routes: &[RouteTargets],
+    current: &Overlay,
+) -> Decision {
+    decide_with_anomalies(now, statuses, &[], rules, routes, current)
+}
+
+/// [`decide`] with the AIOps detector's statuses too, for rules on an anomaly condition. Only
+/// route and target scopes are read; tenant-scope statuses are ignored.
+pub fn decide_with_anomalies(
+    now: Instant,
+    statuses: &[SloStatus],
+    anomalies: &[AnomalyStatus],
     rules: &[Rule],
     routes: &[RouteTargets],
     current: &Overlay,
@@ -90,6 +111,18 @@ pub fn decide(
             .map(|s| ((&*s.slo, &*s.route, s.target.as_ref()), s))
             .collect(),
         all_statuses: statuses,
+        anomalies: anomalies
+            .iter()
+            .filter_map(|a| {
+                let key = match &a.scope {
+                    AnomalyScope::Route { route } => (a.signal, &**route, None),
+                    AnomalyScope::Target { route, target } => (a.signal, &**route, Some(target)),
+                    AnomalyScope::Tenant { .. } => return None,
+                };
+                Some((key, a))
+            })
+            .collect(),
+        all_anomalies: anomalies,
         routes: routes.iter().map(|r| (&*r.route, r)).collect(),
         changed: HashSet::new(),
         transitions: Vec::new(),
@@ -119,11 +152,28 @@ pub fn decide(
 }
 
 type StatusKey<'a> = (&'a str, &'a str, Option<&'a TargetKey>);
+type AnomalyKey<'a> = (AnomalySignal, &'a str, Option<&'a TargetKey>);
+
+/// One status a condition reads: an SLO's, or an anomaly's for an anomaly condition.
+#[derive(Clone, Copy)]
+enum Reading<'a> {
+    Slo(&'a SloStatus),
+    Anomaly(&'a AnomalyStatus),
+}
+
+/// The statuses behind a step, as the transition carries them.
+#[derive(Clone, Default)]
+struct Evidence {
+    slo: Vec<SloStatus>,
+    anomalies: Vec<AnomalyStatus>,
+}
 
 struct Tick<'a> {
     now: Instant,
     statuses: HashMap<StatusKey<'a>, &'a SloStatus>,
     all_statuses: &'a [SloStatus],
+    anomalies: HashMap<AnomalyKey<'a>, &'a AnomalyStatus>,
+    all_anomalies: &'a [AnomalyStatus],
     routes: HashMap<&'a str, &'a RouteTargets>,
     /// Routes that had a live change this tick.
     changed: HashSet<Arc<str>>,
@@ -141,6 +191,24 @@ impl<'a> Tick<'a> {
 
     fn route(&self, route: &str) -> Option<&'a RouteTargets> {
         self.routes.get(route).copied()
+    }
+
+    /// What `cond` reads for `route` (and `target`): the anomaly status of its signal, or the
+    /// status of `slo`.
+    fn reading(
+        &self,
+        cond: &BurnCondition,
+        slo: &str,
+        route: &str,
+        target: Option<&TargetKey>,
+    ) -> Option<Reading<'a>> {
+        match cond.anomaly_signal() {
+            Some(signal) => self
+                .anomalies
+                .get(&(signal, route, target))
+                .map(|a| Reading::Anomaly(a)),
+            None => self.status(slo, route, target).map(Reading::Slo),
+        }
     }
 
     /// Ends incidents whose rule is gone or changed meaning, or whose route or target is gone.
@@ -180,12 +248,12 @@ impl<'a> Tick<'a> {
         let mut inc = self.incidents[i].clone();
         let live_active = inc.phase == Phase::Active && !inc.rule.dry_run;
         if live_active && self.changed.contains(&inc.rule.route) {
-            self.block(&mut inc, BlockReason::OneChangePerTick, Vec::new());
+            self.block(&mut inc, BlockReason::OneChangePerTick, Evidence::default());
             self.incidents[i] = inc;
             return false;
         }
         if inc.phase == Phase::Active {
-            self.unwind(&mut inc, reason, Vec::new());
+            self.unwind(&mut inc, reason, Evidence::default());
         }
         let evidence = self.trigger_evidence(&inc);
         self.resolve(&inc, evidence);
@@ -239,14 +307,11 @@ impl<'a> Tick<'a> {
         else {
             return false;
         };
-        let tripped: Vec<SloStatus> = self
-            .model_statuses(&guard.slo, &rule.route, model)
-            .filter(|s| guard.burn.holds(s))
-            .cloned()
-            .collect();
+        let tripped = self.guard_tripped(guard, &rule.route, model);
         if tripped.is_empty() {
             return false;
         }
+        let tripped = Evidence::of(tripped);
         let from = Arc::clone(model);
         if !rule.dry_run && self.changed.contains(&rule.route) {
             self.block(inc, BlockReason::OneChangePerTick, tripped);
@@ -319,7 +384,7 @@ impl<'a> Tick<'a> {
     }
 
     /// Takes the action back and records it.
-    fn unwind(&mut self, inc: &mut Incident, reason: UnwindReason, evidence: Vec<SloStatus>) {
+    fn unwind(&mut self, inc: &mut Incident, reason: UnwindReason, evidence: Evidence) {
         let held = inc.applied_at.map_or_else(Default::default, |at| {
             self.now.saturating_duration_since(at)
         });
@@ -346,7 +411,7 @@ impl<'a> Tick<'a> {
         );
     }
 
-    fn resolve(&mut self, inc: &Incident, evidence: Vec<SloStatus>) {
+    fn resolve(&mut self, inc: &Incident, evidence: Evidence) {
         let open_for = self.now.saturating_duration_since(inc.opened_at);
         self.push(inc, Event::Resolved { open_for }, evidence);
     }
@@ -504,10 +569,9 @@ impl<'a> Tick<'a> {
             })
         };
         let guard_burning = |model: &str| {
-            rule.guard.as_ref().is_some_and(|g| {
-                self.model_statuses(&g.slo, &rule.route, model)
-                    .any(|s| g.burn.holds(s))
-            })
+            rule.guard
+                .as_ref()
+                .is_some_and(|g| !self.guard_tripped(g, &rule.route, model).is_empty())
         };
         candidates
             .iter()
@@ -562,10 +626,10 @@ impl<'a> Tick<'a> {
     /// Whether the rule's trigger holds for `subject` (a target, for failover).
     fn trigger_holds(&self, rule: &Rule, subject: Option<&TargetKey>) -> bool {
         let when = &rule.when;
-        let Some(status) = self.status(&when.slo, &rule.route, subject) else {
+        let Some(reading) = self.reading(&when.burn, &when.slo, &rule.route, subject) else {
             return false;
         };
-        if !when.burn.holds(status) {
+        if !reading.meets(&when.burn) {
             return false;
         }
         if !when.no_healthy_target {
@@ -587,40 +651,36 @@ impl<'a> Tick<'a> {
             && route.targets.iter().all(|t| {
                 ejected.contains(&t.target)
                     || self
-                        .status(&when.slo, &rule.route, Some(&t.target))
-                        .is_some_and(|s| when.burn.holds(s))
+                        .reading(&when.burn, &when.slo, &rule.route, Some(&t.target))
+                        .is_some_and(|r| r.meets(&when.burn))
             })
     }
 
     /// The trigger's status for an incident, as evidence.
-    fn trigger_evidence(&self, inc: &Incident) -> Vec<SloStatus> {
-        self.status(&inc.rule.when.slo, &inc.rule.route, inc.target.as_ref())
-            .into_iter()
-            .cloned()
-            .collect()
+    fn trigger_evidence(&self, inc: &Incident) -> Evidence {
+        let when = &inc.rule.when;
+        Evidence::of(self.reading(&when.burn, &when.slo, &inc.rule.route, inc.target.as_ref()))
     }
 
-    /// What the probe traffic says about the original: the verdict, the burn it rests on and
-    /// the statuses read.
-    fn evidence(&self, rule: &Rule, inc: &Incident) -> (Verdict, Option<f64>, Vec<SloStatus>) {
-        let slo = &rule.when.slo;
-        let per_target = |pick: &dyn Fn(&RouteTarget) -> bool| -> Vec<&'a SloStatus> {
+    /// What the probe traffic says about the original: the verdict, the burn (or, for an
+    /// anomaly condition, the excess) it rests on and the statuses read.
+    fn evidence(&self, rule: &Rule, inc: &Incident) -> (Verdict, Option<f64>, Evidence) {
+        let (cond, slo) = (&rule.when.burn, &*rule.when.slo);
+        let read_one = |target: Option<&TargetKey>| self.reading(cond, slo, &rule.route, target);
+        let per_target = |pick: &dyn Fn(&RouteTarget) -> bool| -> Vec<Reading<'a>> {
             self.route(&rule.route)
                 .map(|r| {
                     r.targets
                         .iter()
                         .filter(|t| pick(t))
-                        .filter_map(|t| self.status(slo, &rule.route, Some(&t.target)))
+                        .filter_map(|t| read_one(Some(&t.target)))
                         .collect()
                 })
                 .unwrap_or_default()
         };
-        let read: Vec<&SloStatus> = match &rule.action {
-            Action::Failover => self
-                .status(slo, &rule.route, inc.target.as_ref())
-                .into_iter()
-                .collect(),
-            Action::Shed { .. } => self.status(slo, &rule.route, None).into_iter().collect(),
+        let read: Vec<Reading<'a>> = match &rule.action {
+            Action::Failover => read_one(inc.target.as_ref()).into_iter().collect(),
+            Action::Shed { .. } => read_one(None).into_iter().collect(),
             Action::CacheFallback => per_target(&|_| true),
             Action::DowngradeTo(_) => {
                 let substitute = match &inc.applied {
@@ -636,7 +696,7 @@ impl<'a> Tick<'a> {
                 }
             }
         };
-        let burns: Vec<f64> = read.iter().filter_map(|s| s.burn(PROBE_WINDOW)).collect();
+        let burns: Vec<f64> = read.iter().filter_map(Reading::probe).collect();
         let (verdict, burn) = if burns.is_empty() {
             (Verdict::NoData, None)
         } else if matches!(rule.action, Action::CacheFallback) {
@@ -648,25 +708,42 @@ impl<'a> Tick<'a> {
             let worst = burns.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             (verdict_of(worst), Some(worst))
         };
-        (verdict, burn, read.into_iter().cloned().collect())
+        (verdict, burn, Evidence::of(read))
     }
 
-    /// Every per-target status of `slo` on `route` whose target serves `model`.
-    fn model_statuses<'s>(
-        &'s self,
-        slo: &'s str,
-        route: &'s str,
-        model: &'s str,
-    ) -> impl Iterator<Item = &'a SloStatus> + 's {
-        self.all_statuses.iter().filter(move |s| {
-            &*s.slo == slo
-                && &*s.route == route
-                && s.target.as_ref().is_some_and(|t| &*t.model == model)
-        })
+    /// The per-target statuses of the guard on `route` whose target serves `model` and that
+    /// meet the guard's condition.
+    fn guard_tripped(&self, guard: &Guard, route: &str, model: &str) -> Vec<Reading<'a>> {
+        let serves = |target: Option<&TargetKey>| target.is_some_and(|t| &*t.model == model);
+        let cond = &guard.burn;
+        match cond.anomaly_signal() {
+            Some(signal) => self
+                .all_anomalies
+                .iter()
+                .filter(|a| {
+                    a.signal == signal
+                        && a.scope.route().is_some_and(|r| &**r == route)
+                        && serves(a.scope.target())
+                        && cond.holds_anomaly(a)
+                })
+                .map(Reading::Anomaly)
+                .collect(),
+            None => self
+                .all_statuses
+                .iter()
+                .filter(|s| {
+                    *s.slo == *guard.slo
+                        && &*s.route == route
+                        && serves(s.target.as_ref())
+                        && cond.holds(s)
+                })
+                .map(Reading::Slo)
+                .collect(),
+        }
     }
 
     /// Records a block once per reason.
-    fn block(&mut self, inc: &mut Incident, reason: BlockReason, evidence: Vec<SloStatus>) {
+    fn block(&mut self, inc: &mut Incident, reason: BlockReason, evidence: Evidence) {
         if inc.blocked.as_ref() == Some(&reason) {
             return;
         }
@@ -674,7 +751,7 @@ impl<'a> Tick<'a> {
         self.push(inc, Event::Blocked { reason }, evidence);
     }
 
-    fn push(&mut self, inc: &Incident, event: Event, evidence: Vec<SloStatus>) {
+    fn push(&mut self, inc: &Incident, event: Event, evidence: Evidence) {
         let rule = &inc.rule;
         self.transitions.push(Transition {
             incident: inc.id,
@@ -686,9 +763,45 @@ impl<'a> Tick<'a> {
             slo: Arc::clone(&rule.when.slo),
             condition: rule.when.burn,
             event,
-            evidence,
+            evidence: evidence.slo,
+            anomalies: evidence.anomalies,
             runbook_url: rule.runbook_url.clone(),
         });
+    }
+}
+
+// === impl Reading ===
+
+impl Reading<'_> {
+    fn meets(&self, cond: &BurnCondition) -> bool {
+        match self {
+            Self::Slo(s) => cond.holds(s),
+            Self::Anomaly(a) => cond.holds_anomaly(a),
+        }
+    }
+
+    /// What the probe reads: the short-window burn, or how far out of its band the signal is;
+    /// both are healthy under 1.
+    fn probe(&self) -> Option<f64> {
+        match self {
+            Self::Slo(s) => s.burn(PROBE_WINDOW),
+            Self::Anomaly(a) => a.excess(),
+        }
+    }
+}
+
+// === impl Evidence ===
+
+impl Evidence {
+    fn of<'a>(readings: impl IntoIterator<Item = Reading<'a>>) -> Self {
+        let mut out = Self::default();
+        for r in readings {
+            match r {
+                Reading::Slo(s) => out.slo.push(s.clone()),
+                Reading::Anomaly(a) => out.anomalies.push(a.clone()),
+            }
+        }
+        out
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::anomaly::AnomalyStatus;
 use super::overlay::{Applied, Verdict};
 use super::rule::{ActionKind, BurnCondition};
 use super::status::{SloStatus, TargetKey};
@@ -56,7 +57,8 @@ pub enum Event {
     /// The action should be taken but is not (reported once per reason).
     Blocked { reason: BlockReason },
     /// The probe traffic's verdict on the original changed. `burn` is the short-window burn it
-    /// was decided on (the highest, when several originals are probed).
+    /// was decided on (the highest, when several originals are probed); for a rule on an
+    /// anomaly condition, how far out of its band the original is (1 at the band's edge).
     ProbeResult { verdict: Verdict, burn: Option<f64> },
     /// The guard SLO burned on the substitute: the route moved to `to`, or back to its own
     /// models when `to` is `None`.
@@ -100,6 +102,10 @@ pub struct Transition {
     /// `action_taken`, `blocked` and `resolved`; the probed originals' for `probe_result` and
     /// `unwound`; the guard's for `reverted`.
     pub evidence: Vec<SloStatus>,
+    /// The anomaly statuses, in the same roles, for a rule on an anomaly condition (or a
+    /// guard on one); empty, and left out of the JSON, otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<AnomalyStatus>,
     pub runbook_url: Option<Arc<str>>,
 }
 

@@ -2,7 +2,8 @@
 //! record of why.
 //!
 //! Owns: the plain SLO state remediation reads ([`SloStatus`], filled by
-//! `sluice-observability`'s SLO engine), the rules ([`Rule`]), the overlay routing reads
+//! `sluice-observability`'s SLO engine) and the plain anomaly state ([`AnomalyStatus`], filled
+//! by its AIOps detector), the rules ([`Rule`]), the overlay routing reads
 //! ([`Overlay`]), the decision ([`decide`]) and the incident events it emits
 //! ([`Transition`], [`IncidentEvent`]). Does not own: the tick, publishing the overlay
 //! (arc-swap), applying it to requests, or writing the incident log; the gateway does those.
@@ -11,13 +12,17 @@
 //! replayed tick by tick in a test. The state machine and why it does not flap are described in
 //! [`decide`]'s module.
 
+mod anomaly;
 mod decide;
 mod event;
 mod overlay;
 mod rule;
 mod status;
 
-pub use decide::{Decision, RouteTarget, RouteTargets, decide};
+pub use anomaly::{
+    AnomalyBand, AnomalyScope, AnomalySignal, AnomalyState, AnomalyStatus, Direction,
+};
+pub use decide::{Decision, RouteTarget, RouteTargets, decide, decide_with_anomalies};
 pub use event::{BlockReason, Event, IncidentEvent, Transition, UnwindReason};
 pub use overlay::{
     Applied, CacheFallback, Ejection, Incident, Overlay, Phase, RouteOverlay, SetBy, Shed,
@@ -32,5 +37,7 @@ pub use status::{
     WindowStat, WindowStats,
 };
 
+#[cfg(test)]
+mod anomaly_tests;
 #[cfg(test)]
 mod tests;

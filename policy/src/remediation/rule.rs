@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::anomaly::{AnomalySignal, AnomalyStatus};
 use super::status::{AlertLevel, SloStatus, Window};
 
 /// How long an action stays at least, unless its guard trips or its rule goes away.
@@ -26,13 +27,22 @@ pub enum BurnCondition {
     Alert(AlertLevel),
     /// The burn over `window` is known and strictly above `burn`.
     Above { window: Window, burn: f64 },
+    /// Not a burn: the AIOps detector flags `signal` (on the rule's route, or on the target
+    /// for `failover`) with a score of at least `min_score` spreads in the signal's bad
+    /// direction (0: being flagged is enough). Read from [`AnomalyStatus`]es, never from SLO
+    /// statuses; the trigger's `slo` is then only the name incident events carry.
+    Anomaly {
+        signal: AnomalySignal,
+        min_score: f64,
+    },
 }
 
 /// What starts an incident for a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     /// The SLO (by name) whose status is watched on the rule's route (per target for
-    /// `failover`).
+    /// `failover`). With [`BurnCondition::Anomaly`] the condition names the signal and this is
+    /// its name ([`Trigger::anomaly`]).
     pub slo: Arc<str>,
     pub burn: BurnCondition,
     /// Also require that no target of the route is healthy: each is taken out by an active
@@ -101,11 +111,35 @@ pub struct Rule {
 // === impl BurnCondition ===
 
 impl BurnCondition {
+    /// Whether an SLO status meets the condition; never for an anomaly condition.
     pub fn holds(&self, status: &SloStatus) -> bool {
         match *self {
             Self::Alert(AlertLevel::None) => false,
             Self::Alert(level) => status.alert >= level,
             Self::Above { window, burn } => status.burn(window).is_some_and(|b| b > burn),
+            Self::Anomaly { .. } => false,
+        }
+    }
+
+    /// Whether an anomaly status meets the condition: only an anomaly condition on the same
+    /// signal can, while the signal is flagged and its score in the bad direction is at least
+    /// `min_score`.
+    pub fn holds_anomaly(&self, status: &AnomalyStatus) -> bool {
+        match *self {
+            Self::Anomaly { signal, min_score } => {
+                status.signal == signal
+                    && status.is_active()
+                    && status.directed_score().is_some_and(|s| s >= min_score)
+            }
+            Self::Alert(_) | Self::Above { .. } => false,
+        }
+    }
+
+    /// The signal an anomaly condition watches.
+    pub fn anomaly_signal(&self) -> Option<AnomalySignal> {
+        match *self {
+            Self::Anomaly { signal, .. } => Some(signal),
+            Self::Alert(_) | Self::Above { .. } => None,
         }
     }
 }
@@ -241,6 +275,16 @@ impl Trigger {
         Self {
             slo: slo.into(),
             burn: BurnCondition::Alert(level),
+            no_healthy_target: false,
+        }
+    }
+
+    /// Fires while the detector flags `signal` with a score of at least `min_score`, without
+    /// the no-healthy-target condition.
+    pub fn anomaly(signal: AnomalySignal, min_score: f64) -> Self {
+        Self {
+            slo: Arc::from(signal.as_str()),
+            burn: BurnCondition::Anomaly { signal, min_score },
             no_healthy_target: false,
         }
     }
