@@ -214,7 +214,7 @@ impl Timelines {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use sluice_policy::remediation::{AlertLevel, BurnCondition, Transition};
 
@@ -237,6 +237,7 @@ mod tests {
                 condition: BurnCondition::Alert(AlertLevel::Page),
                 event: kind,
                 evidence: Vec::new(),
+                anomalies: Vec::new(),
                 runbook_url: None,
             },
         }
@@ -332,6 +333,5 @@ mod tests {
         assert_eq!(closed, KEEP_CLOSED);
         // The unresolved one is kept however old.
         assert!(t.by_id.contains_key(&1));
-        let _ = SystemTime::now();
     }
 }

@@ -1150,6 +1150,8 @@ fn request(outcome: Outcome, error: Option<ErrorKind>, status: Option<u16>) -> R
         rate_limited: None,
         cache: None,
         content: None,
+        decision: None,
+        remediation: Vec::new(),
     }
 }
 
