@@ -7,7 +7,9 @@
 //! - resolving provider secrets from environment variables (`api_key_env`), which are then
 //!   only reachable through [`Secret::expose`] and never printed;
 //! - validation into the public types ([`Config`] and friends), reporting **every** problem
-//!   as a [`Diagnostic`] with its path in the file and, where known, its line.
+//!   as a [`Diagnostic`] with its path in the file and, where known, its line;
+//! - the JSON Schema of the file for editors and CI ([`json_schema`]), checked in as
+//!   `config/policy.schema.json`.
 //!
 //! It knows nothing about async runtimes, HTTP or the proxy: `policy` compiles a [`Config`]
 //! and `gateway` serves it.
@@ -22,6 +24,7 @@ mod base_url;
 mod diff;
 mod duration;
 mod raw;
+mod schema;
 mod ser;
 mod types;
 mod validate;
@@ -30,6 +33,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use diff::{Changes, PolicyDiff};
+pub use schema::{json_schema, json_schema_text};
 pub use types::{
     ActionConfig, AdminConfig, AdminToken, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
     CacheConfig, Config, HeaderMatch, HealthConfig, IncidentsConfig, KeepRule, KeyConfig, Limits,

@@ -1,0 +1,1430 @@
+//! The JSON Schema (draft 2020-12) of the policy file, for editors and CI (`sluice schema`).
+//!
+//! Written by hand rather than derived from the raw serde types, because those are loose on
+//! purpose (`i64`, `String`, every field optional) so that `validate` can report every
+//! problem; a derived schema would say nothing about ranges, closed sets or formats. The
+//! schema instead states what `raw` parses *and* `validate` checks, one field at a time:
+//!
+//! - every object has `additionalProperties: false`, like `deny_unknown_fields`;
+//! - an optional field also accepts `null` (YAML `field:` with nothing after it), which the
+//!   parser reads as absent; a required one does not;
+//! - numbers carry validation's bounds and defaults (taken from the same `Default` impls);
+//! - closed sets are enums; `kind` of a provider decides which fields may appear (`if/then`);
+//! - durations, addresses, URLs, hashes and dates have patterns that accept what the
+//!   parsers accept (humantime, `SocketAddr`, [`crate::BaseUrl`]);
+//! - names (keys, tenants, routes, models) are "text": YAML reads `tenant: 42` as the text
+//!   `42`, so numbers and booleans are accepted there too.
+//!
+//! What JSON Schema cannot say is left to `sluice check`: references between sections
+//! (a model's provider, a route's targets, a key's routes), uniqueness of names and hashes
+//! across list items, one model per route, one kind per route, `listen` against
+//! `admin_listen`, upper bounds of durations, regexes that compile, and IP/port ranges.
+//! It is also stricter than the parser in two small ways: numbers and booleans must not be
+//! quoted (`threads: "2"` is read as 2 by the parser), and enum values must be spelt as
+//! documented (the parser trims most of them, and `retry.on` ignores case).
+//!
+//! `config/tests/schema.rs` keeps this honest against the parser and validation.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::types::{
+    Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
+    RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, TelemetryConfig, Timeouts,
+};
+use crate::validate::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS,
+    DEFAULT_OPENAI_BASE_URL, ONE_GIB,
+};
+
+/// humantime's grammar (`250ms`, `1h 30m`, `1.5s`) after validation's trim: numbers (digits,
+/// optional fraction) each followed by a unit, optionally separated by spaces.
+const DURATION: &str = concat!(
+    r"^\s*(?:[0-9][0-9\s]*(?:\.[0-9\s]*[0-9][0-9\s]*)?",
+    "(?:nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s",
+    "|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w",
+    r"|months|month|M|years|year|yrs|yr|y)\s*)+$"
+);
+/// A duration is zero exactly when none of its digits is: units have no digits.
+const NON_ZERO: &str = "[1-9]";
+const DURATION_FORM: &str = "A duration like `250ms`, `10s`, `5m` or `1h 30m`.";
+/// `SocketAddr`'s forms: IPv4 or bracketed IPv6 (with an optional numeric scope), then a port.
+const SOCKET_ADDR: &str =
+    r"^\s*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+(?:%[0-9]+)?\]):[0-9]+\s*$";
+/// [`crate::BaseUrl`]: http(s), a host without user info, optional port and path, no query
+/// or fragment.
+const HTTP_URL: &str = r"^\s*[hH][tT][tT][pP][sS]?://[^/?#@\s]+(?:/[^?#\s]*)?\s*$";
+/// OTLP/gRPC takes scheme and authority only (trailing slashes are dropped).
+const URL_WITHOUT_PATH: &str = r"^\s*[hH][tT][tT][pP][sS]?://[^/?#@\s]+/*\s*$";
+/// OTLP/HTTP is plain http only in this build.
+const PLAIN_HTTP_URL: &str = r"^\s*[hH][tT][tT][pP]://";
+const SHA256_HEX: &str = r"^\s*[0-9A-Fa-f]{64}\s*$";
+const ENV_VAR: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// `humantime::parse_rfc3339_weak`: `T` or a space between date and time, optional
+/// fraction, UTC only.
+const DATE_TIME: &str =
+    r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:Z|\+00:00)?\s*$";
+/// An HTTP token (RFC 9110 `tchar`s).
+const HEADER_NAME: &str = r"^\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+\s*$";
+const VISIBLE_ASCII: &str = "^[ -~]+$";
+/// Not empty once trimmed.
+const NOT_BLANK: &str = r"\S";
+/// Header names that carry credentials and so cannot select a route.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
+
+/// The JSON Schema of the whole policy file.
+pub fn json_schema() -> Value {
+    let mut root = object(
+        "A Sluice policy file. Every section is optional except `providers`, `models` and \
+         `keys`. Durations are written like 250ms, 10s, 5m or 1h. Check a file with \
+         `sluice check FILE`, which also verifies what this schema cannot: references \
+         between sections and unique names.",
+        vec![
+            ("server", server()),
+            ("telemetry", telemetry()),
+            ("providers", providers()),
+            ("models", models()),
+            ("routes", routes()),
+            ("keys", keys()),
+            ("admin", admin()),
+            ("tenants", tenants()),
+        ],
+        &["providers", "models", "keys"],
+    );
+    insert(
+        &mut root,
+        "$schema",
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
+    insert(&mut root, "title", json!("Sluice policy file"));
+    root
+}
+
+/// [`json_schema`] as `config/policy.schema.json` holds it and `sluice schema` prints it:
+/// pretty-printed, with a final newline.
+pub fn json_schema_text() -> String {
+    format!("{:#}\n", json_schema())
+}
+
+fn server() -> Value {
+    let d = ServerConfig::default();
+    let reload = ReloadConfig::default();
+    object(
+        "Where Sluice listens and how it treats connections. The listeners, `threads`, \
+         `upstream_pool_size` and `cache_max_bytes` only change on restart; a reload that \
+         changes them is refused.",
+        vec![
+            (
+                "listen",
+                socket_addr(
+                    "Where the OpenAI-compatible API listens (POST /v1/chat/completions, ...). \
+                     Must differ from `admin_listen`.",
+                    &d.listen.to_string(),
+                ),
+            ),
+            (
+                "admin_listen",
+                socket_addr(
+                    "Where /metrics, /healthz, /readyz and /admin/* listen; keep it off the \
+                     public network. Must differ from (and not overlap) `listen`.",
+                    &d.admin_listen.to_string(),
+                ),
+            ),
+            (
+                "max_body_bytes",
+                int(
+                    "Largest request body accepted, in bytes (32 MiB by default); larger ones \
+                     get 413.",
+                    1024,
+                    Some(ONE_GIB.unsigned_abs()),
+                    Some(d.max_body_bytes),
+                ),
+            ),
+            (
+                "max_response_bytes",
+                int(
+                    "Largest buffered (non-streaming) upstream answer, in bytes.",
+                    1024,
+                    Some(ONE_GIB.unsigned_abs()),
+                    Some(d.max_response_bytes),
+                ),
+            ),
+            (
+                "threads",
+                int("Worker threads.", 1, Some(256), Some(d.threads as u64)),
+            ),
+            (
+                "shutdown_grace",
+                duration(
+                    "How long in-flight requests get to finish after SIGTERM; at most 1h.",
+                    Zero::Allowed,
+                    Some(d.shutdown_grace),
+                ),
+            ),
+            (
+                "upstream_pool_size",
+                int(
+                    "Idle upstream connections kept per worker.",
+                    1,
+                    Some(65536),
+                    Some(d.upstream_pool_size as u64),
+                ),
+            ),
+            (
+                "cache_max_bytes",
+                int(
+                    "Memory for the response cache of every route that has one (bytes of \
+                     cached answers).",
+                    0,
+                    Some(16 * ONE_GIB.unsigned_abs()),
+                    Some(d.cache_max_bytes),
+                ),
+            ),
+            (
+                "reload",
+                object(
+                    "How the running gateway notices a changed policy file. SIGHUP and \
+                     `POST /admin/reload` reload whatever this says.",
+                    vec![
+                        (
+                            "watch",
+                            boolean(
+                                "Poll the policy file for changes (an editor's rename and a \
+                                 Kubernetes ConfigMap update both count).",
+                                reload.watch,
+                            ),
+                        ),
+                        (
+                            "interval",
+                            duration(
+                                "How often the file is looked at; 50ms to 1h.",
+                                Zero::Rejected,
+                                Some(reload.interval),
+                            ),
+                        ),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "max_json_depth",
+                int(
+                    "How deep JSON values in a request body may nest.",
+                    2,
+                    Some(4096),
+                    Some(d.max_json_depth as u64),
+                ),
+            ),
+            (
+                "header_timeout",
+                duration(
+                    "How long a client may take to send a request head (and a new \
+                     connection its first byte); past it, 408 and the connection closes. \
+                     At most 1h.",
+                    Zero::Rejected,
+                    Some(d.header_timeout),
+                ),
+            ),
+            (
+                "body_timeout",
+                duration(
+                    "How long a client may take to send a request body; past it, 408. At \
+                     most 1h.",
+                    Zero::Rejected,
+                    Some(d.body_timeout),
+                ),
+            ),
+            (
+                "keepalive_timeout",
+                duration(
+                    "How long an idle keep-alive connection is kept. At most 1h.",
+                    Zero::Rejected,
+                    Some(d.keepalive_timeout),
+                ),
+            ),
+            (
+                "max_header_bytes",
+                int(
+                    "Largest request head (request line and headers), in bytes; beyond it, \
+                     431.",
+                    1024,
+                    Some(1024 * 1024),
+                    Some(d.max_header_bytes as u64),
+                ),
+            ),
+            (
+                "max_connections",
+                int(
+                    "Open client connections at most; beyond it, new ones get 503.",
+                    1,
+                    Some(1_000_000),
+                    Some(d.max_connections as u64),
+                ),
+            ),
+            (
+                "data_dir",
+                with_default(
+                    not_blank(
+                        "Where live state that must survive a restart is kept (tenant spend, \
+                         SLO windows, incidents), relative to the working directory unless \
+                         absolute.",
+                    ),
+                    json!(d.data_dir.display().to_string()),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn telemetry() -> Value {
+    let d = TelemetryConfig::default();
+    let redact_defaults: Vec<Value> = d.redact.iter().map(redact_name).collect();
+    object(
+        "Spans (OpenTelemetry GenAI conventions), sampling, content capture and the access \
+         log. Every setting is optional.",
+        vec![
+            ("otlp", otlp()),
+            ("sample", sample()),
+            (
+                "capture_content",
+                boolean(
+                    "Record prompts and answers (gen_ai.input.messages, \
+                     gen_ai.output.messages) on spans, after redaction, cut to \
+                     `max_content_bytes`.",
+                    d.capture_content,
+                ),
+            ),
+            (
+                "max_content_bytes",
+                int(
+                    "Largest captured content per attribute, in bytes of JSON.",
+                    256,
+                    Some(1024 * 1024),
+                    Some(d.max_content_bytes as u64),
+                ),
+            ),
+            (
+                "redact",
+                with_default(
+                    list(
+                        "What is removed from captured content: built-in rules by name, or \
+                         your own pattern as `{ regex: \"ACME-[0-9]{6}\" }`.",
+                        json!({
+                            "oneOf": [
+                                string_enum(
+                                    "A built-in rule: `email` (addresses), `card` (payment card \
+                                     numbers passing the Luhn check) or `api_key` (`sk-…`, \
+                                     `sk-ant-…`, `AKIA…`, `Bearer …`).",
+                                    &["email", "card", "api_key"],
+                                ),
+                                object(
+                                    "A custom pattern.",
+                                    vec![(
+                                        "regex",
+                                        json!({
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "description": "A regular expression (Rust `regex` \
+                                                syntax) for text to redact. It must compile \
+                                                and must not match the empty string.",
+                                        }),
+                                    )],
+                                    &["regex"],
+                                ),
+                            ],
+                        }),
+                    ),
+                    Value::Array(redact_defaults),
+                ),
+            ),
+            (
+                "access_log",
+                boolean(
+                    "Write one JSON access-log line per request on standard output.",
+                    d.access_log,
+                ),
+            ),
+            (
+                "access_log_anonymous_per_s",
+                int(
+                    "Access-log lines per second, at most, for requests that presented no \
+                     valid key (what is left out is counted).",
+                    0,
+                    Some(100_000),
+                    Some(u64::from(d.access_log_anonymous_per_s)),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn redact_name(rule: &RedactRule) -> Value {
+    match rule {
+        RedactRule::Email => json!("email"),
+        RedactRule::Card => json!("card"),
+        RedactRule::ApiKey => json!("api_key"),
+        RedactRule::Regex(re) => json!({ "regex": re }),
+    }
+}
+
+fn otlp() -> Value {
+    let d = OtlpConfig::new("", OtlpProtocol::Grpc);
+    let http = [OtlpProtocol::HttpProtobuf.as_str(), "http/protobuf"];
+    let mut otlp = object(
+        "Where spans go. Without it no spans are exported.",
+        vec![
+            (
+                "endpoint",
+                pattern(
+                    "The collector's URL, e.g. `http://127.0.0.1:4317` for grpc or \
+                     `http://127.0.0.1:4318` for http (`/v1/traces` is appended when \
+                     missing). No user info, query or fragment; a gRPC endpoint has no path, \
+                     and OTLP/HTTP takes http:// only.",
+                    HTTP_URL,
+                ),
+            ),
+            (
+                "protocol",
+                with_default(
+                    string_enum(
+                        "`grpc` (OTLP/gRPC, usually port 4317) or `http` (OTLP/HTTP with \
+                         protobuf bodies, usually port 4318; `http/protobuf` is the same).",
+                        &[OtlpProtocol::Grpc.as_str(), http[0], http[1]],
+                    ),
+                    json!(d.protocol.as_str()),
+                ),
+            ),
+            (
+                "timeout",
+                duration(
+                    "Per export call; at most 1h.",
+                    Zero::Rejected,
+                    Some(d.timeout),
+                ),
+            ),
+            (
+                "queue_size",
+                int(
+                    "Spans waiting for export; beyond it they are dropped (and counted).",
+                    1,
+                    Some(1 << 20),
+                    Some(d.queue_size as u64),
+                ),
+            ),
+            (
+                "batch_size",
+                int(
+                    "Spans per export call.",
+                    1,
+                    Some(65536),
+                    Some(d.batch_size as u64),
+                ),
+            ),
+            (
+                "export_interval",
+                duration(
+                    "How long a part-filled batch waits; at most 1h.",
+                    Zero::Rejected,
+                    Some(d.export_interval),
+                ),
+            ),
+        ],
+        &["endpoint"],
+    );
+    insert(
+        &mut otlp,
+        "allOf",
+        json!([{
+            "if": {
+                "properties": { "protocol": { "enum": http } },
+                "required": ["protocol"],
+            },
+            "then": { "properties": { "endpoint": { "pattern": PLAIN_HTTP_URL } } },
+            "else": { "properties": { "endpoint": { "pattern": URL_WITHOUT_PATH } } },
+        }]),
+    );
+    otlp
+}
+
+fn sample() -> Value {
+    let d = SampleConfig::default();
+    let keep: Vec<&str> = KeepRule::ALL.iter().map(|k| k.as_str()).collect();
+    let keep_default: Vec<&str> = d.keep.iter().map(|k| k.as_str()).collect();
+    object(
+        "Which requests' spans are kept. Every request matching a rule of `keep` is kept \
+         (decided when it has ended); of the others, a `head_ratio` share, decided from the \
+         trace id so that all spans of a trace agree.",
+        vec![
+            (
+                "head_ratio",
+                number(
+                    "Share of the other requests kept.",
+                    Bound::Inclusive(0.0),
+                    Some(1.0),
+                    Some(d.head_ratio),
+                ),
+            ),
+            (
+                "keep",
+                with_default(
+                    list(
+                        "Reasons to keep a request's spans whatever `head_ratio` says.",
+                        string_enum(
+                            "`error`: it or one of its upstream attempts failed; `slow`: longer \
+                             than `slow` (or its route's); `expensive`: cost more than \
+                             `expensive_usd`; `remediated`: a remediation changed how it was \
+                             served; `judged`: the judge scored it.",
+                            &keep,
+                        ),
+                    ),
+                    json!(keep_default),
+                ),
+            ),
+            (
+                "slow",
+                duration(
+                    "Over this a request is slow; routes may set their own \
+                     (`telemetry: { slow: … }`).",
+                    Zero::Rejected,
+                    Some(d.slow),
+                ),
+            ),
+            (
+                "expensive_usd",
+                number(
+                    "Over this cost (USD, from the catalog's prices) a request is expensive.",
+                    Bound::Inclusive(0.0),
+                    None,
+                    Some(d.expensive_usd),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn providers() -> Value {
+    let kinds = ["openai", "mock"];
+    let openai_only = ["base_url", "api_key_env", "connect_timeout"];
+    let mock_only = ["ttft_ms", "tokens_per_s"];
+    let mut provider = object(
+        "An upstream API. `kind` says which fields follow: `base_url`, `api_key_env` and \
+         `connect_timeout` for openai; `ttft_ms` and `tokens_per_s` for mock.",
+        vec![
+            (
+                "kind",
+                string_enum(
+                    "`openai`: an OpenAI-compatible HTTP API. `mock`: the built-in mock \
+                     provider, for tests, demos and load tests (streams made-up text, no \
+                     network, no key).",
+                    &kinds,
+                ),
+            ),
+            (
+                "base_url",
+                with_default(
+                    pattern(
+                        "kind: openai. Where the API lives: http:// or https://, a host, an \
+                         optional port and path; no user info, query or fragment.",
+                        HTTP_URL,
+                    ),
+                    json!(DEFAULT_OPENAI_BASE_URL),
+                ),
+            ),
+            (
+                "api_key_env",
+                pattern(
+                    "kind: openai. The NAME of the environment variable that holds the API \
+                     key, never the key itself. When it is unset Sluice warns and the \
+                     provider answers 503.",
+                    ENV_VAR,
+                ),
+            ),
+            (
+                "connect_timeout",
+                duration(
+                    "kind: openai. How long connecting may take.",
+                    Zero::Rejected,
+                    Some(DEFAULT_CONNECT_TIMEOUT),
+                ),
+            ),
+            (
+                "ttft_ms",
+                int(
+                    "kind: mock. Milliseconds before the first token.",
+                    0,
+                    Some(600_000),
+                    Some(DEFAULT_MOCK_TTFT_MS.unsigned_abs()),
+                ),
+            ),
+            (
+                "tokens_per_s",
+                number(
+                    "kind: mock. Streaming speed after the first token.",
+                    Bound::Exclusive(0.0),
+                    None,
+                    Some(DEFAULT_MOCK_TOKENS_PER_S),
+                ),
+            ),
+        ],
+        &["kind"],
+    );
+    // A field of the other kind is an error, but `null` (absent) is not.
+    let only_for = |kind: &str, others: &[&str], other_kind: &str| {
+        let absent: Map<String, Value> = others
+            .iter()
+            .map(|f| {
+                let only = format!("Only for kind: {other_kind}.");
+                (
+                    (*f).to_owned(),
+                    json!({ "type": "null", "description": only }),
+                )
+            })
+            .collect();
+        json!({
+            "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] },
+            "then": { "properties": absent },
+        })
+    };
+    insert(
+        &mut provider,
+        "allOf",
+        json!([
+            only_for("openai", &mock_only, "mock"),
+            only_for("mock", &openai_only, "openai"),
+        ]),
+    );
+    let mut map = map_of(
+        "Upstream APIs by name; at least one.",
+        "Provider names must not be empty.",
+        provider,
+    );
+    insert(&mut map, "minProperties", json!(1));
+    map
+}
+
+fn models() -> Value {
+    let kinds = [ModelKind::Chat.as_str(), ModelKind::Embedding.as_str()];
+    let model = object(
+        "A catalog model: which provider serves it, under which name, and what it costs.",
+        vec![
+            (
+                "provider",
+                text("The name of a provider under `providers`."),
+            ),
+            (
+                "upstream_model",
+                not_blank(
+                    "The model name sent to the provider. Defaults to the catalog name (the \
+                     key of this entry).",
+                ),
+            ),
+            (
+                "kind",
+                with_default(
+                    string_enum(
+                        "What the model answers: chat (and text) completions or embeddings. A \
+                         route's targets and fallbacks must all be of one kind.",
+                        &kinds,
+                    ),
+                    json!(ModelKind::Chat.as_str()),
+                ),
+            ),
+            (
+                "pricing",
+                object(
+                    "Prices in USD per million tokens, used for cost metrics and budgets.",
+                    vec![
+                        ("input", price("Per million prompt tokens.")),
+                        ("output", price("Per million completion tokens.")),
+                        (
+                            "cached_input",
+                            price(
+                                "Per million cached prompt tokens, when the provider discounts \
+                                 them.",
+                            ),
+                        ),
+                    ],
+                    &["input", "output"],
+                ),
+            ),
+        ],
+        &["provider"],
+    );
+    let mut map = map_of(
+        "The model catalog by name: every model a route may send traffic to. A catalog model \
+         that no route claims answers under its own name. At least one.",
+        "Model names must not be empty.",
+        model,
+    );
+    insert(&mut map, "minProperties", json!(1));
+    map
+}
+
+fn price(description: &str) -> Value {
+    number(description, Bound::Inclusive(0.0), None, None)
+}
+
+fn routes() -> Value {
+    list(
+        "Routes turn the `model` a client asks for (or a header it sends) into catalog models \
+         to call, in file order.",
+        route(),
+    )
+}
+
+fn route() -> Value {
+    let retry = RetryConfig::default();
+    let timeouts = Timeouts::default();
+    let balances = [Balance::Weighted, Balance::LeastLatency, Balance::P2c].map(Balance::as_str);
+    object(
+        "One route.",
+        vec![
+            ("name", not_blank("Unique among routes.")),
+            ("match", route_match()),
+            (
+                "targets",
+                min_items(
+                    list(
+                        "Catalog models picked by weight (and `balance`); at least one.",
+                        object(
+                            "A weighted target.",
+                            vec![
+                                ("model", text("The name of a model under `models`.")),
+                                (
+                                    "weight",
+                                    int("Relative weight.", 1, Some(u64::from(u32::MAX)), Some(1)),
+                                ),
+                            ],
+                            &["model"],
+                        ),
+                    ),
+                    1,
+                ),
+            ),
+            (
+                "fallbacks",
+                list(
+                    "Catalog models tried in order when all targets fail.",
+                    text("The name of a model under `models`."),
+                ),
+            ),
+            (
+                "retry",
+                object(
+                    "When and how often the route retries.",
+                    vec![
+                        (
+                            "max_attempts",
+                            int(
+                                "Attempts in all, the first included.",
+                                1,
+                                Some(10),
+                                Some(u64::from(retry.max_attempts)),
+                            ),
+                        ),
+                        (
+                            "on",
+                            with_default(
+                                list("Which failures are retried.", retry_on()),
+                                json!(retry.on.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+                            ),
+                        ),
+                        (
+                            "max_retry_after",
+                            duration(
+                                "Longest `Retry-After` honoured before re-trying the same \
+                                 provider; at most 1h.",
+                                Zero::Allowed,
+                                Some(retry.max_retry_after),
+                            ),
+                        ),
+                        ("budget", retry_budget()),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "timeouts",
+                object(
+                    "Per-route timeouts; none may be zero.",
+                    vec![
+                        (
+                            "ttft",
+                            duration(
+                                "Until the response starts (the first SSE event when \
+                                 streaming).",
+                                Zero::Rejected,
+                                Some(timeouts.ttft),
+                            ),
+                        ),
+                        (
+                            "idle",
+                            duration(
+                                "Longest silence between stream chunks.",
+                                Zero::Rejected,
+                                Some(timeouts.idle),
+                            ),
+                        ),
+                        (
+                            "total",
+                            duration(
+                                "The whole request, retries included.",
+                                Zero::Rejected,
+                                Some(timeouts.total),
+                            ),
+                        ),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "telemetry",
+                object(
+                    "The route's own tail-sampling settings.",
+                    vec![(
+                        "slow",
+                        duration(
+                            "This route's \"slow request\" threshold; without it \
+                             `telemetry.sample.slow` applies.",
+                            Zero::Rejected,
+                            None,
+                        ),
+                    )],
+                    &[],
+                ),
+            ),
+            ("cache", cache()),
+            (
+                "balance",
+                with_default(
+                    string_enum(
+                        "How the route chooses among its targets: `weighted` (a smooth \
+                         deterministic rotation by weight), `least_latency` (the lowest time \
+                         to first token, EWMA) or `p2c` (of two targets drawn at random, the \
+                         one with the better time to first token and fewer requests in \
+                         flight).",
+                        &balances,
+                    ),
+                    json!(Balance::default().as_str()),
+                ),
+            ),
+            ("health", health()),
+        ],
+        &["name", "match", "targets"],
+    )
+}
+
+fn route_match() -> Value {
+    let model = json!({
+        "type": ["string", "integer", "array"],
+        "description": "The `model` values of requests this route serves: one name or a \
+            list. A name appears in at most one route (unless this route also needs a header); \
+            it need not be in the catalog.",
+        "pattern": NOT_BLANK,
+        "items": not_blank("A requested model name."),
+        "minItems": 1,
+        "uniqueItems": true,
+    });
+    let credentials = CREDENTIAL_HEADERS
+        .iter()
+        .map(|h| case_insensitive(h))
+        .collect::<Vec<_>>()
+        .join("|");
+    let header = object(
+        "Requests that carry this header, e.g. `{ name: x-sluice-route, value: fast }`.",
+        vec![
+            (
+                "name",
+                json!({
+                    "type": TEXT,
+                    "description": "An HTTP header name, any case. `authorization`, \
+                        `x-api-key` and `cookie` carry credentials and cannot select a route.",
+                    "pattern": HEADER_NAME,
+                    "not": {
+                        "type": "string",
+                        "pattern": format!(r"^\s*(?:{credentials})\s*$"),
+                    },
+                }),
+            ),
+            (
+                "value",
+                json!({
+                    "type": TEXT,
+                    "description": "The exact header value: visible ASCII and spaces.",
+                    "pattern": VISIBLE_ASCII,
+                }),
+            ),
+        ],
+        &["name", "value"],
+    );
+    let present = |field: &str| {
+        json!({
+            "required": [field],
+            "properties": { field: { "not": { "type": "null" } } },
+        })
+    };
+    let mut m = object(
+        "Which requests the route serves: `model`, `header` or both, e.g. \
+         `{ model: gpt-4o }` or `{ header: { name: x-sluice-route, value: fast } }`.",
+        vec![("model", model), ("header", header)],
+        &[],
+    );
+    insert(
+        &mut m,
+        "anyOf",
+        json!([present("model"), present("header")]),
+    );
+    m
+}
+
+fn retry_on() -> Value {
+    let mut on: Vec<Value> = RetryOn::ALL.iter().map(|r| json!(r.as_str())).collect();
+    // YAML reads an unquoted 429 as a number; the parser takes its text.
+    on.push(json!(429));
+    json!({
+        "type": ["string", "integer"],
+        "description": "`connect` (the connection could not be made), `timeout`, `429` (rate \
+            limited) or `5xx` (server error).",
+        "enum": on,
+    })
+}
+
+fn retry_budget() -> Value {
+    let d = RetryBudget::default();
+    object(
+        "How many retries the route may add to its traffic: a share of the requests plus a \
+         floor.",
+        vec![
+            (
+                "ratio",
+                number(
+                    "Retries per request over the last 10 s.",
+                    Bound::Inclusive(0.0),
+                    Some(10.0),
+                    Some(d.ratio),
+                ),
+            ),
+            (
+                "min_per_s",
+                number(
+                    "Retries per second allowed whatever the traffic.",
+                    Bound::Inclusive(0.0),
+                    Some(100_000.0),
+                    Some(d.min_per_s),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn cache() -> Value {
+    object(
+        "Exact-match response cache, per tenant: a repeated request gets the stored answer \
+         (JSON or SSE, byte for byte) with `x-sluice-cache: hit` and no provider call. Memory \
+         for all routes together: `server.cache_max_bytes`.",
+        vec![
+            (
+                "ttl",
+                duration(
+                    "How long an answer is served from the cache; at most 7 days.",
+                    Zero::Rejected,
+                    None,
+                ),
+            ),
+            (
+                "only_deterministic",
+                boolean(
+                    "Cache chat and completion answers only when the request asked for \
+                     `temperature: 0`; embeddings are deterministic and always cached.",
+                    true,
+                ),
+            ),
+            (
+                "max_stale",
+                duration(
+                    "How long past `ttl` an answer is kept, to be served only when the \
+                     cache-fallback remediation is on (never as a normal hit); at most 5 weeks.",
+                    Zero::Allowed,
+                    Some(Duration::ZERO),
+                ),
+            ),
+        ],
+        &["ttl"],
+    )
+}
+
+fn health() -> Value {
+    let d = HealthConfig::default();
+    object(
+        "Passive health checks of the route's targets: when a target is taken out, and for \
+         how long.",
+        vec![
+            (
+                "consecutive_failures",
+                int(
+                    "Failures in a row that eject a target.",
+                    1,
+                    Some(1000),
+                    Some(u64::from(d.consecutive_failures)),
+                ),
+            ),
+            (
+                "failure_ratio",
+                number(
+                    "Share of failed requests over `window` that ejects a target.",
+                    Bound::Inclusive(0.01),
+                    Some(1.0),
+                    Some(d.failure_ratio),
+                ),
+            ),
+            (
+                "window",
+                duration(
+                    "The window of `failure_ratio`; at most 1h.",
+                    Zero::Rejected,
+                    Some(d.window),
+                ),
+            ),
+            (
+                "min_requests",
+                int(
+                    "Requests in the window before `failure_ratio` applies.",
+                    1,
+                    Some(1_000_000),
+                    Some(u64::from(d.min_requests)),
+                ),
+            ),
+            (
+                "base_ejection",
+                duration(
+                    "The first ejection's length; each repeat doubles it. At most 1h.",
+                    Zero::Rejected,
+                    Some(d.base_ejection),
+                ),
+            ),
+            (
+                "max_ejection",
+                duration(
+                    "Longest ejection: at least `base_ejection` (which it follows when that is \
+                     longer than the default), at most 24h.",
+                    Zero::Rejected,
+                    Some(d.max_ejection),
+                ),
+            ),
+            (
+                "max_ejected_share",
+                number(
+                    "Most of the route's targets that may be out at once; never the last.",
+                    Bound::Inclusive(0.0),
+                    Some(1.0),
+                    Some(d.max_ejected_share),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn keys() -> Value {
+    let key = object(
+        "A virtual key. Clients send `Authorization: Bearer <key>`; only its SHA-256 is \
+         stored here.",
+        vec![
+            (
+                "name",
+                not_blank("Unique among keys; used in logs and metrics."),
+            ),
+            (
+                "key_sha256",
+                pattern(
+                    "The SHA-256 of the plaintext key as 64 hex characters (`sluice hash-key` \
+                     prints it). Every key needs its own.",
+                    SHA256_HEX,
+                ),
+            ),
+            (
+                "tenant",
+                not_blank("Who the key's usage is billed to, in metrics and budgets."),
+            ),
+            ("limits", limits("Per-key limits over a rolling minute.")),
+            (
+                "models",
+                list(
+                    "Public model names the key may use (route `match` names or catalog \
+                     names); absent or empty means all.",
+                    text("A model name."),
+                ),
+            ),
+            (
+                "routes",
+                list(
+                    "Routes (or catalog models) the key may use; absent or empty means all.",
+                    text("A route name or catalog model name."),
+                ),
+            ),
+            (
+                "priority",
+                int(
+                    "Higher is more important; load shedding refuses the lowest first.",
+                    0,
+                    Some(9),
+                    Some(5),
+                ),
+            ),
+            (
+                "expires",
+                pattern(
+                    "After this instant (UTC) the key is refused, e.g. \
+                     `2027-01-31T00:00:00Z`.",
+                    DATE_TIME,
+                ),
+            ),
+        ],
+        &["name", "key_sha256", "tenant"],
+    );
+    min_items(list("Virtual keys; at least one.", key), 1)
+}
+
+fn limits(description: &str) -> Value {
+    object(
+        &format!(
+            "{description} Over either, requests get OpenAI's 429 with retry-after. Absent \
+             means unlimited."
+        ),
+        vec![
+            (
+                "rpm",
+                int("Requests per minute.", 1, Some(u64::from(u32::MAX)), None),
+            ),
+            (
+                "tpm",
+                int(
+                    "Tokens (input + output, as the provider reported them) per minute.",
+                    1,
+                    None,
+                    None,
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn admin() -> Value {
+    object(
+        "Who may use the admin routes (`/admin/*` on `server.admin_listen`). /metrics, \
+         /healthz and /readyz need no token.",
+        vec![(
+            "tokens",
+            list(
+                "Bearer tokens, stored as SHA-256. Without any, every /admin route answers \
+                 401.",
+                object(
+                    "One admin token.",
+                    vec![
+                        (
+                            "name",
+                            not_blank(
+                                "Unique among tokens; recorded with what the token's holder \
+                                 does.",
+                            ),
+                        ),
+                        (
+                            "token_sha256",
+                            pattern(
+                                "The SHA-256 of the token as 64 hex characters (`sluice \
+                                 hash-key` prints it). Every token needs its own.",
+                                SHA256_HEX,
+                            ),
+                        ),
+                    ],
+                    &["name", "token_sha256"],
+                ),
+            ),
+        )],
+        &[],
+    )
+}
+
+fn tenants() -> Value {
+    let usd = |description: &str| number(description, Bound::Inclusive(0.0), Some(1e12), None);
+    map_of(
+        "Tenants (the `tenant` of keys) with limits shared by all their keys and USD budgets.",
+        "Tenant names must not be empty.",
+        object(
+            "One tenant.",
+            vec![
+                (
+                    "limits",
+                    limits("For all the tenant's keys together, over a rolling minute."),
+                ),
+                (
+                    "budget",
+                    object(
+                        "Spend limits in US dollars, from the catalog's prices.",
+                        vec![
+                            ("usd_per_day", usd("Per UTC day.")),
+                            ("usd_per_month", usd("Per UTC calendar month.")),
+                        ],
+                        &[],
+                    ),
+                ),
+            ],
+            &[],
+        ),
+    )
+}
+
+// === building blocks ===
+
+/// Scalars YAML may write where the parser wants text: `tenant: 42` is the text `42`.
+const TEXT: [&str; 3] = ["string", "number", "boolean"];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Zero {
+    Allowed,
+    Rejected,
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    Inclusive(f64),
+    Exclusive(f64),
+}
+
+/// A closed object. Optional fields also accept `null`, which the parser reads as absent.
+fn object(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
+    let properties: Map<String, Value> = properties
+        .into_iter()
+        .map(|(name, schema)| {
+            let schema = if required.contains(&name) {
+                schema
+            } else {
+                nullable(schema)
+            };
+            (name.to_owned(), schema)
+        })
+        .collect();
+    let mut o = json!({
+        "type": "object",
+        "description": description,
+        "additionalProperties": false,
+        "properties": properties,
+    });
+    if !required.is_empty() {
+        insert(&mut o, "required", json!(required));
+    }
+    o
+}
+
+/// A mapping from user-chosen names to `value`.
+fn map_of(description: &str, name_rule: &str, value: Value) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "propertyNames": { "pattern": NOT_BLANK, "description": name_rule },
+        "additionalProperties": value,
+    })
+}
+
+fn list(description: &str, items: Value) -> Value {
+    json!({ "type": "array", "description": description, "items": items })
+}
+
+fn min_items(mut list: Value, n: usize) -> Value {
+    insert(&mut list, "minItems", json!(n));
+    list
+}
+
+fn int(description: &str, min: i64, max: Option<u64>, default: Option<u64>) -> Value {
+    let mut v = json!({ "type": "integer", "description": description, "minimum": min });
+    if let Some(max) = max {
+        insert(&mut v, "maximum", json!(max));
+    }
+    if let Some(default) = default {
+        insert(&mut v, "default", json!(default));
+    }
+    v
+}
+
+fn number(description: &str, min: Bound, max: Option<f64>, default: Option<f64>) -> Value {
+    let mut v = json!({ "type": "number", "description": description });
+    match min {
+        Bound::Inclusive(m) => insert(&mut v, "minimum", json!(m)),
+        Bound::Exclusive(m) => insert(&mut v, "exclusiveMinimum", json!(m)),
+    }
+    if let Some(max) = max {
+        insert(&mut v, "maximum", json!(max));
+    }
+    if let Some(default) = default {
+        insert(&mut v, "default", json!(default));
+    }
+    v
+}
+
+fn duration(description: &str, zero: Zero, default: Option<Duration>) -> Value {
+    let rule = match zero {
+        Zero::Allowed => "",
+        Zero::Rejected => " Longer than zero.",
+    };
+    let mut v = json!({
+        "type": "string",
+        "description": format!("{description}{rule} {DURATION_FORM}"),
+        "pattern": DURATION,
+    });
+    if zero == Zero::Rejected {
+        insert(&mut v, "allOf", json!([{ "pattern": NON_ZERO }]));
+    }
+    if let Some(d) = default {
+        let text = if d.is_zero() {
+            "0s".to_owned()
+        } else {
+            humantime::format_duration(d).to_string()
+        };
+        insert(&mut v, "default", json!(text));
+    }
+    v
+}
+
+fn boolean(description: &str, default: bool) -> Value {
+    json!({ "type": "boolean", "description": description, "default": default })
+}
+
+fn string_enum(description: &str, values: &[&str]) -> Value {
+    json!({ "type": "string", "description": description, "enum": values })
+}
+
+fn pattern(description: &str, pattern: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": pattern })
+}
+
+fn socket_addr(description: &str, default: &str) -> Value {
+    with_default(
+        pattern(
+            &format!(
+                "{description} An IP address and port like `0.0.0.0:8080` or `[::1]:8080` (no \
+                 host names)."
+            ),
+            SOCKET_ADDR,
+        ),
+        json!(default),
+    )
+}
+
+fn text(description: &str) -> Value {
+    json!({ "type": TEXT, "description": description })
+}
+
+fn not_blank(description: &str) -> Value {
+    json!({
+        "type": TEXT,
+        "description": format!("{description} Must not be empty."),
+        "pattern": NOT_BLANK,
+    })
+}
+
+fn with_default(mut v: Value, default: Value) -> Value {
+    insert(&mut v, "default", default);
+    v
+}
+
+/// Lets `v` also be `null`. Every keyword other than `type` and `enum` applies to one JSON
+/// type only, so widening those two is enough.
+fn nullable(mut v: Value) -> Value {
+    let Some(o) = v.as_object_mut() else {
+        return v;
+    };
+    match o.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            o.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(types)) => types.push(json!("null")),
+        _ => return json!({ "anyOf": [{ "type": "null" }, v] }),
+    }
+    if let Some(Value::Array(values)) = o.get_mut("enum") {
+        values.push(Value::Null);
+    }
+    v
+}
+
+fn insert(v: &mut Value, key: &str, value: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_owned(), value);
+    }
+}
+
+/// `x-api-key` → `[xX]-[aA][pP][iI]-[kK][eE][yY]`: ECMA-262 patterns have no inline flags.
+fn case_insensitive(word: &str) -> String {
+    word.chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+            } else if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, s: &str) -> bool {
+        regex::Regex::new(pattern)
+            .expect("pattern compiles")
+            .is_match(s)
+    }
+
+    #[test]
+    fn duration_pattern_follows_humantime() {
+        for ok in [
+            "250ms", "10s", "1h 30m", "1h30m", " 5m ", "1.5s", "2 days", "10 s", "1µs",
+        ] {
+            assert!(matches(DURATION, ok), "{ok}");
+            assert!(humantime::parse_duration(ok.trim()).is_ok(), "{ok}");
+        }
+        for bad in ["10", "s", "", "5 seconds please", "1.s", "-1s", "1x"] {
+            assert!(!matches(DURATION, bad), "{bad}");
+            assert!(humantime::parse_duration(bad.trim()).is_err(), "{bad}");
+        }
+        assert!(!matches(NON_ZERO, "0s 0ms") && !matches(NON_ZERO, "0.0s"));
+        assert!(matches(NON_ZERO, "10s") && matches(NON_ZERO, "0.5s"));
+    }
+
+    #[test]
+    fn nullable_widens_type_and_enum() {
+        assert_eq!(
+            nullable(json!({ "type": "string", "enum": ["a"] })),
+            json!({ "type": ["string", "null"], "enum": ["a", null] })
+        );
+        assert_eq!(
+            nullable(json!({ "type": ["string", "integer"] })),
+            json!({ "type": ["string", "integer", "null"] })
+        );
+        assert_eq!(
+            nullable(json!({ "oneOf": [] })),
+            json!({ "anyOf": [{ "type": "null" }, { "oneOf": [] }] })
+        );
+    }
+
+    #[test]
+    fn case_insensitive_words() {
+        assert_eq!(
+            case_insensitive("x-api-key"),
+            "[xX]-[aA][pP][iI]-[kK][eE][yY]"
+        );
+        assert!(matches(
+            &format!("^{}$", case_insensitive("cookie")),
+            "CooKie"
+        ));
+    }
+}
