@@ -13,5 +13,6 @@ mod ratelimit;
 mod rawup;
 mod reload;
 mod routing;
+mod slo;
 mod streaming;
 mod telemetry;
