@@ -19,9 +19,10 @@ use sluice_observability::{
 use sluice_policy::{Headroom, KeyLimiter, LimitKind, Policy, Target, TenantState};
 use tokio::time::Instant;
 
-use crate::cache::{CacheStatus, Fill};
+use crate::cache::CacheStatus;
 use crate::error::GatewayError;
 use crate::stream::{AnswerInfo, Usage};
+use crate::tap::Taps;
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -79,8 +80,8 @@ pub struct RequestCtx {
     pub rate_limited: Option<LimitKind>,
     /// What the route's response cache did for this request.
     pub cache: Option<CacheStatus>,
-    /// A cache miss's answer, collected as it is written.
-    pub cache_fill: Option<Fill>,
+    /// A cache miss's answer and a judged answer, collected as they are written.
+    pub taps: Taps,
 }
 
 /// A finished request on its way to the recorder: the record, and what the recorder still
@@ -147,7 +148,7 @@ impl RequestCtx {
             headroom: None,
             rate_limited: None,
             cache: None,
-            cache_fill: None,
+            taps: Taps::default(),
         }
     }
 

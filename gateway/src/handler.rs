@@ -92,7 +92,7 @@ impl DataPlane {
         );
         let finished = ctx.finish();
         // Before the connection is reused: the client's next request may be the same one.
-        if let Some(fill) = ctx.cache_fill.take() {
+        if let Some(fill) = ctx.taps.cache.take() {
             state.cache.store(fill, &finished.record);
         }
         // Provider-reported usage is known now; a tokenizer count waits for the recorder.
@@ -255,7 +255,7 @@ async fn serve(
                     hit = Some(stale);
                 } else {
                     ctx.cache = Some(CacheStatus::Miss);
-                    ctx.cache_fill = Some(state.cache.fill(key, cfg.ttl, cfg.max_stale));
+                    ctx.taps.cache = Some(state.cache.fill(key, cfg.ttl, cfg.max_stale));
                     if !cfg.max_stale.is_zero() {
                         stale_key = Some(key);
                     }
@@ -287,7 +287,7 @@ async fn serve(
         Err(Some(rule)) => {
             ctx.remediation.push(("shed", rule));
             ctx.cache = None;
-            ctx.cache_fill = None;
+            ctx.taps.cache = None;
             return Err(Rejection::Error(GatewayError::Shed {
                 retry_after: SHED_RETRY_AFTER,
             }));
@@ -309,7 +309,7 @@ async fn serve(
         && let Some(stale) = state.cache.get_stale(&key)
     {
         ctx.cache = Some(CacheStatus::Stale);
-        ctx.cache_fill = None;
+        ctx.taps.cache = None;
         return respond::replay(ds, ctx, &stale).await;
     }
     result

@@ -50,6 +50,7 @@ pub mod slo;
 pub mod sse;
 pub mod state;
 pub mod stream;
+pub mod tap;
 pub mod trace;
 
 #[cfg(test)]

@@ -10,9 +10,10 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
-use crate::cache::{CachedAnswer, Fill};
+use crate::cache::CachedAnswer;
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
+use crate::tap::Taps;
 
 /// How a request ends when no answer was committed.
 #[derive(Debug)]
@@ -145,9 +146,9 @@ impl Batch {
         }
     }
 
-    /// One write: the event itself when alone (no copy), else the events joined. A cache miss
-    /// keeps a copy of what was written.
-    pub async fn write(self, ds: &mut ServerSession, fill: &mut Option<Fill>) -> Result<(), ()> {
+    /// One write: the event itself when alone (no copy), else the events joined. The taps (a
+    /// cache miss, a judged answer) keep a copy of what was written.
+    pub async fn write(self, ds: &mut ServerSession, taps: &mut Taps) -> Result<(), ()> {
         let Some(first) = self.first else {
             return Ok(());
         };
@@ -162,9 +163,7 @@ impl Batch {
             }
             joined.freeze()
         };
-        if let Some(fill) = fill {
-            fill.push(&out);
-        }
+        taps.push(&out);
         ds.write_response_body(out, false).await.map_err(|_| ())
     }
 }

@@ -55,9 +55,7 @@ pub async fn commit(
             ctx.end_attempt(AttemptOutcome::Ok, Some(status));
             ctx.usage = usage;
             ctx.answer = answer;
-            if let Some(fill) = &mut ctx.cache_fill {
-                fill.set_whole(&body);
-            }
+            ctx.taps.set_whole(&body);
             let header =
                 respond::response_header(status, "application/json", Some(body.len()), ctx)
                     .map_err(Rejection::Error)?;
@@ -127,8 +125,8 @@ async fn stream(
     match end {
         StreamEnd::Finished => {
             ctx.end_attempt(AttemptOutcome::Ok, Some(200));
-            if let (true, Some(fill)) = (saw_done, &mut ctx.cache_fill) {
-                fill.mark_complete();
+            if saw_done {
+                ctx.taps.mark_complete();
             }
             // Read the terminating chunk, if any, so the connection can be pooled.
             let complete = matches!(
@@ -213,11 +211,7 @@ impl Pump<'_> {
                 Err(end) => return self.flush_then(batch, end).await,
             }
         }
-        if batch
-            .write(self.ds, &mut self.ctx.cache_fill)
-            .await
-            .is_err()
-        {
+        if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
             return StreamEnd::ClientGone;
         }
         if verdict == Verdict::Error {
@@ -263,11 +257,7 @@ impl Pump<'_> {
                 Ok(v) => v,
                 Err(end) => return self.flush_then(batch, end).await,
             };
-            if batch
-                .write(self.ds, &mut self.ctx.cache_fill)
-                .await
-                .is_err()
-            {
+            if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
                 return StreamEnd::ClientGone;
             }
             if verdict == Verdict::Error {
@@ -298,11 +288,7 @@ impl Pump<'_> {
 
     /// Writes what was gathered before `end`, then ends with it.
     async fn flush_then(&mut self, batch: Batch, end: StreamEnd) -> StreamEnd {
-        if batch
-            .write(self.ds, &mut self.ctx.cache_fill)
-            .await
-            .is_err()
-        {
+        if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
             return StreamEnd::ClientGone;
         }
         end
@@ -319,7 +305,7 @@ impl Pump<'_> {
         if !self.st.saw_done {
             let mut done = Batch::default();
             done.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            if done.write(self.ds, &mut self.ctx.cache_fill).await.is_err() {
+            if done.write(self.ds, &mut self.ctx.taps).await.is_err() {
                 return StreamEnd::ClientGone;
             }
         }
