@@ -196,6 +196,55 @@ pub(crate) struct RawBudget {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawJudge {
+    #[serde(default)]
+    pub model: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sample: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub always: Option<Spanned<RawJudgeAlways>>,
+    #[serde(default)]
+    pub rubric: Option<Spanned<RawRubric>>,
+    #[serde(default)]
+    pub max_capture_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rpm: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub usd_per_day: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJudgeAlways {
+    #[serde(default)]
+    pub remediated: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub downgraded: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub per_minute: Option<Spanned<i64>>,
+}
+
+/// `helpfulness`, or `{ name: tone, text: "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawRubric {
+    Builtin(String),
+    Custom(RawCustomRubric),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCustomRubric {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawHealth {
     #[serde(default)]
     pub consecutive_failures: Option<Spanned<i64>>,
@@ -454,6 +503,8 @@ pub(crate) struct RawRoute {
     pub balance: Option<Spanned<String>>,
     #[serde(default)]
     pub health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
+    pub judge: Option<Spanned<RawJudge>>,
     #[serde(default)]
     pub slos: Option<Vec<Spanned<RawSlo>>>,
     #[serde(default)]

@@ -202,6 +202,44 @@ impl Balance {
     }
 }
 
+/// A route's `judge:` section: which answers are judged, by which catalog model, on what.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    /// The catalog (chat) model that judges, called through Sluice's own routing.
+    pub model: String,
+    /// Share of the route's answers judged, in `[0, 1]`.
+    pub sample: f64,
+    /// Judge every remediated request (any action touched it). Default true.
+    pub always_remediated: bool,
+    /// Judge every downgraded request. Default true.
+    pub always_downgraded: bool,
+    /// At most this many always-sampled requests per minute; 0 turns the rules off. Default 30.
+    pub always_per_minute: u32,
+    pub rubric: RubricConfig,
+    /// Bound on each side judged (the conversation, the answer), in bytes. Default 16 KiB.
+    pub max_capture_bytes: usize,
+    /// Judge calls of this route at once. Default 4.
+    pub concurrency: usize,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub timeout: Duration,
+    /// Judge calls per minute at most.
+    pub rpm: Option<u32>,
+    /// USD spent on judge calls per UTC day at most.
+    pub usd_per_day: Option<f64>,
+}
+
+/// What the judge assesses.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RubricConfig {
+    /// `helpfulness`, `relevance`, `faithfulness` or `safety`.
+    Builtin(String),
+    Custom {
+        name: String,
+        text: String,
+    },
+}
+
 /// Passive health checks of a route's targets: when a target is taken out, and for how long.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
 pub struct HealthConfig {
@@ -485,6 +523,8 @@ pub struct RouteConfig {
     pub header: Option<HeaderMatch>,
     pub balance: Balance,
     pub health: HealthConfig,
+    /// A sample of the route's answers scored by a judge model, off the request path.
+    pub judge: Option<JudgeConfig>,
     /// The route's SLOs, evaluated in-line on every finished request.
     pub slos: Vec<SloConfig>,
     /// What Sluice does when one of the route's SLOs burns, in order.

@@ -151,13 +151,22 @@ impl Admin {
                 }),
             ),
             ("/admin/slo", &Method::GET) => Answer::json(200, &slo_view(&self.state)),
+            ("/admin/judge/recent", &Method::GET) => Answer::json(
+                200,
+                &serde_json::json!({ "verdicts": self.state.judge_recent.snapshot() }),
+            ),
             ("/admin/incidents", &Method::GET) => Answer::json(
                 200,
                 &self.state.slo.incidents(&self.state.runtime.overlay_full()),
             ),
             (
-                "/admin/reload" | "/admin/inflight" | "/admin/targets" | "/admin/policy"
-                | "/admin/slo" | "/admin/incidents",
+                "/admin/reload"
+                | "/admin/inflight"
+                | "/admin/targets"
+                | "/admin/policy"
+                | "/admin/slo"
+                | "/admin/incidents"
+                | "/admin/judge/recent",
                 _,
             ) => Answer::error(405, "invalid_request_error", "method not allowed"),
             _ => Answer::error(404, "invalid_request_error", "no such admin route"),

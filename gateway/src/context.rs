@@ -21,8 +21,10 @@ use tokio::time::Instant;
 
 use crate::cache::CacheStatus;
 use crate::error::GatewayError;
+use crate::judge::{JudgePending, Sampled};
 use crate::stream::{AnswerInfo, Usage};
 use crate::tap::Taps;
+use sluice_judge::JudgedRequest;
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -74,6 +76,8 @@ pub struct RequestCtx {
     pub decision: Option<RouteDecision>,
     /// Remediation actions that changed how this request was served: (action, rule).
     pub remediation: Vec<(&'static str, Arc<str>)>,
+    /// Set when the judge sampled this request.
+    pub judge: Option<Sampled>,
     /// What the key has left, for `x-ratelimit-*` headers.
     pub headroom: Option<Headroom>,
     /// Which of the key's limits refused the request.
@@ -100,6 +104,8 @@ pub struct Finished {
     pub route_slow: Option<Duration>,
     /// The snapshot the request used, for its telemetry settings.
     pub policy: Option<Arc<Policy>>,
+    /// A request the judge sampled: its answer to judge, or the route when it got none.
+    pub judge: Option<Result<JudgePending, Arc<str>>>,
 }
 
 /// What a tokenizer count needs: the model, what was sent, what was delivered.
@@ -145,6 +151,7 @@ impl RequestCtx {
             client_deadline: None,
             decision: None,
             remediation: Vec::new(),
+            judge: None,
             headroom: None,
             rate_limited: None,
             cache: None,
@@ -305,6 +312,7 @@ impl RequestCtx {
             )),
             _ => None,
         };
+        let judge = self.judge.take().map(|sampled| self.judge_pending(sampled));
         let record = RequestRecord {
             request_id: std::mem::take(&mut self.request_id),
             trace: self.trace,
@@ -344,6 +352,35 @@ impl RequestCtx {
             tenant_state: self.tenant_state.clone(),
             route_slow: self.route_slow,
             policy: self.policy.clone(),
+            judge,
         }
+    }
+
+    /// A sampled request's judge job inputs; the route alone when there is no answer to judge.
+    fn judge_pending(&mut self, sampled: Sampled) -> Result<JudgePending, Arc<str>> {
+        let route = self.route.clone().unwrap_or_else(|| Arc::from(""));
+        let (Outcome::Ok, Some(body), Some(answer), Some(last)) = (
+            self.outcome,
+            &self.body,
+            self.taps.judge.take(),
+            self.attempts.last(),
+        ) else {
+            return Err(route);
+        };
+        Ok(JudgePending {
+            settings: sampled.settings,
+            reason: sampled.reason,
+            judged: JudgedRequest {
+                request_id: Arc::from(self.request_id.as_str()),
+                trace_id: self.trace.trace_id,
+                span_id: self.trace.span_id,
+                provider: Arc::clone(&last.provider),
+                model: Arc::clone(&last.model),
+                response_id: self.answer.id.as_deref().map(Arc::from),
+            },
+            route,
+            body: body.clone(),
+            answer,
+        })
     }
 }

@@ -299,6 +299,7 @@ async fn serve(
             return respond::replay(ds, ctx, &hit).await;
         }
     };
+    sample_for_judge(state, ctx, &policy, &route.name, key, now);
     // Boxed: awaited in place, the exchange's state machine doubled the size of this one
     // (22 KiB, held by every open stream); on the heap it is the exchange's own size.
     let result = Box::pin(exchange::run(state, ds, ctx, &req, plan)).await;
@@ -313,6 +314,43 @@ async fn serve(
         return respond::replay(ds, ctx, &stale).await;
     }
     result
+}
+
+/// Decides whether the judge scores this request's answer; if so the answer is tapped as it
+/// goes out. Only requests that go to a provider are sampled (a cached answer was judged, if
+/// at all, when it was first given), and never the judge's own calls.
+fn sample_for_judge(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    policy: &Policy,
+    route: &str,
+    key: &KeyEntry,
+    now: Instant,
+) {
+    let Some(judge) = state.judges.of(policy, route) else {
+        return;
+    };
+    let flags = sluice_judge::SampleFlags {
+        remediated: !ctx.remediation.is_empty(),
+        downgraded: ctx.remediation.iter().any(|(a, _)| *a == "downgrade_to"),
+        judge_traffic: key.internal,
+    };
+    let Some(reason) = judge.sampler.decide(
+        sluice_judge::key_from_trace_id(ctx.trace.trace_id),
+        flags,
+        now,
+    ) else {
+        return;
+    };
+    if let Some(r) = &ctx.route {
+        state.metrics.record_judge(r, "sampled");
+    }
+    let sampled = crate::judge::Sampled {
+        settings: judge.settings,
+        reason,
+    };
+    ctx.taps.judge = Some(sampled.tap());
+    ctx.judge = Some(sampled);
 }
 
 /// How long a shed client is told to wait before it tries again. The OpenAI SDKs honour

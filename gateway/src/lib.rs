@@ -38,6 +38,7 @@ pub mod exchange;
 pub mod feedback;
 pub mod handler;
 pub mod incidents;
+pub mod judge;
 pub mod live;
 pub mod providers;
 pub mod ratelimit;

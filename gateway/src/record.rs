@@ -104,7 +104,15 @@ impl Recorder {
             tenant_state,
             route_slow,
             policy,
+            judge,
         } = f;
+        let flags = Flags {
+            remediated: !record.remediation.is_empty(),
+            judged: judge.is_some(),
+        };
+        if let Some(judge) = judge {
+            self.hand_to_judge(judge);
+        }
         if let Some(e) = estimate {
             let usage = TokenUsage {
                 input: tokens::estimate_input(&e.model, &e.body),
@@ -162,11 +170,10 @@ impl Recorder {
         }
         match &self.span_policy {
             Some((_, sp)) => {
-                self.spans
-                    .offer_with(&record, route_slow, Flags::default(), sp);
+                self.spans.offer_with(&record, route_slow, flags, sp);
             }
             None => {
-                self.spans.offer(&record, route_slow, Flags::default());
+                self.spans.offer(&record, route_slow, flags);
             }
         }
     }
@@ -206,6 +213,30 @@ impl Recorder {
         }
         if let Some(event) = slo::event_of(record) {
             self.state.slo_events.offer(event);
+        }
+    }
+
+    /// Makes a judge job of a sampled request (assembling a streamed answer here, off the
+    /// request path) and hands it to the judge pool without waiting.
+    fn hand_to_judge(&self, judge: Result<crate::judge::JudgePending, Arc<str>>) {
+        let dropped = |route: &Arc<str>| self.metrics.record_judge(route, "dropped");
+        match judge {
+            Ok(pending) => {
+                let route = Arc::clone(&pending.route);
+                match crate::judge::job(pending) {
+                    Ok(job) => {
+                        if !self.state.judge_jobs.offer(job) {
+                            dropped(&route);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(route = %route, error = %e, "A sampled answer cannot be judged.");
+                        dropped(&route);
+                    }
+                }
+            }
+            // Sampled, but the request got no answer to judge.
+            Err(route) => dropped(&route),
         }
     }
 

@@ -23,10 +23,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::admin::Admin;
 use crate::downstream::Downstream;
 use crate::handler::DataPlane;
+use crate::judge;
 use crate::record::{self, Recorder};
 use crate::reload::{PolicyWatch, Reloader};
 use crate::slo::{self, SloService};
 use crate::state::AppState;
+use sluice_judge::{JudgePool, PoolOptions};
 
 /// How long requests get to end themselves after the grace ran out.
 const ABORT_WAIT: Duration = Duration::from_secs(2);
@@ -39,6 +41,8 @@ const DRAIN_SERVICES: Duration = Duration::from_secs(5);
 /// that `config` came from (`None` for the embedded quickstart); reloads read it again.
 pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let runtime = Arc::new(RuntimeState::new());
+    // Before the first compile: every policy includes the judge's internal key.
+    let judge_key = crate::judge::internal_key(&runtime);
     // Budgets survive a restart: the spend is back before any key can spend.
     runtime.restore_spend(crate::live::load_spend(&config.server.data_dir)?);
     let policy = Policy::compile(config, &runtime).map_err(|e| e.to_string())?;
@@ -62,6 +66,7 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let (slo_events, slo_intake) = service::feed(slo::QUEUE, metrics.queue_dropped("slo"));
     let (incident_push, _incident_push_intake) =
         service::feed(slo::QUEUE, metrics.queue_dropped("incident_push"));
+    let (judge_jobs, judge_intake) = service::feed(judge::QUEUE, metrics.queue_dropped("judge"));
     let state = Arc::new(AppState::new(
         PolicyStore::new(policy),
         runtime,
@@ -69,6 +74,7 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         registry,
         records,
         slo_events,
+        judge_jobs,
     ));
     let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
     let slo = SloService::start(
@@ -78,15 +84,36 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         server_cfg.data_dir.clone(),
     )?;
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
-    // last records (and adds their cost), then the SLO evaluator counts them and saves its
-    // state, then the spend is saved, then the exporter sends the last spans.
+    // last records (and adds their cost), then the judge finishes the calls it started, then
+    // the SLO evaluator counts the last requests and verdicts and saves its state, then the
+    // spend is saved, then the exporter sends the last spans.
     services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
+    let spans_for_judge = spans.clone();
     services.spawn(Box::new(Recorder::new(
         intake,
         metrics,
         spans,
         Arc::clone(&state),
     )));
+    let judge_pool = JudgePool::new(
+        judge_intake,
+        Arc::new(
+            judge::Loopback::new(Arc::clone(&state), server_cfg.listen, judge_key)
+                .map_err(|e| format!("cannot set up the judge: {e}"))?,
+        ),
+        Arc::new(judge::Sinks {
+            state: Arc::clone(&state),
+            spans: spans_for_judge,
+            recent: Arc::clone(&state.judge_recent),
+        }),
+        Arc::new(sluice_judge::SystemClock),
+        PoolOptions {
+            tick: Duration::from_millis(20),
+            max_held: 1024,
+            route_backlog: 64,
+        },
+    );
+    services.spawn(Box::new(judge_pool));
     services.spawn(Box::new(slo));
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),

@@ -14,7 +14,9 @@ use crate::cache::ResponseCache;
 use crate::context::Finished;
 use crate::dns::Resolver;
 use crate::feedback::AnswerIndex;
+use crate::judge::Judges;
 use crate::slo::{SloEvent, SloView};
+use sluice_judge::{ContentCapture, JudgeJob, RecentVerdicts};
 
 pub struct AppState {
     pub policy: PolicyStore,
@@ -34,6 +36,12 @@ pub struct AppState {
     pub slo: SloView,
     /// Recent answers by response id, so apps can score them (`POST /v1/feedback`).
     pub answers: AnswerIndex,
+    /// Each route's judge (sampler and settings) under the serving policy.
+    pub judges: Judges,
+    /// Sampled answers, on their way to the judge pool (never waits; drops counted).
+    pub judge_jobs: Feed<JudgeJob>,
+    /// The last verdicts, for `/admin/judge/recent`.
+    pub judge_recent: Arc<RecentVerdicts>,
     /// Requests being served right now; graceful shutdown waits for zero.
     pub inflight: AtomicUsize,
     /// Open data-plane connections, against `server.max_connections`.
@@ -54,6 +62,7 @@ impl AppState {
         registry: Registry,
         records: Feed<Finished>,
         slo_events: Feed<SloEvent>,
+        judge_jobs: Feed<JudgeJob>,
     ) -> Self {
         let snapshot = policy.snapshot();
         let server = &snapshot.server;
@@ -74,6 +83,12 @@ impl AppState {
             slo_events,
             slo: SloView::default(),
             answers: AnswerIndex::new(),
+            judges: Judges::default(),
+            judge_jobs,
+            judge_recent: Arc::new(RecentVerdicts::new(
+                crate::judge::RECENT,
+                recent_capture(&snapshot.telemetry),
+            )),
             inflight: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -113,6 +128,18 @@ impl<'a> InflightGuard<'a> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Content in `/admin/judge/recent` only with `capture_content`, redacted like spans.
+fn recent_capture(t: &sluice_config::TelemetryConfig) -> ContentCapture {
+    if !t.capture_content {
+        return ContentCapture::Off;
+    }
+    match sluice_observability::Redactor::new(&t.redact) {
+        Ok(r) => ContentCapture::On(Some(Arc::new(r))),
+        // Validation compiled these rules already; without them nothing is shown.
+        Err(_) => ContentCapture::Off,
     }
 }
 

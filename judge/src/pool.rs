@@ -78,6 +78,8 @@ pub struct JudgedRequest {
     pub provider: Arc<str>,
     /// The catalog model that answered.
     pub model: Arc<str>,
+    /// The judged answer's id (`gen_ai.response.id` on the evaluation event).
+    pub response_id: Option<Arc<str>>,
 }
 
 /// The conversation and the answer as they were judged (fitted to the bound).

@@ -200,6 +200,7 @@ mod tests {
             settings: Arc::new(JudgeSettings::new("judge-mini", Rubric::Faithfulness)),
             route: "chat".into(),
             judged: JudgedRequest {
+                response_id: None,
                 request_id: format!("req-{n}").into(),
                 trace_id: [n; 16],
                 span_id: [0xab; 8],

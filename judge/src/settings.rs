@@ -112,6 +112,34 @@ impl JudgeSettings {
         }
     }
 
+    /// The settings a route's `judge:` section states (validated by `sluice-config` already;
+    /// [`Self::validate`] stays the guard for settings built any other way).
+    pub fn from_config(c: &sluice_config::JudgeConfig) -> Self {
+        use sluice_config::RubricConfig;
+        let rubric = match &c.rubric {
+            RubricConfig::Builtin(name) => Rubric::builtin(name).unwrap_or(Rubric::Helpfulness),
+            RubricConfig::Custom { name, text } => Rubric::Custom {
+                name: Arc::from(name.as_str()),
+                text: Arc::from(text.as_str()),
+            },
+        };
+        Self {
+            sample_ratio: c.sample,
+            always: AlwaysSample {
+                remediated: c.always_remediated,
+                downgraded: c.always_downgraded,
+                per_minute_cap: c.always_per_minute,
+            },
+            model: Arc::from(c.model.as_str()),
+            rubric,
+            max_capture_bytes: c.max_capture_bytes,
+            concurrency: c.concurrency,
+            timeout: c.timeout,
+            rpm: c.rpm,
+            usd_per_day: c.usd_per_day,
+        }
+    }
+
     /// Checks every field; [`Error::Settings`] lists all problems, not just the first.
     pub fn validate(&self) -> Result<(), Error> {
         let mut problems = Vec::new();

@@ -191,6 +191,28 @@ impl SpanSink {
     }
 }
 
+impl SpanSink {
+    /// Offers a judge's verdict span (see [`crate::spans::evaluation_span`]). Never blocks;
+    /// `false` when export is off or the queue is full (counted as dropped).
+    pub fn offer_evaluation(&self, e: &crate::spans::Evaluation) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        let before = inner.queued.fetch_add(1, Ordering::AcqRel);
+        if before >= inner.queue_size
+            || inner
+                .tx
+                .send(Msg::Spans(vec![crate::spans::evaluation_span(e)]))
+                .is_err()
+        {
+            inner.queued.fetch_sub(1, Ordering::AcqRel);
+            inner.counters.dropped.inc();
+            return false;
+        }
+        true
+    }
+}
+
 /// The span sink and the export service behind it.
 pub struct SpanPipeline {
     sink: SpanSink,

@@ -45,6 +45,8 @@ const PER_CHUNK_BUCKETS: [f64; 13] = [
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
 /// Gateway overhead is micro- to milliseconds.
+/// Judge scores: tenths, so a dashboard can read the share below any objective's threshold.
+const JUDGE_SCORE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const OVERHEAD_BUCKETS: [f64; 12] = [
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
@@ -193,6 +195,22 @@ pub struct PushLabels {
     pub sink: &'static str,
     /// sent | failed | dropped
     pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JudgeScoreLabels {
+    pub route: Arc<str>,
+    /// The rubric's name (built in or from the policy).
+    pub rubric: Arc<str>,
+    /// The catalog model that judged.
+    pub model: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JudgeSampleLabels {
+    pub route: Arc<str>,
+    /// sampled | dropped | scored | invalid | failed | over_budget
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -350,6 +368,10 @@ pub struct Metrics {
     pub incident_events: Family<IncidentEventLabels, Counter>,
     /// Incident events pushed to Alertmanager or a webhook, by result.
     pub incident_push: Family<PushLabels, Counter>,
+    /// Judge scores of sampled answers.
+    pub judge_score: Family<JudgeScoreLabels, Histogram, fn() -> Histogram>,
+    /// What became of each sampled answer.
+    pub judge_samples: Family<JudgeSampleLabels, Counter>,
     none: Arc<str>,
 }
 
@@ -565,7 +587,24 @@ impl Metrics {
             "Incident events pushed to Alertmanager or a webhook, by result (failed after every retry, or dropped on a full queue)",
             incident_push.clone(),
         );
+        let judge_score =
+            Family::<JudgeScoreLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(JUDGE_SCORE_BUCKETS)
+            });
+        registry.register(
+            "sluice_judge_score",
+            "Scores the judge gave sampled answers (0 to 1; 1 meets the rubric fully)",
+            judge_score.clone(),
+        );
+        let judge_samples = Family::<JudgeSampleLabels, Counter>::default();
+        registry.register(
+            "sluice_judge_samples",
+            "Answers sampled for the judge, and what became of each (scored, invalid verdict, failed call, over the judge's budget, dropped)",
+            judge_samples.clone(),
+        );
         Self {
+            judge_score,
+            judge_samples,
             slo_burn_rate,
             slo_budget_remaining,
             slo_events,
@@ -605,6 +644,16 @@ impl Metrics {
         self.background_dropped
             .get_or_create(&QueueLabels { queue })
             .clone()
+    }
+
+    /// Counts one judge sample outcome on `route`.
+    pub fn record_judge(&self, route: &Arc<str>, outcome: &'static str) {
+        self.judge_samples
+            .get_or_create(&JudgeSampleLabels {
+                route: Arc::clone(route),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts a request routed in panic mode.

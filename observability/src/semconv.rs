@@ -48,6 +48,12 @@ pub const GEN_AI_OUTPUT_TYPE: &str = "gen_ai.output.type";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
 pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
+/// The event an evaluation of a response emits, and its attributes.
+pub const GEN_AI_EVALUATION_RESULT: &str = "gen_ai.evaluation.result";
+pub const GEN_AI_EVALUATION_NAME: &str = "gen_ai.evaluation.name";
+pub const GEN_AI_EVALUATION_SCORE_VALUE: &str = "gen_ai.evaluation.score.value";
+pub const GEN_AI_EVALUATION_SCORE_LABEL: &str = "gen_ai.evaluation.score.label";
+pub const GEN_AI_EVALUATION_EXPLANATION: &str = "gen_ai.evaluation.explanation";
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
 /// string[]
 pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";

@@ -353,6 +353,92 @@ fn span(p: SpanParts<'_>) -> SpanData {
     }
 }
 
+// === evaluations ===
+
+/// A judge's verdict on one answer, as a span under the judged request's server span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The judged request's trace, and its server span (the parent).
+    pub trace_id: [u8; 16],
+    pub parent_span_id: [u8; 8],
+    /// The rubric's name (`gen_ai.evaluation.name`).
+    pub name: String,
+    /// `scored`, `invalid`, `failed`, `over_budget`.
+    pub outcome: &'static str,
+    pub score: Option<f64>,
+    pub label: Option<String>,
+    /// Only with content capture: it usually quotes the answer.
+    pub explanation: Option<String>,
+    /// The judged answer's id.
+    pub response_id: Option<String>,
+    pub route: Option<String>,
+    /// The catalog model that judged.
+    pub judge_model: String,
+    pub start: std::time::SystemTime,
+    pub duration: Duration,
+}
+
+/// An INTERNAL span `evaluate {rubric}` whose parent is the judged request's server span,
+/// carrying one `gen_ai.evaluation.result` event with the score. The judged span has ended by
+/// the time a verdict exists, so the event cannot go on it; a child span keeps the verdict in
+/// the request's trace, which is what a trace view needs.
+pub fn evaluation_span(e: &Evaluation) -> SpanData {
+    let trace = crate::record::TraceContext {
+        trace_id: e.trace_id,
+        parent_span_id: Some(e.parent_span_id),
+        span_id: new_span_id(),
+        sampled: true,
+    };
+    let mut event_attrs = vec![kv(sc::GEN_AI_EVALUATION_NAME, e.name.clone())];
+    if let Some(score) = e.score {
+        event_attrs.push(kv(sc::GEN_AI_EVALUATION_SCORE_VALUE, score));
+    }
+    if let Some(label) = &e.label {
+        event_attrs.push(kv(sc::GEN_AI_EVALUATION_SCORE_LABEL, label.clone()));
+    }
+    if let Some(x) = &e.explanation {
+        event_attrs.push(kv(sc::GEN_AI_EVALUATION_EXPLANATION, x.clone()));
+    }
+    if let Some(id) = &e.response_id {
+        event_attrs.push(kv(sc::GEN_AI_RESPONSE_ID, id.clone()));
+    }
+    let mut attrs = vec![
+        kv(sc::GEN_AI_OPERATION_NAME, "evaluate"),
+        kv(sc::GEN_AI_EVALUATION_NAME, e.name.clone()),
+        kv(sc::GEN_AI_REQUEST_MODEL, e.judge_model.clone()),
+        kv(sc::SLUICE_OUTCOME, e.outcome),
+    ];
+    if let Some(route) = &e.route {
+        attrs.push(kv(sc::SLUICE_ROUTE, route.clone()));
+    }
+    let status = if e.outcome == "scored" {
+        Status::Unset
+    } else {
+        Status::error(e.outcome)
+    };
+    let mut data = span(SpanParts {
+        trace: &trace,
+        span_id: trace.span_id,
+        parent: Some(e.parent_span_id),
+        parent_is_remote: false,
+        kind: SpanKind::Internal,
+        name: format!("evaluate {}", e.name),
+        start: e.start,
+        duration: e.duration,
+        attrs,
+        status,
+    });
+    if e.outcome == "scored" {
+        data.events.events.push(opentelemetry::trace::Event::new(
+            sc::GEN_AI_EVALUATION_RESULT,
+            e.start + e.duration,
+            event_attrs,
+            0,
+        ));
+    }
+    data
+}
+
 // === trace context ===
 
 /// The request's trace context: the caller's, from a valid W3C `traceparent` header, or a new

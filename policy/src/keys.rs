@@ -29,6 +29,9 @@ pub struct KeyEntry {
     /// 0..=9, higher is more important (load shedding refuses the lowest first).
     pub priority: u8,
     pub expires: Option<SystemTime>,
+    /// A key Sluice made for its own calls through its routing (the judge's); never in the
+    /// policy file, never judged.
+    pub internal: bool,
 }
 
 impl KeyEntry {
@@ -49,6 +52,7 @@ impl KeyEntry {
             routes: k.routes.clone(),
             priority: k.priority,
             expires: k.expires,
+            internal: false,
         }
     }
 

@@ -186,7 +186,7 @@ impl Policy {
             }
         }
 
-        let keys = config
+        let mut keys: HashMap<[u8; 32], KeyEntry> = config
             .keys
             .iter()
             .map(|k| {
@@ -196,6 +196,11 @@ impl Policy {
                 )
             })
             .collect();
+        for k in runtime.internal_keys() {
+            let mut entry = KeyEntry::compile(&k, config.tenants.get(&k.tenant), runtime);
+            entry.internal = true;
+            keys.insert(k.key_sha256, entry);
+        }
         let admin_tokens = config
             .admin
             .tokens

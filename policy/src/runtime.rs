@@ -51,6 +51,8 @@ struct Inner {
     tenants: HashMap<String, Arc<TenantState>>,
     /// Spend restored from the data directory, for tenants not compiled yet.
     restored_spend: HashMap<String, SpendSnapshot>,
+    /// Keys Sluice uses for its own calls through its routing, compiled into every policy.
+    internal_keys: Vec<sluice_config::KeyConfig>,
 }
 
 /// The live state of one route.
@@ -185,6 +187,17 @@ impl RuntimeState {
             inner: Mutex::new(Inner::default()),
             overlay: ArcSwap::from_pointee(Overlay::default()),
         }
+    }
+
+    /// Adds a key Sluice itself uses (the judge's), compiled into this and every later policy
+    /// as an internal key. Only its digest is kept.
+    pub fn add_internal_key(&self, key: sluice_config::KeyConfig) {
+        self.lock().internal_keys.push(key);
+    }
+
+    /// The internal keys to compile.
+    pub fn internal_keys(&self) -> Vec<sluice_config::KeyConfig> {
+        self.lock().internal_keys.clone()
     }
 
     /// The remediation overlay in force.

@@ -251,6 +251,10 @@ pub(super) fn route(
         .map(|h| health(ctx, &format!("{path}.health"), &h.value))
         .unwrap_or_default();
 
+    let judge = raw
+        .judge
+        .as_ref()
+        .and_then(|j| slo::judge(ctx, &format!("{path}.judge"), j, model_kinds));
     let slos = raw
         .slos
         .as_deref()
@@ -289,6 +293,7 @@ pub(super) fn route(
         header,
         balance,
         health,
+        judge,
         slos,
         remediation,
     })

@@ -1,5 +1,5 @@
-//! SLOs and remediation: a route's `slos` and `remediation` lists, and the top-level `slo` and
-//! `incidents` sections.
+//! SLOs, remediation and the judge: a route's `slos`, `remediation` and `judge`, and the
+//! top-level `slo` and `incidents` sections.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,12 +11,12 @@ use super::{Ctx, ONE_HOUR, known, line};
 use crate::Secret;
 use crate::duration::{self, Zero};
 use crate::raw::{
-    RawAction, RawBurn, RawIncidents, RawPush, RawRemediation, RawScalar, RawSli, RawSlo,
-    RawSloSettings, RawWhen,
+    RawAction, RawBurn, RawIncidents, RawJudge, RawPush, RawRemediation, RawRubric, RawScalar,
+    RawSli, RawSlo, RawSloSettings, RawWhen,
 };
 use crate::types::{
-    ActionConfig, BaseUrl, BurnConfig, BurnWindow, IncidentsConfig, ModelKind, PushConfig,
-    RemediationConfig, SliConfig, SloConfig, SloSettings,
+    ActionConfig, BaseUrl, BurnConfig, BurnWindow, IncidentsConfig, JudgeConfig, ModelKind,
+    PushConfig, RemediationConfig, RubricConfig, SliConfig, SloConfig, SloSettings,
 };
 
 const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -614,4 +614,168 @@ fn action(
             }
         },
     }
+}
+
+/// Smallest and largest judge capture, in bytes of text per side (as the judge enforces).
+const MIN_CAPTURE: i64 = 256;
+const MAX_CAPTURE: i64 = 1 << 20;
+const MAX_RUBRIC_NAME: usize = 64;
+const MAX_RUBRIC_TEXT: usize = 16 * 1024;
+const BUILTIN_RUBRICS: [&str; 4] = ["helpfulness", "relevance", "faithfulness", "safety"];
+
+/// A route's `judge:` section. `chat_models` are the catalog's chat models (a judge answers
+/// in chat).
+pub(super) fn judge(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    raw: &Spanned<RawJudge>,
+    model_kinds: &BTreeMap<&String, Option<ModelKind>>,
+) -> Option<JudgeConfig> {
+    let before = ctx.errors.len();
+    let j = &raw.value;
+    let model = ctx
+        .required(
+            path,
+            line(raw),
+            &j.model,
+            "model",
+            "the catalog model that judges, e.g. `model: gpt-4o-mini`",
+        )
+        .and_then(|m| match model_kinds.get(&m.value) {
+            None => {
+                ctx.error(
+                    &format!("{path}.model"),
+                    line(m),
+                    format!(
+                        "unknown model `{}` {}",
+                        m.value,
+                        known(model_kinds.keys().copied())
+                    ),
+                );
+                None
+            }
+            Some(Some(ModelKind::Embedding)) => {
+                ctx.error(
+                    &format!("{path}.model"),
+                    line(m),
+                    format!(
+                        "`{}` is an embedding model; a judge must be a chat model",
+                        m.value
+                    ),
+                );
+                None
+            }
+            Some(_) => Some(m.value.clone()),
+        });
+    let sample = ctx.number(&format!("{path}.sample"), j.sample.as_ref(), 0.0, 0.0, 1.0);
+    let (always_remediated, always_downgraded, always_per_minute) = match &j.always {
+        None => (true, true, 30),
+        Some(a) => (
+            a.value.remediated.as_ref().is_none_or(|v| v.value),
+            a.value.downgraded.as_ref().is_none_or(|v| v.value),
+            ctx.int(
+                &format!("{path}.always.per_minute"),
+                a.value.per_minute.as_ref(),
+                30,
+                0,
+                100_000,
+            ),
+        ),
+    };
+    let rubric = match &j.rubric {
+        None => RubricConfig::Builtin("helpfulness".to_owned()),
+        Some(r) => match &r.value {
+            RawRubric::Builtin(name) if BUILTIN_RUBRICS.contains(&name.trim()) => {
+                RubricConfig::Builtin(name.trim().to_owned())
+            }
+            RawRubric::Builtin(name) => {
+                ctx.error(
+                    &format!("{path}.rubric"),
+                    line(r),
+                    format!(
+                        "unknown rubric `{name}` (built in: {}; or your own: `{{ name: tone, text: \"…\" }}`)",
+                        BUILTIN_RUBRICS.join(", ")
+                    ),
+                );
+                RubricConfig::Builtin(String::new())
+            }
+            RawRubric::Custom(c) => {
+                let snake = c.name.starts_with(|ch: char| ch.is_ascii_lowercase())
+                    && c.name.len() <= MAX_RUBRIC_NAME
+                    && c.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !snake {
+                    ctx.error(
+                        &format!("{path}.rubric.name"),
+                        line(r),
+                        format!(
+                            "`{}` must be snake_case, 1 to {MAX_RUBRIC_NAME} characters (it is a metric label)",
+                            c.name
+                        ),
+                    );
+                } else if BUILTIN_RUBRICS.contains(&c.name.as_str()) {
+                    ctx.error(
+                        &format!("{path}.rubric.name"),
+                        line(r),
+                        format!("`{}` is a built-in rubric; give yours another name", c.name),
+                    );
+                }
+                if c.text.trim().is_empty() || c.text.len() > MAX_RUBRIC_TEXT {
+                    ctx.error(
+                        &format!("{path}.rubric.text"),
+                        line(r),
+                        format!("expected 1 to {MAX_RUBRIC_TEXT} bytes saying what to assess"),
+                    );
+                }
+                RubricConfig::Custom {
+                    name: c.name.clone(),
+                    text: c.text.clone(),
+                }
+            }
+        },
+    };
+    let max_capture_bytes = ctx.int(
+        &format!("{path}.max_capture_bytes"),
+        j.max_capture_bytes.as_ref(),
+        16 * 1024,
+        MIN_CAPTURE,
+        MAX_CAPTURE,
+    );
+    let concurrency = ctx.int(
+        &format!("{path}.concurrency"),
+        j.concurrency.as_ref(),
+        4,
+        1,
+        256,
+    );
+    let timeout = ctx.duration(
+        &format!("{path}.timeout"),
+        j.timeout.as_ref(),
+        Duration::from_secs(30),
+        Zero::Rejected,
+        Some(Duration::from_secs(600)),
+    );
+    let rpm = j
+        .rpm
+        .as_ref()
+        .map(|v| ctx.int(&format!("{path}.rpm"), Some(v), 1, 1, 10_000));
+    let usd_per_day = j
+        .usd_per_day
+        .as_ref()
+        .map(|v| ctx.number(&format!("{path}.usd_per_day"), Some(v), 0.0, 0.0, 1e9));
+    let model = model?;
+    (ctx.errors.len() == before).then(|| JudgeConfig {
+        model,
+        sample,
+        always_remediated,
+        always_downgraded,
+        always_per_minute: u32::try_from(always_per_minute).unwrap_or(30),
+        rubric,
+        max_capture_bytes: usize::try_from(max_capture_bytes).unwrap_or(16 * 1024),
+        concurrency: usize::try_from(concurrency).unwrap_or(4),
+        timeout,
+        rpm: rpm.and_then(|r| u32::try_from(r).ok()),
+        usd_per_day,
+    })
 }

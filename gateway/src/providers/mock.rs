@@ -174,6 +174,9 @@ pub struct MockRequest {
     pub dimensions: u32,
     /// FNV-1a of the request text; see the module doc, "Determinism".
     pub seed: u64,
+    /// For a judge request (`sluice_judge::MARKER` first in its system message): the verdict
+    /// the answer carries instead of made-up words, so the judge works with no API key.
+    pub verdict: Option<String>,
 }
 
 impl MockRequest {
@@ -241,6 +244,10 @@ impl MockRequest {
             inputs,
             dimensions,
             seed: text.hash,
+            verdict: match endpoint {
+                Endpoint::ChatCompletions => sluice_judge::mock_verdict(body),
+                Endpoint::Completions | Endpoint::Embeddings => None,
+            },
         })
     }
 }
@@ -491,6 +498,9 @@ impl ExactSizeIterator for MockStream {}
 // === synthesis helpers ===
 
 fn completion_tokens(req: &MockRequest) -> u32 {
+    if let Some(v) = &req.verdict {
+        return u32::try_from(v.split(' ').count()).unwrap_or(u32::MAX);
+    }
     match req.endpoint {
         Endpoint::Embeddings => 0,
         Endpoint::ChatCompletions | Endpoint::Completions => {
@@ -501,10 +511,17 @@ fn completion_tokens(req: &MockRequest) -> u32 {
     }
 }
 
-/// The answer's words, drawn from [`WORDS`] by splitmix64 seeded with the request seed.
-fn words(req: &MockRequest) -> impl Iterator<Item = &'static str> {
+/// The answer's words, drawn from [`WORDS`] by splitmix64 seeded with the request seed (or a
+/// judge request's verdict, word by word, so joined with spaces it is the verdict again).
+fn words(req: &MockRequest) -> Box<dyn Iterator<Item = &str> + '_> {
+    if let Some(v) = &req.verdict {
+        return Box::new(v.split(' '));
+    }
     let mut rng = SplitMix64(req.seed);
-    (0..completion_tokens(req)).map(move |_| WORDS[(rng.next_u64() % WORDS.len() as u64) as usize])
+    Box::new(
+        (0..completion_tokens(req))
+            .map(move |_| WORDS[(rng.next_u64() % WORDS.len() as u64) as usize]),
+    )
 }
 
 /// The content pieces of a stream: the words, each after the first with a leading space.

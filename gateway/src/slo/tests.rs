@@ -242,6 +242,7 @@ fn rig() -> Rig {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let (records, _) = service::feed(16, metrics.queue_dropped("records"));
+    let (judge_jobs, _) = service::feed(16, metrics.queue_dropped("judge"));
     let (events, intake) = service::feed(QUEUE, metrics.queue_dropped("slo"));
     let (push, pushed) = service::feed(1024, metrics.queue_dropped("incident_push"));
     let state = Arc::new(AppState::new(
@@ -251,6 +252,7 @@ fn rig() -> Rig {
         registry,
         records,
         events,
+        judge_jobs,
     ));
     let dir = tempfile::tempdir().expect("tempdir");
     let service =
@@ -421,6 +423,7 @@ async fn counts_and_incident_numbers_survive_a_restart() {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let (records, _) = service::feed(16, metrics.queue_dropped("records"));
+    let (judge_jobs, _) = service::feed(16, metrics.queue_dropped("judge"));
     let (events, intake) = service::feed(QUEUE, metrics.queue_dropped("slo"));
     let (push, _pushed) = service::feed(16, metrics.queue_dropped("incident_push"));
     let state = Arc::new(AppState::new(
@@ -430,6 +433,7 @@ async fn counts_and_incident_numbers_survive_a_restart() {
         registry,
         records,
         events,
+        judge_jobs,
     ));
     let mut again =
         SloService::start(Arc::clone(&state), intake, push, dir.path().to_owned()).expect("starts");

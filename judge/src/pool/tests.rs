@@ -131,6 +131,7 @@ fn job(settings: &Arc<JudgeSettings>, n: u8) -> JudgeJob {
         settings: settings.clone(),
         route: "chat".into(),
         judged: JudgedRequest {
+            response_id: None,
             request_id: format!("req-{n}").into(),
             trace_id: [n; 16],
             span_id: [n; 8],
