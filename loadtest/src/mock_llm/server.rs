@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use super::Shared;
 use super::body::{self, ScriptBody, Step};
 use super::echo;
-use super::fault::{self, EchoKey, Faults, Outcome};
+use super::fault::{self, EchoKey, Faults, Outcome, ScriptedVerdict};
 
 /// How long `stall` holds a request or stream before giving up on it.
 const STALL_FOR: Duration = Duration::from_secs(120);
@@ -36,6 +36,8 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 const BODY_LEN_HEADER: &str = "x-mock-body-len";
 /// Header selecting faults; it wins over a `model@…` suffix.
 const FAULT_HEADER: &str = "x-mock";
+/// The answer of `verdict:malformed`: what a judge model that ignores the output contract says.
+const MALFORMED_VERDICT: &str = "This answer looks mostly fine to me, I would give it a seven.";
 /// Models listed by `GET /models` besides every model name seen so far.
 const LISTED_MODELS: [&str; 2] = ["mock-chat", "mock-embed"];
 
@@ -328,6 +330,16 @@ async fn answer_request(
     }
     if faults.nousage {
         req.include_usage = false;
+    }
+    if let Some(n) = faults.words {
+        req.max_tokens = Some(req.max_tokens.map_or(n, |m| m.min(n)));
+    }
+    if let (Some(script), Some(_)) = (faults.verdict, &req.verdict) {
+        req.verdict = match script {
+            ScriptedVerdict::Good => sluice_judge::scripted_verdict(body, 0.95),
+            ScriptedVerdict::Bad => sluice_judge::scripted_verdict(body, 0.05),
+            ScriptedVerdict::Malformed => Some(MALFORMED_VERDICT.to_owned()),
+        };
     }
     let timing = effective_timing(shared.timing, faults);
     if req.stream {
