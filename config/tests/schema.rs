@@ -950,6 +950,307 @@ fn enums_match_validation() {
     );
 }
 
+/// Values with more than one shape (`sli`, `burn`, `do`, `rubric`): the schema types their map
+/// forms under `allOf`, out of the walk above, so they are held against validation here one
+/// edit of EVERY_FIELD at a time (`None` removes the field).
+#[test]
+fn one_of_shapes_match_validation() {
+    type Edit = (&'static str, Option<Value>);
+    let long_name = "r".repeat(64);
+    let too_long = "r".repeat(65);
+    let cases: Vec<(Vec<Edit>, bool)> = vec![
+        // A route's SLI: one kind, one threshold (fast-start is no guard's SLO).
+        (vec![("/routes/0/slos/1/sli", Some(json!("errors")))], true),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!("latency")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "duration_below": "1h" })),
+            )],
+            true,
+        ),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "ttft_below": "0s" })))],
+            false,
+        ),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "ttft_below": 2 })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "ttft_below": "soon" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "ttft_below": "2s", "duration_below": "3s" })),
+            )],
+            false,
+        ),
+        (vec![("/routes/0/slos/1/sli", Some(json!({})))], false),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "latency": "2s" })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": 1 })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": 1.5 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": "0.5" })),
+            )],
+            false,
+        ),
+        // A rule's burn: a level, or one window above a rate.
+        (
+            vec![("/routes/0/remediation/0/when/burn", Some(json!("page")))],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!("sometimes")),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "slo", "above": 1 })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "2h", "above": 3 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m", "above": 0 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "above": 3 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m", "above": 3, UNKNOWN: 1 })),
+            )],
+            false,
+        ),
+        // A rule's action: a name, or one action with settings.
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!("reboot")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 0 } })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 9 } })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 10 } })),
+            )],
+            false,
+        ),
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!({ "shed": {} })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 3, UNKNOWN: 1 } })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": "mock-chat" })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": [] })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": ["mock-chat"], "shed": { "max_priority": 1 } })),
+            )],
+            false,
+        ),
+        (vec![("/routes/0/remediation/2/do", Some(json!({})))], false),
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!({ "reboot": 1 })))],
+            false,
+        ),
+        // `cache_fallback` needs the route's cache; a guard needs `downgrade_to`.
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!("cache_fallback")))],
+            true,
+        ),
+        (
+            vec![
+                ("/routes/0/remediation/2/do", Some(json!("cache_fallback"))),
+                ("/routes/0/cache", None),
+            ],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/guard",
+                Some(json!({ "slo": "quality" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/1/guard/no_healthy_target",
+                Some(json!(true)),
+            )],
+            false,
+        ),
+        // The judge's rubric: a built-in name, or a snake_case name and a text of your own.
+        (
+            vec![("/routes/0/judge/rubric", Some(json!("safety")))],
+            true,
+        ),
+        (
+            vec![("/routes/0/judge/rubric", Some(json!("kindness")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": long_name, "text": "x" })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": too_long, "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "Tone", "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "safety", "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "tone", "text": " " })),
+            )],
+            false,
+        ),
+        (
+            vec![("/routes/0/judge/rubric", Some(json!({ "name": "tone" })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "tone", "text": "x", UNKNOWN: 1 })),
+            )],
+            false,
+        ),
+    ];
+    let v = validator();
+    let base = base(&v);
+    let mut failures = Vec::new();
+    for (edits, ok) in &cases {
+        let mut doc = base.clone();
+        for (pointer, value) in edits {
+            let (object, key) = pointer.rsplit_once('/').expect("a pointer");
+            let site = Site::Field {
+                object: object.to_owned(),
+                key: key.to_owned(),
+            };
+            doc = match value {
+                Some(value) => site.set(&doc, value.clone()),
+                None => site.remove(&doc),
+            };
+        }
+        let (loaded, valid) = (load(&doc), v.is_valid(&doc));
+        if loaded.is_ok() != *ok || valid != *ok {
+            failures.push(format!(
+                "{edits:?}: expected {}, sluice {}, schema {}",
+                if *ok { "accepted" } else { "refused" },
+                match &loaded {
+                    Ok(_) => "accepts".to_owned(),
+                    Err(d) => format!("refuses:{}", show(d)),
+                },
+                if valid { "accepts" } else { "refuses" },
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
 // === files ===
 
 /// Every policy the repository ships: the examples, the compose stack's, and the Helm
