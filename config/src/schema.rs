@@ -18,8 +18,9 @@
 //! What JSON Schema cannot say is left to `sluice check`: references between sections
 //! (a model's provider, a route's targets, a key's routes, a remediation rule's SLO, a
 //! judge's and a downgrade's models and their kinds), uniqueness of names and hashes
-//! across list items (SLO names, remediation names), one model per route, one kind per route, `listen` against
-//! `admin_listen`, upper bounds of durations, regexes that compile, and IP/port ranges.
+//! across list items (SLO names, remediation names), one model per route, one kind per
+//! route, `listen` against `admin_listen`, upper bounds of durations, regexes that compile,
+//! and IP/port ranges.
 //! It is also stricter than the parser in two small ways: numbers and booleans must not be
 //! quoted (`threads: "2"` is read as 2 by the parser), and enum values must be spelt as
 //! documented (the parser trims most of them, and `retry.on` ignores case).
