@@ -1,6 +1,7 @@
-//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key.
+//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key, print
+//! the policy file's JSON Schema.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ pub enum Command {
     /// Print the SHA-256 of a virtual key, for `keys[].key_sha256`. Reads the key from
     /// standard input so it stays out of shell history.
     HashKey,
+    /// Print the JSON Schema (draft 2020-12) of the policy file, for editors and CI; the same
+    /// as `config/policy.schema.json`.
+    Schema,
 }
 
 /// Runs the CLI; the exit code is non-zero on any error.
@@ -50,6 +54,7 @@ pub fn main() -> ExitCode {
             diff: Some(old),
         }) => check_diff(&old, &file),
         Some(Command::HashKey) => hash_key(),
+        Some(Command::Schema) => schema(),
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -157,6 +162,20 @@ fn hash_key() -> ExitCode {
         println!("{}", hex::encode(sluice_policy::hash_key(key)));
     }
     ExitCode::SUCCESS
+}
+
+fn schema() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(sluice_config::json_schema_text().as_bytes())
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(config: Option<PathBuf>) -> ExitCode {

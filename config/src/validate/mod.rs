@@ -29,6 +29,10 @@ pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 pub(super) const ONE_WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(super) const OPENAI_FIELDS: &str = "base_url, api_key_env, connect_timeout";
 pub(super) const MOCK_FIELDS: &str = "ttft_ms, tokens_per_s";
+pub(crate) use slo::{
+    BUILTIN_RUBRICS, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS, DEFAULT_PROBE_SHARE,
+    MAX_CAPTURE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, THIRTY_DAYS,
+};
 
 /// Collects diagnostics for one document.
 pub(super) struct Ctx<'a> {

@@ -19,12 +19,12 @@ use crate::types::{
     PushConfig, RemediationConfig, RubricConfig, SliConfig, SloConfig, SloSettings,
 };
 
-const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
 const NINETY_DAYS: Duration = Duration::from_secs(90 * 24 * 3600);
-const DEFAULT_MIN_EVENTS: i64 = 10;
-const DEFAULT_HOLD: Duration = Duration::from_secs(120);
-const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
-const DEFAULT_PROBE_SHARE: f64 = 0.05;
+pub(crate) const DEFAULT_MIN_EVENTS: i64 = 10;
+pub(crate) const DEFAULT_HOLD: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_PROBE_SHARE: f64 = 0.05;
 const SLI_HINT: &str = "expected `errors`, `{ ttft_below: 2s }`, `{ duration_below: 30s }` or `{ judge_score_at_least: 0.7 }`";
 const ACTION_HINT: &str = "expected `failover`, `cache_fallback`, `{ downgrade_to: [model, …] }` or `{ shed: { max_priority: 3 } }`";
 const BURN_HINT: &str = "expected `page`, `ticket` or `{ window: 5m, above: 10 }` (windows: 5m, 30m, 1h, 6h, 1d, 3d, slo)";
@@ -617,11 +617,12 @@ fn action(
 }
 
 /// Smallest and largest judge capture, in bytes of text per side (as the judge enforces).
-const MIN_CAPTURE: i64 = 256;
-const MAX_CAPTURE: i64 = 1 << 20;
-const MAX_RUBRIC_NAME: usize = 64;
-const MAX_RUBRIC_TEXT: usize = 16 * 1024;
-const BUILTIN_RUBRICS: [&str; 4] = ["helpfulness", "relevance", "faithfulness", "safety"];
+pub(crate) const MIN_CAPTURE: i64 = 256;
+pub(crate) const MAX_CAPTURE: i64 = 1 << 20;
+pub(crate) const MAX_RUBRIC_NAME: usize = 64;
+pub(crate) const MAX_RUBRIC_TEXT: usize = 16 * 1024;
+pub(crate) const BUILTIN_RUBRICS: [&str; 4] =
+    ["helpfulness", "relevance", "faithfulness", "safety"];
 
 /// A route's `judge:` section. `chat_models` are the catalog's chat models (a judge answers
 /// in chat).
@@ -693,7 +694,7 @@ pub(super) fn judge(
                     &format!("{path}.rubric"),
                     line(r),
                     format!(
-                        "unknown rubric `{name}` (built in: {}; or your own: `{{ name: tone, text: \"…\" }}`)",
+                        "unknown rubric `{name}` (expected {} or `{{ name: tone, text: \"…\" }}` for your own)",
                         BUILTIN_RUBRICS.join(", ")
                     ),
                 );

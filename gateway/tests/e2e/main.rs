@@ -14,6 +14,7 @@ mod ratelimit;
 mod rawup;
 mod reload;
 mod routing;
+mod schema;
 mod slo;
 mod streaming;
 mod telemetry;
