@@ -525,18 +525,33 @@ pub fn stream_text(events: &[String]) -> String {
 /// subset of the characters cannot hide it). A cut key keeps a prefix: this is what catches a
 /// truncation that came before the redaction.
 pub fn assert_no_key_prefix(place: &str, haystack: &str, secret: &str) {
+    if let Some(leak) = key_prefix_leak(place, haystack, secret) {
+        panic!("{leak}");
+    }
+}
+
+/// What [`assert_no_key_prefix`] would fail with: the longest leaked prefix and its line.
+pub fn key_prefix_leak(place: &str, haystack: &str, secret: &str) -> Option<String> {
     let decoded = json_strings(haystack);
     let chars: Vec<char> = secret.chars().collect();
+    let mut found = None;
     for len in 9..=chars.len() {
         let prefix: String = chars[..len].iter().collect();
         let escaped = sluice_loadtest::mock_llm::echo::escape_every_char(&prefix);
         for (form, text) in [("raw", haystack), ("decoded", decoded.as_str())] {
-            assert!(
-                !text.contains(&prefix) && !text.contains(&escaped),
-                "a {len}-character prefix of the provider key leaked into {place} ({form}):\n{text}"
-            );
+            let at = text.find(&prefix).or_else(|| text.find(&escaped));
+            if let Some(at) = at {
+                // What surrounds it, to tell where it came from.
+                let from = text[..at].char_indices().rev().nth(200).map_or(0, |(i, _)| i);
+                let context: String = text[from..].chars().take(300 + 6 * len).collect();
+                found = Some(format!(
+                    "a {len}-character prefix of the provider key leaked into {place} ({form}): \
+                     …{context}…"
+                ));
+            }
         }
     }
+    found
 }
 
 /// Every JSON string in `text`'s lines (each line, or its `data: ` payload, parsed alone),

@@ -15,7 +15,7 @@ use sluice_loadtest::mock_llm::echo::pad_to_straddle;
 use sluice_loadtest::mock_llm::{MockLlm, MockLlmConfig};
 use sluice_loadtest::otlp_sink::OtlpSink;
 
-use crate::common::{self, TestGateway, assert_no_key_prefix, chat};
+use crate::common::{self, TestGateway, chat, key_prefix_leak};
 
 /// The provider key of this test: a `/` (which JSON may write as `\/`) and no `sk-` prefix.
 const ECHO_KEY: &str = "zq7.Echo/Me+4b1e9d2c8a6f3e5d7c9b1a0f";
@@ -122,6 +122,9 @@ async fn a_provider_quoting_the_key_back_never_leaks_it() {
     let gw =
         TestGateway::start_with_env(&policy(&sink), &mock, "", &[(ECHO_KEY_ENV, ECHO_KEY)]).await;
 
+    // Every leak is gathered before failing, so one run shows each place that lets it through.
+    let mut leaks = Vec::new();
+    let mut check = |place: &str, text: &str| leaks.extend(key_prefix_leak(place, text, ECHO_KEY));
     let mut requests = 0;
     let mut quoted = 0;
     for (place, _, status_plain, status_stream) in PLACES {
@@ -138,11 +141,13 @@ async fn a_provider_quoting_the_key_back_never_leaks_it() {
                 requests += 1;
                 let case = format!("{model} stream={stream}");
                 assert_eq!(status, want, "{case}: {body}");
-                assert_no_key_prefix(&format!("the answer to {case}"), &body, ECHO_KEY);
+                check(&format!("the answer to {case}"), &body);
                 // The provider's own error reaches the client masked, not dropped: after a 4xx
                 // status, and as an event mid-stream (unless its body was past the read limit).
                 let passes_on = place == "status400" || (place == "mid" && stream);
-                if let (true, Some(pad)) = (passes_on, pad) {
+                if let (true, Some(pad), None) =
+                    (passes_on, pad, key_prefix_leak("", &body, ECHO_KEY))
+                {
                     let message = error_message(&body)
                         .unwrap_or_else(|| panic!("{case}: no error object: {body}"));
                     assert_eq!(
@@ -155,7 +160,6 @@ async fn a_provider_quoting_the_key_back_never_leaks_it() {
             }
         }
     }
-    assert_eq!(quoted, 4 * 2 + 4, "masked provider errors seen");
     assert_eq!(
         mock.stats().requests,
         requests,
@@ -172,11 +176,11 @@ async fn a_provider_quoting_the_key_back_never_leaks_it() {
     })
     .await
     .expect("a server span per request");
-    assert_no_key_prefix("the spans", &span_text(&spans), ECHO_KEY);
+    check("the spans", &span_text(&spans));
     let metrics = gw
         .metrics_when(|m| m.contains("route=\"mid-cut-body\""))
         .await;
-    assert_no_key_prefix("the metrics", &metrics, ECHO_KEY);
+    check("the metrics", &metrics);
     for view in ["/admin/targets", "/admin/incidents", "/admin/judge/recent"] {
         let text = gw
             .admin(reqwest::Method::GET, view)
@@ -186,12 +190,21 @@ async fn a_provider_quoting_the_key_back_never_leaks_it() {
             .text()
             .await
             .expect("text");
-        assert_no_key_prefix(view, &text, ECHO_KEY);
+        check(view, &text);
     }
     let log = gw.log_text();
     assert!(
         log.contains("with an error"),
         "the failures are logged, so the log search means something:\n{log}"
     );
-    assert_no_key_prefix("the gateway log", &log, ECHO_KEY);
+    for line in log.lines() {
+        check("the gateway log", line);
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaks; the first 40:\n{}",
+        leaks.len(),
+        leaks[..leaks.len().min(40)].join("\n")
+    );
+    assert_eq!(quoted, 4 * 2 + 4, "masked provider errors seen");
 }
