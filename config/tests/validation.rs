@@ -129,7 +129,7 @@ fn quickstart_loads_without_warnings() {
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9464");
     assert_eq!(
         c.models.keys().collect::<Vec<_>>(),
-        ["gpt-4o-mini", "mock-chat", "mock-embed"]
+        ["gpt-4o-mini", "mock-chat", "mock-embed", "mock-judge"]
     );
     assert_eq!(c.models["gpt-4o-mini"].upstream_model, "mock-1");
     assert_eq!(c.models["mock-embed"].kind, ModelKind::Embedding);
