@@ -142,11 +142,10 @@ async fn chunked_over_cap(port: u16, cap: usize) -> String {
             }
         }
     };
-    let (written, answer) = tokio::time::timeout(common::PATIENCE, async {
-        tokio::join!(write, read)
-    })
-    .await
-    .expect("the gateway answered in time");
+    let (written, answer) =
+        tokio::time::timeout(common::PATIENCE, async { tokio::join!(write, read) })
+            .await
+            .expect("the gateway answered in time");
     let _write_half = written.expect("the whole over-cap body was written without an error");
     let answer = answer.expect("the answer was read without a transport error");
     String::from_utf8_lossy(&answer).into_owned()

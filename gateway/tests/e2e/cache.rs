@@ -122,7 +122,11 @@ async fn deterministic_answers_replay_from_the_cache() {
     };
     assert_eq!(value("cached", "hit").as_deref(), Some("2"), "{metrics}");
     assert_eq!(value("cached", "miss").as_deref(), Some("2"), "{metrics}");
-    assert_eq!(value("cached-short", "miss").as_deref(), Some("2"), "{metrics}");
+    assert_eq!(
+        value("cached-short", "miss").as_deref(),
+        Some("2"),
+        "{metrics}"
+    );
     assert_eq!(value("cached", "bypass").as_deref(), Some("2"), "{metrics}");
     assert_eq!(
         value("cached-emb", "hit").as_deref(),

@@ -49,9 +49,11 @@ pub fn free_port() -> u16 {
 /// How many times a gateway is started on fresh ports when its ports were taken.
 const PORT_ATTEMPTS: u32 = 5;
 
-/// Whether sluice's log says it could not bind a listener because the port was taken.
+/// Whether sluice's log says it could not bind a listener because the port was taken
+/// (pingora logs `ADDR is in use, will try again` and keeps trying; a plain bind error says
+/// `Address already in use`).
 fn lost_a_port(log: &str) -> bool {
-    log.contains("Address already in use") || log.contains("os error 98")
+    log.contains(" is in use") || log.contains("Address already in use")
 }
 
 /// Where a test gateway's policy file lives.
@@ -207,10 +209,12 @@ impl TestGateway {
         // A port picked free can be taken by another process before sluice binds it: then
         // sluice exits saying so, and the gateway starts again on other ports.
         for attempt in 1.. {
-            let mut gw = Self::spawn_on_free_ports(body, mock, server_extra, key_extra, layout, env);
-            match gw.ready_or_exit().await {
+            let mut gw =
+                Self::spawn_on_free_ports(body, mock, server_extra, key_extra, layout, env);
+            match gw.ready_or_exit(true).await {
                 Ok(()) => return gw,
                 Err(log) if attempt < PORT_ATTEMPTS && lost_a_port(&log) => {
+                    // Dropping it stops the process.
                     eprintln!(
                         "sluice could not bind {} or {}; starting again on other ports",
                         gw.port, gw.admin_port
@@ -291,17 +295,25 @@ impl TestGateway {
     }
 
     async fn wait_ready(&mut self) {
-        if let Err(log) = self.ready_or_exit().await {
+        // A restart keeps its ports: sluice's own retries wait for the old process's to free.
+        if let Err(log) = self.ready_or_exit(false).await {
             panic!("sluice did not become ready; log:\n{log}");
         }
     }
 
-    /// Waits until the admin and data ports answer; the log when the process exits first or
-    /// is not ready within [`PATIENCE`].
-    async fn ready_or_exit(&mut self) -> Result<(), String> {
+    /// Waits until the admin and data ports answer; the log when the process exits first,
+    /// says a port was taken (someone else would be answering on it), or is not ready within
+    /// [`PATIENCE`].
+    async fn ready_or_exit(&mut self, fail_on_taken_port: bool) -> Result<(), String> {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while tokio::time::Instant::now() < deadline {
+            if fail_on_taken_port {
+                let log = self.log_text();
+                if lost_a_port(&log) {
+                    return Err(log);
+                }
+            }
             if let Ok(r) = client.get(self.admin_url("/readyz")).send().await
                 && r.status() == 200
             {
@@ -519,18 +531,12 @@ pub fn stream_text(events: &[String]) -> String {
         .collect()
 }
 
-/// Fails when `haystack` holds any prefix of `secret` longer than 8 characters, written as is,
+/// Whether `haystack` holds any prefix of `secret` longer than 8 characters, written as is,
 /// with every character JSON-escaped (`\u0073…`), or inside any JSON string of it (a line, or
 /// an SSE `data:` payload, that parses as JSON is searched decoded too, so escapes of any
 /// subset of the characters cannot hide it). A cut key keeps a prefix: this is what catches a
-/// truncation that came before the redaction.
-pub fn assert_no_key_prefix(place: &str, haystack: &str, secret: &str) {
-    if let Some(leak) = key_prefix_leak(place, haystack, secret) {
-        panic!("{leak}");
-    }
-}
-
-/// What [`assert_no_key_prefix`] would fail with: the longest leaked prefix and its line.
+/// truncation that came before the redaction. Returns the longest leaked prefix's length and
+/// the text around it.
 pub fn key_prefix_leak(place: &str, haystack: &str, secret: &str) -> Option<String> {
     let decoded = json_strings(haystack);
     let chars: Vec<char> = secret.chars().collect();
@@ -542,7 +548,11 @@ pub fn key_prefix_leak(place: &str, haystack: &str, secret: &str) -> Option<Stri
             let at = text.find(&prefix).or_else(|| text.find(&escaped));
             if let Some(at) = at {
                 // What surrounds it, to tell where it came from.
-                let from = text[..at].char_indices().rev().nth(200).map_or(0, |(i, _)| i);
+                let from = text[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(200)
+                    .map_or(0, |(i, _)| i);
                 let context: String = text[from..].chars().take(300 + 6 * len).collect();
                 found = Some(format!(
                     "a {len}-character prefix of the provider key leaked into {place} ({form}): \

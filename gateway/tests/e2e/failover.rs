@@ -171,9 +171,7 @@ async fn every_failure_mode_before_the_first_byte_fails_over() {
             .sum()
     };
     let metrics = gw
-        .metrics_when(|m| {
-            want.iter().map(|(o, _)| attempts(m, o)).sum::<u64>() >= total
-        })
+        .metrics_when(|m| want.iter().map(|(o, _)| attempts(m, o)).sum::<u64>() >= total)
         .await;
     for (outcome, n) in &want {
         assert_eq!(attempts(&metrics, outcome), *n, "{outcome}:\n{metrics}");
@@ -188,7 +186,7 @@ async fn a_short_retry_after_is_waited_before_every_retry() {
     let mock = common::mock_llm().await;
     let body = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  limited: { provider: up, upstream_model: \"l@429:1\" }\nroutes:\n  - name: patient\n    match: { model: patient }\n    targets: [ { model: limited } ]\n    retry: { max_attempts: 3, max_retry_after: 5s }\n    timeouts: { total: 60s }\n";
     let gw = TestGateway::start(body, &mock).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let resp = gw
         .post("/v1/chat/completions", chat("patient", false))
         .send()

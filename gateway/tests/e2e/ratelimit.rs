@@ -159,7 +159,12 @@ async fn streams_and_cache_hits_carry_the_ratelimit_headers() {
         .to_string()
     };
     let mut remaining = 10;
-    for (stream, want_cache) in [(true, "miss"), (true, "hit"), (false, "miss"), (false, "hit")] {
+    for (stream, want_cache) in [
+        (true, "miss"),
+        (true, "hit"),
+        (false, "miss"),
+        (false, "hit"),
+    ] {
         let resp = gw
             .post("/v1/chat/completions", deterministic(stream))
             .send()
