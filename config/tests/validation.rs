@@ -2,8 +2,9 @@
 //! in `NAME.expected` (one `Display` line each), and the shipped examples must load.
 //!
 //! To regenerate the `.expected` files after an intended change of wording, run with
-//! `SLUICE_BLESS=1` and review the diff. A fixture that loads without errors fails the test
-//! whether or not blessing is on.
+//! `SLUICE_BLESS=1` and review the diff; a blessing run always fails, so only a run without the
+//! variable can pass. A fixture that loads without errors fails the test whether or not
+//! blessing is on, and is never blessed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,7 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
     assert!(names.len() >= 12, "only {} invalid fixtures", names.len());
 
     let mut failures = Vec::new();
+    let mut rewritten = Vec::new();
     for yaml in &names {
         let file_name = yaml
             .file_name()
@@ -69,7 +71,11 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
         };
         let expected_path = yaml.with_extension("expected");
         if bless {
-            std::fs::write(&expected_path, &got).expect("write .expected");
+            // Blessing never passes: only a run without it can, after the diff was read.
+            if std::fs::read_to_string(&expected_path).ok().as_deref() != Some(got.as_str()) {
+                std::fs::write(&expected_path, &got).expect("write .expected");
+                rewritten.push(file_name.to_owned());
+            }
             continue;
         }
         let expected = std::fs::read_to_string(&expected_path)
@@ -81,6 +87,12 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(
+        !bless,
+        "SLUICE_BLESS: rewrote {} .expected file(s) {rewritten:?}; review the diff and run \
+         again without SLUICE_BLESS",
+        rewritten.len()
+    );
 }
 
 #[test]

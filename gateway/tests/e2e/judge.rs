@@ -237,15 +237,16 @@ async fn the_judges_own_rate_limit_stops_it_and_says_so() {
 #[tokio::test]
 async fn a_slow_judge_never_slows_user_requests() {
     let mock = common::mock_llm().await;
-    // The judge takes 3 s a verdict, one at a time; users must not notice.
+    // The judge takes 10 s a verdict, one at a time; users must not notice. The margins are
+    // wide (an answer takes milliseconds) so a loaded machine cannot fail this by accident.
     let gw = TestGateway::start(
         &policy(
-            "{ model: slow-judge, sample: 1.0, concurrency: 1, timeout: 10s }",
+            "{ model: slow-judge, sample: 1.0, concurrency: 1, timeout: 30s }",
             "",
         )
         .replace(
             "  judge-model: {",
-            "  slow-judge: { provider: up, upstream_model: \"judge-model@ttft:3000\" }\n  judge-model: {",
+            "  slow-judge: { provider: up, upstream_model: \"judge-model@ttft:10000\" }\n  judge-model: {",
         ),
         &mock,
     )
@@ -261,13 +262,13 @@ async fn a_slow_judge_never_slows_user_requests() {
         assert_eq!(r.status(), 200);
         let _ = r.text().await.expect("body");
         assert!(
-            one.elapsed() < Duration::from_millis(1500),
+            one.elapsed() < Duration::from_secs(5),
             "request {topic} took {:?} with the judge backed up",
             one.elapsed()
         );
     }
-    // Twenty answers in far less than one judge verdict each would take.
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // Twenty answers in far less than one judge verdict each would take (200 s).
+    assert!(started.elapsed() < Duration::from_secs(60));
     let m = gw.metrics().await;
     assert!(
         series(

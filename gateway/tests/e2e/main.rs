@@ -2,7 +2,6 @@
 
 mod body;
 mod cache;
-mod cardinality;
 mod common;
 mod errors;
 mod failover;
@@ -12,6 +11,7 @@ mod lifecycle;
 mod prometheus;
 mod ratelimit;
 mod rawup;
+mod redaction;
 mod reload;
 mod routing;
 mod schema;
