@@ -17,9 +17,10 @@ use serde_json::json;
 use crate::mock_llm::{Outage, RuntimeFault};
 
 /// Passive health that never ejects.
-const NO_EJECTION: &str = "health: { consecutive_failures: 1000000, min_requests: 1000000 }";
-/// Retries with room for every failed attempt of the drill's traffic.
-const RETRY: &str = "retry: { max_attempts: 2, budget: { ratio: 1.0, min_per_s: 100 } }";
+const NO_EJECTION: &str = "health: { consecutive_failures: 1000, min_requests: 1000000 }";
+/// Retries as the quickstart has them, with budget room for every failed attempt of the
+/// drill's traffic.
+const RETRY: &str = "retry: { max_attempts: 3, budget: { ratio: 1.0, min_per_s: 100 } }";
 /// Distinct questions of the outage drill, all answered (and cached) before the fault.
 pub const TOPICS: usize = 12;
 
@@ -150,6 +151,9 @@ impl Scenario {
                 ),
                 ..common("drill-downgrade", "downgrade_to", "fast-start", 0.01, 30, 30.0)
             },
+            // The cache's ttl is short so that, behind it, the providers still see enough requests
+            // (the probe share of those not answered from the cache) for the probe to tell them
+            // healthy again once they are back.
             Scenario::Outage => Plan {
                 faults: vec![RuntimeFault {
                     outage: Some(Outage::Hang),
@@ -158,8 +162,8 @@ impl Scenario {
                 body: format!(
                     "models:\n  primary: {{ provider: mock, upstream_model: primary }}\n  secondary: {{ provider: mock, upstream_model: secondary }}\n\
                      routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets: [ {{ model: primary }}, {{ model: secondary }} ]\n    {RETRY}\n    {NO_EJECTION}\n\
-                     \x20   timeouts: {{ ttft: 250ms }}\n    cache: {{ ttl: 1s, max_stale: 10m }}\n\
-                     \x20   slos:\n      - {{ name: availability, objective: 99, sli: errors, min_events: 10 }}\n      - {{ name: answers-in-time, objective: 99, sli: {{ duration_below: 200ms }}, min_events: 10 }}\n\
+                     \x20   timeouts: {{ ttft: 250ms }}\n    cache: {{ ttl: 200ms, max_stale: 10m }}\n\
+                     \x20   slos:\n      - {{ name: availability, objective: 99, sli: errors, min_events: 10 }}\n      - {{ name: answers-in-time, objective: 99, sli: {{ duration_below: 200ms }}, min_events: 5 }}\n\
                      \x20   remediation:\n      - {{ name: drill-stale, when: {{ slo: answers-in-time, burn: page, no_healthy_target: true }}, do: cache_fallback, hold: 8s, cooldown: 3s, probe_share: 0.25 }}\n"
                 ),
                 ..common("drill-stale", "cache_fallback", "answers-in-time", 0.01, 20, 40.0)
