@@ -178,8 +178,12 @@ impl Scenario {
                     "models:\n  main: {{ provider: mock, upstream_model: main }}\n\
                      routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets: [ {{ model: main }} ]\n    {RETRY}\n    {NO_EJECTION}\n\
                      \x20   slos:\n      - {{ name: availability, objective: 99, sli: errors, min_events: 5 }}\n\
-                     \x20   remediation:\n      - {{ name: drill-shed, when: {{ slo: availability, burn: {{ window: 5m, above: 10 }} }}, do: {{ shed: {{ max_priority: 3 }} }}, hold: 8s, cooldown: 2s, probe_share: 0.1 }}\n"
+                     \x20   remediation:\n      - {{ name: drill-shed, when: {{ slo: availability, burn: {{ window: 5m, above: 10 }} }}, do: {{ shed: {{ max_priority: 3 }} }}, hold: 12s, cooldown: 2s, probe_share: 0.1 }}\n"
                 ),
+                // Shedding's probe reads the admitted traffic, which is served well while
+                // shedding is on: the action lasts its hold, so the overload must end first.
+                warmup: Duration::from_secs(6),
+                fault_after_mitigation: Duration::from_secs(8),
                 ..common("drill-shed", "shed", "availability", 0.002, 100, 40.0)
             },
         }
