@@ -3,8 +3,8 @@
 //! < 10 s, mitigate < 15 s, client errors < 1 %, unwind < 120 s, no flaps) and leave the
 //! incident's steps (opened, action taken, unwound, resolved) in `incidents.jsonl`.
 //!
-//! Needs the `sluice` binary of the same build next to this package's binaries:
-//! `cargo build -p sluice-gateway --bin sluice` first.
+//! Needs the `sluice` binary of the same build next to this package's binaries
+//! (`cargo build -p sluice-gateway --bin sluice` first), or all three in `SLUICE_BIN_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,17 +15,23 @@ use serde_json::Value;
 /// One drill takes about half a minute; the bound leaves room for a loaded machine.
 const DRILL_BOUND: Duration = Duration::from_secs(170);
 
-fn sluice_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_sluice-drill"))
-        .parent()
-        .expect("a target directory");
-    let sluice = dir.join("sluice");
+/// A binary of this build: from `SLUICE_BIN_DIR` when set (as the SDK tests take them), else
+/// where cargo put this package's binaries (`sluice` must have been built there too).
+fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("SLUICE_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_BIN_EXE_sluice-drill"))
+            .parent()
+            .expect("a target directory")
+            .to_owned(),
+    };
+    let path = dir.join(name);
     assert!(
-        sluice.is_file(),
+        path.is_file(),
         "{} is missing: build it first with `cargo build -p sluice-gateway --bin sluice`",
-        sluice.display()
+        path.display()
     );
-    sluice
+    path
 }
 
 struct Ran {
@@ -38,13 +44,13 @@ struct Ran {
 
 async fn drill(scenario: &'static str, root: &Path) -> Ran {
     let work = root.join(scenario);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-drill"));
+    let mut cmd = tokio::process::Command::new(binary("sluice-drill"));
     cmd.arg(scenario)
         .arg("--json")
         .arg("--sluice")
-        .arg(sluice_binary())
+        .arg(binary("sluice"))
         .arg("--mock-llm")
-        .arg(env!("CARGO_BIN_EXE_mock-llm"))
+        .arg(binary("mock-llm"))
         .arg("--work-dir")
         .arg(&work)
         .stdout(Stdio::piped())
@@ -99,8 +105,7 @@ fn check(ran: &Ran, rule: &str, action: &str) {
     assert_eq!(ran.code, Some(0), "{context}");
     // The human summary comes first.
     assert!(
-        ran.stdout
-            .contains(&format!("drill {}: ", ran.scenario)),
+        ran.stdout.contains(&format!("drill {}: ", ran.scenario)),
         "{context}"
     );
 
@@ -118,14 +123,15 @@ fn check(ran: &Ran, rule: &str, action: &str) {
         ["opened", "action_taken", "unwound", "resolved"],
         "{context}\n{kinds:?}"
     );
-    assert!(events.iter().all(|e| e["incident"] == events[0]["incident"]));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["incident"] == events[0]["incident"])
+    );
     assert!(events.iter().all(|e| e["action"] == action), "{context}");
     let opened = &events[0];
     assert!(
-        !opened["evidence"]
-            .as_array()
-            .expect("evidence")
-            .is_empty(),
+        !opened["evidence"].as_array().expect("evidence").is_empty(),
         "{context}"
     );
     let taken = events
@@ -133,7 +139,10 @@ fn check(ran: &Ran, rule: &str, action: &str) {
         .find(|e| e["kind"] == "action_taken")
         .expect("action_taken");
     assert!(taken["applied"].is_object(), "{context}");
-    let unwound = events.iter().find(|e| e["kind"] == "unwound").expect("unwound");
+    let unwound = events
+        .iter()
+        .find(|e| e["kind"] == "unwound")
+        .expect("unwound");
     assert_eq!(unwound["reason"], "recovered", "{context}");
     let stamps: Vec<u64> = events
         .iter()
@@ -166,15 +175,23 @@ async fn the_four_drills_meet_their_goals_and_log_their_incidents() {
     let report = |ran: &Ran| -> Value {
         serde_json::from_str(ran.stdout.lines().last().unwrap_or_default()).expect("json")
     };
-    assert!(report(&outage)["stale"].as_u64() > Some(0), "{}", outage.stdout);
-    assert!(report(&overload)["shed"].as_u64() > Some(0), "{}", overload.stdout);
+    assert!(
+        report(&outage)["stale"].as_u64() > Some(0),
+        "{}",
+        outage.stdout
+    );
+    assert!(
+        report(&overload)["shed"].as_u64() > Some(0),
+        "{}",
+        overload.stdout
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
 #[tokio::test]
 async fn sluice_drill_runs_the_drill_binary_next_to_it() {
     // An unknown drill: `sluice drill` hands over to `sluice-drill`, which names the drills.
-    let out = tokio::process::Command::new(sluice_binary())
+    let out = tokio::process::Command::new(binary("sluice"))
         .args(["drill", "flood"])
         .output()
         .await

@@ -36,10 +36,21 @@ async fn chat(http: &mut Http, model: &str) -> Result<Answer, String> {
     .await
 }
 
-async fn control(http: &mut Http, method: Method, path: &str, body: Option<serde_json::Value>) -> Answer {
-    http.send(method, path, None, body.map(|b| Bytes::from(b.to_string())), WITHIN)
-        .await
-        .expect("control answer")
+async fn control(
+    http: &mut Http,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Answer {
+    http.send(
+        method,
+        path,
+        None,
+        body.map(|b| Bytes::from(b.to_string())),
+        WITHIN,
+    )
+    .await
+    .expect("control answer")
 }
 
 #[tokio::test]
@@ -60,17 +71,32 @@ async fn an_error_ratio_on_one_model_fails_that_share_until_cleared() {
         statuses.push(chat(&mut http, "primary").await.expect("answer").status);
     }
     // Spread evenly: every second request fails.
-    assert_eq!(
-        statuses,
-        [200, 502, 200, 502, 200, 502, 200, 502, 200, 502]
-    );
+    assert_eq!(statuses, [200, 502, 200, 502, 200, 502, 200, 502, 200, 502]);
     // Another model, and the same model with a request fault suffix's base name, are scoped.
-    assert_eq!(chat(&mut http, "secondary").await.expect("answer").status, 200);
-    assert_eq!(chat(&mut http, "primary@ttft:1").await.expect("answer").status, 200);
-    let cleared = control(&mut http, Method::DELETE, "/_mock/faults?model=primary", None).await;
+    assert_eq!(
+        chat(&mut http, "secondary").await.expect("answer").status,
+        200
+    );
+    assert_eq!(
+        chat(&mut http, "primary@ttft:1")
+            .await
+            .expect("answer")
+            .status,
+        200
+    );
+    let cleared = control(
+        &mut http,
+        Method::DELETE,
+        "/_mock/faults?model=primary",
+        None,
+    )
+    .await;
     assert_eq!(cleared.json()["faults"], json!([]));
     for _ in 0..4 {
-        assert_eq!(chat(&mut http, "primary").await.expect("answer").status, 200);
+        assert_eq!(
+            chat(&mut http, "primary").await.expect("answer").status,
+            200
+        );
     }
     assert!(llm.faults().is_empty());
     llm.shutdown().await;
@@ -108,25 +134,49 @@ async fn outages_fail_refuse_or_hang_every_request() {
     let mut ctl = Http::new(llm.addr());
     let mut http = Http::new(llm.addr());
 
-    control(&mut ctl, Method::POST, "/_mock/faults", Some(json!({"outage": "status", "error_status": 503}))).await;
+    control(
+        &mut ctl,
+        Method::POST,
+        "/_mock/faults",
+        Some(json!({"outage": "status", "error_status": 503})),
+    )
+    .await;
     let a = chat(&mut http, "any").await.expect("answer");
     assert_eq!(a.status, 503);
     assert_eq!(a.json()["error"]["type"], "server_error");
 
     // Refused: the connection is closed at accept, without an answer.
-    control(&mut ctl, Method::POST, "/_mock/faults", Some(json!({"outage": "refuse"}))).await;
+    control(
+        &mut ctl,
+        Method::POST,
+        "/_mock/faults",
+        Some(json!({"outage": "refuse"})),
+    )
+    .await;
     let mut fresh = Http::new(llm.addr());
     assert!(chat(&mut fresh, "any").await.is_err());
 
     // A model-scoped refusal closes the connection once the request is read.
     control(&mut ctl, Method::DELETE, "/_mock/faults", None).await;
-    control(&mut ctl, Method::POST, "/_mock/faults", Some(json!({"model": "m", "outage": "refuse"}))).await;
+    control(
+        &mut ctl,
+        Method::POST,
+        "/_mock/faults",
+        Some(json!({"model": "m", "outage": "refuse"})),
+    )
+    .await;
     assert!(chat(&mut http, "m").await.is_err());
     assert_eq!(chat(&mut http, "other").await.expect("answer").status, 200);
 
     // Hanging: no answer until the fault changes, then the connection closes.
     control(&mut ctl, Method::DELETE, "/_mock/faults", None).await;
-    control(&mut ctl, Method::POST, "/_mock/faults", Some(json!({"outage": "hang"}))).await;
+    control(
+        &mut ctl,
+        Method::POST,
+        "/_mock/faults",
+        Some(json!({"outage": "hang"})),
+    )
+    .await;
     let addr = llm.addr();
     let hung = tokio::spawn(async move {
         let mut h = Http::new(addr);
@@ -203,7 +253,10 @@ async fn bad_faults_are_refused_with_the_problem() {
         let v = a.json();
         assert_eq!(v["error"]["code"], "invalid_mock_fault");
         assert!(
-            v["error"]["message"].as_str().unwrap_or_default().contains(says),
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
             "{body}: {v}"
         );
     }

@@ -61,8 +61,10 @@ fn main() -> ExitCode {
             )
         })
     };
-    let (sluice, mock_llm) = match (binary(args.sluice, "sluice"), binary(args.mock_llm, "mock-llm"))
-    {
+    let (sluice, mock_llm) = match (
+        binary(args.sluice, "sluice"),
+        binary(args.mock_llm, "mock-llm"),
+    ) {
         (Ok(s), Ok(m)) => (s, m),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("sluice-drill: {e}");

@@ -32,8 +32,8 @@ use crate::bench::compare::hash_key;
 use crate::bench::procs::{self, Proc};
 use client::Http;
 pub use report::Report;
-pub use scenario::{Plan, Scenario};
 use scenario::{Hashes, PROVIDER_KEY_ENV, Ports, TOPICS};
+pub use scenario::{Plan, Scenario};
 use traffic::{Keys, Traffic};
 
 /// The longest the drill waits for the action after the fault starts.
@@ -129,7 +129,12 @@ async fn start(o: &Options, plan: &Plan, dir: &Path) -> Result<Rig, String> {
         .args(["--api-key-env", PROVIDER_KEY_ENV])
         .env(PROVIDER_KEY_ENV, PROVIDER_KEY);
     let mock = Proc::spawn("mock-llm", cmd, &dir.join("mock-llm.log"))?;
-    if !procs::wait_ready(loopback(ports.mock), Some("/_mock/stats"), Duration::from_secs(20)).await
+    if !procs::wait_ready(
+        loopback(ports.mock),
+        Some("/_mock/stats"),
+        Duration::from_secs(20),
+    )
+    .await
     {
         mock.stop().await;
         return Err(format!(
@@ -163,7 +168,13 @@ async fn start(o: &Options, plan: &Plan, dir: &Path) -> Result<Rig, String> {
             return Err(e);
         }
     };
-    if !procs::wait_ready(loopback(ports.admin), Some("/readyz"), Duration::from_secs(30)).await {
+    if !procs::wait_ready(
+        loopback(ports.admin),
+        Some("/readyz"),
+        Duration::from_secs(30),
+    )
+    .await
+    {
         sluice.stop().await;
         mock.stop().await;
         return Err(format!(
@@ -240,12 +251,12 @@ async fn drive(plan: &Plan, rig: &Rig, say: &dyn Fn(&str)) -> Result<Driven, Str
     let fault_ms = unix_ms(SystemTime::now());
     say("fault injected; waiting for the action");
 
-    let acted = watch.until(MITIGATE_WAIT, |kinds| kinds.contains(&"action_taken")).await;
+    let acted = watch
+        .until(MITIGATE_WAIT, |kinds| kinds.contains(&"action_taken"))
+        .await;
     if acted {
         say("action in effect; keeping the fault a little longer");
-        watch
-            .until(plan.fault_after_mitigation, |_| false)
-            .await;
+        watch.until(plan.fault_after_mitigation, |_| false).await;
     } else {
         say("no action within the wait; clearing the fault");
     }
@@ -345,8 +356,7 @@ impl Watch<'_> {
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 

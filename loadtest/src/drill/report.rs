@@ -134,7 +134,13 @@ pub fn measure(
             }
         }
     }
-    let ratio = |n: u64| if requests == 0 { 0.0 } else { n as f64 / requests as f64 };
+    let ratio = |n: u64| {
+        if requests == 0 {
+            0.0
+        } else {
+            n as f64 / requests as f64
+        }
+    };
     let mut report = Report {
         scenario: plan.scenario.name().to_owned(),
         detect_s: opened.map(|s| secs(fault_ms, s.at_unix_ms)),
@@ -319,7 +325,10 @@ mod tests {
         assert!(r.client_error_ratio < 0.01);
         assert!(r.pass, "{:?}", r.missed);
         let text = r.summary(&plan);
-        assert!(text.contains("opened → action_taken → unwound → resolved"), "{text}");
+        assert!(
+            text.contains("opened → action_taken → unwound → resolved"),
+            "{text}"
+        );
         assert!(text.ends_with("PASS"), "{text}");
     }
 

@@ -100,7 +100,9 @@ impl Scenario {
     /// What the drill does, in one line.
     pub fn describe(self) -> &'static str {
         match self {
-            Scenario::ErrorBurst => "the primary target answers 50 % of requests with 503 → failover",
+            Scenario::ErrorBurst => {
+                "the primary target answers 50 % of requests with 503 → failover"
+            }
             Scenario::SlowTtft => "the primary model's time to first token ×10 → downgrade",
             Scenario::Outage => "every target stops answering (connections hang) → cache fallback",
             Scenario::Overload => {
@@ -149,7 +151,14 @@ impl Scenario {
                      \x20   slos:\n      - {{ name: fast-start, objective: 95, sli: {{ ttft_below: 150ms }}, min_events: 10 }}\n\
                      \x20   remediation:\n      - {{ name: drill-downgrade, when: {{ slo: fast-start, burn: {{ window: 5m, above: 10 }} }}, do: {{ downgrade_to: [small] }}, hold: 8s, cooldown: 3s, probe_share: 0.2 }}\n"
                 ),
-                ..common("drill-downgrade", "downgrade_to", "fast-start", 0.01, 30, 30.0)
+                ..common(
+                    "drill-downgrade",
+                    "downgrade_to",
+                    "fast-start",
+                    0.01,
+                    30,
+                    30.0,
+                )
             },
             // The cache's ttl is short so that, behind it, the providers still see enough requests
             // (the probe share of those not answered from the cache) for the probe to tell them
@@ -166,7 +175,14 @@ impl Scenario {
                      \x20   slos:\n      - {{ name: availability, objective: 99, sli: errors, min_events: 10 }}\n      - {{ name: answers-in-time, objective: 99, sli: {{ duration_below: 200ms }}, min_events: 5 }}\n\
                      \x20   remediation:\n      - {{ name: drill-stale, when: {{ slo: answers-in-time, burn: page, no_healthy_target: true }}, do: cache_fallback, hold: 8s, cooldown: 3s, probe_share: 0.25 }}\n"
                 ),
-                ..common("drill-stale", "cache_fallback", "answers-in-time", 0.01, 20, 40.0)
+                ..common(
+                    "drill-stale",
+                    "cache_fallback",
+                    "answers-in-time",
+                    0.01,
+                    20,
+                    40.0,
+                )
             },
             Scenario::Overload => Plan {
                 faults: vec![RuntimeFault {
@@ -309,7 +325,10 @@ mod tests {
             assert_eq!(s.name().parse::<Scenario>(), Ok(s));
         }
         let err = "flood".parse::<Scenario>().unwrap_err();
-        assert!(err.contains("error-burst, slow-ttft, outage, overload"), "{err}");
+        assert!(
+            err.contains("error-burst, slow-ttft, outage, overload"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -343,9 +362,8 @@ mod tests {
             .count();
         assert_eq!(gold, 25);
         // The outage drill asks only questions it answered before the fault.
-        let distinct: std::collections::HashSet<_> = (0..100)
-            .map(|i| Scenario::Outage.request(i).body)
-            .collect();
+        let distinct: std::collections::HashSet<_> =
+            (0..100).map(|i| Scenario::Outage.request(i).body).collect();
         assert_eq!(distinct.len(), TOPICS);
     }
 }

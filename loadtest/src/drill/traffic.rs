@@ -125,7 +125,9 @@ async fn run(
                 )
                 .await;
             let seen = classify(answer, req.stream);
-            pool.lock().unwrap_or_else(PoisonError::into_inner).push(http);
+            pool.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(http);
             samples
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -35,9 +35,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
-pub use runtime::{Outage, RuntimeFault};
 use runtime::RuntimeFaults;
+pub use runtime::{Outage, RuntimeFault};
+use serde::{Deserialize, Serialize};
 pub use sluice_gateway::providers::mock::MockTiming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -166,7 +166,8 @@ impl RuntimeFault {
             ));
         }
         if self.max_concurrent == Some(0) {
-            problems.push("max_concurrent must be at least 1 (use outage to refuse everything)".into());
+            problems
+                .push("max_concurrent must be at least 1 (use outage to refuse everything)".into());
         }
         if self.model.as_deref().is_some_and(str::is_empty) {
             problems.push("model must not be empty (leave it out for every request)".into());
@@ -348,7 +349,10 @@ mod tests {
         assert_eq!(pattern, [false, true, false, true, false, true]);
         for ratio in [0.0, 0.1, 0.25, 1.0 / 3.0, 0.5, 0.9, 1.0] {
             let failed = (1..=1000u64).filter(|&n| fails(n, ratio)).count() as f64;
-            assert!((failed - (1000.0 * ratio).floor()).abs() < 1.0, "{ratio}: {failed}");
+            assert!(
+                (failed - (1000.0 * ratio).floor()).abs() < 1.0,
+                "{ratio}: {failed}"
+            );
         }
     }
 
@@ -372,7 +376,10 @@ mod tests {
             Verdict::Fail { status: 503, .. }
         ));
         let big = faults.judge(Some("big"));
-        assert_eq!(big.ttft(Duration::from_millis(30)), Duration::from_millis(300));
+        assert_eq!(
+            big.ttft(Duration::from_millis(30)),
+            Duration::from_millis(300)
+        );
         assert_eq!(faults.list().len(), 2);
         faults.clear(Some("big"));
         assert!(matches!(faults.judge(Some("big")), Verdict::Fail { .. }));
@@ -393,12 +400,21 @@ mod tests {
             .unwrap();
         let a = faults.judge(None);
         let b = faults.judge(None);
-        assert!(matches!(a, Verdict::Serve { permit: Some(_), .. }));
-        assert!(matches!(b, Verdict::Serve { permit: Some(_), .. }));
         assert!(matches!(
-            faults.judge(None),
-            Verdict::Fail { status: 503 }
+            a,
+            Verdict::Serve {
+                permit: Some(_),
+                ..
+            }
         ));
+        assert!(matches!(
+            b,
+            Verdict::Serve {
+                permit: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(faults.judge(None), Verdict::Fail { status: 503 }));
         drop(a);
         assert!(matches!(faults.judge(None), Verdict::Serve { .. }));
     }
