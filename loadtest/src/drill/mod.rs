@@ -44,6 +44,8 @@ pub const UNWIND_WAIT: Duration = Duration::from_secs(130);
 pub const RESOLVE_WAIT: Duration = Duration::from_secs(60);
 /// Traffic kept after the end, to see that nothing comes back.
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// How many times the processes are started before the drill gives up.
+const START_ATTEMPTS: u32 = 3;
 /// How often the admin views are read.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -95,7 +97,19 @@ pub async fn run(o: &Options) -> Result<(Plan, Report, PathBuf), String> {
             eprintln!("[drill {}] {msg}", plan.scenario.name());
         }
     };
-    let rig = start(o, &plan, &dir).await?;
+    // A port picked free can be taken by another process before mock-llm or sluice binds it:
+    // start again on other ports rather than fail the drill.
+    let mut attempt = 1;
+    let rig = loop {
+        match start(o, &plan, &dir).await {
+            Ok(rig) => break rig,
+            Err(e) if attempt < START_ATTEMPTS => {
+                say(&format!("{e}; starting again on other ports"));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     say(&format!(
         "sluice on 127.0.0.1:{} (admin {}), mock-llm on {}; work dir {}",
         rig.ports.gateway,
@@ -168,13 +182,15 @@ async fn start(o: &Options, plan: &Plan, dir: &Path) -> Result<Rig, String> {
             return Err(e);
         }
     };
-    if !procs::wait_ready(
+    // The admin listener can answer before the data plane's is bound: wait for both.
+    let ready = procs::wait_ready(
         loopback(ports.admin),
         Some("/readyz"),
         Duration::from_secs(30),
     )
     .await
-    {
+        && procs::wait_ready(loopback(ports.gateway), None, Duration::from_secs(10)).await;
+    if !ready {
         sluice.stop().await;
         mock.stop().await;
         return Err(format!(

@@ -243,7 +243,11 @@ impl Scenario {
             },
             // One gold request in four; the rest is the bulk key shedding may refuse.
             Scenario::Overload => DrillRequest {
-                key: if i.is_multiple_of(4) { Key::Gold } else { Key::Bulk },
+                key: if i.is_multiple_of(4) {
+                    Key::Gold
+                } else {
+                    Key::Bulk
+                },
                 body: chat(format!("Drill question {i}."), None, false),
                 stream: false,
             },
