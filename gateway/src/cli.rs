@@ -41,6 +41,19 @@ pub enum Command {
     /// Print the JSON Schema (draft 2020-12) of the policy file, for editors and CI; the same
     /// as `config/policy.schema.json`.
     Schema,
+    /// Run a fault drill against mock-llm on loopback and print detection, mitigation, client
+    /// error ratio, unwind time and flaps: error-burst, slow-ttft, outage or overload. Runs
+    /// `sluice-drill`, which must sit next to this binary.
+    Drill {
+        /// error-burst, slow-ttft, outage or overload.
+        scenario: String,
+        /// End with one JSON object on the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        /// More `sluice-drill` options, after `--` (see `sluice-drill --help`).
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
 }
 
 /// Runs the CLI; the exit code is non-zero on any error.
@@ -55,6 +68,11 @@ pub fn main() -> ExitCode {
         }) => check_diff(&old, &file),
         Some(Command::HashKey) => hash_key(),
         Some(Command::Schema) => schema(),
+        Some(Command::Drill {
+            scenario,
+            json,
+            rest,
+        }) => drill(&scenario, json, &rest),
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -174,6 +192,47 @@ fn schema() -> ExitCode {
         Err(e) => {
             eprintln!("cannot write the schema: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice drill`: hands over to `sluice-drill` next to this binary, telling it to drive this
+/// very `sluice`.
+fn drill(scenario: &str, json: bool, rest: &[String]) -> ExitCode {
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot find the sluice binary's own path: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runner = me.with_file_name("sluice-drill");
+    if !runner.is_file() {
+        eprintln!(
+            "sluice drill needs {}, which is missing: build it with `cargo build -p sluice-loadtest --bin sluice-drill --bin mock-llm` (same profile as sluice)",
+            runner.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut cmd = std::process::Command::new(&runner);
+    cmd.arg(scenario).arg("--sluice").arg(&me);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(rest);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let err = cmd.exec();
+        eprintln!("cannot run {}: {err}", runner.display());
+        ExitCode::from(2)
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(2)).unwrap_or(2)),
+        Err(e) => {
+            eprintln!("cannot run {}: {e}", runner.display());
+            ExitCode::from(2)
         }
     }
 }

@@ -34,7 +34,7 @@ use sluice_observability::service::{Feed, Intake, Service, Shutdown};
 use sluice_observability::slo::{
     ErrorClass, QualitySample, SloEngine, SloSample, SloSpec, WindowScale,
 };
-use sluice_observability::{AttemptOutcome, ErrorKind, Outcome, RequestRecord};
+use sluice_observability::{AttemptOutcome, AttemptRecord, ErrorKind, Outcome, RequestRecord};
 use sluice_policy::Policy;
 use sluice_policy::remediation::{
     self, AlertLevel, IncidentEvent, Overlay, SloStatus, TargetKey, Window,
@@ -54,8 +54,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What the evaluator is fed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SloEvent {
-    /// A finished request, and its attempts that a later attempt took over from (counted for
-    /// their targets only).
+    /// A finished request, and its failed attempts that a later attempt (or a stale cache
+    /// answer) took over from (counted for their targets only).
     Request {
         sample: SloSample,
         retried: Vec<SloSample>,
@@ -72,17 +72,28 @@ pub fn event_of(r: &RequestRecord) -> Option<SloEvent> {
         provider: Arc::clone(provider),
         model: Arc::clone(model),
     };
-    let target = r.attempts.last().map(|a| key(&a.provider, &a.model));
+    let failed = |a: &&AttemptRecord| {
+        !matches!(
+            a.outcome,
+            AttemptOutcome::Ok | AttemptOutcome::ClientError | AttemptOutcome::Cancelled
+        )
+    };
+    // A stale cache answer that stood in after every attempt failed: the client was answered
+    // (the route counts it as such), but the last target failed like the others and burns too.
+    let stood_in = r.outcome == Outcome::Ok && r.attempts.last().is_some_and(|a| failed(&a));
+    let (target, taken_over) = if stood_in {
+        (None, r.attempts.len())
+    } else {
+        (
+            r.attempts.last().map(|a| key(&a.provider, &a.model)),
+            r.attempts.len().saturating_sub(1),
+        )
+    };
     let retried = r
         .attempts
         .iter()
-        .take(r.attempts.len().saturating_sub(1))
-        .filter(|a| {
-            !matches!(
-                a.outcome,
-                AttemptOutcome::Ok | AttemptOutcome::ClientError | AttemptOutcome::Cancelled
-            )
-        })
+        .take(taken_over)
+        .filter(failed)
         .map(|a| SloSample {
             route: Arc::clone(route),
             target: Some(key(&a.provider, &a.model)),

@@ -438,7 +438,9 @@ fn sluice_policy(
     )
 }
 
-async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
+/// `sluice hash-key` of `key`: the SHA-256 (hex) a policy lists, computed by the binary under
+/// test so the two can never disagree.
+pub async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
     use tokio::io::AsyncWriteExt as _;
     let mut child = Command::new(sluice)
         .arg("hash-key")
