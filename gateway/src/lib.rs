@@ -37,6 +37,7 @@ pub mod error;
 pub mod exchange;
 pub mod feedback;
 pub mod handler;
+pub mod incident_push;
 pub mod incidents;
 pub mod judge;
 pub mod live;
