@@ -1,4 +1,5 @@
-//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key.
+//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key, write
+//! Prometheus rules for a policy's SLOs.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,21 @@ pub enum Command {
     /// Print the SHA-256 of a virtual key, for `keys[].key_sha256`. Reads the key from
     /// standard input so it stays out of shell history.
     HashKey,
+    /// SLO tooling: `sluice slo rules FILE`.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Print Prometheus recording rules and multi-window burn-rate alerts (page: 1h & 5m over
+    /// 14.4, or 6h & 30m over 6; ticket: 3d & 6h over 1) for every SLO in a policy file.
+    Rules {
+        /// The policy file whose SLOs the rules are for.
+        file: PathBuf,
+    },
 }
 
 /// Runs the CLI; the exit code is non-zero on any error.
@@ -50,6 +66,9 @@ pub fn main() -> ExitCode {
             diff: Some(old),
         }) => check_diff(&old, &file),
         Some(Command::HashKey) => hash_key(),
+        Some(Command::Slo {
+            command: SloCommand::Rules { file },
+        }) => slo_rules(&file),
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -157,6 +176,23 @@ fn hash_key() -> ExitCode {
         println!("{}", hex::encode(sluice_policy::hash_key(key)));
     }
     ExitCode::SUCCESS
+}
+
+/// `sluice slo rules FILE`: the rules on standard output, problems on standard error.
+fn slo_rules(file: &Path) -> ExitCode {
+    match sluice_config::load_file(file) {
+        Ok(loaded) => {
+            #[expect(clippy::print_stdout, reason = "the rules are this command's output")]
+            {
+                print!("{}", crate::slo_rules::rules_for(&loaded.config));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(config: Option<PathBuf>) -> ExitCode {

@@ -49,6 +49,7 @@ pub mod request;
 pub mod respond;
 pub mod server;
 pub mod slo;
+pub mod slo_rules;
 pub mod sse;
 pub mod state;
 pub mod stream;
