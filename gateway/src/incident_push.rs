@@ -130,7 +130,9 @@ pub enum Next {
 /// then `None`: a sink down for longer than that misses the event rather than piling up
 /// events behind it.
 pub fn retry_delay(attempt: u32) -> Option<Duration> {
-    (attempt >= 1 && attempt < MAX_ATTEMPTS).then(|| FIRST_RETRY * (1 << (attempt - 1)))
+    (1..MAX_ATTEMPTS)
+        .contains(&attempt)
+        .then(|| FIRST_RETRY * (1 << (attempt - 1)))
 }
 
 /// The decision after try `attempt` answered `result`. A 4xx other than 408 and 429 means the
