@@ -1,5 +1,5 @@
 //! The `sluice` command line: run the gateway, check a policy file, hash a virtual key, print
-//! the policy file's JSON Schema.
+//! the policy file's JSON Schema, run a fault drill, write Prometheus rules for a policy's SLOs.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -54,6 +54,21 @@ pub enum Command {
         #[arg(last = true)]
         rest: Vec<String>,
     },
+    /// SLO tooling: `sluice slo rules FILE`.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Print Prometheus recording rules and multi-window burn-rate alerts (page: 1h & 5m over
+    /// 14.4, or 6h & 30m over 6; ticket: 3d & 6h over 1) for every SLO in a policy file.
+    Rules {
+        /// The policy file whose SLOs the rules are for.
+        file: PathBuf,
+    },
 }
 
 /// Runs the CLI; the exit code is non-zero on any error.
@@ -73,6 +88,9 @@ pub fn main() -> ExitCode {
             json,
             rest,
         }) => drill(&scenario, json, &rest),
+        Some(Command::Slo {
+            command: SloCommand::Rules { file },
+        }) => slo_rules(&file),
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -191,6 +209,23 @@ fn schema() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cannot write the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice slo rules FILE`: the rules on standard output, problems on standard error.
+fn slo_rules(file: &Path) -> ExitCode {
+    match sluice_config::load_file(file) {
+        Ok(loaded) => {
+            #[expect(clippy::print_stdout, reason = "the rules are this command's output")]
+            {
+                print!("{}", crate::slo_rules::rules_for(&loaded.config));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&e);
             ExitCode::FAILURE
         }
     }

@@ -23,6 +23,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::admin::Admin;
 use crate::downstream::Downstream;
 use crate::handler::DataPlane;
+use crate::incident_push;
 use crate::judge;
 use crate::record::{self, Recorder};
 use crate::reload::{PolicyWatch, Reloader};
@@ -64,8 +65,8 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot start span export: {e}"))?;
     let (records, intake) = service::feed(record::QUEUE, metrics.queue_dropped("records"));
     let (slo_events, slo_intake) = service::feed(slo::QUEUE, metrics.queue_dropped("slo"));
-    let (incident_push, _incident_push_intake) =
-        service::feed(slo::QUEUE, metrics.queue_dropped("incident_push"));
+    let (incident_push, incident_push_intake) =
+        service::feed(incident_push::QUEUE, metrics.queue_dropped("incident_push"));
     let (judge_jobs, judge_intake) = service::feed(judge::QUEUE, metrics.queue_dropped("judge"));
     let state = Arc::new(AppState::new(
         PolicyStore::new(policy),
@@ -85,8 +86,8 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     )?;
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
     // last records (and adds their cost), then the judge finishes the calls it started, then
-    // the SLO evaluator counts the last requests and verdicts and saves its state, then the
-    // spend is saved, then the exporter sends the last spans.
+    // the SLO evaluator counts the last requests and verdicts and saves its state, then its
+    // last incident events are pushed, then the spend is saved, then the exporter sends the last spans.
     services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
     let spans_for_judge = spans.clone();
     services.spawn(Box::new(Recorder::new(
@@ -115,6 +116,11 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     );
     services.spawn(Box::new(judge_pool));
     services.spawn(Box::new(slo));
+    // After the SLO service, so the events of its last tick are pushed too.
+    services.spawn(Box::new(incident_push::for_server(
+        incident_push_intake,
+        &state,
+    )));
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),

@@ -84,7 +84,13 @@ fn spawn_sluice(cfg: &std::path::Path, log: &std::path::Path, env: &[(String, St
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    // `SLUICE_TEST_BIN` overrides the binary: helpers sharing one target directory overwrite
+    // each other's `debug/sluice`.
+    let bin = std::env::var_os("SLUICE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        PathBuf::from,
+    );
+    Command::new(bin)
         .arg("--config")
         .arg(cfg)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

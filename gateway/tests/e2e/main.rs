@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod failover;
 mod hardening;
+mod incident_push;
 mod judge;
 mod lifecycle;
 mod prometheus;
