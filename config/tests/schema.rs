@@ -117,6 +117,14 @@ tenants:
   acme:
     limits: { rpm: 1000, tpm: 500000 }
     budget: { usd_per_day: 50, usd_per_month: 1000 }
+state:
+  redis:
+    url: redis://127.0.0.1:6379/1
+    password_env: REDIS_PASSWORD
+    key_prefix: "test:"
+    timeout: 20ms
+    fail: closed
+    local_allowance: 10
 "#;
 
 /// Fixtures under tests/fixtures/invalid whose problems a JSON Schema cannot see, and why.

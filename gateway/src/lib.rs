@@ -47,6 +47,7 @@ pub mod reload;
 pub mod request;
 pub mod respond;
 pub mod server;
+pub mod shared;
 pub mod slo;
 pub mod sse;
 pub mod state;

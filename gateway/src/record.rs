@@ -102,6 +102,7 @@ impl Recorder {
             pricing,
             limiters,
             tenant_state,
+            shared,
             route_slow,
             policy,
             judge,
@@ -133,6 +134,17 @@ impl Recorder {
             if let Some(t) = &tenant_state {
                 t.spend.add(usd, record.start + record.duration);
             }
+        }
+        if let (Some(subject), Some(shared)) = (&shared, &self.state.shared) {
+            let tokens = record
+                .usage
+                .map_or(0, |u| u.input.saturating_add(u.output));
+            shared.record(
+                subject,
+                tokens,
+                record.cost_usd.unwrap_or(0.0),
+                record.start + record.duration,
+            );
         }
         if let Some((body, answer)) = &capture {
             record.content = Some(crate::capture::capture(body, answer));
