@@ -12,6 +12,7 @@ mod lifecycle;
 mod prometheus;
 mod ratelimit;
 mod rawup;
+mod redis;
 mod reload;
 mod routing;
 mod slo;

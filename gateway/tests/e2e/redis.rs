@@ -1,0 +1,337 @@
+//! Limits and budgets shared through Redis (`state.redis`): several real `sluice` processes on
+//! loopback share one real `redis-server` that the test starts (Debian's, installed by
+//! `scripts/ensure-deps.sh`), on a free port with its own directory, and kills and restarts.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::common::{self, TestGateway, eventually};
+
+/// A `redis-server` of the test's own: no persistence, loopback only.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = Self {
+            port: common::free_port(),
+            child: None,
+            dir,
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/ensure-deps.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.command("PING").await.is_some_and(|r| r.starts_with("+PONG")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL, as a crashed or partitioned Redis looks to its clients.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// One inline command; the raw reply.
+    async fn command(&self, cmd: &str) -> Option<String> {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Providers and models of every test here: Sluice's in-process mock, fast, with prices that
+/// make one small request cost about a cent; and the `state` section pointing at `redis`.
+fn policy(redis: &Redis, state_extra: &str, tail: &str) -> String {
+    format!(
+        "providers:\n  local: {{ kind: mock, ttft_ms: 0, tokens_per_s: 100000 }}\nmodels:\n  m: {{ provider: local, pricing: {{ input: 1000, output: 1000 }} }}\nstate:\n  redis: {{ url: \"{}\"{state_extra} }}\n{tail}",
+        redis.url()
+    )
+}
+
+async fn admin_state(gw: &TestGateway) -> serde_json::Value {
+    gw.admin(reqwest::Method::GET, "/admin/state")
+        .send()
+        .await
+        .expect("admin state")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn wait_up(gw: &TestGateway, up: bool) {
+    let seen = eventually(async || {
+        let v = admin_state(gw).await;
+        (v["redis"]["up"] == up).then_some(v)
+    })
+    .await;
+    assert!(seen.is_some(), "backend up={up} never seen:\n{}", gw.log_text());
+}
+
+async fn chat(client: &reqwest::Client, gw: &TestGateway) -> (u16, String, Duration) {
+    let started = tokio::time::Instant::now();
+    let resp = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(common::KEY)
+        .header("content-type", "application/json")
+        .body(common::chat("m", false))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    (status, body, started.elapsed())
+}
+
+fn error_code(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn three_replicas_admit_a_keys_rpm_once_between_them() {
+    const N: u64 = 300;
+    const SENT: u64 = 450;
+    let redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    // Closed, so a slow moment on a loaded machine shows as 503s, never as extra admissions.
+    let body = policy(&redis, ", timeout: 1s, fail: closed", "");
+    let key = format!(", limits: {{ rpm: {N} }}");
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(TestGateway::start_full(&body, &mock, "", &key).await);
+    }
+    for gw in &gws {
+        let v = admin_state(gw).await;
+        assert_eq!(v["backend"], "redis", "{v}");
+        assert_eq!(v["redis"]["fail"], "closed", "{v}");
+    }
+    let gws = Arc::new(gws);
+    let client = reqwest::Client::new();
+    let (ok, limited, other) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let started = tokio::time::Instant::now();
+    let workers = 30u64;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (gws, client) = (Arc::clone(&gws), client.clone());
+        let (ok, limited, other) = (Arc::clone(&ok), Arc::clone(&limited), Arc::clone(&other));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..SENT / workers {
+                let gw = &gws[usize::try_from((w + i) % 3).expect("small")];
+                let (status, body, _) = chat(&client, gw).await;
+                match status {
+                    200 => ok.fetch_add(1, Ordering::Relaxed),
+                    429 if error_code(&body) == "rate_limit_exceeded" => {
+                        limited.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let (ok, limited, other) = (
+        ok.load(Ordering::Relaxed),
+        limited.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+    );
+    // The limit is a GCRA, as in-process: N at once, then one more every 60/N s.
+    let refilled = (elapsed.as_secs_f64() * N as f64 / 60.0).ceil() as u64;
+    eprintln!(
+        "shared rpm: N={N}, sent {SENT} over 3 replicas in {elapsed:?}: {ok} accepted, {limited} limited, {other} other (up to {refilled} refilled meanwhile)"
+    );
+    assert_eq!(other, 0, "no request failed otherwise");
+    assert_eq!(ok + limited, SENT);
+    let tolerance = N / 100;
+    assert!(
+        ok + tolerance >= N && ok <= N + refilled + tolerance,
+        "accepted {ok} of a limit of {N} (+{refilled} refilled in {elapsed:?})"
+    );
+    // Each replica took part.
+    for gw in gws.iter() {
+        let m = gw
+            .metrics_when(|m| m.contains("sluice_state_admitted_total{source=\"redis\"}"))
+            .await;
+        assert!(m.contains("sluice_state_backend_up 1"), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenants_budget_stops_all_three_replicas_at_the_same_spend() {
+    let redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let body = policy(
+        &redis,
+        ", timeout: 1s",
+        "tenants:\n  test: { budget: { usd_per_day: 0.05 } }\n",
+    );
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(TestGateway::start(&body, &mock).await);
+    }
+    let client = reqwest::Client::new();
+    // One request at a time, round robin, until one replica says the budget is spent.
+    let mut served = 0;
+    let mut refused_at = None;
+    for i in 0..60 {
+        let (status, body, _) = chat(&client, &gws[i % 3]).await;
+        if status == 200 {
+            served += 1;
+            continue;
+        }
+        assert_eq!(error_code(&body), "insufficient_quota", "{body}");
+        refused_at = Some(i);
+        break;
+    }
+    assert!(refused_at.is_some(), "the budget never ran out after {served} requests");
+    // Every replica refuses from now on, naming the same spend.
+    let mut spent = Vec::new();
+    for gw in &gws {
+        let (status, body, _) = chat(&client, gw).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(error_code(&body), "insufficient_quota", "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let message = v["error"]["message"].as_str().unwrap_or("").to_owned();
+        let at = message.find("spent $").expect("the spend is named");
+        spent.push(message[at..].split(')').next().unwrap_or("").to_owned());
+    }
+    eprintln!("shared budget $0.05: {served} requests served over 3 replicas; each then refused, {spent:?}");
+    assert!(spent.iter().all(|s| s == &spent[0]), "{spent:?}");
+    // In-process, each replica would have served its own $0.05: about three times as many.
+    assert!(served <= 8, "{served} requests served against a budget of about 5");
+}
+
+#[tokio::test]
+async fn redis_killed_mid_run_holds_the_fail_mode_and_counting_resumes_when_it_is_back() {
+    const N: u64 = 20;
+    let mut redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let key = format!(", limits: {{ rpm: {N} }}");
+    let closed = TestGateway::start_full(
+        &policy(&redis, ", timeout: 100ms, fail: closed", ""),
+        &mock,
+        "",
+        &key,
+    )
+    .await;
+    let open = TestGateway::start_full(
+        &policy(&redis, ", timeout: 100ms, fail: open", ""),
+        &mock,
+        "",
+        &key,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for gw in [&closed, &open] {
+        wait_up(gw, true).await;
+        for _ in 0..3 {
+            assert_eq!(chat(&client, gw).await.0, 200);
+        }
+    }
+
+    redis.kill();
+    // Every request ends promptly, as the fail mode says: none waits on the dead Redis.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let (status, body, took) = chat(&client, &closed).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(error_code(&body), "state_unavailable", "{body}");
+        slowest = slowest.max(took);
+        let (status, body, took) = chat(&client, &open).await;
+        assert_eq!(status, 200, "fail open serves under its own limits: {body}");
+        slowest = slowest.max(took);
+    }
+    eprintln!("Redis down: slowest request {slowest:?}");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    for (gw, mode) in [(&closed, "closed"), (&open, "open")] {
+        let v = admin_state(gw).await;
+        assert_eq!(v["redis"]["up"], false, "{v}");
+        assert!(v["redis"]["last_error"].is_string(), "{v}");
+        let m = gw
+            .metrics_when(|m| m.contains(&format!("sluice_state_fallback_total{{mode=\"{mode}\"}}")))
+            .await;
+        assert!(m.contains("sluice_state_backend_up 0"), "{m}");
+        assert!(
+            m.contains(&format!("sluice_state_fallback_total{{mode=\"{mode}\"}} ")),
+            "{m}"
+        );
+    }
+
+    redis.spawn().await;
+    for gw in [&closed, &open] {
+        wait_up(gw, true).await;
+    }
+    // The restarted Redis starts empty: the two replicas count the key's N afresh, together.
+    let mut ok = 0;
+    for i in 0..(N + 10) {
+        let gw = if i % 2 == 0 { &closed } else { &open };
+        let (status, body, _) = chat(&client, gw).await;
+        match status {
+            200 => ok += 1,
+            429 => assert_eq!(error_code(&body), "rate_limit_exceeded", "{body}"),
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    eprintln!("after Redis came back: {ok} of {} accepted (limit {N})", N + 10);
+    assert!((N..=N + 1).contains(&ok), "{ok} accepted after recovery");
+
+    // Each change was logged once, not per request.
+    for gw in [&closed, &open] {
+        let log = gw.log_text();
+        assert_eq!(log.matches("Redis is unreachable").count(), 1, "{log}");
+        assert_eq!(log.matches("Redis is reachable again").count(), 1, "{log}");
+    }
+}
