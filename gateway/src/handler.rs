@@ -102,6 +102,20 @@ impl DataPlane {
             for limiter in finished.limiters.iter().flatten() {
                 limiter.consume_tokens(usage.input.saturating_add(usage.output));
             }
+            // Other replicas see this request's tokens and cost as soon as Redis has them,
+            // not a recorder tick later.
+            if let (Some(shared), Some(subject)) = (&state.shared, &finished.shared) {
+                let usd = finished
+                    .pricing
+                    .as_ref()
+                    .map_or(0.0, |p| sluice_observability::cost::cost_usd(usage, p));
+                shared.record(
+                    subject,
+                    usage.input.saturating_add(usage.output),
+                    usd,
+                    std::time::SystemTime::now(),
+                );
+            }
         }
         state.records.offer(finished);
         if !reusable {

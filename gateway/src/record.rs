@@ -114,6 +114,7 @@ impl Recorder {
         if let Some(judge) = judge {
             self.hand_to_judge(judge);
         }
+        let estimated = estimate.is_some();
         if let Some(e) = estimate {
             let usage = TokenUsage {
                 input: tokens::estimate_input(&e.model, &e.body),
@@ -135,7 +136,8 @@ impl Recorder {
                 t.spend.add(usd, record.start + record.duration);
             }
         }
-        if let (Some(subject), Some(shared)) = (&shared, &self.state.shared) {
+        // Provider-reported usage went to Redis on the request path already.
+        if let (Some(subject), Some(shared), true) = (&shared, &self.state.shared, estimated) {
             let tokens = record
                 .usage
                 .map_or(0, |u| u.input.saturating_add(u.output));

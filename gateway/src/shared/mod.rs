@@ -16,6 +16,7 @@ pub mod script;
 pub mod service;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -58,6 +59,9 @@ pub struct Subject {
     names: [String; 4],
     spend_base: String,
     lease: Mutex<Lease>,
+    /// A round trip is leasing for this key: concurrent ones ask for their own slot only, so
+    /// at most one lease per replica can be left unused.
+    leasing: AtomicBool,
 }
 
 impl Subject {
@@ -77,6 +81,7 @@ impl Subject {
             ],
             spend_base: format!("{prefix}spend:{t}"),
             lease: Mutex::new(Lease::default()),
+            leasing: AtomicBool::new(false),
         }
     }
 
@@ -181,6 +186,8 @@ impl SharedState {
         let Some(mut conn) = self.link.conn() else {
             return self.fallback();
         };
+        let leasing = (allowance > 1).then(|| Leasing::claim(&subject.leasing)).flatten();
+        let want = if leasing.is_some() { allowance } else { 1 };
         let [day, month] = subject.spend_keys(SystemTime::now());
         let mut call = self.admit.prepare_invoke();
         for k in &subject.names {
@@ -196,7 +203,7 @@ impl SharedState {
             .arg(tpm(subject.tenant))
             .arg(usd(subject.budget.usd_per_day))
             .arg(usd(subject.budget.usd_per_month))
-            .arg(allowance.max(1));
+            .arg(want);
         let started = Instant::now();
         let reply =
             match tokio::time::timeout(self.cfg.timeout, call.invoke_async::<Vec<String>>(&mut conn))
@@ -293,6 +300,21 @@ impl SharedState {
                 dropped_writes: self.usage.dropped(),
             }),
         }
+    }
+}
+
+/// The one lease request in flight for a key; released when dropped, whatever the outcome.
+struct Leasing<'a>(&'a AtomicBool);
+
+impl<'a> Leasing<'a> {
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(Self(flag))
+    }
+}
+
+impl Drop for Leasing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

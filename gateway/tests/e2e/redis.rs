@@ -152,42 +152,7 @@ async fn three_replicas_admit_a_keys_rpm_once_between_them() {
         assert_eq!(v["backend"], "redis", "{v}");
         assert_eq!(v["redis"]["fail"], "closed", "{v}");
     }
-    let gws = Arc::new(gws);
-    let client = reqwest::Client::new();
-    let (ok, limited, other) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let started = tokio::time::Instant::now();
-    let workers = 30u64;
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let (gws, client) = (Arc::clone(&gws), client.clone());
-        let (ok, limited, other) = (Arc::clone(&ok), Arc::clone(&limited), Arc::clone(&other));
-        tasks.push(tokio::spawn(async move {
-            for i in 0..SENT / workers {
-                let gw = &gws[usize::try_from((w + i) % 3).expect("small")];
-                let (status, body, _) = chat(&client, gw).await;
-                match status {
-                    200 => ok.fetch_add(1, Ordering::Relaxed),
-                    429 if error_code(&body) == "rate_limit_exceeded" => {
-                        limited.fetch_add(1, Ordering::Relaxed)
-                    }
-                    _ => other.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("worker");
-    }
-    let elapsed = started.elapsed();
-    let (ok, limited, other) = (
-        ok.load(Ordering::Relaxed),
-        limited.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
-    );
+    let (ok, limited, other, elapsed) = burst(&gws, SENT).await;
     // The limit is a GCRA, as in-process: N at once, then one more every 60/N s.
     let refilled = (elapsed.as_secs_f64() * N as f64 / 60.0).ceil() as u64;
     eprintln!(
@@ -201,12 +166,100 @@ async fn three_replicas_admit_a_keys_rpm_once_between_them() {
         "accepted {ok} of a limit of {N} (+{refilled} refilled in {elapsed:?})"
     );
     // Each replica took part.
-    for gw in gws.iter() {
+    for gw in &gws {
         let m = gw
             .metrics_when(|m| m.contains("sluice_state_admitted_total{source=\"redis\"}"))
             .await;
         assert!(m.contains("sluice_state_backend_up 1"), "{m}");
     }
+}
+
+/// `sent` requests from 30 concurrent clients, spread round robin over `gws`: (accepted,
+/// refused by a rate limit, anything else, how long it took).
+async fn burst(gws: &[TestGateway], sent: u64) -> (u64, u64, u64, Duration) {
+    let urls: Arc<Vec<String>> = Arc::new(gws.iter().map(|g| g.url("/v1/chat/completions")).collect());
+    let client = reqwest::Client::new();
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let started = tokio::time::Instant::now();
+    let workers = 30u64;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (urls, client, counts) = (Arc::clone(&urls), client.clone(), Arc::clone(&counts));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..sent / workers {
+                let url = &urls[usize::try_from((w + i) % urls.len() as u64).expect("small")];
+                let resp = client
+                    .post(url)
+                    .bearer_auth(common::KEY)
+                    .header("content-type", "application/json")
+                    .body(common::chat("m", false))
+                    .send()
+                    .await
+                    .expect("request");
+                let status = resp.status().as_u16();
+                let body = resp.text().await.expect("body");
+                let slot = match status {
+                    200 => 0,
+                    429 if error_code(&body) == "rate_limit_exceeded" => 1,
+                    _ => 2,
+                };
+                counts[slot].fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let [ok, limited, other] = &*counts;
+    (
+        ok.load(Ordering::Relaxed),
+        limited.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+        elapsed,
+    )
+}
+
+#[tokio::test]
+async fn a_local_allowance_never_admits_more_than_the_limit() {
+    const N: u64 = 300;
+    const SENT: u64 = 450;
+    const LEASE: u64 = 10;
+    let redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let body = policy(
+        &redis,
+        &format!(", timeout: 1s, fail: closed, local_allowance: {LEASE}"),
+        "",
+    );
+    let key = format!(", limits: {{ rpm: {N} }}");
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(TestGateway::start_full(&body, &mock, "", &key).await);
+    }
+    let (ok, limited, other, elapsed) = burst(&gws, SENT).await;
+    let refilled = (elapsed.as_secs_f64() * N as f64 / 60.0).ceil() as u64;
+    eprintln!(
+        "leased rpm: N={N}, lease {LEASE}, sent {SENT} over 3 replicas in {elapsed:?}: {ok} accepted, {limited} limited, {other} other (up to {refilled} refilled)"
+    );
+    assert_eq!(other, 0);
+    // Leased slots are counted in Redis when leased: never more than the limit, and at most
+    // a lease per replica left unused.
+    assert!(ok <= N + refilled, "{ok} accepted");
+    assert!(ok + 3 * LEASE + N / 100 >= N, "{ok} accepted");
+    let mut leased = 0;
+    for gw in &gws {
+        let m = gw
+            .metrics_when(|m| m.contains("sluice_state_admitted_total{source=\"lease\"}"))
+            .await;
+        leased += m
+            .lines()
+            .find_map(|l| l.strip_prefix("sluice_state_admitted_total{source=\"lease\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+    }
+    eprintln!("leased rpm: {leased} of {ok} admitted without a round trip");
+    assert!(leased * 2 >= ok, "most admissions come from leases: {leased} of {ok}");
 }
 
 #[tokio::test]
@@ -251,7 +304,9 @@ async fn a_tenants_budget_stops_all_three_replicas_at_the_same_spend() {
     eprintln!("shared budget $0.05: {served} requests served over 3 replicas; each then refused, {spent:?}");
     assert!(spent.iter().all(|s| s == &spent[0]), "{spent:?}");
     // In-process, each replica would have served its own $0.05: about three times as many.
-    assert!(served <= 8, "{served} requests served against a budget of about 5");
+    // About 2.2 cents a request: the third crosses $0.05 and still finishes, as in-process;
+    // one more may slip through while the third's cost is on its way to Redis.
+    assert!(served <= 4, "{served} requests served against a budget of $0.05");
 }
 
 #[tokio::test]
