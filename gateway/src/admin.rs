@@ -161,10 +161,11 @@ impl Admin {
             ),
             ("/admin/state", &Method::GET) => Answer::json(
                 200,
-                &self.state.shared.as_ref().map_or_else(
-                    crate::shared::StateView::in_memory,
-                    |s| s.view(),
-                ),
+                &self
+                    .state
+                    .shared
+                    .as_ref()
+                    .map_or_else(crate::shared::StateView::in_memory, |s| s.view()),
             ),
             (
                 "/admin/reload"

@@ -27,8 +27,8 @@ use crate::exchange;
 use crate::request::OpenAiRequest;
 use crate::respond::{self, Delivered, Rejection};
 use crate::shared::Admission;
-use sluice_config::FailMode;
 use crate::state::{AppState, InflightGuard};
+use sluice_config::FailMode;
 
 pub struct DataPlane {
     pub state: Arc<AppState>,

@@ -138,9 +138,7 @@ impl Recorder {
         }
         // Provider-reported usage went to Redis on the request path already.
         if let (Some(subject), Some(shared), true) = (&shared, &self.state.shared, estimated) {
-            let tokens = record
-                .usage
-                .map_or(0, |u| u.input.saturating_add(u.output));
+            let tokens = record.usage.map_or(0, |u| u.input.saturating_add(u.output));
             shared.record(
                 subject,
                 tokens,

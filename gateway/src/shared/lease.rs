@@ -71,7 +71,11 @@ mod tests {
         assert_eq!(l.take(now), None, "nothing leased yet");
         l.grant(2, headroom(50), now);
         let h = l.take(now).expect("first slot");
-        assert_eq!(h.requests.map(|r| r.1), Some(51), "Redis's 50 and one still held");
+        assert_eq!(
+            h.requests.map(|r| r.1),
+            Some(51),
+            "Redis's 50 and one still held"
+        );
         assert_eq!(l.take(now).and_then(|h| h.requests).map(|r| r.1), Some(50));
         assert_eq!(l.take(now), None, "both slots used");
 

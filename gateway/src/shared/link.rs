@@ -90,7 +90,9 @@ impl Link {
                     "Redis is reachable again; limits and budgets are shared across replicas again."
                 );
             } else {
-                tracing::info!("Connected to Redis; limits and budgets are shared across replicas.");
+                tracing::info!(
+                    "Connected to Redis; limits and budgets are shared across replicas."
+                );
             }
         }
     }

@@ -135,7 +135,9 @@ impl SharedState {
     }
 
     /// A feed of finished requests' usage and the intake the state service drains.
-    pub fn feed(dropped: prometheus_client::metrics::counter::Counter) -> (Feed<Usage>, Intake<Usage>) {
+    pub fn feed(
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> (Feed<Usage>, Intake<Usage>) {
         sluice_observability::service::feed(QUEUE, dropped)
     }
 
@@ -144,8 +146,13 @@ impl SharedState {
     }
 
     /// The shared side of `entry`, whose key and tenant limiters are `limiters`.
-    pub fn subject(&self, entry: &KeyEntry, limiters: &[Option<Arc<KeyLimiter>>; 2]) -> Arc<Subject> {
-        let limits = |l: &Option<Arc<KeyLimiter>>| l.as_ref().map(|l| l.limits()).unwrap_or_default();
+    pub fn subject(
+        &self,
+        entry: &KeyEntry,
+        limiters: &[Option<Arc<KeyLimiter>>; 2],
+    ) -> Arc<Subject> {
+        let limits =
+            |l: &Option<Arc<KeyLimiter>>| l.as_ref().map(|l| l.limits()).unwrap_or_default();
         let (key, tenant) = (limits(&limiters[0]), limits(&limiters[1]));
         let same = |s: &Subject| s.key == key && s.tenant == tenant && s.budget == entry.budget;
         if let Some(s) = self
@@ -186,7 +193,9 @@ impl SharedState {
         let Some(mut conn) = self.link.conn() else {
             return self.fallback();
         };
-        let leasing = (allowance > 1).then(|| Leasing::claim(&subject.leasing)).flatten();
+        let leasing = (allowance > 1)
+            .then(|| Leasing::claim(&subject.leasing))
+            .flatten();
         let want = if leasing.is_some() { allowance } else { 1 };
         let [day, month] = subject.spend_keys(SystemTime::now());
         let mut call = self.admit.prepare_invoke();
@@ -205,23 +214,25 @@ impl SharedState {
             .arg(usd(subject.budget.usd_per_month))
             .arg(want);
         let started = Instant::now();
-        let reply =
-            match tokio::time::timeout(self.cfg.timeout, call.invoke_async::<Vec<String>>(&mut conn))
-                .await
-            {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => {
-                    self.link.set_down(&e.to_string(), self.cfg.fail.as_str());
-                    return self.fallback();
-                }
-                Err(_) => {
-                    self.link.set_down(
-                        &format!("no answer within {:?}", self.cfg.timeout),
-                        self.cfg.fail.as_str(),
-                    );
-                    return self.fallback();
-                }
-            };
+        let reply = match tokio::time::timeout(
+            self.cfg.timeout,
+            call.invoke_async::<Vec<String>>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                self.link.set_down(&e.to_string(), self.cfg.fail.as_str());
+                return self.fallback();
+            }
+            Err(_) => {
+                self.link.set_down(
+                    &format!("no answer within {:?}", self.cfg.timeout),
+                    self.cfg.fail.as_str(),
+                );
+                return self.fallback();
+            }
+        };
         self.metrics
             .round_trip
             .observe(started.elapsed().as_secs_f64());
@@ -252,7 +263,11 @@ impl SharedState {
     pub fn record(&self, subject: &Arc<Subject>, tokens: u64, usd: f64, at: SystemTime) {
         let counted = subject.key.tpm.is_some() || subject.tenant.tpm.is_some();
         let tokens = if counted { tokens } else { 0 };
-        let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
+        let usd = if usd.is_finite() && usd > 0.0 {
+            usd
+        } else {
+            0.0
+        };
         if tokens == 0 && usd == 0.0 {
             return;
         }
@@ -290,7 +305,9 @@ impl SharedState {
             redis: Some(RedisView {
                 url: self.cfg.url.clone(),
                 up: self.link.is_up(),
-                since: s.since.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                since: s
+                    .since
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
                 last_error: s.last_error,
                 fail: self.cfg.fail.as_str(),
                 timeout_ms: u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX),

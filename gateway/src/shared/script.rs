@@ -118,7 +118,10 @@ return #KEYS
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     /// `granted` slots were taken (the request's own and any leased beyond it).
-    Admitted { granted: u32, headroom: Headroom },
+    Admitted {
+        granted: u32,
+        headroom: Headroom,
+    },
     Denied(Denied),
     OverBudget(OverBudget),
 }
@@ -218,7 +221,9 @@ mod tests {
     fn replies_read_as_verdicts() {
         let cases: Vec<(Vec<String>, Verdict)> = vec![
             (
-                reply(&["0", "0", "3", "57", "3000", "80", "20000", "400", "-1", "61000"]),
+                reply(&[
+                    "0", "0", "3", "57", "3000", "80", "20000", "400", "-1", "61000",
+                ]),
                 Verdict::Admitted {
                     granted: 3,
                     headroom: Headroom {

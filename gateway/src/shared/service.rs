@@ -183,7 +183,10 @@ impl Service for StateService {
         "shared-state"
     }
 
-    fn run(mut self: Box<Self>, mut shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(
+        mut self: Box<Self>,
+        mut shutdown: Shutdown,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut pending = Pending::default();
             let mut batch = Vec::with_capacity(BATCH);
@@ -200,7 +203,13 @@ impl Service for StateService {
                     if !ever_up && failures == 0 {
                         // Never connected: say so once (a lost link logs where it broke).
                         tracing::warn!(
-                            error = self.shared.link.status().last_error.as_deref().unwrap_or(""),
+                            error = self
+                                .shared
+                                .link
+                                .status()
+                                .last_error
+                                .as_deref()
+                                .unwrap_or(""),
                             fail = self.shared.cfg.fail.as_str(),
                             "Cannot reach Redis; limits and budgets follow the fail mode until it answers."
                         );

@@ -43,7 +43,11 @@ impl Redis {
             .expect("redis-server runs (scripts/ensure-deps.sh installs it)");
         self.child = Some(child);
         for _ in 0..200 {
-            if self.command("PING").await.is_some_and(|r| r.starts_with("+PONG")) {
+            if self
+                .command("PING")
+                .await
+                .is_some_and(|r| r.starts_with("+PONG"))
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -109,7 +113,11 @@ async fn wait_up(gw: &TestGateway, up: bool) {
         (v["redis"]["up"] == up).then_some(v)
     })
     .await;
-    assert!(seen.is_some(), "backend up={up} never seen:\n{}", gw.log_text());
+    assert!(
+        seen.is_some(),
+        "backend up={up} never seen:\n{}",
+        gw.log_text()
+    );
 }
 
 async fn chat(client: &reqwest::Client, gw: &TestGateway) -> (u16, String, Duration) {
@@ -177,15 +185,15 @@ async fn three_replicas_admit_a_keys_rpm_once_between_them() {
 /// `sent` requests from 30 concurrent clients, spread round robin over `gws`: (accepted,
 /// refused by a rate limit, anything else, how long it took).
 async fn burst(gws: &[TestGateway], sent: u64) -> (u64, u64, u64, Duration) {
-    let urls: Arc<Vec<String>> = Arc::new(gws.iter().map(|g| g.url("/v1/chat/completions")).collect());
+    let urls: Arc<Vec<String>> =
+        Arc::new(gws.iter().map(|g| g.url("/v1/chat/completions")).collect());
     let client = reqwest::Client::new();
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let started = tokio::time::Instant::now();
     let workers = 30u64;
-    let mut tasks = Vec::new();
-    for w in 0..workers {
+    let worker = |w: u64| {
         let (urls, client, counts) = (Arc::clone(&urls), client.clone(), Arc::clone(&counts));
-        tasks.push(tokio::spawn(async move {
+        async move {
             for i in 0..sent / workers {
                 let url = &urls[usize::try_from((w + i) % urls.len() as u64).expect("small")];
                 let resp = client
@@ -205,11 +213,9 @@ async fn burst(gws: &[TestGateway], sent: u64) -> (u64, u64, u64, Duration) {
                 };
                 counts[slot].fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("worker");
-    }
+        }
+    };
+    futures_util::future::join_all((0..workers).map(worker)).await;
     let elapsed = started.elapsed();
     let [ok, limited, other] = &*counts;
     (
@@ -259,7 +265,10 @@ async fn a_local_allowance_never_admits_more_than_the_limit() {
             .unwrap_or(0.0) as u64;
     }
     eprintln!("leased rpm: {leased} of {ok} admitted without a round trip");
-    assert!(leased * 2 >= ok, "most admissions come from leases: {leased} of {ok}");
+    assert!(
+        leased * 2 >= ok,
+        "most admissions come from leases: {leased} of {ok}"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +298,10 @@ async fn a_tenants_budget_stops_all_three_replicas_at_the_same_spend() {
         refused_at = Some(i);
         break;
     }
-    assert!(refused_at.is_some(), "the budget never ran out after {served} requests");
+    assert!(
+        refused_at.is_some(),
+        "the budget never ran out after {served} requests"
+    );
     // Every replica refuses from now on, naming the same spend.
     let mut spent = Vec::new();
     for gw in &gws {
@@ -301,12 +313,17 @@ async fn a_tenants_budget_stops_all_three_replicas_at_the_same_spend() {
         let at = message.find("spent $").expect("the spend is named");
         spent.push(message[at..].split(')').next().unwrap_or("").to_owned());
     }
-    eprintln!("shared budget $0.05: {served} requests served over 3 replicas; each then refused, {spent:?}");
+    eprintln!(
+        "shared budget $0.05: {served} requests served over 3 replicas; each then refused, {spent:?}"
+    );
     assert!(spent.iter().all(|s| s == &spent[0]), "{spent:?}");
     // In-process, each replica would have served its own $0.05: about three times as many.
     // About 2.2 cents a request: the third crosses $0.05 and still finishes, as in-process;
     // one more may slip through while the third's cost is on its way to Redis.
-    assert!(served <= 4, "{served} requests served against a budget of $0.05");
+    assert!(
+        served <= 4,
+        "{served} requests served against a budget of $0.05"
+    );
 }
 
 #[tokio::test]
@@ -356,7 +373,9 @@ async fn redis_killed_mid_run_holds_the_fail_mode_and_counting_resumes_when_it_i
         assert_eq!(v["redis"]["up"], false, "{v}");
         assert!(v["redis"]["last_error"].is_string(), "{v}");
         let m = gw
-            .metrics_when(|m| m.contains(&format!("sluice_state_fallback_total{{mode=\"{mode}\"}}")))
+            .metrics_when(|m| {
+                m.contains(&format!("sluice_state_fallback_total{{mode=\"{mode}\"}}"))
+            })
             .await;
         assert!(m.contains("sluice_state_backend_up 0"), "{m}");
         assert!(
@@ -380,7 +399,10 @@ async fn redis_killed_mid_run_holds_the_fail_mode_and_counting_resumes_when_it_i
             _ => panic!("{status}: {body}"),
         }
     }
-    eprintln!("after Redis came back: {ok} of {} accepted (limit {N})", N + 10);
+    eprintln!(
+        "after Redis came back: {ok} of {} accepted (limit {N})",
+        N + 10
+    );
     assert!((N..=N + 1).contains(&ok), "{ok} accepted after recovery");
 
     // Each change was logged once, not per request.
