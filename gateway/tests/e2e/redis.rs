@@ -412,3 +412,32 @@ async fn redis_killed_mid_run_holds_the_fail_mode_and_counting_resumes_when_it_i
         assert_eq!(log.matches("Redis is reachable again").count(), 1, "{log}");
     }
 }
+
+#[tokio::test]
+async fn tokens_used_on_one_replica_count_on_the_others() {
+    let redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let body = policy(&redis, ", timeout: 1s", "");
+    let a = TestGateway::start_full(&body, &mock, "", ", limits: { tpm: 300 }").await;
+    let b = TestGateway::start_full(&body, &mock, "", ", limits: { tpm: 300 }").await;
+    let client = reqwest::Client::new();
+    // Only `a` serves until its answers' tokens use up the key's minute.
+    let mut served = 0;
+    loop {
+        let (status, body, _) = chat(&client, &a).await;
+        if status == 429 {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(v["error"]["type"], "tokens", "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        served += 1;
+        assert!(served < 100, "the token limit never ran out");
+    }
+    // `b` has served nothing, yet the key's tokens are spent there too.
+    let (status, body, _) = chat(&client, &b).await;
+    eprintln!("shared tpm: {served} requests on one replica spent the key's 300 tokens");
+    assert_eq!(status, 429, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["error"]["type"], "tokens", "{body}");
+}
