@@ -440,4 +440,23 @@ async fn tokens_used_on_one_replica_count_on_the_others() {
     assert_eq!(status, 429, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["error"]["type"], "tokens", "{body}");
+
+    // The connection is made at start: a reload that changes `state` is refused, by name.
+    let changed = policy(&redis, ", timeout: 1s, fail: closed", "");
+    std::fs::write(
+        &b.policy_path,
+        b.policy_text(&changed, "", ", limits: { tpm: 300 }"),
+    )
+    .expect("rewrite policy");
+    let resp = b
+        .admin(reqwest::Method::POST, "/admin/reload")
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(resp.status(), 422);
+    let report = resp.text().await.expect("report");
+    assert!(
+        report.contains("state: changed, but is read only at start"),
+        "{report}"
+    );
 }
