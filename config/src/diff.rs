@@ -175,6 +175,8 @@ impl PolicyDiff {
 
         check(old.slo != new.slo, "slo", false);
         check(old.incidents != new.incidents, "incidents", false);
+        // The connection to Redis is made once, at start.
+        check(old.state != new.state, "state", true);
 
         let providers = Changes::of(&by_name(&old.providers), &by_name(&new.providers));
         let models = Changes::of(&by_name(&old.models), &by_name(&new.models));

@@ -42,6 +42,7 @@ pub use types::{
     RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig, Secret, ServerConfig, SliConfig,
     SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts,
 };
+pub use types::{FailMode, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

@@ -37,6 +37,33 @@ pub(crate) struct RawConfig {
     pub slo: Option<Spanned<RawSloSettings>>,
     #[serde(default)]
     pub incidents: Option<Spanned<RawIncidents>>,
+    #[serde(default)]
+    pub state: Option<Spanned<RawState>>,
+}
+
+/// `state: { redis: … }`: where live counters are shared between replicas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    #[serde(default)]
+    pub redis: Option<Spanned<RawRedis>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fail: Option<Spanned<String>>,
+    #[serde(default)]
+    pub local_allowance: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,7 @@ use crate::types::{
     RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, SloSettings, TelemetryConfig,
     Timeouts,
 };
+use crate::types::{FailMode, RedisConfig};
 use crate::validate::{
     BUILTIN_RUBRICS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
     DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_OPENAI_BASE_URL, DEFAULT_PROBE_SHARE,
@@ -95,6 +96,7 @@ pub fn json_schema() -> Value {
             ("tenants", tenants()),
             ("slo", slo_settings()),
             ("incidents", incidents()),
+            ("state", state()),
         ],
         &["providers", "models", "keys"],
     );
@@ -1760,6 +1762,80 @@ enum Bound {
 }
 
 /// A closed object. Optional fields also accept `null`, which the parser reads as absent.
+fn state() -> Value {
+    object(
+        "Where limits and budgets are counted. Without `redis` each replica counts on its own; \
+         changes take a restart.",
+        vec![(
+            "redis",
+            object(
+                "Count per-key and per-tenant rpm/tpm and tenants' USD spend in one Redis shared \
+                 by every replica.",
+                vec![
+                    (
+                        "url",
+                        pattern(
+                            "`redis://host:port/db` (plain TCP, no credentials: the password \
+                             comes from `password_env`).",
+                            r"^\s*redis://[^@/\s]+(?:/[0-9]*)?\s*$",
+                        ),
+                    ),
+                    (
+                        "password_env",
+                        pattern(
+                            "The environment variable that holds Redis's password.",
+                            ENV_VAR,
+                        ),
+                    ),
+                    (
+                        "key_prefix",
+                        with_default(
+                            pattern(
+                                "Starts every key Sluice writes, so deployments can share a Redis.",
+                                r"^[!-~]*$",
+                            ),
+                            json!(RedisConfig::DEFAULT_KEY_PREFIX),
+                        ),
+                    ),
+                    (
+                        "timeout",
+                        duration(
+                            "The longest a request waits for Redis before `fail` applies \
+                             (at most 5s).",
+                            Zero::Rejected,
+                            Some(RedisConfig::DEFAULT_TIMEOUT),
+                        ),
+                    ),
+                    (
+                        "fail",
+                        with_default(
+                            string_enum(
+                                "While Redis cannot be reached: `open` keeps serving with each \
+                                 replica counting on its own, `closed` refuses limited requests \
+                                 with 503.",
+                                &["open", "closed"],
+                            ),
+                            json!(FailMode::default().as_str()),
+                        ),
+                    ),
+                    (
+                        "local_allowance",
+                        int(
+                            "Requests a replica leases from Redis per round trip for one key \
+                             (valid for a second); 0 asks Redis for every request, exactly.",
+                            0,
+                            Some(u64::from(RedisConfig::MAX_LOCAL_ALLOWANCE)),
+                            Some(0),
+                        ),
+                    ),
+                ],
+                &["url"],
+            ),
+        )],
+        &[],
+    )
+}
+
 fn object(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
     let properties: Map<String, Value> = properties
         .into_iter()

@@ -29,6 +29,58 @@ pub struct Config {
     pub slo: SloSettings,
     /// Where incident events are pushed, besides the incident log.
     pub incidents: IncidentsConfig,
+    /// Where limits and budgets are counted: in-process (default) or shared through Redis.
+    pub state: StateConfig,
+}
+
+/// The `state` section. Without `redis` every replica counts on its own.
+#[derive(serde::Serialize, Debug, Clone, Default, PartialEq)]
+pub struct StateConfig {
+    pub redis: Option<RedisConfig>,
+}
+
+/// Limits and budgets counted in one Redis shared by every replica.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`, without a password (that comes from `password_env`).
+    pub url: String,
+    pub password_env: Option<String>,
+    /// Read from `password_env` at load time.
+    pub password: Option<Secret>,
+    /// Prepended to every key Sluice writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// The longest a request waits for Redis before the fail mode applies.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub timeout: Duration,
+    pub fail: FailMode,
+    /// Requests a replica leases per round trip for a key; 0 asks Redis for every request.
+    pub local_allowance: u32,
+}
+
+impl RedisConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const DEFAULT_KEY_PREFIX: &'static str = "sluice:";
+    pub const MAX_LOCAL_ALLOWANCE: u32 = 10_000;
+}
+
+/// What a replica does while Redis cannot be reached.
+#[derive(serde::Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Keep serving, each replica counting on its own (limits hold per replica).
+    #[default]
+    Open,
+    /// Refuse requests whose key or tenant has a limit or budget (503).
+    Closed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// The `slo` section: evaluation of every route's SLOs.

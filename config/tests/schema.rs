@@ -156,6 +156,14 @@ slo: { window_scale: 0.5, evaluate_every: 2s, snapshot_every: 1m }
 incidents:
   alertmanager: { url: "http://alertmanager:9093", bearer_env: OPENAI_API_KEY }
   webhook: { url: "https://hooks.example.com/sluice", bearer_env: HOOK_TOKEN }
+state:
+  redis:
+    url: redis://127.0.0.1:6379/1
+    password_env: REDIS_PASSWORD
+    key_prefix: "test:"
+    timeout: 20ms
+    fail: closed
+    local_allowance: 10
 "#;
 
 /// Fixtures under tests/fixtures/invalid whose problems a JSON Schema cannot see, and why.

@@ -159,8 +159,17 @@ impl Admin {
                 200,
                 &self.state.slo.incidents(&self.state.runtime.overlay_full()),
             ),
+            ("/admin/state", &Method::GET) => Answer::json(
+                200,
+                &self
+                    .state
+                    .shared
+                    .as_ref()
+                    .map_or_else(crate::shared::StateView::in_memory, |s| s.view()),
+            ),
             (
                 "/admin/reload"
+                | "/admin/state"
                 | "/admin/inflight"
                 | "/admin/targets"
                 | "/admin/policy"

@@ -48,6 +48,7 @@ pub mod reload;
 pub mod request;
 pub mod respond;
 pub mod server;
+pub mod shared;
 pub mod slo;
 pub mod slo_rules;
 pub mod sse;

@@ -102,6 +102,7 @@ impl Recorder {
             pricing,
             limiters,
             tenant_state,
+            shared,
             route_slow,
             policy,
             judge,
@@ -113,6 +114,7 @@ impl Recorder {
         if let Some(judge) = judge {
             self.hand_to_judge(judge);
         }
+        let estimated = estimate.is_some();
         if let Some(e) = estimate {
             let usage = TokenUsage {
                 input: tokens::estimate_input(&e.model, &e.body),
@@ -133,6 +135,16 @@ impl Recorder {
             if let Some(t) = &tenant_state {
                 t.spend.add(usd, record.start + record.duration);
             }
+        }
+        // Provider-reported usage went to Redis on the request path already.
+        if let (Some(subject), Some(shared), true) = (&shared, &self.state.shared, estimated) {
+            let tokens = record.usage.map_or(0, |u| u.input.saturating_add(u.output));
+            shared.record(
+                subject,
+                tokens,
+                record.cost_usd.unwrap_or(0.0),
+                record.start + record.duration,
+            );
         }
         if let Some((body, answer)) = &capture {
             record.content = Some(crate::capture::capture(body, answer));

@@ -68,7 +68,18 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let (incident_push, incident_push_intake) =
         service::feed(incident_push::QUEUE, metrics.queue_dropped("incident_push"));
     let (judge_jobs, judge_intake) = service::feed(judge::QUEUE, metrics.queue_dropped("judge"));
-    let state = Arc::new(AppState::new(
+    // Limits and budgets shared through Redis: connected before the first request, so it
+    // does not start on the fail mode when Redis is there.
+    let shared_state = config.state.redis.clone().map(|cfg| {
+        let state_metrics = crate::shared::metrics::StateMetrics::register(&mut registry);
+        let (usage, usage_intake) =
+            crate::shared::SharedState::feed(metrics.queue_dropped("shared_state"));
+        let shared = Arc::new(crate::shared::SharedState::new(cfg, state_metrics, usage));
+        let svc = crate::shared::service::StateService::new(Arc::clone(&shared), usage_intake);
+        handle.block_on(svc.connect_once());
+        (shared, svc)
+    });
+    let mut app = AppState::new(
         PolicyStore::new(policy),
         runtime,
         metrics.clone(),
@@ -76,7 +87,13 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         records,
         slo_events,
         judge_jobs,
-    ));
+    );
+    let mut state_service = None;
+    if let Some((shared, svc)) = shared_state {
+        app = app.with_shared(shared);
+        state_service = Some(svc);
+    }
+    let state = Arc::new(app);
     let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
     let slo = SloService::start(
         Arc::clone(&state),
@@ -121,6 +138,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         incident_push_intake,
         &state,
     )));
+    // After the recorder: it adds the last requests' tokens and cost in Redis.
+    if let Some(svc) = state_service {
+        services.spawn(Box::new(svc));
+    }
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),

@@ -7,6 +7,7 @@ mod providers;
 mod routes;
 mod server;
 mod slo;
+mod state;
 mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -255,6 +256,7 @@ pub(crate) fn validate(
     let admin = keys::admin(&mut ctx, raw.admin.as_ref());
     let slo = slo::settings(&mut ctx, raw.slo.as_ref());
     let incidents = slo::incidents(&mut ctx, raw.incidents.as_ref(), env);
+    let state = state::state(&mut ctx, raw.state.as_ref(), env);
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -277,6 +279,7 @@ pub(crate) fn validate(
             tenants,
             slo,
             incidents,
+            state,
         },
         warnings: ctx.warnings,
     })

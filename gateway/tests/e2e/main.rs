@@ -13,6 +13,7 @@ mod prometheus;
 mod ratelimit;
 mod rawup;
 mod redaction;
+mod redis;
 mod reload;
 mod routing;
 mod schema;
