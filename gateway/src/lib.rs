@@ -53,6 +53,8 @@ pub mod state;
 pub mod stream;
 pub mod tap;
 pub mod trace;
+pub mod tls;
+pub mod h2;
 
 #[cfg(test)]
 mod fuzz;
