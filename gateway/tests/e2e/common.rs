@@ -260,7 +260,23 @@ impl TestGateway {
 
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
+        // An HTTPS admin listener (tests/e2e/tls.rs) is checked by its own test client.
+        let admin_tls = std::fs::read_to_string(&self.policy_path)
+            .is_ok_and(|p| p.contains("admin_tls:"));
         for _ in 0..200 {
+            if admin_tls {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))
+                    .await
+                    .is_ok()
+                    && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
+            }
             if let Ok(r) = client.get(self.admin_url("/readyz")).send().await
                 && r.status() == 200
             {

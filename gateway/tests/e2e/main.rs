@@ -17,3 +17,4 @@ mod routing;
 mod slo;
 mod streaming;
 mod telemetry;
+mod tls;
