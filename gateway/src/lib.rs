@@ -36,6 +36,7 @@ pub mod downstream;
 pub mod error;
 pub mod exchange;
 pub mod feedback;
+pub mod h2;
 pub mod handler;
 pub mod incidents;
 pub mod judge;
@@ -52,9 +53,8 @@ pub mod sse;
 pub mod state;
 pub mod stream;
 pub mod tap;
-pub mod trace;
 pub mod tls;
-pub mod h2;
+pub mod trace;
 
 #[cfg(test)]
 mod fuzz;

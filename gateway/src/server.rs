@@ -208,8 +208,12 @@ fn load_cert(
     metrics: &TlsMetrics,
 ) -> Result<Option<Arc<CertStore>>, String> {
     cfg.map(|c| {
-        CertStore::load(listener, c, metrics.clone())
-            .map_err(|e| format!("cannot serve TLS on the {} listener: {e}", listener.as_str()))
+        CertStore::load(listener, c, metrics.clone()).map_err(|e| {
+            format!(
+                "cannot serve TLS on the {} listener: {e}",
+                listener.as_str()
+            )
+        })
     })
     .transpose()
 }

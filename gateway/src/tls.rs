@@ -271,7 +271,8 @@ pub fn settings(
     cfg: &TlsConfig,
     alpn: ALPN,
 ) -> Result<TlsSettings, CertError> {
-    let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("{}: {e}", cfg.cert.display()))?;
+    let mut settings =
+        TlsSettings::intermediate("", "").map_err(|e| format!("{}: {e}", cfg.cert.display()))?;
     settings.set_cert_resolver(Arc::clone(store) as Arc<dyn ResolvesServerCert>);
     settings.set_alpn(alpn);
     if let Some(ca) = &cfg.client_ca {
@@ -287,7 +288,9 @@ fn client_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, CertError> 
     let pem = std::fs::read(ca).map_err(|e| format!("{path}: cannot read: {e}"))?;
     let mut roots = RootCertStore::empty();
     for der in certificates(&pem) {
-        roots.add(der).map_err(|e| format!("{path}: no usable CA certificate: {e}"))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("{path}: no usable CA certificate: {e}"))?;
     }
     if roots.is_empty() {
         return Err(format!("{path}: no PEM certificate found"));
@@ -307,21 +310,22 @@ fn ensure_provider() {
 fn load_pair(cert: &Path, key: &Path) -> Result<Loaded, CertError> {
     let cert_path = cert.display().to_string();
     let key_path = key.display().to_string();
-    let read = |p: &Path, path: &String| {
-        std::fs::read(p).map_err(|e| format!("{path}: cannot read: {e}"))
-    };
+    let read =
+        |p: &Path, path: &String| std::fs::read(p).map_err(|e| format!("{path}: cannot read: {e}"));
     let chain: Vec<CertificateDer<'static>> = certificates(&read(cert, &cert_path)?);
     let Some(leaf) = chain.first() else {
         return Err(format!("{cert_path}: no PEM certificate found"));
     };
-    let (subject, not_after) = describe(leaf).ok_or_else(|| format!("{cert_path}: not a valid X.509 certificate"))?;
+    let (subject, not_after) =
+        describe(leaf).ok_or_else(|| format!("{cert_path}: not a valid X.509 certificate"))?;
     let key_pem = read(key, &key_path)?;
     let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .ok()
         .flatten()
         .ok_or_else(|| format!("{key_path}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)"))?;
     ensure_provider();
-    let provider = CryptoProvider::get_default().ok_or_else(|| format!("{key_path}: no TLS crypto provider"))?;
+    let provider = CryptoProvider::get_default()
+        .ok_or_else(|| format!("{key_path}: no TLS crypto provider"))?;
     let signing = provider
         .key_provider
         .load_private_key(private)

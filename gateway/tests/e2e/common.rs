@@ -261,8 +261,8 @@ impl TestGateway {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         // An HTTPS admin listener (tests/e2e/tls.rs) is checked by its own test client.
-        let admin_tls = std::fs::read_to_string(&self.policy_path)
-            .is_ok_and(|p| p.contains("admin_tls:"));
+        let admin_tls =
+            std::fs::read_to_string(&self.policy_path).is_ok_and(|p| p.contains("admin_tls:"));
         for _ in 0..200 {
             if admin_tls {
                 if tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))

@@ -101,14 +101,18 @@ fn x509_pem(pem: &str) -> (String, Vec<u8>) {
         .filter(|l| !l.starts_with("-----"))
         .collect::<Vec<_>>()
         .concat();
-    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &body)
-        .expect("base64");
+    let der =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &body).expect("base64");
     (body, der)
 }
 
 fn https_client(cfg: ClientConfig, h2: bool) -> reqwest::Client {
     let b = reqwest::Client::builder().use_preconfigured_tls(cfg);
-    let b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
+    let b = if h2 {
+        b.http2_prior_knowledge()
+    } else {
+        b.http1_only()
+    };
     b.build().expect("client")
 }
 
@@ -147,7 +151,11 @@ async fn https_offers_h2_and_http1_by_alpn_and_streams_over_h2() {
     let url = |p: &str| format!("https://localhost:{}{p}", gw.port);
 
     for (alpn, h2, version) in [
-        (&[&b"h2"[..], b"http/1.1"][..], true, reqwest::Version::HTTP_2),
+        (
+            &[&b"h2"[..], b"http/1.1"][..],
+            true,
+            reqwest::Version::HTTP_2,
+        ),
         (&[&b"http/1.1"[..]][..], false, reqwest::Version::HTTP_11),
     ] {
         let client = https_client(client_config(&ca, alpn, None), h2);
@@ -242,7 +250,11 @@ async fn h2c_prior_knowledge_on_a_plain_listener_with_its_stream_limit() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
 
     // HTTP/1.1 keeps working on the same listener.
-    let resp = gw.post("/v1/chat/completions", chat("m", false)).send().await.expect("h1");
+    let resp = gw
+        .post("/v1/chat/completions", chat("m", false))
+        .send()
+        .await
+        .expect("h1");
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.status(), 200);
 
@@ -304,25 +316,36 @@ async fn a_rotated_certificate_is_served_without_restart_and_a_broken_one_keeps_
     assert_ne!(first, second_der);
     let metrics = gw
         .metrics_when(|m| {
-            m.contains("sluice_tls_certificate_reloads_total{listener=\"api\",result=\"applied\"} 1")
+            m.contains(
+                "sluice_tls_certificate_reloads_total{listener=\"api\",result=\"applied\"} 1",
+            )
         })
         .await;
     assert!(
-        metrics.contains("sluice_tls_certificate_reloads_total{listener=\"api\",result=\"applied\"} 1"),
+        metrics.contains(
+            "sluice_tls_certificate_reloads_total{listener=\"api\",result=\"applied\"} 1"
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("sluice_tls_certificate_expiry_timestamp{listener=\"api\"}"));
 
     // A broken certificate: counted, reported, and the second one keeps serving.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    replace(&cert_path, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n");
+    replace(
+        &cert_path,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    );
     let metrics = gw
         .metrics_when(|m| {
-            m.contains("sluice_tls_certificate_reloads_total{listener=\"api\",result=\"rejected\"} 1")
+            m.contains(
+                "sluice_tls_certificate_reloads_total{listener=\"api\",result=\"rejected\"} 1",
+            )
         })
         .await;
     assert!(
-        metrics.contains("sluice_tls_certificate_reloads_total{listener=\"api\",result=\"rejected\"} 1"),
+        metrics.contains(
+            "sluice_tls_certificate_reloads_total{listener=\"api\",result=\"rejected\"} 1"
+        ),
         "{metrics}"
     );
     assert_eq!(served_cert(&ca, gw.port).await, second_der);
@@ -336,8 +359,18 @@ async fn a_rotated_certificate_is_served_without_restart_and_a_broken_one_keeps_
         .expect("json");
     let api = &view["certificates"][0];
     assert_eq!(api["listener"], "api");
-    assert!(api["subject"].as_str().is_some_and(|s| s.contains("second")), "{view}");
-    assert!(api["last_error"].as_str().is_some_and(|e| e.contains("server.crt")), "{view}");
+    assert!(
+        api["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("second")),
+        "{view}"
+    );
+    assert!(
+        api["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("server.crt")),
+        "{view}"
+    );
     // And requests keep working over it.
     let client = https_client(client_config(&ca, &[b"h2"], None), true);
     let resp = client
@@ -374,7 +407,10 @@ async fn the_admin_listener_with_a_client_ca_refuses_clients_without_its_certifi
     for identity in [None, Some(strangers.leaf("intruder"))] {
         let client = https_client(client_config(&ca, &[b"http/1.1"], identity), false);
         let r = client.get(url("/metrics")).send().await;
-        assert!(r.is_err(), "admin answered without a valid client certificate: {r:?}");
+        assert!(
+            r.is_err(),
+            "admin answered without a valid client certificate: {r:?}"
+        );
     }
 
     // A valid one: /metrics answers, and the admin token still guards /admin/*.
@@ -401,6 +437,10 @@ async fn the_admin_listener_with_a_client_ca_refuses_clients_without_its_certifi
     assert_eq!(view["certificates"][0]["listener"], "admin");
 
     // The API listener stays plain HTTP.
-    let resp = gw.post("/v1/chat/completions", chat("m", false)).send().await.expect("api");
+    let resp = gw
+        .post("/v1/chat/completions", chat("m", false))
+        .send()
+        .await
+        .expect("api");
     assert_eq!(resp.status(), 200);
 }
