@@ -107,8 +107,13 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let judge_pool = JudgePool::new(
         judge_intake,
         Arc::new(
-            judge::Loopback::new(Arc::clone(&state), server_cfg.listen, judge_key)
-                .map_err(|e| format!("cannot set up the judge: {e}"))?,
+            judge::Loopback::new(
+                Arc::clone(&state),
+                server_cfg.listen,
+                server_cfg.tls.is_some(),
+                judge_key,
+            )
+            .map_err(|e| format!("cannot set up the judge: {e}"))?,
         ),
         Arc::new(judge::Sinks {
             state: Arc::clone(&state),

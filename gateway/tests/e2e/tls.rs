@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use pingora::tls::{
     CertificateDer, ClientConfig, PrivateKeyDer, RootCertStore, ServerName, TlsConnector,
@@ -263,6 +265,10 @@ async fn h2c_prior_knowledge_on_a_plain_listener_with_its_stream_limit() {
         .await
         .expect("connect");
     let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the raw h2 client's connection driver, for this test's one connection"
+    )]
     tokio::spawn(conn);
     let mut send = send.ready().await.expect("ready");
     let req = http::Request::get(gw.url("/v1/models"))
@@ -443,4 +449,52 @@ async fn the_admin_listener_with_a_client_ca_refuses_clients_without_its_certifi
         .await
         .expect("api");
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn the_judge_reaches_an_https_listener_through_its_loopback() {
+    let mock = mock_llm().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("sluice test CA");
+    // A certificate for a public name only: the loopback call cannot verify it by address.
+    let (cert, key) = {
+        let mut p = CertificateParams::new(vec!["llm.example.com".to_owned()]).expect("params");
+        p.distinguished_name
+            .push(DnType::CommonName, "llm.example.com");
+        let key = KeyPair::generate().expect("key");
+        let cert = p.signed_by(&key, &ca.cert, &ca.key).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    };
+    replace(&dir.path().join("server.crt"), &cert);
+    replace(&dir.path().join("server.key"), &key);
+    let policy = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  m: { provider: up }\n  judge-model: { provider: up }\nroutes:\n  - name: chat\n    match: { model: chat }\n    targets: [ { model: m } ]\n    judge: { model: judge-model, sample: 1.0, rubric: helpfulness }\n";
+    let gw = TestGateway::start_with(policy, &mock, &tls_extra(dir.path())).await;
+    let mut cfg = client_config(&ca, &[b"h2"], None);
+    // The test client checks the name the certificate is for, reaching it on loopback.
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .http2_prior_knowledge()
+        .resolve(
+            "llm.example.com",
+            std::net::SocketAddr::from(([127, 0, 0, 1], gw.port)),
+        )
+        .build()
+        .expect("client");
+    let r = client
+        .post(format!(
+            "https://llm.example.com:{}/v1/chat/completions",
+            gw.port
+        ))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(chat("chat", false))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let _ = r.text().await.expect("body");
+    let scored = r#"sluice_judge_samples_total{route="chat",outcome="scored"} 1"#;
+    let m = gw.metrics_when(|m| m.contains(scored)).await;
+    assert!(m.contains(scored), "{m}");
 }
