@@ -363,3 +363,75 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write");
+        std::fs::write(&k, key.serialize_pem()).expect("write");
+        (c, k)
+    }
+
+    #[test]
+    fn a_pair_loads_and_each_broken_one_says_which_file_and_why() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = pair(dir.path(), "a");
+        let (_, other_key) = pair(dir.path(), "b");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").expect("write");
+        let missing = dir.path().join("missing.pem");
+
+        let loaded = load_pair(&cert, &key).expect("a good pair loads");
+        assert!(loaded.not_after > 0);
+        let cases: [(&Path, &Path, &str); 4] = [
+            (&cert, &other_key, "does not match the key"),
+            (&garbage, &key, "no PEM certificate"),
+            (&cert, &garbage, "no PEM private key"),
+            (&missing, &key, "cannot read"),
+        ];
+        for (c, k, why) in cases {
+            let err = load_pair(c, k).expect_err("refused");
+            assert!(err.contains(why), "{err}");
+            assert!(
+                err.contains(&c.display().to_string()) || err.contains(&k.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_old_certificate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = pair(dir.path(), "a");
+        let cfg = TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        };
+        let metrics = TlsMetrics::register(&mut Registry::default());
+        let store = CertStore::load(Listener::Api, &cfg, metrics).expect("loads");
+        assert_eq!(store.reload_if_changed(false), None, "nothing changed");
+        let first = Arc::clone(&store.current.load().key);
+
+        let (c2, k2) = pair(dir.path(), "b");
+        std::fs::rename(&c2, &cert).expect("swap cert");
+        std::fs::rename(&k2, &key).expect("swap key");
+        assert_eq!(store.reload_if_changed(false), Some(CertResult::Applied));
+        let second = Arc::clone(&store.current.load().key);
+        assert_ne!(first.cert, second.cert);
+
+        std::fs::write(&cert, "broken").expect("break");
+        assert_eq!(store.reload_if_changed(false), Some(CertResult::Rejected));
+        assert_eq!(store.current.load().key.cert, second.cert);
+        assert!(store.view().last_error.is_some());
+    }
+}
