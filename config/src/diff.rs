@@ -149,6 +149,11 @@ impl PolicyDiff {
             "server.max_connections",
             false,
         );
+        // The listeners are built at start; the files they name are reloaded when they change.
+        check(o.tls != n.tls, "server.tls", true);
+        check(o.admin_tls != n.admin_tls, "server.admin_tls", true);
+        // Read by each new connection.
+        check(o.http2 != n.http2, "server.http2", false);
         let (ot, nt) = (&old.telemetry, &new.telemetry);
         check(ot.sample != nt.sample, "telemetry.sample", false);
         check(

@@ -459,6 +459,34 @@ pub(crate) struct RawServer {
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
     pub data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub admin_tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub http2: Option<Spanned<RawHttp2>>,
+}
+
+/// `server.tls` and `server.admin_tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_ca: Option<Spanned<String>>,
+}
+
+/// `server.http2`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp2 {
+    #[serde(default)]
+    pub h2c: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the

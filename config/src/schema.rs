@@ -281,6 +281,78 @@ fn server() -> Value {
                     json!(d.data_dir.display().to_string()),
                 ),
             ),
+            (
+                "tls",
+                tls(
+                    "Serve the API over HTTPS, offering HTTP/2 and HTTP/1.1 by ALPN. Plain HTTP \
+                     when absent. The files are reloaded when they change; a certificate that \
+                     does not load keeps the previous one serving.",
+                ),
+            ),
+            (
+                "admin_tls",
+                tls(
+                    "Serve the admin listener over HTTPS; with `client_ca`, only clients \
+                     holding a certificate from that CA get past the handshake. The admin \
+                     token still applies.",
+                ),
+            ),
+            ("http2", http2()),
+        ],
+        &[],
+    )
+}
+
+fn tls(description: &str) -> Value {
+    object(
+        description,
+        vec![
+            (
+                "cert",
+                not_blank(
+                    "The certificate chain, leaf first (PEM), relative to the working \
+                     directory unless absolute.",
+                ),
+            ),
+            (
+                "key",
+                not_blank("The private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1)."),
+            ),
+            (
+                "client_ca",
+                not_blank(
+                    "CA certificates (PEM) a client certificate must chain to; when set, a \
+                     client without one is refused during the handshake.",
+                ),
+            ),
+        ],
+        &["cert", "key"],
+    )
+}
+
+fn http2() -> Value {
+    let d = crate::types::Http2Config::default();
+    object(
+        "HTTP/2 from clients. Over TLS it is chosen by ALPN; on a plain listener only with \
+         `h2c`. The request head limit is `max_header_bytes` on both protocols.",
+        vec![
+            (
+                "h2c",
+                boolean(
+                    "Accept HTTP/2 with prior knowledge (no TLS, no upgrade) on a plain API \
+                     listener, next to HTTP/1.1.",
+                    d.h2c,
+                ),
+            ),
+            (
+                "max_concurrent_streams",
+                int(
+                    "Streams one HTTP/2 connection may have open at once.",
+                    1,
+                    Some(10_000),
+                    Some(u64::from(d.max_concurrent_streams)),
+                ),
+            ),
         ],
         &[],
     )

@@ -432,6 +432,42 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Open client connections at most; beyond it, new ones get 503. Default 10000.
     pub max_connections: usize,
+    /// HTTPS on the API listener (ALPN `h2` and `http/1.1`); plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// HTTPS on the admin listener, optionally requiring client certificates.
+    pub admin_tls: Option<TlsConfig>,
+    /// HTTP/2 from clients: limits, and h2c on a plain listener.
+    pub http2: Http2Config,
+}
+
+/// A listener's certificate and key (PEM files, reloaded when they change), and the CA
+/// whose client certificates it requires, if any.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// When set, a client without a certificate signed by this CA is refused during the
+    /// handshake, before any HTTP is read.
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// HTTP/2 from clients: over TLS it is chosen by ALPN; on a plain listener only with `h2c`
+/// (prior knowledge).
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Config {
+    /// Accept HTTP/2 with prior knowledge (no TLS) on the plain API listener. Default off.
+    pub h2c: bool,
+    /// Streams one HTTP/2 connection may have open at once. Default 100; 1..=10000.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            h2c: false,
+            max_concurrent_streams: 100,
+        }
+    }
 }
 
 /// One entry of `providers`.
@@ -721,6 +757,9 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            tls: None,
+            admin_tls: None,
+            http2: Http2Config::default(),
         }
     }
 }

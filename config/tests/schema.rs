@@ -43,6 +43,9 @@ server:
   max_header_bytes: 32768
   max_connections: 500
   data_dir: /var/lib/sluice
+  tls: { cert: /etc/sluice/tls.crt, key: /etc/sluice/tls.key, client_ca: /etc/sluice/clients.pem }
+  admin_tls: { cert: /etc/sluice/admin.crt, key: /etc/sluice/admin.key, client_ca: /etc/sluice/ops-ca.pem }
+  http2: { h2c: true, max_concurrent_streams: 50 }
 telemetry:
   otlp:
     endpoint: http://127.0.0.1:4317

@@ -151,6 +151,10 @@ impl Admin {
                 }),
             ),
             ("/admin/slo", &Method::GET) => Answer::json(200, &slo_view(&self.state)),
+            ("/admin/tls", &Method::GET) => Answer::json(
+                200,
+                &serde_json::json!({"certificates": self.reloader.certs().iter().map(|c| c.view()).collect::<Vec<_>>()}),
+            ),
             ("/admin/judge/recent", &Method::GET) => Answer::json(
                 200,
                 &serde_json::json!({ "verdicts": self.state.judge_recent.snapshot() }),
@@ -175,7 +179,8 @@ impl Admin {
                 | "/admin/policy"
                 | "/admin/slo"
                 | "/admin/incidents"
-                | "/admin/judge/recent",
+                | "/admin/judge/recent"
+                | "/admin/tls",
                 _,
             ) => Answer::error(405, "invalid_request_error", "method not allowed"),
             _ => Answer::error(404, "invalid_request_error", "no such admin route"),

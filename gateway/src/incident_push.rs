@@ -594,6 +594,7 @@ impl Transport for Http {
             api_key: to.bearer.as_ref(),
             connect_timeout: CONNECT_TIMEOUT,
             path: to.path,
+            own_listener: false,
             stream: false,
             request_id: "sluice-incident-push",
         };

@@ -36,6 +36,7 @@ pub mod downstream;
 pub mod error;
 pub mod exchange;
 pub mod feedback;
+pub mod h2;
 pub mod handler;
 pub mod incident_push;
 pub mod incidents;
@@ -55,6 +56,7 @@ pub mod sse;
 pub mod state;
 pub mod stream;
 pub mod tap;
+pub mod tls;
 pub mod trace;
 
 #[cfg(test)]

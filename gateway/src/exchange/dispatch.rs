@@ -64,6 +64,7 @@ pub async fn open(
                 path: api_path(endpoint),
                 stream,
                 request_id: &ctx.request_id,
+                own_listener: false,
             };
             openai::send(&state.connector, &http, body)
                 .await

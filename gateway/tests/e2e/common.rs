@@ -312,6 +312,9 @@ impl TestGateway {
     /// [`PATIENCE`].
     async fn ready_or_exit(&mut self, fail_on_taken_port: bool) -> Result<(), String> {
         let client = reqwest::Client::new();
+        // An HTTPS admin listener (tests/e2e/tls.rs) is checked by its own test client.
+        let admin_tls =
+            std::fs::read_to_string(&self.policy_path).is_ok_and(|p| p.contains("admin_tls:"));
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while tokio::time::Instant::now() < deadline {
             if fail_on_taken_port {
@@ -319,6 +322,19 @@ impl TestGateway {
                 if lost_a_port(&log) {
                     return Err(log);
                 }
+            }
+            if admin_tls {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))
+                    .await
+                    .is_ok()
+                    && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                        .await
+                        .is_ok()
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
             }
             if let Ok(r) = client.get(self.admin_url("/readyz")).send().await
                 && r.status() == 200

@@ -20,3 +20,4 @@ mod schema;
 mod slo;
 mod streaming;
 mod telemetry;
+mod tls;
