@@ -175,6 +175,7 @@ impl PolicyDiff {
 
         check(old.slo != new.slo, "slo", false);
         check(old.incidents != new.incidents, "incidents", false);
+        check(old.aiops != new.aiops, "aiops", false);
 
         let providers = Changes::of(&by_name(&old.providers), &by_name(&new.providers));
         let models = Changes::of(&by_name(&old.models), &by_name(&new.models));

@@ -35,7 +35,7 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
-    ActionConfig, AdminConfig, AdminToken, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
+    ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
     CacheConfig, Config, HeaderMatch, HealthConfig, IncidentsConfig, JudgeConfig, KeepRule,
     KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig,
     ProviderKind, PushConfig, RedactRule, ReloadConfig, RemediationConfig, RetryBudget,

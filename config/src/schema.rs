@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::types::{
-    Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
+    AiopsSettings, Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
     RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, TelemetryConfig, Timeouts,
 };
 use crate::validate::{
@@ -89,6 +89,7 @@ pub fn json_schema() -> Value {
             ("keys", keys()),
             ("admin", admin()),
             ("tenants", tenants()),
+            ("aiops", aiops()),
         ],
         &["providers", "models", "keys"],
     );
@@ -1177,6 +1178,115 @@ fn tenants() -> Value {
             ],
             &[],
         ),
+    )
+}
+
+fn aiops() -> Value {
+    let d = AiopsSettings::default();
+    let secs = |v: Duration| Some(v);
+    object(
+        "AIOps: baselines learned per route, target and tenant for TTFT, time per output \
+         token, duration, error ratio, tokens per request and spend per minute; anomalies \
+         when a signal leaves its band (`sluice_anomaly_active`, `GET /admin/anomalies`, \
+         `anomaly:` conditions of remediation rules); related alerts grouped into one \
+         incident with a root-cause hint. On by default.",
+        vec![
+            (
+                "enabled",
+                boolean(
+                    "Learn and detect. Off: no baselines, and no rule may watch an anomaly.",
+                    d.enabled,
+                ),
+            ),
+            (
+                "interval",
+                duration(
+                    "The step of learning and detection (at most 1h).",
+                    Zero::Rejected,
+                    secs(d.interval),
+                ),
+            ),
+            (
+                "window",
+                int(
+                    "The detection window, in intervals.",
+                    1,
+                    Some(60),
+                    Some(u64::from(d.window)),
+                ),
+            ),
+            (
+                "k",
+                number(
+                    "The band's half-width in spreads: larger flags less.",
+                    Bound::Inclusive(1.0),
+                    Some(20.0),
+                    Some(d.k),
+                ),
+            ),
+            (
+                "hold",
+                duration(
+                    "How long a signal stays out of its band before it is flagged (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.hold),
+                ),
+            ),
+            (
+                "clear",
+                duration(
+                    "How long a flagged signal stays back in its band before it clears (at \
+                     most 1d).",
+                    Zero::Rejected,
+                    secs(d.clear),
+                ),
+            ),
+            (
+                "min_events",
+                int(
+                    "Fewer requests than this in the window: the value is unknown.",
+                    1,
+                    Some(1_000_000),
+                    Some(u64::from(d.min_events)),
+                ),
+            ),
+            (
+                "warmup",
+                int(
+                    "Learning steps before a baseline is trusted.",
+                    1,
+                    Some(100_000),
+                    Some(u64::from(d.warmup)),
+                ),
+            ),
+            (
+                "relearn_after",
+                duration(
+                    "A signal flagged this long is learned as the new normal (at most 30d).",
+                    Zero::Rejected,
+                    secs(d.relearn_after),
+                ),
+            ),
+            (
+                "max_tenants",
+                int(
+                    "Tenants with their own baselines; the rest share `other`.",
+                    0,
+                    Some(100_000),
+                    Some(u64::from(d.max_tenants)),
+                ),
+            ),
+            (
+                "group_window",
+                duration(
+                    "Alerts that start within this of each other and share a provider, \
+                     tenant, model or route are one incident (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.group_window),
+                ),
+            ),
+        ],
+        &[],
     )
 }
 

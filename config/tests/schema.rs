@@ -117,6 +117,18 @@ tenants:
   acme:
     limits: { rpm: 1000, tpm: 500000 }
     budget: { usd_per_day: 50, usd_per_month: 1000 }
+aiops:
+  enabled: false
+  interval: 30s
+  window: 4
+  k: 6
+  hold: 1m
+  clear: 2m
+  min_events: 20
+  warmup: 10
+  relearn_after: 2h
+  max_tenants: 50
+  group_window: 2m
 "#;
 
 /// Fixtures under tests/fixtures/invalid whose problems a JSON Schema cannot see, and why.

@@ -35,6 +35,8 @@ pub(super) struct Ctx<'a> {
     origin: &'a str,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where remediation rules watch an anomaly (path and line), checked against `aiops`.
+    anomaly_conditions: Vec<(String, Option<usize>)>,
 }
 
 impl Ctx<'_> {
@@ -182,6 +184,7 @@ pub(crate) fn validate(
         origin,
         errors: Vec::new(),
         warnings: Vec::new(),
+        anomaly_conditions: Vec::new(),
     };
 
     let server = server::server(&mut ctx, raw.server.unwrap_or_default());
@@ -251,6 +254,7 @@ pub(crate) fn validate(
     let admin = keys::admin(&mut ctx, raw.admin.as_ref());
     let slo = slo::settings(&mut ctx, raw.slo.as_ref());
     let incidents = slo::incidents(&mut ctx, raw.incidents.as_ref(), env);
+    let aiops = slo::aiops(&mut ctx, raw.aiops.as_ref());
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -273,6 +277,7 @@ pub(crate) fn validate(
             tenants,
             slo,
             incidents,
+            aiops,
         },
         warnings: ctx.warnings,
     })

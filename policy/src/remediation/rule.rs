@@ -263,6 +263,10 @@ impl BurnCondition {
                 },
                 burn,
             },
+            BurnConfig::Anomaly { signal, min_score } => Self::Anomaly {
+                signal: AnomalySignal::from_config(signal),
+                min_score,
+            },
         }
     }
 }
