@@ -30,8 +30,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::types::{
-    AiopsSettings, Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
-    RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, TelemetryConfig, Timeouts,
+    AiopsSettings, Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol,
+    RedactRule, ReloadConfig, RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig,
+    TelemetryConfig, Timeouts,
 };
 use crate::validate::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS,

@@ -159,8 +159,10 @@ impl Admin {
                 200,
                 &self.state.slo.incidents(&self.state.runtime.overlay_full()),
             ),
+            ("/admin/anomalies", &Method::GET) => Answer::json(200, &*self.state.slo.anomalies()),
             (
                 "/admin/reload"
+                | "/admin/anomalies"
                 | "/admin/inflight"
                 | "/admin/targets"
                 | "/admin/policy"

@@ -11,12 +11,13 @@ use super::{Ctx, ONE_HOUR, known, line};
 use crate::Secret;
 use crate::duration::{self, Zero};
 use crate::raw::{
-    RawAction, RawAiops, RawBurn, RawIncidents, RawJudge, RawPush, RawRemediation, RawRubric, RawScalar,
-    RawSli, RawSlo, RawSloSettings, RawWhen,
+    RawAction, RawAiops, RawBurn, RawIncidents, RawJudge, RawPush, RawRemediation, RawRubric,
+    RawScalar, RawSli, RawSlo, RawSloSettings, RawWhen,
 };
 use crate::types::{
-    ActionConfig, AiopsSettings, AnomalySignalConfig, BaseUrl, BurnConfig, BurnWindow, IncidentsConfig, JudgeConfig, ModelKind,
-    PushConfig, RemediationConfig, RubricConfig, SliConfig, SloConfig, SloSettings,
+    ActionConfig, AiopsSettings, AnomalySignalConfig, BaseUrl, BurnConfig, BurnWindow,
+    IncidentsConfig, JudgeConfig, ModelKind, PushConfig, RemediationConfig, RubricConfig,
+    SliConfig, SloConfig, SloSettings,
 };
 
 const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -68,12 +69,25 @@ pub(super) fn aiops(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawAiops>>) -> Aiops
         Some(raw) => {
             let r = &raw.value;
             let dur = |ctx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<String>>, def, max| {
-                ctx.duration(&format!("aiops.{name}"), v.as_ref(), def, Zero::Rejected, Some(max))
+                ctx.duration(
+                    &format!("aiops.{name}"),
+                    v.as_ref(),
+                    def,
+                    Zero::Rejected,
+                    Some(max),
+                )
             };
-            let whole = |ctx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<i64>>, def: u32, min, max| {
-                let n = ctx.int(&format!("aiops.{name}"), v.as_ref(), i64::from(def), min, max);
-                u32::try_from(n).unwrap_or(def)
-            };
+            let whole =
+                |ctx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<i64>>, def: u32, min, max| {
+                    let n = ctx.int(
+                        &format!("aiops.{name}"),
+                        v.as_ref(),
+                        i64::from(def),
+                        min,
+                        max,
+                    );
+                    u32::try_from(n).unwrap_or(def)
+                };
             AiopsSettings {
                 enabled: r.enabled.as_ref().is_none_or(|v| v.value),
                 interval: dur(ctx, "interval", &r.interval, d.interval, ONE_HOUR),
@@ -83,9 +97,28 @@ pub(super) fn aiops(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawAiops>>) -> Aiops
                 clear: dur(ctx, "clear", &r.clear, d.clear, ONE_HOUR * 24),
                 min_events: whole(ctx, "min_events", &r.min_events, d.min_events, 1, 1_000_000),
                 warmup: whole(ctx, "warmup", &r.warmup, d.warmup, 1, 100_000),
-                relearn_after: dur(ctx, "relearn_after", &r.relearn_after, d.relearn_after, ONE_HOUR * 24 * 30),
-                max_tenants: whole(ctx, "max_tenants", &r.max_tenants, d.max_tenants, 0, 100_000),
-                group_window: dur(ctx, "group_window", &r.group_window, d.group_window, ONE_HOUR * 24),
+                relearn_after: dur(
+                    ctx,
+                    "relearn_after",
+                    &r.relearn_after,
+                    d.relearn_after,
+                    ONE_HOUR * 24 * 30,
+                ),
+                max_tenants: whole(
+                    ctx,
+                    "max_tenants",
+                    &r.max_tenants,
+                    d.max_tenants,
+                    0,
+                    100_000,
+                ),
+                group_window: dur(
+                    ctx,
+                    "group_window",
+                    &r.group_window,
+                    d.group_window,
+                    ONE_HOUR * 24,
+                ),
             }
         }
     };
