@@ -182,6 +182,7 @@ impl PolicyDiff {
         check(old.incidents != new.incidents, "incidents", false);
         // The connection to Redis is made once, at start.
         check(old.state != new.state, "state", true);
+        check(old.aiops != new.aiops, "aiops", false);
 
         let providers = Changes::of(&by_name(&old.providers), &by_name(&new.providers));
         let models = Changes::of(&by_name(&old.models), &by_name(&new.models));

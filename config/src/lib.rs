@@ -35,13 +35,13 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
-    ActionConfig, AdminConfig, AdminToken, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
-    CacheConfig, Config, HeaderMatch, HealthConfig, Http2Config, IncidentsConfig, JudgeConfig,
-    KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing,
-    ProviderConfig, ProviderKind, PushConfig, RedactRule, ReloadConfig, RemediationConfig,
-    RetryBudget, RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig, Secret,
-    ServerConfig, SliConfig, SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig,
-    Timeouts, TlsConfig,
+    ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, Balance, BaseUrl,
+    Budget, BurnConfig, BurnWindow, CacheConfig, Config, HeaderMatch, HealthConfig, Http2Config,
+    IncidentsConfig, JudgeConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
+    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, PushConfig, RedactRule, ReloadConfig,
+    RemediationConfig, RetryBudget, RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig,
+    Secret, ServerConfig, SliConfig, SloConfig, SloSettings, TargetConfig, TelemetryConfig,
+    TenantConfig, Timeouts, TlsConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
 

@@ -39,6 +39,7 @@ pub(crate) struct RawConfig {
     pub incidents: Option<Spanned<RawIncidents>>,
     #[serde(default)]
     pub state: Option<Spanned<RawState>>,
+    pub aiops: Option<Spanned<RawAiops>>,
 }
 
 /// `state: { redis: … }`: where live counters are shared between replicas.
@@ -64,6 +65,34 @@ pub(crate) struct RawRedis {
     pub fail: Option<Spanned<String>>,
     #[serde(default)]
     pub local_allowance: Option<Spanned<i64>>,
+}
+
+/// The `aiops` section: learned baselines and anomaly detection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAiops {
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub window: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub k: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub hold: Option<Spanned<String>>,
+    #[serde(default)]
+    pub clear: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_events: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub warmup: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub relearn_after: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_tenants: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub group_window: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +191,10 @@ pub(crate) struct RawWhen {
     pub burn: Option<Spanned<RawBurn>>,
     #[serde(default)]
     pub no_healthy_target: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub anomaly: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_score: Option<Spanned<f64>>,
 }
 
 /// `page`, `ticket`, or `{ window: 5m, above: 10 }`.

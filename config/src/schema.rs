@@ -32,9 +32,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::types::{
-    Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
-    RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, SloSettings, TelemetryConfig,
-    Timeouts,
+    AiopsSettings, AnomalySignalConfig, Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig,
+    OtlpProtocol, RedactRule, ReloadConfig, RetryBudget, RetryConfig, RetryOn, SampleConfig,
+    ServerConfig, SloSettings, TelemetryConfig, Timeouts,
 };
 use crate::types::{FailMode, RedisConfig};
 use crate::validate::{
@@ -97,6 +97,7 @@ pub fn json_schema() -> Value {
             ("slo", slo_settings()),
             ("incidents", incidents()),
             ("state", state()),
+            ("aiops", aiops()),
         ],
         &["providers", "models", "keys"],
     );
@@ -1798,7 +1799,8 @@ fn condition(description: &str) -> Value {
             ),
         ],
     });
-    object(
+    let signals: Vec<&str> = AnomalySignalConfig::ALL.iter().map(|(n, _)| *n).collect();
+    let mut v = object(
         description,
         vec![
             ("slo", text("The name of one of this route's `slos`.")),
@@ -1811,8 +1813,151 @@ fn condition(description: &str) -> Value {
                     false,
                 ),
             ),
+            (
+                "anomaly",
+                string_enum(
+                    "Instead of `slo`: holds while AIOps flags this signal of the route \
+                     (needs `aiops.enabled`).",
+                    &signals,
+                ),
+            ),
+            (
+                "min_score",
+                number(
+                    "With `anomaly`: only a flag at least this many spreads out of band.",
+                    Bound::Inclusive(0.0),
+                    Some(100.0),
+                    Some(0.0),
+                ),
+            ),
         ],
-        &["slo"],
+        &["slo", "anomaly"],
+    );
+    // One of `slo` or `anomaly`, never both, and neither may be null; `burn` goes with `slo`
+    // only. Under `if` so a nullable condition (`guard`) still takes null.
+    if let Some(o) = v.as_object_mut() {
+        o.remove("required");
+    }
+    insert(&mut v, "if", json!({ "type": "object" }));
+    insert(
+        &mut v,
+        "then",
+        json!({ "oneOf": [
+            { "required": ["slo"], "not": { "required": ["anomaly"] } },
+            { "required": ["anomaly"], "not": { "anyOf": [
+                { "required": ["slo"] }, { "required": ["burn"] }
+            ] } }
+        ] }),
+    );
+    v
+}
+
+fn aiops() -> Value {
+    let d = AiopsSettings::default();
+    let secs = |v: Duration| Some(v);
+    object(
+        "AIOps: baselines learned per route, target and tenant for TTFT, time per output \
+         token, duration, error ratio, tokens per request and spend per minute; anomalies \
+         when a signal leaves its band (`sluice_anomaly_active`, `GET /admin/anomalies`, \
+         `anomaly:` conditions of remediation rules); related alerts grouped into one \
+         incident with a root-cause hint. On by default.",
+        vec![
+            (
+                "enabled",
+                boolean(
+                    "Learn and detect. Off: no baselines, and no rule may watch an anomaly.",
+                    d.enabled,
+                ),
+            ),
+            (
+                "interval",
+                duration(
+                    "The step of learning and detection (at most 1h).",
+                    Zero::Rejected,
+                    secs(d.interval),
+                ),
+            ),
+            (
+                "window",
+                int(
+                    "The detection window, in intervals.",
+                    1,
+                    Some(60),
+                    Some(u64::from(d.window)),
+                ),
+            ),
+            (
+                "k",
+                number(
+                    "The band's half-width in spreads: larger flags less.",
+                    Bound::Inclusive(1.0),
+                    Some(20.0),
+                    Some(d.k),
+                ),
+            ),
+            (
+                "hold",
+                duration(
+                    "How long a signal stays out of its band before it is flagged (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.hold),
+                ),
+            ),
+            (
+                "clear",
+                duration(
+                    "How long a flagged signal stays back in its band before it clears (at \
+                     most 1d).",
+                    Zero::Rejected,
+                    secs(d.clear),
+                ),
+            ),
+            (
+                "min_events",
+                int(
+                    "Fewer requests than this in the window: the value is unknown.",
+                    1,
+                    Some(1_000_000),
+                    Some(u64::from(d.min_events)),
+                ),
+            ),
+            (
+                "warmup",
+                int(
+                    "Learning steps before a baseline is trusted.",
+                    1,
+                    Some(100_000),
+                    Some(u64::from(d.warmup)),
+                ),
+            ),
+            (
+                "relearn_after",
+                duration(
+                    "A signal flagged this long is learned as the new normal (at most 30d).",
+                    Zero::Rejected,
+                    secs(d.relearn_after),
+                ),
+            ),
+            (
+                "max_tenants",
+                int(
+                    "Tenants with their own baselines; the rest share `other`.",
+                    0,
+                    Some(100_000),
+                    Some(u64::from(d.max_tenants)),
+                ),
+            ),
+            (
+                "group_window",
+                duration(
+                    "Alerts that start within this of each other and share a provider, \
+                     tenant, model or route are one incident (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.group_window),
+                ),
+            ),
+        ],
+        &[],
     )
 }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// Where limits and budgets are counted: in-process (default) or shared through Redis.
     pub state: StateConfig,
+    /// Learned baselines, anomaly detection, alert grouping and root-cause hints.
+    pub aiops: AiopsSettings,
 }
 
 /// The `state` section. Without `redis` every replica counts on its own.
@@ -80,6 +82,88 @@ impl FailMode {
             Self::Open => "open",
             Self::Closed => "closed",
         }
+    }
+}
+
+/// The `aiops` section: baselines learned per route, target and tenant, anomalies when a
+/// signal leaves its band, related alerts grouped into one incident with a root-cause hint.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct AiopsSettings {
+    /// On by default: baselines need days of history, so they learn from the first request.
+    pub enabled: bool,
+    /// The step of learning and detection. Default 1m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub interval: Duration,
+    /// The detection window, in intervals. Default 5.
+    pub window: u32,
+    /// The band's half-width in spreads. Default 5.
+    pub k: f64,
+    /// Out of band this long before a signal is flagged. Default 2m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub hold: Duration,
+    /// Back in band this long before a flag clears. Default 3m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub clear: Duration,
+    /// Fewer events in the window: the value is unknown. Default 30.
+    pub min_events: u32,
+    /// Learning steps before a baseline is trusted. Default 30.
+    pub warmup: u32,
+    /// Flagged this long, a change is learned as the new normal. Default 6h.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub relearn_after: Duration,
+    /// Tenants with their own baselines; the rest share `other`. Default 100.
+    pub max_tenants: u32,
+    /// Alerts starting within this of each other and sharing a dimension are one incident.
+    /// Default 5m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub group_window: Duration,
+}
+
+impl Default for AiopsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            window: 5,
+            k: 5.0,
+            hold: Duration::from_secs(120),
+            clear: Duration::from_secs(180),
+            min_events: 30,
+            warmup: 30,
+            relearn_after: Duration::from_secs(6 * 3600),
+            max_tenants: 100,
+            group_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A signal the AIOps detector learns (the `signal` label of `sluice_anomaly_active`).
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalySignalConfig {
+    Ttft,
+    TimePerOutputToken,
+    Duration,
+    ErrorRatio,
+    TokensPerRequest,
+    CostPerMinute,
+}
+
+impl AnomalySignalConfig {
+    pub const ALL: [(&'static str, AnomalySignalConfig); 6] = [
+        ("ttft", Self::Ttft),
+        ("time_per_output_token", Self::TimePerOutputToken),
+        ("duration", Self::Duration),
+        ("error_ratio", Self::ErrorRatio),
+        ("tokens_per_request", Self::TokensPerRequest),
+        ("cost_per_minute", Self::CostPerMinute),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("", |(n, _)| n)
     }
 }
 
@@ -160,6 +244,12 @@ pub enum BurnConfig {
     Ticket,
     /// The burn over one window (`5m`, `30m`, `1h`, `6h`, `1d`, `3d`, `slo`) above a value.
     Above { window: BurnWindow, burn: f64 },
+    /// Not a burn: the AIOps detector flags `signal` (on the route; on the target for
+    /// `failover`, on the substitute for a guard) at least `min_score` spreads out.
+    Anomaly {
+        signal: AnomalySignalConfig,
+        min_score: f64,
+    },
 }
 
 /// A burn-rate window.
@@ -193,7 +283,7 @@ pub enum ActionConfig {
 pub struct RemediationConfig {
     /// Unique across routes; default `<route>#<index>`.
     pub name: String,
-    /// The SLO (of this route) that triggers it.
+    /// The SLO (of this route) that triggers it; the signal's name for an anomaly rule.
     pub slo: String,
     pub burn: BurnConfig,
     pub no_healthy_target: bool,

@@ -132,6 +132,10 @@ routes:
         guard: { slo: quality, burn: ticket, no_healthy_target: null }
       - when: { slo: availability }
         do: { shed: { max_priority: 3 } }
+      - name: chat-slow-start
+        when: { anomaly: ttft, min_score: 6 }
+        do: { downgrade_to: [mock-chat] }
+        guard: { anomaly: error_ratio, min_score: 3 }
   - name: fast
     match: { header: { name: x-sluice-route, value: fast } }
     targets: [ { model: mock-chat } ]
@@ -167,6 +171,18 @@ state:
     timeout: 20ms
     fail: closed
     local_allowance: 10
+aiops:
+  enabled: true
+  interval: 30s
+  window: 4
+  k: 6
+  hold: 1m
+  clear: 2m
+  min_events: 20
+  warmup: 10
+  relearn_after: 2h
+  max_tenants: 50
+  group_window: 2m
 "#;
 
 /// Fixtures under tests/fixtures/invalid whose problems a JSON Schema cannot see, and why.

@@ -579,3 +579,71 @@ keys:
     );
     assert!(!format!("{:?}", c.incidents).contains("hook-secret"));
 }
+
+#[test]
+fn aiops_settings_and_anomaly_rules_load() {
+    use sluice_config::{AiopsSettings, AnomalySignalConfig, BurnConfig};
+    let yaml = r#"
+providers:
+  local: { kind: mock }
+models:
+  big: { provider: local }
+  small: { provider: local }
+routes:
+  - name: chat
+    match: { model: chat }
+    targets: [ { model: big } ]
+    remediation:
+      - { name: slow-start, when: { anomaly: ttft, min_score: 6 }, do: { downgrade_to: [small] },
+          guard: { anomaly: error_ratio } }
+      - { name: failing, when: { anomaly: error_ratio }, do: failover }
+aiops: { interval: 10s, window: 3, k: 4, hold: 30s, clear: 1m, min_events: 5, warmup: 12,
+         relearn_after: 2h, max_tenants: 20, group_window: 1m }
+keys:
+  - { name: demo, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: demo }
+"#;
+    let no_env = |_: &str| None;
+    let loaded = load_str_with_env(yaml, "aiops.yaml", &no_env).expect("valid");
+    let c = &loaded.config;
+    assert_eq!(
+        c.aiops,
+        AiopsSettings {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            window: 3,
+            k: 4.0,
+            hold: Duration::from_secs(30),
+            clear: Duration::from_secs(60),
+            min_events: 5,
+            warmup: 12,
+            relearn_after: Duration::from_secs(7200),
+            max_tenants: 20,
+            group_window: Duration::from_secs(60),
+        }
+    );
+    let rules = &c.routes[0].remediation;
+    assert_eq!(rules[0].slo, "ttft");
+    assert_eq!(
+        rules[0].burn,
+        BurnConfig::Anomaly {
+            signal: AnomalySignalConfig::Ttft,
+            min_score: 6.0
+        }
+    );
+    assert_eq!(
+        rules[0].guard,
+        Some((
+            "error_ratio".to_owned(),
+            BurnConfig::Anomaly {
+                signal: AnomalySignalConfig::ErrorRatio,
+                min_score: 0.0
+            }
+        ))
+    );
+    assert_eq!(rules[1].slo, "error_ratio");
+    // Without the section, AIOps is on with its defaults.
+    let bare = yaml.split("aiops:").next().expect("head").to_owned()
+        + "keys:\n  - { name: demo, key_sha256: \"1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213\", tenant: demo }\n";
+    let loaded = load_str_with_env(&bare, "aiops.yaml", &no_env).expect("valid");
+    assert_eq!(loaded.config.aiops, AiopsSettings::default());
+}

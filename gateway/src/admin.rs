@@ -163,6 +163,7 @@ impl Admin {
                 200,
                 &self.state.slo.incidents(&self.state.runtime.overlay_full()),
             ),
+            ("/admin/anomalies", &Method::GET) => Answer::json(200, &*self.state.slo.anomalies()),
             ("/admin/state", &Method::GET) => Answer::json(
                 200,
                 &self
@@ -174,6 +175,7 @@ impl Admin {
             (
                 "/admin/reload"
                 | "/admin/state"
+                | "/admin/anomalies"
                 | "/admin/inflight"
                 | "/admin/targets"
                 | "/admin/policy"

@@ -234,6 +234,9 @@ fn annotations(e: &IncidentEvent) -> Map<String, Value> {
     if let Some(url) = &t.runbook_url {
         a.insert("runbook_url".into(), url.as_ref().into());
     }
+    if let Some(hint) = &e.hint {
+        a.insert("root_cause".into(), hint.text.as_str().into());
+    }
     a
 }
 
@@ -277,10 +280,18 @@ impl Alerts {
     /// `endsAt` the resolution time for `resolved`, else `now_ms` + [`VALID_FOR`].
     pub fn on_event(&mut self, e: &IncidentEvent, now_ms: u64) -> Value {
         let id = e.transition.incident;
-        let starts_at_ms = self.open.get(&id).map_or(e.at_unix_ms, |a| a.starts_at_ms);
+        let known = self.open.get(&id);
+        let starts_at_ms = known.map_or(e.at_unix_ms, |a| a.starts_at_ms);
+        let mut annotations = annotations(e);
+        // The hint comes with `opened` only; later steps keep telling it.
+        if let Some(cause) = known.and_then(|a| a.annotations.get("root_cause")) {
+            annotations
+                .entry("root_cause")
+                .or_insert_with(|| cause.clone());
+        }
         let alert = OpenAlert {
             labels: labels(e),
-            annotations: annotations(e),
+            annotations,
             starts_at_ms,
         };
         if matches!(e.transition.event, Event::Resolved { .. }) {

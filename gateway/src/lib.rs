@@ -25,6 +25,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod aiops;
 pub mod cache;
 pub mod capture;
 pub mod cli;

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_observability::aiops::AiopsSample;
 use sluice_observability::service::{Intake, Service, Shutdown};
 use sluice_observability::{
     Flags, Metrics, RequestRecord, SpanPolicy, SpanSink, TokenUsage, UsageSource, cost, tokens,
@@ -151,6 +152,7 @@ impl Recorder {
         }
         self.metrics.record_request(&record);
         self.feed_slos(&record, policy.as_deref());
+        self.feed_aiops(&record, policy.as_deref());
         let (access_log, anonymous_cap, generation) = policy.as_ref().map_or((true, 10, 0), |p| {
             (
                 p.telemetry.access_log,
@@ -225,6 +227,17 @@ impl Recorder {
         }
         if let Some(event) = slo::event_of(record) {
             self.state.slo_events.offer(event);
+        }
+    }
+
+    /// Hands every routed request to the AIOps baselines (through the SLO feed, without
+    /// waiting), while `aiops.enabled`.
+    fn feed_aiops(&self, record: &RequestRecord, policy: Option<&sluice_policy::Policy>) {
+        if !policy.is_some_and(|p| p.config.aiops.enabled) {
+            return;
+        }
+        if let Some(sample) = AiopsSample::from_record(record, slo::class_of(record)) {
+            self.state.slo_events.offer(slo::SloEvent::Aiops(sample));
         }
     }
 

@@ -40,6 +40,8 @@ pub(super) struct Ctx<'a> {
     origin: &'a str,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where remediation rules watch an anomaly (path and line), checked against `aiops`.
+    anomaly_conditions: Vec<(String, Option<usize>)>,
 }
 
 impl Ctx<'_> {
@@ -187,6 +189,7 @@ pub(crate) fn validate(
         origin,
         errors: Vec::new(),
         warnings: Vec::new(),
+        anomaly_conditions: Vec::new(),
     };
 
     let server = server::server(&mut ctx, raw.server.unwrap_or_default());
@@ -257,6 +260,7 @@ pub(crate) fn validate(
     let slo = slo::settings(&mut ctx, raw.slo.as_ref());
     let incidents = slo::incidents(&mut ctx, raw.incidents.as_ref(), env);
     let state = state::state(&mut ctx, raw.state.as_ref(), env);
+    let aiops = slo::aiops(&mut ctx, raw.aiops.as_ref());
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -280,6 +284,7 @@ pub(crate) fn validate(
             slo,
             incidents,
             state,
+            aiops,
         },
         warnings: ctx.warnings,
     })

@@ -83,6 +83,7 @@ fn target() -> TargetKey {
 fn event(incident: u64, at_unix_ms: u64, event: Event) -> IncidentEvent {
     IncidentEvent {
         at_unix_ms,
+        hint: None,
         transition: Transition {
             incident,
             route: Arc::from("chat"),
@@ -390,4 +391,35 @@ async fn a_full_sink_queue_drops_and_shutdown_sends_what_is_left_once() {
     assert_eq!(hook.len() as u64, 2 + queued);
     assert_eq!(result(&run.results, Sink::Webhook, "failed"), 1 + queued);
     assert_eq!(result(&run.results, Sink::Webhook, "sent"), 0);
+}
+
+#[test]
+fn the_root_cause_hint_of_opened_stays_on_the_alert_until_resolved() {
+    let mut alerts = Alerts::default();
+    let mut opened = event(9, T0, Event::Opened);
+    opened.hint = Some(sluice_policy::remediation::IncidentHint {
+        focus: Arc::from("failed"),
+        text: "82 % of failed requests: provider openai".to_owned(),
+        top: Vec::new(),
+        error: None,
+    });
+    let first = alerts.on_event(&opened, T0);
+    assert_eq!(
+        first["annotations"]["root_cause"],
+        "82 % of failed requests: provider openai"
+    );
+    let resolved = alerts.on_event(
+        &event(
+            9,
+            T0 + 60_000,
+            Event::Resolved {
+                open_for: Duration::from_secs(60),
+            },
+        ),
+        T0 + 60_000,
+    );
+    assert_eq!(
+        resolved["annotations"]["root_cause"],
+        "82 % of failed requests: provider openai"
+    );
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `sluice` binary, real sockets on 127.0.0.1, the real mock-llm.
 
+mod aiops;
 mod body;
 mod cache;
 mod common;
