@@ -40,7 +40,8 @@ pub const PAGE_HEADERS: [(&str, &str); 5] = [
     ),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the console's own POSTs.
+    ("referrer-policy", "same-origin"),
     ("cache-control", "no-store"),
 ];
 
