@@ -31,6 +31,7 @@ from typing import Iterator
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -249,7 +250,10 @@ def shot(b: webdriver.Chrome, name: str) -> None:
 
 
 def text_of(b: webdriver.Chrome, css: str) -> str:
-    return "\n".join(e.text for e in b.find_elements(By.CSS_SELECTOR, css))
+    # Read in one script: the console re-renders every 2 s, so element handles go stale.
+    return b.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText).join('\\n')", css
+    )
 
 
 def wait_text(b: webdriver.Chrome, css: str, *needles: str) -> str:
@@ -301,17 +305,42 @@ def test_console_shows_a_drill_live_and_records_an_operator_action(drill: Drill,
         wait_text(b, css, *needles)
         shot(b, f"{i}-{name}")
 
-    # Live: the overview's request rate moves without a reload.
+    # Live: the overview's rates come from successive scrapes, without a reload.
     b.find_element(By.CSS_SELECTOR, "nav a[data-view='overview']").click()
-    wait_text(b, "#view-overview", "chat")
+
+    def chat_rate(_) -> bool:
+        rows = b.execute_script(
+            "return Array.from(document.querySelectorAll('#view-overview tbody tr'))"
+            ".map(r => Array.from(r.querySelectorAll('th, td')).map(c => c.innerText))"
+        )
+        for cells in rows:
+            if cells and cells[0] == "chat":
+                try:
+                    return float(cells[1]) > 0
+                except ValueError:
+                    return False
+        return False
+
+    WebDriverWait(b, WAIT_S, poll_frequency=0.25).until(chat_rate)
+    wait_text(b, "#view-overview", "Requests / s", "p95 TTFT")
+    shot(b, "1-overview")
 
     # An operator action from the incidents view lands in the timeline.
     b.find_element(By.CSS_SELECTOR, "nav a[data-view='incidents']").click()
-    incident = b.find_element(By.CSS_SELECTOR, "#view-incidents article.incident.open")
-    incident_id = incident.get_attribute("data-incident")
-    note = incident.find_element(By.CSS_SELECTOR, "input[type=text]")
-    note.send_keys("on it: flaky is failing over")
-    incident.find_element(By.XPATH, ".//button[normalize-space()='Acknowledge']").click()
+    incident_id = b.execute_script(
+        "return document.querySelector('#view-incidents article.incident.open').dataset.incident"
+    )
+    article = f"#view-incidents article[data-incident='{incident_id}']"
+    # While the note has the focus the view is not re-rendered under the operator's hands; the
+    # click is retried if a re-render replaced the button in between.
+    b.find_element(By.CSS_SELECTOR, f"{article} input[type=text]").send_keys("on it: flaky is failing over")
+    for attempt in range(5):
+        try:
+            b.find_element(By.CSS_SELECTOR, article).find_element(By.XPATH, ".//button[normalize-space()='Acknowledge']").click()
+            break
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
     wait_text(b, f"#view-incidents article[data-incident='{incident_id}'] ol", "acknowledged by oncall (console)", "on it: flaky is failing over")
     shot(b, "7-acknowledged")
 

@@ -273,7 +273,7 @@ function renderSlos(el) {
       const hist = state.sloHistory.get(`${s.route}/${s.slo}`) || [];
       return h("tr", {},
         h("th", { scope: "row" }, label),
-        h("td", { class: "num" }, `${s.objective} %`),
+        h("td", { class: "num" }, `${s.objective <= 1 ? +(s.objective * 100).toFixed(3) : s.objective} %`),
         h("td", { class: s.alert === "page" ? "bad" : s.alert === "ticket" ? "warn" : "ok" }, s.alert),
         h("td", { class: "num" }, pct(s.budget_remaining), " ", s.target ? null : sparkline(hist.map((x) => x.budget), `budget remaining of ${s.slo}`)),
         WINDOWS.map((w) => h("td", { class: "num " + burnClass(s.windows?.[w]?.burn) }, num(s.windows?.[w]?.burn))),
@@ -299,8 +299,8 @@ function renderSlos(el) {
         const mode = p ? `paused by ${p.by}` : rule.dry_run ? "dry-run" : "live";
         return h("tr", {},
           h("th", { scope: "row" }, rule.name),
-          h("td", {}, `${rule.when?.slo ?? ""} ${JSON.stringify(rule.when?.burn ?? "")}`),
-          h("td", {}, typeof rule.do === "string" ? rule.do : JSON.stringify(rule.do)),
+          h("td", {}, `${rule.slo} burns ${plain(rule.burn)}${rule.no_healthy_target ? ", no healthy target" : ""}`),
+          h("td", {}, plain(rule.action)),
           h("td", { class: p ? "warn" : "" }, mode),
           h("td", {}, h("button", { type: "button", "data-rule": rule.name, onclick: () => act(`/admin/rules/${encodeURIComponent(rule.name)}/${p ? "resume" : "pause"}`, null, null) }, p ? "Resume rule" : "Pause rule (dry-run)")));
       })));
@@ -310,11 +310,26 @@ function renderSlos(el) {
 
 // ---- incidents ---------------------------------------------------------------------------
 
+// A config value as one short line: `page`, `downgrade_to: ["small"]`.
+function plain(v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v !== "object") return String(v);
+  return Object.entries(v).map(([k, x]) => `${k}: ${typeof x === "object" ? JSON.stringify(x) : x}`).join(", ");
+}
+
+// The burns an event was decided on: every window with one, e.g. `burn 1h 20.1, 6h 14.0`.
+function burns(e) {
+  const s = e.evidence?.[0];
+  if (!s) return "no SLO evidence";
+  const known = WINDOWS.filter((w) => typeof s.windows?.[w]?.burn === "number").map((w) => `${w} ${num(s.windows[w].burn, 1)}`);
+  const who = s.target ? ` on ${s.target.provider}/${s.target.model}` : "";
+  return known.length ? `burn${who} ${known.join(", ")}` : `burn${who} not known yet`;
+}
+
 function eventDetail(e) {
-  const burn = e.evidence?.[0]?.windows?.["5m"]?.burn;
   switch (e.kind) {
-    case "opened": return `trigger ${e.slo} ${JSON.stringify(e.condition)}; 5m burn ${num(burn)}`;
-    case "action_taken": return `${e.applied?.action} ${e.applied?.model ?? ""}${e.applied?.target ? e.applied.target.provider + "/" + e.applied.target.model : ""} on ${pct(e.applied?.share)}; 5m burn ${num(burn)}`;
+    case "opened": return `trigger ${e.slo} ${plain(e.condition)}; ${burns(e)}`;
+    case "action_taken": return `${e.applied?.action} ${e.applied?.model ?? ""}${e.applied?.target ? e.applied.target.provider + "/" + e.applied.target.model : ""} on ${pct(e.applied?.share)}; ${burns(e)}`;
     case "blocked": return `blocked: ${JSON.stringify(e.reason)}`;
     case "probe_result": return `probe says ${e.verdict} (burn ${num(e.burn)})`;
     case "reverted": return `guard ${e.guard_slo} burned on ${e.from}; now ${e.to ?? "the original"}`;
