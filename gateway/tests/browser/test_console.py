@@ -194,7 +194,8 @@ class Drill:
         started = time.monotonic()
         url = f"http://127.0.0.1:{self.port}/v1/chat/completions"
         while not self.stopping.is_set() and self.sent < MAX_REQUESTS and time.monotonic() - started < MAX_TRAFFIC_S:
-            body = {"model": "chat", "messages": [{"role": "user", "content": f"Tell me about topic {self.sent % 7}."}]}
+            # Every other request streams, so the overview has a time to first token.
+            body = {"model": "chat", "stream": self.sent % 2 == 0, "messages": [{"role": "user", "content": f"Tell me about topic {self.sent % 7}."}]}
             try:
                 http("POST", url, body, {"authorization": f"Bearer {VIRTUAL_KEY}"})
             except OSError:
@@ -322,7 +323,7 @@ def test_console_shows_a_drill_live_and_records_an_operator_action(drill: Drill,
         return False
 
     WebDriverWait(b, WAIT_S, poll_frequency=0.25).until(chat_rate)
-    wait_text(b, "#view-overview", "Requests / s", "p95 TTFT")
+    wait_text(b, "#view-overview", "Requests / s", "p95 TTFT", " ms")
     shot(b, "1-overview")
 
     # An operator action from the incidents view lands in the timeline.

@@ -130,7 +130,7 @@ function parseLabels(s) {
 
 function sampleMetrics(text) {
   const routes = {};
-  const of = (r) => (routes[r] ||= { req: 0, err: 0, cost: 0, ttft: {} });
+  const of = (r) => (routes[r] ||= { req: 0, err: 0, cost: 0, ttft: {}, dur: {} });
   for (const raw of text.split("\n")) {
     if (!raw || raw.startsWith("#")) continue;
     const line = raw.split(" # ")[0];
@@ -149,6 +149,10 @@ function sampleMetrics(text) {
       of(labels.route).cost += value;
     } else if (name === "gen_ai_client_operation_time_to_first_chunk_seconds_bucket") {
       const t = of(labels.route).ttft;
+      t[labels.le] = (t[labels.le] || 0) + value;
+    } else if (name === "gen_ai_client_operation_duration_seconds_bucket") {
+      // A non-streamed answer's first token is its whole answer: the fallback for TTFT.
+      const t = of(labels.route).dur;
       t[labels.le] = (t[labels.le] || 0) + value;
     }
   }
@@ -174,16 +178,17 @@ function overviewRows() {
   const secs = (last.t - first.t) / 1000;
   const names = Object.keys(last.routes).sort();
   const rows = names.map((route) => {
-    const a = last.routes[route], b = first.routes[route] || { req: 0, err: 0, cost: 0, ttft: {} };
+    const a = last.routes[route], b = first.routes[route] || { req: 0, err: 0, cost: 0, ttft: {}, dur: {} };
     const dReq = a.req - b.req, dErr = a.err - b.err, dCost = a.cost - b.cost;
-    const dTtft = {};
-    for (const le of Object.keys(a.ttft)) dTtft[le] = a.ttft[le] - (b.ttft[le] || 0);
+    const delta = (x, y) => Object.fromEntries(Object.keys(x).map((le) => [le, x[le] - (y[le] || 0)]));
     const windowed = secs > 0 && dReq > 0;
+    const streamed = p95(windowed ? delta(a.ttft, b.ttft) : a.ttft);
     return {
       route,
       rate: secs > 0 ? dReq / secs : null,
       errors: windowed ? dErr / dReq : (a.req ? a.err / a.req : null),
-      p95: windowed ? (p95(dTtft) ?? p95(a.ttft)) : p95(a.ttft),
+      p95: streamed ?? p95(windowed ? delta(a.dur, b.dur) : a.dur),
+      p95Of: streamed === null ? "whole answers" : "streams",
       spendHour: secs > 0 ? (dCost / secs) * 3600 : null,
       total: a.req,
     };
@@ -196,7 +201,9 @@ function renderOverview(el) {
   const sum = (k) => rows.reduce((x, r) => x + (r[k] || 0), 0);
   const totalRate = sum("rate");
   const incidents = state.data.incidents?.open?.length ?? 0;
-  const ejected = (state.data.targets?.routes || []).flatMap((r) => r.targets).filter((t) => t.health !== "healthy").length;
+  // Out by passive health, or taken out by a remediation failover.
+  const ejected = (state.data.targets?.routes || []).flatMap((r) => r.targets).filter((t) => t.health !== "healthy").length
+    + (state.data.slo?.routes || []).reduce((n, r) => n + (r.remediation?.failover?.length || 0), 0);
   const paging = (state.data.slo?.routes || []).flatMap((r) => r.status).filter((s) => s.alert === "page").length;
   el.append(
     h("div", { class: "cards" },
@@ -211,7 +218,7 @@ function renderOverview(el) {
         h("th", { scope: "row" }, r.route),
         h("td", { class: "num" }, num(r.rate)),
         h("td", { class: "num " + (r.errors > 0.05 ? "bad" : "") }, pct(r.errors)),
-        h("td", { class: "num" }, r.p95 === null ? "—" : (r.p95 === Infinity ? "> max bucket" : `≤ ${r.p95 * 1000} ms`)),
+        h("td", { class: "num", title: `p95 of ${r.p95Of}` }, r.p95 === null ? "—" : (r.p95 === Infinity ? "over the largest bucket" : `≤ ${+(r.p95 * 1000).toFixed(1)} ms`), r.p95 !== null && r.p95Of !== "streams" ? h("span", { class: "muted" }, " (answer)") : null),
         h("td", { class: "num" }, num(r.spendHour, 4)),
         h("td", { class: "num" }, r.total)))));
 }
