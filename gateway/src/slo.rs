@@ -333,9 +333,7 @@ impl SloService {
             Op::Unwind { incident } => {
                 let published = self.state.runtime.overlay_full();
                 match remediation::force_unwind(now, &published, incident) {
-                    Err(remediation::NotActive::Unknown) => {
-                        Err(Refused::UnknownIncident(incident))
-                    }
+                    Err(remediation::NotActive::Unknown) => Err(Refused::UnknownIncident(incident)),
                     Err(remediation::NotActive::NothingInPlace) => {
                         Err(Refused::NothingInPlace(incident))
                     }
@@ -346,10 +344,8 @@ impl SloService {
                             .publish_overlay(Arc::new(decision.overlay));
                         let mut events = Vec::with_capacity(1 + decision.transitions.len());
                         if let Some(first) = decision.transitions.first() {
-                            events.push(step(
-                                first,
-                                operator(remediation::OperatorOp::ForcedUnwind),
-                            ));
+                            events
+                                .push(step(first, operator(remediation::OperatorOp::ForcedUnwind)));
                         }
                         events.extend(
                             decision
@@ -385,11 +381,7 @@ impl SloService {
         wall: SystemTime,
     ) -> Result<Done, Refused> {
         let policy = self.state.policy.snapshot();
-        let Some(r) = policy
-            .remediation_rules()
-            .iter()
-            .find(|r| r.name == *rule)
-        else {
+        let Some(r) = policy.remediation_rules().iter().find(|r| r.name == *rule) else {
             return Err(Refused::UnknownRule(Arc::clone(rule)));
         };
         let op = if paused {

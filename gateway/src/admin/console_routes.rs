@@ -57,18 +57,12 @@ impl Admin {
                 if signed_in() {
                     Answer::page(200, "text/html; charset=utf-8", console::APP_HTML)
                 } else {
-                    Answer::page(
-                        200,
-                        "text/html; charset=utf-8",
-                        &console::login_page(None),
-                    )
+                    Answer::page(200, "text/html; charset=utf-8", &console::login_page(None))
                 }
             }
-            ("/console/app.js", &Method::GET) => Answer::page(
-                200,
-                "text/javascript; charset=utf-8",
-                console::APP_JS,
-            ),
+            ("/console/app.js", &Method::GET) => {
+                Answer::page(200, "text/javascript; charset=utf-8", console::APP_JS)
+            }
             ("/console/app.css", &Method::GET) => {
                 Answer::page(200, "text/css; charset=utf-8", console::APP_CSS)
             }
@@ -162,9 +156,11 @@ impl Admin {
         }
         match tokio::time::timeout(COMMAND_WAIT, answer).await {
             Ok(Ok(Ok(done))) => Answer::json(200, &done),
-            Ok(Ok(Err(refused))) => {
-                Answer::error(refused.status(), "invalid_request_error", &refused.to_string())
-            }
+            Ok(Ok(Err(refused))) => Answer::error(
+                refused.status(),
+                "invalid_request_error",
+                &refused.to_string(),
+            ),
             Ok(Err(_)) | Err(_) => Answer::error(
                 503,
                 "server_error",

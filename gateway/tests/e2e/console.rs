@@ -56,7 +56,10 @@ async fn without_a_session_only_the_login_page_is_shown_and_a_wrong_token_is_ref
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         let page = r.text().await.expect("page");
         assert!(page.contains(r#"action="/console/login""#), "{page}");
-        assert!(!page.contains("app.js"), "the app is not served without a session");
+        assert!(
+            !page.contains("app.js"),
+            "the app is not served without a session"
+        );
     }
 
     let r = client()
@@ -392,7 +395,12 @@ async fn operator_actions_are_recorded_in_the_incident_timeline_with_who_did_the
 
     // Every operator event is on disk too.
     let log = std::fs::read_to_string(gw.data_dir.join("incidents.jsonl")).expect("log");
-    for op in ["acknowledged", "forced_unwind", "paused_rule", "resumed_rule"] {
+    for op in [
+        "acknowledged",
+        "forced_unwind",
+        "paused_rule",
+        "resumed_rule",
+    ] {
         assert!(log.contains(&format!("\"op\":\"{op}\"")), "{op} not logged");
     }
     assert!(!log.contains(ADMIN_TOKEN));

@@ -26,8 +26,7 @@ pub use decide::{
     Decision, NotActive, RouteTarget, RouteTargets, decide, decide_with_anomalies, force_unwind,
 };
 pub use event::{
-    BlockReason, Event, HintPart, IncidentEvent, IncidentHint, OperatorOp, Transition,
-    UnwindReason,
+    BlockReason, Event, HintPart, IncidentEvent, IncidentHint, OperatorOp, Transition, UnwindReason,
 };
 pub use overlay::{
     Applied, CacheFallback, Ejection, Incident, Overlay, Phase, RouteOverlay, SetBy, Shed,
