@@ -243,16 +243,16 @@ fn drill(scenario: &str, json: bool, rest: &[String]) -> ExitCode {
     };
     let runner = me.with_file_name("sluice-drill");
     let mock = me.with_file_name("mock-llm");
-    if !(runner.is_file() && mock.is_file()) {
-        if let Err(e) = build_drill_tools(&me) {
-            eprintln!(
-                "sluice drill needs {} and {}, which are missing, and cannot build them: {e}\n\
+    if !(runner.is_file() && mock.is_file())
+        && let Err(e) = build_drill_tools(&me)
+    {
+        eprintln!(
+            "sluice drill needs {} and {}, which are missing, and cannot build them: {e}\n\
                  build them with `cargo build -p sluice-loadtest --bin sluice-drill --bin mock-llm` (same profile as sluice)",
-                runner.display(),
-                mock.display()
-            );
-            return ExitCode::from(2);
-        }
+            runner.display(),
+            mock.display()
+        );
+        return ExitCode::from(2);
     }
     let mut cmd = std::process::Command::new(&runner);
     cmd.arg(scenario).arg("--sluice").arg(&me);
