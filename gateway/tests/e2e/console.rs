@@ -218,6 +218,56 @@ async fn a_session_cookie_authorizes_the_admin_api_until_logout() {
     assert_eq!(r.status(), 401);
 }
 
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_also_secure() {
+    let mock = common::mock_llm().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = crate::tls::Ca::new("console test CA");
+    let (cert, key) = crate::tls::write_leaf(&ca, "sluice-admin", dir.path());
+    let extra = format!(
+        "  admin_tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = TestGateway::start_with(SIMPLE, &mock, &extra).await;
+    let https = reqwest::Client::builder()
+        .use_preconfigured_tls(crate::tls::client_config(&ca, &[b"http/1.1"], None))
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = |p: &str| format!("https://localhost:{}{p}", gw.admin_port);
+    let login = eventually(async || {
+        https
+            .post(url("/console/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={ADMIN_TOKEN}"))
+            .send()
+            .await
+            .ok()
+    })
+    .await
+    .expect("login over TLS");
+    assert_eq!(login.status(), 303);
+    let set = login.headers()[SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        set.contains("; HttpOnly") && set.contains("; SameSite=Strict"),
+        "{set}"
+    );
+    assert!(set.ends_with("; Secure"), "{set}");
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let r = https
+        .get(url("/admin/incidents"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .expect("incidents");
+    assert_eq!(r.status(), 200);
+}
+
 async fn incidents(gw: &TestGateway, cookie: &str) -> serde_json::Value {
     client()
         .get(gw.admin_url("/admin/incidents"))
