@@ -257,6 +257,18 @@ def text_of(b: webdriver.Chrome, css: str) -> str:
     )
 
 
+def retry_stale(action) -> None:
+    """Runs `action`, again when the console re-rendered the element it was using."""
+    for attempt in range(10):
+        try:
+            action()
+            return
+        except StaleElementReferenceException:
+            if attempt == 9:
+                raise
+            time.sleep(0.05)
+
+
 def wait_text(b: webdriver.Chrome, css: str, *needles: str) -> str:
     """Waits until the elements under `css` show every needle; returns their text."""
     last = ""
@@ -332,18 +344,27 @@ def test_console_shows_a_drill_live_and_records_an_operator_action(drill: Drill,
         "return document.querySelector('#view-incidents article.incident.open').dataset.incident"
     )
     article = f"#view-incidents article[data-incident='{incident_id}']"
-    # While the note has the focus the view is not re-rendered under the operator's hands; the
-    # click is retried if a re-render replaced the button in between.
-    b.find_element(By.CSS_SELECTOR, f"{article} input[type=text]").send_keys("on it: flaky is failing over")
-    for attempt in range(5):
-        try:
-            b.find_element(By.CSS_SELECTOR, article).find_element(By.XPATH, ".//button[normalize-space()='Acknowledge']").click()
-            break
-        except StaleElementReferenceException:
-            if attempt == 4:
-                raise
+    # While the note has the focus the view is not re-rendered under the operator's hands (the
+    # typed text is kept across renders too); finding and using an element is retried when a
+    # re-render replaced it in between.
+    retry_stale(lambda: b.find_element(By.CSS_SELECTOR, f"{article} input[type=text]").click())
+    retry_stale(lambda: b.switch_to.active_element.send_keys("on it: flaky is failing over"))
+    retry_stale(
+        lambda: b.find_element(By.CSS_SELECTOR, article)
+        .find_element(By.XPATH, ".//button[normalize-space()='Acknowledge']")
+        .click()
+    )
     wait_text(b, f"#view-incidents article[data-incident='{incident_id}'] ol", "acknowledged by oncall (console)", "on it: flaky is failing over")
     shot(b, "7-acknowledged")
+
+    # Readable on a phone: the same view at a phone's width, without sideways scrolling of
+    # the page itself (wide tables scroll inside their own box).
+    b.set_window_size(390, 844)
+    wait_text(b, article, "acknowledged by oncall (console)")
+    overflow = b.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"the page scrolls sideways by {overflow}px on a phone"
+    shot(b, "8-incidents-phone")
+    b.set_window_size(1280, 1000)
 
     # The same step through the API, with the bearer token.
     status, body = http("GET", f"{drill.admin}/admin/incidents", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
