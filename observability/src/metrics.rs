@@ -191,6 +191,14 @@ pub struct AnomalyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyBandLabels {
+    pub signal: &'static str,
+    pub scope: Arc<str>,
+    /// value (the signal over the detection window) | lower | centre | upper (the learned band)
+    pub line: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IncidentEventLabels {
     /// failover | downgrade_to | cache_fallback | shed
     pub action: &'static str,
@@ -377,6 +385,8 @@ pub struct Metrics {
     pub incident_events: Family<IncidentEventLabels, Counter>,
     /// 1 while the AIOps detector flags a signal in a scope, else 0.
     pub anomaly_active: Family<AnomalyLabels, Gauge>,
+    /// The learned band and the current value of each signal that has a baseline.
+    pub anomaly_band: Family<AnomalyBandLabels, Gauge<f64, AtomicU64>>,
     /// Incident events pushed to Alertmanager or a webhook, by result.
     pub incident_push: Family<PushLabels, Counter>,
     /// Judge scores of sampled answers.
@@ -598,6 +608,12 @@ impl Metrics {
             "1 while the AIOps detector flags a signal as out of its learned band in a scope (route, target or tenant)",
             anomaly_active.clone(),
         );
+        let anomaly_band = Family::<AnomalyBandLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sluice_anomaly_band",
+            "A signal's learned band (line lower, centre, upper) and its value over the detection window (line value), in the signal's unit (seconds, ratio, tokens, USD per minute), for every scope with a baseline",
+            anomaly_band.clone(),
+        );
         let incident_push = Family::<PushLabels, Counter>::default();
         registry.register(
             "sluice_incident_push",
@@ -629,6 +645,7 @@ impl Metrics {
             remediation_active,
             incident_events,
             anomaly_active,
+            anomaly_band,
             incident_push,
             target_ejected,
             retry_budget_exhausted,
