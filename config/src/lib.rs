@@ -35,12 +35,13 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
-    ActionConfig, AdminConfig, AdminToken, Balance, BaseUrl, Budget, BurnConfig, BurnWindow,
-    CacheConfig, Config, HeaderMatch, HealthConfig, IncidentsConfig, JudgeConfig, KeepRule,
-    KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig,
-    ProviderKind, PushConfig, RedactRule, ReloadConfig, RemediationConfig, RetryBudget,
-    RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig, Secret, ServerConfig, SliConfig,
-    SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts,
+    ActionConfig, AdminConfig, AdminToken, AwsCredentials, AwsCredentialsConfig, Balance, BaseUrl,
+    Budget, BurnConfig, BurnWindow, CacheConfig, Config, HeaderMatch, HealthConfig, HttpAccess,
+    IncidentsConfig, JudgeConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
+    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, PushConfig, RedactRule, ReloadConfig,
+    RemediationConfig, RetryBudget, RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig,
+    Secret, ServerConfig, SliConfig, SloConfig, SloSettings, TargetConfig, TelemetryConfig,
+    TenantConfig, Timeouts, VertexConfig,
 };
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
