@@ -10,6 +10,7 @@ mod hardening;
 mod judge;
 mod lifecycle;
 mod prometheus;
+mod providers;
 mod ratelimit;
 mod rawup;
 mod reload;
