@@ -502,6 +502,8 @@ pub(crate) struct RawPricing {
     pub output: Option<Spanned<f64>>,
     #[serde(default)]
     pub cached_input: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub cache_write_input: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -770,6 +770,13 @@ fn models() -> Value {
                                  them.",
                             ),
                         ),
+                        (
+                            "cache_write_input",
+                            price(
+                                "Per million prompt tokens written to the provider's cache \
+                                 (Anthropic, Bedrock), when it prices them apart; else `input`.",
+                            ),
+                        ),
                     ],
                     &["input", "output"],
                 ),

@@ -633,6 +633,9 @@ pub struct Pricing {
     pub output: f64,
     /// Price of cached prompt tokens, when the provider discounts them.
     pub cached_input: Option<f64>,
+    /// Price of prompt tokens written to the provider's cache (Anthropic bills them above the
+    /// input price), when the provider reports them; else the input price.
+    pub cache_write_input: Option<f64>,
 }
 
 /// One entry of `routes`.

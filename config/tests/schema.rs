@@ -94,7 +94,7 @@ models:
     provider: openai
     upstream_model: gpt-4o-2024-08-06
     kind: chat
-    pricing: { input: 2.5, output: 10, cached_input: 1.25 }
+    pricing: { input: 2.5, output: 10, cached_input: 1.25, cache_write_input: 3.125 }
   mock-chat: { provider: local }
   mock-embed: { provider: local, kind: embedding }
 routes:

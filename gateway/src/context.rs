@@ -287,6 +287,7 @@ impl RequestCtx {
             input: u.prompt_tokens,
             output: u.completion_tokens,
             cached_input: u.cached_tokens(),
+            cache_write_input: u.cache_write_tokens(),
             reasoning: u.reasoning_tokens(),
             source: UsageSource::Provider,
         });

@@ -697,10 +697,16 @@ fn pricing(ctx: &mut Ctx<'_>, path: &str, p: &Spanned<RawPricing>) -> Pricing {
         .cached_input
         .as_ref()
         .map(|v| price(ctx, "cached_input", v));
+    let cache_write_input = p
+        .value
+        .cache_write_input
+        .as_ref()
+        .map(|v| price(ctx, "cache_write_input", v));
     Pricing {
         input,
         output,
         cached_input,
+        cache_write_input,
     }
 }
 
