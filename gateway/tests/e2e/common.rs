@@ -74,17 +74,21 @@ fn spawn_sluice(cfg: &std::path::Path, log: &std::path::Path, env: &[(String, St
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--config")
-        .arg(cfg)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env(CANARY_ENV, CANARY)
-        .env("SLUICE_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("clone log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn sluice")
+    // `SLUICE_E2E_BIN` runs another build of the binary (a copy taken right after building,
+    // when several worktrees share one target directory and overwrite `debug/sluice`).
+    Command::new(
+        std::env::var_os("SLUICE_E2E_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into()),
+    )
+    .arg("--config")
+    .arg(cfg)
+    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .env(CANARY_ENV, CANARY)
+    .env("SLUICE_LOG", "debug")
+    .stdin(Stdio::null())
+    .stdout(log_file.try_clone().expect("clone log"))
+    .stderr(log_file)
+    .spawn()
+    .expect("spawn sluice")
 }
 
 /// `server_extra` with the test's own data directory, unless it names one itself.
