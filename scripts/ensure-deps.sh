@@ -5,7 +5,7 @@
 #   scripts/ensure-deps.sh --python   also a Python >= 3.10 that can make a venv (SDK tests)
 #
 # cmake is needed by pingora's zlib-ng build (libz-ng-sys); cc/c++ by ring, zstd-sys and
-# jemalloc. Packages come from Debian's archive with apt-get (via sudo when not root).
+# jemalloc; redis-server by the tests of limits shared through Redis. Packages come from Debian's archive with apt-get (via sudo when not root).
 set -euo pipefail
 
 want_python=0
@@ -33,6 +33,8 @@ need make make
 need cc gcc
 need c++ g++
 need pkg-config pkg-config
+# The shared-state tests start their own Redis (issue 13).
+need redis-server redis-server
 
 # A Python for the SDK tests: openai 3.x needs >= 3.10, and `python -m venv` must work.
 python_ok() {

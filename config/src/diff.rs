@@ -149,6 +149,11 @@ impl PolicyDiff {
             "server.max_connections",
             false,
         );
+        // The listeners are built at start; the files they name are reloaded when they change.
+        check(o.tls != n.tls, "server.tls", true);
+        check(o.admin_tls != n.admin_tls, "server.admin_tls", true);
+        // Read by each new connection.
+        check(o.http2 != n.http2, "server.http2", false);
         let (ot, nt) = (&old.telemetry, &new.telemetry);
         check(ot.sample != nt.sample, "telemetry.sample", false);
         check(
@@ -175,6 +180,9 @@ impl PolicyDiff {
 
         check(old.slo != new.slo, "slo", false);
         check(old.incidents != new.incidents, "incidents", false);
+        // The connection to Redis is made once, at start.
+        check(old.state != new.state, "state", true);
+        check(old.aiops != new.aiops, "aiops", false);
 
         let providers = Changes::of(&by_name(&old.providers), &by_name(&new.providers));
         let models = Changes::of(&by_name(&old.models), &by_name(&new.models));

@@ -35,14 +35,16 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
-    ActionConfig, AdminConfig, AdminToken, AwsCredentials, AwsCredentialsConfig, Balance, BaseUrl,
-    Budget, BurnConfig, BurnWindow, CacheConfig, Config, HeaderMatch, HealthConfig, HttpAccess,
-    IncidentsConfig, JudgeConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
-    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, PushConfig, RedactRule, ReloadConfig,
-    RemediationConfig, RetryBudget, RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig,
-    Secret, ServerConfig, SliConfig, SloConfig, SloSettings, TargetConfig, TelemetryConfig,
-    TenantConfig, Timeouts, VertexConfig,
+    ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, AwsCredentials,
+    AwsCredentialsConfig, Balance, BaseUrl, Budget, BurnConfig, BurnWindow, CacheConfig, Config,
+    HeaderMatch, HealthConfig, Http2Config, HttpAccess, IncidentsConfig, JudgeConfig, KeepRule,
+    KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig,
+    ProviderKind, PushConfig, RedactRule, ReloadConfig, RemediationConfig, RetryBudget,
+    RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig, Secret, ServerConfig, SliConfig,
+    SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts, TlsConfig,
+    VertexConfig,
 };
+pub use types::{FailMode, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

@@ -37,6 +37,62 @@ pub(crate) struct RawConfig {
     pub slo: Option<Spanned<RawSloSettings>>,
     #[serde(default)]
     pub incidents: Option<Spanned<RawIncidents>>,
+    #[serde(default)]
+    pub state: Option<Spanned<RawState>>,
+    pub aiops: Option<Spanned<RawAiops>>,
+}
+
+/// `state: { redis: … }`: where live counters are shared between replicas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    #[serde(default)]
+    pub redis: Option<Spanned<RawRedis>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fail: Option<Spanned<String>>,
+    #[serde(default)]
+    pub local_allowance: Option<Spanned<i64>>,
+}
+
+/// The `aiops` section: learned baselines and anomaly detection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAiops {
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub window: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub k: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub hold: Option<Spanned<String>>,
+    #[serde(default)]
+    pub clear: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_events: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub warmup: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub relearn_after: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_tenants: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub group_window: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +191,10 @@ pub(crate) struct RawWhen {
     pub burn: Option<Spanned<RawBurn>>,
     #[serde(default)]
     pub no_healthy_target: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub anomaly: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_score: Option<Spanned<f64>>,
 }
 
 /// `page`, `ticket`, or `{ window: 5m, above: 10 }`.
@@ -432,6 +492,34 @@ pub(crate) struct RawServer {
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
     pub data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub admin_tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub http2: Option<Spanned<RawHttp2>>,
+}
+
+/// `server.tls` and `server.admin_tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_ca: Option<Spanned<String>>,
+}
+
+/// `server.http2`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp2 {
+    #[serde(default)]
+    pub h2c: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 /// Every field of every provider kind; `validate` rejects the ones that do not belong to the

@@ -16,9 +16,11 @@
 //!   `42`, so numbers and booleans are accepted there too.
 //!
 //! What JSON Schema cannot say is left to `sluice check`: references between sections
-//! (a model's provider, a route's targets, a key's routes), uniqueness of names and hashes
-//! across list items, one model per route, one kind per route, `listen` against
-//! `admin_listen`, upper bounds of durations, regexes that compile, and IP/port ranges.
+//! (a model's provider, a route's targets, a key's routes, a remediation rule's SLO, a
+//! judge's and a downgrade's models and their kinds), uniqueness of names and hashes
+//! across list items (SLO names, remediation names), one model per route, one kind per
+//! route, `listen` against `admin_listen`, upper bounds of durations, regexes that compile,
+//! and IP/port ranges.
 //! It is also stricter than the parser in two small ways: numbers and booleans must not be
 //! quoted (`threads: "2"` is read as 2 by the parser), and enum values must be spelt as
 //! documented (the parser trims most of them, and `retry.on` ignores case).
@@ -30,13 +32,17 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::types::{
-    Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig, OtlpProtocol, RedactRule, ReloadConfig,
-    RetryBudget, RetryConfig, RetryOn, SampleConfig, ServerConfig, TelemetryConfig, Timeouts,
+    AiopsSettings, AnomalySignalConfig, Balance, HealthConfig, KeepRule, ModelKind, OtlpConfig,
+    OtlpProtocol, RedactRule, ReloadConfig, RetryBudget, RetryConfig, RetryOn, SampleConfig,
+    ServerConfig, SloSettings, TelemetryConfig, Timeouts,
 };
+use crate::types::{FailMode, RedisConfig};
 use crate::validate::providers::KIND_FIELDS;
 use crate::validate::{
-    DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, ONE_GIB,
+    BUILTIN_RUBRICS, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
+    DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_PROBE_SHARE, MAX_CAPTURE,
+    MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB, THIRTY_DAYS,
 };
 
 /// humantime's grammar (`250ms`, `1h 30m`, `1.5s`) after validation's trim: numbers (digits,
@@ -92,6 +98,10 @@ pub fn json_schema() -> Value {
             ("keys", keys()),
             ("admin", admin()),
             ("tenants", tenants()),
+            ("slo", slo_settings()),
+            ("incidents", incidents()),
+            ("state", state()),
+            ("aiops", aiops()),
         ],
         &["providers", "models", "keys"],
     );
@@ -274,6 +284,78 @@ fn server() -> Value {
                          absolute.",
                     ),
                     json!(d.data_dir.display().to_string()),
+                ),
+            ),
+            (
+                "tls",
+                tls(
+                    "Serve the API over HTTPS, offering HTTP/2 and HTTP/1.1 by ALPN. Plain HTTP \
+                     when absent. The files are reloaded when they change; a certificate that \
+                     does not load keeps the previous one serving.",
+                ),
+            ),
+            (
+                "admin_tls",
+                tls(
+                    "Serve the admin listener over HTTPS; with `client_ca`, only clients \
+                     holding a certificate from that CA get past the handshake. The admin \
+                     token still applies.",
+                ),
+            ),
+            ("http2", http2()),
+        ],
+        &[],
+    )
+}
+
+fn tls(description: &str) -> Value {
+    object(
+        description,
+        vec![
+            (
+                "cert",
+                not_blank(
+                    "The certificate chain, leaf first (PEM), relative to the working \
+                     directory unless absolute.",
+                ),
+            ),
+            (
+                "key",
+                not_blank("The private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1)."),
+            ),
+            (
+                "client_ca",
+                not_blank(
+                    "CA certificates (PEM) a client certificate must chain to; when set, a \
+                     client without one is refused during the handshake.",
+                ),
+            ),
+        ],
+        &["cert", "key"],
+    )
+}
+
+fn http2() -> Value {
+    let d = crate::types::Http2Config::default();
+    object(
+        "HTTP/2 from clients. Over TLS it is chosen by ALPN; on a plain listener only with \
+         `h2c`. The request head limit is `max_header_bytes` on both protocols.",
+        vec![
+            (
+                "h2c",
+                boolean(
+                    "Accept HTTP/2 with prior knowledge (no TLS, no upgrade) on a plain API \
+                     listener, next to HTTP/1.1.",
+                    d.h2c,
+                ),
+            ),
+            (
+                "max_concurrent_streams",
+                int(
+                    "Streams one HTTP/2 connection may have open at once.",
+                    1,
+                    Some(10_000),
+                    Some(u64::from(d.max_concurrent_streams)),
                 ),
             ),
         ],
@@ -810,7 +892,7 @@ fn route() -> Value {
     let retry = RetryConfig::default();
     let timeouts = Timeouts::default();
     let balances = [Balance::Weighted, Balance::LeastLatency, Balance::P2c].map(Balance::as_str);
-    object(
+    let mut route = object(
         "One route.",
         vec![
             ("name", not_blank("Unique among routes.")),
@@ -943,9 +1025,43 @@ fn route() -> Value {
                 ),
             ),
             ("health", health()),
+            ("judge", judge()),
+            ("slos", slos()),
+            ("remediation", remediation()),
         ],
         &["name", "match", "targets"],
-    )
+    );
+    // Remediation rules name the route's SLOs, and `cache_fallback` serves its cache.
+    let rules_that = |rule: Value| {
+        json!({
+            "properties": { "remediation": { "type": "array", "contains": rule } },
+            "required": ["remediation"],
+        })
+    };
+    insert(
+        &mut route,
+        "allOf",
+        json!([
+            {
+                "if": rules_that(json!({})),
+                "then": {
+                    "properties": { "slos": { "type": "array", "minItems": 1 } },
+                    "required": ["slos"],
+                },
+            },
+            {
+                "if": rules_that(json!({
+                    "properties": { "do": { "const": "cache_fallback" } },
+                    "required": ["do"],
+                })),
+                "then": {
+                    "properties": { "cache": { "type": "object" } },
+                    "required": ["cache"],
+                },
+            },
+        ]),
+    );
+    route
 }
 
 fn route_match() -> Value {
@@ -1310,6 +1426,672 @@ fn tenants() -> Value {
     )
 }
 
+fn slo_settings() -> Value {
+    let d = SloSettings::default();
+    object(
+        "How every route's SLOs are evaluated (see a route's `slos` and `remediation`).",
+        vec![
+            (
+                "window_scale",
+                number(
+                    "Multiplies every SLO window (the burn-rate windows 5m … 3d and each SLO's \
+                     own), so drills and tests run a month in minutes; leave it at 1 in \
+                     production.",
+                    Bound::Inclusive(1e-6),
+                    Some(1.0),
+                    Some(d.window_scale),
+                ),
+            ),
+            (
+                "evaluate_every",
+                duration(
+                    "How often burn rates are evaluated and remediation rules decide; at most \
+                     1m.",
+                    Zero::Rejected,
+                    Some(d.evaluate_every),
+                ),
+            ),
+            (
+                "snapshot_every",
+                duration(
+                    "How often SLO counts are saved to `server.data_dir` (they survive a \
+                     restart); at most 1h.",
+                    Zero::Rejected,
+                    Some(d.snapshot_every),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn incidents() -> Value {
+    let push = |description: &str, url: &str| {
+        object(
+            description,
+            vec![
+                ("url", pattern(url, HTTP_URL)),
+                (
+                    "bearer_env",
+                    pattern(
+                        "The NAME of the environment variable that holds a bearer token to \
+                         send, never the token itself. When it is unset Sluice warns and \
+                         pushes without a token.",
+                        ENV_VAR,
+                    ),
+                ),
+            ],
+            &["url"],
+        )
+    };
+    object(
+        "Where incident events (opened, action taken, resolved, …) are pushed, besides the \
+         incident log in `server.data_dir` (GET /admin/incidents). Pushes are retried and \
+         never on the request path.",
+        vec![
+            (
+                "alertmanager",
+                push(
+                    "Alertmanager: each incident is posted as an alert.",
+                    "Alertmanager's base URL, e.g. `http://alertmanager:9093` (alerts go to \
+                     `/api/v2/alerts`): http:// or https://, a host, an optional port and \
+                     path; no user info, query or fragment.",
+                ),
+            ),
+            (
+                "webhook",
+                push(
+                    "A URL that receives each incident event as JSON.",
+                    "Where events are posted, e.g. `https://hooks.example.com/sluice`: http:// \
+                     or https://, a host, an optional port and path; no user info, query or \
+                     fragment.",
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
+fn judge() -> Value {
+    let rubric_name = format!("^[a-z][a-z0-9_]{{0,{}}}$", MAX_RUBRIC_NAME - 1);
+    let builtins = BUILTIN_RUBRICS
+        .iter()
+        .map(|r| format!("{r}$"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let rubric = json!({
+        "description": "What the judge assesses: a built-in rubric by name, or your own as \
+            `{ name: tone, text: \"Is the answer polite?\" }`. Scores go to \
+            sluice_judge_score{rubric}.",
+        "default": "helpfulness",
+        "oneOf": [
+            string_enum(
+                "A built-in rubric: `helpfulness`, `relevance`, `faithfulness` (to the \
+                 conversation) or `safety`.",
+                &BUILTIN_RUBRICS,
+            ),
+            variant_map(
+                "Your own rubric.",
+                vec![
+                    (
+                        "name",
+                        json!({
+                            "type": "string",
+                            "description": format!(
+                                "snake_case, 1 to {MAX_RUBRIC_NAME} characters (it is a metric \
+                                 label), not the name of a built-in rubric."
+                            ),
+                            "pattern": rubric_name,
+                            "not": { "pattern": format!("^(?:{builtins})") },
+                        }),
+                    ),
+                    (
+                        "text",
+                        json!({
+                            "type": "string",
+                            "description": format!(
+                                "What to assess, in words the judge model is given; 1 to \
+                                 {MAX_RUBRIC_TEXT} bytes."
+                            ),
+                            "pattern": NOT_BLANK,
+                            "maxLength": MAX_RUBRIC_TEXT,
+                        }),
+                    ),
+                ],
+                &["name", "text"],
+            ),
+        ],
+    });
+    object(
+        "LLM-as-judge, off the request path: a share of the route's answers (and every \
+         remediated or downgraded one, up to a cap) is scored by a judge model called through \
+         Sluice's own routing under the tenant `judge`. Scores feed sluice_judge_score, GET \
+         /admin/judge/recent and `judge_score_at_least` SLOs.",
+        vec![
+            (
+                "model",
+                text(
+                    "The catalog model that judges: a chat model under `models`, e.g. \
+                     `gpt-4o-mini`.",
+                ),
+            ),
+            (
+                "sample",
+                number(
+                    "Share of the route's answers judged.",
+                    Bound::Inclusive(0.0),
+                    Some(1.0),
+                    Some(0.0),
+                ),
+            ),
+            (
+                "always",
+                object(
+                    "Answers judged whatever `sample` says.",
+                    vec![
+                        (
+                            "remediated",
+                            boolean("Judge every answer a remediation action touched.", true),
+                        ),
+                        (
+                            "downgraded",
+                            boolean("Judge every answer served by a downgraded model.", true),
+                        ),
+                        (
+                            "per_minute",
+                            int(
+                                "At most this many such answers judged per minute; 0 turns \
+                                 these rules off.",
+                                0,
+                                Some(100_000),
+                                Some(30),
+                            ),
+                        ),
+                    ],
+                    &[],
+                ),
+            ),
+            ("rubric", rubric),
+            (
+                "max_capture_bytes",
+                int(
+                    "Bytes of text judged per side (the conversation, the answer); longer text \
+                     is cut.",
+                    MIN_CAPTURE,
+                    Some(MAX_CAPTURE.unsigned_abs()),
+                    Some(16 * 1024),
+                ),
+            ),
+            (
+                "concurrency",
+                int("Judge calls of this route at once.", 1, Some(256), Some(4)),
+            ),
+            (
+                "timeout",
+                duration(
+                    "How long one judge call may take; at most 10m.",
+                    Zero::Rejected,
+                    Some(Duration::from_secs(30)),
+                ),
+            ),
+            (
+                "rpm",
+                int(
+                    "Judge calls per minute at most; absent means no limit.",
+                    1,
+                    Some(10_000),
+                    None,
+                ),
+            ),
+            (
+                "usd_per_day",
+                number(
+                    "USD spent on judge calls per UTC day at most (from the catalog's prices); \
+                     absent means no limit.",
+                    Bound::Inclusive(0.0),
+                    Some(1e9),
+                    None,
+                ),
+            ),
+        ],
+        &["model"],
+    )
+}
+
+fn slos() -> Value {
+    let sli = json!({
+        "description": "What makes a request good: `errors` (5xx, timeouts and cut streams \
+            are bad; client mistakes and deliberate refusals count for nothing), or one of \
+            `{ ttft_below: 2s }`, `{ duration_below: 30s }`, `{ judge_score_at_least: 0.7 }`.",
+        "oneOf": [
+            string_enum("Requests that did not fail are good.", &["errors"]),
+            variant_map(
+                "A threshold; exactly one.",
+                vec![
+                    (
+                        "ttft_below",
+                        duration(
+                            "Good when the first token (the whole answer when not \
+                             streaming) came sooner; at most 1h.",
+                            Zero::Rejected,
+                            None,
+                        ),
+                    ),
+                    (
+                        "duration_below",
+                        duration(
+                            "Good when the whole request took less; at most 1h.",
+                            Zero::Rejected,
+                            None,
+                        ),
+                    ),
+                    (
+                        "judge_score_at_least",
+                        number(
+                            "Good when the judge's (or an app's feedback) score is at least \
+                             this.",
+                            Bound::Inclusive(0.0),
+                            Some(1.0),
+                            None,
+                        ),
+                    ),
+                ],
+                &[],
+            ),
+        ],
+    });
+    let mut objective = number(
+        "The target share of good requests, in percent, strictly between 0 and 100 (e.g. \
+         99.5).",
+        Bound::Exclusive(0.0),
+        None,
+        None,
+    );
+    insert(&mut objective, "exclusiveMaximum", json!(100));
+    list(
+        "Service-level objectives of this route. Each finished request counts as good, bad or \
+         not at all for each; burn rates (sluice_slo_burn_rate) drive `remediation`.",
+        object(
+            "One SLO.",
+            vec![
+                (
+                    "name",
+                    json!({
+                        "type": ["string", "integer", "boolean"],
+                        "description": "Unique in this route; letters, digits, `_` and `-` \
+                            only (it is a metric label).",
+                        "pattern": "^[A-Za-z0-9_-]+$",
+                    }),
+                ),
+                ("objective", objective),
+                (
+                    "window",
+                    duration(
+                        "The error budget's period; at most 90 days.",
+                        Zero::Rejected,
+                        Some(THIRTY_DAYS),
+                    ),
+                ),
+                ("sli", sli),
+                (
+                    "min_events",
+                    int(
+                        "Below this many requests in a window its burn rate is unknown (and \
+                         no rule acts on it).",
+                        1,
+                        Some(1_000_000),
+                        Some(DEFAULT_MIN_EVENTS.unsigned_abs()),
+                    ),
+                ),
+                ("runbook_url", runbook_url()),
+            ],
+            &["name", "objective", "sli"],
+        ),
+    )
+}
+
+fn runbook_url() -> Value {
+    pattern(
+        "Where responders read what to do; copied into incidents and alerts. An http:// or \
+         https:// URL.",
+        r"^\s*https?://",
+    )
+}
+
+fn remediation() -> Value {
+    let action = json!({
+        "description": "What Sluice does: `failover`, `cache_fallback`, \
+            `{ downgrade_to: [model, …] }` or `{ shed: { max_priority: 3 } }`.",
+        "oneOf": [
+            string_enum(
+                "`failover`: take the burning target out (never the last one), keeping \
+                 `probe_share` of its traffic on it. `cache_fallback`: serve stale cache \
+                 entries (up to `cache.max_stale`) while nothing healthy is left; the route \
+                 needs a `cache`.",
+                &["failover", "cache_fallback"],
+            ),
+            variant_map(
+                "An action with settings; exactly one.",
+                vec![
+                    (
+                        "downgrade_to",
+                        json!({
+                            "type": ["string", "integer", "array"],
+                            "description": "Serve from these catalog models instead, in \
+                                order; of the route's kind.",
+                            "items": text("The name of a model under `models`."),
+                            "minItems": 1,
+                        }),
+                    ),
+                    (
+                        "shed",
+                        variant_map(
+                            "Refuse keys of low priority with 503 and retry-after.",
+                            vec![(
+                                "max_priority",
+                                int(
+                                    "Keys with this `priority` or lower are refused.",
+                                    0,
+                                    Some(9),
+                                    None,
+                                ),
+                            )],
+                            &["max_priority"],
+                        ),
+                    ),
+                ],
+                &[],
+            ),
+        ],
+    });
+    let mut guard = condition(
+        "Only for `downgrade_to`: keep the substitute only while this SLO (a \
+         `judge_score_at_least` one) holds.",
+    );
+    if let Some(p) = guard.pointer_mut("/properties/no_healthy_target") {
+        *p = json!({ "type": "null", "description": "Only in `when`." });
+    }
+    let mut rule = object(
+        "One remediation rule: when it fires, what it does, how long it holds.",
+        vec![
+            (
+                "name",
+                not_blank(
+                    "Unique across all routes; names the rule in incidents and metrics. \
+                         Defaults to `<route>#<index>`.",
+                ),
+            ),
+            (
+                "when",
+                condition("When the rule fires: an SLO of this route and how fast it burns."),
+            ),
+            ("do", action),
+            (
+                "hold",
+                duration(
+                    "The action stays at least this long; at most 24h.",
+                    Zero::Allowed,
+                    Some(DEFAULT_HOLD),
+                ),
+            ),
+            (
+                "cooldown",
+                duration(
+                    "The original's 5-minute burn stays under 1 this long before the \
+                         action is undone; at most 24h.",
+                    Zero::Allowed,
+                    Some(DEFAULT_COOLDOWN),
+                ),
+            ),
+            (
+                "probe_share",
+                number(
+                    "Share of the affected traffic kept on the original to see it recover.",
+                    Bound::Inclusive(0.0),
+                    Some(0.5),
+                    Some(DEFAULT_PROBE_SHARE),
+                ),
+            ),
+            (
+                "max_share",
+                number(
+                    "Most of the route's traffic the action may touch.",
+                    Bound::Inclusive(0.0),
+                    Some(1.0),
+                    Some(1.0),
+                ),
+            ),
+            (
+                "dry_run",
+                boolean(
+                    "Decide and log every step, change nothing: try a rule out first.",
+                    false,
+                ),
+            ),
+            ("guard", guard),
+            ("runbook_url", runbook_url()),
+        ],
+        &["when", "do"],
+    );
+    insert(
+        &mut rule,
+        "allOf",
+        json!([{
+            "if": {
+                "properties": { "guard": { "type": "object" } },
+                "required": ["guard"],
+            },
+            "then": {
+                "properties": { "do": { "type": "object", "required": ["downgrade_to"] } },
+            },
+        }]),
+    );
+    list(
+        "What Sluice does by itself when an SLO of this route burns too fast. Every step is \
+         an incident event (GET /admin/incidents).",
+        rule,
+    )
+}
+
+/// A rule's `when` (and `guard`, which takes no `no_healthy_target`).
+fn condition(description: &str) -> Value {
+    let windows = ["5m", "30m", "1h", "6h", "1d", "3d", "slo"];
+    let burn = json!({
+        "description": "How fast the SLO's error budget burns: `page` (1h and 5m over 14.4, or \
+            6h and 30m over 6), `ticket` (3d and 6h over 1), or \
+            `{ window: 5m, above: 10 }`.",
+        "default": "page",
+        "oneOf": [
+            string_enum(
+                "Multi-window burn-rate alerts as in the SRE workbook.",
+                &["page", "ticket"],
+            ),
+            variant_map(
+                "One window's burn rate above a threshold.",
+                vec![
+                    (
+                        "window",
+                        string_enum(
+                            "A burn-rate window, or `slo` for the SLO's own.",
+                            &windows,
+                        ),
+                    ),
+                    (
+                        "above",
+                        number(
+                            "The burn rate (1 spends the budget exactly over the SLO's window).",
+                            Bound::Exclusive(0.0),
+                            None,
+                            None,
+                        ),
+                    ),
+                ],
+                &["window", "above"],
+            ),
+        ],
+    });
+    let signals: Vec<&str> = AnomalySignalConfig::ALL.iter().map(|(n, _)| *n).collect();
+    let mut v = object(
+        description,
+        vec![
+            ("slo", text("The name of one of this route's `slos`.")),
+            ("burn", burn),
+            (
+                "no_healthy_target",
+                boolean(
+                    "Also require that no target of the route is healthy (for \
+                     `cache_fallback`).",
+                    false,
+                ),
+            ),
+            (
+                "anomaly",
+                string_enum(
+                    "Instead of `slo`: holds while AIOps flags this signal of the route \
+                     (needs `aiops.enabled`).",
+                    &signals,
+                ),
+            ),
+            (
+                "min_score",
+                number(
+                    "With `anomaly`: only a flag at least this many spreads out of band.",
+                    Bound::Inclusive(0.0),
+                    Some(100.0),
+                    Some(0.0),
+                ),
+            ),
+        ],
+        &["slo", "anomaly"],
+    );
+    // One of `slo` or `anomaly`, never both, and neither may be null; `burn` goes with `slo`
+    // only. Under `if` so a nullable condition (`guard`) still takes null.
+    if let Some(o) = v.as_object_mut() {
+        o.remove("required");
+    }
+    insert(&mut v, "if", json!({ "type": "object" }));
+    insert(
+        &mut v,
+        "then",
+        json!({ "oneOf": [
+            { "required": ["slo"], "not": { "required": ["anomaly"] } },
+            { "required": ["anomaly"], "not": { "anyOf": [
+                { "required": ["slo"] }, { "required": ["burn"] }
+            ] } }
+        ] }),
+    );
+    v
+}
+
+fn aiops() -> Value {
+    let d = AiopsSettings::default();
+    let secs = |v: Duration| Some(v);
+    object(
+        "AIOps: baselines learned per route, target and tenant for TTFT, time per output \
+         token, duration, error ratio, tokens per request and spend per minute; anomalies \
+         when a signal leaves its band (`sluice_anomaly_active`, `GET /admin/anomalies`, \
+         `anomaly:` conditions of remediation rules); related alerts grouped into one \
+         incident with a root-cause hint. On by default.",
+        vec![
+            (
+                "enabled",
+                boolean(
+                    "Learn and detect. Off: no baselines, and no rule may watch an anomaly.",
+                    d.enabled,
+                ),
+            ),
+            (
+                "interval",
+                duration(
+                    "The step of learning and detection (at most 1h).",
+                    Zero::Rejected,
+                    secs(d.interval),
+                ),
+            ),
+            (
+                "window",
+                int(
+                    "The detection window, in intervals.",
+                    1,
+                    Some(60),
+                    Some(u64::from(d.window)),
+                ),
+            ),
+            (
+                "k",
+                number(
+                    "The band's half-width in spreads: larger flags less.",
+                    Bound::Inclusive(1.0),
+                    Some(20.0),
+                    Some(d.k),
+                ),
+            ),
+            (
+                "hold",
+                duration(
+                    "How long a signal stays out of its band before it is flagged (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.hold),
+                ),
+            ),
+            (
+                "clear",
+                duration(
+                    "How long a flagged signal stays back in its band before it clears (at \
+                     most 1d).",
+                    Zero::Rejected,
+                    secs(d.clear),
+                ),
+            ),
+            (
+                "min_events",
+                int(
+                    "Fewer requests than this in the window: the value is unknown.",
+                    1,
+                    Some(1_000_000),
+                    Some(u64::from(d.min_events)),
+                ),
+            ),
+            (
+                "warmup",
+                int(
+                    "Learning steps before a baseline is trusted.",
+                    1,
+                    Some(100_000),
+                    Some(u64::from(d.warmup)),
+                ),
+            ),
+            (
+                "relearn_after",
+                duration(
+                    "A signal flagged this long is learned as the new normal (at most 30d).",
+                    Zero::Rejected,
+                    secs(d.relearn_after),
+                ),
+            ),
+            (
+                "max_tenants",
+                int(
+                    "Tenants with their own baselines; the rest share `other`.",
+                    0,
+                    Some(100_000),
+                    Some(u64::from(d.max_tenants)),
+                ),
+            ),
+            (
+                "group_window",
+                duration(
+                    "Alerts that start within this of each other and share a provider, \
+                     tenant, model or route are one incident (at most 1d).",
+                    Zero::Rejected,
+                    secs(d.group_window),
+                ),
+            ),
+        ],
+        &[],
+    )
+}
+
 // === building blocks ===
 
 /// Scalars YAML may write where the parser wants text: `tenant: 42` is the text `42`.
@@ -1328,6 +2110,80 @@ enum Bound {
 }
 
 /// A closed object. Optional fields also accept `null`, which the parser reads as absent.
+fn state() -> Value {
+    object(
+        "Where limits and budgets are counted. Without `redis` each replica counts on its own; \
+         changes take a restart.",
+        vec![(
+            "redis",
+            object(
+                "Count per-key and per-tenant rpm/tpm and tenants' USD spend in one Redis shared \
+                 by every replica.",
+                vec![
+                    (
+                        "url",
+                        pattern(
+                            "`redis://host:port/db` (plain TCP, no credentials: the password \
+                             comes from `password_env`).",
+                            r"^\s*redis://[^@/\s]+(?:/[0-9]*)?\s*$",
+                        ),
+                    ),
+                    (
+                        "password_env",
+                        pattern(
+                            "The environment variable that holds Redis's password.",
+                            ENV_VAR,
+                        ),
+                    ),
+                    (
+                        "key_prefix",
+                        with_default(
+                            pattern(
+                                "Starts every key Sluice writes, so deployments can share a Redis.",
+                                r"^[!-~]*$",
+                            ),
+                            json!(RedisConfig::DEFAULT_KEY_PREFIX),
+                        ),
+                    ),
+                    (
+                        "timeout",
+                        duration(
+                            "The longest a request waits for Redis before `fail` applies \
+                             (at most 5s).",
+                            Zero::Rejected,
+                            Some(RedisConfig::DEFAULT_TIMEOUT),
+                        ),
+                    ),
+                    (
+                        "fail",
+                        with_default(
+                            string_enum(
+                                "While Redis cannot be reached: `open` keeps serving with each \
+                                 replica counting on its own, `closed` refuses limited requests \
+                                 with 503.",
+                                &["open", "closed"],
+                            ),
+                            json!(FailMode::default().as_str()),
+                        ),
+                    ),
+                    (
+                        "local_allowance",
+                        int(
+                            "Requests a replica leases from Redis per round trip for one key \
+                             (valid for a second); 0 asks Redis for every request, exactly.",
+                            0,
+                            Some(u64::from(RedisConfig::MAX_LOCAL_ALLOWANCE)),
+                            Some(0),
+                        ),
+                    ),
+                ],
+                &["url"],
+            ),
+        )],
+        &[],
+    )
+}
+
 fn object(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
     let properties: Map<String, Value> = properties
         .into_iter()
@@ -1350,6 +2206,33 @@ fn object(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) 
         insert(&mut o, "required", json!(required));
     }
     o
+}
+
+/// The map form of a value the parser reads as one of several shapes (a name, or a map like
+/// `{ window: 5m, above: 10 }`). Its fields are closed by `propertyNames` and typed under
+/// `allOf` rather than by `properties` because the parser cannot name the fields such a map
+/// takes (an unknown one "matches no variant"), so it is no section the tests can hold
+/// against the parser; the tests check these forms one value at a time instead.
+fn variant_map(description: &str, fields: Vec<(&str, Value)>, required: &[&str]) -> Value {
+    let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+    let properties: Map<String, Value> = fields
+        .into_iter()
+        .map(|(name, schema)| (name.to_owned(), schema))
+        .collect();
+    let mut v = json!({
+        "type": "object",
+        "description": description,
+        "propertyNames": { "enum": names },
+        "additionalProperties": { "description": "A field named in `propertyNames`." },
+        "allOf": [{ "properties": properties }],
+    });
+    if required.is_empty() {
+        insert(&mut v, "minProperties", json!(1));
+        insert(&mut v, "maxProperties", json!(1));
+    } else {
+        insert(&mut v, "required", json!(required));
+    }
+    v
 }
 
 /// A mapping from user-chosen names to `value`.

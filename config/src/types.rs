@@ -29,6 +29,142 @@ pub struct Config {
     pub slo: SloSettings,
     /// Where incident events are pushed, besides the incident log.
     pub incidents: IncidentsConfig,
+    /// Where limits and budgets are counted: in-process (default) or shared through Redis.
+    pub state: StateConfig,
+    /// Learned baselines, anomaly detection, alert grouping and root-cause hints.
+    pub aiops: AiopsSettings,
+}
+
+/// The `state` section. Without `redis` every replica counts on its own.
+#[derive(serde::Serialize, Debug, Clone, Default, PartialEq)]
+pub struct StateConfig {
+    pub redis: Option<RedisConfig>,
+}
+
+/// Limits and budgets counted in one Redis shared by every replica.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`, without a password (that comes from `password_env`).
+    pub url: String,
+    pub password_env: Option<String>,
+    /// Read from `password_env` at load time.
+    pub password: Option<Secret>,
+    /// Prepended to every key Sluice writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// The longest a request waits for Redis before the fail mode applies.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub timeout: Duration,
+    pub fail: FailMode,
+    /// Requests a replica leases per round trip for a key; 0 asks Redis for every request.
+    pub local_allowance: u32,
+}
+
+impl RedisConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const DEFAULT_KEY_PREFIX: &'static str = "sluice:";
+    pub const MAX_LOCAL_ALLOWANCE: u32 = 10_000;
+}
+
+/// What a replica does while Redis cannot be reached.
+#[derive(serde::Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Keep serving, each replica counting on its own (limits hold per replica).
+    #[default]
+    Open,
+    /// Refuse requests whose key or tenant has a limit or budget (503).
+    Closed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The `aiops` section: baselines learned per route, target and tenant, anomalies when a
+/// signal leaves its band, related alerts grouped into one incident with a root-cause hint.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct AiopsSettings {
+    /// On by default: baselines need days of history, so they learn from the first request.
+    pub enabled: bool,
+    /// The step of learning and detection. Default 1m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub interval: Duration,
+    /// The detection window, in intervals. Default 5.
+    pub window: u32,
+    /// The band's half-width in spreads. Default 5.
+    pub k: f64,
+    /// Out of band this long before a signal is flagged. Default 2m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub hold: Duration,
+    /// Back in band this long before a flag clears. Default 3m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub clear: Duration,
+    /// Fewer events in the window: the value is unknown. Default 30.
+    pub min_events: u32,
+    /// Learning steps before a baseline is trusted. Default 30.
+    pub warmup: u32,
+    /// Flagged this long, a change is learned as the new normal. Default 6h.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub relearn_after: Duration,
+    /// Tenants with their own baselines; the rest share `other`. Default 100.
+    pub max_tenants: u32,
+    /// Alerts starting within this of each other and sharing a dimension are one incident.
+    /// Default 5m.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub group_window: Duration,
+}
+
+impl Default for AiopsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            window: 5,
+            k: 5.0,
+            hold: Duration::from_secs(120),
+            clear: Duration::from_secs(180),
+            min_events: 30,
+            warmup: 30,
+            relearn_after: Duration::from_secs(6 * 3600),
+            max_tenants: 100,
+            group_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A signal the AIOps detector learns (the `signal` label of `sluice_anomaly_active`).
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalySignalConfig {
+    Ttft,
+    TimePerOutputToken,
+    Duration,
+    ErrorRatio,
+    TokensPerRequest,
+    CostPerMinute,
+}
+
+impl AnomalySignalConfig {
+    pub const ALL: [(&'static str, AnomalySignalConfig); 6] = [
+        ("ttft", Self::Ttft),
+        ("time_per_output_token", Self::TimePerOutputToken),
+        ("duration", Self::Duration),
+        ("error_ratio", Self::ErrorRatio),
+        ("tokens_per_request", Self::TokensPerRequest),
+        ("cost_per_minute", Self::CostPerMinute),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("", |(n, _)| n)
+    }
 }
 
 /// The `slo` section: evaluation of every route's SLOs.
@@ -108,6 +244,12 @@ pub enum BurnConfig {
     Ticket,
     /// The burn over one window (`5m`, `30m`, `1h`, `6h`, `1d`, `3d`, `slo`) above a value.
     Above { window: BurnWindow, burn: f64 },
+    /// Not a burn: the AIOps detector flags `signal` (on the route; on the target for
+    /// `failover`, on the substitute for a guard) at least `min_score` spreads out.
+    Anomaly {
+        signal: AnomalySignalConfig,
+        min_score: f64,
+    },
 }
 
 /// A burn-rate window.
@@ -141,7 +283,7 @@ pub enum ActionConfig {
 pub struct RemediationConfig {
     /// Unique across routes; default `<route>#<index>`.
     pub name: String,
-    /// The SLO (of this route) that triggers it.
+    /// The SLO (of this route) that triggers it; the signal's name for an anomaly rule.
     pub slo: String,
     pub burn: BurnConfig,
     pub no_healthy_target: bool,
@@ -380,6 +522,42 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Open client connections at most; beyond it, new ones get 503. Default 10000.
     pub max_connections: usize,
+    /// HTTPS on the API listener (ALPN `h2` and `http/1.1`); plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// HTTPS on the admin listener, optionally requiring client certificates.
+    pub admin_tls: Option<TlsConfig>,
+    /// HTTP/2 from clients: limits, and h2c on a plain listener.
+    pub http2: Http2Config,
+}
+
+/// A listener's certificate and key (PEM files, reloaded when they change), and the CA
+/// whose client certificates it requires, if any.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// When set, a client without a certificate signed by this CA is refused during the
+    /// handshake, before any HTTP is read.
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// HTTP/2 from clients: over TLS it is chosen by ALPN; on a plain listener only with `h2c`
+/// (prior knowledge).
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Config {
+    /// Accept HTTP/2 with prior knowledge (no TLS) on the plain API listener. Default off.
+    pub h2c: bool,
+    /// Streams one HTTP/2 connection may have open at once. Default 100; 1..=10000.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            h2c: false,
+            max_concurrent_streams: 100,
+        }
+    }
 }
 
 /// One entry of `providers`.
@@ -808,6 +986,9 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            tls: None,
+            admin_tls: None,
+            http2: Http2Config::default(),
         }
     }
 }

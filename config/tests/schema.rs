@@ -43,6 +43,9 @@ server:
   max_header_bytes: 32768
   max_connections: 500
   data_dir: /var/lib/sluice
+  tls: { cert: /etc/sluice/tls.crt, key: /etc/sluice/tls.key, client_ca: /etc/sluice/clients.pem }
+  admin_tls: { cert: /etc/sluice/admin.crt, key: /etc/sluice/admin.key, client_ca: /etc/sluice/ops-ca.pem }
+  http2: { h2c: true, max_concurrent_streams: 50 }
 telemetry:
   otlp:
     endpoint: http://127.0.0.1:4317
@@ -119,6 +122,45 @@ routes:
       base_ejection: 5s
       max_ejection: 2m
       max_ejected_share: 0.3
+    judge:
+      model: mock-chat
+      sample: 0.25
+      always: { remediated: false, downgraded: false, per_minute: 10 }
+      rubric: { name: tone, text: "Is the answer polite?" }
+      max_capture_bytes: 4096
+      concurrency: 2
+      timeout: 10s
+      rpm: 60
+      usd_per_day: 5
+    slos:
+      - name: availability
+        objective: 99.5
+        window: 7d
+        sli: errors
+        min_events: 20
+        runbook_url: https://runbooks.example.com/chat
+      - { name: fast-start, objective: 95, sli: { ttft_below: 2s } }
+      - { name: quality, objective: 90, sli: { judge_score_at_least: 0.7 } }
+    remediation:
+      - name: chat-failover
+        when: { slo: availability, burn: { window: 5m, above: 10 }, no_healthy_target: true }
+        do: failover
+        hold: 5m
+        cooldown: 2m
+        probe_share: 0.1
+        max_share: 0.5
+        dry_run: true
+        runbook_url: https://runbooks.example.com/failover
+      - name: chat-faster
+        when: { slo: fast-start, burn: ticket }
+        do: { downgrade_to: [mock-chat] }
+        guard: { slo: quality, burn: ticket, no_healthy_target: null }
+      - when: { slo: availability }
+        do: { shed: { max_priority: 3 } }
+      - name: chat-slow-start
+        when: { anomaly: ttft, min_score: 6 }
+        do: { downgrade_to: [mock-chat] }
+        guard: { anomaly: error_ratio, min_score: 3 }
   - name: fast
     match: { header: { name: x-sluice-route, value: fast } }
     targets: [ { model: mock-chat } ]
@@ -142,6 +184,30 @@ tenants:
   acme:
     limits: { rpm: 1000, tpm: 500000 }
     budget: { usd_per_day: 50, usd_per_month: 1000 }
+slo: { window_scale: 0.5, evaluate_every: 2s, snapshot_every: 1m }
+incidents:
+  alertmanager: { url: "http://alertmanager:9093", bearer_env: OPENAI_API_KEY }
+  webhook: { url: "https://hooks.example.com/sluice", bearer_env: HOOK_TOKEN }
+state:
+  redis:
+    url: redis://127.0.0.1:6379/1
+    password_env: REDIS_PASSWORD
+    key_prefix: "test:"
+    timeout: 20ms
+    fail: closed
+    local_allowance: 10
+aiops:
+  enabled: true
+  interval: 30s
+  window: 4
+  k: 6
+  hold: 1m
+  clear: 2m
+  min_events: 20
+  warmup: 10
+  relearn_after: 2h
+  max_tenants: 50
+  group_window: 2m
 "#;
 
 /// Fixtures under tests/fixtures/invalid whose problems a JSON Schema cannot see, and why.
@@ -519,15 +585,41 @@ fn related(a: &str, b: &str) -> bool {
     a[..n] == b[..n]
 }
 
-/// The values a validation message lists as allowed: `(expected a, b or c)`.
+/// The values a validation message lists as allowed: `(expected a, b or c)`. Separators
+/// inside backticks or parentheses (`{ downgrade_to: [model, …] }`, `(windows: 5m, 1h)`) do
+/// not split; map forms (`{ … }`) are not enum values.
 fn expected_values(message: &str) -> Option<Vec<String>> {
     let start = message.rfind("(expected ")? + "(expected ".len();
     let end = message.rfind(')')?;
-    let list = message.get(start..end)?;
-    let (head, last) = list.rsplit_once(" or ")?;
+    let mut rest = message.get(start..end)?;
+    let mut items = vec![String::new()];
+    let (mut quoted, mut depth) = (false, 0_usize);
+    while let Some(c) = rest.chars().next() {
+        if !quoted
+            && depth == 0
+            && let Some(after) = rest
+                .strip_prefix(", ")
+                .or_else(|| rest.strip_prefix(" or "))
+        {
+            items.push(String::new());
+            rest = after;
+            continue;
+        }
+        match c {
+            '`' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        items.last_mut()?.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    if items.len() < 2 {
+        return None;
+    }
     Some(
-        head.split(", ")
-            .chain([last])
+        items
+            .iter()
             .map(|v| v.trim().trim_matches('`').to_owned())
             .filter(|v| !v.starts_with('{'))
             .collect(),
@@ -910,6 +1002,307 @@ fn enums_match_validation() {
     );
 }
 
+/// Values with more than one shape (`sli`, `burn`, `do`, `rubric`): the schema types their map
+/// forms under `allOf`, out of the walk above, so they are held against validation here one
+/// edit of EVERY_FIELD at a time (`None` removes the field).
+#[test]
+fn one_of_shapes_match_validation() {
+    type Edit = (&'static str, Option<Value>);
+    let long_name = "r".repeat(64);
+    let too_long = "r".repeat(65);
+    let cases: Vec<(Vec<Edit>, bool)> = vec![
+        // A route's SLI: one kind, one threshold (fast-start is no guard's SLO).
+        (vec![("/routes/0/slos/1/sli", Some(json!("errors")))], true),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!("latency")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "duration_below": "1h" })),
+            )],
+            true,
+        ),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "ttft_below": "0s" })))],
+            false,
+        ),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "ttft_below": 2 })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "ttft_below": "soon" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "ttft_below": "2s", "duration_below": "3s" })),
+            )],
+            false,
+        ),
+        (vec![("/routes/0/slos/1/sli", Some(json!({})))], false),
+        (
+            vec![("/routes/0/slos/1/sli", Some(json!({ "latency": "2s" })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": 1 })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": 1.5 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/slos/1/sli",
+                Some(json!({ "judge_score_at_least": "0.5" })),
+            )],
+            false,
+        ),
+        // A rule's burn: a level, or one window above a rate.
+        (
+            vec![("/routes/0/remediation/0/when/burn", Some(json!("page")))],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!("sometimes")),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "slo", "above": 1 })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "2h", "above": 3 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m", "above": 0 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "above": 3 })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/when/burn",
+                Some(json!({ "window": "5m", "above": 3, UNKNOWN: 1 })),
+            )],
+            false,
+        ),
+        // A rule's action: a name, or one action with settings.
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!("reboot")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 0 } })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 9 } })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 10 } })),
+            )],
+            false,
+        ),
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!({ "shed": {} })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "shed": { "max_priority": 3, UNKNOWN: 1 } })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": "mock-chat" })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": [] })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/2/do",
+                Some(json!({ "downgrade_to": ["mock-chat"], "shed": { "max_priority": 1 } })),
+            )],
+            false,
+        ),
+        (vec![("/routes/0/remediation/2/do", Some(json!({})))], false),
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!({ "reboot": 1 })))],
+            false,
+        ),
+        // `cache_fallback` needs the route's cache; a guard needs `downgrade_to`.
+        (
+            vec![("/routes/0/remediation/2/do", Some(json!("cache_fallback")))],
+            true,
+        ),
+        (
+            vec![
+                ("/routes/0/remediation/2/do", Some(json!("cache_fallback"))),
+                ("/routes/0/cache", None),
+            ],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/0/guard",
+                Some(json!({ "slo": "quality" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/remediation/1/guard/no_healthy_target",
+                Some(json!(true)),
+            )],
+            false,
+        ),
+        // The judge's rubric: a built-in name, or a snake_case name and a text of your own.
+        (
+            vec![("/routes/0/judge/rubric", Some(json!("safety")))],
+            true,
+        ),
+        (
+            vec![("/routes/0/judge/rubric", Some(json!("kindness")))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": long_name, "text": "x" })),
+            )],
+            true,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": too_long, "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "Tone", "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "safety", "text": "x" })),
+            )],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "tone", "text": " " })),
+            )],
+            false,
+        ),
+        (
+            vec![("/routes/0/judge/rubric", Some(json!({ "name": "tone" })))],
+            false,
+        ),
+        (
+            vec![(
+                "/routes/0/judge/rubric",
+                Some(json!({ "name": "tone", "text": "x", UNKNOWN: 1 })),
+            )],
+            false,
+        ),
+    ];
+    let v = validator();
+    let base = base(&v);
+    let mut failures = Vec::new();
+    for (edits, ok) in &cases {
+        let mut doc = base.clone();
+        for (pointer, value) in edits {
+            let (object, key) = pointer.rsplit_once('/').expect("a pointer");
+            let site = Site::Field {
+                object: object.to_owned(),
+                key: key.to_owned(),
+            };
+            doc = match value {
+                Some(value) => site.set(&doc, value.clone()),
+                None => site.remove(&doc),
+            };
+        }
+        let (loaded, valid) = (load(&doc), v.is_valid(&doc));
+        if loaded.is_ok() != *ok || valid != *ok {
+            failures.push(format!(
+                "{edits:?}: expected {}, sluice {}, schema {}",
+                if *ok { "accepted" } else { "refused" },
+                match &loaded {
+                    Ok(_) => "accepts".to_owned(),
+                    Err(d) => format!("refuses:{}", show(d)),
+                },
+                if valid { "accepts" } else { "refuses" },
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
 // === files ===
 
 /// Every policy the repository ships: the examples, the compose stack's, and the Helm
@@ -1104,6 +1497,20 @@ fn helper_paths_and_messages() {
             "least_latency".into(),
             "p2c".into()
         ])
+    );
+    assert_eq!(
+        expected_values(
+            "unknown action `x` (expected `failover`, `cache_fallback`, \
+             `{ downgrade_to: [model, …] }` or `{ shed: { max_priority: 3 } }`)"
+        ),
+        Some(vec!["failover".into(), "cache_fallback".into()])
+    );
+    assert_eq!(
+        expected_values(
+            "unknown burn `x` (expected `page`, `ticket` or `{ window: 5m, above: 10 }` \
+             (windows: 5m, 30m, 1h, 6h, 1d, 3d, slo))"
+        ),
+        Some(vec!["page".into(), "ticket".into()])
     );
     assert_eq!(
         expected_values("unknown provider kind `x` (expected `openai` or `mock`)"),

@@ -2,8 +2,9 @@
 //! in `NAME.expected` (one `Display` line each), and the shipped examples must load.
 //!
 //! To regenerate the `.expected` files after an intended change of wording, run with
-//! `SLUICE_BLESS=1` and review the diff. A fixture that loads without errors fails the test
-//! whether or not blessing is on.
+//! `SLUICE_BLESS=1` and review the diff; a blessing run always fails, so only a run without the
+//! variable can pass. A fixture that loads without errors fails the test whether or not
+//! blessing is on, and is never blessed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,7 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
     assert!(names.len() >= 12, "only {} invalid fixtures", names.len());
 
     let mut failures = Vec::new();
+    let mut rewritten = Vec::new();
     for yaml in &names {
         let file_name = yaml
             .file_name()
@@ -69,7 +71,11 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
         };
         let expected_path = yaml.with_extension("expected");
         if bless {
-            std::fs::write(&expected_path, &got).expect("write .expected");
+            // Blessing never passes: only a run without it can, after the diff was read.
+            if std::fs::read_to_string(&expected_path).ok().as_deref() != Some(got.as_str()) {
+                std::fs::write(&expected_path, &got).expect("write .expected");
+                rewritten.push(file_name.to_owned());
+            }
             continue;
         }
         let expected = std::fs::read_to_string(&expected_path)
@@ -81,6 +87,12 @@ fn invalid_fixtures_report_exactly_the_expected_diagnostics() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(
+        !bless,
+        "SLUICE_BLESS: rewrote {} .expected file(s) {rewritten:?}; review the diff and run \
+         again without SLUICE_BLESS",
+        rewritten.len()
+    );
 }
 
 #[test]
@@ -117,7 +129,7 @@ fn quickstart_loads_without_warnings() {
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9464");
     assert_eq!(
         c.models.keys().collect::<Vec<_>>(),
-        ["gpt-4o-mini", "mock-chat", "mock-embed"]
+        ["gpt-4o-mini", "mock-chat", "mock-embed", "mock-judge"]
     );
     assert_eq!(c.models["gpt-4o-mini"].upstream_model, "mock-1");
     assert_eq!(c.models["mock-embed"].kind, ModelKind::Embedding);
@@ -566,4 +578,72 @@ keys:
         Some("hook-secret")
     );
     assert!(!format!("{:?}", c.incidents).contains("hook-secret"));
+}
+
+#[test]
+fn aiops_settings_and_anomaly_rules_load() {
+    use sluice_config::{AiopsSettings, AnomalySignalConfig, BurnConfig};
+    let yaml = r#"
+providers:
+  local: { kind: mock }
+models:
+  big: { provider: local }
+  small: { provider: local }
+routes:
+  - name: chat
+    match: { model: chat }
+    targets: [ { model: big } ]
+    remediation:
+      - { name: slow-start, when: { anomaly: ttft, min_score: 6 }, do: { downgrade_to: [small] },
+          guard: { anomaly: error_ratio } }
+      - { name: failing, when: { anomaly: error_ratio }, do: failover }
+aiops: { interval: 10s, window: 3, k: 4, hold: 30s, clear: 1m, min_events: 5, warmup: 12,
+         relearn_after: 2h, max_tenants: 20, group_window: 1m }
+keys:
+  - { name: demo, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: demo }
+"#;
+    let no_env = |_: &str| None;
+    let loaded = load_str_with_env(yaml, "aiops.yaml", &no_env).expect("valid");
+    let c = &loaded.config;
+    assert_eq!(
+        c.aiops,
+        AiopsSettings {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            window: 3,
+            k: 4.0,
+            hold: Duration::from_secs(30),
+            clear: Duration::from_secs(60),
+            min_events: 5,
+            warmup: 12,
+            relearn_after: Duration::from_secs(7200),
+            max_tenants: 20,
+            group_window: Duration::from_secs(60),
+        }
+    );
+    let rules = &c.routes[0].remediation;
+    assert_eq!(rules[0].slo, "ttft");
+    assert_eq!(
+        rules[0].burn,
+        BurnConfig::Anomaly {
+            signal: AnomalySignalConfig::Ttft,
+            min_score: 6.0
+        }
+    );
+    assert_eq!(
+        rules[0].guard,
+        Some((
+            "error_ratio".to_owned(),
+            BurnConfig::Anomaly {
+                signal: AnomalySignalConfig::ErrorRatio,
+                min_score: 0.0
+            }
+        ))
+    );
+    assert_eq!(rules[1].slo, "error_ratio");
+    // Without the section, AIOps is on with its defaults.
+    let bare = yaml.split("aiops:").next().expect("head").to_owned()
+        + "keys:\n  - { name: demo, key_sha256: \"1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213\", tenant: demo }\n";
+    let loaded = load_str_with_env(&bare, "aiops.yaml", &no_env).expect("valid");
+    assert_eq!(loaded.config.aiops, AiopsSettings::default());
 }

@@ -151,6 +151,10 @@ impl Admin {
                 }),
             ),
             ("/admin/slo", &Method::GET) => Answer::json(200, &slo_view(&self.state)),
+            ("/admin/tls", &Method::GET) => Answer::json(
+                200,
+                &serde_json::json!({"certificates": self.reloader.certs().iter().map(|c| c.view()).collect::<Vec<_>>()}),
+            ),
             ("/admin/judge/recent", &Method::GET) => Answer::json(
                 200,
                 &serde_json::json!({ "verdicts": self.state.judge_recent.snapshot() }),
@@ -159,14 +163,26 @@ impl Admin {
                 200,
                 &self.state.slo.incidents(&self.state.runtime.overlay_full()),
             ),
+            ("/admin/anomalies", &Method::GET) => Answer::json(200, &*self.state.slo.anomalies()),
+            ("/admin/state", &Method::GET) => Answer::json(
+                200,
+                &self
+                    .state
+                    .shared
+                    .as_ref()
+                    .map_or_else(crate::shared::StateView::in_memory, |s| s.view()),
+            ),
             (
                 "/admin/reload"
+                | "/admin/state"
+                | "/admin/anomalies"
                 | "/admin/inflight"
                 | "/admin/targets"
                 | "/admin/policy"
                 | "/admin/slo"
                 | "/admin/incidents"
-                | "/admin/judge/recent",
+                | "/admin/judge/recent"
+                | "/admin/tls",
                 _,
             ) => Answer::error(405, "invalid_request_error", "method not allowed"),
             _ => Answer::error(404, "invalid_request_error", "no such admin route"),

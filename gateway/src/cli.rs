@@ -1,6 +1,7 @@
-//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key.
+//! The `sluice` command line: run the gateway, check a policy file, hash a virtual key, print
+//! the policy file's JSON Schema, run a fault drill, write Prometheus rules for a policy's SLOs.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +38,37 @@ pub enum Command {
     /// Print the SHA-256 of a virtual key, for `keys[].key_sha256`. Reads the key from
     /// standard input so it stays out of shell history.
     HashKey,
+    /// Print the JSON Schema (draft 2020-12) of the policy file, for editors and CI; the same
+    /// as `config/policy.schema.json`.
+    Schema,
+    /// Run a fault drill against mock-llm on loopback and print detection, mitigation, client
+    /// error ratio, unwind time and flaps: error-burst, slow-ttft, outage or overload. Runs
+    /// `sluice-drill`, which must sit next to this binary.
+    Drill {
+        /// error-burst, slow-ttft, outage or overload.
+        scenario: String,
+        /// End with one JSON object on the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        /// More `sluice-drill` options, after `--` (see `sluice-drill --help`).
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
+    /// SLO tooling: `sluice slo rules FILE`.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Print Prometheus recording rules and multi-window burn-rate alerts (page: 1h & 5m over
+    /// 14.4, or 6h & 30m over 6; ticket: 3d & 6h over 1) for every SLO in a policy file.
+    Rules {
+        /// The policy file whose SLOs the rules are for.
+        file: PathBuf,
+    },
 }
 
 /// Runs the CLI; the exit code is non-zero on any error.
@@ -50,6 +82,15 @@ pub fn main() -> ExitCode {
             diff: Some(old),
         }) => check_diff(&old, &file),
         Some(Command::HashKey) => hash_key(),
+        Some(Command::Schema) => schema(),
+        Some(Command::Drill {
+            scenario,
+            json,
+            rest,
+        }) => drill(&scenario, json, &rest),
+        Some(Command::Slo {
+            command: SloCommand::Rules { file },
+        }) => slo_rules(&file),
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -157,6 +198,78 @@ fn hash_key() -> ExitCode {
         println!("{}", hex::encode(sluice_policy::hash_key(key)));
     }
     ExitCode::SUCCESS
+}
+
+fn schema() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(sluice_config::json_schema_text().as_bytes())
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice slo rules FILE`: the rules on standard output, problems on standard error.
+fn slo_rules(file: &Path) -> ExitCode {
+    match sluice_config::load_file(file) {
+        Ok(loaded) => {
+            #[expect(clippy::print_stdout, reason = "the rules are this command's output")]
+            {
+                print!("{}", crate::slo_rules::rules_for(&loaded.config));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice drill`: hands over to `sluice-drill` next to this binary, telling it to drive this
+/// very `sluice`.
+fn drill(scenario: &str, json: bool, rest: &[String]) -> ExitCode {
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot find the sluice binary's own path: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runner = me.with_file_name("sluice-drill");
+    if !runner.is_file() {
+        eprintln!(
+            "sluice drill needs {}, which is missing: build it with `cargo build -p sluice-loadtest --bin sluice-drill --bin mock-llm` (same profile as sluice)",
+            runner.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut cmd = std::process::Command::new(&runner);
+    cmd.arg(scenario).arg("--sluice").arg(&me);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(rest);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let err = cmd.exec();
+        eprintln!("cannot run {}: {err}", runner.display());
+        ExitCode::from(2)
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(2)).unwrap_or(2)),
+        Err(e) => {
+            eprintln!("cannot run {}: {e}", runner.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run(config: Option<PathBuf>) -> ExitCode {

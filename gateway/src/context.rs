@@ -68,6 +68,8 @@ pub struct RequestCtx {
     pub limiters: [Option<Arc<KeyLimiter>>; 2],
     /// The tenant's live state: its spend grows by this request's cost.
     pub tenant_state: Option<Arc<TenantState>>,
+    /// The key's counters in Redis, when limits are shared (`state.redis`).
+    pub shared: Option<Arc<crate::shared::Subject>>,
     /// The route's retry budget is spent by the client's own retry: one attempt only.
     pub no_retries: bool,
     /// When the client stops waiting (`x-stainless-read-timeout`).
@@ -101,6 +103,8 @@ pub struct Finished {
     pub pricing: Option<sluice_config::Pricing>,
     pub limiters: [Option<Arc<KeyLimiter>>; 2],
     pub tenant_state: Option<Arc<TenantState>>,
+    /// The key's counters in Redis, when limits are shared.
+    pub shared: Option<Arc<crate::shared::Subject>>,
     pub route_slow: Option<Duration>,
     /// The snapshot the request used, for its telemetry settings.
     pub policy: Option<Arc<Policy>>,
@@ -147,6 +151,7 @@ impl RequestCtx {
             route_slow: None,
             limiters: [None, None],
             tenant_state: None,
+            shared: None,
             no_retries: false,
             client_deadline: None,
             decision: None,
@@ -359,6 +364,7 @@ impl RequestCtx {
             pricing: self.pricing,
             limiters: self.limiters.clone(),
             tenant_state: self.tenant_state.clone(),
+            shared: self.shared.clone(),
             route_slow: self.route_slow,
             policy: self.policy.clone(),
             judge,

@@ -9,6 +9,9 @@
 //! long gets `408`, one too big `431`, a connection over `server.max_connections` `503` — each
 //! with `connection: close`, counted in `sluice_downstream_refused_total{reason}` — and a
 //! keep-alive connection idle for `server.keepalive_timeout` is closed quietly.
+//!
+//! A connection that speaks HTTP/2 (by ALPN over TLS, or h2c prior knowledge when enabled)
+//! goes to `h2` instead, under the same connection count.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,13 +20,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
+use sluice_config::ServerConfig;
 use sluice_observability::metrics::RefusedReason;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::h2::{H2Connection, PREFACE};
 use crate::handler::DataPlane;
 use crate::state::AppState;
 
@@ -70,6 +75,22 @@ impl ServerApp for Downstream {
         };
         let _conn = ConnectionGuard::new(state);
         let over_limit = state.connections.load(Ordering::Relaxed) > server.max_connections;
+        match protocol(&mut stream, &server).await {
+            Protocol::H1 => {}
+            Protocol::H2 => {
+                let h2 = Arc::new(H2Connection::new(
+                    Arc::clone(&self.app),
+                    &server,
+                    over_limit,
+                ));
+                return h2.process_new(stream, shutdown).await;
+            }
+            Protocol::Gone => return None,
+            Protocol::Slow => {
+                refuse(state, &mut stream, RefusedReason::HeaderTimeout).await;
+                return None;
+            }
+        }
         let mut prefix = BytesMut::new();
         let mut reused = false;
         loop {
@@ -106,6 +127,41 @@ impl ServerApp for Downstream {
             prefix = rest.unwrap_or_default();
             reused = true;
         }
+    }
+}
+
+/// What a new connection speaks.
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    H1,
+    H2,
+    /// Closed before saying enough to tell.
+    Gone,
+    /// Did not say enough to tell within the header timeout.
+    Slow,
+}
+
+/// HTTP/2 when TLS negotiated `h2`, or, with `server.http2.h2c` on a plain listener, when the
+/// client opens with the HTTP/2 preface; HTTP/1.1 otherwise. The preface is peeked, not
+/// consumed, so either protocol reads the connection from its first byte. With h2c on, a
+/// first request shorter than the preface (24 bytes) waits for the header timeout.
+async fn protocol(stream: &mut Stream, server: &ServerConfig) -> Protocol {
+    if stream.get_ssl_digest().is_some() {
+        return if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            Protocol::H2
+        } else {
+            Protocol::H1
+        };
+    }
+    if !server.http2.h2c {
+        return Protocol::H1;
+    }
+    let mut first = [0u8; PREFACE.len()];
+    match timeout(server.header_timeout, stream.try_peek(&mut first)).await {
+        Err(_) => Protocol::Slow,
+        Ok(Err(_)) => Protocol::Gone,
+        Ok(Ok(true)) if &first == PREFACE => Protocol::H2,
+        Ok(Ok(_)) => Protocol::H1,
     }
 }
 

@@ -78,6 +78,10 @@ pub enum GatewayError {
     Draining,
     #[error("the route is shedding load from lower-priority keys; retry after {retry_after:?}")]
     Shed { retry_after: Duration },
+    #[error(
+        "limits and budgets cannot be checked right now (the shared state store is unreachable); retry shortly"
+    )]
+    StateUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -117,7 +121,7 @@ impl GatewayError {
             Self::Timeout { .. } => 504,
             Self::StreamInterrupted { .. } => 502,
             Self::BodyTimeout => 408,
-            Self::Draining | Self::Shed { .. } => 503,
+            Self::Draining | Self::Shed { .. } | Self::StateUnavailable => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -143,6 +147,7 @@ impl GatewayError {
             | Self::StreamInterrupted { .. }
             | Self::Draining
             | Self::Shed { .. }
+            | Self::StateUnavailable
             | Self::Internal(_) => "server_error",
         }
     }
@@ -183,6 +188,7 @@ impl GatewayError {
             Self::BodyTimeout => ErrorKind::RequestTimeout,
             Self::Draining => ErrorKind::Draining,
             Self::Shed { .. } => ErrorKind::LoadShed,
+            Self::StateUnavailable => ErrorKind::StateUnavailable,
             Self::Internal(_) => ErrorKind::InternalError,
         }
     }
@@ -205,9 +211,11 @@ impl GatewayError {
             Self::RateLimited { .. } | Self::UpstreamFailed { .. } => Outcome::UpstreamError,
             Self::Timeout { .. } => Outcome::Timeout,
             Self::StreamInterrupted { .. } => Outcome::Truncated,
-            Self::Unavailable { .. } | Self::Draining | Self::Shed { .. } | Self::Internal(_) => {
-                Outcome::GatewayError
-            }
+            Self::Unavailable { .. }
+            | Self::Draining
+            | Self::Shed { .. }
+            | Self::StateUnavailable
+            | Self::Internal(_) => Outcome::GatewayError,
         }
     }
 
@@ -216,7 +224,7 @@ impl GatewayError {
             Self::RateLimited { retry_after, .. } | Self::LimitExceeded { retry_after, .. } => {
                 Some(*retry_after)
             }
-            Self::Draining => Some(Duration::from_secs(1)),
+            Self::Draining | Self::StateUnavailable => Some(Duration::from_secs(1)),
             Self::Shed { retry_after } => Some(*retry_after),
             _ => None,
         }

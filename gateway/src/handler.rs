@@ -26,7 +26,9 @@ use crate::error::GatewayError;
 use crate::exchange;
 use crate::request::OpenAiRequest;
 use crate::respond::{self, Delivered, Rejection};
+use crate::shared::Admission;
 use crate::state::{AppState, InflightGuard};
+use sluice_config::FailMode;
 
 pub struct DataPlane {
     pub state: Arc<AppState>,
@@ -99,6 +101,20 @@ impl DataPlane {
         if let Some(usage) = &finished.record.usage {
             for limiter in finished.limiters.iter().flatten() {
                 limiter.consume_tokens(usage.input.saturating_add(usage.output));
+            }
+            // Other replicas see this request's tokens and cost as soon as Redis has them,
+            // not a recorder tick later.
+            if let (Some(shared), Some(subject)) = (&state.shared, &finished.shared) {
+                let usd = finished
+                    .pricing
+                    .as_ref()
+                    .map_or(0.0, |p| sluice_observability::cost::cost_usd(usage, p));
+                shared.record(
+                    subject,
+                    usage.input.saturating_add(usage.output),
+                    usd,
+                    std::time::SystemTime::now(),
+                );
             }
         }
         state.records.offer(finished);
@@ -217,7 +233,7 @@ async fn serve(
         )));
     }
     // Only requests that could be served count against limits and budgets.
-    admit(ctx, key)?;
+    admit(state, ctx, key).await?;
     let now = Instant::now();
     route.state.retry_budget.record_request(now);
     // A client's own retry is load the provider sees twice: it spends the route's retry
@@ -357,35 +373,60 @@ fn sample_for_judge(
 /// `retry-after-ms` on a 503, so shed keys back off instead of hammering the route.
 const SHED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Admits the request against its key's and its tenant's limits and the tenant's budget.
-fn admit(ctx: &mut RequestCtx, key: &KeyEntry) -> Result<(), Rejection> {
+/// Admits the request against its key's and its tenant's limits and the tenant's budget:
+/// counted in Redis when they are shared (`state.redis`), in this process otherwise — and
+/// also while Redis cannot be asked under `fail: open`.
+async fn admit(state: &AppState, ctx: &mut RequestCtx, key: &KeyEntry) -> Result<(), Rejection> {
+    if let Some(shared) = &state.shared {
+        let subject = shared.subject(key, &ctx.limiters);
+        let admission = shared.admit(&subject).await;
+        ctx.shared = Some(subject);
+        match admission {
+            Admission::Admitted(headroom) => {
+                ctx.headroom = headroom;
+                return Ok(());
+            }
+            Admission::Denied(denied) => return Err(refuse_limit(ctx, &denied)),
+            Admission::OverBudget(over) => return Err(refuse_budget(key, &over)),
+            Admission::Unavailable(FailMode::Closed) => {
+                return Err(Rejection::Error(GatewayError::StateUnavailable));
+            }
+            Admission::Unavailable(FailMode::Open) => {}
+        }
+    }
     let mut headroom: Option<sluice_policy::Headroom> = None;
     for limiter in ctx.limiters.iter().flatten() {
         match limiter.admit() {
             Ok(h) => {
                 headroom = Some(headroom.map_or(h, |have| crate::ratelimit::tighter(have, h)));
             }
-            Err(denied) => {
-                ctx.rate_limited = Some(denied.kind);
-                ctx.headroom = Some(crate::ratelimit::exhausted(&denied));
-                return Err(Rejection::Error(GatewayError::LimitExceeded {
-                    kind: denied.kind,
-                    limit: denied.limit,
-                    retry_after: denied.retry_after,
-                }));
-            }
+            Err(denied) => return Err(refuse_limit(ctx, &denied)),
         }
     }
     ctx.headroom = headroom;
     if let Err(over) = key.tenant_state.spend.check(&key.budget, SystemTime::now()) {
-        return Err(Rejection::Error(GatewayError::OverBudget {
-            tenant: key.tenant.to_string(),
-            period: over.period,
-            limit_usd: over.limit_usd,
-            spent_usd: over.spent_usd,
-        }));
+        return Err(refuse_budget(key, &over));
     }
     Ok(())
+}
+
+fn refuse_limit(ctx: &mut RequestCtx, denied: &sluice_policy::Denied) -> Rejection {
+    ctx.rate_limited = Some(denied.kind);
+    ctx.headroom = Some(crate::ratelimit::exhausted(denied));
+    Rejection::Error(GatewayError::LimitExceeded {
+        kind: denied.kind,
+        limit: denied.limit,
+        retry_after: denied.retry_after,
+    })
+}
+
+fn refuse_budget(key: &KeyEntry, over: &sluice_policy::spend::OverBudget) -> Rejection {
+    Rejection::Error(GatewayError::OverBudget {
+        tenant: key.tenant.to_string(),
+        period: over.period,
+        limit_usd: over.limit_usd,
+        spent_usd: over.spent_usd,
+    })
 }
 
 /// `x-stainless-retry-count` above zero: the OpenAI SDKs' own retry.

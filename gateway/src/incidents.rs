@@ -8,7 +8,7 @@
 //! At start the log is read back, so the timelines and the incident numbering survive a restart;
 //! a log over [`ROTATE_AT`] is renamed to `incidents.jsonl.1` first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_policy::remediation::{
-    ActionKind, Applied, Event, IncidentEvent, Overlay, Phase, TargetKey, Verdict,
+    ActionKind, Applied, Event, IncidentEvent, IncidentHint, Overlay, Phase, TargetKey, Verdict,
 };
 
 /// The log's file name in the data directory.
@@ -111,6 +111,8 @@ pub struct Timeline {
     pub phase: Option<Phase>,
     pub applied: Option<Applied>,
     pub verdict: Option<Verdict>,
+    /// The root-cause hint of its `opened` event.
+    pub hint: Option<IncidentHint>,
     /// Events left out of `events` in the middle of a long incident.
     pub events_omitted: usize,
     pub events: Vec<IncidentEvent>,
@@ -120,6 +122,8 @@ pub struct Timeline {
 #[derive(Debug, Default)]
 pub struct Timelines {
     by_id: BTreeMap<u64, Timeline>,
+    /// Alert incidents (AIOps grouping) open now; remediation ones are in the overlay.
+    open_alerts: BTreeSet<u64>,
 }
 
 impl Timelines {
@@ -150,9 +154,13 @@ impl Timelines {
             phase: None,
             applied: None,
             verdict: None,
+            hint: None,
             events_omitted: 0,
             events: Vec::new(),
         });
+        if timeline.hint.is_none() {
+            timeline.hint.clone_from(&e.hint);
+        }
         if matches!(tr.event, Event::Resolved { .. }) {
             timeline.resolved_at_unix_ms = Some(e.at_unix_ms);
             timeline.state = "resolved";
@@ -163,6 +171,11 @@ impl Timelines {
         }
         timeline.events.push(e);
         self.prune();
+    }
+
+    /// The alert incidents open now.
+    pub fn set_open_alerts(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.open_alerts = ids.into_iter().collect();
     }
 
     /// The highest incident id seen (the next one continues from it).
@@ -204,6 +217,9 @@ impl Timelines {
                 t.applied.clone_from(&inc.applied);
                 t.verdict = inc.verdict;
                 open.push(t);
+            } else if self.open_alerts.contains(&t.id) {
+                t.state = "open";
+                open.push(t);
             } else {
                 recent.push(t);
             }
@@ -240,6 +256,7 @@ mod tests {
                 anomalies: Vec::new(),
                 runbook_url: None,
             },
+            hint: None,
         }
     }
 

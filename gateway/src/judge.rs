@@ -234,7 +234,13 @@ pub struct Loopback {
 impl Loopback {
     /// A backend calling the data plane listening on `listen` (a wildcard address is reached
     /// on loopback).
-    pub fn new(state: Arc<AppState>, listen: SocketAddr, key: Secret) -> Result<Self, String> {
+    /// `tls`: the listener serves HTTPS (`server.tls`).
+    pub fn new(
+        state: Arc<AppState>,
+        listen: SocketAddr,
+        tls: bool,
+        key: Secret,
+    ) -> Result<Self, String> {
         let addr = if listen.ip().is_unspecified() {
             SocketAddr::new(
                 if listen.is_ipv4() {
@@ -247,7 +253,8 @@ impl Loopback {
         } else {
             listen
         };
-        let base_url = BaseUrl::parse(&format!("http://{addr}/v1"))?;
+        let scheme = if tls { "https" } else { "http" };
+        let base_url = BaseUrl::parse(&format!("{scheme}://{addr}/v1"))?;
         Ok(Self {
             state,
             addr,
@@ -270,6 +277,7 @@ impl JudgeBackend for Loopback {
             path: "/chat/completions",
             stream: false,
             request_id: &call.judged.request_id,
+            own_listener: true,
         };
         let work = async {
             let mut up = openai::send(&self.state.connector, &target, call.body.clone())

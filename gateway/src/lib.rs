@@ -25,6 +25,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod aiops;
 pub mod cache;
 pub mod capture;
 pub mod cli;
@@ -36,7 +37,9 @@ pub mod downstream;
 pub mod error;
 pub mod exchange;
 pub mod feedback;
+pub mod h2;
 pub mod handler;
+pub mod incident_push;
 pub mod incidents;
 pub mod judge;
 pub mod live;
@@ -47,11 +50,14 @@ pub mod reload;
 pub mod request;
 pub mod respond;
 pub mod server;
+pub mod shared;
 pub mod slo;
+pub mod slo_rules;
 pub mod sse;
 pub mod state;
 pub mod stream;
 pub mod tap;
+pub mod tls;
 pub mod trace;
 
 #[cfg(test)]

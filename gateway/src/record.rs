@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_observability::aiops::AiopsSample;
 use sluice_observability::service::{Intake, Service, Shutdown};
 use sluice_observability::{
     Flags, Metrics, RequestRecord, SpanPolicy, SpanSink, TokenUsage, UsageSource, cost, tokens,
@@ -102,6 +103,7 @@ impl Recorder {
             pricing,
             limiters,
             tenant_state,
+            shared,
             route_slow,
             policy,
             judge,
@@ -113,6 +115,7 @@ impl Recorder {
         if let Some(judge) = judge {
             self.hand_to_judge(judge);
         }
+        let estimated = estimate.is_some();
         if let Some(e) = estimate {
             let usage = TokenUsage {
                 input: tokens::estimate_input(&e.model, &e.body),
@@ -135,11 +138,22 @@ impl Recorder {
                 t.spend.add(usd, record.start + record.duration);
             }
         }
+        // Provider-reported usage went to Redis on the request path already.
+        if let (Some(subject), Some(shared), true) = (&shared, &self.state.shared, estimated) {
+            let tokens = record.usage.map_or(0, |u| u.input.saturating_add(u.output));
+            shared.record(
+                subject,
+                tokens,
+                record.cost_usd.unwrap_or(0.0),
+                record.start + record.duration,
+            );
+        }
         if let Some((body, answer)) = &capture {
             record.content = Some(crate::capture::capture(body, answer));
         }
         self.metrics.record_request(&record);
         self.feed_slos(&record, policy.as_deref());
+        self.feed_aiops(&record, policy.as_deref());
         let (access_log, anonymous_cap, generation) = policy.as_ref().map_or((true, 10, 0), |p| {
             (
                 p.telemetry.access_log,
@@ -214,6 +228,17 @@ impl Recorder {
         }
         if let Some(event) = slo::event_of(record) {
             self.state.slo_events.offer(event);
+        }
+    }
+
+    /// Hands every routed request to the AIOps baselines (through the SLO feed, without
+    /// waiting), while `aiops.enabled`.
+    fn feed_aiops(&self, record: &RequestRecord, policy: Option<&sluice_policy::Policy>) {
+        if !policy.is_some_and(|p| p.config.aiops.enabled) {
+            return;
+        }
+        if let Some(sample) = AiopsSample::from_record(record, slo::class_of(record)) {
+            self.state.slo_events.offer(slo::SloEvent::Aiops(sample));
         }
     }
 

@@ -9,6 +9,9 @@
 //! reason is logged as `sluice check` prints it. Requests in flight finish on the snapshot
 //! they took.
 //!
+//! The listeners' certificate files (`server.tls`, `server.admin_tls`) are looked at on the
+//! same tick and on `SIGHUP`; see `tls`.
+//!
 //! Polling rather than inotify: it sees every way a file can be replaced (rename, symlink
 //! swap, in-place write, a network filesystem) without event storms, and its cost — one
 //! `stat` per interval — is nothing next to the request path.
@@ -26,6 +29,7 @@ use sluice_observability::service::{Service, Shutdown};
 use sluice_policy::Policy;
 
 use crate::state::AppState;
+use crate::tls::CertStore;
 
 /// What started a reload.
 #[derive(Debug, Clone)]
@@ -65,6 +69,8 @@ pub struct Reloader {
     path: Option<PathBuf>,
     state: Arc<AppState>,
     lock: Mutex<()>,
+    /// The listeners' certificates, looked at on the same triggers as the policy file.
+    certs: Vec<Arc<CertStore>>,
 }
 
 impl Reloader {
@@ -75,6 +81,25 @@ impl Reloader {
             path,
             state,
             lock: Mutex::new(()),
+            certs: Vec::new(),
+        }
+    }
+
+    /// Also reloads these certificates when their files change (and on `SIGHUP`).
+    #[must_use]
+    pub fn with_certs(mut self, certs: Vec<Arc<CertStore>>) -> Self {
+        self.certs = certs;
+        self
+    }
+
+    pub fn certs(&self) -> &[Arc<CertStore>] {
+        &self.certs
+    }
+
+    /// Loads each certificate whose files changed (`force`: every one). Blocking.
+    fn reload_certs(&self, force: bool) {
+        for c in &self.certs {
+            c.reload_if_changed(force);
         }
     }
 
@@ -219,14 +244,14 @@ pub fn problems_of(e: &sluice_config::Error) -> Vec<String> {
 /// What identifies one version of the file on disk: where the path leads (after symlinks),
 /// and that file's inode, size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     target: Option<PathBuf>,
     inode: u64,
     len: u64,
     modified: Option<SystemTime>,
 }
 
-fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
+pub(crate) fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
     Some(Fingerprint {
@@ -277,14 +302,22 @@ impl Service for PolicyWatch {
                         }
                     } => {
                         let r = Arc::clone(&reloader);
-                        let _ = tokio::task::spawn_blocking(move || r.reload(&Trigger::Signal)).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            r.reload_certs(true);
+                            r.reload(&Trigger::Signal)
+                        })
+                        .await;
                         last = reloader.path().and_then(|p| fingerprint(p));
                     }
                     () = tokio::time::sleep(reload.interval) => {
-                        let Some(path) = reloader.path() else { continue };
                         if !reload.watch {
                             continue;
                         }
+                        if !reloader.certs.is_empty() {
+                            let r = Arc::clone(&reloader);
+                            let _ = tokio::task::spawn_blocking(move || r.reload_certs(false)).await;
+                        }
+                        let Some(path) = reloader.path() else { continue };
                         let now = fingerprint(path);
                         // A file that vanished (mid-swap, or deleted) is not a change to act on.
                         if now.is_some() && now != last {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::protocols::ALPN;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -23,11 +24,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::admin::Admin;
 use crate::downstream::Downstream;
 use crate::handler::DataPlane;
+use crate::incident_push;
 use crate::judge;
 use crate::record::{self, Recorder};
 use crate::reload::{PolicyWatch, Reloader};
 use crate::slo::{self, SloService};
 use crate::state::AppState;
+use crate::tls::{self, CertStore, Listener, TlsMetrics};
 use sluice_judge::{JudgePool, PoolOptions};
 
 /// How long requests get to end themselves after the grace ran out.
@@ -50,6 +53,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let tls_metrics = TlsMetrics::register(&mut registry);
+    // Before anything starts: a certificate that does not load stops the start.
+    let api_cert = load_cert(Listener::Api, server_cfg.tls.as_ref(), &tls_metrics)?;
+    let admin_cert = load_cert(Listener::Admin, server_cfg.admin_tls.as_ref(), &tls_metrics)?;
     let mut services =
         Services::start(2).map_err(|e| format!("cannot start background services: {e}"))?;
     let handle = services
@@ -64,10 +71,21 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot start span export: {e}"))?;
     let (records, intake) = service::feed(record::QUEUE, metrics.queue_dropped("records"));
     let (slo_events, slo_intake) = service::feed(slo::QUEUE, metrics.queue_dropped("slo"));
-    let (incident_push, _incident_push_intake) =
-        service::feed(slo::QUEUE, metrics.queue_dropped("incident_push"));
+    let (incident_push, incident_push_intake) =
+        service::feed(incident_push::QUEUE, metrics.queue_dropped("incident_push"));
     let (judge_jobs, judge_intake) = service::feed(judge::QUEUE, metrics.queue_dropped("judge"));
-    let state = Arc::new(AppState::new(
+    // Limits and budgets shared through Redis: connected before the first request, so it
+    // does not start on the fail mode when Redis is there.
+    let shared_state = config.state.redis.clone().map(|cfg| {
+        let state_metrics = crate::shared::metrics::StateMetrics::register(&mut registry);
+        let (usage, usage_intake) =
+            crate::shared::SharedState::feed(metrics.queue_dropped("shared_state"));
+        let shared = Arc::new(crate::shared::SharedState::new(cfg, state_metrics, usage));
+        let svc = crate::shared::service::StateService::new(Arc::clone(&shared), usage_intake);
+        handle.block_on(svc.connect_once());
+        (shared, svc)
+    });
+    let mut app = AppState::new(
         PolicyStore::new(policy),
         runtime,
         metrics.clone(),
@@ -75,8 +93,17 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         records,
         slo_events,
         judge_jobs,
-    ));
-    let reloader = Arc::new(Reloader::new(path, Arc::clone(&state)));
+    );
+    let mut state_service = None;
+    if let Some((shared, svc)) = shared_state {
+        app = app.with_shared(shared);
+        state_service = Some(svc);
+    }
+    let state = Arc::new(app);
+    let reloader = Arc::new(
+        Reloader::new(path, Arc::clone(&state))
+            .with_certs(api_cert.iter().chain(&admin_cert).cloned().collect()),
+    );
     let slo = SloService::start(
         Arc::clone(&state),
         slo_intake,
@@ -85,8 +112,8 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     )?;
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
     // last records (and adds their cost), then the judge finishes the calls it started, then
-    // the SLO evaluator counts the last requests and verdicts and saves its state, then the
-    // spend is saved, then the exporter sends the last spans.
+    // the SLO evaluator counts the last requests and verdicts and saves its state, then its
+    // last incident events are pushed, then the spend is saved, then the exporter sends the last spans.
     services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
     let spans_for_judge = spans.clone();
     services.spawn(Box::new(Recorder::new(
@@ -98,8 +125,13 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let judge_pool = JudgePool::new(
         judge_intake,
         Arc::new(
-            judge::Loopback::new(Arc::clone(&state), server_cfg.listen, judge_key)
-                .map_err(|e| format!("cannot set up the judge: {e}"))?,
+            judge::Loopback::new(
+                Arc::clone(&state),
+                server_cfg.listen,
+                server_cfg.tls.is_some(),
+                judge_key,
+            )
+            .map_err(|e| format!("cannot set up the judge: {e}"))?,
         ),
         Arc::new(judge::Sinks {
             state: Arc::clone(&state),
@@ -115,6 +147,15 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     );
     services.spawn(Box::new(judge_pool));
     services.spawn(Box::new(slo));
+    // After the SLO service, so the events of its last tick are pushed too.
+    services.spawn(Box::new(incident_push::for_server(
+        incident_push_intake,
+        &state,
+    )));
+    // After the recorder: it adds the last requests' tokens and cost in Redis.
+    if let Some(svc) = state_service {
+        services.spawn(Box::new(svc));
+    }
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),
@@ -145,10 +186,12 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     // No L4 read buffer on the data plane: pingora's default is 64 KiB per connection, zeroed
     // and resident for the connection's life, which dominated memory with many open streams.
     // The H1 session reads request heads and bodies into buffers of its own anyway.
-    data.add_listener(
-        ListenerConfig::tcp(server_cfg.listen.to_string())
-            .l4_buffer(L4BufferSettings::default().read(0)),
-    );
+    let mut listener = ListenerConfig::tcp(server_cfg.listen.to_string())
+        .l4_buffer(L4BufferSettings::default().read(0));
+    if let (Some(store), Some(cfg)) = (&api_cert, &server_cfg.tls) {
+        listener = listener.tls(tls::settings(store, cfg, ALPN::H2H1)?);
+    }
+    data.add_listener(listener);
     let mut admin = Service::new(
         "sluice admin".to_owned(),
         HttpServer::new_app(Admin {
@@ -157,13 +200,26 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         }),
     );
     admin.threads = Some(1);
-    admin.add_tcp(&server_cfg.admin_listen.to_string());
+    match (&admin_cert, &server_cfg.admin_tls) {
+        (Some(store), Some(cfg)) => admin.add_listener(
+            ListenerConfig::tcp(server_cfg.admin_listen.to_string()).tls(tls::settings(
+                store,
+                cfg,
+                ALPN::H2H1,
+            )?),
+        ),
+        _ => admin.add_tcp(&server_cfg.admin_listen.to_string()),
+    }
     server.add_service(data);
     server.add_service(admin);
 
     tracing::info!(
         listen = %server_cfg.listen,
         admin = %server_cfg.admin_listen,
+        tls = server_cfg.tls.is_some(),
+        admin_tls = server_cfg.admin_tls.is_some(),
+        admin_mtls = server_cfg.admin_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        h2c = server_cfg.http2.h2c,
         threads = server_cfg.threads,
         "Sluice is starting."
     );
@@ -175,6 +231,23 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     services.stop(DRAIN_SERVICES);
     tracing::info!("Sluice stopped.");
     Ok(())
+}
+
+/// The certificate of a listener with TLS configured; `None` for a plain one.
+fn load_cert(
+    listener: Listener,
+    cfg: Option<&sluice_config::TlsConfig>,
+    metrics: &TlsMetrics,
+) -> Result<Option<Arc<CertStore>>, String> {
+    cfg.map(|c| {
+        CertStore::load(listener, c, metrics.clone()).map_err(|e| {
+            format!(
+                "cannot serve TLS on the {} listener: {e}",
+                listener.as_str()
+            )
+        })
+    })
+    .transpose()
 }
 
 /// SIGINT stops at once. SIGTERM starts draining: readiness fails, connections stop being

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use sluice_observability::aiops::AiopsSample;
 use sluice_observability::metrics::{
     IncidentEventLabels, RemediationLabels, SloEventLabels, SloLabels, SloWindowLabels,
 };
@@ -34,13 +35,14 @@ use sluice_observability::service::{Feed, Intake, Service, Shutdown};
 use sluice_observability::slo::{
     ErrorClass, QualitySample, SloEngine, SloSample, SloSpec, WindowScale,
 };
-use sluice_observability::{AttemptOutcome, ErrorKind, Outcome, RequestRecord};
+use sluice_observability::{AttemptOutcome, AttemptRecord, ErrorKind, Outcome, RequestRecord};
 use sluice_policy::Policy;
 use sluice_policy::remediation::{
     self, AlertLevel, IncidentEvent, Overlay, SloStatus, TargetKey, Window,
 };
 use tokio::time::Instant;
 
+use crate::aiops::{Aiops, AiopsView};
 use crate::incidents::{self, IncidentLog, Timelines};
 use crate::state::AppState;
 
@@ -54,14 +56,16 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What the evaluator is fed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SloEvent {
-    /// A finished request, and its attempts that a later attempt took over from (counted for
-    /// their targets only).
+    /// A finished request, and its failed attempts that a later attempt (or a stale cache
+    /// answer) took over from (counted for their targets only).
     Request {
         sample: SloSample,
         retried: Vec<SloSample>,
     },
     /// A judge's or an app's score of an answer.
     Quality(QualitySample),
+    /// A finished request of any route, for the AIOps baselines (`aiops.enabled`).
+    Aiops(AiopsSample),
 }
 
 /// How a finished request counts for the SLOs of its route; `None` when it never reached a
@@ -72,17 +76,28 @@ pub fn event_of(r: &RequestRecord) -> Option<SloEvent> {
         provider: Arc::clone(provider),
         model: Arc::clone(model),
     };
-    let target = r.attempts.last().map(|a| key(&a.provider, &a.model));
+    let failed = |a: &&AttemptRecord| {
+        !matches!(
+            a.outcome,
+            AttemptOutcome::Ok | AttemptOutcome::ClientError | AttemptOutcome::Cancelled
+        )
+    };
+    // A stale cache answer that stood in after every attempt failed: the client was answered
+    // (the route counts it as such), but the last target failed like the others and burns too.
+    let stood_in = r.outcome == Outcome::Ok && r.attempts.last().is_some_and(|a| failed(&a));
+    let (target, taken_over) = if stood_in {
+        (None, r.attempts.len())
+    } else {
+        (
+            r.attempts.last().map(|a| key(&a.provider, &a.model)),
+            r.attempts.len().saturating_sub(1),
+        )
+    };
     let retried = r
         .attempts
         .iter()
-        .take(r.attempts.len().saturating_sub(1))
-        .filter(|a| {
-            !matches!(
-                a.outcome,
-                AttemptOutcome::Ok | AttemptOutcome::ClientError | AttemptOutcome::Cancelled
-            )
-        })
+        .take(taken_over)
+        .filter(failed)
         .map(|a| SloSample {
             route: Arc::clone(route),
             target: Some(key(&a.provider, &a.model)),
@@ -105,7 +120,7 @@ pub fn event_of(r: &RequestRecord) -> Option<SloEvent> {
 
 /// `errors`: failures are Sluice's or its providers'; what the client did (a bad request, a
 /// cancel) and what Sluice refused on purpose (shedding, draining) count for nothing.
-fn class_of(r: &RequestRecord) -> ErrorClass {
+pub fn class_of(r: &RequestRecord) -> ErrorClass {
     match r.outcome {
         Outcome::Ok => ErrorClass::Good,
         Outcome::ClientError | Outcome::Cancelled => ErrorClass::Excluded,
@@ -125,12 +140,18 @@ fn class_of(r: &RequestRecord) -> ErrorClass {
 pub struct SloView {
     statuses: ArcSwap<Vec<SloStatus>>,
     timelines: Mutex<Timelines>,
+    aiops: ArcSwap<AiopsView>,
 }
 
 impl SloView {
     /// Every SLO's status (the route's, then each target's) as of the last tick.
     pub fn statuses(&self) -> Arc<Vec<SloStatus>> {
         self.statuses.load_full()
+    }
+
+    /// `GET /admin/anomalies`: the AIOps detector as of the last tick.
+    pub fn anomalies(&self) -> Arc<AiopsView> {
+        self.aiops.load_full()
     }
 
     /// `GET /admin/incidents`.
@@ -152,6 +173,7 @@ pub struct SloService {
     push: Feed<IncidentEvent>,
     dir: PathBuf,
     engine: SloEngine,
+    aiops: Aiops,
     generation: u64,
     log: Option<IncidentLog>,
     batch: Vec<SloEvent>,
@@ -219,7 +241,9 @@ impl SloService {
             .publish_overlay(Arc::new(Overlay::new(timelines.max_id() + 1)));
         *state.slo.lock() = timelines;
         let log = open_log(&dir);
+        let aiops = Aiops::start(policy.config.aiops, &dir, now);
         Ok(Self {
+            aiops,
             generation: policy.generation,
             state,
             intake,
@@ -257,6 +281,7 @@ impl SloService {
                         self.engine.ingest_with(now, &sample, count);
                     }
                     SloEvent::Quality(q) => self.engine.ingest_quality_with(now, &q, count),
+                    SloEvent::Aiops(sample) => self.aiops.ingest(now, &sample),
                 }
             }
         }
@@ -276,36 +301,60 @@ impl SloService {
         }
         let statuses = self.engine.status(now);
         self.publish_gauges(&statuses);
+        let wall = SystemTime::now();
+        let anomalies = self.aiops.evaluate(now, wall, &self.state.metrics);
 
-        let current = self.state.runtime.overlay_full();
-        let decision = remediation::decide(
+        let published = self.state.runtime.overlay_full();
+        // Alert incidents take their ids from the overlay's numbering before the decision.
+        let mut current = (*published).clone();
+        let alert_events =
+            self.aiops
+                .alerts(now, wall, &statuses, &anomalies, &policy, &mut current);
+        let decision = remediation::decide_with_anomalies(
             now,
             &statuses,
+            &anomalies,
             policy.remediation_rules(),
             policy.route_targets(),
             &current,
         );
-        if decision.overlay != *current {
+        if decision.overlay != *published {
             self.publish_active(&decision.overlay);
             self.state
                 .runtime
                 .publish_overlay(Arc::new(decision.overlay));
         }
-        if !decision.transitions.is_empty() {
-            let wall = SystemTime::now();
-            let events: Vec<IncidentEvent> = decision
+        if !decision.transitions.is_empty() || !alert_events.is_empty() {
+            let mut events: Vec<IncidentEvent> = decision
                 .transitions
                 .into_iter()
-                .map(|t| IncidentEvent::new(t, wall))
+                .map(|t| {
+                    let hint = matches!(t.event, remediation::Event::Opened)
+                        .then(|| self.aiops.hint_for(now, &t, &policy))
+                        .flatten();
+                    let mut e = IncidentEvent::new(t, wall);
+                    e.hint = hint;
+                    e
+                })
                 .collect();
+            events.extend(alert_events);
             self.record(events);
         }
+        self.state
+            .slo
+            .lock()
+            .set_open_alerts(self.aiops.open_incidents());
+        self.state
+            .slo
+            .aiops
+            .store(Arc::new(self.aiops.view(anomalies)));
         self.state.slo.statuses.store(Arc::new(statuses));
     }
 
     /// A new policy: the engine keeps the counts of every SLO that still counts the same thing.
     fn reconfigure(&mut self, policy: &Policy, now: Instant) {
         self.generation = policy.generation;
+        self.aiops.reconfigure(policy.config.aiops, now);
         match self
             .engine
             .reconfigure(SloSpec::all_of(&policy.config), scale(policy), now)
@@ -474,6 +523,7 @@ impl SloService {
                 "Cannot save SLO state; it is kept in memory and saved again later."
             );
         }
+        self.aiops.save(&self.dir);
     }
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Set when the shutdown grace ran out: every request still running ends now.
     pub abort: tokio::sync::watch::Sender<bool>,
+    /// Limits and budgets shared through Redis (`state.redis`); `None` counts in-process.
+    pub shared: Option<Arc<crate::shared::SharedState>>,
     request_seq: AtomicU64,
     request_salt: u64,
 }
@@ -93,9 +95,16 @@ impl AppState {
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::Sender::new(false),
+            shared: None,
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
         }
+    }
+
+    /// Counts limits and budgets through `shared` instead of in-process only.
+    pub fn with_shared(mut self, shared: Arc<crate::shared::SharedState>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// A fresh request id: unique within the process, unguessable across restarts.

@@ -50,7 +50,7 @@ pub use pool::{
     OutcomeDetail, PoolOptions, SampleOutcome, VerdictSink,
 };
 pub use recent::{ContentCapture, RecentEntry, RecentVerdicts};
-pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict};
+pub use rubric::{MARKER, judge_request, judge_request_rubric, mock_verdict, scripted_verdict};
 pub use sampler::{SampleFlags, SampleReason, Sampler, key_from_trace_id};
 pub use settings::{AlwaysSample, JudgeSettings, Rubric, SettingsProblem, SettingsProblems};
 pub use verdict::{InvalidReason, Verdict};

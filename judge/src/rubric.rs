@@ -288,16 +288,33 @@ pub fn mock_verdict(judge_request_body: &[u8]) -> Option<String> {
         .map(|d| d.answer)
         .unwrap_or_default();
     let (score, explanation) = mock_score(&answer);
-    let [pass, partial, fail] = labels;
-    let label = if score >= 0.7 {
+    let verdict =
+        json!({"score": score, "label": label_for(labels, score), "explanation": explanation});
+    Some(verdict.to_string())
+}
+
+/// A verdict with a given score for a judge request body, labelled as [`mock_verdict`] labels
+/// its own, for mocks scripted to judge well or badly whatever the answer; `None` when the
+/// body is not a judge request.
+pub fn scripted_verdict(judge_request_body: &[u8], score: f64) -> Option<String> {
+    let (name, _) = read_judge_request(judge_request_body)?;
+    let labels = Rubric::builtin(&name).map_or(CUSTOM_LABELS, |r| r.labels());
+    let score = score.clamp(0.0, 1.0);
+    let explanation = format!("Scripted verdict: the mock was told to score {score}.");
+    Some(
+        json!({"score": score, "label": label_for(labels, score), "explanation": explanation})
+            .to_string(),
+    )
+}
+
+fn label_for([pass, partial, fail]: [&'static str; 3], score: f64) -> &'static str {
+    if score >= 0.7 {
         pass
     } else if score >= 0.4 {
         partial
     } else {
         fail
-    };
-    let verdict = json!({"score": score, "label": label, "explanation": explanation});
-    Some(verdict.to_string())
+    }
 }
 
 /// The rubric name and the parsed body, when the first message is a system message whose

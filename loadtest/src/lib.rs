@@ -9,8 +9,11 @@
 //!   `x-mock` header.
 //! - [`otlp_sink`]: a real OTLP/gRPC trace receiver for tests that check exported spans.
 //! - [`bench`]: `sluice-bench`, the load generator and the direct / nginx / Sluice comparison.
+//! - [`drill`]: `sluice-drill` (`sluice drill SCENARIO`), scripted fault drills that measure
+//!   SLO remediation: detection, mitigation, client errors, unwind, flaps.
 
 pub mod bench;
+pub mod drill;
 pub mod mock_llm;
 pub mod otlp_sink;
 

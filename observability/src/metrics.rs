@@ -182,6 +182,15 @@ pub struct RemediationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabels {
+    /// ttft | time_per_output_token | duration | error_ratio | tokens_per_request | cost_per_minute
+    pub signal: &'static str,
+    /// `route chat`, `target chat/openai/gpt-4o` or `tenant search` (names from the policy;
+    /// tenants past `aiops.max_tenants` are `tenant other`).
+    pub scope: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IncidentEventLabels {
     /// failover | downgrade_to | cache_fallback | shed
     pub action: &'static str,
@@ -366,6 +375,8 @@ pub struct Metrics {
     pub remediation_active: Family<RemediationLabels, Gauge>,
     /// Incident timeline events, by action and event.
     pub incident_events: Family<IncidentEventLabels, Counter>,
+    /// 1 while the AIOps detector flags a signal in a scope, else 0.
+    pub anomaly_active: Family<AnomalyLabels, Gauge>,
     /// Incident events pushed to Alertmanager or a webhook, by result.
     pub incident_push: Family<PushLabels, Counter>,
     /// Judge scores of sampled answers.
@@ -581,6 +592,12 @@ impl Metrics {
             "Incident timeline events written to the incident log, by action and event",
             incident_events.clone(),
         );
+        let anomaly_active = Family::<AnomalyLabels, Gauge>::default();
+        registry.register(
+            "sluice_anomaly_active",
+            "1 while the AIOps detector flags a signal as out of its learned band in a scope (route, target or tenant)",
+            anomaly_active.clone(),
+        );
         let incident_push = Family::<PushLabels, Counter>::default();
         registry.register(
             "sluice_incident_push",
@@ -611,6 +628,7 @@ impl Metrics {
             slo_alert,
             remediation_active,
             incident_events,
+            anomaly_active,
             incident_push,
             target_ejected,
             retry_budget_exhausted,

@@ -72,6 +72,8 @@ pub enum ErrorKind {
     ExpiredApiKey,
     /// The tenant's USD budget is spent.
     InsufficientQuota,
+    /// Limits are shared through Redis, it is unreachable, and the fail mode is `closed`.
+    StateUnavailable,
 }
 
 /// How one upstream attempt ended.
@@ -381,6 +383,7 @@ impl ErrorKind {
             Self::LoadShed => "load_shed",
             Self::ExpiredApiKey => "expired_api_key",
             Self::InsufficientQuota => "insufficient_quota",
+            Self::StateUnavailable => "state_unavailable",
         }
     }
 }

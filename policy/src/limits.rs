@@ -129,6 +129,14 @@ impl KeyLimiter {
         Ok(headroom)
     }
 
+    /// The limits this limiter enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rpm: self.requests.as_ref().map(|(rpm, _)| *rpm),
+            tpm: self.tokens.as_ref().map(|w| w.limit),
+        }
+    }
+
     /// Adds a finished request's tokens to the key's window.
     pub fn consume_tokens(&self, tokens: u64) {
         if let Some(w) = &self.tokens {

@@ -7,6 +7,7 @@ pub(crate) mod providers;
 mod routes;
 mod server;
 mod slo;
+mod state;
 mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -31,12 +32,18 @@ pub(crate) const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 pub(crate) const DEFAULT_ANTHROPIC_MAX_TOKENS: i64 = 4096;
 pub(crate) const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+pub(crate) use slo::{
+    BUILTIN_RUBRICS, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS, DEFAULT_PROBE_SHARE,
+    MAX_CAPTURE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, THIRTY_DAYS,
+};
 
 /// Collects diagnostics for one document.
 pub(super) struct Ctx<'a> {
     origin: &'a str,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where remediation rules watch an anomaly (path and line), checked against `aiops`.
+    anomaly_conditions: Vec<(String, Option<usize>)>,
 }
 
 impl Ctx<'_> {
@@ -184,6 +191,7 @@ pub(crate) fn validate(
         origin,
         errors: Vec::new(),
         warnings: Vec::new(),
+        anomaly_conditions: Vec::new(),
     };
 
     let server = server::server(&mut ctx, raw.server.unwrap_or_default());
@@ -253,6 +261,8 @@ pub(crate) fn validate(
     let admin = keys::admin(&mut ctx, raw.admin.as_ref());
     let slo = slo::settings(&mut ctx, raw.slo.as_ref());
     let incidents = slo::incidents(&mut ctx, raw.incidents.as_ref(), env);
+    let state = state::state(&mut ctx, raw.state.as_ref(), env);
+    let aiops = slo::aiops(&mut ctx, raw.aiops.as_ref());
 
     // Top to bottom through the file; whole-document problems (no line) first.
     ctx.errors.sort_by_key(|d| d.line.unwrap_or(0));
@@ -275,6 +285,8 @@ pub(crate) fn validate(
             tenants,
             slo,
             incidents,
+            state,
+            aiops,
         },
         warnings: ctx.warnings,
     })

@@ -6,8 +6,8 @@ use serde_saphyr::Spanned;
 
 use super::{Ctx, MIN_RELOAD_INTERVAL, ONE_GIB, ONE_HOUR, line};
 use crate::duration::Zero;
-use crate::raw::RawServer;
-use crate::types::{ReloadConfig, ServerConfig};
+use crate::raw::{RawHttp2, RawServer, RawTls};
+use crate::types::{Http2Config, ReloadConfig, ServerConfig, TlsConfig};
 
 pub(super) fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
     let d = ServerConfig::default();
@@ -141,7 +141,22 @@ pub(super) fn server(ctx: &mut Ctx<'_>, s: RawServer) -> ServerConfig {
         }
         Some(v) => std::path::PathBuf::from(v.value.trim()),
     };
+    let tls = s
+        .tls
+        .as_ref()
+        .and_then(|t| tls_files(ctx, "server.tls", &t.value, line(t)));
+    let admin_tls = s
+        .admin_tls
+        .as_ref()
+        .and_then(|t| tls_files(ctx, "server.admin_tls", &t.value, line(t)));
+    let http2 = s
+        .http2
+        .as_ref()
+        .map_or(d.http2, |h| http2(ctx, &h.value, d.http2));
     ServerConfig {
+        tls,
+        admin_tls,
+        http2,
         data_dir,
         header_timeout,
         body_timeout,
@@ -191,5 +206,54 @@ fn socket_addr(
             );
             None
         }
+    }
+}
+
+/// A listener's TLS files: `cert` and `key` are required, `client_ca` optional; each a
+/// non-blank path (relative to the working directory unless absolute). Whether the files
+/// hold usable PEM is checked when the listener starts (and on every reload of them).
+fn tls_files(ctx: &mut Ctx<'_>, path: &str, t: &RawTls, at: Option<usize>) -> Option<TlsConfig> {
+    let file = |ctx: &mut Ctx<'_>, name: &str, f: Option<&Spanned<String>>, required: bool| match f
+    {
+        None if required => {
+            ctx.error(
+                &format!("{path}.{name}"),
+                at,
+                "is required: the path of a PEM file",
+            );
+            None
+        }
+        None => None,
+        Some(v) if v.value.trim().is_empty() => {
+            ctx.error(
+                &format!("{path}.{name}"),
+                line(v),
+                "must not be empty: the path of a PEM file",
+            );
+            None
+        }
+        Some(v) => Some(std::path::PathBuf::from(v.value.trim())),
+    };
+    let cert = file(ctx, "cert", t.cert.as_ref(), true);
+    let key = file(ctx, "key", t.key.as_ref(), true);
+    let client_ca = file(ctx, "client_ca", t.client_ca.as_ref(), false);
+    Some(TlsConfig {
+        cert: cert?,
+        key: key?,
+        client_ca,
+    })
+}
+
+fn http2(ctx: &mut Ctx<'_>, h: &RawHttp2, d: Http2Config) -> Http2Config {
+    let streams = ctx.int(
+        "server.http2.max_concurrent_streams",
+        h.max_concurrent_streams.as_ref(),
+        i64::from(d.max_concurrent_streams),
+        1,
+        10_000,
+    );
+    Http2Config {
+        h2c: h.h2c.as_ref().map_or(d.h2c, |v| v.value),
+        max_concurrent_streams: u32::try_from(streams).unwrap_or(d.max_concurrent_streams),
     }
 }

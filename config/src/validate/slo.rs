@@ -11,22 +11,24 @@ use super::{Ctx, ONE_HOUR, known, line};
 use crate::Secret;
 use crate::duration::{self, Zero};
 use crate::raw::{
-    RawAction, RawBurn, RawIncidents, RawJudge, RawPush, RawRemediation, RawRubric, RawScalar,
-    RawSli, RawSlo, RawSloSettings, RawWhen,
+    RawAction, RawAiops, RawBurn, RawIncidents, RawJudge, RawPush, RawRemediation, RawRubric,
+    RawScalar, RawSli, RawSlo, RawSloSettings, RawWhen,
 };
 use crate::types::{
-    ActionConfig, BaseUrl, BurnConfig, BurnWindow, IncidentsConfig, JudgeConfig, ModelKind,
-    PushConfig, RemediationConfig, RubricConfig, SliConfig, SloConfig, SloSettings,
+    ActionConfig, AiopsSettings, AnomalySignalConfig, BaseUrl, BurnConfig, BurnWindow,
+    IncidentsConfig, JudgeConfig, ModelKind, PushConfig, RemediationConfig, RubricConfig,
+    SliConfig, SloConfig, SloSettings,
 };
 
-const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
 const NINETY_DAYS: Duration = Duration::from_secs(90 * 24 * 3600);
-const DEFAULT_MIN_EVENTS: i64 = 10;
-const DEFAULT_HOLD: Duration = Duration::from_secs(120);
-const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
-const DEFAULT_PROBE_SHARE: f64 = 0.05;
+pub(crate) const DEFAULT_MIN_EVENTS: i64 = 10;
+pub(crate) const DEFAULT_HOLD: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_PROBE_SHARE: f64 = 0.05;
 const SLI_HINT: &str = "expected `errors`, `{ ttft_below: 2s }`, `{ duration_below: 30s }` or `{ judge_score_at_least: 0.7 }`";
 const ACTION_HINT: &str = "expected `failover`, `cache_fallback`, `{ downgrade_to: [model, …] }` or `{ shed: { max_priority: 3 } }`";
+const ANOMALY_HINT: &str = "expected `ttft`, `time_per_output_token`, `duration`, `error_ratio`, `tokens_per_request` or `cost_per_minute`";
 const BURN_HINT: &str = "expected `page`, `ticket` or `{ window: 5m, above: 10 }` (windows: 5m, 30m, 1h, 6h, 1d, 3d, slo)";
 
 /// The `slo` section.
@@ -57,6 +59,79 @@ pub(super) fn settings(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawSloSettings>>)
             Some(ONE_HOUR),
         ),
     }
+}
+
+/// The `aiops` section; also refuses anomaly conditions in rules while it is off.
+pub(super) fn aiops(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawAiops>>) -> AiopsSettings {
+    let d = AiopsSettings::default();
+    let s = match raw {
+        None => d,
+        Some(raw) => {
+            let r = &raw.value;
+            let dur = |ctx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<String>>, def, max| {
+                ctx.duration(
+                    &format!("aiops.{name}"),
+                    v.as_ref(),
+                    def,
+                    Zero::Rejected,
+                    Some(max),
+                )
+            };
+            let whole =
+                |ctx: &mut Ctx<'_>, name: &str, v: &Option<Spanned<i64>>, def: u32, min, max| {
+                    let n = ctx.int(
+                        &format!("aiops.{name}"),
+                        v.as_ref(),
+                        i64::from(def),
+                        min,
+                        max,
+                    );
+                    u32::try_from(n).unwrap_or(def)
+                };
+            AiopsSettings {
+                enabled: r.enabled.as_ref().is_none_or(|v| v.value),
+                interval: dur(ctx, "interval", &r.interval, d.interval, ONE_HOUR),
+                window: whole(ctx, "window", &r.window, d.window, 1, 60),
+                k: ctx.number("aiops.k", r.k.as_ref(), d.k, 1.0, 20.0),
+                hold: dur(ctx, "hold", &r.hold, d.hold, ONE_HOUR * 24),
+                clear: dur(ctx, "clear", &r.clear, d.clear, ONE_HOUR * 24),
+                min_events: whole(ctx, "min_events", &r.min_events, d.min_events, 1, 1_000_000),
+                warmup: whole(ctx, "warmup", &r.warmup, d.warmup, 1, 100_000),
+                relearn_after: dur(
+                    ctx,
+                    "relearn_after",
+                    &r.relearn_after,
+                    d.relearn_after,
+                    ONE_HOUR * 24 * 30,
+                ),
+                max_tenants: whole(
+                    ctx,
+                    "max_tenants",
+                    &r.max_tenants,
+                    d.max_tenants,
+                    0,
+                    100_000,
+                ),
+                group_window: dur(
+                    ctx,
+                    "group_window",
+                    &r.group_window,
+                    d.group_window,
+                    ONE_HOUR * 24,
+                ),
+            }
+        }
+    };
+    if !s.enabled {
+        for (path, line) in std::mem::take(&mut ctx.anomaly_conditions) {
+            ctx.error(
+                &path,
+                line,
+                "watches an anomaly, but `aiops.enabled` is false: nothing would ever flag it",
+            );
+        }
+    }
+    s
 }
 
 /// The `incidents` section.
@@ -422,12 +497,23 @@ fn condition(
     facts: &RouteFacts<'_>,
     is_trigger: bool,
 ) -> Option<(String, BurnConfig, bool)> {
+    if let Some(a) = &w.value.anomaly {
+        return anomaly_condition(ctx, path, w, a, is_trigger);
+    }
+    if let Some(m) = &w.value.min_score {
+        ctx.error(
+            &format!("{path}.min_score"),
+            line(m),
+            "applies to an anomaly condition (`anomaly: ttft`) only",
+        );
+        return None;
+    }
     let slo = ctx.required(
         path,
         line(w),
         &w.value.slo,
         "slo",
-        "the name of one of this route's SLOs",
+        "the name of one of this route's SLOs, or `anomaly: <signal>`",
     )?;
     let Some(spec) = facts.slos.iter().find(|s| s.name == slo.value) else {
         let names: Vec<String> = facts.slos.iter().map(|s| s.name.clone()).collect();
@@ -463,6 +549,68 @@ fn condition(
         return None;
     }
     Some((slo.value.clone(), burn, no_healthy.is_some_and(|v| v.value)))
+}
+
+/// `{ anomaly: ttft, min_score: 6 }`: the detector flags the signal (at least `min_score`
+/// spreads out, default 0: being flagged is enough). The rule's `slo` is the signal's name.
+fn anomaly_condition(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    w: &Spanned<RawWhen>,
+    a: &Spanned<String>,
+    is_trigger: bool,
+) -> Option<(String, BurnConfig, bool)> {
+    let before = ctx.errors.len();
+    let signal = AnomalySignalConfig::ALL
+        .iter()
+        .find(|(n, _)| *n == a.value.trim())
+        .map(|(_, s)| *s);
+    if signal.is_none() {
+        ctx.error(
+            &format!("{path}.anomaly"),
+            line(a),
+            format!("unknown signal `{}` ({ANOMALY_HINT})", a.value),
+        );
+    }
+    if let Some(s) = &w.value.slo {
+        ctx.error(
+            &format!("{path}.slo"),
+            line(s),
+            "a condition watches either an SLO (`slo`) or an anomaly (`anomaly`), not both",
+        );
+    }
+    if let Some(b) = &w.value.burn {
+        ctx.error(
+            &format!("{path}.burn"),
+            line(b),
+            "`burn` applies to an SLO; an anomaly condition holds while the detector flags the signal (`min_score` asks for a larger one)",
+        );
+    }
+    let min_score = ctx.number(
+        &format!("{path}.min_score"),
+        w.value.min_score.as_ref(),
+        0.0,
+        0.0,
+        100.0,
+    );
+    let no_healthy = w.value.no_healthy_target.as_ref();
+    if !is_trigger && let Some(v) = no_healthy {
+        ctx.error(
+            &format!("{path}.no_healthy_target"),
+            line(v),
+            "applies to `when` only",
+        );
+    }
+    ctx.anomaly_conditions
+        .push((format!("{path}.anomaly"), line(a)));
+    let signal = signal?;
+    (ctx.errors.len() == before).then(|| {
+        (
+            signal.as_str().to_owned(),
+            BurnConfig::Anomaly { signal, min_score },
+            no_healthy.is_some_and(|v| v.value),
+        )
+    })
 }
 
 fn burn(ctx: &mut Ctx<'_>, path: &str, b: &Spanned<RawBurn>) -> Option<BurnConfig> {
@@ -617,11 +765,12 @@ fn action(
 }
 
 /// Smallest and largest judge capture, in bytes of text per side (as the judge enforces).
-const MIN_CAPTURE: i64 = 256;
-const MAX_CAPTURE: i64 = 1 << 20;
-const MAX_RUBRIC_NAME: usize = 64;
-const MAX_RUBRIC_TEXT: usize = 16 * 1024;
-const BUILTIN_RUBRICS: [&str; 4] = ["helpfulness", "relevance", "faithfulness", "safety"];
+pub(crate) const MIN_CAPTURE: i64 = 256;
+pub(crate) const MAX_CAPTURE: i64 = 1 << 20;
+pub(crate) const MAX_RUBRIC_NAME: usize = 64;
+pub(crate) const MAX_RUBRIC_TEXT: usize = 16 * 1024;
+pub(crate) const BUILTIN_RUBRICS: [&str; 4] =
+    ["helpfulness", "relevance", "faithfulness", "safety"];
 
 /// A route's `judge:` section. `chat_models` are the catalog's chat models (a judge answers
 /// in chat).
@@ -693,7 +842,7 @@ pub(super) fn judge(
                     &format!("{path}.rubric"),
                     line(r),
                     format!(
-                        "unknown rubric `{name}` (built in: {}; or your own: `{{ name: tone, text: \"…\" }}`)",
+                        "unknown rubric `{name}` (expected {} or `{{ name: tone, text: \"…\" }}` for your own)",
                         BUILTIN_RUBRICS.join(", ")
                     ),
                 );

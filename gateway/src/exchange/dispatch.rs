@@ -64,6 +64,7 @@ pub async fn open(
                 path: api_path(endpoint),
                 stream,
                 request_id: &ctx.request_id,
+                own_listener: false,
             };
             openai::send(&state.connector, &http, body)
                 .await
@@ -125,6 +126,7 @@ async fn open_translated(
         path: "",
         stream: req.stream,
         request_id: &ctx.request_id,
+        own_listener: false,
     };
     let max_bytes = ctx.policy.as_ref().map_or(usize::MAX, |p| {
         usize::try_from(p.server.max_response_bytes).unwrap_or(usize::MAX)

@@ -107,6 +107,15 @@ fn records_count_as_the_errors_sli_says() {
             vec!["a"],
         ),
         (
+            "a stale answer stood in for failed attempts: every failed target burns",
+            Outcome::Ok,
+            None,
+            vec![attempt("a", A::Timeout), attempt("b", A::ServerError)],
+            ErrorClass::Good,
+            None,
+            vec!["a", "b"],
+        ),
+        (
             "a cache hit counts for the route only",
             Outcome::Ok,
             None,

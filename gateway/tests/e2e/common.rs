@@ -46,6 +46,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// How many times a gateway is started on fresh ports when its ports were taken.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// Whether sluice's log says it could not bind a listener because the port was taken
+/// (pingora logs `ADDR is in use, will try again` and keeps trying; a plain bind error says
+/// `Address already in use`).
+fn lost_a_port(log: &str) -> bool {
+    log.contains(" is in use") || log.contains("Address already in use")
+}
+
 /// Where a test gateway's policy file lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -74,21 +84,23 @@ fn spawn_sluice(cfg: &std::path::Path, log: &std::path::Path, env: &[(String, St
         .append(true)
         .open(log)
         .expect("log file");
-    // `SLUICE_E2E_BIN` runs another build of the binary (a copy taken right after building,
-    // when several worktrees share one target directory and overwrite `debug/sluice`).
-    Command::new(
-        std::env::var_os("SLUICE_E2E_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into()),
-    )
-    .arg("--config")
-    .arg(cfg)
-    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    .env(CANARY_ENV, CANARY)
-    .env("SLUICE_LOG", "debug")
-    .stdin(Stdio::null())
-    .stdout(log_file.try_clone().expect("clone log"))
-    .stderr(log_file)
-    .spawn()
-    .expect("spawn sluice")
+    // `SLUICE_TEST_BIN` overrides the binary: helpers sharing one target directory overwrite
+    // each other's `debug/sluice`.
+    let bin = std::env::var_os("SLUICE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        PathBuf::from,
+    );
+    Command::new(bin)
+        .arg("--config")
+        .arg(cfg)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(CANARY_ENV, CANARY)
+        .env("SLUICE_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("clone log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn sluice")
 }
 
 /// `server_extra` with the test's own data directory, unless it names one itself.
@@ -200,6 +212,34 @@ impl TestGateway {
         layout: Layout,
         env: &[(&str, &str)],
     ) -> Self {
+        // A port picked free can be taken by another process before sluice binds it: then
+        // sluice exits saying so, and the gateway starts again on other ports.
+        for attempt in 1.. {
+            let mut gw =
+                Self::spawn_on_free_ports(body, mock, server_extra, key_extra, layout, env);
+            match gw.ready_or_exit(true).await {
+                Ok(()) => return gw,
+                Err(log) if attempt < PORT_ATTEMPTS && lost_a_port(&log) => {
+                    // Dropping it stops the process.
+                    eprintln!(
+                        "sluice could not bind {} or {}; starting again on other ports",
+                        gw.port, gw.admin_port
+                    );
+                }
+                Err(log) => panic!("sluice did not become ready; log:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn spawn_on_free_ports(
+        body: &str,
+        mock: &MockLlm,
+        server_extra: &str,
+        key_extra: &str,
+        layout: Layout,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -233,7 +273,7 @@ impl TestGateway {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let child = spawn_sluice(&cfg, &log, &env);
-        let gw = Self {
+        Self {
             env,
             port,
             admin_port,
@@ -243,9 +283,7 @@ impl TestGateway {
             data_dir,
             mock_url: mock.base_url(),
             _dir: dir,
-        };
-        gw.wait_ready().await;
-        gw
+        }
     }
 
     /// Stops the process (SIGINT, as an operator would) and starts it again on the same
@@ -262,9 +300,42 @@ impl TestGateway {
         self.wait_ready().await;
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
+        // A restart keeps its ports: sluice's own retries wait for the old process's to free.
+        if let Err(log) = self.ready_or_exit(false).await {
+            panic!("sluice did not become ready; log:\n{log}");
+        }
+    }
+
+    /// Waits until the admin and data ports answer; the log when the process exits first,
+    /// says a port was taken (someone else would be answering on it), or is not ready within
+    /// [`PATIENCE`].
+    async fn ready_or_exit(&mut self, fail_on_taken_port: bool) -> Result<(), String> {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        // An HTTPS admin listener (tests/e2e/tls.rs) is checked by its own test client.
+        let admin_tls =
+            std::fs::read_to_string(&self.policy_path).is_ok_and(|p| p.contains("admin_tls:"));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            if fail_on_taken_port {
+                let log = self.log_text();
+                if lost_a_port(&log) {
+                    return Err(log);
+                }
+            }
+            if admin_tls {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))
+                    .await
+                    .is_ok()
+                    && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                        .await
+                        .is_ok()
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
+            }
             if let Ok(r) = client.get(self.admin_url("/readyz")).send().await
                 && r.status() == 200
             {
@@ -273,12 +344,18 @@ impl TestGateway {
                     .await
                     .is_ok()
                 {
-                    return;
+                    return Ok(());
                 }
+            }
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return Err(self.log_text());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("sluice did not become ready; log:\n{}", self.log_text());
+        Err(self.log_text())
     }
 
     /// The policy text this gateway would be started with for these sections (same ports,
@@ -474,4 +551,81 @@ pub fn stream_text(events: &[String]) -> String {
                 .map(str::to_owned)
         })
         .collect()
+}
+
+/// Whether `haystack` holds any prefix of `secret` longer than 8 characters, written as is,
+/// with every character JSON-escaped (`\u0073…`), or inside any JSON string of it (a line, or
+/// an SSE `data:` payload, that parses as JSON is searched decoded too, so escapes of any
+/// subset of the characters cannot hide it). A cut key keeps a prefix: this is what catches a
+/// truncation that came before the redaction. Returns the longest leaked prefix's length and
+/// the text around it.
+pub fn key_prefix_leak(place: &str, haystack: &str, secret: &str) -> Option<String> {
+    let decoded = json_strings(haystack);
+    let chars: Vec<char> = secret.chars().collect();
+    let mut found = None;
+    for len in 9..=chars.len() {
+        let prefix: String = chars[..len].iter().collect();
+        let escaped = sluice_loadtest::mock_llm::echo::escape_every_char(&prefix);
+        for (form, text) in [("raw", haystack), ("decoded", decoded.as_str())] {
+            let at = text.find(&prefix).or_else(|| text.find(&escaped));
+            if let Some(at) = at {
+                // What surrounds it, to tell where it came from.
+                let from = text[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(200)
+                    .map_or(0, |(i, _)| i);
+                let context: String = text[from..].chars().take(300 + 6 * len).collect();
+                found = Some(format!(
+                    "a {len}-character prefix of the provider key leaked into {place} ({form}): \
+                     …{context}…"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Every JSON string in `text`'s lines (each line, or its `data: ` payload, parsed alone),
+/// decoded and joined by newlines; JSON inside a string is decoded as well.
+pub fn json_strings(text: &str) -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+                if let Ok(inner) = serde_json::from_str::<serde_json::Value>(s) {
+                    walk(&inner, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+                out.push_str(k);
+                out.push('\n');
+                walk(x, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = line.strip_prefix("data: ").unwrap_or(line);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
+/// A `key_extra` (for [`TestGateway::start_full`]) that ends the test key's entry and adds
+/// one key per `(name, plain key, tenant)`, so a test can send as several keys and tenants.
+pub fn more_keys(keys: &[(&str, &str, &str)]) -> String {
+    let mut out = String::new();
+    for (name, plain, tenant) in keys {
+        out.push_str(&format!(
+            " }}\n  - {{ name: {name}, key_sha256: \"{}\", tenant: {tenant}",
+            sha256_hex(plain)
+        ));
+    }
+    out
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::{self, TestGateway, assert_no_canary, chat, sse_data, stream_text};
 
 /// (mode, upstream model of the failing primary)
-const MODES: [(&str, &str); 10] = [
+const MODES: [(&str, &str); 13] = [
     ("rate_limited", "p@429:0"),
     ("e500", "p@500"),
     ("e502", "p@502"),
@@ -18,13 +18,25 @@ const MODES: [(&str, &str); 10] = [
     ("first_error", "p@first-error"),
     ("slow_ttft", "p@ttft:3000"),
     ("refused", "refused"),
+    // The provider refuses Sluice's own credentials: a status the provider chose, and a real
+    // refusal of a wrong key by mock-llm's key check.
+    ("unauthorized", "p@401"),
+    ("forbidden", "p@403"),
+    ("wrong_key", "p-wrong-key"),
 ];
+
+/// The provider key of the `wrong_key` mode: not the one mock-llm accepts.
+const WRONG_KEY_ENV: &str = "SLUICE_TEST_WRONG_PROVIDER_KEY";
 
 fn policy(dead_port: u16) -> String {
     let mut models = String::new();
     let mut routes = String::new();
     for (mode, up) in MODES {
-        let provider = if mode == "refused" { "dead" } else { "up" };
+        let provider = match mode {
+            "refused" => "dead",
+            "wrong_key" => "wrongkey",
+            _ => "up",
+        };
         for stream in ["s", "n"] {
             models.push_str(&format!(
                 "  primary-{mode}-{stream}: {{ provider: {provider}, upstream_model: \"{up}\" }}\n  backup-{mode}-{stream}: {{ provider: up, upstream_model: \"b-{mode}-{stream}\" }}\n"
@@ -35,7 +47,7 @@ fn policy(dead_port: u16) -> String {
         }
     }
     format!(
-        "providers:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: {env}, connect_timeout: 1s }}\n  dead: {{ kind: openai, base_url: \"http://127.0.0.1:{dead_port}/v1\", api_key_env: {env}, connect_timeout: 1s }}\nmodels:\n{models}routes:\n{routes}",
+        "providers:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: {env}, connect_timeout: 1s }}\n  dead: {{ kind: openai, base_url: \"http://127.0.0.1:{dead_port}/v1\", api_key_env: {env}, connect_timeout: 1s }}\n  wrongkey: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: {WRONG_KEY_ENV}, connect_timeout: 1s }}\nmodels:\n{models}routes:\n{routes}",
         env = common::CANARY_ENV
     )
 }
@@ -44,7 +56,13 @@ fn policy(dead_port: u16) -> String {
 async fn every_failure_mode_before_the_first_byte_fails_over() {
     let mock = common::mock_llm().await;
     let dead_port = common::free_port();
-    let gw = TestGateway::start(&policy(dead_port), &mock).await;
+    let gw = TestGateway::start_with_env(
+        &policy(dead_port),
+        &mock,
+        "",
+        &[(WRONG_KEY_ENV, "sk-not-the-key-mock-llm-accepts")],
+    )
+    .await;
 
     for (mode, up) in MODES {
         for stream in [false, true] {
@@ -101,12 +119,92 @@ async fn every_failure_mode_before_the_first_byte_fails_over() {
             );
         }
     }
+    assert_eq!(
+        mock.stats().unauthorized,
+        2,
+        "the wrong key was refused by mock-llm itself"
+    );
+
+    // Every attempt is counted once, under what became of it. Two requests (a stream and not)
+    // per mode: the primary's failure, then the backup's answer.
+    let per_mode = |outcome: &str| -> u64 {
+        let modes: &[&str] = match outcome {
+            "ok" => &MODES.map(|(m, _)| m),
+            "rate_limited" => &["rate_limited"],
+            "timeout" => &["slow_ttft"],
+            "connect_error" => &["refused"],
+            "server_error" => &[
+                "e500",
+                "e502",
+                "e503",
+                "html502",
+                "html200",
+                "garbage",
+                "first_error",
+                "unauthorized",
+                "forbidden",
+                "wrong_key",
+            ],
+            _ => &[],
+        };
+        2 * modes.len() as u64
+    };
+    let want: Vec<(&str, u64)> = [
+        "ok",
+        "rate_limited",
+        "timeout",
+        "connect_error",
+        "server_error",
+    ]
+    .into_iter()
+    .map(|o| (o, per_mode(o)))
+    .collect();
+    let total: u64 = want.iter().map(|(_, n)| n).sum();
+    let attempts = |metrics: &str, outcome: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("sluice_upstream_attempts_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
     let metrics = gw
-        .metrics_when(|m| m.contains("sluice_upstream_attempts_total"))
+        .metrics_when(|m| want.iter().map(|(o, _)| attempts(m, o)).sum::<u64>() >= total)
         .await;
+    for (outcome, n) in &want {
+        assert_eq!(attempts(&metrics, outcome), *n, "{outcome}:\n{metrics}");
+    }
+    assert_eq!(attempts(&metrics, "client_error"), 0, "{metrics}");
+}
+
+/// A `Retry-After` the route may wait for (under `retry.max_retry_after`) is waited for before
+/// each retry of the same target, the second and third as well as the first.
+#[tokio::test]
+async fn a_short_retry_after_is_waited_before_every_retry() {
+    let mock = common::mock_llm().await;
+    let body = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  limited: { provider: up, upstream_model: \"l@429:1\" }\nroutes:\n  - name: patient\n    match: { model: patient }\n    targets: [ { model: limited } ]\n    retry: { max_attempts: 3, max_retry_after: 5s }\n    timeouts: { total: 60s }\n";
+    let gw = TestGateway::start(body, &mock).await;
+    let started = tokio::time::Instant::now();
+    let resp = gw
+        .post("/v1/chat/completions", chat("patient", false))
+        .send()
+        .await
+        .expect("request");
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), 429);
+    let text = resp.text().await.expect("body");
+    assert_no_canary(&text);
+    assert_eq!(
+        mock.requests_for("l@429:1"),
+        3,
+        "every attempt was made: {text}"
+    );
+    // Two retries, each after the provider's one second.
     assert!(
-        metrics.contains("sluice_upstream_attempts_total"),
-        "{metrics}"
+        elapsed >= Duration::from_secs(2),
+        "the retries did not wait for Retry-After: {elapsed:?}"
     );
 }
 

@@ -237,15 +237,16 @@ async fn the_judges_own_rate_limit_stops_it_and_says_so() {
 #[tokio::test]
 async fn a_slow_judge_never_slows_user_requests() {
     let mock = common::mock_llm().await;
-    // The judge takes 3 s a verdict, one at a time; users must not notice.
+    // The judge takes 10 s a verdict, one at a time; users must not notice. The margins are
+    // wide (an answer takes milliseconds) so a loaded machine cannot fail this by accident.
     let gw = TestGateway::start(
         &policy(
-            "{ model: slow-judge, sample: 1.0, concurrency: 1, timeout: 10s }",
+            "{ model: slow-judge, sample: 1.0, concurrency: 1, timeout: 30s }",
             "",
         )
         .replace(
             "  judge-model: {",
-            "  slow-judge: { provider: up, upstream_model: \"judge-model@ttft:3000\" }\n  judge-model: {",
+            "  slow-judge: { provider: up, upstream_model: \"judge-model@ttft:10000\" }\n  judge-model: {",
         ),
         &mock,
     )
@@ -261,13 +262,13 @@ async fn a_slow_judge_never_slows_user_requests() {
         assert_eq!(r.status(), 200);
         let _ = r.text().await.expect("body");
         assert!(
-            one.elapsed() < Duration::from_millis(1500),
+            one.elapsed() < Duration::from_secs(5),
             "request {topic} took {:?} with the judge backed up",
             one.elapsed()
         );
     }
-    // Twenty answers in far less than one judge verdict each would take.
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // Twenty answers in far less than one judge verdict each would take (200 s).
+    assert!(started.elapsed() < Duration::from_secs(60));
     let m = gw.metrics().await;
     assert!(
         series(
@@ -276,4 +277,152 @@ async fn a_slow_judge_never_slows_user_requests() {
         ) < 20.0,
         "the judge is still behind: {m}"
     );
+}
+
+#[tokio::test]
+async fn a_judge_that_answers_prose_is_counted_invalid_and_scores_nothing() {
+    let mock = common::mock_llm().await;
+    let gw = TestGateway::start(
+        &policy("{ model: prose-judge, sample: 1.0 }", "").replace(
+            "  judge-model: {",
+            "  prose-judge: { provider: up, upstream_model: \"judge-model@verdict:malformed\" }\n  judge-model: {",
+        ),
+        &mock,
+    )
+    .await;
+    for topic in 0..4 {
+        let r = gw
+            .post("/v1/chat/completions", chat_about(topic, topic % 2 == 1))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        let _ = r.text().await.expect("body");
+    }
+    let invalid = r#"sluice_judge_samples_total{route="chat",outcome="invalid"}"#;
+    let m = gw.metrics_when(|m| series(m, invalid) >= 4.0).await;
+    assert_eq!(series(&m, invalid), 4.0, "{m}");
+    assert_eq!(
+        series(
+            &m,
+            r#"sluice_judge_samples_total{route="chat",outcome="scored"}"#
+        ),
+        0.0
+    );
+    assert_eq!(series(&m, "sluice_judge_score_count"), 0.0, "never guessed");
+    assert_eq!(mock.requests_for("judge-model@verdict:malformed"), 4);
+    let recent: serde_json::Value = gw
+        .admin(Method::GET, "/admin/judge/recent")
+        .send()
+        .await
+        .expect("recent")
+        .json()
+        .await
+        .expect("json");
+    let verdicts = recent["verdicts"].as_array().expect("verdicts");
+    assert_eq!(verdicts.len(), 4);
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| v["outcome"] == "invalid" && v.get("score").is_none_or(|s| s.is_null())),
+        "{recent}"
+    );
+    // Invalid verdicts feed nothing into the quality SLI.
+    let slo: serde_json::Value = gw
+        .admin(Method::GET, "/admin/slo")
+        .send()
+        .await
+        .expect("slo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slo["routes"][0]["status"][0]["windows"]["slo"]["total"], 0);
+}
+
+/// A downgrade for slow first tokens whose substitute is terse: the judge scores the terse
+/// answers low, the quality guard burns on the substitute, and the controller reverts to the
+/// original model, saying so in the incident timeline.
+#[tokio::test]
+async fn a_guarded_downgrade_is_reverted_when_the_judge_scores_it_low() {
+    let mock = common::mock_llm().await;
+    let policy = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  slow: { provider: up, upstream_model: \"slow@ttft:120\" }\n  terse: { provider: up, upstream_model: \"terse@words:2\" }\n  judge-model: { provider: up, upstream_model: judge-model }\nroutes:\n  - name: chat\n    match: { model: chat }\n    targets: [ { model: slow } ]\n    health: { consecutive_failures: 1000, min_requests: 1000000 }\n    judge: { model: judge-model, sample: 0.0, always: { downgraded: true, per_minute: 1000 } }\n    slos:\n      - { name: fast-start, objective: 95, sli: { ttft_below: 40ms }, min_events: 5 }\n      - { name: quality, objective: 90, sli: { judge_score_at_least: 0.5 }, min_events: 3 }\n    remediation:\n      - { name: faster, when: { slo: fast-start, burn: page }, do: { downgrade_to: [terse] }, guard: { slo: quality, burn: { window: 5m, above: 2 } }, hold: 1m, probe_share: 0.1 }\nslo: { window_scale: 0.01, evaluate_every: 100ms }\n";
+    let gw = TestGateway::start(policy, &mock).await;
+
+    let mut topic = 0;
+    let events = eventually(async || {
+        for _ in 0..5 {
+            topic += 1;
+            let r = gw
+                .post("/v1/chat/completions", chat_about(topic, topic % 2 == 0))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 200);
+            let _ = r.text().await.expect("body");
+        }
+        let v: serde_json::Value = gw
+            .admin(Method::GET, "/admin/incidents")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let all = v["open"]
+            .as_array()?
+            .iter()
+            .chain(v["recent"].as_array()?.iter())
+            .cloned()
+            .collect::<Vec<_>>();
+        let inc = all.into_iter().find(|i| i["rule"] == "faster")?;
+        let events = inc["events"].as_array()?.clone();
+        events
+            .iter()
+            .any(|e| e["kind"] == "reverted")
+            .then_some(events)
+    })
+    .await
+    .expect("the downgrade reverted by its quality guard");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    let taken = kinds
+        .iter()
+        .position(|k| *k == "action_taken")
+        .expect("action_taken");
+    let reverted = kinds
+        .iter()
+        .position(|k| *k == "reverted")
+        .expect("reverted");
+    assert!(taken < reverted, "{kinds:?}");
+    let revert = &events[reverted];
+    assert_eq!(revert["guard_slo"], "quality", "{revert}");
+    assert_eq!(revert["from"], "terse", "{revert}");
+
+    // The terse answers were judged (every downgraded one) and scored low.
+    let m = gw.metrics().await;
+    assert!(mock.requests_for("terse@words:2") > 0);
+    assert!(mock.requests_for("judge-model") > 0);
+    let count = series(
+        &m,
+        r#"sluice_judge_score_count{route="chat",rubric="helpfulness",model="judge-model"}"#,
+    );
+    let sum = series(
+        &m,
+        r#"sluice_judge_score_sum{route="chat",rubric="helpfulness",model="judge-model"}"#,
+    );
+    assert!(
+        count >= 3.0 && sum / count < 0.5,
+        "{count} verdicts, sum {sum}"
+    );
+
+    // Back on the original model: new requests go to `slow` again.
+    let before = mock.requests_for("slow@ttft:120");
+    for t in 0..4 {
+        let r = gw
+            .post("/v1/chat/completions", chat_about(1000 + t, false))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(mock.requests_for("slow@ttft:120") - before, 4);
 }

@@ -141,3 +141,84 @@ async fn tokens_over_tpm_get_429_after_the_request_that_crossed_the_limit() {
         "{metrics}"
     );
 }
+
+/// `x-ratelimit-*` go on every answer: a stream's head and a cache hit carry them as a plain
+/// answer does, and a hit still counts against the key's allowance.
+#[tokio::test]
+async fn streams_and_cache_hits_carry_the_ratelimit_headers() {
+    let mock = common::mock_llm().await;
+    let policy = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  m: { provider: up }\nroutes:\n  - { name: cached, match: { model: c }, targets: [ { model: m } ], cache: { ttl: 1h } }\n";
+    let gw = TestGateway::start_full(policy, &mock, "", ", limits: { rpm: 10, tpm: 100000 }").await;
+    let deterministic = |stream: bool| {
+        serde_json::json!({
+            "model": "c",
+            "stream": stream,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Say something deterministic."}],
+        })
+        .to_string()
+    };
+    let mut remaining = 10;
+    for (stream, want_cache) in [
+        (true, "miss"),
+        (true, "hit"),
+        (false, "miss"),
+        (false, "hit"),
+    ] {
+        let resp = gw
+            .post("/v1/chat/completions", deterministic(stream))
+            .send()
+            .await
+            .expect("request");
+        remaining -= 1;
+        let case = format!("stream={stream} cache={want_cache}");
+        assert_eq!(resp.status(), 200, "{case}");
+        assert_eq!(header(&resp, "x-sluice-cache"), Some(want_cache), "{case}");
+        if stream {
+            assert_eq!(
+                header(&resp, "content-type"),
+                Some("text/event-stream"),
+                "{case}"
+            );
+        }
+        assert_eq!(
+            header(&resp, "x-ratelimit-limit-requests"),
+            Some("10"),
+            "{case}"
+        );
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            Some(remaining.to_string().as_str()),
+            "{case}"
+        );
+        assert!(
+            header(&resp, "x-ratelimit-reset-requests").is_some(),
+            "{case}"
+        );
+        assert_eq!(
+            header(&resp, "x-ratelimit-limit-tokens"),
+            Some("100000"),
+            "{case}"
+        );
+        assert!(
+            header(&resp, "x-ratelimit-remaining-tokens").is_some(),
+            "{case}"
+        );
+        let body = resp.text().await.expect("body");
+        if stream {
+            assert!(body.ends_with("data: [DONE]\n\n"), "{case}: {body}");
+        }
+        if want_cache == "miss" {
+            // Stored when the request is recorded, just after its last byte.
+            let misses = if stream { " 1" } else { " 2" };
+            gw.metrics_when(|m| {
+                m.lines().any(|l| {
+                    l.starts_with("sluice_cache_requests_total{route=\"cached\",result=\"miss\"")
+                        && l.ends_with(misses)
+                })
+            })
+            .await;
+        }
+    }
+    assert_eq!(mock.stats().requests, 2, "the hits made no provider call");
+}

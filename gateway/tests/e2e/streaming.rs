@@ -126,3 +126,93 @@ async fn events_are_delivered_one_by_one_and_a_leaving_client_cancels_upstream()
         mock.stats()
     );
 }
+
+/// A provider that finishes its stream (a `finish_reason`, the usage) but never sends `[DONE]`:
+/// the client still gets `[DONE]`, once, at the end, because SDKs wait for it.
+#[tokio::test]
+async fn a_finished_stream_without_done_gets_one() {
+    let whole = crate::rawup::whole_stream("m");
+    let done = b"e\r\ndata: [DONE]\n\n\r\n";
+    let at = whole
+        .windows(done.len())
+        .position(|w| w == done)
+        .expect("the raw stream has a [DONE] chunk");
+    let without_done = [&whole[..at], &whole[at + done.len()..]].concat();
+    let up = crate::rawup::RawUpstream::start(move |_| {
+        crate::rawup::Reply::Writes(vec![without_done.clone()])
+    })
+    .await;
+    let mock = common::mock_llm().await;
+    let policy = format!(
+        "providers:\n  raw: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ provider: raw }}\nroutes:\n  - {{ name: chat, match: {{ model: chat }}, targets: [ {{ model: m }} ], retry: {{ max_attempts: 1 }} }}\n",
+        up.base_url()
+    );
+    let gw = TestGateway::start(&policy, &mock).await;
+    let resp = gw
+        .post("/v1/chat/completions", chat("chat", true))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let events = sse_data(resp).await;
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| *e == "[DONE]").count(), 1);
+    assert!(
+        !events.iter().any(|e| e.contains("\"error\"")),
+        "{events:?}"
+    );
+    assert_eq!(common::stream_text(&events), "Hello there, how are you?");
+    assert_eq!(up.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// `timeouts.total` bounds a stream that is still sending: events arrive within the idle limit
+/// but the whole would take far longer, so the stream ends at the total limit with an error
+/// event and no `[DONE]`.
+#[tokio::test]
+async fn the_total_timeout_ends_a_stream_that_is_still_sending() {
+    let mock = common::mock_llm().await;
+    // 16 content events a second apart: about 16 s in all, each well within the idle limit.
+    let policy = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\nmodels:\n  slow: { provider: up, upstream_model: \"slow@delay:1000\" }\nroutes:\n  - name: bounded\n    match: { model: bounded }\n    targets: [ { model: slow } ]\n    retry: { max_attempts: 1 }\n    timeouts: { ttft: 5s, idle: 10s, total: 2500ms }\n";
+    let gw = TestGateway::start(policy, &mock).await;
+    let started = tokio::time::Instant::now();
+    let resp = gw
+        .post("/v1/chat/completions", chat("bounded", true))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let events = sse_data(resp).await;
+    let elapsed = started.elapsed();
+    assert!(
+        !events.iter().any(|e| e == "[DONE]"),
+        "a stream cut by the total limit has no [DONE]: {events:?}"
+    );
+    let error: serde_json::Value = events
+        .last()
+        .and_then(|e| serde_json::from_str(e).ok())
+        .expect("the last event is JSON");
+    assert_eq!(error["error"]["code"], "stream_interrupted", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("total time limit")),
+        "{error}"
+    );
+    let text = common::stream_text(&events);
+    assert!(!text.is_empty(), "content came before the limit");
+    // It ended at the limit, not after the whole answer (about 16 s).
+    assert!(
+        elapsed >= std::time::Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(12), "{elapsed:?}");
+    assert_eq!(mock.requests_for("slow@delay:1000"), 1);
+    let metrics = gw
+        .metrics_when(|m| m.contains("outcome=\"truncated\""))
+        .await;
+    assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
+}

@@ -219,7 +219,7 @@ def test_key_over_its_rpm_is_rate_limit_error(stack: Stack) -> None:
     assert stack.mock_stats()["requests"] == before + 1, "the refused request reached the provider"
 
 
-def test_stream_cut_mid_way_raises_api_error(client: openai.OpenAI) -> None:
+def test_stream_cut_mid_way_raises_api_error(client: openai.OpenAI, stack: Stack, raw: httpx2.Client) -> None:
     stream = client.chat.completions.create(model="cut", messages=PROMPT, stream=True)
     assert stream.response.status_code == 200
     assert stream.response.headers.get("x-request-id")
@@ -230,8 +230,21 @@ def test_stream_cut_mid_way_raises_api_error(client: openai.OpenAI) -> None:
                 got.append(chunk.choices[0].delta.content or "")
     # The SDK raises the base APIError for an in-stream `{"error": ...}` event.
     assert not isinstance(ei.value, openai.APIStatusError)
+    assert ei.value.code == "stream_interrupted", ei.value.body
+    assert ei.value.type == "server_error", ei.value.body
     assert ei.value.message
     assert "".join(got), "the first chunks should have arrived before the error"
+
+    # The same stream read whole: the error is its last event and nothing marks it finished.
+    r = raw.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "cut", "messages": PROMPT, "stream": True},
+        headers={"authorization": f"Bearer {stack.key}"},
+    )
+    assert r.status_code == 200
+    events = [line[len("data: ") :] for line in r.text.split("\n") if line.startswith("data: ")]
+    assert "[DONE]" not in events, events
+    assert json.loads(events[-1])["error"]["code"] == "stream_interrupted", events
 
 
 def test_error_bodies_are_json_with_request_id(stack: Stack, raw: httpx2.Client) -> None:

@@ -245,3 +245,16 @@ fn the_mock_scores_vary_with_the_text() {
     assert!(scores.len() > 3, "{scores:?}");
     assert!(scores.iter().all(|s| (92..=100).contains(s)), "{scores:?}");
 }
+
+#[test]
+fn a_scripted_verdict_has_the_given_score_and_the_rubrics_label() {
+    let (mut c, mut a) = sample();
+    let body = judge_request(&settings(Rubric::Relevance), &mut c, &mut a);
+    let good = Verdict::parse(&scripted_verdict(&body, 0.95).expect("a judge request"))
+        .expect("well-formed");
+    assert_eq!((good.score, good.label.as_str()), (0.95, "relevant"));
+    let bad = Verdict::parse(&scripted_verdict(&body, 0.05).expect("a judge request"))
+        .expect("well-formed");
+    assert_eq!((bad.score, bad.label.as_str()), (0.05, "irrelevant"));
+    assert_eq!(scripted_verdict(b"{\"model\":\"m\"}", 0.5), None);
+}

@@ -57,6 +57,11 @@ pub struct CompareOpts {
     pub keep: bool,
     /// Live progress line.
     pub progress: bool,
+    /// `limits: { rpm }` on the bench key of every `sluice` (limits checked on each request).
+    pub key_rpm: Option<u32>,
+    /// `state.redis.url` of the `sluice` target only: with `key_rpm`, Sluice counts the limit
+    /// in this Redis while the baseline counts it in-process.
+    pub redis: Option<String>,
 }
 
 /// Per-target figures of a compare run.
@@ -391,14 +396,20 @@ async fn start_sluice(
     } else {
         None
     };
-    let policy = sluice_policy(
+    let mut policy = sluice_policy(
         telemetry.as_deref(),
         addr(gw),
         addr(admin),
         o.threads,
         addr(mock),
         &hash,
+        o.key_rpm,
     );
+    if let (TargetKind::Sluice, Some(url)) = (kind, &o.redis) {
+        policy.push_str(&format!(
+            "state:\n  redis: {{ url: \"{url}\", fail: closed }}\n"
+        ));
+    }
     let policy_path = o.work_dir.join(format!("{name}.yaml"));
     std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(binary);
@@ -423,7 +434,9 @@ fn sluice_policy(
     threads: usize,
     mock: SocketAddr,
     key_hash: &str,
+    key_rpm: Option<u32>,
 ) -> String {
+    let limits = key_rpm.map_or_else(String::new, |rpm| format!(", limits: {{ rpm: {rpm} }}"));
     let telemetry = match otlp {
         Some(endpoint) => format!(
             "telemetry:\n  otlp: {{ endpoint: \"{endpoint}\", protocol: grpc }}\n  sample: {{ head_ratio: 0.05 }}\n  access_log: true\n"
@@ -434,11 +447,13 @@ fn sluice_policy(
         "{telemetry}server: {{ listen: {gw}, admin_listen: {admin}, threads: {threads} }}\n\
          providers:\n  mock-llm: {{ kind: openai, base_url: \"http://{mock}/v1\", api_key_env: SLUICE_BENCH_PROVIDER_KEY }}\n\
          models:\n  {MODEL}: {{ provider: mock-llm }}\n\
-         keys:\n  - {{ name: bench, key_sha256: \"{key_hash}\", tenant: bench }}\n"
+         keys:\n  - {{ name: bench, key_sha256: \"{key_hash}\", tenant: bench{limits} }}\n"
     )
 }
 
-async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
+/// `sluice hash-key` of `key`: the SHA-256 (hex) a policy lists, computed by the binary under
+/// test so the two can never disagree.
+pub async fn hash_key(sluice: &Path, key: &str) -> Result<String, String> {
     use tokio::io::AsyncWriteExt as _;
     let mut child = Command::new(sluice)
         .arg("hash-key")
@@ -783,8 +798,8 @@ mod tests {
     #[test]
     fn baseline_and_sluice_get_the_same_policy_on_their_own_ports() {
         let mock = addr(29200);
-        let sluice = sluice_policy(None, addr(29202), addr(29203), 2, mock, "ab12");
-        let baseline = sluice_policy(None, addr(29204), addr(29205), 2, mock, "ab12");
+        let sluice = sluice_policy(None, addr(29202), addr(29203), 2, mock, "ab12", None);
+        let baseline = sluice_policy(None, addr(29204), addr(29205), 2, mock, "ab12", None);
         assert_eq!(
             sluice.replace("29202", "G").replace("29203", "A"),
             baseline.replace("29204", "G").replace("29205", "A")
@@ -795,7 +810,12 @@ mod tests {
         );
         assert!(sluice.contains("listen: 127.0.0.1:29202, admin_listen: 127.0.0.1:29203"));
         assert!(sluice.contains("base_url: \"http://127.0.0.1:29200/v1\""));
-        assert!(sluice.contains("key_sha256: \"ab12\""));
+        assert!(sluice.contains("key_sha256: \"ab12\", tenant: bench }"));
+        let limited = sluice_policy(None, addr(29202), addr(29203), 2, mock, "ab12", Some(9));
+        assert!(
+            limited.contains("tenant: bench, limits: { rpm: 9 } }"),
+            "{limited}"
+        );
         let with_spans = sluice_policy(
             Some("http://127.0.0.1:4317"),
             addr(29202),
@@ -803,6 +823,7 @@ mod tests {
             2,
             mock,
             "ab12",
+            None,
         );
         assert!(
             with_spans.contains("otlp: { endpoint: \"http://127.0.0.1:4317\", protocol: grpc }")
@@ -823,6 +844,8 @@ mod tests {
             work_dir: PathBuf::from("/tmp/x"),
             keep: false,
             progress: false,
+            key_rpm: None,
+            redis: None,
         };
         let t = target_of(TargetKind::Baseline, &o);
         assert_eq!((t.name.as_str(), t.addr), ("baseline", addr(31004)));

@@ -90,6 +90,14 @@ enum Cmd {
         /// Keep the work directory (configs, logs).
         #[arg(long)]
         keep: bool,
+        /// Give the bench key `limits: { rpm: N }` in every sluice's policy.
+        #[arg(long, value_name = "N")]
+        key_rpm: Option<u32>,
+        /// Count the target `sluice`'s limits in this Redis (`state.redis.url`); the baseline
+        /// keeps counting in-process. With --key-rpm and --baseline, the report gives the
+        /// cost of shared limits.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -222,6 +230,8 @@ async fn work(cli: Cli) -> Result<(), String> {
             rounds,
             targets,
             keep,
+            key_rpm,
+            redis,
             common,
         } => {
             let mut s = load_scenario(&scenario, common.duration)?;
@@ -261,6 +271,8 @@ async fn work(cli: Cli) -> Result<(), String> {
                 work_dir: std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id())),
                 keep,
                 progress: !common.quiet,
+                key_rpm,
+                redis,
             };
             if keep {
                 eprintln!("work directory: {}", opts.work_dir.display());

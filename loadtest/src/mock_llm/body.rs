@@ -23,6 +23,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
+use super::runtime::Permit;
+
 /// One step of a [`ScriptBody`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -42,6 +44,8 @@ pub(crate) struct ScriptBody {
     exact_len: Option<u64>,
     /// Counts this body being dropped with steps left, i.e. the reader went away.
     on_abort: Option<Arc<AtomicU64>>,
+    /// A capacity slot held until the body is done (or dropped).
+    permit: Option<Permit>,
 }
 
 impl ScriptBody {
@@ -53,6 +57,7 @@ impl ScriptBody {
             steps: VecDeque::from([Step::Data(bytes)]),
             sleep: None,
             on_abort: None,
+            permit: None,
         }
     }
 
@@ -63,12 +68,20 @@ impl ScriptBody {
             sleep: None,
             exact_len: None,
             on_abort: None,
+            permit: None,
         }
     }
 
     /// Counts into `counter` if the body is dropped before its script ran out.
     pub(crate) fn counting_aborts(mut self, counter: Arc<AtomicU64>) -> Self {
         self.on_abort = Some(counter);
+        self
+    }
+
+    /// Holds a capacity slot until the body is done, so a stream counts as in flight until its
+    /// last byte.
+    pub(crate) fn holding(mut self, permit: Option<Permit>) -> Self {
+        self.permit = permit;
         self
     }
 }
@@ -115,7 +128,10 @@ impl Body for ScriptBody {
                 this.sleep = None;
             }
             match this.steps.pop_front() {
-                None => return Poll::Ready(None),
+                None => {
+                    this.permit = None;
+                    return Poll::Ready(None);
+                }
                 Some(Step::Wait(d)) => {
                     if !d.is_zero() {
                         this.sleep = Some(Box::pin(tokio::time::sleep(d)));

@@ -37,6 +37,14 @@ pub fn error_json(key: &str, pad: usize, escaped: bool) -> String {
     out
 }
 
+/// The `key-pad:N` that puts the first `inside` characters of the key before character
+/// `limit` of the error JSON and the rest after it: the key straddles a cut at `limit`, so a
+/// consumer that truncates before it redacts keeps an `inside`-character prefix. `None` when
+/// `limit` is too close to the start for that (the key cannot begin before [`KEY_OFFSET`]).
+pub fn pad_to_straddle(limit: usize, inside: usize) -> Option<usize> {
+    limit.checked_sub(KEY_OFFSET + inside)
+}
+
 /// One SSE event carrying `json` (an [`error_json`]): `data: {…}\n\n`.
 pub fn event(json: &str) -> String {
     format!("data: {json}\n\n")
@@ -99,6 +107,18 @@ mod tests {
                 format!("{MESSAGE_PREFIX}{}sk-abc", "x".repeat(pad))
             );
         }
+    }
+
+    #[test]
+    fn straddling_pad_cuts_the_key_where_asked() {
+        let key = "sk-abcdefghijklmnop";
+        for (limit, inside) in [(200, 12), (200, 1), (65_536, 12), (KEY_OFFSET + 3, 3)] {
+            let pad = pad_to_straddle(limit, inside).unwrap();
+            let body = error_json(key, pad, false);
+            assert_eq!(&body[limit - inside..limit], &key[..inside], "{limit}");
+            assert_eq!(&body[limit..limit + 1], &key[inside..=inside], "{limit}");
+        }
+        assert_eq!(pad_to_straddle(KEY_OFFSET + 2, 3), None);
     }
 
     #[test]

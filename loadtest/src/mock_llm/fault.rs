@@ -28,12 +28,14 @@
 //! | `echo-key:mid-stream:K` | stream: the first K events, then an event with that error JSON, then the end of the body (no finish chunk, no `[DONE]`); non-stream: like `echo-key:200` |
 //! | `key-escaped` | with `echo-key`: every character of the key written as a JSON `\uXXXX` escape (lowercase hex; UTF-16 surrogate pairs beyond the BMP) |
 //! | `key-pad:N` | with `echo-key`: N filler characters (`x`, at most 65536) in the message right before the key |
+//! | `words:N` | the answer has at most N words, cut as `max_tokens: N` would cut it (`finish_reason: length`): a terse model |
+//! | `verdict:good`, `verdict:bad`, `verdict:malformed` | for a Sluice judge request: a verdict scoring 0.95, one scoring 0.05, or prose that is no verdict (other requests are answered as usual) |
 //!
 //! For `stall`, `cut` and `echo-key:mid-stream`, K counts SSE events from the start of the
 //! stream (the chat role chunk is event 0) and is capped at the number of content events, so
 //! none of them ever sends the finish chunk or `[DONE]`. At most one outcome fault (status,
 //! html, garbage, first-error, stall, cut, echo-key) may be given; `ttft`, `delay`, `nousage`,
-//! `echo-len` and `burst` combine with anything; `key-escaped` and `key-pad` need an `echo-key`.
+//! `echo-len`, `burst`, `words` and `verdict` combine with anything; `key-escaped` and `key-pad` need an `echo-key`.
 //!
 //! # Echoing the key
 //!
@@ -73,6 +75,21 @@ pub struct Faults {
     pub key_escaped: bool,
     /// `key-pad:N`: filler characters before the echoed key (0 without the fault).
     pub key_pad: usize,
+    /// `words:N`: at most N words in the answer.
+    pub words: Option<u32>,
+    /// `verdict:…`: how a judge request is answered.
+    pub verdict: Option<ScriptedVerdict>,
+}
+
+/// What `verdict:…` makes a judge request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptedVerdict {
+    /// `verdict:good`: a well-formed verdict scoring 0.95.
+    Good,
+    /// `verdict:bad`: a well-formed verdict scoring 0.05.
+    Bad,
+    /// `verdict:malformed`: prose instead of the JSON verdict the judge asked for.
+    Malformed,
 }
 
 /// A fault that replaces the normal answer.
@@ -118,7 +135,8 @@ pub enum EchoKey {
 pub const KNOWN: &str = "429[:SECONDS], 4xx/5xx[:SECONDS], html502, html200, garbage, \
                          first-error, stall:K, cut:K, ttft:MS, delay:MS, nousage, echo-len, \
                          burst, echo-key:4xx, echo-key:200, echo-key:first-event, \
-                         echo-key:mid-stream:K, key-escaped, key-pad:N";
+                         echo-key:mid-stream:K, key-escaped, key-pad:N, words:N, \
+                         verdict:good|bad|malformed";
 
 /// The largest `key-pad:N`.
 pub const MAX_KEY_PAD: usize = 65_536;
@@ -183,6 +201,24 @@ pub fn parse(spec: &str) -> Result<Faults, String> {
                 None
             }
             "echo-key" => Some(Outcome::EchoKey(echo_key(item, arg)?)),
+            "words" => {
+                faults.words = Some(number(item, arg)?);
+                None
+            }
+            "verdict" => {
+                faults.verdict = Some(match arg {
+                    Some("good") => ScriptedVerdict::Good,
+                    Some("bad") => ScriptedVerdict::Bad,
+                    Some("malformed") => ScriptedVerdict::Malformed,
+                    _ => {
+                        return Err(format!(
+                            "mock fault `{item}` needs one of verdict:good, verdict:bad, \
+                             verdict:malformed"
+                        ));
+                    }
+                });
+                None
+            }
             "key-escaped" => {
                 no_arg(item, arg)?;
                 faults.key_escaped = true;
@@ -412,8 +448,29 @@ mod tests {
             "echo-key:mid-stream:K",
             "key-escaped",
             "key-pad:N",
+            "words:N",
+            "verdict:good|bad|malformed",
         ] {
             assert!(KNOWN.contains(kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn words_and_verdicts_combine_with_other_faults() {
+        let f = parse("words:2, verdict:bad, ttft:5").unwrap();
+        assert_eq!(f.words, Some(2));
+        assert_eq!(f.verdict, Some(ScriptedVerdict::Bad));
+        assert_eq!(f.ttft, Some(Duration::from_millis(5)));
+        assert_eq!(
+            parse("verdict:malformed").unwrap().verdict,
+            Some(ScriptedVerdict::Malformed)
+        );
+        assert_eq!(
+            parse("verdict:good").unwrap().verdict,
+            Some(ScriptedVerdict::Good)
+        );
+        for bad in ["verdict", "verdict:great", "words", "words:-1"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

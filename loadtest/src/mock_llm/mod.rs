@@ -2,7 +2,8 @@
 //!
 //! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings` and
 //! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
-//! and `POST /_mock/reset` (zeroes them). Every answer is synthesized by
+//! and `POST /_mock/reset` (zeroes them), and `/_mock/faults` to set and clear faults while it
+//! runs ([`runtime`]). Every answer is synthesized by
 //! `sluice_gateway::providers::mock`; streams are written one SSE event per chunk, paced by
 //! [`MockTiming`], or all at once in one socket write with [`MockLlmConfig::burst`] (or the
 //! `burst` fault). Faults are chosen per request; see [`fault`] for the grammar, and [`echo`]
@@ -30,6 +31,7 @@ mod body;
 mod dialect;
 pub mod echo;
 pub mod fault;
+pub mod runtime;
 mod server;
 
 use std::collections::BTreeMap;
@@ -37,6 +39,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use runtime::RuntimeFaults;
+pub use runtime::{Outage, RuntimeFault};
 use serde::{Deserialize, Serialize};
 pub use sluice_gateway::providers::mock::MockTiming;
 use tokio::net::TcpListener;
@@ -112,6 +116,7 @@ impl MockLlm {
             api_key: cfg.api_key,
             burst: cfg.burst,
             counters: Counters::default(),
+            faults: RuntimeFaults::default(),
         });
         let (stop, stopped) = watch::channel(());
         let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), stopped));
@@ -148,6 +153,21 @@ impl MockLlm {
             .unwrap_or(0)
     }
 
+    /// Sets (replaces) the runtime fault of `fault.model`'s scope, like `POST /_mock/faults`.
+    pub fn set_fault(&self, fault: RuntimeFault) -> Result<(), String> {
+        self.shared.faults.set(fault)
+    }
+
+    /// Clears one model's runtime fault, or (`None`) every one, like `DELETE /_mock/faults`.
+    pub fn clear_faults(&self, model: Option<&str>) {
+        self.shared.faults.clear(model);
+    }
+
+    /// The runtime faults in force, like `GET /_mock/faults`.
+    pub fn faults(&self) -> Vec<RuntimeFault> {
+        self.shared.faults.list()
+    }
+
     /// Zeroes the counters, like `POST /_mock/reset`.
     pub fn reset(&self) {
         self.shared.counters.reset();
@@ -171,6 +191,7 @@ pub(crate) struct Shared {
     pub(crate) api_key: Option<String>,
     pub(crate) burst: bool,
     pub(crate) counters: Counters,
+    pub(crate) faults: RuntimeFaults,
 }
 
 /// The live counters behind [`Stats`].

@@ -26,7 +26,8 @@ use tokio::task::JoinSet;
 use super::Shared;
 use super::body::{self, ScriptBody, Step};
 use super::echo;
-use super::fault::{self, EchoKey, Faults, Outcome};
+use super::fault::{self, EchoKey, Faults, Outcome, ScriptedVerdict};
+use super::runtime::{RuntimeFault, Verdict};
 
 /// How long `stall` holds a request or stream before giving up on it.
 const STALL_FOR: Duration = Duration::from_secs(120);
@@ -36,6 +37,8 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 const BODY_LEN_HEADER: &str = "x-mock-body-len";
 /// Header selecting faults; it wins over a `model@…` suffix.
 const FAULT_HEADER: &str = "x-mock";
+/// The answer of `verdict:malformed`: what a judge model that ignores the output contract says.
+const MALFORMED_VERDICT: &str = "This answer looks mostly fine to me, I would give it a seven.";
 /// Models listed by `GET /models` besides every model name seen so far.
 const LISTED_MODELS: [&str; 2] = ["mock-chat", "mock-embed"];
 
@@ -54,6 +57,11 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     shared.counters.connection();
+                    // A process-wide `outage: refuse`: the connection is closed unread.
+                    if shared.faults.refuses_connections() {
+                        drop(stream);
+                        continue;
+                    }
                     // Best effort: SSE events should leave as soon as they are written.
                     let _ = stream.set_nodelay(true);
                     conns.spawn(serve_connection(stream, Arc::clone(&shared)));
@@ -105,6 +113,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
                 to_json(&shared.counters.snapshot()),
             ));
         }
+        (_, "/_mock/faults") => return Ok(control_faults(shared, req).await),
         _ => {}
     }
     if let Some(dialect) = super::dialect::route(&path) {
@@ -167,13 +176,100 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
         None => match route {
             Route::Models => models(shared),
             Route::Api(endpoint) => {
-                answer(shared, endpoint, &parts.headers, model.as_deref(), &body).await?
+                let base = model.as_deref().map(|m| fault::split_model(m).0);
+                match shared.faults.judge(base) {
+                    Verdict::Fail { status } => status_fault(status, None),
+                    Verdict::Close => return Err(io::Error::other("mock outage: refused")),
+                    Verdict::Hang => {
+                        shared.faults.wait_change(STALL_FOR).await;
+                        return Err(io::Error::other("mock outage: hung"));
+                    }
+                    verdict @ Verdict::Serve { .. } => {
+                        let timing = MockTiming {
+                            ttft: verdict.ttft(shared.timing.ttft),
+                            ..shared.timing
+                        };
+                        let resp = answer(
+                            shared,
+                            &timing,
+                            endpoint,
+                            &parts.headers,
+                            model.as_deref(),
+                            &body,
+                        )
+                        .await?;
+                        let Verdict::Serve { permit, .. } = verdict else {
+                            unreachable!("matched above")
+                        };
+                        let (head, body) = resp.into_parts();
+                        Response::from_parts(head, body.holding(permit))
+                    }
+                }
             }
         },
     };
     resp.headers_mut()
         .insert(BODY_LEN_HEADER, HeaderValue::from(body.len()));
     Ok(resp)
+}
+
+/// `GET` lists the runtime faults, `POST` sets one scope's, `DELETE [?model=NAME]` clears one
+/// scope or all; every answer is the list in force.
+async fn control_faults(shared: &Shared, req: Request<Incoming>) -> Resp {
+    let list = |shared: &Shared| {
+        json_response(
+            StatusCode::OK,
+            to_json(&json!({"faults": shared.faults.list()})),
+        )
+    };
+    match *req.method() {
+        Method::GET => list(shared),
+        Method::DELETE => {
+            let model = req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("model="))
+                    .map(str::to_owned)
+            });
+            shared.faults.clear(model.as_deref());
+            list(shared)
+        }
+        Method::POST => {
+            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("could not read the request body: {e}"),
+                        "invalid_request_error",
+                        None,
+                    );
+                }
+            };
+            let set = serde_json::from_slice::<RuntimeFault>(&body)
+                .map_err(|e| format!("not a runtime fault: {e}"))
+                .and_then(|f| shared.faults.set(f));
+            match set {
+                Ok(()) => list(shared),
+                Err(msg) => error_response(
+                    StatusCode::BAD_REQUEST,
+                    &msg,
+                    "invalid_request_error",
+                    Some("invalid_mock_fault"),
+                ),
+            }
+        }
+        ref other => {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("Method {other} not allowed for /_mock/faults; use GET, POST or DELETE"),
+                "invalid_request_error",
+                None,
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            resp
+        }
+    }
 }
 
 /// The body's `model` string, if it is a JSON object with one.
@@ -243,6 +339,7 @@ fn models(shared: &Shared) -> Resp {
 /// One chat/completions/embeddings request, after counting and auth.
 async fn answer(
     shared: &Shared,
+    timing: &MockTiming,
     endpoint: Endpoint,
     headers: &http::HeaderMap,
     model: Option<&str>,
@@ -302,13 +399,16 @@ async fn answer(
         (Some(Outcome::EchoKey(EchoKey::Json200)), Some(json)) => {
             Ok(json_response(StatusCode::OK, json))
         }
-        (_, echoed) => answer_request(shared, endpoint, base_model, &faults, echoed, body).await,
+        (_, echoed) => {
+            answer_request(shared, timing, endpoint, base_model, &faults, echoed, body).await
+        }
     }
 }
 
 /// The rest of [`answer`]: the faults and answers that depend on the request.
 async fn answer_request(
     shared: &Shared,
+    timing: &MockTiming,
     endpoint: Endpoint,
     base_model: Option<&str>,
     faults: &Faults,
@@ -332,7 +432,17 @@ async fn answer_request(
     if faults.nousage {
         req.include_usage = false;
     }
-    let timing = effective_timing(shared.timing, faults);
+    if let Some(n) = faults.words {
+        req.max_tokens = Some(req.max_tokens.map_or(n, |m| m.min(n)));
+    }
+    if let (Some(script), Some(_)) = (faults.verdict, &req.verdict) {
+        req.verdict = match script {
+            ScriptedVerdict::Good => sluice_judge::scripted_verdict(body, 0.95),
+            ScriptedVerdict::Bad => sluice_judge::scripted_verdict(body, 0.05),
+            ScriptedVerdict::Malformed => Some(MALFORMED_VERDICT.to_owned()),
+        };
+    }
+    let timing = effective_timing(*timing, faults);
     if req.stream {
         let plan = StreamPlan {
             outcome: faults.outcome,

@@ -476,6 +476,24 @@ fn render(focus: Focus, top: &[Contribution], error: Option<&Contribution>) -> S
     s
 }
 
+// === the hint an incident carries ===
+
+impl From<&RootCauseHint> for sluice_policy::remediation::IncidentHint {
+    fn from(h: &RootCauseHint) -> Self {
+        let part = |c: &Contribution| sluice_policy::remediation::HintPart {
+            dimension: Arc::from(c.dimension.as_str()),
+            value: Arc::clone(&c.value),
+            share: c.share,
+        };
+        Self {
+            focus: Arc::from(h.focus.as_str()),
+            text: h.text.clone(),
+            top: h.top.iter().map(part).collect(),
+            error: h.error.as_ref().map(part),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

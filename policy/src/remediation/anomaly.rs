@@ -119,6 +119,18 @@ impl AnomalySignal {
         AnomalySignal::CostPerMinute,
     ];
 
+    pub fn from_config(c: sluice_config::AnomalySignalConfig) -> Self {
+        use sluice_config::AnomalySignalConfig as C;
+        match c {
+            C::Ttft => Self::Ttft,
+            C::TimePerOutputToken => Self::TimePerOutputToken,
+            C::Duration => Self::Duration,
+            C::ErrorRatio => Self::ErrorRatio,
+            C::TokensPerRequest => Self::TokensPerRequest,
+            C::CostPerMinute => Self::CostPerMinute,
+        }
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -510,3 +510,37 @@ fn anomaly_evidence_serialises_beside_the_slo_evidence() {
     let back: Transition = serde_json::from_value(json).expect("reads back");
     assert_eq!(back, plain);
 }
+
+#[test]
+fn anomaly_conditions_of_the_policy_file_map_to_the_detectors_signals() {
+    use sluice_config::{AnomalySignalConfig as C, BurnConfig};
+    for (config, signal) in [
+        (C::Ttft, AnomalySignal::Ttft),
+        (C::TimePerOutputToken, AnomalySignal::TimePerOutputToken),
+        (C::Duration, AnomalySignal::Duration),
+        (C::ErrorRatio, AnomalySignal::ErrorRatio),
+        (C::TokensPerRequest, AnomalySignal::TokensPerRequest),
+        (C::CostPerMinute, AnomalySignal::CostPerMinute),
+    ] {
+        // The policy file and the metric label spell a signal the same way.
+        assert_eq!(config.as_str(), signal.as_str());
+        assert_eq!(
+            BurnCondition::from_config(BurnConfig::Anomaly {
+                signal: config,
+                min_score: 6.0
+            }),
+            BurnCondition::Anomaly {
+                signal,
+                min_score: 6.0
+            }
+        );
+    }
+}
+
+#[test]
+fn alert_incidents_take_ids_from_the_same_numbering() {
+    let mut overlay = Overlay::new(7);
+    assert_eq!(overlay.reserve_incident(), 7);
+    assert_eq!(overlay.next_incident(), 8);
+    assert_eq!(ActionKind::Alert.as_str(), "alert");
+}

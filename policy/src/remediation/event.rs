@@ -75,6 +75,12 @@ pub enum Event {
         #[serde(with = "millis")]
         healthy_for: Duration,
     },
+    /// Alerts joined or left an alert incident (names like `error_ratio anomaly on target
+    /// chat/openai/gpt-4o`, `availability burn (page) on route chat`).
+    AlertsChanged {
+        started: Vec<Arc<str>>,
+        ended: Vec<Arc<str>>,
+    },
     /// The trigger no longer holds and nothing is in place: the incident is over.
     Resolved {
         #[serde(with = "millis")]
@@ -116,6 +122,34 @@ pub struct IncidentEvent {
     pub at_unix_ms: u64,
     #[serde(flatten)]
     pub transition: Transition,
+    /// What explains the bad events, on an incident's `opened` event (the AIOps root-cause
+    /// analysis; absent when AIOps is off or nothing stands out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<IncidentHint>,
+}
+
+/// A root-cause hint as an incident carries it: the dimension values that explain most of
+/// the bad events (failed or slow requests, extra spend or tokens) of the last minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentHint {
+    /// `failed`, `slow`, `cost` or `tokens`.
+    pub focus: Arc<str>,
+    /// One line for people: `82 % of failed requests: provider openai (…); error 529 (95 %)`.
+    pub text: String,
+    /// Best first.
+    pub top: Vec<HintPart>,
+    /// The most common error cause among failed requests.
+    pub error: Option<HintPart>,
+}
+
+/// One value a hint names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HintPart {
+    /// `provider`, `tenant`, `model`, `route`, `endpoint` or `error`.
+    pub dimension: Arc<str>,
+    pub value: Arc<str>,
+    /// Its share of the bad events (of the increase, for amounts).
+    pub share: f64,
 }
 
 // === impl IncidentEvent ===
@@ -128,6 +162,7 @@ impl IncidentEvent {
         Self {
             at_unix_ms,
             transition,
+            hint: None,
         }
     }
 }
@@ -144,6 +179,7 @@ impl Event {
             Self::ProbeResult { .. } => "probe_result",
             Self::Reverted { .. } => "reverted",
             Self::Unwound { .. } => "unwound",
+            Self::AlertsChanged { .. } => "alerts_changed",
             Self::Resolved { .. } => "resolved",
         }
     }

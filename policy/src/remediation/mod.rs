@@ -23,7 +23,9 @@ pub use anomaly::{
     AnomalyBand, AnomalyScope, AnomalySignal, AnomalyState, AnomalyStatus, Direction,
 };
 pub use decide::{Decision, RouteTarget, RouteTargets, decide, decide_with_anomalies};
-pub use event::{BlockReason, Event, IncidentEvent, Transition, UnwindReason};
+pub use event::{
+    BlockReason, Event, HintPart, IncidentEvent, IncidentHint, Transition, UnwindReason,
+};
 pub use overlay::{
     Applied, CacheFallback, Ejection, Incident, Overlay, Phase, RouteOverlay, SetBy, Shed,
     Substitution, Verdict, in_share,

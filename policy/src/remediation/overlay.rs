@@ -188,6 +188,14 @@ impl Overlay {
         self.next_incident
     }
 
+    /// Takes the next incident id for an incident opened outside [`decide`](super::decide)
+    /// (an alert incident of the AIOps grouping), so both kinds share one numbering.
+    pub fn reserve_incident(&mut self) -> u64 {
+        let id = self.next_incident;
+        self.next_incident += 1;
+        id
+    }
+
     /// Rebuilds the per-route entries from the live (not dry-run) active incidents.
     pub(crate) fn rebuild_routes(&mut self) {
         let mut routes: BTreeMap<Arc<str>, RouteOverlay> = BTreeMap::new();

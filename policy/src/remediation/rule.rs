@@ -81,6 +81,9 @@ pub enum ActionKind {
     DowngradeTo,
     CacheFallback,
     Shed,
+    /// No action: an alert incident, related anomalies and burn-rate alerts grouped by the
+    /// AIOps detector (never a rule's action).
+    Alert,
 }
 
 /// One remediation rule.
@@ -166,6 +169,7 @@ impl ActionKind {
             Self::DowngradeTo => "downgrade_to",
             Self::CacheFallback => "cache_fallback",
             Self::Shed => "shed",
+            Self::Alert => "alert",
         }
     }
 }
@@ -262,6 +266,10 @@ impl BurnCondition {
                     BurnWindow::Slo => Window::Slo,
                 },
                 burn,
+            },
+            BurnConfig::Anomaly { signal, min_score } => Self::Anomaly {
+                signal: AnomalySignal::from_config(signal),
+                min_score,
             },
         }
     }
