@@ -362,7 +362,10 @@ async fn errors_map_to_openai_statuses_before_and_after_the_first_byte() {
             !events.iter().any(|e| e == "[DONE]"),
             "{kind}: no clean end"
         );
-        assert!(!stream_text(&events).is_empty(), "{kind}: the answer began");
+        assert!(
+            !stream_text(&events).is_empty(),
+            "{kind}: the answer began: {events:?}"
+        );
         // A cut stream is reported, never finished cleanly.
         let events = sse_data(post(&gw, &ask(&format!("{kind}-cut"), true)).await).await;
         let last: Value = serde_json::from_str(events.last().expect("events")).expect("json");

@@ -26,7 +26,8 @@
 //! `retry-after` as given), `first-error` opens the stream with the dialect's error event,
 //! `echo-key:mid-stream:K` sends the dialect's overloaded error after K events (no key is
 //! echoed in a dialect), `cut:K` and `stall:K` cut or stall after K events, and `ttft`/`delay`
-//! pace it. With a required API key, a wrong or missing credential gets the dialect's 401 (for
+//! pace it. K counts as in the OpenAI dialect: the provider's opening events are event 0, then
+//! one per content event, capped before the ending. With a required API key, a wrong or missing credential gets the dialect's 401 (for
 //! SigV4: an `authorization` whose credential scope names another access key id).
 
 use std::time::Duration;
@@ -497,19 +498,21 @@ async fn answer_request(shared: &Shared, route: &DialectRoute, body: &[u8]) -> R
         Kind::Bedrock => render::bedrock_frames(&answer),
     };
     let per_token = timing.per_token();
+    let (lead, content_end) = content_span(kind, &events);
     let paced = events.into_iter().enumerate().flat_map(|(i, e)| {
         let wait = if i == 0 { timing.ttft } else { per_token };
         [Step::Wait(wait), Step::Data(e)]
     });
     let error_event = || Step::Data(render::stream_error_event(kind, ErrorClass::Overloaded));
+    let sent = |k: usize| 2 * events_before_fault(k, lead, content_end);
     let steps: Vec<Step> = match faults.outcome {
         Some(Outcome::FirstError | Outcome::EchoKey(EchoKey::FirstEvent)) => vec![error_event()],
         Some(Outcome::EchoKey(EchoKey::MidStream(k))) => {
-            paced.take(2 * k).chain([error_event()]).collect()
+            paced.take(sent(k)).chain([error_event()]).collect()
         }
-        Some(Outcome::Cut(k)) => paced.take(2 * k).collect(),
+        Some(Outcome::Cut(k)) => paced.take(sent(k)).collect(),
         Some(Outcome::Stall(k)) => paced
-            .take(2 * k)
+            .take(sent(k))
             .chain([Step::Wait(STALL_FOR), Step::Abort("mock stall elapsed")])
             .collect(),
         _ => paced.collect(),
@@ -527,6 +530,49 @@ async fn answer_request(shared: &Shared, route: &DialectRoute, body: &[u8]) -> R
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// Where a dialect stream's content events lie: the index of the first one and one past the
+/// last (both `events.len()`-bounded). What comes before is the dialect's opening (Anthropic's
+/// `message_start`, `ping` and `content_block_start`; Azure's prompt filter results and role
+/// chunk), what comes after is its ending (finish reason, usage, stop).
+fn content_span(kind: Kind, events: &[bytes::Bytes]) -> (usize, usize) {
+    let is_content = |e: &bytes::Bytes| -> bool {
+        match kind {
+            Kind::Anthropic => e.starts_with(b"event: content_block_delta"),
+            Kind::Bedrock => e.windows(17).any(|w| w == b"contentBlockDelta"),
+            Kind::Gemini | Kind::Vertex => {
+                sse_json(e).is_some_and(|v| v.pointer("/candidates/0/finishReason").is_none())
+            }
+            Kind::AzureOpenAi => sse_json(e).is_some_and(|v| {
+                v.pointer("/choices/0/delta/tool_calls").is_some()
+                    || v.pointer("/choices/0/delta/content")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| !c.is_empty())
+            }),
+        }
+    };
+    let first = events.iter().position(is_content).unwrap_or(events.len());
+    let end = events.iter().rposition(is_content).map_or(first, |i| i + 1);
+    (first, end)
+}
+
+fn sse_json(event: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+    serde_json::from_str(data).ok()
+}
+
+/// How many events a `cut:K`, `stall:K` or `echo-key:mid-stream:K` stream sends, counted as
+/// mock-llm's OpenAI streams count them: the dialect's whole opening stands for the role chunk
+/// (event 0), then one event per content event, never reaching the ending, so a fault never
+/// follows a finished answer.
+fn events_before_fault(k: usize, lead: usize, content_end: usize) -> usize {
+    if k == 0 {
+        0
+    } else {
+        (lead + k - 1).min(content_end)
+    }
 }
 
 fn content(body: ScriptBody, content_type: &'static str) -> Resp {
@@ -569,6 +615,36 @@ mod tests {
             ))
         );
         assert_eq!(r("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn faults_count_content_events_in_every_dialect() {
+        let a = Ask {
+            text: "tell me a story about the sea and its tides".into(),
+            ..Ask::default()
+        };
+        for kind in [
+            Kind::Anthropic,
+            Kind::Gemini,
+            Kind::AzureOpenAi,
+            Kind::Bedrock,
+        ] {
+            let ans = answer(kind, "m", &a);
+            let events = match kind {
+                Kind::Anthropic => render::anthropic_events(&ans),
+                Kind::Gemini => render::gemini_events(&ans),
+                Kind::AzureOpenAi => render::azure_events(&ans, true),
+                _ => render::bedrock_frames(&ans),
+            };
+            let (lead, end) = content_span(kind, &events);
+            assert!(ans.content.len() >= 2, "{kind:?}: a few words");
+            assert_eq!(end - lead, ans.content.len(), "{kind:?}");
+            assert!(end < events.len(), "{kind:?}: an ending follows");
+            assert_eq!(events_before_fault(0, lead, end), 0);
+            assert_eq!(events_before_fault(3, lead, end), lead + 2, "{kind:?}");
+            assert_eq!(events_before_fault(10_000, lead, end), end, "{kind:?}");
+        }
+        assert_eq!(events_before_fault(1, 3, 9), 3, "the opening is event 0");
     }
 
     #[test]
