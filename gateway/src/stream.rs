@@ -31,8 +31,8 @@ pub struct Usage {
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
-    /// Written to the provider's prompt cache (OpenAI's newer field; the translated kinds
-    /// report Anthropic's and Bedrock's cache writes here).
+    /// Written to the provider's prompt cache. OpenAI itself does not report it; the translated
+    /// kinds put Anthropic's and Bedrock's cache writes here, as some OpenAI-compatible servers do.
     #[serde(default)]
     pub cache_write_tokens: Option<u64>,
 }

@@ -27,8 +27,9 @@
 //! `echo-key:mid-stream:K` sends the dialect's overloaded error after K events (no key is
 //! echoed in a dialect), `cut:K` and `stall:K` cut or stall after K events, and `ttft`/`delay`
 //! pace it. K counts as in the OpenAI dialect: the provider's opening events are event 0, then
-//! one per content event, capped before the ending. With a required API key, a wrong or missing credential gets the dialect's 401 (for
-//! SigV4: an `authorization` whose credential scope names another access key id).
+//! one per content event, capped before the ending. With a required API key, a wrong or
+//! missing credential gets the dialect's 401 (for SigV4: an `authorization` whose credential
+//! scope names another access key id).
 
 use std::time::Duration;
 
