@@ -2,7 +2,9 @@
 //! Anthropic, Gemini (API and Vertex AI), Azure OpenAI (classic and v1) and Bedrock (SigV4),
 //! each checked for plain and streamed chat, tools (streamed deltas reassembled equal the
 //! whole answer), JSON mode, images, usage with cache tokens, errors before and after the
-//! first byte, a cut stream, and cross-provider failover on Anthropic's 529.
+//! first byte, a cut stream, cross-provider failover on Anthropic's 529, and embeddings
+//! (Gemini API, Vertex AI, Azure OpenAI, Bedrock Titan and Cohere) against the OpenAI mock's
+//! vectors.
 
 use serde_json::{Value, json};
 
@@ -28,6 +30,16 @@ const FAULTS: [(&str, &str); 6] = [
     ("cut", "@cut:3"),
 ];
 
+/// (catalog name, provider, upstream model) of every translated embeddings flavour.
+const EMBEDDERS: [(&str, &str, &str); 6] = [
+    ("gemini-embed", "gemini", "text-embedding-004"),
+    ("vertex-embed", "vertex", "text-embedding-005"),
+    ("azure-embed", "azure", "emb-deployment"),
+    ("azurev1-embed", "azurev1", "text-embedding-3-small"),
+    ("bedrock-titan", "bedrock", "amazon.titan-embed-text-v2:0"),
+    ("bedrock-cohere", "bedrock", "cohere.embed-english-v3"),
+];
+
 fn policy(mock: &sluice_loadtest::MockLlm) -> String {
     let root = format!("http://{}", mock.addr());
     let env = common::CANARY_ENV;
@@ -39,8 +51,18 @@ fn policy(mock: &sluice_loadtest::MockLlm) -> String {
             ));
         }
     }
+    // Embedding models: one per flavour, and Bedrock's two families (Titan, Cohere).
+    for (name, provider, upstream) in EMBEDDERS {
+        models.push_str(&format!(
+            "  {name}: {{ provider: {provider}, upstream_model: \"{upstream}\", kind: embedding, pricing: {{ input: 1, output: 0 }} }}\n"
+        ));
+    }
+    models.push_str(
+        "  openai-embed: { provider: openai, upstream_model: e-openai, kind: embedding }\n",
+    );
     format!(
         "providers:
+  openai: {{ kind: openai, base_url: \"{root}/v1\", api_key_env: {env} }}
   anthropic: {{ kind: anthropic, base_url: \"{root}\", api_key_env: {env}, connect_timeout: 1s }}
   gemini: {{ kind: gemini, base_url: \"{root}\", api_key_env: {env} }}
   vertex: {{ kind: gemini, base_url: \"{root}\", api_key_env: {env}, project: acme, location: us-central1 }}
@@ -398,4 +420,102 @@ async fn anthropic_overloaded_fails_over_to_another_provider() {
     }
     assert_eq!(mock.requests_for("m-anthropic@529"), 2);
     assert_eq!(mock.requests_for("m-gemini"), 2);
+}
+
+/// The vectors of an OpenAI embeddings list, in `index` order.
+fn vectors(body: &Value) -> Vec<Vec<f64>> {
+    let data = body["data"].as_array().expect("data");
+    for (i, d) in data.iter().enumerate() {
+        assert_eq!(d["index"], i, "{body}");
+        assert_eq!(d["object"], "embedding", "{body}");
+    }
+    data.iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .expect("float vector")
+                .iter()
+                .map(|x| x.as_f64().expect("float"))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn embeddings_translate_for_gemini_vertex_azure_and_bedrock() {
+    let (_mock, gw) = start().await;
+    let embed = |model: &str, input: Value, dims: Option<u32>| {
+        let mut req = json!({"model": model, "input": input});
+        if let Some(d) = dims {
+            req["dimensions"] = json!(d);
+        }
+        gw.post("/v1/embeddings", req.to_string()).send()
+    };
+    // mock-llm derives every dialect's vectors from the same inputs, so the OpenAI answer is
+    // the reference: a translation that loses, reorders or rounds a number shows here.
+    let two = json!(["rivers carry stones", "to the sea"]);
+    let reference = |input: &Value, dims: Option<u32>| {
+        let input = input.clone();
+        async move {
+            let resp = embed("openai-embed", input, dims).await.expect("request");
+            assert_eq!(resp.status(), 200);
+            vectors(&resp.json().await.expect("json"))
+        }
+    };
+    let want_two = reference(&two, Some(8)).await;
+    let want_two_default = reference(&two, None).await;
+    let one = json!("rivers carry stones");
+    let want_one = reference(&json!([one.clone()]), Some(8)).await;
+    for (name, _, _) in EMBEDDERS {
+        let (input, dims, want) = match name {
+            "bedrock-titan" => (one.clone(), Some(8), &want_one),
+            "bedrock-cohere" => (two.clone(), None, &want_two_default),
+            _ => (two.clone(), Some(8), &want_two),
+        };
+        let resp = embed(name, input, dims).await.expect("request");
+        assert_eq!(resp.status(), 200, "{name}");
+        let text = resp.text().await.expect("body");
+        assert_no_canary(&text);
+        let body: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(body["object"], "list", "{name}: {body}");
+        let got = vectors(&body);
+        assert_eq!(got.len(), want.len(), "{name}: one vector per input");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g.len(), w.len(), "{name}: the asked width");
+            assert!(
+                g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-6),
+                "{name}: {g:?} != {w:?}"
+            );
+        }
+        // Every kind but the Gemini API reports the tokens it embedded.
+        if name != "gemini-embed" {
+            assert!(
+                body["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 0,
+                "{name}: {body}"
+            );
+        }
+    }
+    // Titan embeds one input per request: more is the client's 400, naming the field.
+    let resp = embed("bedrock-titan", two.clone(), None)
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["param"], "input", "{body}");
+    // base64 vectors are encoded by Sluice, as OpenAI sends them.
+    let mut req = json!({"model": "vertex-embed", "input": two, "encoding_format": "base64"});
+    req["dimensions"] = json!(8);
+    let resp = gw
+        .post("/v1/embeddings", req.to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["data"][0]["embedding"]
+            .as_str()
+            .is_some_and(|b| b.len() == 44),
+        "8 f32s are 32 bytes, 44 in base64: {body}"
+    );
 }

@@ -8,6 +8,7 @@
 //! | `POST /{version}/projects/{p}/locations/{l}/publishers/google/models/{model}:…` | Vertex AI (bearer token) |
 //! | `POST /openai/deployments/{deployment}/chat/completions?api-version=…`, `POST /openai/v1/chat/completions` | Azure OpenAI (`api-key`) |
 //! | `POST /model/{model id}/converse` / `converse-stream` | Bedrock (SigV4 or a bearer key; event-stream frames) |
+//! | `…/models/{model}:batchEmbedContents`, `…/publishers/google/models/{model}:predict`, `/openai/deployments/{d}/embeddings`, `/openai/v1/embeddings`, `/model/{id}/invoke` | embeddings: Gemini API, Vertex AI, Azure OpenAI, Bedrock Titan (`inputText`) and Cohere (`texts`), with the OpenAI mock's vectors for the same inputs and width |
 //!
 //! The answer is the OpenAI mock's (the same words, finish reason and token counts for the
 //! same prompt text), rendered by `sluice_gateway::providers::translate::render` as that
@@ -57,6 +58,9 @@ pub(crate) struct DialectRoute {
     pub model: Option<String>,
     /// A streaming method (`None`: the body's `stream` says).
     pub stream: Option<bool>,
+    /// An embeddings method (Gemini `batchEmbedContents`, Vertex `predict`, Azure
+    /// `embeddings`, Bedrock `invoke`).
+    pub embed: bool,
 }
 
 /// The dialect of `path`, if it is one of the provider paths above.
@@ -66,6 +70,15 @@ pub(crate) fn route(path: &str) -> Option<DialectRoute> {
             kind,
             model: model.map(percent_decode),
             stream,
+            embed: false,
+        })
+    };
+    let embed = |kind, model: Option<&str>| {
+        Some(DialectRoute {
+            kind,
+            model: model.map(percent_decode),
+            stream: Some(false),
+            embed: true,
         })
     };
     if path == "/v1/messages" {
@@ -74,24 +87,31 @@ pub(crate) fn route(path: &str) -> Option<DialectRoute> {
     if path == "/openai/v1/chat/completions" {
         return r(Kind::AzureOpenAi, None, None);
     }
+    if path == "/openai/v1/embeddings" {
+        return embed(Kind::AzureOpenAi, None);
+    }
     if let Some(rest) = path.strip_prefix("/openai/deployments/") {
         let (deployment, tail) = rest.split_once('/')?;
-        return (tail == "chat/completions")
-            .then_some(())
-            .and_then(|()| r(Kind::AzureOpenAi, Some(deployment), None));
+        return match tail {
+            "chat/completions" => r(Kind::AzureOpenAi, Some(deployment), None),
+            "embeddings" => embed(Kind::AzureOpenAi, Some(deployment)),
+            _ => None,
+        };
     }
     if let Some(rest) = path.strip_prefix("/model/") {
         let (model, method) = rest.split_once('/')?;
         return match method {
             "converse" => r(Kind::Bedrock, Some(model), Some(false)),
             "converse-stream" => r(Kind::Bedrock, Some(model), Some(true)),
+            "invoke" => embed(Kind::Bedrock, Some(model)),
             _ => None,
         };
     }
     let (before, method) = path.rsplit_once(':')?;
-    let stream = match method {
-        "generateContent" => false,
-        "streamGenerateContent" => true,
+    let (stream, embeds) = match method {
+        "generateContent" => (false, false),
+        "streamGenerateContent" => (true, false),
+        "batchEmbedContents" | "predict" => (false, true),
         _ => return None,
     };
     let (scope, model) = before.rsplit_once("/models/")?;
@@ -102,7 +122,15 @@ pub(crate) fn route(path: &str) -> Option<DialectRoute> {
     } else {
         return None;
     };
-    r(kind, Some(model), Some(stream))
+    // Gemini API embeds with `batchEmbedContents`, Vertex with `predict`.
+    if embeds && (method == "predict") != (kind == Kind::Vertex) {
+        return None;
+    }
+    if embeds {
+        embed(kind, Some(model))
+    } else {
+        r(kind, Some(model), Some(stream))
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -461,6 +489,22 @@ async fn answer_request(shared: &Shared, route: &DialectRoute, body: &[u8]) -> R
     if let Some(Outcome::Status { code, retry_after }) = faults.outcome {
         return error(kind, class_of(code), retry_after);
     }
+    if route.embed {
+        return match embeddings(kind, model, &v) {
+            Some((body, tokens)) => {
+                let mut resp = content(ScriptBody::full(body), "application/json");
+                // InvokeModel reports the tokens in a header (Cohere's body has none).
+                if kind == Kind::Bedrock {
+                    resp.headers_mut().insert(
+                        "x-amzn-bedrock-input-token-count",
+                        HeaderValue::from(tokens),
+                    );
+                }
+                resp
+            }
+            None => error(kind, ErrorClass::InvalidRequest, None),
+        };
+    }
     let mut a = ask(kind, &v);
     if let Some(s) = route.stream {
         a.stream = s;
@@ -576,6 +620,71 @@ fn events_before_fault(k: usize, lead: usize, content_end: usize) -> usize {
     }
 }
 
+/// An embeddings answer in `kind`'s shape: the OpenAI mock's vectors (the same numbers for
+/// the same inputs and width) and token count, for the inputs read from the dialect's body.
+/// `None` when the body is not an embeddings request of that dialect.
+fn embeddings(kind: Kind, model: &str, v: &Value) -> Option<(bytes::Bytes, u64)> {
+    let texts = |list: Option<&Value>, pointer: &str| -> Option<Vec<Value>> {
+        list?
+            .as_array()?
+            .iter()
+            .map(|item| item.pointer(pointer).filter(|t| t.is_string()).cloned())
+            .collect()
+    };
+    let (inputs, dimensions): (Vec<Value>, Option<&Value>) = match kind {
+        Kind::Gemini => (
+            texts(v.get("requests"), "/content/parts/0/text")?,
+            v.pointer("/requests/0/outputDimensionality"),
+        ),
+        Kind::Vertex => (
+            texts(v.get("instances"), "/content")?,
+            v.pointer("/parameters/outputDimensionality"),
+        ),
+        Kind::AzureOpenAi => {
+            let input = v.get("input")?;
+            let inputs = match input {
+                Value::Array(a) => a.clone(),
+                one => vec![one.clone()],
+            };
+            (inputs, v.get("dimensions"))
+        }
+        Kind::Bedrock => match v.get("inputText") {
+            Some(t) => (vec![t.clone()], v.get("dimensions")),
+            None => (texts(v.get("texts"), "")?, None),
+        },
+        Kind::Anthropic => return None,
+    };
+    if inputs.is_empty() {
+        return None;
+    }
+    let mut openai = json!({"model": model, "input": inputs});
+    if let Some(d) = dimensions {
+        openai["dimensions"] = d.clone();
+    }
+    let req = MockRequest::from_body(Endpoint::Embeddings, openai.to_string().as_bytes()).ok()?;
+    let list = mock::response_json(&req);
+    let tokens = u64::from(req.prompt_tokens);
+    if kind == Kind::AzureOpenAi {
+        return Some((list, tokens));
+    }
+    let list: Value = serde_json::from_slice(&list).ok()?;
+    let vectors: Vec<Vec<f32>> = list
+        .get("data")?
+        .as_array()?
+        .iter()
+        .map(|e| serde_json::from_value(e.get("embedding")?.clone()).ok())
+        .collect::<Option<_>>()?;
+    let body = match kind {
+        Kind::Gemini => render::gemini_embeddings(&vectors, false, 0),
+        Kind::Vertex => {
+            let each = tokens / vectors.len() as u64;
+            render::gemini_embeddings(&vectors, true, each)
+        }
+        _ => render::bedrock_embeddings(&vectors, v.get("inputText").is_some(), tokens),
+    };
+    Some((body, tokens))
+}
+
 fn content(body: ScriptBody, content_type: &'static str) -> Resp {
     let mut resp = Response::new(body);
     resp.headers_mut()
@@ -616,6 +725,25 @@ mod tests {
             ))
         );
         assert_eq!(r("/v1/chat/completions"), None);
+        let e = |p| route(p).filter(|r| r.embed).map(|r| (r.kind, r.model));
+        assert_eq!(
+            e("/v1beta/models/text-embedding-004:batchEmbedContents"),
+            Some((Kind::Gemini, Some("text-embedding-004".into())))
+        );
+        assert_eq!(
+            e("/v1/projects/p/locations/l/publishers/google/models/t:predict"),
+            Some((Kind::Vertex, Some("t".into())))
+        );
+        assert_eq!(
+            e("/openai/deployments/emb/embeddings"),
+            Some((Kind::AzureOpenAi, Some("emb".into())))
+        );
+        assert_eq!(e("/openai/v1/embeddings"), Some((Kind::AzureOpenAi, None)));
+        assert_eq!(
+            e("/model/amazon.titan-embed-text-v2%3A0/invoke"),
+            Some((Kind::Bedrock, Some("amazon.titan-embed-text-v2:0".into())))
+        );
+        assert_eq!(e("/v1beta/models/t:predict"), None);
     }
 
     #[test]
