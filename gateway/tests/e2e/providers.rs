@@ -21,8 +21,9 @@ const KINDS: [&str; 6] = [
 ];
 
 /// The fault suffixes each kind gets a catalog model for.
-const FAULTS: [(&str, &str); 6] = [
+const FAULTS: [(&str, &str); 7] = [
     ("chat", ""),
+    ("e500", "@500"),
     ("e529", "@529"),
     ("e429", "@429:2"),
     ("e400", "@400"),
@@ -39,6 +40,10 @@ const EMBEDDERS: [(&str, &str, &str); 6] = [
     ("bedrock-titan", "bedrock", "amazon.titan-embed-text-v2:0"),
     ("bedrock-cohere", "bedrock", "cohere.embed-english-v3"),
 ];
+
+/// A provider key (or AWS access key id) mock-llm refuses.
+const WRONG_KEY_ENV: &str = "TEST_WRONG_PROVIDER_KEY";
+const WRONG_KEY: &str = "wrong-provider-key-for-tests";
 
 fn policy(mock: &sluice_loadtest::MockLlm) -> String {
     let root = format!("http://{}", mock.addr());
@@ -60,6 +65,12 @@ fn policy(mock: &sluice_loadtest::MockLlm) -> String {
     models.push_str(
         "  openai-embed: { provider: openai, upstream_model: e-openai, kind: embedding }\n",
     );
+    // The same providers holding a key mock-llm refuses.
+    for kind in KINDS {
+        models.push_str(&format!(
+            "  {kind}-badkey: {{ provider: {kind}-bad, upstream_model: m-{kind} }}\n"
+        ));
+    }
     format!(
         "providers:
   openai: {{ kind: openai, base_url: \"{root}/v1\", api_key_env: {env} }}
@@ -69,6 +80,12 @@ fn policy(mock: &sluice_loadtest::MockLlm) -> String {
   azure: {{ kind: azure_openai, base_url: \"{root}\", api_key_env: {env}, api_version: 2024-10-21 }}
   azurev1: {{ kind: azure_openai, base_url: \"{root}\", api_key_env: {env} }}
   bedrock: {{ kind: bedrock, base_url: \"{root}\", region: us-east-1, aws_access_key_id_env: {env}, aws_secret_access_key_env: TEST_AWS_SECRET }}
+  anthropic-bad: {{ kind: anthropic, base_url: \"{root}\", api_key_env: {WRONG_KEY_ENV} }}
+  gemini-bad: {{ kind: gemini, base_url: \"{root}\", api_key_env: {WRONG_KEY_ENV} }}
+  vertex-bad: {{ kind: gemini, base_url: \"{root}\", api_key_env: {WRONG_KEY_ENV}, project: acme, location: us-central1 }}
+  azure-bad: {{ kind: azure_openai, base_url: \"{root}\", api_key_env: {WRONG_KEY_ENV}, api_version: 2024-10-21 }}
+  azurev1-bad: {{ kind: azure_openai, base_url: \"{root}\", api_key_env: {WRONG_KEY_ENV} }}
+  bedrock-bad: {{ kind: bedrock, base_url: \"{root}\", region: us-east-1, aws_access_key_id_env: {WRONG_KEY_ENV}, aws_secret_access_key_env: TEST_AWS_SECRET }}
 models:
 {models}routes:
   - name: cross
@@ -86,7 +103,10 @@ async fn start() -> (sluice_loadtest::MockLlm, TestGateway) {
         &policy(&mock),
         &mock,
         "",
-        &[("TEST_AWS_SECRET", "aws-secret-for-tests")],
+        &[
+            ("TEST_AWS_SECRET", "aws-secret-for-tests"),
+            (WRONG_KEY_ENV, WRONG_KEY),
+        ],
     )
     .await;
     (mock, gw)
@@ -354,7 +374,7 @@ async fn tools_json_mode_and_images_translate_both_ways() {
 
 #[tokio::test]
 async fn errors_map_to_openai_statuses_before_and_after_the_first_byte() {
-    let (_mock, gw) = start().await;
+    let (mock, gw) = start().await;
     for kind in KINDS {
         // Overloaded (Anthropic's 529; 503 elsewhere) is a 503 once no target is left.
         let resp = post(&gw, &ask(&format!("{kind}-e529"), false)).await;
@@ -394,6 +414,26 @@ async fn errors_map_to_openai_statuses_before_and_after_the_first_byte() {
         assert!(last["error"].is_object(), "{kind}: {events:?}");
         assert!(!events.iter().any(|e| e == "[DONE]"), "{kind}");
     }
+    // A provider's own server error, and credentials the provider refuses (mock-llm's own
+    // check in each dialect's header or SigV4 scope): 502s in OpenAI's shape, never echoing
+    // the key Sluice sent.
+    let refused_before = mock.stats().unauthorized;
+    for kind in KINDS {
+        let resp = post(&gw, &ask(&format!("{kind}-e500"), false)).await;
+        assert_eq!(resp.status(), 502, "{kind}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["type"], "server_error", "{kind}: {body}");
+        let resp = post(&gw, &ask(&format!("{kind}-badkey"), false)).await;
+        assert_eq!(resp.status(), 502, "{kind}");
+        let text = resp.text().await.expect("body");
+        assert!(!text.contains(WRONG_KEY), "{kind}: {text}");
+        let body: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(body["error"]["type"], "server_error", "{kind}: {body}");
+    }
+    assert!(
+        mock.stats().unauthorized >= refused_before + KINDS.len() as u64,
+        "every dialect's credential check refused the wrong key"
+    );
     // A request the target cannot do is a 400 naming the field; nothing is sent.
     let mut req = ask("anthropic-chat", false);
     req["n"] = json!(3);
