@@ -279,7 +279,17 @@ impl Aiops {
                     Status::Anomaly(a.clone()),
                 );
             }
-            for s in slo.iter().filter(|s| s.alert != AlertLevel::None) {
+            // A burn that a (live) remediation rule acts on is that rule's incident already:
+            // a second, alert-only incident would page twice for one fault.
+            let covered = |s: &SloStatus| {
+                policy.remediation_rules().iter().any(|r| {
+                    !r.dry_run && r.route == s.route && r.when.slo == s.slo && r.when.burn.holds(s)
+                })
+            };
+            for s in slo
+                .iter()
+                .filter(|s| s.alert != AlertLevel::None && !covered(s))
+            {
                 current.insert(
                     AlertKey::Burn {
                         slo: Arc::clone(&s.slo),

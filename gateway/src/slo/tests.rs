@@ -231,8 +231,6 @@ routes:
         probe_share: 0.2
         runbook_url: https://runbooks.example/fo
 slo: { window_scale: 0.01, evaluate_every: 100ms }
-# These tests are about remediation incidents; AIOps alert incidents have their own tests.
-aiops: { enabled: false }
 keys:
   - { name: k, key_sha256: "e24dd2c0e3d1e0a2ff1afb7d9da3a4b2e4b4e0d0a07ab7e5b4e36e1a0a2e1c5f", tenant: t }
 "#;
