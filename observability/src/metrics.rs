@@ -99,7 +99,7 @@ pub struct TokenLabels {
     pub route: Arc<str>,
     pub model: Arc<str>,
     pub tenant: Arc<str>,
-    /// input | output | cached_input | reasoning
+    /// input | output | cached_input | cache_write_input | reasoning
     pub token_type: &'static str,
     pub usage_source: UsageSource,
 }
@@ -850,6 +850,7 @@ impl Metrics {
                 ("input", u.input),
                 ("output", u.output),
                 ("cached_input", u.cached_input),
+                ("cache_write_input", u.cache_write_input),
                 ("reasoning", u.reasoning),
             ] {
                 if n > 0 || token_type == "input" || token_type == "output" {
