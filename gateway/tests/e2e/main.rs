@@ -12,6 +12,7 @@ mod incident_push;
 mod judge;
 mod lifecycle;
 mod prometheus;
+mod providers;
 mod ratelimit;
 mod rawup;
 mod redaction;
