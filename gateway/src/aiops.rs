@@ -40,7 +40,7 @@ use sluice_observability::metrics::{AnomalyBandLabels, AnomalyLabels};
 use sluice_policy::Policy;
 use sluice_policy::remediation::{
     ActionKind, AlertLevel, AnomalySignal, AnomalyStatus, BurnCondition, Event, IncidentEvent,
-    IncidentHint, Overlay, SloStatus, TargetKey, Transition,
+    IncidentHint, Overlay, Rule, SloStatus, TargetKey, Transition,
 };
 use tokio::time::Instant;
 
@@ -294,11 +294,11 @@ impl Aiops {
     /// `overlay`'s numbering).
     pub fn alerts(
         &mut self,
-        now: Instant,
-        wall: SystemTime,
+        (now, wall): (Instant, SystemTime),
         slo: &[SloStatus],
         anomalies: &[AnomalyStatus],
         policy: &Policy,
+        rules: &[Rule],
         overlay: &mut Overlay,
     ) -> Vec<IncidentEvent> {
         let mut current: HashMap<AlertKey, Status> = HashMap::new();
@@ -309,10 +309,11 @@ impl Aiops {
                     Status::Anomaly(a.clone()),
                 );
             }
-            // A burn that a (live) remediation rule acts on is that rule's incident already:
-            // a second, alert-only incident would page twice for one fault.
+            // A burn that a live remediation rule acts on is that rule's incident already: a
+            // second, alert-only incident would page twice for one fault. `rules` are the ones
+            // the controller runs (an operator's pause puts a rule in dry-run).
             let covered = |s: &SloStatus| {
-                policy.remediation_rules().iter().any(|r| {
+                rules.iter().any(|r| {
                     !r.dry_run && r.route == s.route && r.when.slo == s.slo && r.when.burn.holds(s)
                 })
             };

@@ -502,10 +502,15 @@ impl SloService {
         let published = self.state.runtime.overlay_full();
         // Alert incidents take their ids from the overlay's numbering before the decision.
         let mut current = (*published).clone();
-        let alert_events =
-            self.aiops
-                .alerts(now, wall, &statuses, &anomalies, &policy, &mut current);
         let rules = paused_to_dry_run(policy.remediation_rules(), &self.paused);
+        let alert_events = self.aiops.alerts(
+            (now, wall),
+            &statuses,
+            &anomalies,
+            &policy,
+            &rules,
+            &mut current,
+        );
         let decision = remediation::decide_with_anomalies(
             now,
             &statuses,
