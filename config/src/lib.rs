@@ -23,6 +23,7 @@
 mod base_url;
 mod diff;
 mod duration;
+mod egress;
 mod raw;
 mod schema;
 mod ser;
@@ -44,6 +45,9 @@ pub use types::{
     TenantConfig, Timeouts, TlsConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
+pub use egress::{
+    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
+};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

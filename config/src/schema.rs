@@ -38,6 +38,7 @@ use crate::types::{
 };
 use crate::types::{FailMode, RedisConfig};
 use crate::validate::{
+    MAX_POOL_SIZE,
     BUILTIN_RUBRICS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
     DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_OPENAI_BASE_URL, DEFAULT_PROBE_SHARE,
     MAX_CAPTURE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB, THIRTY_DAYS,
@@ -589,7 +590,19 @@ fn sample() -> Value {
 
 fn providers() -> Value {
     let kinds = ["openai", "mock"];
-    let openai_only = ["base_url", "api_key_env", "connect_timeout"];
+    let openai_only = [
+        "base_url",
+        "api_key_env",
+        "connect_timeout",
+        "headers",
+        "ca_file",
+        "ca_replaces_roots",
+        "proxy",
+        "pool_size",
+        "idle_timeout",
+        "tcp_keepalive",
+        "tls_server_name",
+    ];
     let mock_only = ["ttft_ms", "tokens_per_s"];
     let mut provider = object(
         "An upstream API. `kind` says which fields follow: `base_url`, `api_key_env` and \
@@ -630,6 +643,79 @@ fn providers() -> Value {
                     "kind: openai. How long connecting may take.",
                     Zero::Rejected,
                     Some(DEFAULT_CONNECT_TIMEOUT),
+                ),
+            ),
+            (
+                "headers",
+                map_of(
+                    "kind: openai. Extra headers sent with every request to this provider \
+                     (e.g. `OpenAI-Organization`). A value is literal text, or `{ env: NAME }` \
+                     to read it from an environment variable at load; such values are shown \
+                     as `***`. Headers Sluice writes itself (host, authorization, \
+                     content-type, …) cannot be set.",
+                    "A header name: letters, digits and `-`.",
+                    json!({
+                        "oneOf": [
+                            { "type": "string", "description": "The header's value, printable ASCII." },
+                            variant_map(
+                                "Read the value from an environment variable at load.",
+                                vec![("env", pattern("The NAME of the environment variable.", ENV_VAR))],
+                                &["env"],
+                            ),
+                        ],
+                    }),
+                ),
+            ),
+            (
+                "ca_file",
+                not_blank(
+                    "kind: openai, https only. A PEM bundle of CA certificates trusted for \
+                     this provider (a corporate TLS-inspection CA), added to the system roots.",
+                ),
+            ),
+            (
+                "ca_replaces_roots",
+                boolean(
+                    "kind: openai. Trust only `ca_file`, not the system roots.",
+                    false,
+                ),
+            ),
+            ("proxy", proxy()),
+            (
+                "pool_size",
+                int(
+                    "kind: openai. Idle connections kept for this provider, in a pool of \
+                     its own. Default: the shared pool of `server.upstream_pool_size`.",
+                    1,
+                    Some(MAX_POOL_SIZE.unsigned_abs()),
+                    None,
+                ),
+            ),
+            (
+                "idle_timeout",
+                duration(
+                    "kind: openai. How long an idle pooled connection is kept; at most 1h. \
+                     Default 90s.",
+                    Zero::Rejected,
+                    None,
+                ),
+            ),
+            (
+                "tcp_keepalive",
+                duration(
+                    "kind: openai. TCP keepalive idle time on this provider's connections \
+                     (probes every 5s after it, 3 of them); at most 1h. Default: off.",
+                    Zero::Rejected,
+                    None,
+                ),
+            ),
+            (
+                "tls_server_name",
+                pattern(
+                    "kind: openai, https only. The name TLS asks for (SNI) and checks the \
+                     certificate against, instead of the base_url's host: for providers \
+                     reached by IP address.",
+                    "^[A-Za-z0-9.-]+$",
                 ),
             ),
             (
@@ -685,6 +771,40 @@ fn providers() -> Value {
     );
     insert(&mut map, "minProperties", json!(1));
     map
+}
+
+fn proxy() -> Value {
+    object(
+        "kind: openai. An HTTP egress proxy: CONNECT tunnels for https providers, \
+         absolute-form requests for http ones. When absent, `HTTPS_PROXY` / `HTTP_PROXY` \
+         (and `NO_PROXY`) from the environment apply, except to loopback providers.",
+        vec![
+            (
+                "url",
+                pattern(
+                    "`http://host:port` of the proxy; no user info (see `credentials_env`).",
+                    "^[hH][tT][tT][pP]://[^@/]+/?$",
+                ),
+            ),
+            (
+                "credentials_env",
+                pattern(
+                    "The NAME of the environment variable holding `user:password`, sent as \
+                     `Proxy-Authorization: Basic`. Needs `url`.",
+                    ENV_VAR,
+                ),
+            ),
+            (
+                "no_proxy",
+                list(
+                    "Hosts reached directly, replacing `NO_PROXY`: a host or `.domain` (with \
+                     its subdomains), an IP, a CIDR block, optionally `:port`; `*` for all.",
+                    not_blank("One entry."),
+                ),
+            ),
+        ],
+        &[],
+    )
 }
 
 fn models() -> Value {

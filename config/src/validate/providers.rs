@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::egress;
 use super::{
     Ctx, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS,
     DEFAULT_OPENAI_BASE_URL, MOCK_FIELDS, OPENAI_FIELDS, known, line,
 };
 use crate::duration::Zero;
 use crate::raw::{RawModel, RawPricing, RawProvider};
+use crate::Egress;
 use crate::types::{
     BaseUrl, ModelConfig, ModelKind, Pricing, ProviderConfig, ProviderKind, Secret,
 };
@@ -55,6 +57,9 @@ pub(super) fn provider(
             if let Some(f) = &raw.connect_timeout {
                 not_for(ctx, "connect_timeout", line(f), "mock", MOCK_FIELDS);
             }
+            for (field, l) in egress_fields(raw) {
+                not_for(ctx, field, l, "mock", MOCK_FIELDS);
+            }
             Some(mock(ctx, &path, raw))
         }
         other => {
@@ -67,9 +72,14 @@ pub(super) fn provider(
         }
     };
     let provider_kind = provider_kind?;
+    let egress = match &provider_kind {
+        ProviderKind::OpenAi { base_url, .. } => egress::egress(ctx, &path, raw, base_url, env),
+        ProviderKind::Mock { .. } => Egress::default(),
+    };
     (ctx.errors.len() == before).then(|| ProviderConfig {
         name: name.to_owned(),
         kind: provider_kind,
+        egress,
     })
 }
 
@@ -139,6 +149,25 @@ fn openai(
         api_key,
         connect_timeout,
     })
+}
+
+/// The connection fields set on a provider, with their lines (for kinds they do not fit).
+fn egress_fields(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
+    let mut set = Vec::new();
+    let mut add = |name: &'static str, l: Option<Option<usize>>| {
+        if let Some(l) = l {
+            set.push((name, l));
+        }
+    };
+    add("headers", raw.headers.as_ref().map(line));
+    add("ca_file", raw.ca_file.as_ref().map(line));
+    add("ca_replaces_roots", raw.ca_replaces_roots.as_ref().map(line));
+    add("proxy", raw.proxy.as_ref().map(line));
+    add("pool_size", raw.pool_size.as_ref().map(line));
+    add("idle_timeout", raw.idle_timeout.as_ref().map(line));
+    add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
+    add("tls_server_name", raw.tls_server_name.as_ref().map(line));
+    set
 }
 
 pub(super) fn is_env_var_name(s: &str) -> bool {
