@@ -45,6 +45,7 @@ pub use types::{
     TenantConfig, Timeouts, TlsConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
+pub use egress::authority as egress_authority;
 pub use egress::{
     Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
 };

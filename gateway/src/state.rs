@@ -52,6 +52,8 @@ pub struct AppState {
     pub abort: tokio::sync::watch::Sender<bool>,
     /// Limits and budgets shared through Redis (`state.redis`); `None` counts in-process.
     pub shared: Option<Arc<crate::shared::SharedState>>,
+    /// Each provider's built headers, CA, proxy and pool (issue 20); outlives policy reloads.
+    pub egress: crate::providers::egress::EgressCache,
     request_seq: AtomicU64,
     request_salt: u64,
 }
@@ -96,6 +98,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::Sender::new(false),
             shared: None,
+            egress: Default::default(),
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
         }

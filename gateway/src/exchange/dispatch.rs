@@ -50,10 +50,24 @@ pub async fn open(
                     provider.name
                 )));
             }
+            let egress = if provider.egress.is_default() {
+                None
+            } else {
+                let built = state
+                    .egress
+                    .get(&provider.name, &provider.egress, base_url, *connect_timeout)
+                    .map_err(Failure::Unavailable)?;
+                Some(built)
+            };
             ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
+            // Through a proxy only the proxy's name is resolved here: inside a company
+            // network the provider's may not resolve at all.
+            let (host, port) = egress.as_ref().map_or((&base_url.host, base_url.port), |e| {
+                (&e.dial_host, e.dial_port)
+            });
             let addr = state
                 .resolver
-                .resolve(&base_url.host, base_url.port)
+                .resolve(host, port)
                 .await
                 .map_err(Failure::Connect)?;
             let http = HttpTarget {
@@ -65,6 +79,7 @@ pub async fn open(
                 stream,
                 request_id: &ctx.request_id,
                 own_listener: false,
+                egress: egress.as_deref(),
             };
             openai::send(&state.connector, &http, body)
                 .await

@@ -5,6 +5,7 @@
 //! once against it. `openai` speaks HTTP through pingora's pooled connector; `mock` synthesizes
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
+pub mod egress;
 mod h1;
 pub mod mock;
 mod mock_upstream;
@@ -35,6 +36,8 @@ pub enum Upstream {
 pub struct HttpUpstream {
     pub session: h1::Response,
     pub peer: openai::ProviderPeer,
+    /// The provider's own pool (`pool_size`), which the connection returns to.
+    pub own_pool: Option<std::sync::Arc<TransportConnector>>,
 }
 
 // === impl Upstream ===
@@ -76,7 +79,12 @@ impl Upstream {
     /// answer can never leak into the next request on that connection.
     pub async fn release(self, connector: &TransportConnector, complete: bool) {
         if let Self::Http(h) = self {
-            let HttpUpstream { session, peer } = *h;
+            let HttpUpstream {
+                session,
+                peer,
+                own_pool,
+            } = *h;
+            let connector = own_pool.as_deref().unwrap_or(connector);
             // Anything not reusable is dropped here, which closes the connection.
             if complete && let Some(stream) = session.into_reusable() {
                 let idle = peer.0.options.idle_timeout;
