@@ -166,7 +166,11 @@ impl ProviderEgress {
                 "{} {detail}; the provider's certificate is not trusted by ca_file {file}",
                 self.route
             ),
-            _ => format!("{} {detail}", self.route),
+            (None, true) => format!(
+                "{} {detail}; the provider's certificate is not trusted by the system roots (a TLS-inspecting proxy's CA goes in ca_file)",
+                self.route
+            ),
+            (_, false) => format!("{} {detail}", self.route),
         }
     }
 }

@@ -4,6 +4,7 @@ mod aiops;
 mod body;
 mod cache;
 mod common;
+mod egress;
 mod errors;
 mod failover;
 mod hardening;
