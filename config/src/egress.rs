@@ -58,7 +58,10 @@ pub struct ExtraHeader {
 pub enum HeaderValue {
     Static(String),
     /// Shown as `{ env: NAME, value: "***" }`: the value itself never leaves the process.
-    Env { env: String, value: Option<Secret> },
+    Env {
+        env: String,
+        value: Option<Secret>,
+    },
 }
 
 impl HeaderValue {
@@ -301,11 +304,29 @@ mod tests {
         let local = BaseUrl::parse("http://127.0.0.1:8000/v1").expect("url");
         let none: Vec<String> = Vec::new();
         let exempt = list(".openai.com");
-        let cases: &[(&BaseUrl, bool, Option<&str>, &[String], Option<ProxySource<'_>>)] = &[
+        let cases: &[(
+            &BaseUrl,
+            bool,
+            Option<&str>,
+            &[String],
+            Option<ProxySource<'_>>,
+        )] = &[
             (&remote, false, None, &none, None),
             (&remote, true, None, &none, Some(ProxySource::Policy)),
-            (&remote, true, Some("HTTPS_PROXY"), &none, Some(ProxySource::Policy)),
-            (&remote, false, Some("HTTPS_PROXY"), &none, Some(ProxySource::Env("HTTPS_PROXY"))),
+            (
+                &remote,
+                true,
+                Some("HTTPS_PROXY"),
+                &none,
+                Some(ProxySource::Policy),
+            ),
+            (
+                &remote,
+                false,
+                Some("HTTPS_PROXY"),
+                &none,
+                Some(ProxySource::Env("HTTPS_PROXY")),
+            ),
             (&remote, false, Some("HTTPS_PROXY"), &exempt, None),
             (&remote, true, None, &exempt, None),
             // A machine-wide proxy never captures loopback; one the policy names does.

@@ -34,6 +34,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use diff::{Changes, PolicyDiff};
+pub use egress::authority as egress_authority;
+pub use egress::{
+    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
+};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
     ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, Balance, BaseUrl,
@@ -45,10 +49,6 @@ pub use types::{
     TenantConfig, Timeouts, TlsConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
-pub use egress::authority as egress_authority;
-pub use egress::{
-    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
-};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

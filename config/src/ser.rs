@@ -51,10 +51,17 @@ keys:
   - { name: k, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: t, expires: "2030-01-01T00:00:00Z" }
 "#;
         let c = crate::load_str_with_env(yaml, "t.yaml", &|v| {
-            Some(if v == "PROXY_CREDS" { "user:SECRET-pw" } else { "sk-live-SECRET-123" }.into())
+            Some(
+                if v == "PROXY_CREDS" {
+                    "user:SECRET-pw"
+                } else {
+                    "sk-live-SECRET-123"
+                }
+                .into(),
+            )
         })
-            .expect("valid")
-            .config;
+        .expect("valid")
+        .config;
         let json = serde_json::to_string(&c).expect("serialises");
         assert!(!json.contains("SECRET"), "{json}");
         assert!(json.contains(r#""api_key":"***""#), "{json}");

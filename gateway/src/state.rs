@@ -70,6 +70,10 @@ impl AppState {
     ) -> Self {
         let snapshot = policy.snapshot();
         let server = &snapshot.server;
+        let egress = crate::providers::egress::EgressCache::default();
+        // Each problem (a CA bundle that cannot be read) is logged as it is found; the
+        // provider's attempts fail, and fail over, until it is fixed.
+        egress.prepare(&snapshot.config);
         metrics
             .policy_generation
             .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
@@ -98,7 +102,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::Sender::new(false),
             shared: None,
-            egress: Default::default(),
+            egress,
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
         }

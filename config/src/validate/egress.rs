@@ -67,14 +67,8 @@ pub(super) fn egress(
         );
     }
     let pool_size = raw.pool_size.as_ref().map(|v| {
-        ctx.int(
-            &format!("{path}.pool_size"),
-            Some(v),
-            1,
-            1,
-            MAX_POOL_SIZE,
-        )
-        .unsigned_abs() as usize
+        ctx.int(&format!("{path}.pool_size"), Some(v), 1, 1, MAX_POOL_SIZE)
+            .unsigned_abs() as usize
     });
     let opt_duration = |ctx: &mut Ctx<'_>, field: &str, v: Option<&Spanned<String>>| {
         v.map(|v| {

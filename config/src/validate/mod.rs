@@ -2,8 +2,8 @@
 //! of them. References are checked against the names *declared* in the file, valid or not, so
 //! one broken provider does not also produce an "unknown provider" for each of its models.
 
-mod keys;
 mod egress;
+mod keys;
 mod providers;
 mod routes;
 mod server;

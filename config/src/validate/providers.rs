@@ -10,9 +10,9 @@ use super::{
     Ctx, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS,
     DEFAULT_OPENAI_BASE_URL, MOCK_FIELDS, OPENAI_FIELDS, known, line,
 };
+use crate::Egress;
 use crate::duration::Zero;
 use crate::raw::{RawModel, RawPricing, RawProvider};
-use crate::Egress;
 use crate::types::{
     BaseUrl, ModelConfig, ModelKind, Pricing, ProviderConfig, ProviderKind, Secret,
 };
@@ -161,7 +161,10 @@ fn egress_fields(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
     };
     add("headers", raw.headers.as_ref().map(line));
     add("ca_file", raw.ca_file.as_ref().map(line));
-    add("ca_replaces_roots", raw.ca_replaces_roots.as_ref().map(line));
+    add(
+        "ca_replaces_roots",
+        raw.ca_replaces_roots.as_ref().map(line),
+    );
     add("proxy", raw.proxy.as_ref().map(line));
     add("pool_size", raw.pool_size.as_ref().map(line));
     add("idle_timeout", raw.idle_timeout.as_ref().map(line));

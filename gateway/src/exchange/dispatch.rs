@@ -50,21 +50,24 @@ pub async fn open(
                     provider.name
                 )));
             }
+            ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
             let egress = if provider.egress.is_default() {
                 None
             } else {
+                // A bundle that cannot be read fails the attempt; failover goes on.
                 let built = state
                     .egress
                     .get(&provider.name, &provider.egress, base_url, *connect_timeout)
-                    .map_err(Failure::Unavailable)?;
+                    .map_err(Failure::Connect)?;
                 Some(built)
             };
-            ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
             // Through a proxy only the proxy's name is resolved here: inside a company
             // network the provider's may not resolve at all.
-            let (host, port) = egress.as_ref().map_or((&base_url.host, base_url.port), |e| {
-                (&e.dial_host, e.dial_port)
-            });
+            let (host, port) = egress
+                .as_ref()
+                .map_or((&base_url.host, base_url.port), |e| {
+                    (&e.dial_host, e.dial_port)
+                });
             let addr = state
                 .resolver
                 .resolve(host, port)

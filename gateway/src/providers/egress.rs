@@ -97,9 +97,9 @@ impl ProviderEgress {
             Some(p) => format!("via proxy {} (from {})", p.authority(), p.source),
             None => "direct".to_owned(),
         };
-        let connector = egress.pool_size.map(|size| {
-            Arc::new(TransportConnector::new(Some(ConnectorOptions::new(size))))
-        });
+        let connector = egress
+            .pool_size
+            .map(|size| Arc::new(TransportConnector::new(Some(ConnectorOptions::new(size)))));
         let mut key = std::collections::hash_map::DefaultHasher::new();
         provider.hash(&mut key);
         Ok(Self {
@@ -111,10 +111,7 @@ impl ProviderEgress {
             route,
             sni: egress.tls_server_name.clone(),
             ca,
-            ca_file: egress
-                .ca_file
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            ca_file: egress.ca_file.as_ref().map(|p| p.display().to_string()),
             tunnel,
             idle_timeout: egress.idle_timeout.unwrap_or(DEFAULT_IDLE),
             tcp_keepalive: egress.tcp_keepalive,
@@ -184,8 +181,7 @@ fn proxy_authorization(p: &ProxyConfig) -> Option<String> {
 
 /// Standard base64 with padding (RFC 4648), for one short header value.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
         let b = [
@@ -307,9 +303,13 @@ impl L4Connect for ConnectTunnel {
 impl ConnectTunnel {
     async fn handshake(&self, mut tcp: TcpStream) -> pingora::Result<TcpStream> {
         let request = connect_request(&self.target, self.authorization.as_deref());
-        tcp.write_all(request.as_bytes())
-            .await
-            .map_err(|e| failed(format!("sending CONNECT to proxy {}: {}", self.proxy, e.kind())))?;
+        tcp.write_all(request.as_bytes()).await.map_err(|e| {
+            failed(format!(
+                "sending CONNECT to proxy {}: {}",
+                self.proxy,
+                e.kind()
+            ))
+        })?;
         let mut buf = Vec::with_capacity(512);
         loop {
             if buf.len() >= MAX_CONNECT_HEAD {
@@ -319,7 +319,11 @@ impl ConnectTunnel {
                 )));
             }
             let n = tcp.read_buf(&mut buf).await.map_err(|e| {
-                failed(format!("reading proxy {}'s answer: {}", self.proxy, e.kind()))
+                failed(format!(
+                    "reading proxy {}'s answer: {}",
+                    self.proxy,
+                    e.kind()
+                ))
             })?;
             if n == 0 {
                 return Err(failed(format!(
@@ -409,6 +413,26 @@ struct Entry {
 }
 
 impl EgressCache {
+    /// Builds every provider's settings now, so the first request does not pay for reading
+    /// CA bundles; returns what could not be built, as `provider: problem` lines.
+    pub fn prepare(&self, config: &sluice_config::Config) -> Vec<String> {
+        each_http_provider(config)
+            .filter_map(|(name, egress, url, timeout)| self.get(name, egress, url, timeout).err())
+            .collect()
+    }
+
+    /// What [`Self::prepare`] would report for `config`, without keeping anything: a reload
+    /// is checked before it replaces the serving policy.
+    pub fn check(config: &sluice_config::Config) -> Vec<String> {
+        each_http_provider(config)
+            .filter_map(|(name, egress, url, timeout)| {
+                ProviderEgress::build(name, egress, url, timeout)
+                    .err()
+                    .map(|e| format!("provider `{name}`: {e}"))
+            })
+            .collect()
+    }
+
     /// The built settings for `provider`, building them on first use or after a change.
     pub fn get(
         &self,
@@ -453,6 +477,22 @@ impl EgressCache {
     }
 }
 
+/// Providers with egress settings: name, settings, base URL and connect timeout.
+fn each_http_provider(
+    config: &sluice_config::Config,
+) -> impl Iterator<Item = (&str, &Egress, &BaseUrl, Duration)> {
+    config.providers.values().filter_map(|p| match &p.kind {
+        sluice_config::ProviderKind::OpenAi {
+            base_url,
+            connect_timeout,
+            ..
+        } if !p.egress.is_default() => {
+            Some((p.name.as_str(), &p.egress, base_url, *connect_timeout))
+        }
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,12 +515,18 @@ mod tests {
     #[test]
     fn connect_answers() {
         let cases: &[(&[u8], ConnectAnswer)] = &[
-            (b"HTTP/1.1 200 Connection established\r\n", ConnectAnswer::Partial),
+            (
+                b"HTTP/1.1 200 Connection established\r\n",
+                ConnectAnswer::Partial,
+            ),
             (
                 b"HTTP/1.1 200 Connection established\r\n\r\n",
                 ConnectAnswer::Established,
             ),
-            (b"HTTP/1.0 200 OK\r\nvia: p\r\n\r\n", ConnectAnswer::Established),
+            (
+                b"HTTP/1.0 200 OK\r\nvia: p\r\n\r\n",
+                ConnectAnswer::Established,
+            ),
             (
                 b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
                 ConnectAnswer::Refused("407 Proxy Authentication Required".into()),
@@ -493,7 +539,10 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\n\r\nextra",
                 ConnectAnswer::Invalid("data followed its answer to CONNECT"),
             ),
-            (b"SSH-2.0-x\r\n\r\n", ConnectAnswer::Invalid("its answer to CONNECT is not HTTP")),
+            (
+                b"SSH-2.0-x\r\n\r\n",
+                ConnectAnswer::Invalid("its answer to CONNECT is not HTTP"),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(

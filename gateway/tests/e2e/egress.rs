@@ -211,7 +211,10 @@ fn env() -> Vec<(&'static str, &'static str)> {
 }
 
 fn assert_no_egress_secret(place: &str, text: &str) {
-    assert!(!text.contains(CORP_TOKEN), "the env header value leaked into {place}");
+    assert!(
+        !text.contains(CORP_TOKEN),
+        "the env header value leaked into {place}"
+    );
     assert!(
         !text.contains("EGRESS-PROXY-PW"),
         "the proxy password leaked into {place}"
@@ -271,7 +274,10 @@ async fn plain_and_streamed_requests_go_through_a_connect_proxy_to_a_tls_provide
     );
     // The extra headers reached mock-llm, the env-read one with its value.
     let sent = front.heads();
-    assert!(sent.contains("\r\nopenai-organization: org-test\r\n"), "{sent}");
+    assert!(
+        sent.contains("\r\nopenai-organization: org-test\r\n"),
+        "{sent}"
+    );
     assert!(
         sent.contains(&format!("\r\nx-corp-token: {CORP_TOKEN}\r\n")),
         "{sent}"
@@ -360,7 +366,10 @@ async fn a_down_or_refusing_proxy_fails_over_to_a_provider_reached_directly() {
 
     for (model, says) in [
         ("t-down", "refused the connection"),
-        ("t-refused", "answered CONNECT api.example.com:443 with 403 Forbidden"),
+        (
+            "t-refused",
+            "answered CONNECT api.example.com:443 with 403 Forbidden",
+        ),
     ] {
         let resp = gw
             .post("/v1/chat/completions", chat(model, false))
@@ -416,4 +425,56 @@ async fn a_plain_http_provider_behind_a_proxy_gets_absolute_form_requests() {
     );
     assert!(asked.contains("\r\nx-team: search\r\n"), "{asked}");
     assert!(asked.contains("\r\nproxy-authorization: Basic "), "{asked}");
+}
+
+#[tokio::test]
+async fn a_ca_file_added_to_the_system_roots_works_directly_and_a_broken_one_refuses_the_reload() {
+    let mock = mock_llm().await;
+    let ca = TestCa::new("egress test CA");
+    let front = TlsFront::start(&ca, mock.addr()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let good = ca.write(dir.path(), "corp-ca.pem");
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let policy = |ca_file: &str| {
+        format!(
+            "providers:\n  corp:\n    kind: openai\n    base_url: \"https://localhost:{front}/v1\"\n    api_key_env: {CANARY_ENV}\n    ca_file: \"{ca_file}\"\nmodels:\n  m: {{ provider: corp, upstream_model: m }}\n",
+            front = front.port,
+        )
+    };
+    // No proxy anywhere: the machine-wide variable is not set for this one.
+    let gw = TestGateway::start_with_env(&policy(&good), &mock, "", &[]).await;
+    let resp = gw
+        .post("/v1/chat/completions", chat("m", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+
+    std::fs::write(
+        &gw.policy_path,
+        gw.policy_text(&policy(&broken.display().to_string()), "", ""),
+    )
+    .expect("rewrite policy");
+    let resp = gw
+        .admin(reqwest::Method::POST, "/admin/reload")
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(resp.status(), 422);
+    let report: serde_json::Value = resp.json().await.expect("json");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("provider `corp`"), "{report}");
+    assert!(problems.contains("cannot be parsed"), "{report}");
+    // The serving policy, and its trust, are unchanged.
+    let resp = gw
+        .post("/v1/chat/completions", chat("m", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
 }
