@@ -298,19 +298,22 @@ mod tests {
         }
     }
 
+    /// Target, policy names a proxy, proxy variable set, no_proxy, decision.
+    type Case<'a> = (
+        &'a BaseUrl,
+        bool,
+        Option<&'a str>,
+        &'a [String],
+        Option<ProxySource<'a>>,
+    );
+
     #[test]
     fn the_proxy_decision() {
         let remote = BaseUrl::parse("https://api.openai.com/v1").expect("url");
         let local = BaseUrl::parse("http://127.0.0.1:8000/v1").expect("url");
         let none: Vec<String> = Vec::new();
         let exempt = list(".openai.com");
-        let cases: &[(
-            &BaseUrl,
-            bool,
-            Option<&str>,
-            &[String],
-            Option<ProxySource<'_>>,
-        )] = &[
+        let cases: &[Case<'_>] = &[
             (&remote, false, None, &none, None),
             (&remote, true, None, &none, Some(ProxySource::Policy)),
             (

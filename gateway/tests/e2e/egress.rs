@@ -100,10 +100,12 @@ impl TlsFront {
         let acceptor = ca.acceptor();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&heads);
+        #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let seen = Arc::clone(&seen);
+                #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
                 tokio::spawn(async move {
                     // A client that does not trust the certificate ends the handshake here.
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
@@ -146,10 +148,12 @@ impl Proxy {
         let connections = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let (count, seen) = (Arc::clone(&connections), Arc::clone(&heads));
+        #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::Relaxed);
                 let seen = Arc::clone(&seen);
+                #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     if !read_head(&mut tcp, &mut buf).await {
