@@ -239,10 +239,16 @@ fn load_ca(path: &std::path::Path, replace_roots: bool) -> Result<Arc<[WrappedX5
 }
 
 fn x509_parses(der: &[u8]) -> bool {
-    std::panic::catch_unwind(|| {
-        let _ = parse_x509(&der);
-    })
-    .is_ok()
+    // rustls's own parser first, which reports instead of panicking; the unwind guard is only
+    // for what it accepts and pingora's parser does not.
+    let mut probe = pingora::tls::RootCertStore::empty();
+    probe
+        .add(pingora::tls::CertificateDer::from(der.to_vec()))
+        .is_ok()
+        && std::panic::catch_unwind(|| {
+            let _ = parse_x509(&der);
+        })
+        .is_ok()
 }
 
 /// The proxy's CONNECT handshake, as pingora's connector runs it in place of a TCP connect:

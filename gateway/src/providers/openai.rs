@@ -114,11 +114,13 @@ enum Sent {
 fn connect_failed(target: &HttpTarget<'_>, e: &pingora::Error) -> ConnectError {
     match target.egress {
         // Say which part failed: the proxy, its CONNECT, or trust in the provider's certificate.
-        Some(egress) => ConnectError::Connect(format!(
-            "connect to {} {}",
-            target.base_url,
-            egress.explain(e)
-        )),
+        Some(egress) => {
+            let message = format!("connect to {} {}", target.base_url, egress.explain(e));
+            // A proxy or trust problem is the network's setup, not the provider's mood: said
+            // at warn level, with the request id, whatever the log level.
+            tracing::warn!(request_id = target.request_id, failure = %message, "Provider connection failed.");
+            ConnectError::Connect(message)
+        }
         None => ConnectError::Connect(format!(
             "connect to {}: {}",
             target.base_url,
