@@ -3,17 +3,20 @@
 #
 #   scripts/ensure-deps.sh            the Rust build: cargo, a C/C++ toolchain, make, cmake
 #   scripts/ensure-deps.sh --python   also a Python >= 3.10 that can make a venv (SDK tests)
+#   scripts/ensure-deps.sh --browser  also Debian's chromium and chromedriver (console tests)
 #
 # cmake is needed by pingora's zlib-ng build (libz-ng-sys); cc/c++ by ring, zstd-sys and
 # jemalloc; redis-server by the tests of limits shared through Redis. Packages come from Debian's archive with apt-get (via sudo when not root).
 set -euo pipefail
 
 want_python=0
+want_browser=0
 for arg in "$@"; do
     case "$arg" in
         --python) want_python=1 ;;
+        --browser) want_browser=1 ;;
         -h | --help)
-            sed -n '2,8p' "$0"
+            sed -n '2,9p' "$0"
             exit 0
             ;;
         *)
@@ -47,6 +50,12 @@ if [[ $want_python == 1 ]]; then
     elif ! python_ok "$py"; then
         missing+=(python3-venv)
     fi
+fi
+
+# The console's browser test drives headless Chromium through chromedriver (gateway/tests/browser).
+if [[ $want_browser == 1 ]]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 
 if ((${#missing[@]})); then

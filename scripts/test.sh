@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 stage() { printf '\n### %s\n' "$*"; }
 
 stage "dependencies"
-scripts/ensure-deps.sh --python
+scripts/ensure-deps.sh --python --browser
 
 stage "python venv (.venv)"
 py=${PYTHON:-python3}
@@ -19,6 +19,7 @@ if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/de
     "$py" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r gateway/tests/sdk/requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r gateway/tests/browser/requirements.txt
 .venv/bin/python -m pip list --disable-pip-version-check 2>/dev/null | grep -iE '^(openai|pytest|httpx2?) ' || true
 
 stage "cargo build --workspace --bins"
@@ -41,6 +42,18 @@ case $rc in
     0) ;;
     5) failed+=("pytest: no tests ran (exit 5)") ;;
     *) failed+=("pytest (exit $rc)") ;;
+esac
+
+stage "console in headless Chromium (pytest gateway/tests/browser)"
+set +e
+SLUICE_BIN_DIR="$target/debug" CONSOLE_SCREENSHOTS="$target/console-screenshots" \
+    .venv/bin/python -m pytest gateway/tests/browser -q
+rc=$?
+set -e
+case $rc in
+    0) ;;
+    5) failed+=("pytest browser: no tests ran (exit 5)") ;;
+    *) failed+=("pytest browser (exit $rc)") ;;
 esac
 
 stage "deploy files (deploy/check.sh)"

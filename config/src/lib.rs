@@ -40,13 +40,14 @@ pub use egress::{
 };
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
-    ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, Balance, BaseUrl,
-    Budget, BurnConfig, BurnWindow, CacheConfig, Config, HeaderMatch, HealthConfig, Http2Config,
-    IncidentsConfig, JudgeConfig, KeepRule, KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig,
-    OtlpProtocol, Pricing, ProviderConfig, ProviderKind, PushConfig, RedactRule, ReloadConfig,
-    RemediationConfig, RetryBudget, RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig,
-    Secret, ServerConfig, SliConfig, SloConfig, SloSettings, TargetConfig, TelemetryConfig,
-    TenantConfig, Timeouts, TlsConfig,
+    ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, AwsCredentials,
+    AwsCredentialsConfig, Balance, BaseUrl, Budget, BurnConfig, BurnWindow, CacheConfig, Config,
+    HeaderMatch, HealthConfig, Http2Config, HttpAccess, IncidentsConfig, JudgeConfig, KeepRule,
+    KeyConfig, Limits, ModelConfig, ModelKind, OtlpConfig, OtlpProtocol, Pricing, ProviderConfig,
+    ProviderKind, PushConfig, RedactRule, ReloadConfig, RemediationConfig, RetryBudget,
+    RetryConfig, RetryOn, RouteConfig, RubricConfig, SampleConfig, Secret, ServerConfig, SliConfig,
+    SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts, TlsConfig,
+    VertexConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
 

@@ -542,6 +542,30 @@ pub(crate) struct RawProvider {
     pub ttft_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub tokens_per_s: Option<Spanned<f64>>,
+    // kind: anthropic
+    #[serde(default)]
+    pub anthropic_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub default_max_tokens: Option<Spanned<i64>>,
+    // kind: gemini (Vertex AI when `project` is set), azure_openai
+    #[serde(default)]
+    pub api_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub project: Option<Spanned<String>>,
+    #[serde(default)]
+    pub location: Option<Spanned<String>>,
+    // kind: azure_openai
+    #[serde(default)]
+    pub deployment: Option<Spanned<String>>,
+    // kind: bedrock
+    #[serde(default)]
+    pub region: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aws_access_key_id_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aws_secret_access_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aws_session_token_env: Option<Spanned<String>>,
     // HTTP kinds: reaching the provider from inside a company network (issue 20)
     #[serde(default)]
     pub headers: Option<Spanned<BTreeMap<String, Spanned<RawHeaderValue>>>>,
@@ -640,6 +664,8 @@ pub(crate) struct RawPricing {
     pub output: Option<Spanned<f64>>,
     #[serde(default)]
     pub cached_input: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub cache_write_input: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

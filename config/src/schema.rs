@@ -37,11 +37,12 @@ use crate::types::{
     ServerConfig, SloSettings, TelemetryConfig, Timeouts,
 };
 use crate::types::{FailMode, RedisConfig};
+use crate::validate::providers::KIND_FIELDS;
 use crate::validate::{
-    BUILTIN_RUBRICS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
-    DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_OPENAI_BASE_URL, DEFAULT_PROBE_SHARE,
-    MAX_CAPTURE, MAX_POOL_SIZE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB,
-    THIRTY_DAYS,
+    BUILTIN_RUBRICS, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
+    DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_PROBE_SHARE, MAX_CAPTURE,
+    MAX_POOL_SIZE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB, THIRTY_DAYS,
 };
 
 /// humantime's grammar (`250ms`, `1h 30m`, `1.5s`) after validation's trim: numbers (digits,
@@ -74,6 +75,8 @@ const DATE_TIME: &str =
 /// An HTTP token (RFC 9110 `tchar`s).
 const HEADER_NAME: &str = r"^\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+\s*$";
 const VISIBLE_ASCII: &str = "^[ -~]+$";
+/// A provider setting that goes into a URL or header: letters, digits, `.`, `_`, `-`.
+const TOKEN: &str = "^[A-Za-z0-9._-]+$";
 /// Not empty once trimmed.
 const NOT_BLANK: &str = r"\S";
 /// Header names that carry credentials and so cannot select a route.
@@ -589,58 +592,64 @@ fn sample() -> Value {
 }
 
 fn providers() -> Value {
-    let kinds = ["openai", "mock"];
-    let openai_only = [
-        "base_url",
-        "api_key_env",
-        "connect_timeout",
-        "headers",
-        "ca_file",
-        "ca_replaces_roots",
-        "proxy",
-        "pool_size",
-        "idle_timeout",
-        "tcp_keepalive",
-        "tls_server_name",
-    ];
-    let mock_only = ["ttft_ms", "tokens_per_s"];
+    let kinds: Vec<&str> = KIND_FIELDS.iter().map(|(k, _)| *k).collect();
+    let all_fields: Vec<&str> = {
+        let mut all: Vec<&str> = KIND_FIELDS
+            .iter()
+            .flat_map(|(_, f)| f.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    let token = |description: &str| pattern(description, TOKEN);
     let mut provider = object(
         "An upstream API. `kind` says which fields follow: `base_url`, `api_key_env` and \
-         `connect_timeout` for openai; `ttft_ms` and `tokens_per_s` for mock.",
+         `connect_timeout` for every HTTP kind; `ttft_ms` and `tokens_per_s` for mock; \
+         `anthropic_version` and `default_max_tokens` for anthropic; `api_version`, \
+         `project` and `location` for gemini; `deployment` and `api_version` for \
+         azure_openai; `region` and the `aws_*_env` variables for bedrock.",
         vec![
             (
                 "kind",
                 string_enum(
-                    "`openai`: an OpenAI-compatible HTTP API. `mock`: the built-in mock \
-                     provider, for tests, demos and load tests (streams made-up text, no \
-                     network, no key).",
+                    "`openai`: an OpenAI-compatible HTTP API (OpenAI, vLLM, Ollama, Together, \
+                     Groq, …). `anthropic`: Anthropic's Messages API. `gemini`: the Gemini API, \
+                     or Vertex AI with `project` and `location`. `azure_openai`: Azure OpenAI \
+                     deployments. `bedrock`: Amazon Bedrock Converse, signed with SigV4. \
+                     `mock`: the built-in mock provider, for tests, demos and load tests \
+                     (streams made-up text, no network, no key).",
                     &kinds,
                 ),
             ),
             (
                 "base_url",
-                with_default(
-                    pattern(
-                        "kind: openai. Where the API lives: http:// or https://, a host, an \
-                         optional port and path; no user info, query or fragment.",
-                        HTTP_URL,
-                    ),
-                    json!(DEFAULT_OPENAI_BASE_URL),
+                pattern(
+                    "Where the API lives: http:// or https://, a host, an optional port and \
+                     path; no user info, query or fragment. Defaults: openai \
+                     `https://api.openai.com/v1`, anthropic `https://api.anthropic.com`, \
+                     gemini `https://generativelanguage.googleapis.com` (Vertex AI: the \
+                     location's host), bedrock `https://bedrock-runtime.{region}.amazonaws.com`; \
+                     required for azure_openai (`https://NAME.openai.azure.com`).",
+                    HTTP_URL,
                 ),
             ),
             (
                 "api_key_env",
                 pattern(
-                    "kind: openai. The NAME of the environment variable that holds the API \
-                     key, never the key itself. When it is unset Sluice warns and the \
-                     provider answers 503.",
+                    "The NAME of the environment variable that holds the API key, never the \
+                     key itself: sent as `authorization: Bearer` (openai; gemini on Vertex AI, \
+                     an access token; bedrock, a Bedrock API key instead of SigV4), \
+                     `x-api-key` (anthropic), `x-goog-api-key` (gemini) or `api-key` \
+                     (azure_openai). When it is unset Sluice warns and the provider answers \
+                     503.",
                     ENV_VAR,
                 ),
             ),
             (
                 "connect_timeout",
                 duration(
-                    "kind: openai. How long connecting may take.",
+                    "HTTP kinds. How long connecting may take.",
                     Zero::Rejected,
                     Some(DEFAULT_CONNECT_TIMEOUT),
                 ),
@@ -736,34 +745,136 @@ fn providers() -> Value {
                     Some(DEFAULT_MOCK_TOKENS_PER_S),
                 ),
             ),
+            (
+                "anthropic_version",
+                with_default(
+                    token("kind: anthropic. The `anthropic-version` header."),
+                    json!(DEFAULT_ANTHROPIC_VERSION),
+                ),
+            ),
+            (
+                "default_max_tokens",
+                int(
+                    "kind: anthropic. `max_tokens` sent when the client sends none \
+                     (Anthropic requires it).",
+                    1,
+                    Some(1_000_000),
+                    Some(DEFAULT_ANTHROPIC_MAX_TOKENS.unsigned_abs()),
+                ),
+            ),
+            (
+                "api_version",
+                token(
+                    "kind: gemini, the API version in the path (default `v1beta`, or `v1` on \
+                     Vertex AI); kind: azure_openai, the `api-version` of the classic \
+                     deployments API (without it, the v1 API).",
+                ),
+            ),
+            (
+                "project",
+                token(
+                    "kind: gemini. The Google Cloud project: Vertex AI instead of the Gemini API.",
+                ),
+            ),
+            (
+                "location",
+                token(
+                    "kind: gemini. The Vertex AI location (`us-central1`, `global`, `us`, `eu`); \
+                     with `project`.",
+                ),
+            ),
+            (
+                "deployment",
+                token(
+                    "kind: azure_openai. The deployment name; default: the model's \
+                     `upstream_model`.",
+                ),
+            ),
+            (
+                "region",
+                token("kind: bedrock (required). The AWS region, e.g. `us-east-1`."),
+            ),
+            (
+                "aws_access_key_id_env",
+                pattern(
+                    "kind: bedrock. The variable holding the access key id for SigV4 \
+                     (default `AWS_ACCESS_KEY_ID`).",
+                    ENV_VAR,
+                ),
+            ),
+            (
+                "aws_secret_access_key_env",
+                pattern(
+                    "kind: bedrock. The variable holding the secret access key (default \
+                     `AWS_SECRET_ACCESS_KEY`).",
+                    ENV_VAR,
+                ),
+            ),
+            (
+                "aws_session_token_env",
+                pattern(
+                    "kind: bedrock. The variable holding a session token, for temporary \
+                     credentials (default `AWS_SESSION_TOKEN`, read when set).",
+                    ENV_VAR,
+                ),
+            ),
         ],
         &["kind"],
     );
-    // A field of the other kind is an error, but `null` (absent) is not.
-    let only_for = |kind: &str, others: &[&str], other_kind: &str| {
-        let absent: Map<String, Value> = others
-            .iter()
-            .map(|f| {
-                let only = format!("Only for kind: {other_kind}.");
-                (
-                    (*f).to_owned(),
-                    json!({ "type": "null", "description": only }),
-                )
+    // A field of another kind is an error, but `null` (absent) is not.
+    let mut rules: Vec<Value> = KIND_FIELDS
+        .iter()
+        .map(|(kind, own)| {
+            let absent: Map<String, Value> = all_fields
+                .iter()
+                .filter(|f| !own.contains(f))
+                .map(|f| {
+                    let only: Vec<&str> = KIND_FIELDS
+                        .iter()
+                        .filter(|(_, fields)| fields.contains(f))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    let only = format!("Only for kind: {}.", only.join(", "));
+                    (
+                        (*f).to_owned(),
+                        json!({ "type": "null", "description": only }),
+                    )
+                })
+                .collect();
+            let mut then = json!({ "properties": absent });
+            let needs: &[&str] = match *kind {
+                "azure_openai" => &["base_url"],
+                "bedrock" => &["region"],
+                _ => &[],
+            };
+            for f in needs {
+                then["properties"][*f] = json!({ "type": "string" });
+            }
+            if !needs.is_empty() {
+                then["required"] = json!(needs);
+            }
+            json!({
+                "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] },
+                "then": then,
             })
-            .collect();
-        json!({
-            "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] },
-            "then": { "properties": absent },
         })
-    };
-    insert(
-        &mut provider,
-        "allOf",
-        json!([
-            only_for("openai", &mock_only, "mock"),
-            only_for("mock", &openai_only, "openai"),
-        ]),
-    );
+        .collect();
+    let set = |f: &str| json!({ "properties": { f: { "type": "string" } }, "required": [f] });
+    // Vertex AI takes both `project` and `location`, or neither.
+    rules.push(json!({ "if": set("project"), "then": set("location") }));
+    rules.push(json!({ "if": set("location"), "then": set("project") }));
+    // Bedrock signs with AWS credentials or sends an API key, not both.
+    for f in [
+        "aws_access_key_id_env",
+        "aws_secret_access_key_env",
+        "aws_session_token_env",
+    ] {
+        rules.push(json!({
+            "if": set("api_key_env"),
+            "then": { "properties": { f: { "type": "null", "description": "Not with `api_key_env`." } } },
+        }));
+    }
+    insert(&mut provider, "allOf", json!(rules));
     let mut map = map_of(
         "Upstream APIs by name; at least one.",
         "Provider names must not be empty.",
@@ -846,6 +957,13 @@ fn models() -> Value {
                             price(
                                 "Per million cached prompt tokens, when the provider discounts \
                                  them.",
+                            ),
+                        ),
+                        (
+                            "cache_write_input",
+                            price(
+                                "Per million prompt tokens written to the provider's cache \
+                                 (Anthropic, Bedrock), when it prices them apart; else `input`.",
                             ),
                         ),
                     ],

@@ -595,6 +595,142 @@ pub enum ProviderKind {
         /// Streaming speed. Default 200; finite and > 0.
         tokens_per_s: f64,
     },
+    /// Anthropic's Messages API (`x-api-key`, `anthropic-version`).
+    Anthropic {
+        /// Default `https://api.anthropic.com`.
+        #[serde(flatten)]
+        access: HttpAccess,
+        /// `anthropic-version`; default `2023-06-01`.
+        anthropic_version: String,
+        /// `max_tokens` sent when the client sends none (Anthropic requires one); default 4096.
+        default_max_tokens: u32,
+    },
+    /// The Gemini API (`x-goog-api-key`), or Vertex AI when `vertex` is set (a bearer token).
+    Gemini {
+        /// Default `https://generativelanguage.googleapis.com`, or Vertex AI's regional host.
+        #[serde(flatten)]
+        access: HttpAccess,
+        /// Default `v1beta` (Gemini API) or `v1` (Vertex AI).
+        api_version: String,
+        vertex: Option<VertexConfig>,
+    },
+    /// Azure OpenAI: deployment URLs, `api-key` header.
+    #[serde(rename = "azure_openai")]
+    AzureOpenAi {
+        /// The resource's endpoint (`https://NAME.openai.azure.com`); required.
+        #[serde(flatten)]
+        access: HttpAccess,
+        /// Deployment name; default: the catalog model's `upstream_model`.
+        deployment: Option<String>,
+        /// `api-version` of the classic deployments API; `None` uses the v1 API.
+        api_version: Option<String>,
+    },
+    /// Amazon Bedrock Runtime (Converse / ConverseStream), signed with SigV4, or a Bedrock API
+    /// key (`api_key_env`) as a bearer token.
+    Bedrock {
+        /// Default `https://bedrock-runtime.{region}.amazonaws.com`.
+        #[serde(flatten)]
+        access: HttpAccess,
+        region: String,
+        /// SigV4 credentials from the environment; `None` when `api_key_env` is used.
+        aws: Option<AwsCredentialsConfig>,
+    },
+}
+
+impl ProviderKind {
+    /// The config name of the kind (`openai`, `anthropic`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpenAi { .. } => "openai",
+            Self::Mock { .. } => "mock",
+            Self::Anthropic { .. } => "anthropic",
+            Self::Gemini { .. } => "gemini",
+            Self::AzureOpenAi { .. } => "azure_openai",
+            Self::Bedrock { .. } => "bedrock",
+        }
+    }
+
+    /// Where and how the HTTP kinds other than `openai` are reached.
+    pub fn access(&self) -> Option<&HttpAccess> {
+        match self {
+            Self::OpenAi { .. } | Self::Mock { .. } => None,
+            Self::Anthropic { access, .. }
+            | Self::Gemini { access, .. }
+            | Self::AzureOpenAi { access, .. }
+            | Self::Bedrock { access, .. } => Some(access),
+        }
+    }
+
+    /// The secrets Sluice sends to this provider, for redacting provider text.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let (key, aws) = match self {
+            Self::OpenAi { api_key, .. } => (api_key.as_ref(), None),
+            Self::Mock { .. } => (None, None),
+            Self::Anthropic { access, .. }
+            | Self::Gemini { access, .. }
+            | Self::AzureOpenAi { access, .. } => (access.api_key.as_ref(), None),
+            Self::Bedrock { access, aws, .. } => (access.api_key.as_ref(), aws.as_ref()),
+        };
+        key.into_iter().chain(
+            aws.and_then(|a| a.credentials.as_ref())
+                .into_iter()
+                .flat_map(|c| std::iter::once(&c.secret_access_key).chain(&c.session_token)),
+        )
+    }
+}
+
+/// How an HTTP provider is reached: the fields every HTTP kind shares.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct HttpAccess {
+    pub base_url: BaseUrl,
+    /// The environment variable holding the API key (or token), if any.
+    pub api_key_env: Option<String>,
+    /// The key read from `api_key_env` at load time; `None` when unset or empty.
+    pub api_key: Option<Secret>,
+    /// Default 5s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub connect_timeout: Duration,
+}
+
+/// Gemini on Vertex AI (YAML `project` and `location` on a `gemini` provider).
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct VertexConfig {
+    pub project: String,
+    /// A region (`us-central1`), `global`, `us` or `eu`.
+    pub location: String,
+}
+
+/// Where Bedrock's SigV4 credentials come from, and what was read there at load time.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct AwsCredentialsConfig {
+    /// Default `AWS_ACCESS_KEY_ID`.
+    pub access_key_id_env: String,
+    /// Default `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key_env: String,
+    /// Default `AWS_SESSION_TOKEN` (read when set: temporary credentials).
+    pub session_token_env: String,
+    /// `None` when the access key id or the secret is not set. Never shown in a policy view.
+    #[serde(skip)]
+    pub credentials: Option<AwsCredentials>,
+}
+
+/// AWS credentials read from the environment.
+#[derive(Clone, PartialEq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// The access key id is an identifier, not a secret; the rest never shows.
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
+            .finish()
+    }
 }
 
 /// A secret read from the environment. `Debug` and `Display` print `***`.
@@ -677,6 +813,9 @@ pub struct Pricing {
     pub output: f64,
     /// Price of cached prompt tokens, when the provider discounts them.
     pub cached_input: Option<f64>,
+    /// Price of prompt tokens written to the provider's cache (Anthropic bills them above the
+    /// input price), when the provider reports them; else the input price.
+    pub cache_write_input: Option<f64>,
 }
 
 /// One entry of `routes`.

@@ -75,12 +75,37 @@ providers:
     tcp_keepalive: 15s
     tls_server_name: api.example.com
   local: { kind: mock, ttft_ms: 10, tokens_per_s: 500 }
+  claude:
+    kind: anthropic
+    base_url: https://anthropic.example.com
+    api_key_env: ANTHROPIC_API_KEY
+    connect_timeout: 2s
+    anthropic_version: 2024-01-01
+    default_max_tokens: 2048
+  vertex:
+    kind: gemini
+    api_key_env: VERTEX_ACCESS_TOKEN
+    api_version: v1beta1
+    project: acme-prod
+    location: us-central1
+  azure:
+    kind: azure_openai
+    base_url: https://acme.openai.azure.com
+    api_key_env: AZURE_OPENAI_API_KEY
+    deployment: gpt-4o-prod
+    api_version: 2024-10-21
+  aws:
+    kind: bedrock
+    region: eu-west-1
+    aws_access_key_id_env: ACME_AWS_ACCESS_KEY_ID
+    aws_secret_access_key_env: ACME_AWS_SECRET_ACCESS_KEY
+    aws_session_token_env: ACME_AWS_SESSION_TOKEN
 models:
   gpt-4o:
     provider: openai
     upstream_model: gpt-4o-2024-08-06
     kind: chat
-    pricing: { input: 2.5, output: 10, cached_input: 1.25 }
+    pricing: { input: 2.5, output: 10, cached_input: 1.25, cache_write_input: 3.125 }
   mock-chat: { provider: local }
   mock-embed: { provider: local, kind: embedding }
 routes:

@@ -6,6 +6,10 @@
 //! `admin.tokens`. It looks at nothing else — not `Host`, not `X-Forwarded-*`, not the peer
 //! address — so a forged header cannot open anything. Without a valid token the answer is 401
 //! for every such path, existing or not, so the routes cannot be probed either.
+//!
+//! The console (`/console`, see [`crate::console`]) logs in with the same token and keeps a
+//! session cookie, which [`authorize`] accepts in place of the bearer token; a change carried
+//! by that cookie from another site is refused (403).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,9 +23,12 @@ use sluice_policy::Policy;
 use crate::reload::{Reloader, Trigger};
 use crate::state::AppState;
 
+mod console_routes;
+
 pub struct Admin {
     pub state: Arc<AppState>,
     pub reloader: Arc<Reloader>,
+    pub console: crate::console::Console,
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -34,6 +41,8 @@ struct Answer {
     body: Vec<u8>,
     /// `www-authenticate` on a 401.
     challenge: bool,
+    /// More headers (the console's cookies, redirects and page policy).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
@@ -43,6 +52,7 @@ impl Answer {
             content_type: "text/plain",
             body: body.as_bytes().to_vec(),
             challenge: false,
+            headers: Vec::new(),
         }
     }
 
@@ -53,6 +63,7 @@ impl Answer {
                 content_type: JSON,
                 body,
                 challenge: false,
+                headers: Vec::new(),
             },
             Err(_) => Self::text(500, "cannot encode the answer\n"),
         }
@@ -66,8 +77,41 @@ impl Answer {
     }
 }
 
-/// The holder of the request's admin token, or why there is none.
-pub fn authorize(session: &ServerSession, policy: &Policy) -> Result<Arc<str>, &'static str> {
+/// Why a request is not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No valid admin token or console session (401).
+    Unauthenticated(&'static str),
+    /// A change carried by a console cookie from another site (403).
+    CrossSite,
+}
+
+/// The holder of the request's admin token (or of the console session it carries), or why
+/// there is none.
+pub fn authorize(
+    session: &ServerSession,
+    policy: &Policy,
+    console: &crate::console::Sessions,
+) -> Result<Arc<str>, Refusal> {
+    if session.get_header("authorization").is_none()
+        && let Some(cookie) = crate::console::session_cookie(session)
+    {
+        let who = console
+            .holder(cookie, policy, tokio::time::Instant::now())
+            .ok_or(Refusal::Unauthenticated(
+                "the console session has ended: log in again",
+            ))?;
+        let method = &session.req_header().method;
+        if !matches!(*method, Method::GET | Method::HEAD) && crate::console::is_cross_site(session)
+        {
+            return Err(Refusal::CrossSite);
+        }
+        return Ok(who);
+    }
+    bearer(session, policy).map_err(Refusal::Unauthenticated)
+}
+
+fn bearer(session: &ServerSession, policy: &Policy) -> Result<Arc<str>, &'static str> {
     let header = session
         .get_header("authorization")
         .ok_or("an admin token is required: send `Authorization: Bearer <admin token>`")?;
@@ -103,21 +147,38 @@ impl Admin {
                         content_type: OPENMETRICS,
                         body: out.into_bytes(),
                         challenge: false,
+                        headers: Vec::new(),
                     },
                     Err(_) => Answer::text(500, "cannot encode metrics\n"),
                 };
             }
             _ => {}
         }
+        if path == "/console" || path.starts_with("/console/") {
+            return self.console_page(session, &path, &method).await;
+        }
         let policy = self.state.policy.snapshot();
-        let who = match authorize(session, &policy) {
+        let who = match authorize(session, &policy, &self.console.sessions) {
             Ok(who) => who,
-            Err(why) => {
+            Err(Refusal::Unauthenticated(why)) => {
                 let mut a = Answer::error(401, "authentication_error", why);
                 a.challenge = true;
                 return a;
             }
+            Err(Refusal::CrossSite) => {
+                return Answer::error(
+                    403,
+                    "permission_error",
+                    "a console request from another site is refused",
+                );
+            }
         };
+        if let Some(op) = crate::console::operator::parse_path(&path) {
+            if method != Method::POST {
+                return Answer::error(405, "invalid_request_error", "method not allowed");
+            }
+            return self.operator(session, op, who).await;
+        }
         match (path.as_str(), &method) {
             ("/admin/reload", &Method::POST) => {
                 let reloader = Arc::clone(&self.reloader);
@@ -201,6 +262,9 @@ impl ServeHttp for Admin {
         if a.challenge {
             b = b.header("www-authenticate", "Bearer realm=\"sluice-admin\"");
         }
+        for (name, value) in a.headers {
+            b = b.header(name, value);
+        }
         b.body(a.body).unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }
@@ -245,6 +309,7 @@ fn slo_view(state: &AppState) -> serde_json::Value {
         })
         .collect();
     json!({
+        "paused_rules": &*state.slo.paused(),
         "generation": policy.generation,
         "window_scale": policy.config.slo.window_scale,
         "routes": routes,

@@ -36,7 +36,7 @@ use sluice_observability::aiops::{
     AiopsConfig, AiopsEngine, AiopsSample, AlertGroup, AnomalyEventKind, Focus, Footprint,
     OpenAlert, Refused, group_alerts,
 };
-use sluice_observability::metrics::AnomalyLabels;
+use sluice_observability::metrics::{AnomalyBandLabels, AnomalyLabels};
 use sluice_policy::Policy;
 use sluice_policy::remediation::{
     ActionKind, AlertLevel, AnomalySignal, AnomalyStatus, BurnCondition, Event, IncidentEvent,
@@ -234,7 +234,8 @@ impl Aiops {
         status.anomalies
     }
 
-    /// `sluice_anomaly_active{signal,scope}` for every status that has a baseline.
+    /// `sluice_anomaly_active{signal,scope}` and `sluice_anomaly_band{signal,scope,line}` for
+    /// every status that has a baseline (or is flagged).
     fn publish(&mut self, metrics: &Metrics, statuses: &[AnomalyStatus]) {
         let mut seen = HashSet::with_capacity(self.published.len());
         for s in statuses
@@ -249,6 +250,28 @@ impl Aiops {
                 .anomaly_active
                 .get_or_create(&labels)
                 .set(i64::from(s.is_active()));
+            let lines = [
+                ("value", s.value),
+                ("lower", s.band.as_ref().map(|b| b.lower)),
+                ("centre", s.band.as_ref().map(|b| b.centre)),
+                ("upper", s.band.as_ref().map(|b| b.upper)),
+            ];
+            for (line, v) in lines {
+                let band = AnomalyBandLabels {
+                    signal: labels.signal,
+                    scope: Arc::clone(&labels.scope),
+                    line,
+                };
+                // An unknown value (too few events) is absent, not zero.
+                match v {
+                    Some(v) => {
+                        metrics.anomaly_band.get_or_create(&band).set(v);
+                    }
+                    None => {
+                        metrics.anomaly_band.remove(&band);
+                    }
+                }
+            }
             seen.insert((labels.signal, labels.scope));
         }
         for (signal, scope) in self.published.difference(&seen) {
@@ -256,6 +279,13 @@ impl Aiops {
                 signal,
                 scope: Arc::clone(scope),
             });
+            for line in ["value", "lower", "centre", "upper"] {
+                metrics.anomaly_band.remove(&AnomalyBandLabels {
+                    signal,
+                    scope: Arc::clone(scope),
+                    line,
+                });
+            }
         }
         self.published = seen;
     }
@@ -279,7 +309,17 @@ impl Aiops {
                     Status::Anomaly(a.clone()),
                 );
             }
-            for s in slo.iter().filter(|s| s.alert != AlertLevel::None) {
+            // A burn that a (live) remediation rule acts on is that rule's incident already:
+            // a second, alert-only incident would page twice for one fault.
+            let covered = |s: &SloStatus| {
+                policy.remediation_rules().iter().any(|r| {
+                    !r.dry_run && r.route == s.route && r.when.slo == s.slo && r.when.burn.holds(s)
+                })
+            };
+            for s in slo
+                .iter()
+                .filter(|s| s.alert != AlertLevel::None && !covered(s))
+            {
                 current.insert(
                     AlertKey::Burn {
                         slo: Arc::clone(&s.slo),

@@ -242,10 +242,15 @@ fn drill(scenario: &str, json: bool, rest: &[String]) -> ExitCode {
         }
     };
     let runner = me.with_file_name("sluice-drill");
-    if !runner.is_file() {
+    let mock = me.with_file_name("mock-llm");
+    if !(runner.is_file() && mock.is_file())
+        && let Err(e) = build_drill_tools(&me)
+    {
         eprintln!(
-            "sluice drill needs {}, which is missing: build it with `cargo build -p sluice-loadtest --bin sluice-drill --bin mock-llm` (same profile as sluice)",
-            runner.display()
+            "sluice drill needs {} and {}, which are missing, and cannot build them: {e}\n\
+                 build them with `cargo build -p sluice-loadtest --bin sluice-drill --bin mock-llm` (same profile as sluice)",
+            runner.display(),
+            mock.display()
         );
         return ExitCode::from(2);
     }
@@ -269,6 +274,51 @@ fn drill(scenario: &str, json: bool, rest: &[String]) -> ExitCode {
             eprintln!("cannot run {}: {e}", runner.display());
             ExitCode::from(2)
         }
+    }
+}
+
+/// Builds `sluice-drill` and `mock-llm` next to `sluice` when it runs from a source
+/// checkout's `target/<profile>/`: the drill is a developer's tool, and one command should do.
+fn build_drill_tools(sluice: &Path) -> Result<(), String> {
+    let profile_dir = sluice.parent().ok_or("sluice has no directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("sluice is not in a target directory")?;
+    let workspace = target_dir
+        .ancestors()
+        .find(|d| d.join("loadtest/Cargo.toml").is_file() && d.join("Cargo.toml").is_file())
+        .ok_or("this sluice was not built from a source checkout")?;
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args([
+            "build",
+            "-p",
+            "sluice-loadtest",
+            "--bin",
+            "sluice-drill",
+            "--bin",
+            "mock-llm",
+        ]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+        None => return Err("cannot tell sluice's build profile".to_owned()),
+    }
+    eprintln!(
+        "building sluice-drill and mock-llm in {} (once)",
+        workspace.display()
+    );
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build failed ({status})"))
     }
 }
 

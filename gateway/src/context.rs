@@ -239,6 +239,14 @@ impl RequestCtx {
                 ("openai", Some(base_url.host.clone()), Some(base_url.port))
             }
             ProviderKind::Mock { .. } => ("sluice.mock", None, None),
+            other => match other.access() {
+                Some(a) => (
+                    crate::providers::adapter::genai_provider_name(other),
+                    Some(a.base_url.host.clone()),
+                    Some(a.base_url.port),
+                ),
+                None => ("sluice", None, None),
+            },
         };
         self.model = Some(Arc::clone(&target.model));
         self.pricing = target.pricing;
@@ -284,6 +292,7 @@ impl RequestCtx {
             input: u.prompt_tokens,
             output: u.completion_tokens,
             cached_input: u.cached_tokens(),
+            cache_write_input: u.cache_write_tokens(),
             reasoning: u.reasoning_tokens(),
             source: UsageSource::Provider,
         });

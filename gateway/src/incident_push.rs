@@ -294,7 +294,10 @@ impl Alerts {
             annotations,
             starts_at_ms,
         };
-        if matches!(e.transition.event, Event::Resolved { .. }) {
+        // An operator's note on an incident not open here (a pause with none open, an
+        // acknowledgement of a resolved one) must not open an alert that nothing resolves.
+        let note_only = matches!(e.transition.event, Event::Operator { .. }) && known.is_none();
+        if note_only || matches!(e.transition.event, Event::Resolved { .. }) {
             self.open.remove(&id);
             return alert.to_json(e.at_unix_ms.max(starts_at_ms));
         }

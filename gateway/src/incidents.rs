@@ -104,8 +104,9 @@ pub struct Timeline {
     pub runbook_url: Option<Arc<str>>,
     pub opened_at_unix_ms: u64,
     pub resolved_at_unix_ms: Option<u64>,
-    /// `open` (the controller holds it now), `resolved`, or `interrupted` (it was open when a
-    /// previous process stopped; its actions ended with that process).
+    /// `open` (the controller holds it now), `resolved`, `interrupted` (it was open when a
+    /// previous process stopped; its actions ended with that process), or `notice` (an
+    /// operator's note, such as pausing a rule that had no incident open).
     pub state: &'static str,
     /// While open: where it stands, what is in place, and what the probe says.
     pub phase: Option<Phase>,
@@ -150,7 +151,12 @@ impl Timelines {
             runbook_url: tr.runbook_url.clone(),
             opened_at_unix_ms: e.at_unix_ms,
             resolved_at_unix_ms: None,
-            state: "interrupted",
+            // An operator's note on a rule with no incident open (a pause) opens nothing.
+            state: if matches!(tr.event, Event::Operator { .. }) {
+                "notice"
+            } else {
+                "interrupted"
+            },
             phase: None,
             applied: None,
             verdict: None,
@@ -176,6 +182,11 @@ impl Timelines {
     /// The alert incidents open now.
     pub fn set_open_alerts(&mut self, ids: impl IntoIterator<Item = u64>) {
         self.open_alerts = ids.into_iter().collect();
+    }
+
+    /// Incident `id`'s first step, for an operator event to name the same rule and route.
+    pub fn first_step(&self, id: u64) -> Option<&IncidentEvent> {
+        self.by_id.get(&id).and_then(|t| t.events.first())
     }
 
     /// The highest incident id seen (the next one continues from it).

@@ -342,6 +342,7 @@ impl Loopback {
             input: usage.prompt_tokens,
             output: usage.completion_tokens,
             cached_input: usage.cached_tokens(),
+            cache_write_input: usage.cache_write_tokens(),
             reasoning: usage.reasoning_tokens(),
             source: sluice_observability::UsageSource::Provider,
         };

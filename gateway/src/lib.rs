@@ -29,6 +29,7 @@ pub mod aiops;
 pub mod cache;
 pub mod capture;
 pub mod cli;
+pub mod console;
 pub mod context;
 pub mod datadir;
 pub mod decision;

@@ -121,6 +121,7 @@ impl Recorder {
                 input: tokens::estimate_input(&e.model, &e.body),
                 output: tokens::count(&e.model, &e.text),
                 cached_input: 0,
+                cache_write_input: 0,
                 reasoning: 0,
                 source: UsageSource::Estimated,
             };

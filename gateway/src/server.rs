@@ -74,6 +74,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     let (incident_push, incident_push_intake) =
         service::feed(incident_push::QUEUE, metrics.queue_dropped("incident_push"));
     let (judge_jobs, judge_intake) = service::feed(judge::QUEUE, metrics.queue_dropped("judge"));
+    let (operator_commands, operator_intake) = service::feed(
+        crate::console::operator::QUEUE,
+        metrics.queue_dropped("operator"),
+    );
     // Limits and budgets shared through Redis: connected before the first request, so it
     // does not start on the fail mode when Redis is there.
     let shared_state = config.state.redis.clone().map(|cfg| {
@@ -109,7 +113,8 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         slo_intake,
         incident_push,
         server_cfg.data_dir.clone(),
-    )?;
+    )?
+    .with_commands(operator_intake);
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
     // last records (and adds their cost), then the judge finishes the calls it started, then
     // the SLO evaluator counts the last requests and verdicts and saves its state, then its
@@ -197,6 +202,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         HttpServer::new_app(Admin {
             state: Arc::clone(&state),
             reloader,
+            console: crate::console::Console {
+                sessions: crate::console::Sessions::default(),
+                commands: operator_commands,
+            },
         }),
     );
     admin.threads = Some(1);

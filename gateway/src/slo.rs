@@ -19,7 +19,7 @@
 //! does not forget how much error budget was spent. The overlay is not saved: after a restart
 //! the controller decides afresh from the restored counts within a tick or two.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -43,6 +43,7 @@ use sluice_policy::remediation::{
 use tokio::time::Instant;
 
 use crate::aiops::{Aiops, AiopsView};
+use crate::console::operator::{Command, Done, Op, Refused};
 use crate::incidents::{self, IncidentLog, Timelines};
 use crate::state::AppState;
 
@@ -141,6 +142,15 @@ pub struct SloView {
     statuses: ArcSwap<Vec<SloStatus>>,
     timelines: Mutex<Timelines>,
     aiops: ArcSwap<AiopsView>,
+    paused: ArcSwap<Vec<PausedRule>>,
+}
+
+/// A remediation rule an operator put in dry-run, as `/admin/slo` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PausedRule {
+    pub rule: Arc<str>,
+    pub by: Arc<str>,
+    pub since_unix_ms: u64,
 }
 
 impl SloView {
@@ -152,6 +162,11 @@ impl SloView {
     /// `GET /admin/anomalies`: the AIOps detector as of the last tick.
     pub fn anomalies(&self) -> Arc<AiopsView> {
         self.aiops.load_full()
+    }
+
+    /// The rules operators paused (in dry-run until resumed).
+    pub fn paused(&self) -> Arc<Vec<PausedRule>> {
+        self.paused.load_full()
     }
 
     /// `GET /admin/incidents`.
@@ -182,6 +197,11 @@ pub struct SloService {
     /// (route, action) pairs whose `remediation_active` gauge was set.
     active: HashSet<(Arc<str>, &'static str)>,
     last_prune: Instant,
+    /// Operator commands (`console::operator`); `None` takes none.
+    commands: Option<Intake<Command>>,
+    /// Rules paused by an operator: run in dry-run until resumed. Kept across reloads (a
+    /// rule that a reload removes stays listed, and is paused again if it comes back).
+    paused: BTreeMap<Arc<str>, PausedRule>,
 }
 
 impl SloService {
@@ -255,7 +275,182 @@ impl SloService {
             published: HashSet::new(),
             active: HashSet::new(),
             last_prune: now,
+            commands: None,
+            paused: BTreeMap::new(),
         })
+    }
+
+    /// Takes operator commands from `commands`.
+    pub fn with_commands(mut self, commands: Intake<Command>) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
+    /// Applies one operator command and answers it. The event goes through [`Self::record`]
+    /// like the controller's own, so it is in the log, the timelines and the push feed.
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let Command {
+            op,
+            by,
+            note,
+            reply,
+        } = cmd;
+        let operator = |op: remediation::OperatorOp| remediation::Event::Operator {
+            op,
+            by: Arc::clone(&by),
+            note: note.clone(),
+        };
+        let step = |t: &remediation::Transition, event: remediation::Event| {
+            let mut t = t.clone();
+            t.event = event;
+            t.evidence.clear();
+            t.anomalies.clear();
+            IncidentEvent::new(t, wall)
+        };
+        let outcome = match op {
+            Op::Acknowledge { incident } => {
+                let first = self
+                    .state
+                    .slo
+                    .lock()
+                    .first_step(incident)
+                    .map(|e| e.transition.clone());
+                match first {
+                    None => Err(Refused::UnknownIncident(incident)),
+                    Some(t) => {
+                        self.record(vec![step(
+                            &t,
+                            operator(remediation::OperatorOp::Acknowledged),
+                        )]);
+                        Ok(Done {
+                            incidents: vec![incident],
+                        })
+                    }
+                }
+            }
+            Op::Unwind { incident } => {
+                let published = self.state.runtime.overlay_full();
+                match remediation::force_unwind(now, &published, incident) {
+                    Err(remediation::NotActive::Unknown) => Err(Refused::UnknownIncident(incident)),
+                    Err(remediation::NotActive::NothingInPlace) => {
+                        Err(Refused::NothingInPlace(incident))
+                    }
+                    Ok(decision) => {
+                        self.publish_active(&decision.overlay);
+                        self.state
+                            .runtime
+                            .publish_overlay(Arc::new(decision.overlay));
+                        let mut events = Vec::with_capacity(1 + decision.transitions.len());
+                        if let Some(first) = decision.transitions.first() {
+                            events
+                                .push(step(first, operator(remediation::OperatorOp::ForcedUnwind)));
+                        }
+                        events.extend(
+                            decision
+                                .transitions
+                                .into_iter()
+                                .map(|t| IncidentEvent::new(t, wall)),
+                        );
+                        self.record(events);
+                        Ok(Done {
+                            incidents: vec![incident],
+                        })
+                    }
+                }
+            }
+            Op::Pause { rule, paused } => self.pause(&rule, paused, &by, note.clone(), wall),
+        };
+        if let Err(e) = &outcome {
+            tracing::info!(by = %by, error = %e, "Operator command refused.");
+        }
+        // The admin request may have given up waiting; the command stands either way.
+        let _ = reply.send(outcome);
+    }
+
+    /// Pauses or resumes `rule`: the next tick runs it in dry-run (or live again), which
+    /// takes a live action back through the decision's own rule-changed path. The event goes
+    /// on each of the rule's open incidents, or on a notice of its own when none is open.
+    fn pause(
+        &mut self,
+        rule: &Arc<str>,
+        paused: bool,
+        by: &Arc<str>,
+        note: Option<Arc<str>>,
+        wall: SystemTime,
+    ) -> Result<Done, Refused> {
+        let policy = self.state.policy.snapshot();
+        let Some(r) = policy.remediation_rules().iter().find(|r| r.name == *rule) else {
+            return Err(Refused::UnknownRule(Arc::clone(rule)));
+        };
+        let op = if paused {
+            remediation::OperatorOp::PausedRule
+        } else {
+            remediation::OperatorOp::ResumedRule
+        };
+        let stamp = IncidentEvent::new(
+            remediation::Transition {
+                incident: 0,
+                route: Arc::clone(&r.route),
+                rule: Arc::clone(&r.name),
+                action: r.action.kind(),
+                target: None,
+                dry_run: r.dry_run || self.paused.contains_key(rule),
+                slo: Arc::clone(&r.when.slo),
+                condition: r.when.burn,
+                event: remediation::Event::Operator {
+                    op,
+                    by: Arc::clone(by),
+                    note,
+                },
+                evidence: Vec::new(),
+                anomalies: Vec::new(),
+                runbook_url: r.runbook_url.clone(),
+            },
+            wall,
+        );
+        if paused {
+            self.paused.insert(
+                Arc::clone(rule),
+                PausedRule {
+                    rule: Arc::clone(rule),
+                    by: Arc::clone(by),
+                    since_unix_ms: stamp.at_unix_ms,
+                },
+            );
+        } else {
+            self.paused.remove(rule);
+        }
+        self.state
+            .slo
+            .paused
+            .store(Arc::new(self.paused.values().cloned().collect()));
+        let overlay = self.state.runtime.overlay_full();
+        let mut ids: Vec<u64> = overlay
+            .incidents()
+            .iter()
+            .filter(|i| i.rule.name == *rule)
+            .map(|i| i.id)
+            .collect();
+        if ids.is_empty() {
+            let mut next = (*overlay).clone();
+            ids.push(next.reserve_incident());
+            self.state.runtime.publish_overlay(Arc::new(next));
+        }
+        let events = ids
+            .iter()
+            .map(|id| {
+                let mut e = stamp.clone();
+                e.transition.incident = *id;
+                if let Some(inc) = overlay.incidents().iter().find(|i| i.id == *id) {
+                    e.transition.target.clone_from(&inc.target);
+                }
+                e
+            })
+            .collect();
+        self.record(events);
+        Ok(Done { incidents: ids })
     }
 
     /// Takes in what arrived since the last call.
@@ -310,11 +505,12 @@ impl SloService {
         let alert_events =
             self.aiops
                 .alerts(now, wall, &statuses, &anomalies, &policy, &mut current);
+        let rules = paused_to_dry_run(policy.remediation_rules(), &self.paused);
         let decision = remediation::decide_with_anomalies(
             now,
             &statuses,
             &anomalies,
-            policy.remediation_rules(),
+            &rules,
             policy.route_targets(),
             &current,
         );
@@ -527,6 +723,26 @@ impl SloService {
     }
 }
 
+/// The rules as the controller runs them: a paused rule is in dry-run.
+fn paused_to_dry_run<'a>(
+    rules: &'a [remediation::Rule],
+    paused: &BTreeMap<Arc<str>, PausedRule>,
+) -> std::borrow::Cow<'a, [remediation::Rule]> {
+    if paused.is_empty() || !rules.iter().any(|r| paused.contains_key(&r.name)) {
+        return std::borrow::Cow::Borrowed(rules);
+    }
+    std::borrow::Cow::Owned(
+        rules
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.dry_run |= paused.contains_key(&r.name);
+                r
+            })
+            .collect(),
+    )
+}
+
 fn scale(policy: &Policy) -> WindowScale {
     WindowScale::new(policy.config.slo.window_scale).unwrap_or_default()
 }
@@ -545,6 +761,14 @@ fn open_log(dir: &std::path::Path) -> Option<IncidentLog> {
     }
 }
 
+/// The next operator command; never resolves without a command intake.
+async fn next_command(commands: &mut Option<Intake<Command>>) -> Option<Command> {
+    match commands {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Service for SloService {
     fn name(&self) -> &'static str {
         "slo"
@@ -560,6 +784,10 @@ impl Service for SloService {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    Some(cmd) = next_command(&mut this.commands) => {
+                        this.command(cmd);
+                        continue;
+                    }
                     () = shutdown.wait() => break,
                 }
                 this.tick();

@@ -87,7 +87,7 @@ routes:
       - { name: slow, when: { slo: fast-start, burn: page }, do: failover }
       - { name: slow2, when: { slo: fast-start, burn: ticket }, do: failover, runbook_url: "https://rb/slow" }
 keys:
-  - { name: demo, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213" }
+  - { name: demo, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: demo }
 "#;
         let loaded = sluice_config::load_str(yaml, "test.yaml").expect("policy");
         let rules = rules_for(&loaded.config);

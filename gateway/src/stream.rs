@@ -31,6 +31,10 @@ pub struct Usage {
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    /// Written to the provider's prompt cache. OpenAI itself does not report it; the translated
+    /// kinds put Anthropic's and Bedrock's cache writes here, as some OpenAI-compatible servers do.
+    #[serde(default)]
+    pub cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -43,6 +47,12 @@ impl Usage {
     pub fn cached_tokens(&self) -> u64 {
         self.prompt_tokens_details
             .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cache_write_tokens)
             .unwrap_or(0)
     }
 

@@ -99,7 +99,7 @@ pub struct TokenLabels {
     pub route: Arc<str>,
     pub model: Arc<str>,
     pub tenant: Arc<str>,
-    /// input | output | cached_input | reasoning
+    /// input | output | cached_input | cache_write_input | reasoning
     pub token_type: &'static str,
     pub usage_source: UsageSource,
 }
@@ -188,6 +188,14 @@ pub struct AnomalyLabels {
     /// `route chat`, `target chat/openai/gpt-4o` or `tenant search` (names from the policy;
     /// tenants past `aiops.max_tenants` are `tenant other`).
     pub scope: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyBandLabels {
+    pub signal: &'static str,
+    pub scope: Arc<str>,
+    /// value (the signal over the detection window) | lower | centre | upper (the learned band)
+    pub line: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -377,6 +385,8 @@ pub struct Metrics {
     pub incident_events: Family<IncidentEventLabels, Counter>,
     /// 1 while the AIOps detector flags a signal in a scope, else 0.
     pub anomaly_active: Family<AnomalyLabels, Gauge>,
+    /// The learned band and the current value of each signal that has a baseline.
+    pub anomaly_band: Family<AnomalyBandLabels, Gauge<f64, AtomicU64>>,
     /// Incident events pushed to Alertmanager or a webhook, by result.
     pub incident_push: Family<PushLabels, Counter>,
     /// Judge scores of sampled answers.
@@ -598,6 +608,12 @@ impl Metrics {
             "1 while the AIOps detector flags a signal as out of its learned band in a scope (route, target or tenant)",
             anomaly_active.clone(),
         );
+        let anomaly_band = Family::<AnomalyBandLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sluice_anomaly_band",
+            "A signal's learned band (line lower, centre, upper) and its value over the detection window (line value), in the signal's unit (seconds, ratio, tokens, USD per minute), for every scope with a baseline",
+            anomaly_band.clone(),
+        );
         let incident_push = Family::<PushLabels, Counter>::default();
         registry.register(
             "sluice_incident_push",
@@ -629,6 +645,7 @@ impl Metrics {
             remediation_active,
             incident_events,
             anomaly_active,
+            anomaly_band,
             incident_push,
             target_ejected,
             retry_budget_exhausted,
@@ -833,6 +850,7 @@ impl Metrics {
                 ("input", u.input),
                 ("output", u.output),
                 ("cached_input", u.cached_input),
+                ("cache_write_input", u.cache_write_input),
                 ("reasoning", u.reasoning),
             ] {
                 if n > 0 || token_type == "input" || token_type == "output" {

@@ -108,6 +108,8 @@ pub struct TokenUsage {
     pub output: u64,
     /// Input tokens served from the provider's prompt cache (part of `input`).
     pub cached_input: u64,
+    /// Input tokens written to the provider's prompt cache (part of `input`).
+    pub cache_write_input: u64,
     /// Output tokens spent on reasoning (part of `output`).
     pub reasoning: u64,
     pub source: UsageSource,

@@ -327,6 +327,12 @@ impl Policy {
         self.admin_tokens.get(&hash_key(presented))
     }
 
+    /// The holder of the admin token whose SHA-256 is `hash`: a console session keeps the
+    /// hash, never the token, and stops working when a reload removes the token.
+    pub fn admin_by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<str>> {
+        self.admin_tokens.get(hash)
+    }
+
     /// Every virtual key's entry.
     pub fn keys(&self) -> impl Iterator<Item = &KeyEntry> {
         self.keys.values()

@@ -93,8 +93,19 @@ pub struct TargetIdentity {
 /// The provider settings that decide where requests go, without secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderKindId {
-    OpenAi { base_url: String },
-    Mock { ttft: Duration, tokens_per_s: f64 },
+    OpenAi {
+        base_url: String,
+    },
+    Mock {
+        ttft: Duration,
+        tokens_per_s: f64,
+    },
+    /// A translated kind: its name, base URL and the settings that shape its URLs.
+    Other {
+        kind: &'static str,
+        base_url: String,
+        settings: String,
+    },
 }
 
 impl ProviderKindId {
@@ -106,6 +117,27 @@ impl ProviderKindId {
             ProviderKind::Mock { ttft, tokens_per_s } => Self::Mock {
                 ttft: *ttft,
                 tokens_per_s: *tokens_per_s,
+            },
+            other => Self::Other {
+                kind: other.name(),
+                base_url: other
+                    .access()
+                    .map(|a| a.base_url.to_string())
+                    .unwrap_or_default(),
+                settings: match other {
+                    ProviderKind::Gemini {
+                        api_version,
+                        vertex,
+                        ..
+                    } => format!("{api_version} {vertex:?}"),
+                    ProviderKind::AzureOpenAi {
+                        deployment,
+                        api_version,
+                        ..
+                    } => format!("{deployment:?} {api_version:?}"),
+                    ProviderKind::Bedrock { region, .. } => region.clone(),
+                    _ => String::new(),
+                },
             },
         }
     }

@@ -4,7 +4,7 @@
 
 mod egress;
 mod keys;
-mod providers;
+pub(crate) mod providers;
 mod routes;
 mod server;
 mod slo;
@@ -29,9 +29,11 @@ pub(super) const ONE_GIB: i64 = 1024 * 1024 * 1024;
 pub(super) const ONE_HOUR: Duration = Duration::from_secs(3600);
 pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 pub(super) const ONE_WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
-pub(super) const OPENAI_FIELDS: &str = "base_url, api_key_env, connect_timeout, headers, ca_file, ca_replaces_roots, proxy, pool_size, idle_timeout, tcp_keepalive, tls_server_name";
-pub(super) const MOCK_FIELDS: &str = "ttft_ms, tokens_per_s";
 pub(crate) use egress::MAX_POOL_SIZE;
+pub(crate) const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const DEFAULT_ANTHROPIC_MAX_TOKENS: i64 = 4096;
+pub(crate) const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 pub(crate) use slo::{
     BUILTIN_RUBRICS, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS, DEFAULT_PROBE_SHARE,
     MAX_CAPTURE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, THIRTY_DAYS,

@@ -7,15 +7,142 @@ use serde_saphyr::Spanned;
 
 use super::egress;
 use super::{
-    Ctx, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS,
-    DEFAULT_OPENAI_BASE_URL, MOCK_FIELDS, OPENAI_FIELDS, known, line,
+    Ctx, DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEMINI_BASE_URL, DEFAULT_MOCK_TOKENS_PER_S,
+    DEFAULT_MOCK_TTFT_MS, DEFAULT_OPENAI_BASE_URL, known, line,
 };
 use crate::Egress;
 use crate::duration::Zero;
 use crate::raw::{RawModel, RawPricing, RawProvider};
 use crate::types::{
-    BaseUrl, ModelConfig, ModelKind, Pricing, ProviderConfig, ProviderKind, Secret,
+    AwsCredentials, AwsCredentialsConfig, BaseUrl, HttpAccess, ModelConfig, ModelKind, Pricing,
+    ProviderConfig, ProviderKind, Secret, VertexConfig,
 };
+
+/// The fields each provider kind takes besides `kind`, in the order messages list them.
+pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
+    (
+        "openai",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
+        ],
+    ),
+    ("mock", &["ttft_ms", "tokens_per_s"]),
+    (
+        "anthropic",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "anthropic_version",
+            "default_max_tokens",
+        ],
+    ),
+    (
+        "gemini",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "api_version",
+            "project",
+            "location",
+        ],
+    ),
+    (
+        "azure_openai",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "deployment",
+            "api_version",
+        ],
+    ),
+    (
+        "bedrock",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "region",
+            "aws_access_key_id_env",
+            "aws_secret_access_key_env",
+            "aws_session_token_env",
+        ],
+    ),
+];
+
+/// `` `openai`, `mock`, … or `bedrock` `` for messages.
+fn kind_list() -> String {
+    let names: Vec<String> = KIND_FIELDS.iter().map(|(k, _)| format!("`{k}`")).collect();
+    match names.split_last() {
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Every field set on a raw provider (besides `kind`), with its line.
+fn fields_set(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
+    let mut set = Vec::new();
+    let mut add = |name: &'static str, l: Option<Option<usize>>| {
+        if let Some(l) = l {
+            set.push((name, l));
+        }
+    };
+    add("base_url", raw.base_url.as_ref().map(line));
+    add("api_key_env", raw.api_key_env.as_ref().map(line));
+    add("connect_timeout", raw.connect_timeout.as_ref().map(line));
+    add("ttft_ms", raw.ttft_ms.as_ref().map(line));
+    add("tokens_per_s", raw.tokens_per_s.as_ref().map(line));
+    add(
+        "anthropic_version",
+        raw.anthropic_version.as_ref().map(line),
+    );
+    add(
+        "default_max_tokens",
+        raw.default_max_tokens.as_ref().map(line),
+    );
+    add("api_version", raw.api_version.as_ref().map(line));
+    add("project", raw.project.as_ref().map(line));
+    add("location", raw.location.as_ref().map(line));
+    add("deployment", raw.deployment.as_ref().map(line));
+    add("region", raw.region.as_ref().map(line));
+    add(
+        "aws_access_key_id_env",
+        raw.aws_access_key_id_env.as_ref().map(line),
+    );
+    add(
+        "aws_secret_access_key_env",
+        raw.aws_secret_access_key_env.as_ref().map(line),
+    );
+    add(
+        "aws_session_token_env",
+        raw.aws_session_token_env.as_ref().map(line),
+    );
+    add("headers", raw.headers.as_ref().map(line));
+    add("ca_file", raw.ca_file.as_ref().map(line));
+    add(
+        "ca_replaces_roots",
+        raw.ca_replaces_roots.as_ref().map(line),
+    );
+    add("proxy", raw.proxy.as_ref().map(line));
+    add("pool_size", raw.pool_size.as_ref().map(line));
+    add("idle_timeout", raw.idle_timeout.as_ref().map(line));
+    add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
+    add("tls_server_name", raw.tls_server_name.as_ref().map(line));
+    set
+}
 
 pub(super) fn provider(
     ctx: &mut Ctx<'_>,
@@ -29,52 +156,44 @@ pub(super) fn provider(
         ctx.error(&path, line(p), "provider names must not be empty");
     }
     let raw = &p.value;
-    let kind = ctx.required(&path, line(p), &raw.kind, "kind", "`openai` or `mock`")?;
-    let not_for = |ctx: &mut Ctx<'_>, field: &str, l: Option<usize>, kind: &str, fields: &str| {
+    let kind = ctx.required(&path, line(p), &raw.kind, "kind", &kind_list())?;
+    let Some((kind_name, allowed)) = KIND_FIELDS.iter().find(|(k, _)| *k == kind.value) else {
         ctx.error(
-            &format!("{path}.{field}"),
-            l,
-            format!("`{field}` does not apply to `kind: {kind}` (its fields: {fields})"),
+            &format!("{path}.kind"),
+            line(kind),
+            format!(
+                "unknown provider kind `{}` (expected {})",
+                kind.value,
+                kind_list()
+            ),
         );
+        return None;
     };
-    let provider_kind = match kind.value.as_str() {
-        "openai" => {
-            if let Some(f) = &raw.ttft_ms {
-                not_for(ctx, "ttft_ms", line(f), "openai", OPENAI_FIELDS);
-            }
-            if let Some(f) = &raw.tokens_per_s {
-                not_for(ctx, "tokens_per_s", line(f), "openai", OPENAI_FIELDS);
-            }
-            openai(ctx, name, &path, raw, env)
-        }
-        "mock" => {
-            if let Some(f) = &raw.base_url {
-                not_for(ctx, "base_url", line(f), "mock", MOCK_FIELDS);
-            }
-            if let Some(f) = &raw.api_key_env {
-                not_for(ctx, "api_key_env", line(f), "mock", MOCK_FIELDS);
-            }
-            if let Some(f) = &raw.connect_timeout {
-                not_for(ctx, "connect_timeout", line(f), "mock", MOCK_FIELDS);
-            }
-            for (field, l) in egress_fields(raw) {
-                not_for(ctx, field, l, "mock", MOCK_FIELDS);
-            }
-            Some(mock(ctx, &path, raw))
-        }
-        other => {
+    for (field, l) in fields_set(raw) {
+        if !allowed.contains(&field) {
             ctx.error(
-                &format!("{path}.kind"),
-                line(kind),
-                format!("unknown provider kind `{other}` (expected `openai` or `mock`)"),
+                &format!("{path}.{field}"),
+                l,
+                format!(
+                    "`{field}` does not apply to `kind: {kind_name}` (its fields: {})",
+                    allowed.join(", ")
+                ),
             );
-            return None;
         }
+    }
+    let provider_kind = match *kind_name {
+        "openai" => openai(ctx, name, &path, raw, env),
+        "mock" => Some(mock(ctx, &path, raw)),
+        "anthropic" => anthropic(ctx, name, &path, raw, env),
+        "gemini" => gemini(ctx, name, &path, raw, env),
+        "azure_openai" => azure(ctx, name, &path, line(p), raw, env),
+        _ => bedrock(ctx, name, &path, line(p), raw, env),
     };
     let provider_kind = provider_kind?;
     let egress = match &provider_kind {
         ProviderKind::OpenAi { base_url, .. } => egress::egress(ctx, &path, raw, base_url, env),
-        ProviderKind::Mock { .. } => Egress::default(),
+        // Only `openai` takes the connection fields so far; the check above refuses them elsewhere.
+        _ => Egress::default(),
     };
     (ctx.errors.len() == before).then(|| ProviderConfig {
         name: name.to_owned(),
@@ -90,9 +209,38 @@ fn openai(
     raw: &RawProvider,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<ProviderKind> {
-    let base_url = match &raw.base_url {
-        None => BaseUrl::parse(DEFAULT_OPENAI_BASE_URL).ok(),
-        Some(v) => match BaseUrl::parse(&v.value) {
+    let access = access(
+        ctx,
+        name,
+        path,
+        raw,
+        env,
+        Some(DEFAULT_OPENAI_BASE_URL.into()),
+    );
+    let access = access?;
+    Some(ProviderKind::OpenAi {
+        base_url: access.base_url,
+        api_key_env: access.api_key_env,
+        api_key: access.api_key,
+        connect_timeout: access.connect_timeout,
+    })
+}
+
+/// `base_url` (or `default_base`; required when there is none), the key from `api_key_env`
+/// and `connect_timeout`: what every HTTP kind shares.
+fn access(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    raw: &RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+    default_base: Option<String>,
+) -> Option<HttpAccess> {
+    let base_url = match (&raw.base_url, default_base) {
+        (None, Some(default)) => BaseUrl::parse(&default).ok(),
+        // Kinds without a default check for `base_url` themselves.
+        (None, None) => None,
+        (Some(v), _) => match BaseUrl::parse(&v.value) {
             Ok(u) => Some(u),
             Err(msg) => {
                 ctx.error(&format!("{path}.base_url"), line(v), msg);
@@ -100,42 +248,8 @@ fn openai(
             }
         },
     };
-    let mut api_key = None;
-    let mut api_key_env = None;
-    if let Some(v) = &raw.api_key_env {
-        // The value is never echoed: a common mistake is to paste the key itself here.
-        if is_env_var_name(&v.value) {
-            match env(&v.value) {
-                // A trailing newline from `$(cat keyfile)` is the usual culprit; never echo it.
-                Some(key) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_graphic()) => {
-                    ctx.error(
-                        &format!("{path}.api_key_env"),
-                        line(v),
-                        format!(
-                            "environment variable {} holds characters an HTTP header cannot carry (spaces, line breaks or non-ASCII); it must hold the key alone",
-                            v.value
-                        ),
-                    );
-                }
-                Some(key) if !key.is_empty() => api_key = Some(Secret::new(key)),
-                _ => ctx.warn(
-                    &format!("{path}.api_key_env"),
-                    line(v),
-                    format!(
-                        "environment variable {} is not set; provider `{name}` will answer 503 until it is",
-                        v.value
-                    ),
-                ),
-            }
-            api_key_env = Some(v.value.clone());
-        } else {
-            ctx.error(
-                &format!("{path}.api_key_env"),
-                line(v),
-                "expected the name of an environment variable (letters, digits and `_`, not starting with a digit) that holds the key, not the key itself",
-            );
-        }
-    }
+    let api_key_env = raw.api_key_env.as_ref();
+    let api_key = api_key_env.and_then(|v| env_secret(ctx, name, path, "api_key_env", v, env));
     let connect_timeout = ctx.duration(
         &format!("{path}.connect_timeout"),
         raw.connect_timeout.as_ref(),
@@ -143,34 +257,338 @@ fn openai(
         Zero::Rejected,
         None,
     );
-    Some(ProviderKind::OpenAi {
+    Some(HttpAccess {
         base_url: base_url?,
-        api_key_env,
+        api_key_env: api_key_env.map(|v| v.value.clone()),
         api_key,
         connect_timeout,
     })
 }
 
-/// The connection fields set on a provider, with their lines (for kinds they do not fit).
-fn egress_fields(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
-    let mut set = Vec::new();
-    let mut add = |name: &'static str, l: Option<Option<usize>>| {
-        if let Some(l) = l {
-            set.push((name, l));
+/// The secret in the environment variable named by `field` (`v`). Unset or empty warns (the
+/// provider answers 503 until it is set); a value a header cannot carry is an error.
+fn env_secret(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    field: &str,
+    v: &Spanned<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Secret> {
+    // The value is never echoed: a common mistake is to paste the key itself here.
+    if !is_env_var_name(&v.value) {
+        ctx.error(
+            &format!("{path}.{field}"),
+            line(v),
+            "expected the name of an environment variable (letters, digits and `_`, not starting with a digit) that holds the key, not the key itself",
+        );
+        return None;
+    }
+    env_value(ctx, name, path, field, &v.value, line(v), env)
+}
+
+fn env_value(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    field: &str,
+    var: &str,
+    l: Option<usize>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Secret> {
+    match env(var) {
+        // A trailing newline from `$(cat keyfile)` is the usual culprit; never echo it.
+        Some(key) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_graphic()) => {
+            ctx.error(
+                &format!("{path}.{field}"),
+                l,
+                format!(
+                    "environment variable {var} holds characters an HTTP header cannot carry (spaces, line breaks or non-ASCII); it must hold the key alone"
+                ),
+            );
+            None
+        }
+        Some(key) if !key.is_empty() => Some(Secret::new(key)),
+        _ => {
+            ctx.warn(
+                &format!("{path}.{field}"),
+                l,
+                format!(
+                    "environment variable {var} is not set; provider `{name}` will answer 503 until it is"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A value that goes into a URL path segment, query or header: letters, digits, `.`, `_`, `-`.
+fn token(ctx: &mut Ctx<'_>, path: &str, v: &Spanned<String>, what: &str) -> Option<String> {
+    let ok = !v.value.is_empty()
+        && v.value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Some(v.value.clone())
+    } else {
+        ctx.error(
+            path,
+            line(v),
+            format!(
+                "expected {what} (letters, digits, `.`, `_` and `-` only), found `{}`",
+                v.value
+            ),
+        );
+        None
+    }
+}
+
+fn anthropic(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    raw: &RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<ProviderKind> {
+    let access = access(
+        ctx,
+        name,
+        path,
+        raw,
+        env,
+        Some(DEFAULT_ANTHROPIC_BASE_URL.into()),
+    );
+    let anthropic_version = match &raw.anthropic_version {
+        None => Some(DEFAULT_ANTHROPIC_VERSION.to_owned()),
+        Some(v) => token(
+            ctx,
+            &format!("{path}.anthropic_version"),
+            v,
+            "an `anthropic-version` such as 2023-06-01",
+        ),
+    };
+    let default_max_tokens = ctx.int(
+        &format!("{path}.default_max_tokens"),
+        raw.default_max_tokens.as_ref(),
+        DEFAULT_ANTHROPIC_MAX_TOKENS,
+        1,
+        1_000_000,
+    );
+    Some(ProviderKind::Anthropic {
+        access: access?,
+        anthropic_version: anthropic_version?,
+        default_max_tokens: u32::try_from(default_max_tokens).unwrap_or(4096),
+    })
+}
+
+fn gemini(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    raw: &RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<ProviderKind> {
+    let project = raw.project.as_ref().map(|v| {
+        token(
+            ctx,
+            &format!("{path}.project"),
+            v,
+            "a Google Cloud project id",
+        )
+    });
+    let location = raw
+        .location
+        .as_ref()
+        .map(|v| token(ctx, &format!("{path}.location"), v, "a Vertex AI location"));
+    let vertex = match (project, location) {
+        (None, None) => None,
+        (Some(p), Some(l)) => Some(VertexConfig {
+            project: p?,
+            location: l?,
+        }),
+        (Some(_), None) | (None, Some(_)) => {
+            ctx.error(
+                path,
+                line_of_either(&raw.project, &raw.location),
+                "Vertex AI needs both `project` and `location` (leave both out for the Gemini API)",
+            );
+            return None;
         }
     };
-    add("headers", raw.headers.as_ref().map(line));
-    add("ca_file", raw.ca_file.as_ref().map(line));
-    add(
-        "ca_replaces_roots",
-        raw.ca_replaces_roots.as_ref().map(line),
-    );
-    add("proxy", raw.proxy.as_ref().map(line));
-    add("pool_size", raw.pool_size.as_ref().map(line));
-    add("idle_timeout", raw.idle_timeout.as_ref().map(line));
-    add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
-    add("tls_server_name", raw.tls_server_name.as_ref().map(line));
-    set
+    let default_base = match &vertex {
+        None => DEFAULT_GEMINI_BASE_URL.to_owned(),
+        Some(v) => match v.location.as_str() {
+            "global" => "https://aiplatform.googleapis.com".to_owned(),
+            "us" | "eu" => format!("https://aiplatform.{}.rep.googleapis.com", v.location),
+            l => format!("https://{l}-aiplatform.googleapis.com"),
+        },
+    };
+    let access = access(ctx, name, path, raw, env, Some(default_base));
+    let api_version = match &raw.api_version {
+        None => Some(if vertex.is_some() { "v1" } else { "v1beta" }.to_owned()),
+        Some(v) => token(
+            ctx,
+            &format!("{path}.api_version"),
+            v,
+            "an API version such as v1beta",
+        ),
+    };
+    Some(ProviderKind::Gemini {
+        access: access?,
+        api_version: api_version?,
+        vertex,
+    })
+}
+
+fn line_of_either(a: &Option<Spanned<String>>, b: &Option<Spanned<String>>) -> Option<usize> {
+    a.as_ref().or(b.as_ref()).and_then(line)
+}
+
+fn azure(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    pline: Option<usize>,
+    raw: &RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<ProviderKind> {
+    if raw.base_url.is_none() {
+        ctx.error(
+            path,
+            pline,
+            "missing field `base_url` (the resource's endpoint, e.g. https://NAME.openai.azure.com)",
+        );
+        return None;
+    }
+    let access = access(ctx, name, path, raw, env, None);
+    let deployment = match &raw.deployment {
+        None => Some(None),
+        Some(v) => token(ctx, &format!("{path}.deployment"), v, "a deployment name").map(Some),
+    };
+    let api_version = match &raw.api_version {
+        None => Some(None),
+        Some(v) => token(
+            ctx,
+            &format!("{path}.api_version"),
+            v,
+            "an api-version such as 2024-10-21",
+        )
+        .map(Some),
+    };
+    Some(ProviderKind::AzureOpenAi {
+        access: access?,
+        deployment: deployment?,
+        api_version: api_version?,
+    })
+}
+
+fn bedrock(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    path: &str,
+    pline: Option<usize>,
+    raw: &RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<ProviderKind> {
+    let region = ctx
+        .required(
+            path,
+            pline,
+            &raw.region,
+            "region",
+            "an AWS region such as us-east-1",
+        )
+        .and_then(|v| {
+            token(
+                ctx,
+                &format!("{path}.region"),
+                v,
+                "an AWS region such as us-east-1",
+            )
+        });
+    let default_base = region
+        .as_ref()
+        .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"));
+    let access = access(ctx, name, path, raw, env, default_base);
+    let aws_fields = [
+        (
+            "aws_access_key_id_env",
+            &raw.aws_access_key_id_env,
+            "AWS_ACCESS_KEY_ID",
+        ),
+        (
+            "aws_secret_access_key_env",
+            &raw.aws_secret_access_key_env,
+            "AWS_SECRET_ACCESS_KEY",
+        ),
+        (
+            "aws_session_token_env",
+            &raw.aws_session_token_env,
+            "AWS_SESSION_TOKEN",
+        ),
+    ];
+    let aws = if raw.api_key_env.is_some() {
+        // A Bedrock API key is sent as a bearer token instead of signing.
+        for (field, v, _) in &aws_fields {
+            if let Some(v) = v {
+                ctx.error(
+                    &format!("{path}.{field}"),
+                    line(v),
+                    format!("`{field}` and `api_key_env` exclude each other: sign with AWS credentials or send a Bedrock API key, not both"),
+                );
+            }
+        }
+        None
+    } else {
+        let mut vars = Vec::with_capacity(3);
+        for (field, v, default) in &aws_fields {
+            let var = match v {
+                None => (*default).to_owned(),
+                Some(v) if is_env_var_name(&v.value) => v.value.clone(),
+                Some(v) => {
+                    ctx.error(
+                        &format!("{path}.{field}"),
+                        line(v),
+                        "expected the name of an environment variable (letters, digits and `_`, not starting with a digit), not its value",
+                    );
+                    (*default).to_owned()
+                }
+            };
+            vars.push((*field, var, v.as_ref().and_then(line)));
+        }
+        let read = |ctx: &mut Ctx<'_>, i: usize, required: bool| {
+            let (field, var, l) = &vars[i];
+            if required {
+                env_value(ctx, name, path, field, var, *l, env)
+            } else {
+                // The session token is only there for temporary credentials.
+                env(var)
+                    .filter(|t| !t.is_empty())
+                    .and_then(|_| env_value(ctx, name, path, field, var, *l, env))
+            }
+        };
+        let id = read(ctx, 0, true);
+        let secret = read(ctx, 1, true);
+        let session_token = read(ctx, 2, false);
+        Some(AwsCredentialsConfig {
+            access_key_id_env: vars[0].1.clone(),
+            secret_access_key_env: vars[1].1.clone(),
+            session_token_env: vars[2].1.clone(),
+            credentials: match (id, secret) {
+                (Some(id), Some(secret)) => Some(AwsCredentials {
+                    access_key_id: id.expose().to_owned(),
+                    secret_access_key: secret,
+                    session_token,
+                }),
+                _ => None,
+            },
+        })
+    };
+    Some(ProviderKind::Bedrock {
+        access: access?,
+        region: region?,
+        aws,
+    })
 }
 
 pub(super) fn is_env_var_name(s: &str) -> bool {
@@ -313,10 +731,16 @@ fn pricing(ctx: &mut Ctx<'_>, path: &str, p: &Spanned<RawPricing>) -> Pricing {
         .cached_input
         .as_ref()
         .map(|v| price(ctx, "cached_input", v));
+    let cache_write_input = p
+        .value
+        .cache_write_input
+        .as_ref()
+        .map(|v| price(ctx, "cache_write_input", v));
     Pricing {
         input,
         output,
         cached_input,
+        cache_write_input,
     }
 }
 

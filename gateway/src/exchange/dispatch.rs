@@ -11,7 +11,7 @@ use super::failure::Failure;
 use crate::context::RequestCtx;
 use crate::providers::mock::{self, MockTiming};
 use crate::providers::openai::{self, HttpTarget};
-use crate::providers::{ConnectError, MockUpstream, Upstream};
+use crate::providers::{ConnectError, MockUpstream, TranslatedUpstream, Upstream, adapter};
 use crate::state::AppState;
 
 /// Sends the request for `endpoint` (streamed or not) with `body` to `target`, up to the
@@ -91,7 +91,79 @@ pub async fn open(
                     ConnectError::Unavailable(m) => Failure::Unavailable(m),
                 })
         }
+        kind => open_translated(state, ctx, endpoint, target, kind, &body).await,
     }
+}
+
+/// Anthropic, Gemini, Azure OpenAI and Bedrock: the body is translated into the provider's
+/// dialect, sent with its credential, and its answer wrapped to look like OpenAI's.
+async fn open_translated(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    endpoint: Endpoint,
+    target: &Target,
+    kind: &ProviderKind,
+    body: &[u8],
+) -> Result<Upstream, Failure> {
+    let provider = &target.provider.config;
+    let (Some(opts), Some(access)) = (adapter::options(kind), kind.access()) else {
+        return Err(Failure::Unavailable(format!(
+            "provider `{}` is of a kind Sluice cannot send to",
+            provider.name
+        )));
+    };
+    // A request the target cannot do is the client's 400, naming the field; nothing is sent.
+    let req = adapter::build(&opts, endpoint, &target.upstream_model, body).map_err(|e| {
+        Failure::Client {
+            status: 400,
+            body: e.to_openai_json(),
+        }
+    })?;
+    let creds = adapter::credentials(kind, &provider.name, &access.base_url, &req).map_err(
+        |e| match e {
+            adapter::CredentialError::Missing(m) => Failure::Unavailable(m),
+            adapter::CredentialError::Signing(m) => {
+                Failure::Unavailable(format!("provider `{}`: {m}", provider.name))
+            }
+        },
+    )?;
+    ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
+    let head = adapter::request_head(&access.base_url, &req, &creds, &ctx.request_id)
+        .map_err(Failure::Connect)?;
+    drop(creds);
+    let addr = state
+        .resolver
+        .resolve(&access.base_url.host, access.base_url.port)
+        .await
+        .map_err(Failure::Connect)?;
+    let http = HttpTarget {
+        addr,
+        base_url: &access.base_url,
+        api_key: None,
+        connect_timeout: access.connect_timeout,
+        path: "",
+        stream: req.stream,
+        request_id: &ctx.request_id,
+        own_listener: false,
+        egress: None,
+    };
+    let max_bytes = ctx.policy.as_ref().map_or(usize::MAX, |p| {
+        usize::try_from(p.server.max_response_bytes).unwrap_or(usize::MAX)
+    });
+    let up = openai::send_prepared(&state.connector, &http, head, req.body)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Connect(m) => Failure::Connect(m),
+            ConnectError::Unavailable(m) => Failure::Unavailable(m),
+        })?;
+    let Upstream::Http(inner) = up else {
+        return Err(Failure::Connect(
+            "the provider's answer was not an HTTP answer".into(),
+        ));
+    };
+    Ok(Upstream::Translated(Box::new(
+        TranslatedUpstream::open(inner, req.state, &ctx.request_id, max_bytes).await,
+    )))
 }
 
 fn api_path(endpoint: Endpoint) -> &'static str {

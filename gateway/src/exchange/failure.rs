@@ -199,14 +199,25 @@ pub fn final_rejection(model: &str, last: Option<Failure>) -> Rejection {
     Rejection::Error(e)
 }
 
-/// The key Sluice sends to this target's provider, when it sends one.
+/// The secret Sluice sends to this target's provider, when it sends one: the API key, or for
+/// SigV4 the session token (the secret access key itself never leaves Sluice).
 pub fn provider_key(target: &Target) -> Option<&str> {
-    match &target.provider.config.kind {
-        ProviderKind::OpenAi {
-            api_key: Some(key), ..
-        } => Some(key.expose()).filter(|k| !k.is_empty()),
-        _ => None,
-    }
+    let kind = &target.provider.config.kind;
+    let key = match kind {
+        ProviderKind::OpenAi { api_key, .. } => api_key.as_ref(),
+        ProviderKind::Mock { .. } => None,
+        ProviderKind::Bedrock {
+            access: sluice_config::HttpAccess { api_key: None, .. },
+            aws,
+            ..
+        } => aws
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref())
+            .and_then(|c| c.session_token.as_ref()),
+        other => other.access().and_then(|a| a.api_key.as_ref()),
+    };
+    key.map(sluice_config::Secret::expose)
+        .filter(|k| !k.is_empty())
 }
 
 /// `text` with every occurrence of `secret` replaced by `***`, whether written as is or with

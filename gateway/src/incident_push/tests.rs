@@ -186,10 +186,13 @@ fn severity_follows_the_rule() {
     assert_eq!(severity(&e), "info");
 }
 
+/// What one sink's posts get, in order.
+type Answers = VecDeque<Result<u16, String>>;
+
 /// Records every post, answering from a script per sink (200 once it runs out).
 #[derive(Default)]
 struct Script {
-    answers: Mutex<(VecDeque<Result<u16, String>>, VecDeque<Result<u16, String>>)>,
+    answers: Mutex<(Answers, Answers)>,
     posts: Mutex<Vec<Post>>,
 }
 

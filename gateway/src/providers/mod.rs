@@ -5,6 +5,7 @@
 //! once against it. `openai` speaks HTTP through pingora's pooled connector; `mock` synthesizes
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
+pub mod adapter;
 pub mod egress;
 mod h1;
 pub mod mock;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use pingora::connectors::TransportConnector;
 use pingora::upstreams::peer::Peer as _;
 
+pub use adapter::TranslatedUpstream;
 pub use mock_upstream::MockUpstream;
 
 /// Why an attempt failed before it produced a response header.
@@ -31,6 +33,8 @@ pub enum ConnectError {
 pub enum Upstream {
     Http(Box<HttpUpstream>),
     Mock(MockUpstream),
+    /// Another dialect, shown as OpenAI (see [`adapter`]).
+    Translated(Box<TranslatedUpstream>),
 }
 
 pub struct HttpUpstream {
@@ -47,6 +51,7 @@ impl Upstream {
         match self {
             Self::Http(h) => h.session.status(),
             Self::Mock(m) => m.status(),
+            Self::Translated(t) => t.status(),
         }
     }
 
@@ -54,6 +59,7 @@ impl Upstream {
         match self {
             Self::Http(h) => h.session.header(name),
             Self::Mock(m) => m.header(name),
+            Self::Translated(t) => t.header(name),
         }
     }
 
@@ -62,6 +68,7 @@ impl Upstream {
         match self {
             Self::Http(h) => h.session.read_chunk().await,
             Self::Mock(m) => Ok(m.next_chunk().await),
+            Self::Translated(t) => t.read_chunk().await,
         }
     }
 
@@ -72,24 +79,32 @@ impl Upstream {
             // An error here shows again on the next `read_chunk`, which reports it.
             Self::Http(h) => h.session.read_buffered().ok().flatten(),
             Self::Mock(_) => None,
+            Self::Translated(t) => t.read_buffered(),
         }
     }
 
     /// Returns a fully read connection to the pool; anything else is closed, so a half-read
     /// answer can never leak into the next request on that connection.
     pub async fn release(self, connector: &TransportConnector, complete: bool) {
-        if let Self::Http(h) = self {
-            let HttpUpstream {
-                session,
-                peer,
-                own_pool,
-            } = *h;
-            let connector = own_pool.as_deref().unwrap_or(connector);
-            // Anything not reusable is dropped here, which closes the connection.
-            if complete && let Some(stream) = session.into_reusable() {
-                let idle = peer.0.options.idle_timeout;
-                connector.release_stream(stream, peer.reuse_hash(), idle);
+        let (h, complete) = match self {
+            Self::Http(h) => (h, complete),
+            // Complete only when the provider's own body was read to its end too.
+            Self::Translated(t) => {
+                let (h, inner_complete) = t.into_inner();
+                (h, complete && inner_complete)
             }
+            Self::Mock(_) => return,
+        };
+        let HttpUpstream {
+            session,
+            peer,
+            own_pool,
+        } = *h;
+        let connector = own_pool.as_deref().unwrap_or(connector);
+        // Anything not reusable is dropped here, which closes the connection.
+        if complete && let Some(stream) = session.into_reusable() {
+            let idle = peer.0.options.idle_timeout;
+            connector.release_stream(stream, peer.reuse_hash(), idle);
         }
     }
 }

@@ -45,6 +45,21 @@ pub async fn send(
     target: &HttpTarget<'_>,
     body: Bytes,
 ) -> Result<Upstream, ConnectError> {
+    // The attempt is already open; a head that cannot be built closes it as a failed send.
+    let head = request_head(target, body.len())
+        .map_err(ConnectError::Connect)?
+        .freeze();
+    send_prepared(connector, target, head, body).await
+}
+
+/// Sends a request whose head is already written (the other HTTP kinds build their own, with
+/// their paths and credential headers) and reads the answer's head. `target.path` is unused.
+pub async fn send_prepared(
+    connector: &TransportConnector,
+    target: &HttpTarget<'_>,
+    head: Bytes,
+    body: Bytes,
+) -> Result<Upstream, ConnectError> {
     let egress = target.egress;
     let sni = egress
         .and_then(ProviderEgress::sni)
@@ -71,11 +86,6 @@ pub async fn send(
             own_pool: own_pool.clone(),
         }))
     };
-
-    // The attempt is already open; a head that cannot be built closes it as a failed send.
-    let head = request_head(target, body.len())
-        .map_err(ConnectError::Connect)?
-        .freeze();
     let (stream, reused) = connector
         .get_stream(&peer)
         .await

@@ -147,6 +147,22 @@ async fn a_ttft_drift_is_flagged_and_downgrades_the_route() {
         })
         .await;
     assert!(metrics.contains("sluice_anomaly_active{signal=\"ttft\",scope=\"route chat\"}"));
+    // The learned band is exported with the value it was judged on: the flagged value lies
+    // above the band's upper line.
+    let line = |name: &str| -> f64 {
+        let prefix = format!(
+            "sluice_anomaly_band{{signal=\"ttft\",scope=\"target chat/up/big\",line=\"{name}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{metrics}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    assert!(line("lower") <= line("centre") && line("centre") < line("upper"));
+    assert!(line("value") > line("upper"), "{metrics}");
 
     // The anomaly rule downgraded the route: `small` serves it now.
     let v = eventually(async || {

@@ -22,13 +22,13 @@ use crate::common::{
 const POLICY: &str = "providers:\n  up: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\n  local: { kind: mock, ttft_ms: 0, tokens_per_s: 40 }\nmodels:\n  m: { provider: up, upstream_model: m }\n  paced: { provider: local }\n";
 
 /// A test CA and what it signs.
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.distinguished_name.push(DnType::CommonName, name);
@@ -62,7 +62,7 @@ fn replace(path: &Path, text: &str) {
 }
 
 /// A server certificate for `cn` from `ca`, written into `dir`: (cert path, key path).
-fn write_leaf(ca: &Ca, cn: &str, dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_leaf(ca: &Ca, cn: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = ca.leaf(cn);
     let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
     replace(&c, &cert);
@@ -70,7 +70,11 @@ fn write_leaf(ca: &Ca, cn: &str, dir: &Path) -> (PathBuf, PathBuf) {
     (c, k)
 }
 
-fn client_config(ca: &Ca, alpn: &[&[u8]], identity: Option<(String, String)>) -> ClientConfig {
+pub(crate) fn client_config(
+    ca: &Ca,
+    alpn: &[&[u8]],
+    identity: Option<(String, String)>,
+) -> ClientConfig {
     pingora::tls::install_default_crypto_provider();
     let builder = ClientConfig::builder().with_root_certificates(ca.roots());
     let mut cfg = match identity {

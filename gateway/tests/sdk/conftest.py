@@ -80,8 +80,15 @@ providers:
     base_url: http://127.0.0.1:{mock_port}/v1
     api_key_env: {CANARY_ENV}
     connect_timeout: 2s
+  claude:
+    kind: anthropic
+    base_url: http://127.0.0.1:{mock_port}
+    api_key_env: {CANARY_ENV}
+    connect_timeout: 2s
 
 models:
+  claude-up: {{ provider: claude, upstream_model: claude-mock }}   # mock-llm in Anthropic's dialect
+  openai-down: {{ provider: up, upstream_model: "down@503" }}      # always 503
   gpt-4o-mini: {{ provider: up }}                            # upstream `gpt-4o-mini`
   rl-up: {{ provider: up, upstream_model: "rl@429:1" }}       # always 429, retry-after 1s
   cut-up: {{ provider: up, upstream_model: "gpt-4o-mini@cut:3" }}  # stream breaks after 3 events
@@ -102,6 +109,11 @@ routes:
     targets: [ {{ model: cut-up }} ]
     fallbacks: []
     retry: {{ max_attempts: 1 }}
+
+  - name: cross
+    match: {{ model: cross }}
+    targets: [ {{ model: openai-down }} ]
+    fallbacks: [ claude-up ]
 
 keys:
   - {{ name: sdk-test, key_sha256: "{key_sha256}", tenant: sdk-test }}

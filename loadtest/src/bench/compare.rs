@@ -62,6 +62,10 @@ pub struct CompareOpts {
     /// `state.redis.url` of the `sluice` target only: with `key_rpm`, Sluice counts the limit
     /// in this Redis while the baseline counts it in-process.
     pub redis: Option<String>,
+    /// The `sluice` target only: its route states SLOs (errors, TTFT) with a failover rule, so
+    /// every request also pays the SLO engine's and remediation's share; the baseline keeps the
+    /// plain policy (it may predate SLOs).
+    pub slos: bool,
 }
 
 /// Per-target figures of a compare run.
@@ -124,6 +128,8 @@ pub struct CompareReport {
     pub sluice_threads: usize,
     /// Sluice exported spans and wrote its access log (metrics are always on).
     pub sluice_telemetry: bool,
+    /// `sluice` (not the baseline) ran with route SLOs and a remediation rule.
+    pub sluice_slos: bool,
     /// One entry per target, in scenario order.
     pub targets: Vec<TargetReport>,
     /// Goal checks that apply to the scenario.
@@ -410,6 +416,9 @@ async fn start_sluice(
             "state:\n  redis: {{ url: \"{url}\", fail: closed }}\n"
         ));
     }
+    if kind == TargetKind::Sluice && o.slos {
+        policy.push_str(SLO_ROUTE);
+    }
     let policy_path = o.work_dir.join(format!("{name}.yaml"));
     std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(binary);
@@ -424,6 +433,10 @@ async fn start_sluice(
     }
     Ok(proc)
 }
+
+/// `--slos`: the bench model behind a route with two SLOs and a failover rule (dry-run: the
+/// rule is decided on every tick, and with one target it could only refuse).
+const SLO_ROUTE: &str = "routes:\n  - name: bench\n    match: { model: bench }\n    targets: [ { model: bench } ]\n    slos:\n      - { name: availability, objective: 99.5, sli: errors }\n      - { name: fast-start, objective: 95, sli: { ttft_below: 1500ms } }\n    remediation:\n      - { when: { slo: availability, burn: page }, do: failover, dry_run: true }\n";
 
 /// The policy every `sluice` under test runs: one provider (mock-llm), one model, one key;
 /// spans to `otlp` (head ratio 0.05 as in DESIGN.md) and the access log when it is given.
@@ -553,6 +566,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         started_unix,
         sluice_threads: o.threads,
         sluice_telemetry: o.telemetry,
+        sluice_slos: o.slos,
         targets,
         goals,
         rss_series,
@@ -832,6 +846,26 @@ mod tests {
     }
 
     #[test]
+    fn the_slo_route_makes_a_policy_sluice_accepts() {
+        let mut policy = sluice_policy(
+            None,
+            addr(29202),
+            addr(29203),
+            2,
+            addr(29200),
+            &"ab".repeat(32),
+            None,
+        );
+        policy.push_str(SLO_ROUTE);
+        let loaded = sluice_config::load_str(&policy, "bench.yaml")
+            .unwrap_or_else(|e| panic!("{e:?}\n{policy}"));
+        let route = &loaded.config.routes[0];
+        assert_eq!(route.name, "bench");
+        assert_eq!(route.slos.len(), 2);
+        assert_eq!(route.remediation.len(), 1);
+    }
+
+    #[test]
     fn baseline_targets_its_own_port_with_the_sluice_key() {
         let o = CompareOpts {
             sluice: PathBuf::from("sluice"),
@@ -846,6 +880,7 @@ mod tests {
             progress: false,
             key_rpm: None,
             redis: None,
+            slos: false,
         };
         let t = target_of(TargetKind::Baseline, &o);
         assert_eq!((t.name.as_str(), t.addr), ("baseline", addr(31004)));

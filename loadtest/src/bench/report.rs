@@ -112,7 +112,7 @@ pub fn compare_markdown(c: &CompareReport) -> String {
     let _ = writeln!(s, "### `{}` — {}\n", sc.name, sc.description);
     let _ = writeln!(
         s,
-        "{load}; {} × {} per target, interleaved; stream share {}; prompts {:?} B; mock ttft {} ms, {} tokens/s{}; Sluice threads {}, telemetry {}.  ",
+        "{load}; {} × {} per target, interleaved; stream share {}; prompts {:?} B; mock ttft {} ms, {} tokens/s{}; Sluice threads {}, telemetry {}{}.  ",
         sc.rounds,
         humantime::format_duration(sc.duration),
         sc.stream_share,
@@ -129,6 +129,11 @@ pub fn compare_markdown(c: &CompareReport) -> String {
             "on (metrics, OTLP spans at head ratio 0.05, access log)"
         } else {
             "off (metrics only)"
+        },
+        if c.sluice_slos {
+            "; sluice's route has SLOs and a remediation rule (the baseline's has none)"
+        } else {
+            ""
         }
     );
     let m = &c.machine;
@@ -295,6 +300,7 @@ mod tests {
             started_unix: 0,
             sluice_threads: 2,
             sluice_telemetry: false,
+            sluice_slos: false,
             targets,
             goals: Vec::new(),
             rss_series: Vec::new(),

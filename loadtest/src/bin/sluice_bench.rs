@@ -98,6 +98,10 @@ enum Cmd {
         /// cost of shared limits.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
+        /// Give the target `sluice`'s route SLOs and a (dry-run) failover rule, to measure what
+        /// the SLO engine and remediation cost per request; the baseline keeps its policy.
+        #[arg(long)]
+        slos: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -232,6 +236,7 @@ async fn work(cli: Cli) -> Result<(), String> {
             keep,
             key_rpm,
             redis,
+            slos,
             common,
         } => {
             let mut s = load_scenario(&scenario, common.duration)?;
@@ -273,6 +278,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                 progress: !common.quiet,
                 key_rpm,
                 redis,
+                slos,
             };
             if keep {
                 eprintln!("work directory: {}", opts.work_dir.display());

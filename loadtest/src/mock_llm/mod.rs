@@ -20,11 +20,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The same server also answers in Anthropic's, Gemini's (and Vertex AI's), Azure OpenAI's and
+//! Bedrock's dialects, on their own paths (see `dialect.rs`).
+//!
 //! Counting happens before faults apply: every API request adds to `requests`, to
 //! `by_model[<body model exactly as received>]`, `bytes_received` and `last_body_len`, whether
 //! it is then answered, refused (401, counted in `unauthorized`) or failed on purpose.
 
 mod body;
+mod dialect;
 pub mod echo;
 pub mod fault;
 pub mod runtime;

@@ -116,6 +116,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
         (_, "/_mock/faults") => return Ok(control_faults(shared, req).await),
         _ => {}
     }
+    if let Some(dialect) = super::dialect::route(&path) {
+        return Ok(super::dialect::handle(shared, &dialect, req).await);
+    }
     let route = match path.strip_prefix(shared.prefix.as_str()) {
         Some("/models") => Some(Route::Models),
         Some(rest) => Endpoint::from_path(rest).map(Route::Api),

@@ -1137,6 +1137,7 @@ fn request(outcome: Outcome, error: Option<ErrorKind>, status: Option<u16>) -> R
             input: 300,
             output: 120,
             cached_input: 0,
+            cache_write_input: 0,
             reasoning: 0,
             source: UsageSource::Provider,
         }),

@@ -68,6 +68,7 @@ fn a_request_records_every_series_with_closed_labels() {
         input: 100,
         output: 20,
         cached_input: 40,
+        cache_write_input: 0,
         reasoning: 5,
         source: UsageSource::Provider,
     };

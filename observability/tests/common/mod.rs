@@ -70,6 +70,7 @@ pub fn chat(n: u8) -> RequestRecord {
             input: 120,
             output: 40,
             cached_input: 64,
+            cache_write_input: 0,
             reasoning: 0,
             source: UsageSource::Provider,
         }),
@@ -103,6 +104,7 @@ pub fn streaming_chat(n: u8) -> RequestRecord {
         input: 300,
         output: 90,
         cached_input: 0,
+        cache_write_input: 0,
         reasoning: 30,
         source: UsageSource::Estimated,
     });
@@ -128,6 +130,7 @@ pub fn embeddings(n: u8) -> RequestRecord {
         input: 12,
         output: 0,
         cached_input: 0,
+        cache_write_input: 0,
         reasoning: 0,
         source: UsageSource::Provider,
     });

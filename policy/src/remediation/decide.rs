@@ -273,7 +273,7 @@ impl<'a> Tick<'a> {
             let holds = self.trigger_holds(rule, inc.target.as_ref());
             let mut closed = false;
             match inc.phase {
-                Phase::Waiting | Phase::Unwound | Phase::Exhausted => {
+                Phase::Waiting | Phase::Unwound | Phase::Exhausted | Phase::Overridden => {
                     if !holds {
                         let evidence = self.trigger_evidence(&inc);
                         self.resolve(&inc, evidence);
@@ -465,7 +465,7 @@ impl<'a> Tick<'a> {
                 && match inc.phase {
                     Phase::Waiting => true,
                     Phase::Unwound => self.evidence(rule, &inc).0 == Verdict::Burning,
-                    Phase::Active | Phase::Exhausted => false,
+                    Phase::Active | Phase::Exhausted | Phase::Overridden => false,
                 };
             if wants {
                 self.apply(rule, &mut inc);
@@ -752,22 +752,77 @@ impl<'a> Tick<'a> {
     }
 
     fn push(&mut self, inc: &Incident, event: Event, evidence: Evidence) {
-        let rule = &inc.rule;
-        self.transitions.push(Transition {
-            incident: inc.id,
-            route: Arc::clone(&rule.route),
-            rule: Arc::clone(&rule.name),
-            action: rule.action.kind(),
-            target: inc.target.clone(),
-            dry_run: rule.dry_run,
-            slo: Arc::clone(&rule.when.slo),
-            condition: rule.when.burn,
-            event,
-            evidence: evidence.slo,
-            anomalies: evidence.anomalies,
-            runbook_url: rule.runbook_url.clone(),
-        });
+        self.transitions.push(transition(inc, event, evidence));
     }
+}
+
+fn transition(inc: &Incident, event: Event, evidence: Evidence) -> Transition {
+    let rule = &inc.rule;
+    Transition {
+        incident: inc.id,
+        route: Arc::clone(&rule.route),
+        rule: Arc::clone(&rule.name),
+        action: rule.action.kind(),
+        target: inc.target.clone(),
+        dry_run: rule.dry_run,
+        slo: Arc::clone(&rule.when.slo),
+        condition: rule.when.burn,
+        event,
+        evidence: evidence.slo,
+        anomalies: evidence.anomalies,
+        runbook_url: rule.runbook_url.clone(),
+    }
+}
+
+/// [`force_unwind`] found no action in place to take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotActive {
+    /// No open remediation incident has this id.
+    Unknown,
+    /// The incident is open but its action is not in place (waiting, unwound, exhausted).
+    NothingInPlace,
+}
+
+/// An operator takes incident `id`'s action back now: it moves to
+/// [`Phase::Overridden`](super::Phase::Overridden), out of routing at once, and nothing is
+/// put back until its trigger clears (then it resolves as usual). The one transition is the
+/// `unwound` step, with reason `operator`.
+pub fn force_unwind(now: Instant, current: &Overlay, id: u64) -> Result<Decision, NotActive> {
+    let mut overlay = current.clone();
+    let inc = overlay
+        .incidents
+        .iter_mut()
+        .find(|i| i.id == id)
+        .ok_or(NotActive::Unknown)?;
+    if inc.phase != Phase::Active {
+        return Err(NotActive::NothingInPlace);
+    }
+    let held = inc
+        .applied_at
+        .map_or_else(Default::default, |at| now.saturating_duration_since(at));
+    let healthy_for = inc
+        .healthy_since
+        .map_or_else(Default::default, |at| now.saturating_duration_since(at));
+    inc.phase = Phase::Overridden;
+    inc.applied = None;
+    inc.applied_at = None;
+    inc.healthy_since = None;
+    inc.verdict = None;
+    inc.blocked = None;
+    let unwound = transition(
+        inc,
+        Event::Unwound {
+            reason: UnwindReason::Operator,
+            held,
+            healthy_for,
+        },
+        Evidence::default(),
+    );
+    overlay.rebuild_routes();
+    Ok(Decision {
+        overlay,
+        transitions: vec![unwound],
+    })
 }
 
 // === impl Reading ===

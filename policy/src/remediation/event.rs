@@ -44,6 +44,22 @@ pub enum UnwindReason {
     RuleChanged,
     /// The route or the target is no longer in the policy.
     RouteChanged,
+    /// An operator took it back (`POST /admin/incidents/{id}/unwind`).
+    Operator,
+}
+
+/// What an operator did to an incident, or to the rule behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorOp {
+    /// Seen and being handled; changes nothing in routing.
+    Acknowledged,
+    /// The rule was put in dry-run until resumed: its live actions are taken back.
+    PausedRule,
+    /// The rule acts again.
+    ResumedRule,
+    /// The incident's action was taken back now, and stays back until the trigger clears.
+    ForcedUnwind,
 }
 
 /// What happened, with its own details.
@@ -80,6 +96,14 @@ pub enum Event {
     AlertsChanged {
         started: Vec<Arc<str>>,
         ended: Vec<Arc<str>>,
+    },
+    /// An operator acted (from the console or the admin API): `by` names the admin token's
+    /// holder, with ` (console)` for a console session.
+    Operator {
+        op: OperatorOp,
+        by: Arc<str>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Arc<str>>,
     },
     /// The trigger no longer holds and nothing is in place: the incident is over.
     Resolved {
@@ -167,6 +191,19 @@ impl IncidentEvent {
     }
 }
 
+// === impl OperatorOp ===
+
+impl OperatorOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::PausedRule => "paused_rule",
+            Self::ResumedRule => "resumed_rule",
+            Self::ForcedUnwind => "forced_unwind",
+        }
+    }
+}
+
 // === impl Event ===
 
 impl Event {
@@ -180,6 +217,7 @@ impl Event {
             Self::Reverted { .. } => "reverted",
             Self::Unwound { .. } => "unwound",
             Self::AlertsChanged { .. } => "alerts_changed",
+            Self::Operator { .. } => "operator",
             Self::Resolved { .. } => "resolved",
         }
     }

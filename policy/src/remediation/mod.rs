@@ -22,9 +22,11 @@ mod status;
 pub use anomaly::{
     AnomalyBand, AnomalyScope, AnomalySignal, AnomalyState, AnomalyStatus, Direction,
 };
-pub use decide::{Decision, RouteTarget, RouteTargets, decide, decide_with_anomalies};
+pub use decide::{
+    Decision, NotActive, RouteTarget, RouteTargets, decide, decide_with_anomalies, force_unwind,
+};
 pub use event::{
-    BlockReason, Event, HintPart, IncidentEvent, IncidentHint, Transition, UnwindReason,
+    BlockReason, Event, HintPart, IncidentEvent, IncidentHint, OperatorOp, Transition, UnwindReason,
 };
 pub use overlay::{
     Applied, CacheFallback, Ejection, Incident, Overlay, Phase, RouteOverlay, SetBy, Shed,

@@ -97,6 +97,8 @@ pub enum Phase {
     /// Every downgrade candidate broke the guard; nothing more is tried until the trigger
     /// clears.
     Exhausted,
+    /// An operator took the action back; nothing is put back until the trigger clears.
+    Overridden,
 }
 
 /// What the probe traffic says about the original.

@@ -848,3 +848,82 @@ fn in_share_spreads_evenly() {
     assert!((0..100).all(|s| in_share(1.0, s)));
     assert!(!in_share(f64::NAN, 3));
 }
+
+#[test]
+fn an_operator_unwind_stays_back_until_the_trigger_clears() {
+    let mut sim = Sim::new(vec![failover_rule()], routes(&[(a(), 100), (b(), 0)]));
+    let burning = [steady(AVAIL, Some(a()), Some(20.0))];
+    sim.tick(0, &burning);
+    assert_eq!(sim.ejection(&a()), Some(0.95));
+    let id = sim.overlay.incidents()[0].id;
+
+    let now = sim.t0 + Duration::from_secs(3);
+    assert_eq!(
+        force_unwind(now, &sim.overlay, id + 7).map(|_| ()),
+        Err(NotActive::Unknown)
+    );
+    let d = force_unwind(now, &sim.overlay, id).expect("active");
+    assert_eq!(kinds(&d.transitions), ["unwound"]);
+    assert_eq!(
+        d.transitions[0].event,
+        Event::Unwound {
+            reason: UnwindReason::Operator,
+            held: Duration::from_secs(3),
+            healthy_for: Duration::ZERO,
+        }
+    );
+    sim.overlay = d.overlay;
+    assert_eq!(sim.ejection(&a()), None, "out of routing at once");
+    assert_eq!(sim.overlay.incidents()[0].phase, Phase::Overridden);
+    assert_eq!(
+        force_unwind(now, &sim.overlay, id).map(|_| ()),
+        Err(NotActive::NothingInPlace)
+    );
+
+    // Still burning: the controller does not put it back.
+    for t in 4..=8 {
+        assert!(sim.tick(t, &burning).is_empty());
+        assert_eq!(sim.ejection(&a()), None);
+    }
+    // The trigger clears: the incident resolves as usual.
+    let ts = sim.tick(9, &[steady(AVAIL, Some(a()), Some(0.1))]);
+    assert_eq!(kinds(&ts), ["resolved"]);
+    assert!(sim.overlay.incidents().is_empty());
+}
+
+#[test]
+fn pausing_a_rule_into_dry_run_takes_its_live_action_back() {
+    let mut sim = Sim::new(vec![failover_rule()], routes(&[(a(), 100), (b(), 0)]));
+    let burning = [steady(AVAIL, Some(a()), Some(20.0))];
+    sim.tick(0, &burning);
+    assert_eq!(sim.ejection(&a()), Some(0.95));
+    // What the controller does with a paused rule: the same rule, in dry-run.
+    sim.rules[0].dry_run = true;
+    let ts = sim.tick(1, &burning);
+    assert_eq!(
+        kinds(&ts),
+        ["unwound", "resolved", "opened", "action_taken"]
+    );
+    assert!(!ts[0].dry_run && ts[2].dry_run);
+    assert_eq!(sim.ejection(&a()), None);
+    // Resumed: acts again.
+    sim.rules[0].dry_run = false;
+    sim.tick(2, &burning);
+    assert_eq!(sim.ejection(&a()), Some(0.95));
+}
+
+#[test]
+fn operator_events_serialise_flat_with_who_and_note() {
+    let e = Event::Operator {
+        op: OperatorOp::Acknowledged,
+        by: Arc::from("oncall (console)"),
+        note: Some(Arc::from("looking at provider a")),
+    };
+    let v = serde_json::to_value(&e).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"kind": "operator", "op": "acknowledged", "by": "oncall (console)", "note": "looking at provider a"})
+    );
+    let back: Event = serde_json::from_value(v).expect("read back");
+    assert_eq!(back, e);
+}
