@@ -657,11 +657,11 @@ fn providers() -> Value {
             (
                 "headers",
                 map_of(
-                    "kind: openai. Extra headers sent with every request to this provider \
+                    "HTTP kinds. Extra headers sent with every request to this provider \
                      (e.g. `OpenAI-Organization`). A value is literal text, or `{ env: NAME }` \
                      to read it from an environment variable at load; such values are shown \
                      as `***`. Headers Sluice writes itself (host, authorization, \
-                     content-type, …) cannot be set.",
+                     content-type, x-api-key, anthropic-version, …) cannot be set.",
                     "A header name: letters, digits and `-`.",
                     json!({
                         "oneOf": [
@@ -678,14 +678,14 @@ fn providers() -> Value {
             (
                 "ca_file",
                 not_blank(
-                    "kind: openai, https only. A PEM bundle of CA certificates trusted for \
+                    "HTTP kinds, https only. A PEM bundle of CA certificates trusted for \
                      this provider (a corporate TLS-inspection CA), added to the system roots.",
                 ),
             ),
             (
                 "ca_replaces_roots",
                 boolean(
-                    "kind: openai. Trust only `ca_file`, not the system roots.",
+                    "HTTP kinds. Trust only `ca_file`, not the system roots.",
                     false,
                 ),
             ),
@@ -693,7 +693,7 @@ fn providers() -> Value {
             (
                 "pool_size",
                 int(
-                    "kind: openai. Idle connections kept for this provider, in a pool of \
+                    "HTTP kinds. Idle connections kept for this provider, in a pool of \
                      its own. Default: the shared pool of `server.upstream_pool_size`.",
                     1,
                     Some(MAX_POOL_SIZE.unsigned_abs()),
@@ -703,7 +703,7 @@ fn providers() -> Value {
             (
                 "idle_timeout",
                 duration(
-                    "kind: openai. How long an idle pooled connection is kept; at most 1h. \
+                    "HTTP kinds. How long an idle pooled connection is kept; at most 1h. \
                      Default 90s.",
                     Zero::Rejected,
                     None,
@@ -712,7 +712,7 @@ fn providers() -> Value {
             (
                 "tcp_keepalive",
                 duration(
-                    "kind: openai. TCP keepalive idle time on this provider's connections \
+                    "HTTP kinds. TCP keepalive idle time on this provider's connections \
                      (probes every 5s after it, 3 of them); at most 1h. Default: off.",
                     Zero::Rejected,
                     None,
@@ -721,7 +721,7 @@ fn providers() -> Value {
             (
                 "tls_server_name",
                 pattern(
-                    "kind: openai, https only. The name TLS asks for (SNI) and checks the \
+                    "HTTP kinds, https only. The name TLS asks for (SNI) and checks the \
                      certificate against, instead of the base_url's host: for providers \
                      reached by IP address.",
                     "^[A-Za-z0-9.-]+$",
@@ -886,7 +886,7 @@ fn providers() -> Value {
 
 fn proxy() -> Value {
     object(
-        "kind: openai. An HTTP egress proxy: CONNECT tunnels for https providers, \
+        "HTTP kinds. An HTTP egress proxy: CONNECT tunnels for https providers, \
          absolute-form requests for http ones. When absent, `HTTPS_PROXY` / `HTTP_PROXY` \
          (and `NO_PROXY`) from the environment apply, except to loopback providers.",
         vec![

@@ -32,6 +32,14 @@ const RESERVED: &[&str] = &[
     "te",
     "upgrade",
     "expect",
+    // The other kinds' credentials and the headers SigV4 signs.
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "anthropic-version",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
 ];
 
 pub(super) fn egress(

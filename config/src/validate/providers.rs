@@ -46,6 +46,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "connect_timeout",
             "anthropic_version",
             "default_max_tokens",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -57,6 +65,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "api_version",
             "project",
             "location",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -67,6 +83,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "connect_timeout",
             "deployment",
             "api_version",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -79,6 +103,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "aws_access_key_id_env",
             "aws_secret_access_key_env",
             "aws_session_token_env",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
 ];
@@ -192,8 +224,11 @@ pub(super) fn provider(
     let provider_kind = provider_kind?;
     let egress = match &provider_kind {
         ProviderKind::OpenAi { base_url, .. } => egress::egress(ctx, &path, raw, base_url, env),
-        // Only `openai` takes the connection fields so far; the check above refuses them elsewhere.
-        _ => Egress::default(),
+        ProviderKind::Mock { .. } => Egress::default(),
+        other => match other.access() {
+            Some(a) => egress::egress(ctx, &path, raw, &a.base_url, env),
+            None => Egress::default(),
+        },
     };
     (ctx.errors.len() == before).then(|| ProviderConfig {
         name: name.to_owned(),

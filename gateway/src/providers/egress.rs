@@ -487,15 +487,20 @@ impl EgressCache {
 fn each_http_provider(
     config: &sluice_config::Config,
 ) -> impl Iterator<Item = (&str, &Egress, &BaseUrl, Duration)> {
-    config.providers.values().filter_map(|p| match &p.kind {
-        sluice_config::ProviderKind::OpenAi {
-            base_url,
-            connect_timeout,
-            ..
-        } if !p.egress.is_default() => {
-            Some((p.name.as_str(), &p.egress, base_url, *connect_timeout))
+    config.providers.values().filter_map(|p| {
+        if p.egress.is_default() {
+            return None;
         }
-        _ => None,
+        match &p.kind {
+            sluice_config::ProviderKind::OpenAi {
+                base_url,
+                connect_timeout,
+                ..
+            } => Some((p.name.as_str(), &p.egress, base_url, *connect_timeout)),
+            kind => kind
+                .access()
+                .map(|a| (p.name.as_str(), &p.egress, &a.base_url, a.connect_timeout)),
+        }
     })
 }
 

@@ -482,3 +482,79 @@ async fn a_ca_file_added_to_the_system_roots_works_directly_and_a_broken_one_ref
         .expect("send");
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_translated_kind_goes_through_the_proxy_with_its_extra_headers() {
+    // mock-llm answers `/v1/messages` in Anthropic's dialect; the gateway translates back.
+    let mock = mock_llm().await;
+    let ca = TestCa::new("egress test CA");
+    let front = TlsFront::start(&ca, mock.addr()).await;
+    let proxy = Proxy::start(false).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = ca.write(dir.path(), "corp-ca.pem");
+    let port = mock.addr().port();
+    let body = format!(
+        "providers:\n  claude:\n    kind: anthropic\n    base_url: \"https://127.0.0.1:{front}\"\n    api_key_env: {CANARY_ENV}\n    tls_server_name: localhost\n    ca_file: \"{ca_file}\"\n    proxy: {{ url: \"http://127.0.0.1:{proxy}\", credentials_env: EGRESS_PROXY_CREDS }}\n    headers: {{ X-Corp-Token: {{ env: EGRESS_CORP_TOKEN }} }}\n  claude-plain:\n    kind: anthropic\n    base_url: \"http://127.0.0.1:{port}\"\n    api_key_env: {CANARY_ENV}\n    proxy: {{ url: \"http://127.0.0.1:{proxy}\" }}\n    headers: {{ X-Team: search }}\nmodels:\n  c: {{ provider: claude, upstream_model: m-anthropic }}\n  c-plain: {{ provider: claude-plain, upstream_model: m-anthropic }}\n",
+        front = front.port,
+        proxy = proxy.port,
+    );
+    let gw = TestGateway::start_with_env(&body, &mock, "", &env()).await;
+
+    let resp = gw
+        .post("/v1/chat/completions", chat("c", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let json: serde_json::Value = resp.json().await.expect("json");
+    assert!(
+        json["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{json}"
+    );
+    let resp = gw
+        .post("/v1/chat/completions", chat("c", true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let events = sse_data(resp).await;
+    assert!(!stream_text(&events).is_empty(), "{events:?}");
+
+    // CONNECT to the provider's name as configured; Anthropic's path and credential inside
+    // the tunnel, with the extra header beside them.
+    let asked = proxy.heads();
+    assert!(
+        asked.starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1", front.port)),
+        "{asked}"
+    );
+    let sent = front.heads();
+    assert!(sent.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.contains("\r\nx-api-key: "), "{sent}");
+    assert!(
+        sent.contains(&format!("\r\nx-corp-token: {CORP_TOKEN}\r\n")),
+        "{sent}"
+    );
+
+    // A plain-HTTP Anthropic provider behind the proxy: absolute-form request line.
+    let resp = gw
+        .post("/v1/chat/completions", chat("c-plain", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let asked = proxy.heads();
+    assert!(
+        asked.contains(&format!(
+            "POST http://127.0.0.1:{port}/v1/messages HTTP/1.1\r\n"
+        )),
+        "{asked}"
+    );
+    assert!(asked.contains("\r\nx-team: search\r\n"), "{asked}");
+    assert_eq!(mock.requests_for("m-anthropic"), 3);
+
+    let log = gw.log_text();
+    assert_no_egress_secret("the log", &log);
+    assert_no_canary(&log);
+}
