@@ -23,6 +23,7 @@
 mod base_url;
 mod diff;
 mod duration;
+mod egress;
 mod raw;
 mod schema;
 mod ser;
@@ -33,6 +34,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use diff::{Changes, PolicyDiff};
+pub use egress::authority as egress_authority;
+pub use egress::{
+    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
+};
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
     ActionConfig, AdminConfig, AdminToken, AiopsSettings, AnomalySignalConfig, AwsCredentials,

@@ -566,6 +566,80 @@ pub(crate) struct RawProvider {
     pub aws_secret_access_key_env: Option<Spanned<String>>,
     #[serde(default)]
     pub aws_session_token_env: Option<Spanned<String>>,
+    // HTTP kinds: reaching the provider from inside a company network (issue 20)
+    #[serde(default)]
+    pub headers: Option<Spanned<BTreeMap<String, Spanned<RawHeaderValue>>>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ca_replaces_roots: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub proxy: Option<Spanned<RawProxy>>,
+    #[serde(default)]
+    pub pool_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tcp_keepalive: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_server_name: Option<Spanned<String>>,
+}
+
+/// `providers.<name>.proxy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub credentials_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub no_proxy: Option<Vec<Spanned<String>>>,
+}
+
+/// One value of `providers.<name>.headers`: a literal, or `{ env: NAME }`.
+#[derive(Debug)]
+pub(crate) enum RawHeaderValue {
+    Static(String),
+    Env(String),
+}
+
+impl<'de> Deserialize<'de> for RawHeaderValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHeaderValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a header value or `{ env: NAME }`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHeaderValue, E> {
+                Ok(RawHeaderValue::Static(v.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawHeaderValue, A::Error> {
+                let mut env = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "env" {
+                        return Err(de::Error::unknown_field(&key, &["env"]));
+                    }
+                    if env.is_some() {
+                        return Err(de::Error::duplicate_field("env"));
+                    }
+                    env = Some(map.next_value::<String>()?);
+                }
+                env.map(RawHeaderValue::Env)
+                    .ok_or_else(|| de::Error::missing_field("env"))
+            }
+        }
+
+        deserializer.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

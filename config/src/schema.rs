@@ -42,7 +42,7 @@ use crate::validate::{
     BUILTIN_RUBRICS, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_HOLD, DEFAULT_MIN_EVENTS,
     DEFAULT_MOCK_TOKENS_PER_S, DEFAULT_MOCK_TTFT_MS, DEFAULT_PROBE_SHARE, MAX_CAPTURE,
-    MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB, THIRTY_DAYS,
+    MAX_POOL_SIZE, MAX_RUBRIC_NAME, MAX_RUBRIC_TEXT, MIN_CAPTURE, ONE_GIB, THIRTY_DAYS,
 };
 
 /// humantime's grammar (`250ms`, `1h 30m`, `1.5s`) after validation's trim: numbers (digits,
@@ -655,6 +655,79 @@ fn providers() -> Value {
                 ),
             ),
             (
+                "headers",
+                map_of(
+                    "HTTP kinds. Extra headers sent with every request to this provider \
+                     (e.g. `OpenAI-Organization`). A value is literal text, or `{ env: NAME }` \
+                     to read it from an environment variable at load; such values are shown \
+                     as `***`. Headers Sluice writes itself (host, authorization, \
+                     content-type, x-api-key, anthropic-version, …) cannot be set.",
+                    "A header name: letters, digits and `-`.",
+                    json!({
+                        "oneOf": [
+                            { "type": "string", "description": "The header's value, printable ASCII." },
+                            variant_map(
+                                "Read the value from an environment variable at load.",
+                                vec![("env", pattern("The NAME of the environment variable.", ENV_VAR))],
+                                &["env"],
+                            ),
+                        ],
+                    }),
+                ),
+            ),
+            (
+                "ca_file",
+                not_blank(
+                    "HTTP kinds, https only. A PEM bundle of CA certificates trusted for \
+                     this provider (a corporate TLS-inspection CA), added to the system roots.",
+                ),
+            ),
+            (
+                "ca_replaces_roots",
+                boolean(
+                    "HTTP kinds. Trust only `ca_file`, not the system roots.",
+                    false,
+                ),
+            ),
+            ("proxy", proxy()),
+            (
+                "pool_size",
+                int(
+                    "HTTP kinds. Idle connections kept for this provider, in a pool of \
+                     its own. Default: the shared pool of `server.upstream_pool_size`.",
+                    1,
+                    Some(MAX_POOL_SIZE.unsigned_abs()),
+                    None,
+                ),
+            ),
+            (
+                "idle_timeout",
+                duration(
+                    "HTTP kinds. How long an idle pooled connection is kept; at most 1h. \
+                     Default 90s.",
+                    Zero::Rejected,
+                    None,
+                ),
+            ),
+            (
+                "tcp_keepalive",
+                duration(
+                    "HTTP kinds. TCP keepalive idle time on this provider's connections \
+                     (probes every 5s after it, 3 of them); at most 1h. Default: off.",
+                    Zero::Rejected,
+                    None,
+                ),
+            ),
+            (
+                "tls_server_name",
+                pattern(
+                    "HTTP kinds, https only. The name TLS asks for (SNI) and checks the \
+                     certificate against, instead of the base_url's host: for providers \
+                     reached by IP address.",
+                    "^[A-Za-z0-9.-]+$",
+                ),
+            ),
+            (
                 "ttft_ms",
                 int(
                     "kind: mock. Milliseconds before the first token.",
@@ -809,6 +882,40 @@ fn providers() -> Value {
     );
     insert(&mut map, "minProperties", json!(1));
     map
+}
+
+fn proxy() -> Value {
+    object(
+        "HTTP kinds. An HTTP egress proxy: CONNECT tunnels for https providers, \
+         absolute-form requests for http ones. When absent, `HTTPS_PROXY` / `HTTP_PROXY` \
+         (and `NO_PROXY`) from the environment apply, except to loopback providers.",
+        vec![
+            (
+                "url",
+                pattern(
+                    "`http://host:port` of the proxy; no user info (see `credentials_env`).",
+                    "^[hH][tT][tT][pP]://[^@/]+/?$",
+                ),
+            ),
+            (
+                "credentials_env",
+                pattern(
+                    "The NAME of the environment variable holding `user:password`, sent as \
+                     `Proxy-Authorization: Basic`. Needs `url`.",
+                    ENV_VAR,
+                ),
+            ),
+            (
+                "no_proxy",
+                list(
+                    "Hosts reached directly, replacing `NO_PROXY`: a host or `.domain` (with \
+                     its subdomains), an IP, a CIDR block, optionally `:port`; `*` for all.",
+                    not_blank("One entry."),
+                ),
+            ),
+        ],
+        &[],
+    )
 }
 
 fn models() -> Value {

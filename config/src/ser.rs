@@ -40,18 +40,37 @@ mod tests {
         let yaml = r#"
 providers:
   up: { kind: openai, base_url: "https://api.example.com/v1", api_key_env: KEY }
+  corp:
+    kind: openai
+    base_url: "https://llm.corp.example/v1"
+    headers: { x-org: org-1, x-token: { env: TOKEN } }
+    proxy: { url: "http://proxy.corp:3128", credentials_env: PROXY_CREDS }
 models:
   m: { provider: up }
 keys:
   - { name: k, key_sha256: "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213", tenant: t, expires: "2030-01-01T00:00:00Z" }
 "#;
-        let c = crate::load_str_with_env(yaml, "t.yaml", &|_| Some("sk-live-SECRET-123".into()))
-            .expect("valid")
-            .config;
+        let c = crate::load_str_with_env(yaml, "t.yaml", &|v| {
+            Some(
+                if v == "PROXY_CREDS" {
+                    "user:SECRET-pw"
+                } else {
+                    "sk-live-SECRET-123"
+                }
+                .into(),
+            )
+        })
+        .expect("valid")
+        .config;
         let json = serde_json::to_string(&c).expect("serialises");
         assert!(!json.contains("SECRET"), "{json}");
         assert!(json.contains(r#""api_key":"***""#), "{json}");
         assert!(json.contains(r#""api_key_env":"KEY""#), "{json}");
+        assert!(
+            json.contains(r#"{"name":"x-token","value":{"env":"TOKEN","value":"***"}}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""credentials":"***""#), "{json}");
         assert!(json.contains(r#""key_sha256":"1c590839…""#), "{json}");
         assert!(
             !json.contains("af894cf2"),

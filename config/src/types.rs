@@ -566,6 +566,8 @@ pub struct ProviderConfig {
     /// The key under `providers`.
     pub name: String,
     pub kind: ProviderKind,
+    /// Headers, CA bundle, proxy and connection settings (HTTP kinds only).
+    pub egress: crate::Egress,
 }
 
 /// What a provider is, with the settings of that kind.

@@ -66,6 +66,14 @@ providers:
     base_url: https://api.example.com/v1
     api_key_env: OPENAI_API_KEY
     connect_timeout: 3s
+    headers: { OpenAI-Organization: org-123, X-Trace-Token: { env: OPENAI_API_KEY } }
+    ca_file: /etc/ssl/corp-ca.pem
+    ca_replaces_roots: true
+    proxy: { url: "http://proxy.corp:3128", credentials_env: PROXY_CREDS, no_proxy: [.internal, 10.0.0.0/8] }
+    pool_size: 16
+    idle_timeout: 30s
+    tcp_keepalive: 15s
+    tls_server_name: api.example.com
   local: { kind: mock, ttft_ms: 10, tokens_per_s: 500 }
   claude:
     kind: anthropic

@@ -609,6 +609,7 @@ impl Transport for Http {
             connect_timeout: CONNECT_TIMEOUT,
             path: to.path,
             own_listener: false,
+            egress: None,
             stream: false,
             request_id: "sluice-incident-push",
         };

@@ -278,6 +278,7 @@ impl JudgeBackend for Loopback {
             stream: false,
             request_id: &call.judged.request_id,
             own_listener: true,
+            egress: None,
         };
         let work = async {
             let mut up = openai::send(&self.state.connector, &target, call.body.clone())

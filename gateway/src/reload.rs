@@ -204,6 +204,16 @@ impl Reloader {
                 problems,
             });
         }
+        let unusable = crate::providers::egress::EgressCache::check(&loaded.config);
+        if !unusable.is_empty() {
+            return Err(Rejected::Problems {
+                changes: diff.summary(),
+                problems: unusable
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", path.display()))
+                    .collect(),
+            });
+        }
         let policy = Policy::compile(&loaded.config, &self.state.runtime).map_err(|e| {
             Rejected::Problems {
                 changes: diff.summary(),

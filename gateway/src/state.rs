@@ -52,6 +52,8 @@ pub struct AppState {
     pub abort: tokio::sync::watch::Sender<bool>,
     /// Limits and budgets shared through Redis (`state.redis`); `None` counts in-process.
     pub shared: Option<Arc<crate::shared::SharedState>>,
+    /// Each provider's built headers, CA, proxy and pool (issue 20); outlives policy reloads.
+    pub egress: crate::providers::egress::EgressCache,
     request_seq: AtomicU64,
     request_salt: u64,
 }
@@ -68,6 +70,10 @@ impl AppState {
     ) -> Self {
         let snapshot = policy.snapshot();
         let server = &snapshot.server;
+        let egress = crate::providers::egress::EgressCache::default();
+        // Each problem (a CA bundle that cannot be read) is logged as it is found; the
+        // provider's attempts fail, and fail over, until it is fixed.
+        egress.prepare(&snapshot.config);
         metrics
             .policy_generation
             .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
@@ -96,6 +102,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::Sender::new(false),
             shared: None,
+            egress,
             request_seq: AtomicU64::new(0),
             request_salt: startup_salt(),
         }

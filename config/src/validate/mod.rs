@@ -2,6 +2,7 @@
 //! of them. References are checked against the names *declared* in the file, valid or not, so
 //! one broken provider does not also produce an "unknown provider" for each of its models.
 
+mod egress;
 mod keys;
 pub(crate) mod providers;
 mod routes;
@@ -28,6 +29,7 @@ pub(super) const ONE_GIB: i64 = 1024 * 1024 * 1024;
 pub(super) const ONE_HOUR: Duration = Duration::from_secs(3600);
 pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 pub(super) const ONE_WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) use egress::MAX_POOL_SIZE;
 pub(crate) const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 pub(crate) const DEFAULT_ANTHROPIC_MAX_TOKENS: i64 = 4096;

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::egress;
 use super::{
     Ctx, DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEMINI_BASE_URL, DEFAULT_MOCK_TOKENS_PER_S,
     DEFAULT_MOCK_TTFT_MS, DEFAULT_OPENAI_BASE_URL, known, line,
 };
+use crate::Egress;
 use crate::duration::Zero;
 use crate::raw::{RawModel, RawPricing, RawProvider};
 use crate::types::{
@@ -19,7 +21,22 @@ use crate::types::{
 
 /// The fields each provider kind takes besides `kind`, in the order messages list them.
 pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
-    ("openai", &["base_url", "api_key_env", "connect_timeout"]),
+    (
+        "openai",
+        &[
+            "base_url",
+            "api_key_env",
+            "connect_timeout",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
+        ],
+    ),
     ("mock", &["ttft_ms", "tokens_per_s"]),
     (
         "anthropic",
@@ -29,6 +46,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "connect_timeout",
             "anthropic_version",
             "default_max_tokens",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -40,6 +65,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "api_version",
             "project",
             "location",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -50,6 +83,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "connect_timeout",
             "deployment",
             "api_version",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
     (
@@ -62,6 +103,14 @@ pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
             "aws_access_key_id_env",
             "aws_secret_access_key_env",
             "aws_session_token_env",
+            "headers",
+            "ca_file",
+            "ca_replaces_roots",
+            "proxy",
+            "pool_size",
+            "idle_timeout",
+            "tcp_keepalive",
+            "tls_server_name",
         ],
     ),
 ];
@@ -113,6 +162,17 @@ fn fields_set(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
         "aws_session_token_env",
         raw.aws_session_token_env.as_ref().map(line),
     );
+    add("headers", raw.headers.as_ref().map(line));
+    add("ca_file", raw.ca_file.as_ref().map(line));
+    add(
+        "ca_replaces_roots",
+        raw.ca_replaces_roots.as_ref().map(line),
+    );
+    add("proxy", raw.proxy.as_ref().map(line));
+    add("pool_size", raw.pool_size.as_ref().map(line));
+    add("idle_timeout", raw.idle_timeout.as_ref().map(line));
+    add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
+    add("tls_server_name", raw.tls_server_name.as_ref().map(line));
     set
 }
 
@@ -162,9 +222,18 @@ pub(super) fn provider(
         _ => bedrock(ctx, name, &path, line(p), raw, env),
     };
     let provider_kind = provider_kind?;
+    let egress = match &provider_kind {
+        ProviderKind::OpenAi { base_url, .. } => egress::egress(ctx, &path, raw, base_url, env),
+        ProviderKind::Mock { .. } => Egress::default(),
+        other => match other.access() {
+            Some(a) => egress::egress(ctx, &path, raw, &a.base_url, env),
+            None => Egress::default(),
+        },
+    };
     (ctx.errors.len() == before).then(|| ProviderConfig {
         name: name.to_owned(),
         kind: provider_kind,
+        egress,
     })
 }
 

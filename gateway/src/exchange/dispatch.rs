@@ -51,9 +51,26 @@ pub async fn open(
                 )));
             }
             ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
+            let egress = if provider.egress.is_default() {
+                None
+            } else {
+                // A bundle that cannot be read fails the attempt; failover goes on.
+                let built = state
+                    .egress
+                    .get(&provider.name, &provider.egress, base_url, *connect_timeout)
+                    .map_err(Failure::Connect)?;
+                Some(built)
+            };
+            // Through a proxy only the proxy's name is resolved here: inside a company
+            // network the provider's may not resolve at all.
+            let (host, port) = egress
+                .as_ref()
+                .map_or((&base_url.host, base_url.port), |e| {
+                    (&e.dial_host, e.dial_port)
+                });
             let addr = state
                 .resolver
-                .resolve(&base_url.host, base_url.port)
+                .resolve(host, port)
                 .await
                 .map_err(Failure::Connect)?;
             let http = HttpTarget {
@@ -65,6 +82,7 @@ pub async fn open(
                 stream,
                 request_id: &ctx.request_id,
                 own_listener: false,
+                egress: egress.as_deref(),
             };
             openai::send(&state.connector, &http, body)
                 .await
@@ -110,12 +128,39 @@ async fn open_translated(
         },
     )?;
     ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
-    let head = adapter::request_head(&access.base_url, &req, &creds, &ctx.request_id)
-        .map_err(Failure::Connect)?;
+    let egress = if provider.egress.is_default() {
+        None
+    } else {
+        // A bundle that cannot be read fails the attempt; failover goes on.
+        let built = state
+            .egress
+            .get(
+                &provider.name,
+                &provider.egress,
+                &access.base_url,
+                access.connect_timeout,
+            )
+            .map_err(Failure::Connect)?;
+        Some(built)
+    };
+    let head = adapter::request_head(
+        &access.base_url,
+        &req,
+        &creds,
+        &ctx.request_id,
+        egress.as_deref(),
+    )
+    .map_err(Failure::Connect)?;
     drop(creds);
+    // Through a proxy only the proxy's name is resolved here (see the openai arm).
+    let (host, port) = egress
+        .as_ref()
+        .map_or((&access.base_url.host, access.base_url.port), |e| {
+            (&e.dial_host, e.dial_port)
+        });
     let addr = state
         .resolver
-        .resolve(&access.base_url.host, access.base_url.port)
+        .resolve(host, port)
         .await
         .map_err(Failure::Connect)?;
     let http = HttpTarget {
@@ -127,6 +172,7 @@ async fn open_translated(
         stream: req.stream,
         request_id: &ctx.request_id,
         own_listener: false,
+        egress: egress.as_deref(),
     };
     let max_bytes = ctx.policy.as_ref().map_or(usize::MAX, |p| {
         usize::try_from(p.server.max_response_bytes).unwrap_or(usize::MAX)

@@ -350,6 +350,7 @@ mod tests {
                 config: ProviderConfig {
                     name: "up".into(),
                     kind,
+                    egress: sluice_config::Egress::default(),
                 },
             }),
             kind: ModelKind::Chat,

@@ -203,6 +203,7 @@ pub fn request_head(
     req: &UpstreamRequest,
     credentials: &[auth::AuthHeader],
     request_id: &str,
+    egress: Option<&super::egress::ProviderEgress>,
 ) -> Result<Bytes, String> {
     const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
     let graphic = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
@@ -224,6 +225,10 @@ pub fn request_head(
     let mut b = BytesMut::with_capacity(384 + secret_len + req.path_and_query.len());
     b.put_slice(req.method.as_bytes());
     b.put_u8(b' ');
+    if egress.is_some_and(|e| e.absolute_form) {
+        // Through a proxy, a plain-HTTP request names its whole target.
+        let _ = write!(b, "http://{}", url.authority());
+    }
     b.put_slice(url.path.as_bytes());
     b.put_slice(req.path_and_query.as_bytes());
     b.put_slice(b" HTTP/1.1\r\nhost: ");
@@ -243,6 +248,10 @@ pub fn request_head(
     b.put_slice(USER_AGENT.as_bytes());
     b.put_slice(b"\r\nx-request-id: ");
     b.put_slice(request_id.as_bytes());
+    if let Some(e) = egress {
+        // Checked at load: names are tokens, values printable ASCII, none Sluice writes itself.
+        b.put_slice(&e.extra_head);
+    }
     b.put_slice(b"\r\n\r\n");
     Ok(b.freeze())
 }
@@ -552,8 +561,14 @@ mod tests {
     fn the_head_carries_the_dialect_headers_and_credential() {
         let r = req();
         let creds = vec![auth::anthropic(&Secret::new("sk-ant"))];
-        let head =
-            request_head(&url(false, "127.0.0.1", 9000, ""), &r, &creds, "req_1").expect("head");
+        let head = request_head(
+            &url(false, "127.0.0.1", 9000, ""),
+            &r,
+            &creds,
+            "req_1",
+            None,
+        )
+        .expect("head");
         let text = std::str::from_utf8(&head).expect("ascii");
         assert!(
             text.starts_with("POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1:9000\r\n"),
@@ -578,8 +593,14 @@ mod tests {
     fn nothing_can_inject_a_header_line() {
         let r = req();
         let creds = vec![auth::anthropic(&Secret::new("sk\r\nx-evil: 1"))];
-        let err = request_head(&url(true, "api.anthropic.com", 443, ""), &r, &creds, "id")
-            .expect_err("refused");
+        let err = request_head(
+            &url(true, "api.anthropic.com", 443, ""),
+            &r,
+            &creds,
+            "id",
+            None,
+        )
+        .expect_err("refused");
         assert!(!err.contains("sk"), "never echoed: {err}");
     }
 

@@ -6,6 +6,7 @@
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
 pub mod adapter;
+pub mod egress;
 mod h1;
 pub mod mock;
 mod mock_upstream;
@@ -39,6 +40,8 @@ pub enum Upstream {
 pub struct HttpUpstream {
     pub session: h1::Response,
     pub peer: openai::ProviderPeer,
+    /// The provider's own pool (`pool_size`), which the connection returns to.
+    pub own_pool: Option<std::sync::Arc<TransportConnector>>,
 }
 
 // === impl Upstream ===
@@ -92,7 +95,12 @@ impl Upstream {
             }
             Self::Mock(_) => return,
         };
-        let HttpUpstream { session, peer } = *h;
+        let HttpUpstream {
+            session,
+            peer,
+            own_pool,
+        } = *h;
+        let connector = own_pool.as_deref().unwrap_or(connector);
         // Anything not reusable is dropped here, which closes the connection.
         if complete && let Some(stream) = session.into_reusable() {
             let idle = peer.0.options.idle_timeout;

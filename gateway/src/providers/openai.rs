@@ -19,8 +19,7 @@ use tokio::io::AsyncWriteExt;
 use super::h1::Response;
 use super::{ConnectError, HttpUpstream, Upstream};
 
-/// How long an idle pooled connection to a provider is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+use super::egress::{DEFAULT_IDLE as POOL_IDLE, ProviderEgress};
 
 /// Everything one attempt needs to reach an OpenAI-compatible provider.
 pub struct HttpTarget<'a> {
@@ -35,6 +34,8 @@ pub struct HttpTarget<'a> {
     /// Only for the judge's calls to Sluice's own HTTPS listener on loopback, whose
     /// certificate is for the public name, not for 127.0.0.1: no hop leaves the host.
     pub own_listener: bool,
+    /// The provider's headers, CA, proxy and connection settings, when it has any.
+    pub egress: Option<&'a ProviderEgress>,
 }
 
 /// Connects (or reuses a pooled connection), sends the request and reads the response header.
@@ -59,11 +60,11 @@ pub async fn send_prepared(
     head: Bytes,
     body: Bytes,
 ) -> Result<Upstream, ConnectError> {
-    let mut peer = HttpPeer::new(
-        target.addr,
-        target.base_url.tls,
-        target.base_url.host.clone(),
-    );
+    let egress = target.egress;
+    let sni = egress
+        .and_then(ProviderEgress::sni)
+        .unwrap_or(&target.base_url.host);
+    let mut peer = HttpPeer::new(target.addr, target.base_url.tls, sni.to_owned());
     peer.options.connection_timeout = Some(target.connect_timeout);
     peer.options.total_connection_timeout = Some(target.connect_timeout * 2);
     peer.options.idle_timeout = Some(POOL_IDLE);
@@ -71,13 +72,26 @@ pub async fn send_prepared(
         peer.options.verify_cert = false;
         peer.options.verify_hostname = false;
     }
+    if let Some(e) = egress {
+        e.apply(&mut peer.options);
+        peer.group_key = e.group_key();
+    }
     let peer = ProviderPeer(peer);
+    let own_pool = egress.and_then(|e| e.connector.clone());
+    let connector = own_pool.as_deref().unwrap_or(connector);
+    let upstream = |session| {
+        Upstream::Http(Box::new(HttpUpstream {
+            session,
+            peer: peer.clone(),
+            own_pool: own_pool.clone(),
+        }))
+    };
     let (stream, reused) = connector
         .get_stream(&peer)
         .await
         .map_err(|e| connect_failed(target, &e))?;
     match exchange(stream, reused, target, head.clone(), body.clone()).await {
-        Ok(session) => Ok(Upstream::Http(Box::new(HttpUpstream { session, peer }))),
+        Ok(session) => Ok(upstream(session)),
         // A pooled connection the provider closed while it sat idle (its keep-alive ran out
         // as we picked it): nothing was answered, so the request goes again on a fresh
         // connection, within the same attempt.
@@ -88,7 +102,7 @@ pub async fn send_prepared(
                 .await
                 .map_err(|e| connect_failed(target, &e))?;
             match exchange(stream, false, target, head, body).await {
-                Ok(session) => Ok(Upstream::Http(Box::new(HttpUpstream { session, peer }))),
+                Ok(session) => Ok(upstream(session)),
                 Err(Sent::Stale) => Err(ConnectError::Connect(format!(
                     "request to {} failed: the provider closed the connection before answering",
                     target.base_url
@@ -108,11 +122,21 @@ enum Sent {
 }
 
 fn connect_failed(target: &HttpTarget<'_>, e: &pingora::Error) -> ConnectError {
-    ConnectError::Connect(format!(
-        "connect to {}: {}",
-        target.base_url,
-        e.etype().as_str()
-    ))
+    match target.egress {
+        // Say which part failed: the proxy, its CONNECT, or trust in the provider's certificate.
+        Some(egress) => {
+            let message = format!("connect to {} {}", target.base_url, egress.explain(e));
+            // A proxy or trust problem is the network's setup, not the provider's mood: said
+            // at warn level, with the request id, whatever the log level.
+            tracing::warn!(request_id = target.request_id, failure = %message, "Provider connection failed.");
+            ConnectError::Connect(message)
+        }
+        None => ConnectError::Connect(format!(
+            "connect to {}: {}",
+            target.base_url,
+            e.etype().as_str()
+        )),
+    }
 }
 
 /// Writes the request on `stream` and reads the answer's head.
@@ -175,6 +199,10 @@ fn request_head(target: &HttpTarget<'_>, len: usize) -> Result<BytesMut, String>
     }
     let mut b = BytesMut::with_capacity(320 + key.map_or(0, str::len));
     b.put_slice(b"POST ");
+    if target.egress.is_some_and(|e| e.absolute_form) {
+        // Through a proxy, a plain-HTTP request names its whole target.
+        let _ = write!(b, "http://{}", url.authority());
+    }
     b.put_slice(url.path.as_bytes());
     b.put_slice(target.path.as_bytes());
     b.put_slice(b" HTTP/1.1\r\nhost: ");
@@ -208,6 +236,10 @@ fn request_head(target: &HttpTarget<'_>, len: usize) -> Result<BytesMut, String>
     b.put_slice(USER_AGENT.as_bytes());
     b.put_slice(b"\r\nx-request-id: ");
     b.put_slice(target.request_id.as_bytes());
+    if let Some(e) = target.egress {
+        // Checked at load: names are tokens, values printable ASCII.
+        b.put_slice(&e.extra_head);
+    }
     b.put_slice(b"\r\n\r\n");
     Ok(b)
 }
@@ -282,6 +314,7 @@ mod tests {
             stream,
             request_id: "req_1",
             own_listener: false,
+            egress: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod body;
 mod cache;
 mod common;
 mod console;
+mod egress;
 mod errors;
 mod failover;
 mod hardening;
