@@ -38,6 +38,9 @@ need c++ g++
 need pkg-config pkg-config
 # The shared-state tests start their own Redis (issue 13).
 need redis-server redis-server
+# The end-to-end suite scrapes Sluice with a real Prometheus, and deploy/check.sh runs promtool.
+need prometheus prometheus
+need promtool prometheus
 
 # A Python for the SDK tests: openai 3.x needs >= 3.10, and `python -m venv` must work.
 python_ok() {
