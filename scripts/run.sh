@@ -18,7 +18,7 @@ config=${SLUICE_CONFIG:-}
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[i]}" in
-        check | hash-key | help | -h | --help | -V | --version) serving=0 ;;
+        check | hash-key | schema | slo | drill | help | -h | --help | -V | --version) serving=0 ;;
         -c | --config) config=${args[i + 1]:-} ;;
         --config=*) config=${args[i]#--config=} ;;
     esac
