@@ -78,11 +78,7 @@ impl ServerApp for Downstream {
         match protocol(&mut stream, &server).await {
             Protocol::H1 => {}
             Protocol::H2 => {
-                let h2 = Arc::new(H2Connection::new(
-                    Arc::clone(&self.app),
-                    &server,
-                    over_limit,
-                ));
+                let h2 = Arc::new(H2Connection::new(Arc::clone(&self.app), &server));
                 return h2.process_new(stream, shutdown).await;
             }
             Protocol::Gone => return None,

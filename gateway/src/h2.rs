@@ -10,6 +10,7 @@
 //! client's flow-control window, so an SSE stream is sent chunk by chunk as on HTTP/1.1.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,17 +27,17 @@ use crate::handler::DataPlane;
 /// The connection preface a client sends first on HTTP/2 with prior knowledge (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// One HTTP/2 connection: its limits, and whether it is over `server.max_connections`.
+/// One HTTP/2 connection and its limits.
 pub struct H2Connection {
     app: Arc<DataPlane>,
     options: HttpServerOptions,
     max_streams: u32,
     max_header_bytes: u32,
-    over_limit: bool,
+    max_connections: usize,
 }
 
 impl H2Connection {
-    pub fn new(app: Arc<DataPlane>, server: &ServerConfig, over_limit: bool) -> Self {
+    pub fn new(app: Arc<DataPlane>, server: &ServerConfig) -> Self {
         let mut options = HttpServerOptions::default();
         // Only ever handed connections already known to be HTTP/2: on TLS pingora goes by
         // ALPN and ignores this; on a plain one it finds the preface again.
@@ -47,7 +48,7 @@ impl H2Connection {
             options,
             max_streams: server.http2.max_concurrent_streams,
             max_header_bytes: u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX),
-            over_limit,
+            max_connections: server.max_connections,
         }
     }
 }
@@ -59,7 +60,10 @@ impl HttpServerApp for H2Connection {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if self.over_limit {
+        // Asked per stream, not once per connection: a connection that opened over the limit
+        // (where HTTP/1.1 would get its 503 and close) serves again once others have closed.
+        let open = self.app.state.connections.load(Ordering::Relaxed);
+        if open > self.max_connections {
             self.app
                 .state
                 .metrics

@@ -113,7 +113,9 @@ impl DataPlane {
                     subject,
                     usage.input.saturating_add(usage.output),
                     usd,
-                    std::time::SystemTime::now(),
+                    // The recorder stamps this request's in-process spend the same way: both
+                    // land in the same UTC day even across midnight.
+                    finished.record.start + finished.record.duration,
                 );
             }
         }
@@ -377,7 +379,9 @@ const SHED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// counted in Redis when they are shared (`state.redis`), in this process otherwise — and
 /// also while Redis cannot be asked under `fail: open`.
 async fn admit(state: &AppState, ctx: &mut RequestCtx, key: &KeyEntry) -> Result<(), Rejection> {
-    if let Some(shared) = &state.shared {
+    // A key with no limits and no budget has nothing to count, in Redis or here.
+    let counted = ctx.limiters.iter().any(Option::is_some) || key.budget != Default::default();
+    if let Some(shared) = state.shared.as_ref().filter(|_| counted) {
         let subject = shared.subject(key, &ctx.limiters);
         let admission = shared.admit(&subject).await;
         ctx.shared = Some(subject);

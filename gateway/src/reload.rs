@@ -204,7 +204,9 @@ impl Reloader {
                 problems,
             });
         }
-        let unusable = crate::providers::egress::EgressCache::check(&loaded.config);
+        // Built and kept now, off the request path: the first request to a changed provider
+        // then finds its settings ready instead of reading CA bundles itself.
+        let unusable = self.state.egress.prepare(&loaded.config);
         if !unusable.is_empty() {
             return Err(Rejected::Problems {
                 changes: diff.summary(),

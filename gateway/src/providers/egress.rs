@@ -102,6 +102,13 @@ impl ProviderEgress {
             .map(|size| Arc::new(TransportConnector::new(Some(ConnectorOptions::new(size)))));
         let mut key = std::collections::hash_map::DefaultHasher::new();
         provider.hash(&mut key);
+        // Each build is a new pool group: settings are built again only when they changed
+        // (another CA, proxy or server name), and connections made under the old ones must not
+        // be reused, which pingora's peer hash alone (address, SNI) would allow.
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        BUILDS
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .hash(&mut key);
         Ok(Self {
             connector,
             dial_host,
@@ -179,26 +186,10 @@ fn proxy_authorization(p: &ProxyConfig) -> Option<String> {
         .map(|c| format!("Basic {}", base64(c.expose().as_bytes())))
 }
 
-/// Standard base64 with padding (RFC 4648), for one short header value.
+/// Standard base64 with padding (RFC 4648), as `Basic` credentials are written.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 /// The certificates of a PEM bundle, plus the system roots unless they are replaced.
@@ -419,23 +410,12 @@ struct Entry {
 }
 
 impl EgressCache {
-    /// Builds every provider's settings now, so the first request does not pay for reading
-    /// CA bundles; returns what could not be built, as `provider: problem` lines.
+    /// Builds every provider's settings now (at start, and when a reload is checked), so the
+    /// first request does not pay for reading CA bundles; returns what could not be built, as
+    /// `provider: problem` lines.
     pub fn prepare(&self, config: &sluice_config::Config) -> Vec<String> {
         each_http_provider(config)
             .filter_map(|(name, egress, url, timeout)| self.get(name, egress, url, timeout).err())
-            .collect()
-    }
-
-    /// What [`Self::prepare`] would report for `config`, without keeping anything: a reload
-    /// is checked before it replaces the serving policy.
-    pub fn check(config: &sluice_config::Config) -> Vec<String> {
-        each_http_provider(config)
-            .filter_map(|(name, egress, url, timeout)| {
-                ProviderEgress::build(name, egress, url, timeout)
-                    .err()
-                    .map(|e| format!("provider `{name}`: {e}"))
-            })
             .collect()
     }
 

@@ -79,19 +79,12 @@ pub async fn send_prepared(
     let peer = ProviderPeer(peer);
     let own_pool = egress.and_then(|e| e.connector.clone());
     let connector = own_pool.as_deref().unwrap_or(connector);
-    let upstream = |session| {
-        Upstream::Http(Box::new(HttpUpstream {
-            session,
-            peer: peer.clone(),
-            own_pool: own_pool.clone(),
-        }))
-    };
     let (stream, reused) = connector
         .get_stream(&peer)
         .await
         .map_err(|e| connect_failed(target, &e))?;
     match exchange(stream, reused, target, head.clone(), body.clone()).await {
-        Ok(session) => Ok(upstream(session)),
+        Ok(session) => Ok(http_upstream(session, peer, own_pool)),
         // A pooled connection the provider closed while it sat idle (its keep-alive ran out
         // as we picked it): nothing was answered, so the request goes again on a fresh
         // connection, within the same attempt.
@@ -102,7 +95,7 @@ pub async fn send_prepared(
                 .await
                 .map_err(|e| connect_failed(target, &e))?;
             match exchange(stream, false, target, head, body).await {
-                Ok(session) => Ok(upstream(session)),
+                Ok(session) => Ok(http_upstream(session, peer, own_pool)),
                 Err(Sent::Stale) => Err(ConnectError::Connect(format!(
                     "request to {} failed: the provider closed the connection before answering",
                     target.base_url
@@ -112,6 +105,19 @@ pub async fn send_prepared(
         }
         Err(Sent::Failed(e)) => Err(e),
     }
+}
+
+/// The peer and pool move into the upstream: one per attempt, nothing copied.
+fn http_upstream(
+    session: Response,
+    peer: ProviderPeer,
+    own_pool: Option<std::sync::Arc<TransportConnector>>,
+) -> Upstream {
+    Upstream::Http(Box::new(HttpUpstream {
+        session,
+        peer,
+        own_pool,
+    }))
 }
 
 /// How sending on one connection failed.

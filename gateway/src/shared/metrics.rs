@@ -32,6 +32,9 @@ pub struct StateMetrics {
     pub fallback: Family<ModeLabels, Counter>,
     /// Requests admitted against shared counters, by where the slot came from.
     pub admitted: Family<AdmitLabels, Counter>,
+    /// `admitted{source="lease"}` and `{source="redis"}`, made once: counted on every admission.
+    pub admitted_lease: Counter,
+    pub admitted_redis: Counter,
     /// Admission round trips to Redis (one EVALSHA), successful ones only.
     pub round_trip: Histogram,
     /// Finished requests' tokens and spend not yet written to Redis (kept while it is down).
@@ -40,10 +43,15 @@ pub struct StateMetrics {
 
 impl StateMetrics {
     pub fn register(registry: &mut Registry) -> Self {
+        let admitted = Family::<AdmitLabels, Counter>::default();
+        let source = |source| admitted.get_or_create(&AdmitLabels { source }).clone();
+        let (admitted_lease, admitted_redis) = (source("lease"), source("redis"));
         let m = Self {
             backend_up: Gauge::default(),
             fallback: Family::default(),
-            admitted: Family::default(),
+            admitted,
+            admitted_lease,
+            admitted_redis,
             round_trip: Histogram::new(ROUND_TRIP_BUCKETS),
             pending: Gauge::default(),
         };

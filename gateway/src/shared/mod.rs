@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use self::lease::Lease;
 use self::link::Link;
-use self::metrics::{AdmitLabels, ModeLabels, StateMetrics};
+use self::metrics::{ModeLabels, StateMetrics};
 use self::script::Verdict;
 
 /// Finished requests waiting for the state service; past this many they are dropped (and
@@ -186,7 +186,7 @@ impl SharedState {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(Instant::now());
             if let Some(h) = taken {
-                self.count_admitted("lease");
+                self.metrics.admitted_lease.inc();
                 return Admission::Admitted(Some(h));
             }
         }
@@ -245,7 +245,7 @@ impl SharedState {
                         .unwrap_or_else(PoisonError::into_inner)
                         .grant(granted - 1, headroom, Instant::now());
                 }
-                self.count_admitted("redis");
+                self.metrics.admitted_redis.inc();
                 let some = headroom.requests.is_some() || headroom.tokens.is_some();
                 Admission::Admitted(some.then_some(headroom))
             }
@@ -288,13 +288,6 @@ impl SharedState {
             })
             .inc();
         Admission::Unavailable(mode)
-    }
-
-    fn count_admitted(&self, source: &'static str) {
-        self.metrics
-            .admitted
-            .get_or_create(&AdmitLabels { source })
-            .inc();
     }
 
     /// `/admin/state`.
