@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod drill;
+pub mod keepalive;
 pub mod mock_llm;
 pub mod otlp_sink;
 

@@ -19,99 +19,43 @@ use crate::types::{
     ProviderConfig, ProviderKind, Secret, VertexConfig,
 };
 
+/// An HTTP kind's fields: how it is reached, its own fields, then the connection settings
+/// (`validate::egress`) every HTTP kind takes, in the order messages list them.
+macro_rules! http_kind {
+    ($kind:literal $(, $field:literal)*) => {
+        (
+            $kind,
+            &[
+                "base_url",
+                "api_key_env",
+                "connect_timeout",
+                $($field,)*
+                "headers",
+                "ca_file",
+                "ca_replaces_roots",
+                "proxy",
+                "pool_size",
+                "idle_timeout",
+                "tcp_keepalive",
+                "tls_server_name",
+            ],
+        )
+    };
+}
+
 /// The fields each provider kind takes besides `kind`, in the order messages list them.
 pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
-    (
-        "openai",
-        &[
-            "base_url",
-            "api_key_env",
-            "connect_timeout",
-            "headers",
-            "ca_file",
-            "ca_replaces_roots",
-            "proxy",
-            "pool_size",
-            "idle_timeout",
-            "tcp_keepalive",
-            "tls_server_name",
-        ],
-    ),
+    http_kind!("openai"),
     ("mock", &["ttft_ms", "tokens_per_s"]),
-    (
-        "anthropic",
-        &[
-            "base_url",
-            "api_key_env",
-            "connect_timeout",
-            "anthropic_version",
-            "default_max_tokens",
-            "headers",
-            "ca_file",
-            "ca_replaces_roots",
-            "proxy",
-            "pool_size",
-            "idle_timeout",
-            "tcp_keepalive",
-            "tls_server_name",
-        ],
-    ),
-    (
-        "gemini",
-        &[
-            "base_url",
-            "api_key_env",
-            "connect_timeout",
-            "api_version",
-            "project",
-            "location",
-            "headers",
-            "ca_file",
-            "ca_replaces_roots",
-            "proxy",
-            "pool_size",
-            "idle_timeout",
-            "tcp_keepalive",
-            "tls_server_name",
-        ],
-    ),
-    (
-        "azure_openai",
-        &[
-            "base_url",
-            "api_key_env",
-            "connect_timeout",
-            "deployment",
-            "api_version",
-            "headers",
-            "ca_file",
-            "ca_replaces_roots",
-            "proxy",
-            "pool_size",
-            "idle_timeout",
-            "tcp_keepalive",
-            "tls_server_name",
-        ],
-    ),
-    (
+    http_kind!("anthropic", "anthropic_version", "default_max_tokens"),
+    http_kind!("gemini", "api_version", "project", "location"),
+    http_kind!("azure_openai", "deployment", "api_version"),
+    http_kind!(
         "bedrock",
-        &[
-            "base_url",
-            "api_key_env",
-            "connect_timeout",
-            "region",
-            "aws_access_key_id_env",
-            "aws_secret_access_key_env",
-            "aws_session_token_env",
-            "headers",
-            "ca_file",
-            "ca_replaces_roots",
-            "proxy",
-            "pool_size",
-            "idle_timeout",
-            "tcp_keepalive",
-            "tls_server_name",
-        ],
+        "region",
+        "aws_access_key_id_env",
+        "aws_secret_access_key_env",
+        "aws_session_token_env"
     ),
 ];
 

@@ -2,13 +2,16 @@
 //! pooled connector, or the in-process mock), and the attempt's record opens once something is
 //! really sent.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use sluice_config::ProviderKind;
+use sluice_config::{BaseUrl, ProviderKind};
 use sluice_observability::Endpoint;
 use sluice_policy::Target;
 
 use super::failure::Failure;
 use crate::context::RequestCtx;
+use crate::providers::egress::ProviderEgress;
 use crate::providers::mock::{self, MockTiming};
 use crate::providers::openai::{self, HttpTarget};
 use crate::providers::{ConnectError, MockUpstream, TranslatedUpstream, Upstream, adapter};
@@ -51,28 +54,8 @@ pub async fn open(
                 )));
             }
             ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
-            let egress = if provider.egress.is_default() {
-                None
-            } else {
-                // A bundle that cannot be read fails the attempt; failover goes on.
-                let built = state
-                    .egress
-                    .get(&provider.name, &provider.egress, base_url, *connect_timeout)
-                    .map_err(Failure::Connect)?;
-                Some(built)
-            };
-            // Through a proxy only the proxy's name is resolved here: inside a company
-            // network the provider's may not resolve at all.
-            let (host, port) = egress
-                .as_ref()
-                .map_or((&base_url.host, base_url.port), |e| {
-                    (&e.dial_host, e.dial_port)
-                });
-            let addr = state
-                .resolver
-                .resolve(host, port)
-                .await
-                .map_err(Failure::Connect)?;
+            let egress = egress_of(state, provider, base_url, *connect_timeout)?;
+            let addr = dial(state, base_url, egress.as_deref()).await?;
             let http = HttpTarget {
                 addr,
                 base_url,
@@ -93,6 +76,41 @@ pub async fn open(
         }
         kind => open_translated(state, ctx, endpoint, target, kind, &body).await,
     }
+}
+
+/// The provider's built connection settings; `None` (nothing looked up) for a provider that
+/// has none. A bundle that cannot be read fails the attempt, and failover goes on.
+fn egress_of(
+    state: &AppState,
+    provider: &sluice_config::ProviderConfig,
+    base_url: &BaseUrl,
+    connect_timeout: std::time::Duration,
+) -> Result<Option<Arc<ProviderEgress>>, Failure> {
+    if provider.egress.is_default() {
+        return Ok(None);
+    }
+    state
+        .egress
+        .get(&provider.name, &provider.egress, base_url, connect_timeout)
+        .map(Some)
+        .map_err(Failure::Connect)
+}
+
+/// The address to connect to: through a proxy only the proxy's name is resolved here, since
+/// inside a company network the provider's may not resolve at all.
+async fn dial(
+    state: &AppState,
+    base_url: &BaseUrl,
+    egress: Option<&ProviderEgress>,
+) -> Result<std::net::SocketAddr, Failure> {
+    let (host, port) = egress.map_or((&base_url.host, base_url.port), |e| {
+        (&e.dial_host, e.dial_port)
+    });
+    state
+        .resolver
+        .resolve(host, port)
+        .await
+        .map_err(Failure::Connect)
 }
 
 /// Anthropic, Gemini, Azure OpenAI and Bedrock: the body is translated into the provider's
@@ -128,21 +146,7 @@ async fn open_translated(
         },
     )?;
     ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
-    let egress = if provider.egress.is_default() {
-        None
-    } else {
-        // A bundle that cannot be read fails the attempt; failover goes on.
-        let built = state
-            .egress
-            .get(
-                &provider.name,
-                &provider.egress,
-                &access.base_url,
-                access.connect_timeout,
-            )
-            .map_err(Failure::Connect)?;
-        Some(built)
-    };
+    let egress = egress_of(state, provider, &access.base_url, access.connect_timeout)?;
     let head = adapter::request_head(
         &access.base_url,
         &req,
@@ -152,17 +156,7 @@ async fn open_translated(
     )
     .map_err(Failure::Connect)?;
     drop(creds);
-    // Through a proxy only the proxy's name is resolved here (see the openai arm).
-    let (host, port) = egress
-        .as_ref()
-        .map_or((&access.base_url.host, access.base_url.port), |e| {
-            (&e.dial_host, e.dial_port)
-        });
-    let addr = state
-        .resolver
-        .resolve(host, port)
-        .await
-        .map_err(Failure::Connect)?;
+    let addr = dial(state, &access.base_url, egress.as_deref()).await?;
     let http = HttpTarget {
         addr,
         base_url: &access.base_url,

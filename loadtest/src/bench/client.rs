@@ -7,10 +7,8 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+
+use crate::keepalive::KeepAlive;
 
 /// Where requests go and how they authenticate.
 #[derive(Debug, Clone)]
@@ -101,56 +99,20 @@ impl Headers {
 /// A keep-alive HTTP/1.1 connection (reconnects lazily after an error).
 #[derive(Debug)]
 pub struct Conn {
-    addr: SocketAddr,
-    live: Option<(SendRequest<Full<Bytes>>, JoinHandle<()>)>,
-    /// Connections opened so far.
-    pub opened: u64,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Some((_, task)) = self.live.take() {
-            task.abort();
-        }
-    }
+    link: KeepAlive,
 }
 
 impl Conn {
     /// Not connected yet; the first request connects.
     pub fn new(addr: SocketAddr) -> Conn {
         Conn {
-            addr,
-            live: None,
-            opened: 0,
+            link: KeepAlive::new(addr),
         }
     }
 
-    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
-        let usable = match &mut self.live {
-            Some((tx, _)) => tx.ready().await.is_ok(),
-            None => false,
-        };
-        if !usable {
-            if let Some((_, task)) = self.live.take() {
-                task.abort();
-            }
-            let tcp = TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| Failure::Connect(e.to_string()))?;
-            let _ = tcp.set_nodelay(true);
-            let (tx, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| Failure::Connect(e.to_string()))?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            self.opened += 1;
-            self.live = Some((tx, task));
-        }
-        match &mut self.live {
-            Some((tx, _)) => Ok(tx),
-            None => Err(Failure::Connect("no connection".into())),
-        }
+    /// Connections opened so far.
+    pub fn opened(&self) -> u64 {
+        self.link.opened
     }
 
     /// Sends one POST and reads the whole answer; times are measured from `start`.
@@ -172,9 +134,7 @@ impl Conn {
         let result = self.exchange(req, stream, start).await;
         if result.is_err() {
             // Never reuse a connection whose exchange broke half-way.
-            if let Some((_, task)) = self.live.take() {
-                task.abort();
-            }
+            self.link.discard();
         }
         result
     }
@@ -185,7 +145,7 @@ impl Conn {
         stream: bool,
         start: Instant,
     ) -> Result<Timing, Failure> {
-        let tx = self.sender().await?;
+        let tx = self.link.sender().await.map_err(Failure::Connect)?;
         let resp = tx
             .send_request(req)
             .await

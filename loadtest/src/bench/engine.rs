@@ -371,7 +371,7 @@ pub async fn run(load: &Load, target: &Target, progress: bool) -> Result<RunResu
                         let Some(job) = job else { break };
                         shared.one(w, &mut conn, job.index, job.due).await;
                     }
-                    conn.opened
+                    conn.opened()
                 });
             }
             scheduler = Some(
@@ -394,7 +394,7 @@ pub async fn run(load: &Load, target: &Target, progress: bool) -> Result<RunResu
                         }
                         shared.one(w, &mut conn, index, Instant::now()).await;
                     }
-                    conn.opened
+                    conn.opened()
                 });
             }
         }

@@ -8,10 +8,8 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+
+use crate::keepalive::KeepAlive;
 
 /// One answer, read to its end.
 #[derive(Debug, Clone)]
@@ -32,17 +30,8 @@ impl Answer {
 /// A keep-alive connection to one address; reconnects after any failure.
 #[derive(Debug)]
 pub struct Http {
-    addr: SocketAddr,
     host: HeaderValue,
-    live: Option<(SendRequest<Full<Bytes>>, JoinHandle<()>)>,
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        if let Some((_, task)) = self.live.take() {
-            task.abort();
-        }
-    }
+    conn: KeepAlive,
 }
 
 impl Http {
@@ -50,9 +39,8 @@ impl Http {
         let host = HeaderValue::from_str(&addr.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1"));
         Self {
-            addr,
             host,
-            live: None,
+            conn: KeepAlive::new(addr),
         }
     }
 
@@ -69,10 +57,7 @@ impl Http {
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {within:?}")));
         if result.is_err() {
-            // Never reuse a connection whose exchange broke half-way.
-            if let Some((_, task)) = self.live.take() {
-                task.abort();
-            }
+            self.conn.discard();
         }
         result
     }
@@ -100,7 +85,7 @@ impl Http {
                 .map_err(|_| "the token is not a valid header value".to_owned())?;
             h.insert(AUTHORIZATION, value);
         }
-        let tx = self.sender().await?;
+        let tx = self.conn.sender().await?;
         let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let cache = resp
@@ -119,32 +104,5 @@ impl Http {
             cache,
             body,
         })
-    }
-
-    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        let usable = match &mut self.live {
-            Some((tx, _)) => tx.ready().await.is_ok(),
-            None => false,
-        };
-        if !usable {
-            if let Some((_, task)) = self.live.take() {
-                task.abort();
-            }
-            let tcp = TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| format!("connect {}: {e}", self.addr))?;
-            let _ = tcp.set_nodelay(true);
-            let (tx, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            self.live = Some((tx, task));
-        }
-        self.live
-            .as_mut()
-            .map(|(tx, _)| tx)
-            .ok_or_else(|| "no connection".to_owned())
     }
 }
