@@ -145,6 +145,9 @@ pub async fn mock_llm() -> MockLlm {
     .expect("mock-llm starts")
 }
 
+/// A route's passive health that never ejects, so what a test sees is remediation's doing.
+pub const NO_EJECTION: &str = "health: { consecutive_failures: 1000, min_requests: 1000000 }";
+
 pub struct TestGateway {
     pub port: u16,
     pub admin_port: u16,
@@ -376,6 +379,18 @@ impl TestGateway {
         reqwest::Client::new()
             .request(method, self.admin_url(path))
             .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// An admin view (`GET`, the test admin token) as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
     pub fn url(&self, path: &str) -> String {

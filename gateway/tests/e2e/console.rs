@@ -374,14 +374,7 @@ async fn operator_actions_are_recorded_in_the_incident_timeline_with_who_did_the
         "{v}"
     );
     assert_eq!(v["open"][0]["phase"], "overridden", "{v}");
-    let slo: serde_json::Value = gw
-        .admin(Method::GET, "/admin/slo")
-        .send()
-        .await
-        .expect("slo")
-        .json()
-        .await
-        .expect("json");
+    let slo: serde_json::Value = gw.admin_json("/admin/slo").await;
     assert_eq!(
         slo["routes"][0]["remediation"]["failover"],
         serde_json::json!([])
@@ -407,14 +400,7 @@ async fn operator_actions_are_recorded_in_the_incident_timeline_with_who_did_the
     assert_eq!(paused["by"], "test-admin");
     assert_eq!(paused["rule"], "fo");
     assert_eq!(paused["note"], "maintenance window");
-    let slo: serde_json::Value = gw
-        .admin(Method::GET, "/admin/slo")
-        .send()
-        .await
-        .expect("slo")
-        .json()
-        .await
-        .expect("json");
+    let slo: serde_json::Value = gw.admin_json("/admin/slo").await;
     assert_eq!(slo["paused_rules"][0]["rule"], "fo");
     // While paused, the rule acts in dry-run only.
     let dry = eventually(async || {

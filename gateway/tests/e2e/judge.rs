@@ -82,14 +82,7 @@ async fn sampled_answers_are_scored_off_the_request_path() {
     assert_eq!(mock.requests_for("judge-model"), 6);
 
     // The recent verdicts (no content without capture), and the quality SLI.
-    let recent: serde_json::Value = gw
-        .admin(Method::GET, "/admin/judge/recent")
-        .send()
-        .await
-        .expect("recent")
-        .json()
-        .await
-        .expect("json");
+    let recent: serde_json::Value = gw.admin_json("/admin/judge/recent").await;
     let verdicts = recent["verdicts"].as_array().expect("verdicts");
     assert_eq!(verdicts.len(), 6);
     for v in verdicts {
@@ -215,14 +208,7 @@ async fn the_judges_own_rate_limit_stops_it_and_says_so() {
     assert_eq!(series(&m, scored), 2.0, "{m}");
     assert_eq!(series(&m, over), 3.0, "{m}");
     assert_eq!(mock.requests_for("judge-model"), 2);
-    let recent: serde_json::Value = gw
-        .admin(Method::GET, "/admin/judge/recent")
-        .send()
-        .await
-        .expect("recent")
-        .json()
-        .await
-        .expect("json");
+    let recent: serde_json::Value = gw.admin_json("/admin/judge/recent").await;
     let details: Vec<&str> = recent["verdicts"]
         .as_array()
         .expect("verdicts")
@@ -311,14 +297,7 @@ async fn a_judge_that_answers_prose_is_counted_invalid_and_scores_nothing() {
     );
     assert_eq!(series(&m, "sluice_judge_score_count"), 0.0, "never guessed");
     assert_eq!(mock.requests_for("judge-model@verdict:malformed"), 4);
-    let recent: serde_json::Value = gw
-        .admin(Method::GET, "/admin/judge/recent")
-        .send()
-        .await
-        .expect("recent")
-        .json()
-        .await
-        .expect("json");
+    let recent: serde_json::Value = gw.admin_json("/admin/judge/recent").await;
     let verdicts = recent["verdicts"].as_array().expect("verdicts");
     assert_eq!(verdicts.len(), 4);
     assert!(
@@ -328,14 +307,7 @@ async fn a_judge_that_answers_prose_is_counted_invalid_and_scores_nothing() {
         "{recent}"
     );
     // Invalid verdicts feed nothing into the quality SLI.
-    let slo: serde_json::Value = gw
-        .admin(Method::GET, "/admin/slo")
-        .send()
-        .await
-        .expect("slo")
-        .json()
-        .await
-        .expect("json");
+    let slo: serde_json::Value = gw.admin_json("/admin/slo").await;
     assert_eq!(slo["routes"][0]["status"][0]["windows"]["slo"]["total"], 0);
 }
 

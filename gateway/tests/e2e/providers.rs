@@ -255,11 +255,16 @@ async fn plain_and_streamed_chat_with_usage_in_every_dialect() {
     assert_eq!(mock.requests_for("m-bedrock"), 2);
 
     // Spans and metrics name the real provider and model; cost is priced for every kind.
+    // Cost is counted by the recorder, after the answer: wait for every kind's cost line, not
+    // only for the first metric that names the model.
     let metrics = gw
         .metrics_when(|m| {
-            KINDS
-                .iter()
-                .all(|k| m.contains(&format!("model=\"{k}-chat\"")))
+            KINDS.iter().all(|k| {
+                m.lines().any(|l| {
+                    l.starts_with("sluice_cost_usd_total")
+                        && l.contains(&format!("model=\"{k}-chat\""))
+                })
+            })
         })
         .await;
     for kind in KINDS {

@@ -67,14 +67,7 @@ async fn a_failing_target_is_ejected_shown_and_skipped() {
     assert_eq!(mock.requests_for("bad@503"), 2);
     assert_eq!(mock.requests_for("good"), 6);
 
-    let view: serde_json::Value = gw
-        .admin(Method::GET, "/admin/targets")
-        .send()
-        .await
-        .expect("targets")
-        .json()
-        .await
-        .expect("json");
+    let view: serde_json::Value = gw.admin_json("/admin/targets").await;
     let route = view["routes"]
         .as_array()
         .and_then(|r| r.iter().find(|r| r["route"] == "chat"))
@@ -285,14 +278,7 @@ async fn a_spent_budget_refuses_and_the_spend_survives_a_restart() {
         "still spent after a restart"
     );
     assert_eq!(mock.stats().requests, served);
-    let view: serde_json::Value = gw
-        .admin(Method::GET, "/admin/targets")
-        .send()
-        .await
-        .expect("targets")
-        .json()
-        .await
-        .expect("json");
+    let view: serde_json::Value = gw.admin_json("/admin/targets").await;
     // The judge's internal tenant is listed too (its spend is its own); find ours.
     let tenant = view["tenants"]
         .as_array()

@@ -8,13 +8,10 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::common::{self, KEY, PATIENCE, TestGateway, eventually, sha256_hex};
+use crate::common::{self, KEY, NO_EJECTION, PATIENCE, TestGateway, eventually, sha256_hex};
 
 const OTHER_KEY: &str = "sk-sluice-test-other-tenant";
 const GOLD_KEY: &str = "sk-sluice-test-gold";
-
-/// Passive health that never ejects, so what the tests see is remediation's doing.
-const NO_EJECTION: &str = "health: { consecutive_failures: 1000, min_requests: 1000000 }";
 
 fn chat_about(model: &str, topic: usize) -> String {
     serde_json::json!({
@@ -26,13 +23,7 @@ fn chat_about(model: &str, topic: usize) -> String {
 }
 
 async fn incidents(gw: &TestGateway) -> serde_json::Value {
-    gw.admin(Method::GET, "/admin/incidents")
-        .send()
-        .await
-        .expect("incidents")
-        .json()
-        .await
-        .expect("json")
+    gw.admin_json("/admin/incidents").await
 }
 
 /// The kinds of the incident log's events, in order.
@@ -109,14 +100,7 @@ async fn a_burning_target_is_taken_out_and_the_incident_is_on_record() {
     assert!(probes <= 10, "{probes} of 40 requests still went to flaky");
 
     // The route's view, the gauges and the access log say so.
-    let slo: serde_json::Value = gw
-        .admin(Method::GET, "/admin/slo")
-        .send()
-        .await
-        .expect("slo")
-        .json()
-        .await
-        .expect("json");
+    let slo: serde_json::Value = gw.admin_json("/admin/slo").await;
     let route = &slo["routes"][0];
     assert_eq!(route["route"], "chat");
     assert_eq!(
