@@ -1438,10 +1438,13 @@ mod tests {
         assert_eq!((one.inputs, one.dimensions), (1, DEFAULT_DIMENSIONS));
     }
 
+    /// Content, tool calls `(id, name, arguments)` and finish reason of one choice.
+    type Choice = (String, Vec<(String, String, String)>, String);
+
     /// Reassembles a chat stream per choice: (content, tool calls as (id, name, arguments),
     /// finish reason), checking every chunk names its choice and call by index.
-    fn reassemble(events: &[Value]) -> Vec<(String, Vec<(String, String, String)>, String)> {
-        let mut out: Vec<(String, Vec<(String, String, String)>, String)> = Vec::new();
+    fn reassemble(events: &[Value]) -> Vec<Choice> {
+        let mut out: Vec<Choice> = Vec::new();
         for ev in events {
             for c in ev["choices"].as_array().unwrap() {
                 let i = c["index"].as_u64().unwrap() as usize;
@@ -1472,7 +1475,7 @@ mod tests {
     }
 
     /// Whole answer's choices in the same form as [`reassemble`].
-    fn whole(req: &MockRequest) -> Vec<(String, Vec<(String, String, String)>, String)> {
+    fn whole(req: &MockRequest) -> Vec<Choice> {
         let v = json(&response_json(req));
         v["choices"]
             .as_array()
