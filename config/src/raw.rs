@@ -65,6 +65,8 @@ pub(crate) struct RawRedis {
     pub fail: Option<Spanned<String>>,
     #[serde(default)]
     pub local_allowance: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub share_cache: Option<Spanned<bool>>,
 }
 
 /// The `aiops` section: learned baselines and anomaly detection.

@@ -2283,6 +2283,15 @@ fn state() -> Value {
                             Some(0),
                         ),
                     ),
+                    (
+                        "share_cache",
+                        boolean(
+                            "Share routes' response caches through Redis: a replica's miss \
+                             asks Redis (within `timeout`) before the provider, and answers it \
+                             stores are written there for every replica, with their ttl.",
+                            false,
+                        ),
+                    ),
                 ],
                 &["url"],
             ),

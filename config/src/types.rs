@@ -57,6 +57,8 @@ pub struct RedisConfig {
     pub fail: FailMode,
     /// Requests a replica leases per round trip for a key; 0 asks Redis for every request.
     pub local_allowance: u32,
+    /// Routes' response caches are shared by every replica through Redis.
+    pub share_cache: bool,
 }
 
 impl RedisConfig {

@@ -204,6 +204,7 @@ state:
     timeout: 20ms
     fail: closed
     local_allowance: 10
+    share_cache: true
 aiops:
   enabled: true
   interval: 30s

@@ -94,8 +94,11 @@ impl DataPlane {
         );
         let finished = ctx.finish();
         // Before the connection is reused: the client's next request may be the same one.
-        if let Some(fill) = ctx.taps.cache.take() {
-            state.cache.store(fill, &finished.record);
+        if let Some(fill) = ctx.taps.cache.take()
+            && let Some((key, answer)) = state.cache.store(fill, &finished.record)
+            && let Some(shared) = &state.shared
+        {
+            shared.cache_put(&key, &answer);
         }
         // Provider-reported usage is known now; a tokenizer count waits for the recorder.
         if let Some(usage) = &finished.record.usage {
@@ -248,6 +251,16 @@ async fn serve(
 
     let mut stale_key = None;
     let mut hit = None;
+    shared_cache_lookup(
+        state,
+        ds,
+        ctx,
+        key,
+        &route.name,
+        route.cache.as_ref(),
+        &req.body,
+    )
+    .await;
     let shed = {
         // What remediation changed on this route: one atomic load, released before any await.
         let overlay = state.runtime.overlay();
@@ -452,6 +465,35 @@ fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
 }
 
 /// The client asked not to be answered from (or stored in) the cache.
+/// With a cache shared through Redis, a local miss asks Redis before anything is decided; an
+/// answer found there is kept locally, where the lookup that follows finds it.
+async fn shared_cache_lookup(
+    state: &AppState,
+    ds: &ServerSession,
+    ctx: &RequestCtx,
+    key: &KeyEntry,
+    route: &str,
+    cfg: Option<&sluice_config::CacheConfig>,
+    body: &[u8],
+) {
+    let (Some(shared), Some(cfg)) = (&state.shared, cfg) else {
+        return;
+    };
+    if !shared.shares_cache()
+        || cache_bypassed(ds)
+        || !cache::cacheable(cfg, ctx.endpoint, &ctx.params)
+    {
+        return;
+    }
+    let k = CacheKey::of(&key.tenant, route, ctx.endpoint, body);
+    if state.cache.get(&k, cfg.ttl).is_some() {
+        return;
+    }
+    if let Some(answer) = shared.cache_get(&k).await {
+        state.cache.insert(k, Arc::new(answer));
+    }
+}
+
 fn cache_bypassed(ds: &ServerSession) -> bool {
     let header = |name| {
         ds.get_header(name)
