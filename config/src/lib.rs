@@ -49,7 +49,7 @@ pub use types::{
     SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts, TlsConfig,
     VertexConfig,
 };
-pub use types::{FailMode, RedisConfig, StateConfig};
+pub use types::{FailMode, MaxTokensField, OpenAiCompat, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

@@ -728,6 +728,46 @@ fn providers() -> Value {
                 ),
             ),
             (
+                "compat",
+                object(
+                    "kind: openai. What an OpenAI-compatible server (vLLM, Ollama, TGI, \
+                     Together, Groq, …) needs changed in the request body. The default changes \
+                     nothing.",
+                    vec![
+                        (
+                            "stream_usage",
+                            boolean(
+                                "Add `stream_options.include_usage` to streams so the server \
+                                 reports usage; false for servers that refuse the field \
+                                 (Sluice then counts the tokens itself).",
+                                true,
+                            ),
+                        ),
+                        (
+                            "max_tokens_field",
+                            string_enum(
+                                "Send the client's output cap under this name: `max_tokens` for \
+                                 servers that predate `max_completion_tokens`.",
+                                &["max_tokens", "max_completion_tokens"],
+                            ),
+                        ),
+                        (
+                            "developer_as_system",
+                            boolean("Send `developer` messages as `system` messages.", false),
+                        ),
+                        (
+                            "drop_fields",
+                            list(
+                                "Top-level request fields removed before sending (ones the \
+                                 server refuses); not model, messages, prompt, input or stream.",
+                                pattern("A top-level field name.", "^[A-Za-z0-9_]+$"),
+                            ),
+                        ),
+                    ],
+                    &[],
+                ),
+            ),
+            (
                 "ttft_ms",
                 int(
                     "kind: mock. Milliseconds before the first token.",

@@ -46,6 +46,7 @@ pub async fn open(
             api_key_env,
             api_key,
             connect_timeout,
+            ..
         } => {
             if let (None, Some(env)) = (api_key, api_key_env) {
                 return Err(Failure::Unavailable(format!(

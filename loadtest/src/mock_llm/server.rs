@@ -415,6 +415,16 @@ async fn answer_request(
     echoed: Option<String>,
     body: &[u8],
 ) -> Result<Resp, io::Error> {
+    if faults.legacy
+        && let Some(field) = legacy_refuses(body)
+    {
+        return Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("Extra inputs are not permitted: `{field}`"),
+            "invalid_request_error",
+            None,
+        ));
+    }
     let mut req = match MockRequest::from_body(endpoint, body) {
         Ok(req) => req,
         Err(msg) => {
@@ -453,6 +463,23 @@ async fn answer_request(
     } else {
         non_stream_answer(&req, &timing, faults, echoed).await
     }
+}
+
+/// What an older OpenAI-compatible server refuses in `body`, if anything (the `legacy` fault).
+fn legacy_refuses(body: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let developer = v
+        .get("messages")
+        .and_then(|m| m.as_array())
+        .is_some_and(|m| m.iter().any(|m| m["role"] == "developer"));
+    [
+        "stream_options",
+        "max_completion_tokens",
+        "parallel_tool_calls",
+    ]
+    .into_iter()
+    .find(|f| v.get(*f).is_some())
+    .or(developer.then_some("developer"))
 }
 
 fn effective_timing(base: MockTiming, faults: &Faults) -> MockTiming {
