@@ -207,3 +207,106 @@ pub fn count_input(model: &str, chat: &[u8]) -> u64 {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn json_of(b: &[u8]) -> Value {
+        serde_json::from_slice(b).expect("json")
+    }
+
+    #[test]
+    fn error_type_table() {
+        for (status, want) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (402, "billing_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (405, "invalid_request_error"),
+            (408, "invalid_request_error"),
+            (413, "request_too_large"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (503, "overloaded_error"),
+            (504, "timeout_error"),
+            (529, "overloaded_error"),
+        ] {
+            assert_eq!(error_type(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn sluice_errors_in_the_messages_shape() {
+        let (status, body) = error_json(&GatewayError::MissingKey);
+        assert_eq!(status, 401);
+        let v = json_of(&body);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("x-api-key"))
+        );
+
+        let limited = GatewayError::LimitExceeded {
+            kind: sluice_policy::LimitKind::Requests,
+            limit: 1,
+            retry_after: Duration::from_secs(3),
+        };
+        let (status, body) = error_json(&limited);
+        assert_eq!(
+            (status, json_of(&body)["error"]["type"].clone()),
+            (429, json!("rate_limit_error"))
+        );
+        let (status, body) = error_json(&GatewayError::BodyTooLarge { size: 9, limit: 1 });
+        assert_eq!(
+            (status, json_of(&body)["error"]["type"].clone()),
+            (413, json!("request_too_large"))
+        );
+
+        let event = error_event(&GatewayError::StreamInterrupted {
+            model: "m".into(),
+            detail: "cut".into(),
+        });
+        let text = std::str::from_utf8(&event).expect("utf8");
+        let data = text
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .expect("one named event");
+        assert_eq!(json_of(data.as_bytes())["error"]["type"], "api_error");
+    }
+
+    #[test]
+    fn provider_errors_keep_their_message() {
+        let openai = br#"{"error":{"message":"context too long","type":"invalid_request_error","param":null,"code":null}}"#;
+        assert_eq!(
+            json_of(&upstream_error(400, openai)),
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "context too long"}})
+        );
+        let anthropic = br#"{"type":"error","error":{"type":"permission_error","message":"no"}}"#;
+        assert_eq!(
+            json_of(&upstream_error(403, anthropic))["error"]["message"],
+            "no"
+        );
+        assert_eq!(
+            json_of(&upstream_error(422, b"<html>"))["error"]["message"],
+            "the provider refused the request (HTTP 422)"
+        );
+    }
+
+    #[test]
+    fn count_input_counts_tools_and_calls_too() {
+        let plain = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#;
+        let with_tools = br#"{"model":"m","messages":[{"role":"user","content":"hello there"},{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}"#;
+        let a = count_input("m", plain);
+        let b = count_input("m", with_tools);
+        assert!(a > 0 && b > a + 10, "{a} {b}");
+    }
+}
