@@ -100,6 +100,8 @@ fn sse(name: &str, data: &[u8]) -> Bytes {
 #[derive(Debug)]
 pub struct Render {
     facts: request::Facts,
+    /// The client's own body (by reference count), sent as it is to Anthropic-kind targets.
+    original: Bytes,
     /// Made at the stream's first event.
     stream: Option<render::StreamRender>,
 }
@@ -120,15 +122,67 @@ impl Render {
 }
 
 /// A Messages request as a chat-completions body.
-pub fn request(body: &[u8]) -> Result<(Bytes, Render), GatewayError> {
+pub fn request(body: &Bytes) -> Result<(Bytes, Render), GatewayError> {
     let (chat, facts) = request::translate(body, request::Mode::Create)?;
     Ok((
         chat,
         Render {
             facts,
+            original: body.clone(),
             stream: None,
         },
     ))
+}
+
+impl Render {
+    /// The request for an Anthropic-kind target: the client's own Messages body with the
+    /// target's model, instead of the chat body translated back. What chat cannot say
+    /// survives this way — `cache_control` (so prompt caching keeps working), the system
+    /// blocks, `is_error` on tool results, `metadata`, `service_tier` — while the answer still
+    /// comes back through the chat exchange, recorded, cached and judged like any other.
+    /// `thinking` is left out: the answer is rendered without thinking blocks, and a client
+    /// could not send them back in its next turn, which Anthropic requires once thinking is
+    /// on. `None` only when the body is not the object it was when accepted.
+    pub fn native_request(
+        &self,
+        upstream_model: &str,
+        opts: &crate::providers::translate::AnthropicOptions,
+    ) -> Option<crate::providers::translate::UpstreamRequest> {
+        use crate::providers::translate::{Endpoint, Kind, RequestState, UpstreamRequest};
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&self.original).ok()?;
+        body.insert("model".into(), serde_json::Value::from(upstream_model));
+        body.remove("thinking");
+        let stream = self.facts.stream;
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("anthropic-version", opts.version.clone()),
+        ];
+        if !opts.beta.is_empty() {
+            headers.push(("anthropic-beta", opts.beta.join(",")));
+        }
+        if stream {
+            headers.push(("accept", "text/event-stream".to_owned()));
+        }
+        Some(UpstreamRequest {
+            method: "POST",
+            path_and_query: "/v1/messages".into(),
+            headers,
+            body: Bytes::from(serde_json::Value::Object(body).to_string()),
+            stream,
+            state: RequestState {
+                kind: Kind::Anthropic,
+                endpoint: Endpoint::Chat,
+                stream,
+                // The chat body this face made asks for usage (see `request`).
+                include_usage: stream,
+                upstream_model: upstream_model.to_owned(),
+                json_tool: None,
+                base64: false,
+                inputs: 0,
+            },
+        })
+    }
 }
 
 /// `POST /v1/messages/count_tokens`: the request's input tokens, counted here with the
@@ -298,6 +352,41 @@ mod tests {
         assert_eq!(
             json_of(&upstream_error(422, b"<html>"))["error"]["message"],
             "the provider refused the request (HTTP 422)"
+        );
+    }
+
+    #[test]
+    fn anthropic_targets_get_the_clients_own_body() {
+        let body = Bytes::from(
+            json!({
+                "model": "claude", "max_tokens": 9, "stream": true,
+                "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [{"role": "user", "content": "hi"}],
+            })
+            .to_string(),
+        );
+        let (_, render) = request(&body).expect("accepted");
+        let opts = crate::providers::translate::AnthropicOptions {
+            beta: vec!["b1".into()],
+            ..Default::default()
+        };
+        let up = render.native_request("claude-x-1", &opts).expect("native");
+        assert_eq!(up.path_and_query, "/v1/messages");
+        assert!(up.stream && up.state.stream && up.state.include_usage);
+        assert_eq!(up.state.upstream_model, "claude-x-1");
+        assert!(up.headers.contains(&("anthropic-beta", "b1".to_owned())));
+        assert!(
+            up.headers
+                .contains(&("accept", "text/event-stream".to_owned()))
+        );
+        assert_eq!(
+            json_of(&up.body),
+            json!({
+                "model": "claude-x-1", "max_tokens": 9, "stream": true,
+                "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": "hi"}],
+            })
         );
     }
 
