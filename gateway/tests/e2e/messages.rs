@@ -603,17 +603,20 @@ async fn cache_hits_replay_through_the_face() {
     for stream in [false, true] {
         let mut req = ask("cached", stream);
         req["temperature"] = json!(0);
+        // Each answer is read in full before the next request: a stream is stored when it ends.
         let first = post(&gw, "/v1/messages", &req).await;
         assert_eq!(first.headers()["x-sluice-cache"], "miss");
-        let second = post(&gw, "/v1/messages", &req).await;
-        assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
         if stream {
             let a = check_order(&events(first).await);
+            let second = post(&gw, "/v1/messages", &req).await;
+            assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b = check_order(&events(second).await);
             assert_eq!(a.text, b.text);
             assert_eq!(a.usage, b.usage);
         } else {
             let a: Value = first.json().await.expect("json");
+            let second = post(&gw, "/v1/messages", &req).await;
+            assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b: Value = second.json().await.expect("json");
             assert_eq!(a["type"], "message");
             assert_eq!(a, b);
