@@ -157,10 +157,10 @@ impl Render {
     /// survives this way — `cache_control` (so prompt caching keeps working), the system
     /// blocks, `is_error` on tool results, `metadata`, `service_tier` — while the answer still
     /// comes back through the chat exchange, recorded, cached and judged like any other. The
-    /// client's `anthropic-beta` flags go with it, since its fields may need them.
-    /// `thinking` is left out: the answer is rendered without thinking blocks, and a client
-    /// could not send them back in its next turn, which Anthropic requires once thinking is
-    /// on. `None` only when the body is not the object it was when accepted.
+    /// client's `anthropic-beta` flags go with it, since its fields may need them. `thinking`
+    /// goes too: the signed thinking blocks come back (through chat's `thinking_blocks`) and
+    /// render as `thinking` blocks the client sends back in its next turn, as Anthropic
+    /// requires. `None` only when the body is not the object it was when accepted.
     pub fn native_request(
         &self,
         upstream_model: &str,
@@ -170,7 +170,6 @@ impl Render {
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&self.original).ok()?;
         body.insert("model".into(), serde_json::Value::from(upstream_model));
-        body.remove("thinking");
         let stream = self.facts.stream;
         let mut headers = vec![
             ("content-type", "application/json".to_owned()),
@@ -414,6 +413,7 @@ mod tests {
             json!({
                 "model": "claude-x-1", "max_tokens": 9, "stream": true,
                 "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
                 "messages": [{"role": "user", "content": "hi"}],
             })
         );
