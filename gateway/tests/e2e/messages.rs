@@ -433,6 +433,8 @@ async fn a_cut_stream_ends_with_an_anthropic_error_event() {
     assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
 }
 
+const LIMITED_KEY: &str = "sk-sluice-test-messages-limited";
+
 fn error_of(status: u16, body: &Value) -> String {
     assert_eq!(body["type"], "error", "{status}: {body}");
     assert!(body["error"]["message"].is_string(), "{body}");
@@ -445,7 +447,18 @@ fn error_of(status: u16, body: &Value) -> String {
 #[tokio::test]
 async fn errors_come_back_in_the_messages_shape_with_their_status() {
     let mock = common::mock_llm().await;
-    let gw = TestGateway::start_with(&policy(&mock), &mock, "  max_body_bytes: 1048576\n").await;
+    // A second key that may send one request a minute.
+    let limited = format!(
+        "{}, limits: {{ rpm: 1 }}",
+        common::more_keys(&[("limited", LIMITED_KEY, "lim")])
+    );
+    let gw = TestGateway::start_full(
+        &policy(&mock),
+        &mock,
+        "  max_body_bytes: 1048576\n",
+        &limited,
+    )
+    .await;
     let client = reqwest::Client::new();
     let send = |req: reqwest::RequestBuilder| async move {
         let resp = req.send().await.expect("request");
@@ -502,6 +515,19 @@ async fn errors_come_back_in_the_messages_shape_with_their_status() {
             "{req}"
         );
     }
+    // The key's rate limit: 429 with retry-after, as the SDKs expect.
+    let limited = |c: &reqwest::Client| {
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", LIMITED_KEY)
+            .body(ask("openai-chat", false).to_string())
+    };
+    let (status, _) = send(limited(&client)).await;
+    assert_eq!(status, 200);
+    let resp = limited(&client).send().await.expect("request");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let b: Value = resp.json().await.expect("json");
+    assert_eq!(error_of(429, &b), "rate_limit_error");
     // A provider's own 400 keeps its status, in the Messages shape.
     let resp = post(&gw, "/v1/messages", &ask("anthropic-e400", false)).await;
     let status = resp.status().as_u16();
