@@ -281,6 +281,19 @@ async fn plain_and_streamed_messages_on_anthropic_and_openai_targets() {
             .any(|l| l.starts_with("sluice_requests_total") && l.contains("chat_completions")),
         "Messages requests are not counted as chat completions"
     );
+    // The access log names the endpoint too (its writer flushes on a timer: wait, bounded).
+    let logged = common::eventually(async || {
+        let n = gw
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["endpoint"] == "messages" && v["route"].is_string())
+            .count();
+        (n == 5).then_some(n)
+    })
+    .await;
+    assert_eq!(logged, Some(5), "one access-log line per Messages request");
 }
 
 #[tokio::test]
