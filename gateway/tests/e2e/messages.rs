@@ -25,6 +25,7 @@ models:
   anthropic-e529: {{ provider: anthropic, upstream_model: \"m-anthropic@529\" }}
   anthropic-e400: {{ provider: anthropic, upstream_model: \"m-anthropic@400\" }}
   anthropic-cut: {{ provider: anthropic, upstream_model: \"m-anthropic@cut:3\" }}
+  anthropic-mid: {{ provider: anthropic, upstream_model: \"m-anthropic@echo-key:mid-stream:3\" }}
   azure-chat: {{ provider: azure, upstream_model: m-azure }}
 routes:
   - name: to-anthropic
@@ -433,17 +434,25 @@ async fn a_cut_stream_ends_with_an_anthropic_error_event() {
             "{model}: the answer began"
         );
     }
-    let metrics = gw
-        .metrics_when(|m| {
-            m.lines().any(|l| {
+    // The provider's own overloaded error after the answer began keeps its kind.
+    let events = events(post(&gw, "/v1/messages", &ask("anthropic-mid", true)).await).await;
+    let (name, last) = events.last().expect("events");
+    assert_eq!(name, "error", "{events:?}");
+    assert_eq!(last["error"]["type"], "overloaded_error", "{last}");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"));
+    // One line per model, each counting its one truncated request.
+    let truncated = |m: &str| {
+        m.lines()
+            .filter(|l| {
                 l.starts_with("sluice_requests_total")
                     && l.contains("endpoint=\"messages\"")
                     && l.contains("outcome=\"truncated\"")
-                    && l.ends_with(" 2")
+                    && l.ends_with(" 1")
             })
-        })
-        .await;
-    assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
+            .count()
+    };
+    let metrics = gw.metrics_when(|m| truncated(m) == 3).await;
+    assert_eq!(truncated(&metrics), 3, "{metrics}");
 }
 
 const LIMITED_KEY: &str = "sk-sluice-test-messages-limited";

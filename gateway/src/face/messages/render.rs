@@ -396,12 +396,19 @@ impl StreamRender {
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("the provider reported an error");
-        let kind = match err.get("type").and_then(Value::as_str) {
-            Some("invalid_request_error") => error_type(400),
-            Some("authentication_error") => error_type(401),
-            Some("permission_error") => error_type(403),
-            Some("rate_limit_error" | "requests" | "tokens") => error_type(429),
-            Some("overloaded_error") => error_type(529),
+        // Chat's `code` is the finer word (Sluice's and the translators' table); `type` next.
+        let code = err.get("code").and_then(Value::as_str);
+        let kind = match (code, err.get("type").and_then(Value::as_str)) {
+            (Some("provider_overloaded" | "provider_unavailable"), _)
+            | (_, Some("overloaded_error")) => error_type(529),
+            (Some("upstream_timeout"), _) => error_type(504),
+            (Some("rate_limit_exceeded" | "insufficient_quota"), _)
+            | (_, Some("rate_limit_error" | "requests" | "tokens" | "insufficient_quota")) => {
+                error_type(429)
+            }
+            (_, Some("invalid_request_error")) => error_type(400),
+            (_, Some("authentication_error")) => error_type(401),
+            (_, Some("permission_error")) => error_type(403),
             _ => error_type(500),
         };
         push(
@@ -791,6 +798,49 @@ mod tests {
                 {"type": "text", "text": "Answer."},
             ])
         );
+    }
+
+    #[test]
+    fn provider_error_event_table() {
+        for (err, want) in [
+            (
+                json!({"message": "m", "type": "server_error", "code": "provider_overloaded"}),
+                "overloaded_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "provider_unavailable"}),
+                "overloaded_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "upstream_timeout"}),
+                "timeout_error",
+            ),
+            (
+                json!({"message": "m", "type": "rate_limit_error", "code": "rate_limit_exceeded"}),
+                "rate_limit_error",
+            ),
+            (
+                json!({"message": "m", "type": "invalid_request_error", "code": "content_filter"}),
+                "invalid_request_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "stream_interrupted"}),
+                "api_error",
+            ),
+            (json!({"message": "m"}), "api_error"),
+        ] {
+            let events = render(&[
+                chunk(
+                    json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "a"}}]}),
+                ),
+                chunk(json!({"error": err.clone()})),
+            ]);
+            assert_eq!(
+                events.last().map(|(_, v)| v["error"]["type"].clone()),
+                Some(json!(want)),
+                "{err}"
+            );
+        }
     }
 
     #[test]
