@@ -653,6 +653,11 @@ async fn cache_hits_replay_through_the_face() {
         assert_eq!(first.headers()["x-sluice-cache"], "miss");
         if stream {
             let a = check_order(&events(first).await);
+            gw.metrics_when(|m| {
+                m.lines()
+                    .any(|l| l.contains("result=\"miss\"") && l.ends_with(" 2"))
+            })
+            .await;
             let second = post(&gw, "/v1/messages", &req).await;
             assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b = check_order(&events(second).await);
@@ -660,6 +665,9 @@ async fn cache_hits_replay_through_the_face() {
             assert_eq!(a.usage, b.usage);
         } else {
             let a: Value = first.json().await.expect("json");
+            // Stored when the request is recorded, just after its last byte: the next request
+            // may come on another connection before that.
+            gw.metrics_when(|m| m.contains("result=\"miss\"")).await;
             let second = post(&gw, "/v1/messages", &req).await;
             assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b: Value = second.json().await.expect("json");
