@@ -74,6 +74,7 @@ providers:
     idle_timeout: 30s
     tcp_keepalive: 15s
     tls_server_name: api.example.com
+    http_version: auto
   local: { kind: mock, ttft_ms: 10, tokens_per_s: 500 }
   claude:
     kind: anthropic
