@@ -238,7 +238,19 @@ impl Dialer {
             .connect(hop.name.clone(), inner)
             .await
             .map_err(|e| {
-                let kind = if e.to_string().contains("certificate") {
+                let text = e.to_string();
+                if text.contains("NoApplicationProtocol") {
+                    let offered = if hop.config.alpn_protocols.iter().any(|p| p == b"h2") {
+                        "it does not accept HTTP/2 (ALPN h2); set http_version to auto or http1"
+                    } else {
+                        "it wants a protocol other than HTTP/1.1 (ALPN); set http_version to h2"
+                    };
+                    return Error::explain(
+                        ErrorType::TLSHandshakeFailure,
+                        format!("TLS to {}: {offered}", hop.shown),
+                    );
+                }
+                let kind = if text.contains("certificate") {
                     ErrorType::InvalidCert
                 } else {
                     ErrorType::TLSHandshakeFailure
@@ -479,5 +491,63 @@ mod tests {
         );
         let config = client_config(&[], true, Alpn::H2);
         assert!(config.is_err(), "no roots at all is refused");
+    }
+
+    /// The trust store and session cache are the build's, not the connection's: a second
+    /// connection resumes the TLS session of the first instead of a full handshake.
+    #[tokio::test]
+    async fn a_second_connection_resumes_the_tls_session() {
+        use pingora::tls::{PrivateKeyDer, ServerConfig, TlsAcceptor};
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        pingora::tls::install_default_crypto_provider();
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("server config");
+        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                // rustls's HandshakeKind, not re-exported by pingora: compared as text.
+                let _ = tx.send(format!("{:?}", tls.get_ref().1.handshake_kind()));
+                let _ = tls.write_all(b"x").await;
+                let _ = tls.flush().await;
+                let mut rest = Vec::new();
+                let _ = tls.read_to_end(&mut rest).await;
+            }
+        });
+        let config = client_config(&[cert.der().clone()], true, Alpn::Http1).expect("config");
+        let dialer = Dialer {
+            proxy: None,
+            tls: Some(TlsHop::new(config, "localhost").expect("hop")),
+            timeout: Duration::from_secs(2),
+            keepalive: None,
+        };
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let Conn::Wrapped(mut io) = dialer.dial(addr).await.expect("dial").conn else {
+                panic!("TLS wraps the stream");
+            };
+            // Reading takes in the session tickets the server sent after its handshake.
+            let mut byte = [0u8; 1];
+            io.read_exact(&mut byte).await.expect("read");
+            kinds.push(rx.recv().await.expect("kind"));
+        }
+        assert_eq!(kinds, ["Some(Full)", "Some(Resumed)"]);
     }
 }

@@ -109,6 +109,13 @@ impl Prepared {
     }
 }
 
+/// Why sending over HTTP/2 failed.
+pub enum SendError {
+    /// Connecting (TCP, proxy, TLS) failed: the egress settings explain it.
+    Dial(Box<pingora::Error>),
+    Other(String),
+}
+
 /// Why a send failed.
 enum Failed {
     /// The connection was gone (or refused the stream unprocessed): another may take it.
@@ -149,8 +156,8 @@ impl H2Pool {
         tls: bool,
         head: &[u8],
         body: Bytes,
-    ) -> Result<Sent, String> {
-        let prepared = prepare(head, tls)?;
+    ) -> Result<Sent, SendError> {
+        let prepared = prepare(head, tls).map_err(SendError::Other)?;
         let mut fresh = false;
         loop {
             let lease = match self.lease(dialer, addr, tls, fresh).await? {
@@ -171,7 +178,7 @@ impl H2Pool {
                     tracing::debug!(why = %why, "HTTP/2 connection to the provider is gone; sending on a new one.");
                     fresh = true;
                 }
-                Err(Failed::Retry(why) | Failed::Final(why)) => return Err(why),
+                Err(Failed::Retry(why) | Failed::Final(why)) => return Err(SendError::Other(why)),
             }
         }
     }
@@ -184,7 +191,7 @@ impl H2Pool {
         addr: SocketAddr,
         tls: bool,
         fresh: bool,
-    ) -> Result<Option<Lease>, String> {
+    ) -> Result<Option<Lease>, SendError> {
         if !fresh && let Some(l) = self.conns.load().iter().find_map(H2Conn::lease) {
             return Ok(Some(l));
         }
@@ -193,7 +200,7 @@ impl H2Pool {
         if !fresh && let Some(l) = self.conns.load().iter().find_map(H2Conn::lease) {
             return Ok(Some(l));
         }
-        let dialed = dialer.dial(addr).await.map_err(|e| e.to_string())?;
+        let dialed = dialer.dial(addr).await.map_err(SendError::Dial)?;
         if tls && !dialed.h2 {
             if self.auto {
                 self.fell_back.store(true, Ordering::Relaxed);
@@ -202,12 +209,13 @@ impl H2Pool {
                 );
                 return Ok(None);
             }
-            return Err("the provider did not accept HTTP/2 (its ALPN answer was not h2); set http_version to auto or http1".into());
+            return Err(SendError::Other("the provider does not accept HTTP/2 (its ALPN answer was not h2); set http_version to auto or http1".into()));
         }
         let conn = match dialed.conn {
             Conn::Tcp(tcp) => handshake(tcp).await,
             Conn::Wrapped(io) => handshake(io).await,
-        }?;
+        }
+        .map_err(SendError::Other)?;
         let conn = self.start(conn);
         let lease = conn.lease();
         // Closed connections leave the list as a new one joins it.
@@ -220,9 +228,9 @@ impl H2Pool {
             .collect();
         next.push(conn);
         self.conns.store(Arc::new(next));
-        lease
-            .map(Some)
-            .ok_or_else(|| "the provider's new HTTP/2 connection allows no stream".into())
+        lease.map(Some).ok_or_else(|| {
+            SendError::Other("the provider's new HTTP/2 connection allows no stream".into())
+        })
     }
 
     /// Drives a handshaken connection until it closes.

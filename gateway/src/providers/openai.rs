@@ -84,8 +84,15 @@ pub async fn send_prepared(
             }
             // `auto`, and the provider chose HTTP/1.1: this attempt goes that way too.
             Ok(h2up::Sent::FellBack) => {}
-            Err(why) => {
-                let message = format!("request to {} {}: {why}", target.base_url, e.route);
+            Err(err) => {
+                let message = match err {
+                    h2up::SendError::Dial(d) => {
+                        format!("connect to {} {}", target.base_url, e.explain(&d))
+                    }
+                    h2up::SendError::Other(why) => {
+                        format!("request to {} {}: {why}", target.base_url, e.route)
+                    }
+                };
                 tracing::warn!(request_id = target.request_id, failure = %message, "Provider connection failed.");
                 return Err(ConnectError::Connect(message));
             }

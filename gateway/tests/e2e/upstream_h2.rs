@@ -188,3 +188,70 @@ async fn h2c_with_prior_knowledge_reaches_a_plain_provider() {
     assert_eq!(up.stats().requests, 3);
     assert_eq!(up.stats().connections, 1);
 }
+
+#[tokio::test]
+async fn auto_falls_back_to_http1_where_alpn_says_so_and_h2_refuses_it() {
+    let plain = mock_llm().await;
+    let (ca_pem, tls) = test_ca();
+    // TLS offering only http/1.1.
+    let up = MockLlm::start(MockLlmConfig {
+        api_key: Some(CANARY.to_owned()),
+        tls: Some(tls),
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write ca");
+    let provider = |name: &str, version: &str| {
+        format!(
+            "  {name}:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    connect_timeout: 2s\n    tls_server_name: localhost\n    ca_file: \"{ca}\"\n    http_version: {version}\n",
+            base = up.base_url(),
+            ca = ca_file.display(),
+        )
+    };
+    let body = format!(
+        "providers:\n{}{}models:\n  a: {{ provider: auto, upstream_model: a }}\n  s: {{ provider: strict, upstream_model: s }}\nroutes:\n  - {{ name: r, match: {{ model: s }}, targets: [ {{ model: s }} ], retry: {{ max_attempts: 1 }}, {NO_EJECTION} }}\n",
+        provider("auto", "auto"),
+        provider("strict", "h2"),
+    );
+    let gw = TestGateway::start_with_env(&body, &plain, "", &[]).await;
+    for stream in [false, true, false] {
+        let resp = gw
+            .post("/v1/chat/completions", chat("a", stream))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.text().await.expect("body");
+    }
+    assert_eq!(up.requests_for("a"), 3);
+    let targets = gw.admin_json("/admin/targets").await;
+    let auto = targets["connections"]
+        .as_array()
+        .and_then(|c| c.iter().find(|p| p["provider"] == "auto"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{targets}"));
+    assert_eq!(auto["h1_fallback"], true, "{auto}");
+
+    let resp = gw
+        .post("/v1/chat/completions", chat("s", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    eventually(async || {
+        gw.log_text()
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("does not accept HTTP/2"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("a log line with {id} saying why:\n{}", gw.log_text()));
+    assert_eq!(up.requests_for("s"), 0);
+}
