@@ -286,10 +286,9 @@ async fn exchange(
 ) -> Result<(http::response::Parts, h2::RecvStream), Failed> {
     let gone = |e: h2::Error| {
         let why = format!("HTTP/2 request to the provider failed: {e}");
-        // Nothing was processed: the connection was closing, or the stream refused.
-        if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) {
-            Failed::Retry(why)
-        } else if e.is_io() {
+        // Before the request went out: the connection was closing or already gone, or the
+        // stream was refused; nothing was processed.
+        if e.is_go_away() || e.is_io() || e.reason() == Some(h2::Reason::REFUSED_STREAM) {
             Failed::Retry(why)
         } else {
             Failed::Final(why)
