@@ -1,4 +1,6 @@
-//! `mock-llm`: a scriptable fake OpenAI provider over real HTTP/1.1.
+//! `mock-llm`: a scriptable fake OpenAI provider over real HTTP/1.1, and optionally TLS
+//! ([`MockLlmConfig::tls`]) and HTTP/2 ([`MockLlmConfig::http2`]: by ALPN over TLS, by prior
+//! knowledge on a plain listener; [`Stats::connections`] then counts connections, not requests).
 //!
 //! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings` and
 //! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
