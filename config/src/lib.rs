@@ -36,7 +36,8 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use egress::authority as egress_authority;
 pub use egress::{
-    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
+    Egress, ExtraHeader, HeaderValue, HttpVersion, ProxyConfig, ProxySource, choose_proxy,
+    no_proxy_matches,
 };
 pub use schema::{json_schema, json_schema_text};
 pub use types::{

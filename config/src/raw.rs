@@ -587,6 +587,8 @@ pub(crate) struct RawProvider {
     pub tcp_keepalive: Option<Spanned<String>>,
     #[serde(default)]
     pub tls_server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub http_version: Option<Spanned<String>>,
 }
 
 /// `providers.<name>.compat` (kind: openai): an OpenAI-compatible server's quirks.

@@ -75,6 +75,7 @@ providers:
     tcp_keepalive: 15s
     tls_server_name: api.example.com
     compat: { stream_usage: false, max_tokens_field: max_tokens, developer_as_system: true, drop_fields: [parallel_tool_calls] }
+    http_version: auto
   local: { kind: mock, ttft_ms: 10, tokens_per_s: 500 }
   claude:
     kind: anthropic

@@ -38,6 +38,7 @@ macro_rules! http_kind {
                 "idle_timeout",
                 "tcp_keepalive",
                 "tls_server_name",
+                "http_version",
             ],
         )
     };
@@ -118,6 +119,7 @@ fn fields_set(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
     add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
     add("tls_server_name", raw.tls_server_name.as_ref().map(line));
     add("compat", raw.compat.as_ref().map(line));
+    add("http_version", raw.http_version.as_ref().map(line));
     set
 }
 

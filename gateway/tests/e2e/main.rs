@@ -26,3 +26,4 @@ mod slo;
 mod streaming;
 mod telemetry;
 mod tls;
+mod upstream_h2;
