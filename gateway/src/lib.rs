@@ -37,6 +37,7 @@ pub mod dns;
 pub mod downstream;
 pub mod error;
 pub mod exchange;
+pub mod face;
 pub mod feedback;
 pub mod h2;
 pub mod handler;

@@ -1,0 +1,3 @@
+//! Inbound API faces other than Chat Completions.
+
+pub mod responses;
