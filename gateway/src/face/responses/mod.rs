@@ -44,8 +44,13 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::error::GatewayError;
 
 pub use request::{ChatBody, request};
 pub use response::response;
@@ -103,6 +108,97 @@ pub struct AnswerCtx<'a> {
     pub id: &'a str,
     /// Unix seconds.
     pub created_at: u64,
+}
+
+// === the seam's view: one request's state ===
+
+/// What the face remembers for one request: the echo for a whole answer, or the stream's
+/// event state.
+#[derive(Debug)]
+pub struct Render {
+    echo: Echo,
+    stream: Option<EventStream>,
+    /// Used when the chat answer has no id of its own.
+    fallback_id: String,
+    created_at: u64,
+}
+
+/// The seam's request hook: the chat body to route, and the render state. `created_at` is
+/// the request's wall-clock time in Unix seconds (used when the answer carries none).
+pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayError> {
+    let chat = request(body).map_err(|e| GatewayError::invalid(e.to_string(), None))?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let fallback_id = format!("resp_sluice{created_at:x}{n:x}");
+    let stream = chat.stream.then(|| {
+        EventStream::new(
+            chat.echo.clone(),
+            &AnswerCtx {
+                id: &fallback_id,
+                created_at,
+            },
+        )
+    });
+    Ok((
+        chat.body,
+        Render {
+            echo: chat.echo,
+            stream,
+            fallback_id,
+            created_at,
+        },
+    ))
+}
+
+impl Render {
+    /// One complete chat SSE event, as forwarded (`data: …\n\n`).
+    pub fn event(&mut self, raw: &[u8], out: &mut BytesMut) {
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        // Sluice's own chunks and OpenAI's are one `data:` line; anything else is decoded.
+        match raw
+            .strip_prefix(b"data: ")
+            .and_then(|r| r.strip_suffix(b"\n\n"))
+            .filter(|d| !d.contains(&b'\n'))
+        {
+            Some(data) => stream.chunk(data, out),
+            None => stream.push_raw(raw, out),
+        }
+    }
+
+    /// A whole chat answer as a `response` object. An answer that is not a chat completion
+    /// (the exchange already checked it is JSON without `error`) becomes a failed response.
+    pub fn whole(&mut self, body: &[u8]) -> Bytes {
+        let ctx = AnswerCtx {
+            id: &self.fallback_id,
+            created_at: self.created_at,
+        };
+        response(body, &self.echo, &ctx).unwrap_or_else(|message| {
+            let state = State {
+                ctx,
+                model: &self.echo.model,
+                status: Status::Failed,
+                incomplete: None,
+                error: Some(("server_error", &message)),
+                items: &[],
+                usage: None,
+            };
+            serde_json::to_vec(&response_json(&self.echo, &state))
+                .map(Bytes::from)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Sluice's own error ending a stream: `response.failed`, then `error` with the error's
+    /// code (the stream's sequence numbers continue).
+    pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
+        let mut out = BytesMut::new();
+        if let Some(stream) = &mut self.stream {
+            stream.fail(e.code(), &e.to_string(), &mut out);
+        }
+        out.freeze()
+    }
 }
 
 /// `resp_<seed>`: the caller's unique seed (the request id) made a response id.

@@ -10,6 +10,10 @@ use super::{
 #[derive(Deserialize)]
 struct Completion {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     choices: Vec<Choice>,
@@ -56,6 +60,11 @@ struct Function {
 pub fn response(chat: &[u8], echo: &Echo, ctx: &AnswerCtx<'_>) -> Result<Bytes, String> {
     let c: Completion = serde_json::from_slice(chat)
         .map_err(|e| format!("the provider's answer is not a chat completion: {e}"))?;
+    // The answer names the response: a cached answer replays under the same id.
+    let id = match c.id.as_deref().filter(|id| !id.is_empty()) {
+        Some(chat_id) => super::response_id(chat_id),
+        None => ctx.id.to_owned(),
+    };
     // Sluice never asks for `n`, so the first choice is the answer.
     let choice = c.choices.into_iter().next();
     let finish = choice.as_ref().and_then(|ch| ch.finish_reason.clone());
@@ -68,7 +77,7 @@ pub fn response(chat: &[u8], echo: &Echo, ctx: &AnswerCtx<'_>) -> Result<Bytes, 
     if let Some(m) = choice.and_then(|ch| ch.message) {
         if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
             items.push(Item::Reasoning {
-                id: item_id("rs", ctx.id, items.len()),
+                id: item_id("rs", &id, items.len()),
                 text: r,
             });
         }
@@ -82,14 +91,14 @@ pub fn response(chat: &[u8], echo: &Echo, ctx: &AnswerCtx<'_>) -> Result<Bytes, 
         }
         if !parts.is_empty() {
             items.push(Item::Message {
-                id: item_id("msg", ctx.id, items.len()),
+                id: item_id("msg", &id, items.len()),
                 parts,
                 status: item_status,
             });
         }
         for call in m.tool_calls {
             items.push(Item::FunctionCall {
-                id: item_id("fc", ctx.id, items.len()),
+                id: item_id("fc", &id, items.len()),
                 call_id: call.id,
                 name: call.function.name,
                 arguments: call.function.arguments,
@@ -98,10 +107,14 @@ pub fn response(chat: &[u8], echo: &Echo, ctx: &AnswerCtx<'_>) -> Result<Bytes, 
         }
     }
     let model = c.model.as_deref().unwrap_or(&echo.model);
+    let ctx = AnswerCtx {
+        id: &id,
+        created_at: c.created.unwrap_or(ctx.created_at),
+    };
     let json = response_json(
         echo,
         &State {
-            ctx: *ctx,
+            ctx,
             model,
             status,
             incomplete,

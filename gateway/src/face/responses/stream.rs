@@ -18,7 +18,7 @@
 //! An item stays open until another kind of item starts or the stream ends; function calls
 //! stay open together (a provider may interleave their argument deltas) and close in order.
 
-use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -32,6 +32,10 @@ const MAX_EVENT: usize = 16 * 1024 * 1024;
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<u64>,
     #[serde(default, borrow)]
     model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
@@ -213,7 +217,20 @@ pub struct EventStream {
     decoder: Option<SseDecoder>,
 }
 
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("id", &self.id)
+            .field("sequence_number", &self.seq)
+            .field("items", &self.items.len())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EventStream {
+    /// `ctx` gives the id and time used until the first chunk names its own (and for a stream
+    /// that fails before any chunk).
     pub fn new(echo: Echo, ctx: &AnswerCtx<'_>) -> Self {
         Self {
             echo,
@@ -244,7 +261,7 @@ impl EventStream {
     }
 
     /// `response.created` and `response.in_progress`, once; the first chunk calls it anyway.
-    pub fn start(&mut self, out: &mut Vec<Bytes>) {
+    pub fn start(&mut self, out: &mut BytesMut) {
         if self.started {
             return;
         }
@@ -255,7 +272,7 @@ impl EventStream {
     }
 
     /// One chat SSE event's `data` (a chunk, `[DONE]`, or an error object).
-    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+    pub fn chunk(&mut self, data: &[u8], out: &mut BytesMut) {
         if self.ended {
             return;
         }
@@ -273,6 +290,16 @@ impl EventStream {
                 return;
             }
         };
+        if !self.started {
+            // The answer names the response: the same chat answer (a cache replay) gives the
+            // same response id.
+            if let Some(id) = chunk.id.as_deref().filter(|id| !id.is_empty()) {
+                self.id = super::response_id(id);
+            }
+            if let Some(created) = chunk.created {
+                self.created_at = created;
+            }
+        }
         if self.model.is_none() {
             self.model = chunk.model.as_deref().map(str::to_owned);
         }
@@ -313,7 +340,7 @@ impl EventStream {
     }
 
     /// Raw SSE bytes of a chat stream, in any split (a cache replay).
-    pub fn push_raw(&mut self, bytes: &[u8], out: &mut Vec<Bytes>) {
+    pub fn push_raw(&mut self, bytes: &[u8], out: &mut BytesMut) {
         let dec = self
             .decoder
             .get_or_insert_with(|| SseDecoder::new(MAX_EVENT));
@@ -335,7 +362,7 @@ impl EventStream {
     }
 
     /// The chat stream ended: completed if it had finished, else failed (a cut stream).
-    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+    pub fn finish(&mut self, out: &mut BytesMut) {
         if self.ended {
             return;
         }
@@ -353,7 +380,7 @@ impl EventStream {
 
     /// Ends the stream with `response.failed` (the output so far, marked incomplete) and
     /// then the `error` event, so the last thing a client reads is the error.
-    pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<Bytes>) {
+    pub fn fail(&mut self, code: &str, message: &str, out: &mut BytesMut) {
         if self.ended {
             return;
         }
@@ -386,7 +413,7 @@ impl EventStream {
 
     // === items ===
 
-    fn reasoning(&mut self, delta: &str, out: &mut Vec<Bytes>) {
+    fn reasoning(&mut self, delta: &str, out: &mut BytesMut) {
         self.close_message(Status::Completed, out);
         self.close_calls(Status::Completed, out);
         let index = match self.open_reasoning {
@@ -426,7 +453,7 @@ impl EventStream {
         self.emit("response.reasoning_text.delta", body, out);
     }
 
-    fn close_reasoning(&mut self, out: &mut Vec<Bytes>) {
+    fn close_reasoning(&mut self, out: &mut BytesMut) {
         let Some(index) = self.open_reasoning.take() else {
             return;
         };
@@ -449,7 +476,7 @@ impl EventStream {
         self.emit_item("response.output_item.done", index, item.to_json(), out);
     }
 
-    fn text(&mut self, kind: PartKind, delta: &str, out: &mut Vec<Bytes>) {
+    fn text(&mut self, kind: PartKind, delta: &str, out: &mut BytesMut) {
         self.close_reasoning(out);
         self.close_calls(Status::Completed, out);
         let index = match self.open_message {
@@ -527,7 +554,7 @@ impl EventStream {
     }
 
     /// Closes the open message's last part, if open.
-    fn close_part(&mut self, out: &mut Vec<Bytes>) {
+    fn close_part(&mut self, out: &mut BytesMut) {
         let Some((index, Some(_))) = self.open_message else {
             return;
         };
@@ -568,7 +595,7 @@ impl EventStream {
         );
     }
 
-    fn close_message(&mut self, status: Status, out: &mut Vec<Bytes>) {
+    fn close_message(&mut self, status: Status, out: &mut BytesMut) {
         if self.open_message.is_none() {
             return;
         }
@@ -583,7 +610,7 @@ impl EventStream {
         self.emit_item("response.output_item.done", index, item.to_json(), out);
     }
 
-    fn tool(&mut self, call: ToolDelta, out: &mut Vec<Bytes>) {
+    fn tool(&mut self, call: ToolDelta, out: &mut BytesMut) {
         self.close_reasoning(out);
         self.close_message(Status::Completed, out);
         let (name, args) = match call.function {
@@ -626,7 +653,7 @@ impl EventStream {
         self.emit("response.function_call_arguments.delta", body, out);
     }
 
-    fn close_calls(&mut self, status: Status, out: &mut Vec<Bytes>) {
+    fn close_calls(&mut self, status: Status, out: &mut BytesMut) {
         let calls = std::mem::take(&mut self.open_calls);
         for (_, index) in calls {
             let Some(Item::FunctionCall {
@@ -654,7 +681,7 @@ impl EventStream {
     }
 
     /// Closes every open item and writes `response.completed` (or `response.incomplete`).
-    fn complete(&mut self, out: &mut Vec<Bytes>) {
+    fn complete(&mut self, out: &mut BytesMut) {
         let (status, incomplete) = status_of(self.finish.as_deref());
         let item_status = match status {
             Status::Incomplete => Status::Incomplete,
@@ -679,7 +706,7 @@ impl EventStream {
         status: Status,
         incomplete: Option<&'static str>,
         error: Option<(&str, &str)>,
-        out: &mut Vec<Bytes>,
+        out: &mut BytesMut,
     ) {
         let usage = match status {
             Status::InProgress => None,
@@ -705,9 +732,8 @@ impl EventStream {
         let body = LifecycleBody {
             response: response_json(&self.echo, &state),
         };
-        let bytes = frame(kind, self.seq, body);
+        frame(kind, self.seq, body, out);
         self.seq += 1;
-        out.push(bytes);
     }
 
     fn emit_item(
@@ -715,7 +741,7 @@ impl EventStream {
         kind: &str,
         output_index: usize,
         item: ItemJson<'_>,
-        out: &mut Vec<Bytes>,
+        out: &mut BytesMut,
     ) {
         let body = ItemBody { output_index, item };
         self.emit(kind, body, out);
@@ -728,7 +754,7 @@ impl EventStream {
         output_index: usize,
         content_index: usize,
         part: P,
-        out: &mut Vec<Bytes>,
+        out: &mut BytesMut,
     ) {
         let body = PartBody {
             item_id,
@@ -739,27 +765,26 @@ impl EventStream {
         self.emit(kind, body, out);
     }
 
-    fn emit<T: Serialize>(&mut self, kind: &str, body: T, out: &mut Vec<Bytes>) {
-        out.push(frame(kind, self.seq, body));
+    fn emit<T: Serialize>(&mut self, kind: &str, body: T, out: &mut BytesMut) {
+        frame(kind, self.seq, body, out);
         self.seq += 1;
     }
 }
 
-/// `event: <type>\ndata: <json>\n\n`.
-fn frame<T: Serialize>(kind: &str, sequence_number: u64, body: T) -> Bytes {
+/// Appends `event: <type>\ndata: <json>\n\n`.
+fn frame<T: Serialize>(kind: &str, sequence_number: u64, body: T, out: &mut BytesMut) {
     let event = Event {
         kind,
         sequence_number,
         body,
     };
-    let mut buf = Vec::with_capacity(128);
-    buf.extend_from_slice(b"event: ");
-    buf.extend_from_slice(kind.as_bytes());
-    buf.extend_from_slice(b"\ndata: ");
-    // Serializing plain structs of strings and numbers into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut buf, &event);
-    buf.extend_from_slice(b"\n\n");
-    Bytes::from(buf)
+    out.reserve(128);
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\ndata: ");
+    // Serializing plain structs of strings and numbers into memory cannot fail.
+    let _ = serde_json::to_writer((&mut *out).writer(), &event);
+    out.put_slice(b"\n\n");
 }
 
 impl Item {

@@ -1,7 +1,7 @@
 //! Table tests of the Responses face: requests → chat bodies (and the 400s), chat answers →
 //! response objects, chunk streams → typed events.
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::*;
@@ -321,7 +321,7 @@ fn a_text_answer_becomes_a_response_object() {
     }));
     let got = answer(
         json!({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_123, "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13,
@@ -333,11 +333,11 @@ fn a_text_answer_becomes_a_response_object() {
     assert_eq!(
         got,
         json!({
-            "id": "resp_abc123", "object": "response", "created_at": 1_700_000_000,
+            "id": "resp_chatcmpl1", "object": "response", "created_at": 1_700_000_123,
             "status": "completed", "background": false, "error": null,
             "incomplete_details": null, "instructions": "sys", "max_output_tokens": null,
             "model": "gpt-4o-mini",
-            "output": [{"type": "message", "id": "msg_abc123_0", "status": "completed",
+            "output": [{"type": "message", "id": "msg_chatcmpl1_0", "status": "completed",
                         "role": "assistant",
                         "content": [{"type": "output_text", "text": "Hello!",
                                      "annotations": [], "logprobs": []}]}],
@@ -433,26 +433,26 @@ fn answers_table() {
 // === streams ===
 
 fn chunk(delta: Value, finish: Option<&str>) -> String {
-    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
+    json!({"id": "abc-123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     .to_string()
 }
 
 fn usage_chunk() -> String {
-    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
+    json!({"id": "abc-123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
            "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
     .to_string()
 }
 
-/// Parses framed events back into (event name, data), checking the framing.
-fn parse(events: &[Bytes]) -> Vec<Value> {
-    events
-        .iter()
-        .map(|b| {
-            let s = std::str::from_utf8(b).expect("utf8");
-            let rest = s.strip_prefix("event: ").expect("event line");
-            let (name, rest) = rest.split_once("\ndata: ").expect("data line");
-            let data = rest.strip_suffix("\n\n").expect("blank line");
+/// Parses framed events back into their data, checking the framing (JSON never holds a raw
+/// blank line, so events split at one).
+fn parse(events: &[u8]) -> Vec<Value> {
+    let s = std::str::from_utf8(events).expect("utf8");
+    let body = s.strip_suffix("\n\n").expect("ends with a blank line");
+    body.split("\n\n")
+        .map(|ev| {
+            let rest = ev.strip_prefix("event: ").expect("event line");
+            let (name, data) = rest.split_once("\ndata: ").expect("data line");
             let v: Value = serde_json::from_str(data).expect("JSON");
             assert_eq!(v["type"], name, "event name matches its type");
             v
@@ -463,7 +463,7 @@ fn parse(events: &[Bytes]) -> Vec<Value> {
 fn run(chunks: &[String], end: End) -> Vec<Value> {
     let echo = echo_for(json!({"model": "alias", "input": "x", "stream": true}));
     let mut s = EventStream::new(echo, &CTX);
-    let mut out = Vec::new();
+    let mut out = BytesMut::new();
     for c in chunks {
         s.chunk(c.as_bytes(), &mut out);
     }
@@ -723,7 +723,7 @@ fn raw_bytes_in_any_split_give_the_same_events() {
     let echo = echo_for(json!({"model": "alias", "input": "x", "stream": true}));
     let render = |pieces: usize| {
         let mut s = EventStream::new(echo.clone(), &CTX);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         for piece in body.as_bytes().chunks(pieces) {
             s.push_raw(piece, &mut out);
         }
