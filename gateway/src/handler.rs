@@ -24,6 +24,7 @@ use crate::cache::{self, CacheKey, CacheStatus};
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange;
+use crate::face::Face;
 use crate::request::OpenAiRequest;
 use crate::respond::{self, Delivered, Rejection};
 use crate::shared::Admission;
@@ -78,6 +79,7 @@ impl DataPlane {
             Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
             Err(Rejection::Upstream { status, body }) => {
                 ctx.end_passthrough(status);
+                let body = crate::face::upstream_error(ctx.face, status, body);
                 respond::write_json(&mut ds, &ctx, status, body, &[]).await
             }
             Err(Rejection::ClientGone) => {
@@ -134,6 +136,9 @@ fn endpoint_of(path: &str) -> Endpoint {
         "/v1/embeddings" => Endpoint::Embeddings,
         "/v1/models" => Endpoint::Models,
         "/v1/feedback" => Endpoint::Feedback,
+        "/v1/responses" => Endpoint::Responses,
+        "/v1/messages" => Endpoint::Messages,
+        "/v1/messages/count_tokens" => Endpoint::MessagesCountTokens,
         _ => Endpoint::Other,
     }
 }
@@ -172,7 +177,7 @@ async fn serve(
     // One snapshot for the whole request: it never sees two policies.
     let policy = state.policy.snapshot();
     ctx.policy = Some(Arc::clone(&policy));
-    let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
+    let key = authenticate(ds, &policy, ctx.face).map_err(Rejection::Error)?;
     if key.expired(SystemTime::now()) {
         return Err(Rejection::Error(GatewayError::ExpiredKey));
     }
@@ -198,8 +203,13 @@ async fn serve(
             state.metrics.record_refused(RefusedReason::BodyTimeout);
         }
     })?;
-    let req = OpenAiRequest::parse(ctx.endpoint, body, policy.server.max_json_depth)
-        .map_err(Rejection::Error)?;
+    let body = crate::face::request(ctx.face, body, &mut ctx.render).map_err(Rejection::Error)?;
+    let req = OpenAiRequest::parse(
+        ctx.face.exchange_endpoint(ctx.endpoint),
+        body,
+        policy.server.max_json_depth,
+    )
+    .map_err(Rejection::Error)?;
     ctx.stream = req.stream;
     ctx.request_model = Some(req.model.clone());
     ctx.params = req.params.clone();
@@ -474,11 +484,25 @@ fn random_words(trace_id: &[u8; 16]) -> [u64; 2] {
     [u64::from_le_bytes(a), u64::from_le_bytes(b)]
 }
 
-/// Resolves `Authorization: Bearer <key>` to its key entry.
-fn authenticate<'p>(ds: &ServerSession, policy: &'p Policy) -> Result<&'p KeyEntry, GatewayError> {
-    let header = ds
-        .get_header("authorization")
-        .ok_or(GatewayError::MissingKey)?;
+/// Resolves `Authorization: Bearer <key>` to its key entry; on the Messages face also
+/// `x-api-key: <key>`, which the Anthropic SDKs send.
+fn authenticate<'p>(
+    ds: &ServerSession,
+    policy: &'p Policy,
+    face: Face,
+) -> Result<&'p KeyEntry, GatewayError> {
+    let header = match ds.get_header("authorization") {
+        Some(h) => h,
+        None if face == Face::Messages => {
+            let key = ds.get_header("x-api-key").ok_or(GatewayError::MissingKey)?;
+            let key = key.to_str().map_err(|_| GatewayError::InvalidKey)?.trim();
+            if key.is_empty() {
+                return Err(GatewayError::MissingKey);
+            }
+            return policy.authenticate(key).ok_or(GatewayError::InvalidKey);
+        }
+        None => return Err(GatewayError::MissingKey),
+    };
     let value = header.to_str().map_err(|_| GatewayError::InvalidKey)?;
     let presented = value
         .strip_prefix("Bearer ")

@@ -191,9 +191,13 @@ fn api_path(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Completions => "/completions",
         Endpoint::Embeddings => "/embeddings",
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
-            "/chat/completions"
-        }
+        Endpoint::ChatCompletions
+        | Endpoint::Models
+        | Endpoint::Feedback
+        | Endpoint::Other
+        | Endpoint::Responses
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens => "/chat/completions",
     }
 }
 
@@ -201,8 +205,12 @@ fn mock_endpoint(endpoint: Endpoint) -> mock::Endpoint {
     match endpoint {
         Endpoint::Completions => mock::Endpoint::Completions,
         Endpoint::Embeddings => mock::Endpoint::Embeddings,
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
-            mock::Endpoint::ChatCompletions
-        }
+        Endpoint::ChatCompletions
+        | Endpoint::Models
+        | Endpoint::Feedback
+        | Endpoint::Other
+        | Endpoint::Responses
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens => mock::Endpoint::ChatCompletions,
     }
 }

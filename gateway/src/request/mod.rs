@@ -133,7 +133,12 @@ impl OpenAiRequest {
                     ));
                 }
             }
-            Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {}
+            Endpoint::Models
+            | Endpoint::Feedback
+            | Endpoint::Other
+            | Endpoint::Responses
+            | Endpoint::Messages
+            | Endpoint::MessagesCountTokens => {}
         }
 
         let number = |name: &str| value(name).and_then(|v| serde_json::from_slice::<f64>(v).ok());
