@@ -191,6 +191,9 @@ async fn serve(
     if ctx.endpoint == Endpoint::Feedback {
         return crate::feedback::serve(state, ds, ctx, key).await;
     }
+    if ctx.endpoint == Endpoint::MessagesCountTokens {
+        return crate::face::messages::count_tokens(ds, ctx, &policy, key).await;
+    }
 
     let body = read_body(
         ds,
