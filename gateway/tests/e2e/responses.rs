@@ -40,6 +40,10 @@ routes:
     targets: [ {{ model: openai-e500 }} ]
     fallbacks: [ anthropic-chat ]
     timeouts: {{ ttft: 2s, idle: 2s, total: 10s }}
+  - name: cached
+    match: {{ model: cached }}
+    targets: [ {{ model: anthropic-chat }} ]
+    cache: {{ ttl: 1h }}
 "
     )
 }
@@ -481,17 +485,21 @@ async fn a_cut_stream_ends_with_response_failed_and_the_error_event() {
         );
         assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
     }
-    let metrics = gw
-        .metrics_when(|m| {
-            m.lines().any(|l| {
-                l.starts_with("sluice_requests_total")
-                    && l.contains("endpoint=\"responses\"")
-                    && l.contains("outcome=\"truncated\"")
-                    && l.ends_with(" 2")
-            })
+    let truncated = |m: &str, model: &str| {
+        m.lines().any(|l| {
+            l.starts_with("sluice_requests_total")
+                && l.contains("endpoint=\"responses\"")
+                && l.contains(&format!("model=\"{model}\""))
+                && l.contains("outcome=\"truncated\"")
         })
+    };
+    let metrics = gw
+        .metrics_when(|m| truncated(m, "openai-cut") && truncated(m, "anthropic-cut"))
         .await;
-    assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
+    assert!(
+        truncated(&metrics, "openai-cut") && truncated(&metrics, "anthropic-cut"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -576,4 +584,33 @@ async fn refused_requests_get_a_clear_400_in_the_openai_error_shape() {
     .contains("endpoint=\"responses\"")
     .then_some(())
     .expect("refusals are counted under the responses label");
+}
+
+#[tokio::test]
+async fn cache_hits_replay_as_responses() {
+    let (mock, gw) = start().await;
+    for stream in [false, true] {
+        let mut req = ask("cached", stream);
+        req["temperature"] = json!(0);
+        let first = post(&gw, &req).await;
+        assert_eq!(first.headers()["x-sluice-cache"], "miss");
+        let second = post(&gw, &req).await;
+        assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
+        if stream {
+            let a = check_order(&events(first).await);
+            let b = check_order(&events(second).await);
+            assert_eq!(b.end, "response.completed");
+            assert_eq!(a.items[0].text, b.items[0].text);
+            assert_eq!(
+                a.response, b.response,
+                "the same answer, the same response id"
+            );
+        } else {
+            let a: Value = first.json().await.expect("json");
+            let b: Value = second.json().await.expect("json");
+            assert_eq!(a["object"], "response");
+            assert_eq!(a, b);
+        }
+    }
+    assert_eq!(mock.requests_for("m-anthropic"), 2, "one call per shape");
 }
