@@ -284,6 +284,46 @@ async fn plain_and_streamed_messages_on_anthropic_and_openai_targets() {
 }
 
 #[tokio::test]
+async fn anthropic_targets_receive_the_clients_own_body() {
+    let (mock, gw) = start().await;
+    let req = json!({
+        "model": "anthropic-chat", "max_tokens": 100,
+        "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Say something deterministic.", "cache_control": {"type": "ephemeral"}}
+        ]}],
+        "metadata": {"user_id": "u-42"},
+        "thinking": {"type": "disabled"},
+    });
+    let resp = post(&gw, "/v1/messages", &req).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["type"], "message", "{body}");
+    // What mock-llm received is the client's body with the target's model (and no
+    // `thinking`), byte for byte in length: not a chat body translated back.
+    let mut sent = req.clone();
+    sent["model"] = json!("m-anthropic");
+    if let Some(o) = sent.as_object_mut() {
+        o.remove("thinking");
+    }
+    assert_eq!(
+        mock.stats().last_body_len,
+        sent.to_string().len() as u64,
+        "the native body went out"
+    );
+    // An OpenAI-kind target gets the translation.
+    let mut req = req;
+    req["model"] = json!("openai-chat");
+    let resp = post(&gw, "/v1/messages", &req).await;
+    assert_eq!(resp.status(), 200);
+    assert_ne!(mock.stats().last_body_len, {
+        let mut s = req.clone();
+        s["model"] = json!("m-openai");
+        s.to_string().len() as u64
+    });
+}
+
+#[tokio::test]
 async fn tools_round_trip_on_anthropic_and_azure_targets() {
     let (_mock, gw) = start().await;
     let tools = json!([
@@ -563,17 +603,20 @@ async fn cache_hits_replay_through_the_face() {
     for stream in [false, true] {
         let mut req = ask("cached", stream);
         req["temperature"] = json!(0);
+        // Each answer is read in full before the next request: a stream is stored when it ends.
         let first = post(&gw, "/v1/messages", &req).await;
         assert_eq!(first.headers()["x-sluice-cache"], "miss");
-        let second = post(&gw, "/v1/messages", &req).await;
-        assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
         if stream {
             let a = check_order(&events(first).await);
+            let second = post(&gw, "/v1/messages", &req).await;
+            assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b = check_order(&events(second).await);
             assert_eq!(a.text, b.text);
             assert_eq!(a.usage, b.usage);
         } else {
             let a: Value = first.json().await.expect("json");
+            let second = post(&gw, "/v1/messages", &req).await;
+            assert_eq!(second.headers()["x-sluice-cache"], "hit", "stream={stream}");
             let b: Value = second.json().await.expect("json");
             assert_eq!(a["type"], "message");
             assert_eq!(a, b);

@@ -133,7 +133,7 @@ def test_errors_raise_the_sdk_exceptions(stack: Stack, claude: anthropic.Anthrop
     with pytest.raises(anthropic.NotFoundError):
         claude.messages.create(model="no-such-model", max_tokens=5, messages=PROMPT)
     with pytest.raises(anthropic.BadRequestError) as e:
-        claude.messages.create(model="claude-up", max_tokens=5, top_k=3, messages=PROMPT)
+        claude.messages.create(model="claude-up", max_tokens=5, messages=PROMPT, extra_body={"top_k": 3})
     assert "top_k" in str(e.value)
 
 

@@ -100,6 +100,8 @@ fn sse(name: &str, data: &[u8]) -> Bytes {
 #[derive(Debug)]
 pub struct Render {
     facts: request::Facts,
+    /// The client's own body (by reference count), sent as it is to Anthropic-kind targets.
+    original: Bytes,
     /// Made at the stream's first event.
     stream: Option<render::StreamRender>,
 }
@@ -120,15 +122,67 @@ impl Render {
 }
 
 /// A Messages request as a chat-completions body.
-pub fn request(body: &[u8]) -> Result<(Bytes, Render), GatewayError> {
+pub fn request(body: &Bytes) -> Result<(Bytes, Render), GatewayError> {
     let (chat, facts) = request::translate(body, request::Mode::Create)?;
     Ok((
         chat,
         Render {
             facts,
+            original: body.clone(),
             stream: None,
         },
     ))
+}
+
+impl Render {
+    /// The request for an Anthropic-kind target: the client's own Messages body with the
+    /// target's model, instead of the chat body translated back. What chat cannot say
+    /// survives this way — `cache_control` (so prompt caching keeps working), the system
+    /// blocks, `is_error` on tool results, `metadata`, `service_tier` — while the answer still
+    /// comes back through the chat exchange, recorded, cached and judged like any other.
+    /// `thinking` is left out: the answer is rendered without thinking blocks, and a client
+    /// could not send them back in its next turn, which Anthropic requires once thinking is
+    /// on. `None` only when the body is not the object it was when accepted.
+    pub fn native_request(
+        &self,
+        upstream_model: &str,
+        opts: &crate::providers::translate::AnthropicOptions,
+    ) -> Option<crate::providers::translate::UpstreamRequest> {
+        use crate::providers::translate::{Endpoint, Kind, RequestState, UpstreamRequest};
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&self.original).ok()?;
+        body.insert("model".into(), serde_json::Value::from(upstream_model));
+        body.remove("thinking");
+        let stream = self.facts.stream;
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("anthropic-version", opts.version.clone()),
+        ];
+        if !opts.beta.is_empty() {
+            headers.push(("anthropic-beta", opts.beta.join(",")));
+        }
+        if stream {
+            headers.push(("accept", "text/event-stream".to_owned()));
+        }
+        Some(UpstreamRequest {
+            method: "POST",
+            path_and_query: "/v1/messages".into(),
+            headers,
+            body: Bytes::from(serde_json::Value::Object(body).to_string()),
+            stream,
+            state: RequestState {
+                kind: Kind::Anthropic,
+                endpoint: Endpoint::Chat,
+                stream,
+                // The chat body this face made asks for usage (see `request`).
+                include_usage: stream,
+                upstream_model: upstream_model.to_owned(),
+                json_tool: None,
+                base64: false,
+                inputs: 0,
+            },
+        })
+    }
 }
 
 /// `POST /v1/messages/count_tokens`: the request's input tokens, counted here with the
@@ -206,4 +260,142 @@ pub fn count_input(model: &str, chat: &[u8]) -> u64 {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn json_of(b: &[u8]) -> Value {
+        serde_json::from_slice(b).expect("json")
+    }
+
+    #[test]
+    fn error_type_table() {
+        for (status, want) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (402, "billing_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (405, "invalid_request_error"),
+            (408, "invalid_request_error"),
+            (413, "request_too_large"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (503, "overloaded_error"),
+            (504, "timeout_error"),
+            (529, "overloaded_error"),
+        ] {
+            assert_eq!(error_type(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn sluice_errors_in_the_messages_shape() {
+        let (status, body) = error_json(&GatewayError::MissingKey);
+        assert_eq!(status, 401);
+        let v = json_of(&body);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("x-api-key"))
+        );
+
+        let limited = GatewayError::LimitExceeded {
+            kind: sluice_policy::LimitKind::Requests,
+            limit: 1,
+            retry_after: Duration::from_secs(3),
+        };
+        let (status, body) = error_json(&limited);
+        assert_eq!(
+            (status, json_of(&body)["error"]["type"].clone()),
+            (429, json!("rate_limit_error"))
+        );
+        let (status, body) = error_json(&GatewayError::BodyTooLarge { size: 9, limit: 1 });
+        assert_eq!(
+            (status, json_of(&body)["error"]["type"].clone()),
+            (413, json!("request_too_large"))
+        );
+
+        let event = error_event(&GatewayError::StreamInterrupted {
+            model: "m".into(),
+            detail: "cut".into(),
+        });
+        let text = std::str::from_utf8(&event).expect("utf8");
+        let data = text
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .expect("one named event");
+        assert_eq!(json_of(data.as_bytes())["error"]["type"], "api_error");
+    }
+
+    #[test]
+    fn provider_errors_keep_their_message() {
+        let openai = br#"{"error":{"message":"context too long","type":"invalid_request_error","param":null,"code":null}}"#;
+        assert_eq!(
+            json_of(&upstream_error(400, openai)),
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "context too long"}})
+        );
+        let anthropic = br#"{"type":"error","error":{"type":"permission_error","message":"no"}}"#;
+        assert_eq!(
+            json_of(&upstream_error(403, anthropic))["error"]["message"],
+            "no"
+        );
+        assert_eq!(
+            json_of(&upstream_error(422, b"<html>"))["error"]["message"],
+            "the provider refused the request (HTTP 422)"
+        );
+    }
+
+    #[test]
+    fn anthropic_targets_get_the_clients_own_body() {
+        let body = Bytes::from(
+            json!({
+                "model": "claude", "max_tokens": 9, "stream": true,
+                "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [{"role": "user", "content": "hi"}],
+            })
+            .to_string(),
+        );
+        let (_, render) = request(&body).expect("accepted");
+        let opts = crate::providers::translate::AnthropicOptions {
+            beta: vec!["b1".into()],
+            ..Default::default()
+        };
+        let up = render.native_request("claude-x-1", &opts).expect("native");
+        assert_eq!(up.path_and_query, "/v1/messages");
+        assert!(up.stream && up.state.stream && up.state.include_usage);
+        assert_eq!(up.state.upstream_model, "claude-x-1");
+        assert!(up.headers.contains(&("anthropic-beta", "b1".to_owned())));
+        assert!(
+            up.headers
+                .contains(&("accept", "text/event-stream".to_owned()))
+        );
+        assert_eq!(
+            json_of(&up.body),
+            json!({
+                "model": "claude-x-1", "max_tokens": 9, "stream": true,
+                "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": "hi"}],
+            })
+        );
+    }
+
+    #[test]
+    fn count_input_counts_tools_and_calls_too() {
+        let plain = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#;
+        let with_tools = br#"{"model":"m","messages":[{"role":"user","content":"hello there"},{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}"#;
+        let a = count_input("m", plain);
+        let b = count_input("m", with_tools);
+        assert!(a > 0 && b > a + 10, "{a} {b}");
+    }
 }

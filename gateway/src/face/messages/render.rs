@@ -350,3 +350,279 @@ fn data_of(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
     }
     data
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered stream as (event name, data) pairs.
+    fn parse(out: &[u8]) -> Vec<(String, Value)> {
+        std::str::from_utf8(out)
+            .expect("utf8")
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let mut lines = e.lines();
+                let name = lines
+                    .next()
+                    .and_then(|l| l.strip_prefix("event: "))
+                    .expect("named");
+                let data = lines
+                    .next()
+                    .and_then(|l| l.strip_prefix("data: "))
+                    .expect("data");
+                (name.to_owned(), serde_json::from_str(data).expect("json"))
+            })
+            .collect()
+    }
+
+    fn chunk(v: Value) -> Vec<u8> {
+        format!("data: {v}\n\n").into_bytes()
+    }
+
+    fn render(events: &[Vec<u8>]) -> Vec<(String, Value)> {
+        let mut r = StreamRender::new("asked".into());
+        let mut out = BytesMut::new();
+        for e in events {
+            r.event(e, &mut out);
+        }
+        parse(&out)
+    }
+
+    const USAGE: &str = r#"{"prompt_tokens":100,"completion_tokens":7,"total_tokens":107,"prompt_tokens_details":{"cached_tokens":25,"cache_write_tokens":12}}"#;
+
+    #[test]
+    fn usage_table() {
+        let u = MessagesUsage::from_chat(&serde_json::from_str(USAGE).expect("json"));
+        assert_eq!(
+            u,
+            MessagesUsage {
+                input_tokens: 63,
+                output_tokens: 7,
+                cache_read_input_tokens: 25,
+                cache_creation_input_tokens: 12,
+            }
+        );
+        assert_eq!(
+            MessagesUsage::from_chat(&json!({"prompt_tokens": 3, "completion_tokens": 1})),
+            MessagesUsage {
+                input_tokens: 3,
+                output_tokens: 1,
+                ..MessagesUsage::default()
+            }
+        );
+    }
+
+    #[test]
+    fn stop_reason_table() {
+        for (finish, want) in [
+            (Some("stop"), "end_turn"),
+            (Some("length"), "max_tokens"),
+            (Some("tool_calls"), "tool_use"),
+            (Some("content_filter"), "refusal"),
+            (Some("something_new"), "end_turn"),
+            (None, "end_turn"),
+        ] {
+            assert_eq!(stop_reason(finish), want, "{finish:?}");
+        }
+    }
+
+    #[test]
+    fn whole_answer_with_text_and_tool_calls() {
+        let body = format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-x","choices":[{{"index":0,"message":{{"role":"assistant","content":"Let me look.","tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"get_weather","arguments":"{{\"city\":\"Paris\"}}"}}}},{{"id":"call_2","type":"function","function":{{"name":"f","arguments":"not json"}}}}]}},"finish_reason":"tool_calls"}}],"usage":{USAGE}}}"#
+        );
+        let out: Value =
+            serde_json::from_slice(&message(body.as_bytes(), "asked").expect("a message"))
+                .expect("json");
+        assert_eq!(
+            out,
+            json!({
+                "id": "chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-x",
+                "content": [
+                    {"type": "text", "text": "Let me look."},
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "f", "input": {}},
+                ],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 63, "output_tokens": 7, "cache_read_input_tokens": 25, "cache_creation_input_tokens": 12},
+            })
+        );
+        assert!(message(b"{\"choices\":[]}", "m").is_none());
+        assert!(message(b"not json", "m").is_none());
+    }
+
+    #[test]
+    fn text_stream_renders_the_events_in_order() {
+        let events = render(&[
+            chunk(
+                json!({"id": "c1", "model": "gpt-x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+            ),
+            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hel"}}]})),
+            b": keepalive\n\n".to_vec(),
+            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "lo"}}]})),
+            chunk(
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+            ),
+            chunk(
+                serde_json::from_str(&format!(r#"{{"id":"c1","choices":[],"usage":{USAGE}}}"#))
+                    .expect("json"),
+            ),
+            b"data: [DONE]\n\n".to_vec(),
+            // Anything after the end is ignored.
+            chunk(json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "late"}}]})),
+        ]);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "ping",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(events[0].1["message"]["id"], "c1");
+        assert_eq!(events[0].1["message"]["model"], "gpt-x");
+        assert_eq!(events[0].1["message"]["content"], json!([]));
+        assert_eq!(
+            events[1].1,
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert_eq!(
+            events[2].1,
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}})
+        );
+        assert_eq!(
+            events[5].1,
+            json!({"type": "content_block_stop", "index": 0})
+        );
+        assert_eq!(
+            events[6].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null},
+                "usage": {"input_tokens": 63, "output_tokens": 7, "cache_read_input_tokens": 25, "cache_creation_input_tokens": 12}})
+        );
+    }
+
+    #[test]
+    fn tool_call_deltas_become_tool_use_blocks() {
+        let call = |index: u64, id: Option<&str>, name: Option<&str>, args: &str| {
+            let mut c = json!({"index": index, "function": {"arguments": args}});
+            if let Some(id) = id {
+                c["id"] = json!(id);
+                c["type"] = json!("function");
+            }
+            if let Some(name) = name {
+                c["function"]["name"] = json!(name);
+            }
+            chunk(
+                json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [c]}}]}),
+            )
+        };
+        let events = render(&[
+            chunk(
+                json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "ok"}}]}),
+            ),
+            call(0, Some("call_a"), Some("get_weather"), ""),
+            call(0, None, None, "{\"q\":"),
+            call(0, None, None, "\"x\"}"),
+            call(1, Some("call_b"), Some("get_time"), "{}"),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+            ),
+            b"data: [DONE]\n\n".to_vec(),
+        ]);
+        let summary: Vec<(String, Value)> = events
+            .iter()
+            .map(|(n, v)| {
+                let detail = match n.as_str() {
+                    "content_block_start" => json!([v["index"], v["content_block"]]),
+                    "content_block_delta" => json!([v["index"], v["delta"]]),
+                    "content_block_stop" => v["index"].clone(),
+                    "message_delta" => v["delta"]["stop_reason"].clone(),
+                    _ => Value::Null,
+                };
+                (n.clone(), detail)
+            })
+            .collect();
+        let e = |n: &str, v: Value| (n.to_owned(), v);
+        assert_eq!(
+            summary,
+            vec![
+                e("message_start", Value::Null),
+                e(
+                    "content_block_start",
+                    json!([0, {"type": "text", "text": ""}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([0, {"type": "text_delta", "text": "ok"}])
+                ),
+                e("content_block_stop", json!(0)),
+                e(
+                    "content_block_start",
+                    json!([1, {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {}}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([1, {"type": "input_json_delta", "partial_json": "{\"q\":"}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([1, {"type": "input_json_delta", "partial_json": "\"x\"}"}])
+                ),
+                e("content_block_stop", json!(1)),
+                e(
+                    "content_block_start",
+                    json!([2, {"type": "tool_use", "id": "call_b", "name": "get_time", "input": {}}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([2, {"type": "input_json_delta", "partial_json": "{}"}])
+                ),
+                e("content_block_stop", json!(2)),
+                e("message_delta", json!("tool_use")),
+                e("message_stop", Value::Null),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_provider_error_event_ends_the_stream() {
+        let events = render(&[
+            chunk(
+                json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "par"}}]}),
+            ),
+            chunk(
+                json!({"error": {"message": "Overloaded", "type": "server_error", "code": "upstream_error"}}),
+            ),
+            b"data: [DONE]\n\n".to_vec(),
+        ]);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "error"
+            ]
+        );
+        assert_eq!(
+            events[3].1,
+            json!({"type": "error", "error": {"type": "api_error", "message": "Overloaded"}})
+        );
+    }
+
+    #[test]
+    fn an_empty_stream_still_starts_and_stops() {
+        let events = render(&[b"data: [DONE]\n\n".to_vec()]);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+        assert_eq!(events[0].1["message"]["model"], "asked");
+    }
+}

@@ -94,10 +94,10 @@ pub fn translate(body: &[u8], mode: Mode) -> Result<(Bytes, Facts)> {
     out.insert("model".into(), Value::String(model));
 
     let mut messages = Vec::new();
-    if let Some(system) = req.get("system") {
-        if let Some(parts) = system_parts(system)? {
-            messages.push(json!({"role": "system", "content": parts}));
-        }
+    if let Some(system) = req.get("system")
+        && let Some(parts) = system_parts(system)?
+    {
+        messages.push(json!({"role": "system", "content": parts}));
     }
     match req.get("messages") {
         Some(Value::Array(list)) if !list.is_empty() => {
