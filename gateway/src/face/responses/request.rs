@@ -180,10 +180,10 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
             "text" => {
                 let text = object(value, "text")?;
                 only(text, &["format", "verbosity"], "text")?;
-                if let Some(f) = text.get("format").filter(|f| !f.is_null()) {
-                    if let Some(rf) = response_format(f)? {
-                        chat.insert("response_format".into(), rf);
-                    }
+                if let Some(f) = text.get("format").filter(|f| !f.is_null())
+                    && let Some(rf) = response_format(f)?
+                {
+                    chat.insert("response_format".into(), rf);
                 }
                 if let Some(v) = text.get("verbosity").filter(|v| !v.is_null()) {
                     string(v, "text.verbosity")?;
