@@ -143,18 +143,19 @@ def test_a_cut_stream_ends_with_the_error_event(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    "extra, needle",
+    "extra, needle, param",
     [
-        ({"tools": [{"type": "web_search"}]}, "web_search"),
-        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
-        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "code_interpreter"),
-        ({"store": True}, "store"),
-        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"tools": [{"type": "web_search"}]}, "web_search", "tools"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search", "tools"),
+        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "code_interpreter", "tools"),
+        ({"store": True}, "store", "store"),
+        ({"previous_response_id": "resp_123"}, "previous_response_id", "previous_response_id"),
     ],
 )
-def test_refusals_are_clear_400s(client: openai.OpenAI, extra: dict, needle: str) -> None:
+def test_refusals_are_clear_400s(client: openai.OpenAI, extra: dict, needle: str, param: str) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="gpt-4o-mini", input=PROMPT, **extra)
     assert err.value.status_code == 400
     assert needle in err.value.message
     assert err.value.type == "invalid_request_error"
+    assert err.value.param == param

@@ -126,7 +126,7 @@ pub struct Render {
 /// The seam's request hook: the chat body to route, and the render state. `created_at` is
 /// the request's wall-clock time in Unix seconds (used when the answer carries none).
 pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayError> {
-    let chat = request(body).map_err(|e| GatewayError::invalid(e.to_string(), None))?;
+    let chat = request(body).map_err(|e| GatewayError::invalid(e.to_string(), param_of(&e)))?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let fallback_id = format!("resp_sluice{created_at:x}{n:x}");
@@ -148,6 +148,43 @@ pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayErr
             created_at,
         },
     ))
+}
+
+/// The request fields an error's `param` can name (the top-level member of the failing path;
+/// the message names the full path, `tools[1].type`).
+const PARAMS: &[&str] = &[
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "text",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "reasoning",
+    "metadata",
+    "user",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    "store",
+    "previous_response_id",
+    "conversation",
+    "background",
+    "prompt",
+    "truncation",
+    "include",
+    "max_tool_calls",
+    "stream",
+    "stream_options",
+    "top_logprobs",
+];
+
+fn param_of(e: &TranslateError) -> Option<&'static str> {
+    let top = e.field().split(['.', '[']).next()?;
+    PARAMS.iter().find(|p| **p == top).copied()
 }
 
 impl Render {

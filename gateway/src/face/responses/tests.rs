@@ -788,3 +788,68 @@ fn reasoning_and_refusal_deltas_get_their_own_parts() {
 fn response_ids_are_made_from_a_seed() {
     assert_eq!(response_id("01JABC-12"), "resp_01JABC12");
 }
+
+#[test]
+fn errors_name_the_top_level_param() {
+    let param = |req: Value| match start(req.to_string().as_bytes(), 0) {
+        Err(GatewayError::InvalidRequest { param, message }) => (param, message),
+        other => panic!("{req}: {other:?}"),
+    };
+    let (p, m) = param(
+        json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]}),
+    );
+    assert_eq!(p, Some("tools"));
+    assert!(
+        m.contains("`tools[1].type`") && m.contains("web_search"),
+        "{m}"
+    );
+    assert_eq!(
+        param(json!({"model": "m", "input": "x", "store": true})).0,
+        Some("store")
+    );
+    assert_eq!(
+        param(json!({"model": "m", "input": [{"type": "item_reference"}]})).0,
+        Some("input")
+    );
+    // An unknown field is named in the message only.
+    let (p, m) = param(json!({"model": "m", "input": "x", "frobnicate": 1}));
+    assert_eq!(p, None);
+    assert!(m.contains("frobnicate"), "{m}");
+}
+
+#[test]
+fn the_render_answers_whole_and_streamed() {
+    let (chat, mut r) = start(
+        br#"{"model":"m","input":"hi","stream":true}"#,
+        1_700_000_000,
+    )
+    .expect("starts");
+    let chat: Value = serde_json::from_slice(&chat).expect("JSON");
+    assert_eq!(chat["stream_options"], json!({"include_usage": true}));
+    let mut out = BytesMut::new();
+    r.event(
+        format!("data: {}\n\n", chunk(json!({"content": "a"}), None)).as_bytes(),
+        &mut out,
+    );
+    // A multi-line event goes through the decoder.
+    r.event(b"event: x\ndata: [DONE]\n\n", &mut out);
+    let events = parse(&out);
+    assert_eq!(events.last().expect("events")["type"], "response.completed");
+    let mut e = r.error_event(&GatewayError::Draining);
+    assert!(e.is_empty(), "nothing after the end");
+    let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+    e = r.error_event(&GatewayError::Draining);
+    let events = parse(&e);
+    assert_eq!(events[0]["sequence_number"], 0);
+    assert_eq!(events.last().expect("events")["code"], "draining");
+
+    let (_, mut r) = start(br#"{"model":"m","input":"hi"}"#, 7).expect("starts");
+    let bad: Value = serde_json::from_slice(&r.whole(b"{\"choices\": 3}")).expect("JSON");
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(bad["created_at"], 7);
+    assert!(
+        bad["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("resp_sluice"))
+    );
+}
