@@ -373,6 +373,30 @@ async fn plain_and_streamed_responses_on_openai_and_anthropic_targets() {
             .any(|l| l.starts_with("sluice_requests_total") && l.contains("chat_completions")),
         "Responses requests are not counted as chat completions"
     );
+
+    // The access log: a line per request under the `responses` endpoint, with its usage.
+    let logged = common::eventually(async || {
+        let lines: Vec<Value> = gw
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &Value| l["endpoint"] == "responses")
+            .collect();
+        (lines.len() >= 6).then_some(lines)
+    })
+    .await
+    .expect("six access-log lines for the responses endpoint");
+    let streamed = logged
+        .iter()
+        .find(|l| l["model"] == "anthropic-chat" && l["stream"] == true)
+        .expect("the streamed Anthropic request");
+    assert_eq!(streamed["outcome"], "ok", "{streamed}");
+    assert!(
+        streamed["output_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{streamed}"
+    );
+    assert!(streamed["time_to_first_chunk_ms"].is_number(), "{streamed}");
 }
 
 /// mock-llm's plain OpenAI path answers every request in text; its Azure OpenAI dialect (chat
