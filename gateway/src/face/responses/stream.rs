@@ -355,10 +355,30 @@ impl EventStream {
                     return;
                 }
             };
-            if next.has_data {
+            if !next.has_data {
+                continue;
+            }
+            if next.event.as_deref() == Some(b"error".as_slice()) {
+                self.error_event(&next.data, out);
+            } else {
                 self.chunk(&next.data, out);
             }
         }
+    }
+
+    /// A named `error` event from an OpenAI-compatible server, in whatever shape it has.
+    fn error_event(&mut self, data: &[u8], out: &mut BytesMut) {
+        let v: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+        let text = |ptrs: &[&str]| {
+            ptrs.iter()
+                .find_map(|p| v.pointer(p).and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+        };
+        let code = text(&["/error/code", "/error/type", "/code", "/type"])
+            .unwrap_or_else(|| "server_error".into());
+        let message = text(&["/error/message", "/message"])
+            .unwrap_or_else(|| "the provider reported an error mid-stream".into());
+        self.fail(&code, &message, out);
     }
 
     /// The chat stream ended: completed if it had finished, else failed (a cut stream).

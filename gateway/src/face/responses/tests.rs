@@ -853,3 +853,25 @@ fn the_render_answers_whole_and_streamed() {
             .is_some_and(|i| i.starts_with("resp_sluice"))
     );
 }
+
+#[test]
+fn a_named_error_event_fails_the_stream() {
+    for raw in [
+        "event: error\ndata: {\"type\":\"overloaded_error\",\"message\":\"busy\"}\n\n",
+        "event: error\ndata: {\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n",
+    ] {
+        let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+        let mut out = BytesMut::new();
+        r.event(
+            format!("data: {}\n\n", chunk(json!({"content": "a"}), None)).as_bytes(),
+            &mut out,
+        );
+        r.event(raw.as_bytes(), &mut out);
+        let events = parse(&out);
+        let n = events.len();
+        assert_eq!(events[n - 2]["type"], "response.failed", "{raw}");
+        assert_eq!(events[n - 1]["type"], "error");
+        assert_eq!(events[n - 1]["code"], "overloaded_error");
+        assert_eq!(events[n - 1]["message"], "busy");
+    }
+}
