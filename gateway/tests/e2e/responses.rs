@@ -40,6 +40,10 @@ routes:
     targets: [ {{ model: openai-e500 }} ]
     fallbacks: [ anthropic-chat ]
     timeouts: {{ ttft: 2s, idle: 2s, total: 10s }}
+  - name: scored
+    match: {{ model: scored }}
+    targets: [ {{ model: openai-chat }} ]
+    slos: [ {{ name: quality, objective: 90, sli: {{ judge_score_at_least: 0.7 }}, min_events: 1 }} ]
   - name: cached
     match: {{ model: cached }}
     targets: [ {{ model: anthropic-chat }} ]
@@ -614,15 +618,28 @@ async fn refused_requests_get_a_clear_400_in_the_openai_error_shape() {
 #[tokio::test]
 async fn cache_hits_replay_as_responses() {
     let (mock, gw) = start().await;
+    // One client, so the second request rides the first's connection: Sluice stores an answer
+    // before it reads the next request on that connection.
+    let client = reqwest::Client::new();
+    let post = async |req: &Value| {
+        client
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(common::KEY)
+            .header("content-type", "application/json")
+            .body(req.to_string())
+            .send()
+            .await
+            .expect("request")
+    };
     for stream in [false, true] {
         let mut req = ask("cached", stream);
         req["temperature"] = json!(0);
         // A stream is stored when it ends: read the first answer in full before asking again.
-        let first = post(&gw, &req).await;
+        let first = post(&req).await;
         assert_eq!(first.headers()["x-sluice-cache"], "miss");
         if stream {
             let a = check_order(&events(first).await);
-            let second = post(&gw, &req).await;
+            let second = post(&req).await;
             assert_eq!(second.headers()["x-sluice-cache"], "hit");
             let b = check_order(&events(second).await);
             assert_eq!(b.end, "response.completed");
@@ -633,7 +650,7 @@ async fn cache_hits_replay_as_responses() {
             );
         } else {
             let a: Value = first.json().await.expect("json");
-            let second = post(&gw, &req).await;
+            let second = post(&req).await;
             assert_eq!(second.headers()["x-sluice-cache"], "hit");
             let b: Value = second.json().await.expect("json");
             assert_eq!(a["object"], "response");
@@ -641,4 +658,33 @@ async fn cache_hits_replay_as_responses() {
         }
     }
     assert_eq!(mock.requests_for("m-anthropic"), 2, "one call per shape");
+}
+
+#[tokio::test]
+async fn apps_score_responses_by_their_response_id() {
+    let (_mock, gw) = start().await;
+    let body: Value = post(&gw, &ask("scored", false))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = body["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("resp_"), "{id}");
+    // The recorder remembers answers shortly after they end.
+    let scored = common::eventually(async || {
+        let r = gw
+            .post(
+                "/v1/feedback",
+                json!({"response_id": id, "score": 0.9}).to_string(),
+            )
+            .send()
+            .await
+            .expect("feedback");
+        (r.status() == 200).then_some(r)
+    })
+    .await
+    .expect("the response can be scored");
+    let v: Value = scored.json().await.expect("json");
+    assert_eq!(v["route"], "scored", "{v}");
+    assert_eq!(v["counted"], true, "{v}");
 }

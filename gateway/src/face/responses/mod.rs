@@ -238,12 +238,10 @@ impl Render {
     }
 }
 
-/// `resp_<seed>`: the caller's unique seed (the request id) made a response id.
-pub fn response_id(seed: &str) -> String {
-    let mut id = String::with_capacity(seed.len() + 5);
-    id.push_str("resp_");
-    id.extend(seed.chars().filter(char::is_ascii_alphanumeric));
-    id
+/// `resp_<chat answer id>`: the chat answer's id kept whole, so `/v1/feedback` can take a
+/// response id and find the answer it was recorded under.
+pub fn response_id(chat_id: &str) -> String {
+    format!("resp_{chat_id}")
 }
 
 /// The item id for output item `index` of response `id` (`msg_…`, `fc_…`, `rs_…`).

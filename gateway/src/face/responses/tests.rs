@@ -333,11 +333,11 @@ fn a_text_answer_becomes_a_response_object() {
     assert_eq!(
         got,
         json!({
-            "id": "resp_chatcmpl1", "object": "response", "created_at": 1_700_000_123,
+            "id": "resp_chatcmpl-1", "object": "response", "created_at": 1_700_000_123,
             "status": "completed", "background": false, "error": null,
             "incomplete_details": null, "instructions": "sys", "max_output_tokens": null,
             "model": "gpt-4o-mini",
-            "output": [{"type": "message", "id": "msg_chatcmpl1_0", "status": "completed",
+            "output": [{"type": "message", "id": "msg_chatcmpl-1_0", "status": "completed",
                         "role": "assistant",
                         "content": [{"type": "output_text", "text": "Hello!",
                                      "annotations": [], "logprobs": []}]}],
@@ -433,13 +433,13 @@ fn answers_table() {
 // === streams ===
 
 fn chunk(delta: Value, finish: Option<&str>) -> String {
-    json!({"id": "abc-123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
+    json!({"id": "abc123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     .to_string()
 }
 
 fn usage_chunk() -> String {
-    json!({"id": "abc-123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
+    json!({"id": "abc123", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
            "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
     .to_string()
 }
@@ -786,7 +786,7 @@ fn reasoning_and_refusal_deltas_get_their_own_parts() {
 
 #[test]
 fn response_ids_are_made_from_a_seed() {
-    assert_eq!(response_id("01JABC-12"), "resp_01JABC12");
+    assert_eq!(response_id("chatcmpl-01JABC"), "resp_chatcmpl-01JABC");
 }
 
 #[test]
