@@ -18,6 +18,8 @@
 //! An item stays open until another kind of item starts or the stream ends; function calls
 //! stay open together (a provider may interleave their argument deltas) and close in order.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +35,13 @@ const MAX_EVENT: usize = 16 * 1024 * 1024;
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
     #[serde(default)]
     created: Option<u64>,
     #[serde(default, borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
     #[serde(default)]
     usage: Option<ChatUsage>,
     #[serde(default)]
@@ -47,43 +49,44 @@ struct Chunk<'a> {
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
+struct ChunkChoice<'a> {
     #[serde(default)]
     index: u32,
-    #[serde(default)]
-    delta: Option<Delta>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
+/// Text borrows from the event when it has no escapes: no copy per delta.
 #[derive(Deserialize, Default)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<ToolDelta>,
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<ToolDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ToolDelta {
+struct ToolDelta<'a> {
     #[serde(default)]
     index: u64,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<FunctionDelta>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct FunctionDelta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -460,17 +463,18 @@ impl EventStream {
                 index
             }
         };
-        if let Some(Item::Reasoning { text, .. }) = self.items.get_mut(index) {
-            text.push_str(delta);
-        }
-        let id = self.items[index].id().to_owned();
+        let Some(Item::Reasoning { id, text }) = self.items.get_mut(index) else {
+            return;
+        };
+        text.push_str(delta);
         let body = PlainDeltaBody {
-            item_id: &id,
+            item_id: id,
             output_index: index,
             content_index: 0,
             delta,
         };
-        self.emit("response.reasoning_text.delta", body, out);
+        // Deltas borrow the item's id rather than copy it: `seq` is a field apart.
+        emit_at(&mut self.seq, "response.reasoning_text.delta", body, out);
     }
 
     fn close_reasoning(&mut self, out: &mut BytesMut) {
@@ -549,26 +553,25 @@ impl EventStream {
         if let Some(MsgPart::Text(t) | MsgPart::Refusal(t)) = parts.last_mut() {
             t.push_str(delta);
         }
-        let id = id.clone();
         match kind {
             PartKind::Text => {
                 let body = TextDeltaBody {
-                    item_id: &id,
+                    item_id: id,
                     output_index: index,
                     content_index,
                     delta,
                     logprobs: [],
                 };
-                self.emit("response.output_text.delta", body, out);
+                emit_at(&mut self.seq, "response.output_text.delta", body, out);
             }
             PartKind::Refusal => {
                 let body = PlainDeltaBody {
-                    item_id: &id,
+                    item_id: id,
                     output_index: index,
                     content_index,
                     delta,
                 };
-                self.emit("response.refusal.delta", body, out);
+                emit_at(&mut self.seq, "response.refusal.delta", body, out);
             }
         }
     }
@@ -630,7 +633,7 @@ impl EventStream {
         self.emit_item("response.output_item.done", index, item.to_json(), out);
     }
 
-    fn tool(&mut self, call: ToolDelta, out: &mut BytesMut) {
+    fn tool(&mut self, call: ToolDelta<'_>, out: &mut BytesMut) {
         self.close_reasoning(out);
         self.close_message(Status::Completed, out);
         let (name, args) = match call.function {
@@ -642,8 +645,11 @@ impl EventStream {
             None => {
                 let index = self.items.len();
                 let id = item_id("fc", &self.id, index);
-                let call_id = call.id.clone().unwrap_or_else(|| format!("call_{id}"));
-                let name = name.clone().unwrap_or_default();
+                let call_id = call
+                    .id
+                    .clone()
+                    .map_or_else(|| format!("call_{id}"), Cow::into_owned);
+                let name = name.clone().map(Cow::into_owned).unwrap_or_default();
                 let item = Item::FunctionCall {
                     id,
                     call_id,
@@ -664,13 +670,17 @@ impl EventStream {
             return;
         };
         arguments.push_str(&fragment);
-        let id = id.clone();
         let body = ArgsDeltaBody {
-            item_id: &id,
+            item_id: id,
             output_index: index,
             delta: &fragment,
         };
-        self.emit("response.function_call_arguments.delta", body, out);
+        emit_at(
+            &mut self.seq,
+            "response.function_call_arguments.delta",
+            body,
+            out,
+        );
     }
 
     fn close_calls(&mut self, status: Status, out: &mut BytesMut) {
@@ -786,9 +796,14 @@ impl EventStream {
     }
 
     fn emit<T: Serialize>(&mut self, kind: &str, body: T, out: &mut BytesMut) {
-        frame(kind, self.seq, body, out);
-        self.seq += 1;
+        emit_at(&mut self.seq, kind, body, out);
     }
+}
+
+/// Writes one event with the next sequence number.
+fn emit_at<T: Serialize>(seq: &mut u64, kind: &str, body: T, out: &mut BytesMut) {
+    frame(kind, *seq, body, out);
+    *seq += 1;
 }
 
 /// Appends `event: <type>\ndata: <json>\n\n`.
