@@ -207,6 +207,9 @@ async fn serve(
         }
     })?;
     let body = crate::face::request(ctx.face, body, &mut ctx.render).map_err(Rejection::Error)?;
+    if let crate::face::Render::Messages(m) = &mut ctx.render {
+        m.set_beta(ds.get_header("anthropic-beta").map(|v| v.as_bytes()));
+    }
     let req = OpenAiRequest::parse(
         ctx.face.exchange_endpoint(ctx.endpoint),
         body,

@@ -25,6 +25,7 @@ models:
   anthropic-e529: {{ provider: anthropic, upstream_model: \"m-anthropic@529\" }}
   anthropic-e400: {{ provider: anthropic, upstream_model: \"m-anthropic@400\" }}
   anthropic-cut: {{ provider: anthropic, upstream_model: \"m-anthropic@cut:3\" }}
+  anthropic-mid: {{ provider: anthropic, upstream_model: \"m-anthropic@echo-key:mid-stream:3\" }}
   azure-chat: {{ provider: azure, upstream_model: m-azure }}
 routes:
   - name: to-anthropic
@@ -281,6 +282,19 @@ async fn plain_and_streamed_messages_on_anthropic_and_openai_targets() {
             .any(|l| l.starts_with("sluice_requests_total") && l.contains("chat_completions")),
         "Messages requests are not counted as chat completions"
     );
+    // The access log names the endpoint too (its writer flushes on a timer: wait, bounded).
+    let logged = common::eventually(async || {
+        let n = gw
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["endpoint"] == "messages" && v["route"].is_string())
+            .count();
+        (n == 5).then_some(n)
+    })
+    .await;
+    assert_eq!(logged, Some(5), "one access-log line per Messages request");
 }
 
 #[tokio::test]
@@ -299,13 +313,10 @@ async fn anthropic_targets_receive_the_clients_own_body() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["type"], "message", "{body}");
-    // What mock-llm received is the client's body with the target's model (and no
-    // `thinking`), byte for byte in length: not a chat body translated back.
+    // What mock-llm received is the client's body with the target's model, byte for byte
+    // in length: not a chat body translated back.
     let mut sent = req.clone();
     sent["model"] = json!("m-anthropic");
-    if let Some(o) = sent.as_object_mut() {
-        o.remove("thinking");
-    }
     assert_eq!(
         mock.stats().last_body_len,
         sent.to_string().len() as u64,
@@ -423,18 +434,28 @@ async fn a_cut_stream_ends_with_an_anthropic_error_event() {
             "{model}: the answer began"
         );
     }
-    let metrics = gw
-        .metrics_when(|m| {
-            m.lines().any(|l| {
+    // The provider's own overloaded error after the answer began keeps its kind.
+    let events = events(post(&gw, "/v1/messages", &ask("anthropic-mid", true)).await).await;
+    let (name, last) = events.last().expect("events");
+    assert_eq!(name, "error", "{events:?}");
+    assert_eq!(last["error"]["type"], "overloaded_error", "{last}");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"));
+    // One line per model, each counting its one truncated request.
+    let truncated = |m: &str| {
+        m.lines()
+            .filter(|l| {
                 l.starts_with("sluice_requests_total")
                     && l.contains("endpoint=\"messages\"")
                     && l.contains("outcome=\"truncated\"")
-                    && l.ends_with(" 2")
+                    && l.ends_with(" 1")
             })
-        })
-        .await;
-    assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
+            .count()
+    };
+    let metrics = gw.metrics_when(|m| truncated(m) == 3).await;
+    assert_eq!(truncated(&metrics), 3, "{metrics}");
 }
+
+const LIMITED_KEY: &str = "sk-sluice-test-messages-limited";
 
 fn error_of(status: u16, body: &Value) -> String {
     assert_eq!(body["type"], "error", "{status}: {body}");
@@ -448,7 +469,18 @@ fn error_of(status: u16, body: &Value) -> String {
 #[tokio::test]
 async fn errors_come_back_in_the_messages_shape_with_their_status() {
     let mock = common::mock_llm().await;
-    let gw = TestGateway::start_with(&policy(&mock), &mock, "  max_body_bytes: 1048576\n").await;
+    // A second key that may send one request a minute.
+    let limited = format!(
+        "{}, limits: {{ rpm: 1 }}",
+        common::more_keys(&[("limited", LIMITED_KEY, "lim")])
+    );
+    let gw = TestGateway::start_full(
+        &policy(&mock),
+        &mock,
+        "  max_body_bytes: 1048576\n",
+        &limited,
+    )
+    .await;
     let client = reqwest::Client::new();
     let send = |req: reqwest::RequestBuilder| async move {
         let resp = req.send().await.expect("request");
@@ -505,6 +537,19 @@ async fn errors_come_back_in_the_messages_shape_with_their_status() {
             "{req}"
         );
     }
+    // The key's rate limit: 429 with retry-after, as the SDKs expect.
+    let limited = |c: &reqwest::Client| {
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", LIMITED_KEY)
+            .body(ask("openai-chat", false).to_string())
+    };
+    let (status, _) = send(limited(&client)).await;
+    assert_eq!(status, 200);
+    let resp = limited(&client).send().await.expect("request");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let b: Value = resp.json().await.expect("json");
+    assert_eq!(error_of(429, &b), "rate_limit_error");
     // A provider's own 400 keeps its status, in the Messages shape.
     let resp = post(&gw, "/v1/messages", &ask("anthropic-e400", false)).await;
     let status = resp.status().as_u16();

@@ -102,6 +102,9 @@ pub struct Render {
     facts: request::Facts,
     /// The client's own body (by reference count), sent as it is to Anthropic-kind targets.
     original: Bytes,
+    /// The client's `anthropic-beta` flags, sent with its own body: fields in that body (say
+    /// Claude Code's `context_management`) need them.
+    beta: Option<String>,
     /// Made at the stream's first event.
     stream: Option<render::StreamRender>,
 }
@@ -129,20 +132,35 @@ pub fn request(body: &Bytes) -> Result<(Bytes, Render), GatewayError> {
         Render {
             facts,
             original: body.clone(),
+            beta: None,
             stream: None,
         },
     ))
 }
 
 impl Render {
+    /// Keeps the client's `anthropic-beta` header when it is a plain list of flags.
+    pub fn set_beta(&mut self, header: Option<&[u8]>) {
+        self.beta = header
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 1024
+                    && h.iter().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b',' | b' ')
+                    })
+            })
+            .map(|h| String::from_utf8_lossy(h).into_owned());
+    }
+
     /// The request for an Anthropic-kind target: the client's own Messages body with the
     /// target's model, instead of the chat body translated back. What chat cannot say
     /// survives this way — `cache_control` (so prompt caching keeps working), the system
     /// blocks, `is_error` on tool results, `metadata`, `service_tier` — while the answer still
-    /// comes back through the chat exchange, recorded, cached and judged like any other.
-    /// `thinking` is left out: the answer is rendered without thinking blocks, and a client
-    /// could not send them back in its next turn, which Anthropic requires once thinking is
-    /// on. `None` only when the body is not the object it was when accepted.
+    /// comes back through the chat exchange, recorded, cached and judged like any other. The
+    /// client's `anthropic-beta` flags go with it, since its fields may need them. `thinking`
+    /// goes too: the signed thinking blocks come back (through chat's `thinking_blocks`) and
+    /// render as `thinking` blocks the client sends back in its next turn, as Anthropic
+    /// requires. `None` only when the body is not the object it was when accepted.
     pub fn native_request(
         &self,
         upstream_model: &str,
@@ -152,14 +170,20 @@ impl Render {
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&self.original).ok()?;
         body.insert("model".into(), serde_json::Value::from(upstream_model));
-        body.remove("thinking");
         let stream = self.facts.stream;
         let mut headers = vec![
             ("content-type", "application/json".to_owned()),
             ("anthropic-version", opts.version.clone()),
         ];
-        if !opts.beta.is_empty() {
-            headers.push(("anthropic-beta", opts.beta.join(",")));
+        // The provider's configured flags, then the client's own.
+        let mut beta: Vec<&str> = opts.beta.iter().map(String::as_str).collect();
+        for flag in self.beta.iter().flat_map(|b| b.split(',')).map(str::trim) {
+            if !flag.is_empty() && !beta.contains(&flag) {
+                beta.push(flag);
+            }
+        }
+        if !beta.is_empty() {
+            headers.push(("anthropic-beta", beta.join(",")));
         }
         if stream {
             headers.push(("accept", "text/event-stream".to_owned()));
@@ -366,11 +390,15 @@ mod tests {
             })
             .to_string(),
         );
-        let (_, render) = request(&body).expect("accepted");
+        let (_, mut render) = request(&body).expect("accepted");
+        render.set_beta(Some(b"b2, b1"));
         let opts = crate::providers::translate::AnthropicOptions {
             beta: vec!["b1".into()],
             ..Default::default()
         };
+        let up = render.native_request("claude-x-1", &opts).expect("native");
+        assert!(up.headers.contains(&("anthropic-beta", "b1,b2".to_owned())));
+        render.set_beta(Some(b"b2\r\nx-api-key: z"));
         let up = render.native_request("claude-x-1", &opts).expect("native");
         assert_eq!(up.path_and_query, "/v1/messages");
         assert!(up.stream && up.state.stream && up.state.include_usage);
@@ -385,6 +413,7 @@ mod tests {
             json!({
                 "model": "claude-x-1", "max_tokens": 9, "stream": true,
                 "system": [{"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
                 "messages": [{"role": "user", "content": "hi"}],
             })
         );

@@ -9,7 +9,8 @@
 //! | `usage` (prompt includes cache tokens) | `input_tokens` (without them), `output_tokens`, `cache_read_input_tokens`, `cache_creation_input_tokens` |
 //! | `data: {"error":…}` | `event: error` |
 //! | an SSE comment (keep-alive) | `event: ping` |
-//! | `reasoning_content` | dropped (no `thinking` block without a signature the client could send back) |
+//! | `thinking_blocks` (Anthropic's signed reasoning, carried through chat) | `thinking` blocks with their `signature`, `redacted_thinking` blocks |
+//! | `delta.reasoning_content`, then `delta.thinking_blocks` | a `thinking` block: `thinking_delta`s, then a `signature_delta` |
 //!
 //! Stream order: `message_start` at the first chunk; blocks open and close as the chunks
 //! change from text to a tool call (or from one call to the next); the finish reason closes
@@ -81,6 +82,19 @@ pub fn message(body: &[u8], fallback_model: &str) -> Option<Bytes> {
     let choice = v.pointer("/choices/0")?;
     let msg = choice.get("message")?;
     let mut content = Vec::new();
+    // Reasoning with what it takes to send it back (Anthropic's signed blocks, carried
+    // through chat as `thinking_blocks`); bare `reasoning_content` has no signature and is
+    // left out.
+    for block in msg
+        .get("thinking_blocks")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if let Some(b) = thinking_block(block) {
+            content.push(b);
+        }
+    }
     if let Some(text) = msg.get("content").and_then(Value::as_str)
         && !text.is_empty()
     {
@@ -117,10 +131,26 @@ pub fn message(body: &[u8], fallback_model: &str) -> Option<Bytes> {
     Some(Bytes::from(out.to_string()))
 }
 
+/// A chat `thinking_blocks` entry as a Messages content block.
+fn thinking_block(b: &Value) -> Option<Value> {
+    let s = |k: &str| b.get(k).and_then(Value::as_str);
+    match s("type")? {
+        "thinking" => Some(json!({
+            "type": "thinking",
+            "thinking": s("thinking").unwrap_or_default(),
+            "signature": s("signature").unwrap_or_default(),
+        })),
+        "redacted_thinking" => Some(json!({"type": "redacted_thinking", "data": s("data")?})),
+        _ => None,
+    }
+}
+
 /// The block open in the client's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
     None,
+    Thinking,
+    Redacted,
     Text,
     /// A tool call, by its chat index.
     Tool(u64),
@@ -176,6 +206,27 @@ impl StreamRender {
         }
         self.start(&v, out);
         if let Some(delta) = v.pointer("/choices/0/delta") {
+            if let Some(text) = delta.get("reasoning_content").and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                if self.open != Open::Thinking {
+                    self.close(out);
+                    self.open_block(
+                        Open::Thinking,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                        out,
+                    );
+                }
+                self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+            }
+            for block in delta
+                .get("thinking_blocks")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                self.thinking_done(block, out);
+            }
             if let Some(text) = delta.get("content").and_then(Value::as_str)
                 && !text.is_empty()
             {
@@ -257,6 +308,43 @@ impl StreamRender {
         }
     }
 
+    /// A finished reasoning block: its signature ends the open thinking block; a redacted
+    /// block is a block of its own.
+    fn thinking_done(&mut self, block: &Value, out: &mut BytesMut) {
+        match block.get("type").and_then(Value::as_str) {
+            Some("thinking") => {
+                if self.open != Open::Thinking {
+                    // The text came whole, with no deltas before it.
+                    self.close(out);
+                    self.open_block(
+                        Open::Thinking,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                        out,
+                    );
+                    if let Some(text) = block
+                        .get("thinking")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                    {
+                        self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+                    }
+                }
+                if let Some(sig) = block.get("signature").and_then(Value::as_str) {
+                    self.delta(json!({"type": "signature_delta", "signature": sig}), out);
+                }
+                self.close(out);
+            }
+            Some("redacted_thinking") => {
+                if let Some(b) = thinking_block(block) {
+                    self.close(out);
+                    self.open_block(Open::Redacted, b, out);
+                    self.close(out);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn open_block(&mut self, open: Open, block: Value, out: &mut BytesMut) {
         self.open = open;
         push(
@@ -308,12 +396,19 @@ impl StreamRender {
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("the provider reported an error");
-        let kind = match err.get("type").and_then(Value::as_str) {
-            Some("invalid_request_error") => error_type(400),
-            Some("authentication_error") => error_type(401),
-            Some("permission_error") => error_type(403),
-            Some("rate_limit_error" | "requests" | "tokens") => error_type(429),
-            Some("overloaded_error") => error_type(529),
+        // Chat's `code` is the finer word (Sluice's and the translators' table); `type` next.
+        let code = err.get("code").and_then(Value::as_str);
+        let kind = match (code, err.get("type").and_then(Value::as_str)) {
+            (Some("provider_overloaded" | "provider_unavailable"), _)
+            | (_, Some("overloaded_error")) => error_type(529),
+            (Some("upstream_timeout"), _) => error_type(504),
+            (Some("rate_limit_exceeded" | "insufficient_quota"), _)
+            | (_, Some("rate_limit_error" | "requests" | "tokens" | "insufficient_quota")) => {
+                error_type(429)
+            }
+            (_, Some("invalid_request_error")) => error_type(400),
+            (_, Some("authentication_error")) => error_type(401),
+            (_, Some("permission_error")) => error_type(403),
             _ => error_type(500),
         };
         push(
@@ -616,6 +711,136 @@ mod tests {
             events[3].1,
             json!({"type": "error", "error": {"type": "api_error", "message": "Overloaded"}})
         );
+    }
+
+    #[test]
+    fn reasoning_becomes_signed_thinking_blocks() {
+        let events = render(&[
+            chunk(
+                json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "Let me "}}]}),
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": "think."}}]}),
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"thinking_blocks": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig=="}]}}]}),
+            ),
+            chunk(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"thinking_blocks": [{"type": "redacted_thinking", "data": "opaque"}]}}]}),
+            ),
+            chunk(json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "Answer."}}]})),
+            b"data: [DONE]\n\n".to_vec(),
+        ]);
+        let got: Vec<(String, Value)> = events
+            .iter()
+            .map(|(n, v)| {
+                let detail = match n.as_str() {
+                    "content_block_start" => json!([v["index"], v["content_block"]]),
+                    "content_block_delta" => json!([v["index"], v["delta"]]),
+                    "content_block_stop" => v["index"].clone(),
+                    _ => Value::Null,
+                };
+                (n.clone(), detail)
+            })
+            .collect();
+        let e = |n: &str, v: Value| (n.to_owned(), v);
+        assert_eq!(
+            got,
+            vec![
+                e("message_start", Value::Null),
+                e(
+                    "content_block_start",
+                    json!([0, {"type": "thinking", "thinking": "", "signature": ""}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([0, {"type": "thinking_delta", "thinking": "Let me "}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([0, {"type": "thinking_delta", "thinking": "think."}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([0, {"type": "signature_delta", "signature": "sig=="}])
+                ),
+                e("content_block_stop", json!(0)),
+                e(
+                    "content_block_start",
+                    json!([1, {"type": "redacted_thinking", "data": "opaque"}])
+                ),
+                e("content_block_stop", json!(1)),
+                e(
+                    "content_block_start",
+                    json!([2, {"type": "text", "text": ""}])
+                ),
+                e(
+                    "content_block_delta",
+                    json!([2, {"type": "text_delta", "text": "Answer."}])
+                ),
+                e("content_block_stop", json!(2)),
+                e("message_delta", Value::Null),
+                e("message_stop", Value::Null),
+            ]
+        );
+        let whole = json!({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "Answer.", "reasoning_content": "Let me think.",
+            "thinking_blocks": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig=="}, {"type": "redacted_thinking", "data": "opaque"}],
+        }}]});
+        let out: Value =
+            serde_json::from_slice(&message(whole.to_string().as_bytes(), "m").expect("a message"))
+                .expect("json");
+        assert_eq!(
+            out["content"],
+            json!([
+                {"type": "thinking", "thinking": "Let me think.", "signature": "sig=="},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Answer."},
+            ])
+        );
+    }
+
+    #[test]
+    fn provider_error_event_table() {
+        for (err, want) in [
+            (
+                json!({"message": "m", "type": "server_error", "code": "provider_overloaded"}),
+                "overloaded_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "provider_unavailable"}),
+                "overloaded_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "upstream_timeout"}),
+                "timeout_error",
+            ),
+            (
+                json!({"message": "m", "type": "rate_limit_error", "code": "rate_limit_exceeded"}),
+                "rate_limit_error",
+            ),
+            (
+                json!({"message": "m", "type": "invalid_request_error", "code": "content_filter"}),
+                "invalid_request_error",
+            ),
+            (
+                json!({"message": "m", "type": "server_error", "code": "stream_interrupted"}),
+                "api_error",
+            ),
+            (json!({"message": "m"}), "api_error"),
+        ] {
+            let events = render(&[
+                chunk(
+                    json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "a"}}]}),
+                ),
+                chunk(json!({"error": err.clone()})),
+            ]);
+            assert_eq!(
+                events.last().map(|(_, v)| v["error"]["type"].clone()),
+                Some(json!(want)),
+                "{err}"
+            );
+        }
     }
 
     #[test]

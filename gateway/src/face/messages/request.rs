@@ -14,12 +14,17 @@
 //! | `metadata.user_id` | `user` |
 //! | `stream` | `stream` with `stream_options.include_usage` (the face needs usage for `message_delta`) |
 //!
+//! A `system` turn inside `messages` (Claude Code sends them) stays a `system` message at its
+//! place.
+//!
 //! Refused with a 400 naming the field: `top_k` (chat has no equivalent, and a silent drop
 //! would change sampling), server tools (`web_search_*`, `bash_*`, …), `document` and other
 //! block types chat cannot carry, and unknown fields. Dropped, as hints that do not change
 //! the answer's shape: `cache_control` on any block or tool, `thinking` (chat has no budget
 //! that every provider takes; the answer is rendered without thinking blocks),
-//! `service_tier`, `citations` on text blocks.
+//! `service_tier`, `citations` on text blocks, and what Claude Code sends by default:
+//! `context_management` (server-side clearing of old tool results: without it the whole
+//! history is sent, the answer is the same) and `output_config` (its effort setting).
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -69,7 +74,7 @@ pub fn translate(body: &[u8], mode: Mode) -> Result<(Bytes, Facts)> {
         match key.as_str() {
             "model" | "messages" | "system" | "max_tokens" | "stop_sequences" | "temperature"
             | "top_p" | "tools" | "tool_choice" | "metadata" | "stream" | "thinking"
-            | "service_tier" => {}
+            | "service_tier" | "context_management" | "output_config" => {}
             "top_k" => {
                 return Err(bad(
                     "top_k",
@@ -243,7 +248,7 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<()> {
         bad_at(
             "messages",
             &format!("{path}.role"),
-            "must be `user` or `assistant`",
+            "must be `user`, `assistant` or `system`",
         )
     })?;
     let content = m
@@ -252,10 +257,24 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<()> {
     match role {
         "user" => user_turn(content, &path, out),
         "assistant" => assistant_turn(content, &path, out),
+        // Claude Code adds system turns mid-conversation; chat keeps them where they are.
+        "system" => {
+            let parts = system_parts(content).map_err(|_| {
+                bad_at(
+                    "messages",
+                    &format!("{path}.content"),
+                    "must be a string or an array of text blocks",
+                )
+            })?;
+            if let Some(parts) = parts {
+                out.push(json!({"role": "system", "content": parts}));
+            }
+            Ok(())
+        }
         _ => Err(bad_at(
             "messages",
             &format!("{path}.role"),
-            "must be `user` or `assistant`",
+            "must be `user`, `assistant` or `system`",
         )),
     }
 }
@@ -744,6 +763,32 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn claude_code_defaults_are_accepted() {
+        let out = chat(json!({
+            "model": "m", "max_tokens": 5,
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+            "output_config": {"effort": "high"},
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+                {"role": "user", "content": "y"},
+            ],
+        }));
+        assert_eq!(
+            out,
+            json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+                {"role": "user", "content": "y"},
+            ]})
+        );
+        let e = refused(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
+        );
+        assert!(e.to_string().contains("`messages.0.role`"), "{e}");
     }
 
     #[test]
