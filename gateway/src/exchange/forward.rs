@@ -164,7 +164,10 @@ async fn stream(
             ctx.end_with(&e);
             up.release(&state.connector, false).await;
             if ds
-                .write_response_body(crate::face::error_event(ctx.face, &e), false)
+                .write_response_body(
+                    crate::face::error_event(ctx.face, &mut ctx.render, &e),
+                    false,
+                )
                 .await
                 .is_err()
             {

@@ -21,9 +21,10 @@
 //! |---|---|---|
 //! | Chat | `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` | (identity) |
 //! | Messages | `/v1/messages`, `/v1/messages/count_tokens` | [`messages`] |
-//! | Responses | `/v1/responses` | not yet wired: a clear 400 |
+//! | Responses | `/v1/responses` | [`responses`] |
 
 pub mod messages;
+pub mod responses;
 
 use bytes::{Bytes, BytesMut};
 use sluice_observability::Endpoint;
@@ -71,8 +72,7 @@ pub enum Render {
     #[default]
     Chat,
     Messages(Box<messages::Render>),
-    /// Not wired yet: [`request`] refuses every Responses request before anything renders.
-    Responses,
+    Responses(Box<responses::Render>),
 }
 
 impl Render {
@@ -85,8 +85,9 @@ impl Render {
     /// they came.
     pub fn events(&mut self, raw: &[u8], out: &mut BytesMut) {
         match self {
-            Self::Chat | Self::Responses => out.extend_from_slice(raw),
+            Self::Chat => out.extend_from_slice(raw),
             Self::Messages(r) => r.event(raw, out),
+            Self::Responses(r) => r.event(raw, out),
         }
     }
 }
@@ -100,18 +101,20 @@ pub fn request(face: Face, body: Bytes, render: &mut Render) -> Result<Bytes, Ga
             *render = Render::Messages(Box::new(state));
             Ok(chat)
         }
-        Face::Responses => Err(GatewayError::invalid(
-            "POST /v1/responses is not supported by this Sluice yet; use /v1/chat/completions",
-            None,
-        )),
+        Face::Responses => {
+            let (chat, state) = responses::start(&body, unix_now())?;
+            *render = Render::Responses(Box::new(state));
+            Ok(chat)
+        }
     }
 }
 
 /// A whole (non-streamed) chat answer in the face's shape.
 pub fn whole(render: &mut Render, body: Bytes) -> Bytes {
     match render {
-        Render::Chat | Render::Responses => body,
+        Render::Chat => body,
         Render::Messages(r) => r.whole(&body),
+        Render::Responses(r) => r.whole(&body),
     }
 }
 
@@ -123,12 +126,21 @@ pub fn error_json(face: Face, e: &GatewayError) -> (u16, Bytes) {
     }
 }
 
-/// Sluice's own error as the face's final stream event.
-pub fn error_event(face: Face, e: &GatewayError) -> Bytes {
-    match face {
-        Face::Chat | Face::Responses => e.to_sse_event(),
-        Face::Messages => messages::error_event(e),
+/// Sluice's own error as the face's final stream event(s). `render` carries what the stream
+/// already said (the Responses face continues its `sequence_number`s).
+pub fn error_event(face: Face, render: &mut Render, e: &GatewayError) -> Bytes {
+    match (face, render) {
+        (Face::Responses, Render::Responses(r)) => r.error_event(e),
+        (Face::Chat | Face::Responses, _) => e.to_sse_event(),
+        (Face::Messages, _) => messages::error_event(e),
     }
+}
+
+/// Unix seconds now, for the `created_at` of an answer that carries no time of its own.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A provider's own 4xx (OpenAI-shaped, or the provider's when passed through) in the face's

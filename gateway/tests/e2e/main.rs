@@ -20,6 +20,7 @@ mod rawup;
 mod redaction;
 mod redis;
 mod reload;
+mod responses;
 mod routing;
 mod schema;
 mod slo;
