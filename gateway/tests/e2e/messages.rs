@@ -335,12 +335,12 @@ async fn anthropic_targets_receive_the_clients_own_body() {
 }
 
 #[tokio::test]
-async fn tools_round_trip_on_anthropic_and_azure_targets() {
+async fn tools_round_trip_on_anthropic_openai_and_azure_targets() {
     let (_mock, gw) = start().await;
     let tools = json!([
         {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}
     ]);
-    for model in ["anthropic-chat", "azure-chat"] {
+    for model in ["anthropic-chat", "openai-chat", "azure-chat"] {
         let mut req = ask(model, false);
         req["tools"] = tools.clone();
         req["tool_choice"] = json!({"type": "auto"});

@@ -409,7 +409,7 @@ async fn plain_and_streamed_responses_on_openai_and_anthropic_targets() {
 #[tokio::test]
 async fn a_function_tool_round_trip_on_openai_shaped_and_anthropic_targets() {
     let (_mock, gw) = start().await;
-    for model in ["azure-chat", "anthropic-chat"] {
+    for model in ["openai-chat", "azure-chat", "anthropic-chat"] {
         let mut req = ask(model, false);
         req["input"] = json!("What is the weather in Paris?");
         req["tools"] = weather_tools();

@@ -24,7 +24,7 @@ TOOLS = [
 ]
 # An Anthropic-kind target, an OpenAI-kind one, and Azure OpenAI (chat's dialect, with tool calls).
 TARGETS = ["claude-up", "gpt-4o-mini", "azure-up"]
-TOOL_TARGETS = ["claude-up", "azure-up"]
+TOOL_TARGETS = ["claude-up", "gpt-4o-mini", "azure-up"]
 
 
 def make_client(stack: Stack, **kw) -> anthropic.Anthropic:

@@ -24,7 +24,7 @@ TOOLS = [
 ]
 TARGETS = ["gpt-4o-mini", "claude-up"]
 # mock-llm's plain OpenAI API answers in text only; its Azure dialect makes tool calls.
-TOOL_TARGETS = ["azure-up", "claude-up"]
+TOOL_TARGETS = ["gpt-4o-mini", "azure-up", "claude-up"]
 
 
 def check_sequence(events: list) -> None:
