@@ -66,6 +66,9 @@ pub struct CompareOpts {
     /// every request also pays the SLO engine's and remediation's share; the baseline keeps the
     /// plain policy (it may predate SLOs).
     pub slos: bool,
+    /// The `sluice` target only: its provider is `kind: anthropic` (mock-llm's Anthropic
+    /// dialect), so each request and answer is translated; the baseline speaks OpenAI.
+    pub anthropic: bool,
 }
 
 /// Per-target figures of a compare run.
@@ -130,6 +133,9 @@ pub struct CompareReport {
     pub sluice_telemetry: bool,
     /// `sluice` (not the baseline) ran with route SLOs and a remediation rule.
     pub sluice_slos: bool,
+    /// `sluice` (not the baseline) reached mock-llm in Anthropic's dialect.
+    #[serde(default)]
+    pub sluice_anthropic: bool,
     /// One entry per target, in scenario order.
     pub targets: Vec<TargetReport>,
     /// Goal checks that apply to the scenario.
@@ -419,6 +425,13 @@ async fn start_sluice(
     if kind == TargetKind::Sluice && o.slos {
         policy.push_str(SLO_ROUTE);
     }
+    if kind == TargetKind::Sluice && o.anthropic {
+        // The same model on the same mock-llm, in Anthropic's Messages dialect.
+        policy = policy.replace(
+            &format!("kind: openai, base_url: \"http://{}/v1\"", addr(mock)),
+            &format!("kind: anthropic, base_url: \"http://{}\"", addr(mock)),
+        );
+    }
     let policy_path = o.work_dir.join(format!("{name}.yaml"));
     std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(binary);
@@ -567,6 +580,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         sluice_threads: o.threads,
         sluice_telemetry: o.telemetry,
         sluice_slos: o.slos,
+        sluice_anthropic: o.anthropic,
         targets,
         goals,
         rss_series,
@@ -881,6 +895,7 @@ mod tests {
             key_rpm: None,
             redis: None,
             slos: false,
+            anthropic: false,
         };
         let t = target_of(TargetKind::Baseline, &o);
         assert_eq!((t.name.as_str(), t.addr), ("baseline", addr(31004)));

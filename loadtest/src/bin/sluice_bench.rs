@@ -102,6 +102,10 @@ enum Cmd {
         /// the SLO engine and remediation cost per request; the baseline keeps its policy.
         #[arg(long)]
         slos: bool,
+        /// Have the target `sluice` reach mock-llm in Anthropic's dialect (`kind: anthropic`),
+        /// to measure what translation costs; the baseline keeps the OpenAI provider.
+        #[arg(long)]
+        anthropic: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -237,6 +241,7 @@ async fn work(cli: Cli) -> Result<(), String> {
             key_rpm,
             redis,
             slos,
+            anthropic,
             common,
         } => {
             let mut s = load_scenario(&scenario, common.duration)?;
@@ -279,6 +284,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                 key_rpm,
                 redis,
                 slos,
+                anthropic,
             };
             if keep {
                 eprintln!("work directory: {}", opts.work_dir.display());
