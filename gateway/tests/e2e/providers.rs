@@ -21,8 +21,11 @@ const KINDS: [&str; 6] = [
 ];
 
 /// The fault suffixes each kind gets a catalog model for.
-const FAULTS: [(&str, &str); 7] = [
+const FAULTS: [(&str, &str); 10] = [
     ("chat", ""),
+    ("e403", "@403"),
+    ("e504", "@504"),
+    ("slow", "@ttft:3000"),
     ("e500", "@500"),
     ("e529", "@529"),
     ("e429", "@429:2"),
@@ -71,6 +74,15 @@ fn policy(mock: &sluice_loadtest::MockLlm) -> String {
             "  {kind}-badkey: {{ provider: {kind}-bad, upstream_model: m-{kind} }}\n"
         ));
     }
+    // A route per kind whose provider answers later than the route's time to first token.
+    let slow: String = KINDS
+        .iter()
+        .map(|kind| {
+            format!(
+                "  - {{ name: slow-{kind}, match: {{ model: timeout-{kind} }}, targets: [ {{ model: {kind}-slow }} ], retry: {{ max_attempts: 1 }}, timeouts: {{ ttft: 300ms, total: 5s }} }}\n"
+            )
+        })
+        .collect();
     format!(
         "providers:
   openai: {{ kind: openai, base_url: \"{root}/v1\", api_key_env: {env} }}
@@ -93,7 +105,7 @@ models:
     targets: [ {{ model: anthropic-e529 }} ]
     fallbacks: [ gemini-chat ]
     timeouts: {{ ttft: 2s, idle: 2s, total: 10s }}
-"
+{slow}"
     )
 }
 
@@ -617,4 +629,31 @@ async fn compat_options_let_an_older_openai_compatible_server_serve() {
         "the whole answer's usage is the server's: {m}"
     );
     assert_no_canary(&gw.log_text());
+}
+
+/// The rest of the error classes, per dialect and streamed or not: a provider refusing
+/// Sluice's permissions (403) is Sluice's problem, a 502 that never echoes the key; a
+/// provider's gateway timeout is a 504; a provider slower than the route's time to first
+/// token is a 504 `upstream_timeout`.
+#[tokio::test]
+async fn forbidden_gateway_timeout_and_ttft_timeout_map_per_dialect() {
+    let (_mock, gw) = start().await;
+    for kind in KINDS {
+        for stream in [false, true] {
+            let cases = [
+                (format!("{kind}-e403"), 502, "upstream_error"),
+                (format!("{kind}-e504"), 504, "upstream_error"),
+                (format!("timeout-{kind}"), 504, "upstream_timeout"),
+            ];
+            for (model, status, code) in cases {
+                let resp = post(&gw, &ask(&model, stream)).await;
+                assert_eq!(resp.status(), status, "{model} stream={stream}");
+                let text = resp.text().await.expect("body");
+                assert_no_canary(&text);
+                let body: Value = serde_json::from_str(&text).expect("json");
+                assert_eq!(body["error"]["type"], "server_error", "{model}: {body}");
+                assert_eq!(body["error"]["code"], code, "{model}: {body}");
+            }
+        }
+    }
 }
