@@ -62,6 +62,8 @@ pub struct CompareOpts {
     /// `state.redis.url` of the `sluice` target only: with `key_rpm`, Sluice counts the limit
     /// in this Redis while the baseline counts it in-process.
     pub redis: Option<String>,
+    /// With `redis`: requests the target leases per round trip (`local_allowance`).
+    pub local_allowance: Option<u32>,
     /// The `sluice` target only: its route states SLOs (errors, TTFT) with a failover rule, so
     /// every request also pays the SLO engine's and remediation's share; the baseline keeps the
     /// plain policy (it may predate SLOs).
@@ -418,8 +420,9 @@ async fn start_sluice(
         o.key_rpm,
     );
     if let (TargetKind::Sluice, Some(url)) = (kind, &o.redis) {
+        let allowance = o.local_allowance.unwrap_or(0);
         policy.push_str(&format!(
-            "state:\n  redis: {{ url: \"{url}\", fail: closed }}\n"
+            "state:\n  redis: {{ url: \"{url}\", fail: closed, local_allowance: {allowance} }}\n"
         ));
     }
     if kind == TargetKind::Sluice && o.slos {
@@ -894,6 +897,7 @@ mod tests {
             progress: false,
             key_rpm: None,
             redis: None,
+            local_allowance: None,
             slos: false,
             anthropic: false,
         };

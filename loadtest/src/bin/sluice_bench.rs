@@ -98,6 +98,9 @@ enum Cmd {
         /// cost of shared limits.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
+        /// With --redis: `state.redis.local_allowance` (requests leased per round trip).
+        #[arg(long, value_name = "N", requires = "redis")]
+        local_allowance: Option<u32>,
         /// Give the target `sluice`'s route SLOs and a (dry-run) failover rule, to measure what
         /// the SLO engine and remediation cost per request; the baseline keeps its policy.
         #[arg(long)]
@@ -240,6 +243,7 @@ async fn work(cli: Cli) -> Result<(), String> {
             keep,
             key_rpm,
             redis,
+            local_allowance,
             slos,
             anthropic,
             common,
@@ -283,6 +287,7 @@ async fn work(cli: Cli) -> Result<(), String> {
                 progress: !common.quiet,
                 key_rpm,
                 redis,
+                local_allowance,
                 slos,
                 anthropic,
             };
