@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{Echo, TranslateError};
+use crate::providers::translate::openai::{invalid, object, string, unsupported};
 
 /// What the exchange sends on, and what the answer echoes.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,29 +18,6 @@ pub struct ChatBody {
     pub body: Bytes,
     pub stream: bool,
     pub echo: Echo,
-}
-
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
-    TranslateError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
-    TranslateError::Unsupported {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TranslateError> {
-    v.as_object()
-        .ok_or_else(|| invalid(path, "must be an object"))
-}
-
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, TranslateError> {
-    v.as_str().ok_or_else(|| invalid(path, "must be a string"))
 }
 
 fn required<'a>(

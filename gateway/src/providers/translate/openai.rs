@@ -185,26 +185,26 @@ const DROPPED_HINTS: &[&str] = &[
     "verbosity",
 ];
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
     TranslateError::Invalid {
         field: field.into(),
         reason: reason.into(),
     }
 }
 
-fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
+pub(crate) fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
     TranslateError::Unsupported {
         field: field.into(),
         reason: reason.into(),
     }
 }
 
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TranslateError> {
+pub(crate) fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TranslateError> {
     v.as_object()
         .ok_or_else(|| invalid(path, "must be an object"))
 }
 
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, TranslateError> {
+pub(crate) fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, TranslateError> {
     v.as_str().ok_or_else(|| invalid(path, "must be a string"))
 }
 
