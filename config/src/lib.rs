@@ -50,6 +50,9 @@ pub use types::{
     VertexConfig,
 };
 pub use types::{FailMode, RedisConfig, StateConfig};
+pub use types::{
+    DestinationConfig, DestinationFilter, DestinationSampling, OUTCOMES, ResourceConfig,
+};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");
