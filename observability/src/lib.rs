@@ -11,8 +11,11 @@
 
 pub mod aiops;
 pub mod cost;
+pub mod destination;
+pub mod enrich;
 mod error;
 pub mod export;
+pub mod logs;
 pub mod metrics;
 mod record;
 pub mod redact;
@@ -24,10 +27,10 @@ pub mod spans;
 pub mod tokens;
 
 pub use error::Error;
-pub use export::{ExportCounters, SpanPipeline, SpanPolicy, SpanSink};
+pub use export::{ExportCounters, Extras, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
-    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
+    AttemptOutcome, AttemptRecord, MAX_TOOL_CALL_IDS, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
     RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
 };
 pub use redact::Redactor;
