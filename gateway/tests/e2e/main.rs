@@ -12,6 +12,7 @@ mod hardening;
 mod incident_push;
 mod judge;
 mod lifecycle;
+mod otlp_pipeline;
 mod prometheus;
 mod providers;
 mod ratelimit;
