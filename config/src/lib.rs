@@ -49,10 +49,10 @@ pub use types::{
     SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts, TlsConfig,
     VertexConfig,
 };
-pub use types::{FailMode, RedisConfig, StateConfig};
 pub use types::{
     DestinationConfig, DestinationFilter, DestinationSampling, OUTCOMES, ResourceConfig,
 };
+pub use types::{FailMode, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

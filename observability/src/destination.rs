@@ -82,7 +82,12 @@ mod tests {
     use crate::record::Outcome;
     use std::sync::Arc;
 
-    fn admit(sampling: DestinationSampling, routes: &[&str], tenants: &[&str], outcomes: &[&str]) -> Admit {
+    fn admit(
+        sampling: DestinationSampling,
+        routes: &[&str],
+        tenants: &[&str],
+        outcomes: &[&str],
+    ) -> Admit {
         let v = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
         Admit {
             sampling,
@@ -138,17 +143,83 @@ mod tests {
         let chat_acme_ok = record(Some("chat"), Some("acme"), Outcome::Ok);
         let anon_timeout = record(None, None, Outcome::Timeout);
         let cases = [
-            ("tail, kept", admit(Tail, &[], &[], &[]), &chat_acme_ok, true, true),
-            ("tail, not kept", admit(Tail, &[], &[], &[]), &chat_acme_ok, false, false),
-            ("all, not kept", admit(All, &[], &[], &[]), &chat_acme_ok, false, true),
-            ("route listed", admit(All, &["chat"], &[], &[]), &chat_acme_ok, false, true),
-            ("route not listed", admit(All, &["embed"], &[], &[]), &chat_acme_ok, true, false),
-            ("no route vs a route list", admit(All, &["chat"], &[], &[]), &anon_timeout, true, false),
-            ("tenant listed", admit(Tail, &[], &["acme", "beta"], &[]), &chat_acme_ok, true, true),
-            ("tenant not listed", admit(Tail, &[], &["beta"], &[]), &chat_acme_ok, true, false),
-            ("outcome listed", admit(All, &[], &[], &["timeout"]), &anon_timeout, false, true),
-            ("outcome not listed", admit(All, &[], &[], &["ok"]), &anon_timeout, true, false),
-            ("every list must pass", admit(All, &["chat"], &["acme"], &["timeout"]), &chat_acme_ok, true, false),
+            (
+                "tail, kept",
+                admit(Tail, &[], &[], &[]),
+                &chat_acme_ok,
+                true,
+                true,
+            ),
+            (
+                "tail, not kept",
+                admit(Tail, &[], &[], &[]),
+                &chat_acme_ok,
+                false,
+                false,
+            ),
+            (
+                "all, not kept",
+                admit(All, &[], &[], &[]),
+                &chat_acme_ok,
+                false,
+                true,
+            ),
+            (
+                "route listed",
+                admit(All, &["chat"], &[], &[]),
+                &chat_acme_ok,
+                false,
+                true,
+            ),
+            (
+                "route not listed",
+                admit(All, &["embed"], &[], &[]),
+                &chat_acme_ok,
+                true,
+                false,
+            ),
+            (
+                "no route vs a route list",
+                admit(All, &["chat"], &[], &[]),
+                &anon_timeout,
+                true,
+                false,
+            ),
+            (
+                "tenant listed",
+                admit(Tail, &[], &["acme", "beta"], &[]),
+                &chat_acme_ok,
+                true,
+                true,
+            ),
+            (
+                "tenant not listed",
+                admit(Tail, &[], &["beta"], &[]),
+                &chat_acme_ok,
+                true,
+                false,
+            ),
+            (
+                "outcome listed",
+                admit(All, &[], &[], &["timeout"]),
+                &anon_timeout,
+                false,
+                true,
+            ),
+            (
+                "outcome not listed",
+                admit(All, &[], &[], &["ok"]),
+                &anon_timeout,
+                true,
+                false,
+            ),
+            (
+                "every list must pass",
+                admit(All, &["chat"], &["acme"], &["timeout"]),
+                &chat_acme_ok,
+                true,
+                false,
+            ),
         ];
         for (name, a, r, kept, want) in cases {
             assert_eq!(a.wants_spans(r, kept), want, "{name}");

@@ -151,9 +151,17 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// (name, policy, `OTEL_RESOURCE_ATTRIBUTES`, expected key → value or absent).
+    type Case = (
+        &'static str,
+        ResourceConfig,
+        Option<&'static str>,
+        &'static [(&'static str, Option<&'static str>)],
+    );
+
     #[test]
     fn defaults_environment_and_policy_in_order_of_precedence() {
-        let cases: [(&str, ResourceConfig, Option<&str>, &[(&str, Option<&str>)]); 4] = [
+        let cases: [Case; 4] = [
             (
                 "defaults only",
                 ResourceConfig::default(),

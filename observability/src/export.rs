@@ -99,7 +99,11 @@ struct Signal {
 }
 
 impl Signal {
-    fn new(family: &Family<OtlpLabels, Counter>, destination: &Arc<str>, signal: &'static str) -> Self {
+    fn new(
+        family: &Family<OtlpLabels, Counter>,
+        destination: &Arc<str>,
+        signal: &'static str,
+    ) -> Self {
         let c = |result| {
             family
                 .get_or_create(&OtlpLabels {
@@ -347,7 +351,9 @@ impl SpanSink {
             let mut spans = build_spans(r, content.as_ref());
             let by = reason.map_or("destination", |k| k.as_str());
             if let Some(server) = spans.first_mut() {
-                server.attributes.push(KeyValue::new(sc::SLUICE_SAMPLED_BY, by));
+                server
+                    .attributes
+                    .push(KeyValue::new(sc::SLUICE_SAMPLED_BY, by));
             }
             if !tenant.is_empty() {
                 for s in &mut spans {
@@ -440,7 +446,8 @@ impl SpanPipeline {
         let policy = SpanPolicy::new(cfg)?;
         let host = Host::current();
         // tonic builds its channel inside a runtime.
-        let (set, workers) = handle.block_on(async { build_set(Spec::of(cfg), &counters, &host) })?;
+        let (set, workers) =
+            handle.block_on(async { build_set(Spec::of(cfg), &counters, &host) })?;
         let (spawn, spawn_rx) = mpsc::unbounded_channel();
         for w in workers {
             let _ = spawn.send(w);
@@ -484,7 +491,11 @@ pub fn resource() -> Resource {
         .build()
 }
 
-fn build_set(spec: Spec, counters: &ExportCounters, host: &Host) -> Result<(Set, Vec<Worker>), Error> {
+fn build_set(
+    spec: Spec,
+    counters: &ExportCounters,
+    host: &Host,
+) -> Result<(Set, Vec<Worker>), Error> {
     let resource = enrich::resource(&spec.resource, host);
     let mut destinations = Vec::with_capacity(spec.destinations.len());
     let mut workers = Vec::with_capacity(spec.destinations.len());
@@ -696,7 +707,13 @@ impl<E> Exporter<E> {
     }
 
     /// Counts a finished export call; warns (rarely) on failure. Returns whether it worked.
-    fn settle(&mut self, n: u64, result: Result<(), String>, destination: &str, signal: &str) -> bool {
+    fn settle(
+        &mut self,
+        n: u64,
+        result: Result<(), String>,
+        destination: &str,
+        signal: &str,
+    ) -> bool {
         let err = match result {
             Ok(()) => {
                 self.counters.exported.inc_by(n);
@@ -750,7 +767,7 @@ impl Worker {
         e.settle(n as u64, result, &self.name, "traces")
     }
 
-    async fn export_logs(&mut self, batch: Vec<Box<SdkLogRecord>>) -> bool {
+    async fn export_logs(&mut self, batch: Vec<SdkLogRecord>) -> bool {
         let n = batch.len();
         let guard = self.guard();
         let Some(e) = &mut self.logs else {
@@ -759,13 +776,13 @@ impl Worker {
         };
         let scope = &*crate::logs::SCOPE;
         let pairs: Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> =
-            batch.iter().map(|r| (&**r, scope)).collect();
-        let result =
-            match tokio::time::timeout(guard, e.inner.export(LogBatch::new(&pairs))).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            };
+            batch.iter().map(|r| (r, scope)).collect();
+        let result = match tokio::time::timeout(guard, e.inner.export(LogBatch::new(&pairs))).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
         self.queued.fetch_sub(n, Ordering::AcqRel);
         e.settle(n as u64, result, &self.name, "logs")
     }
@@ -775,7 +792,7 @@ impl Worker {
     async fn flush(
         &mut self,
         spans: &mut Vec<SpanData>,
-        logs: &mut Vec<Box<SdkLogRecord>>,
+        logs: &mut Vec<SdkLogRecord>,
         all: bool,
         give_up: bool,
     ) {
@@ -787,7 +804,12 @@ impl Worker {
                 let n = spans.len();
                 self.queued.fetch_sub(n, Ordering::AcqRel);
                 if let Some(e) = &mut self.spans {
-                    let _ = e.settle(n as u64, Err("abandoned at shutdown".into()), &self.name, "traces");
+                    let _ = e.settle(
+                        n as u64,
+                        Err("abandoned at shutdown".into()),
+                        &self.name,
+                        "traces",
+                    );
                 }
                 spans.clear();
             }
@@ -799,7 +821,12 @@ impl Worker {
                 let n = logs.len();
                 self.queued.fetch_sub(n, Ordering::AcqRel);
                 if let Some(e) = &mut self.logs {
-                    let _ = e.settle(n as u64, Err("abandoned at shutdown".into()), &self.name, "logs");
+                    let _ = e.settle(
+                        n as u64,
+                        Err("abandoned at shutdown".into()),
+                        &self.name,
+                        "logs",
+                    );
                 }
                 logs.clear();
             }
@@ -808,7 +835,7 @@ impl Worker {
 
     async fn run(mut self, mut shutdown: Shutdown) {
         let mut spans: Vec<SpanData> = Vec::new();
-        let mut logs: Vec<Box<SdkLogRecord>> = Vec::new();
+        let mut logs: Vec<SdkLogRecord> = Vec::new();
         let mut tick = tokio::time::interval(self.otlp.export_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -819,7 +846,7 @@ impl Worker {
                         self.flush(&mut spans, &mut logs, false, false).await;
                     }
                     Some(Msg::Log(l)) => {
-                        logs.push(l);
+                        logs.push(*l);
                         self.flush(&mut spans, &mut logs, false, false).await;
                     }
                     // The set was replaced by a reload: what is held is exported once.
@@ -836,7 +863,7 @@ impl Worker {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Spans(s) => spans.extend(s),
-                Msg::Log(l) => logs.push(l),
+                Msg::Log(l) => logs.push(*l),
             }
         }
         self.flush(&mut spans, &mut logs, true, true).await;
@@ -861,7 +888,10 @@ mod tests {
         let got = headers(&d, |v| (v == "VENDOR_KEY").then(|| "s3cret".to_owned())).expect("set");
         assert_eq!(got.get("x-api-key").map(String::as_str), Some("s3cret"));
         let err = headers(&d, |_| None).expect_err("unset").to_string();
-        assert!(err.contains("VENDOR_KEY") && err.contains("vendor"), "{err}");
+        assert!(
+            err.contains("VENDOR_KEY") && err.contains("vendor"),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"));
     }
 

@@ -30,8 +30,8 @@ pub use error::Error;
 pub use export::{ExportCounters, Extras, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
-    AttemptOutcome, AttemptRecord, MAX_TOOL_CALL_IDS, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
-    RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
+    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, MAX_TOOL_CALL_IDS,
+    Outcome, RequestParams, RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
 };
 pub use redact::Redactor;
 pub use sampler::{Flags, KeepReason, TailSampler};

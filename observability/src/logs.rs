@@ -38,7 +38,14 @@ pub fn access_record(r: &RequestRecord, line: Option<&str>, extra: &[KeyValue]) 
     rec.set_severity_number(severity);
     rec.set_severity_text(text);
     let body = line.map_or_else(
-        || format!("{} {} {}", r.endpoint.as_str(), r.status, r.outcome.as_str()),
+        || {
+            format!(
+                "{} {} {}",
+                r.endpoint.as_str(),
+                r.status,
+                r.outcome.as_str()
+            )
+        },
         str::to_owned,
     );
     rec.set_body(AnyValue::from(body));

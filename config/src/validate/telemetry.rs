@@ -6,9 +6,7 @@ use super::{Ctx, ONE_HOUR, line};
 use crate::duration::Zero;
 use std::collections::BTreeMap;
 
-use crate::raw::{
-    RawDestination, RawOtlp, RawRedact, RawResource, RawSample, RawTelemetry,
-};
+use crate::raw::{RawDestination, RawOtlp, RawRedact, RawResource, RawSample, RawTelemetry};
 use crate::types::{
     BaseUrl, DestinationConfig, DestinationFilter, DestinationSampling, KeepRule, OUTCOMES,
     OtlpConfig, OtlpProtocol, RedactRule, ResourceConfig, SampleConfig, TelemetryConfig,
@@ -215,13 +213,7 @@ fn exporter(
         1,
         1 << 20,
     );
-    let batch_size = ctx.int(
-        &format!("{path}.batch_size"),
-        raw.batch_size,
-        512,
-        1,
-        65536,
-    );
+    let batch_size = ctx.int(&format!("{path}.batch_size"), raw.batch_size, 512, 1, 65536);
     let endpoint = endpoint?;
     (ctx.errors.len() == before).then(|| OtlpConfig {
         endpoint,
@@ -372,7 +364,10 @@ fn destinations(
         let raw = &d.value;
         let name = ctx
             .required(&path, line(d), &raw.name, "name", "e.g. `canary`")
-            .and_then(|v| ctx.name(&format!("{path}.name"), v).map(|n| (n.trim().to_owned(), line(v))));
+            .and_then(|v| {
+                ctx.name(&format!("{path}.name"), v)
+                    .map(|n| (n.trim().to_owned(), line(v)))
+            });
         if let Some((n, at)) = &name {
             if names.contains(n) {
                 let why = if n == OTLP_DESTINATION && has_otlp {
@@ -452,36 +447,39 @@ fn destinations(
                 }
             },
         };
-        let filter = raw.filter.as_ref().map_or_else(DestinationFilter::default, |f| {
-            let list = |ctx: &mut Ctx<'_>, field: &str, v: &Option<Vec<Spanned<String>>>| {
-                let mut out = Vec::new();
-                for (j, s) in v.iter().flatten().enumerate() {
-                    let fpath = format!("{path}.filter.{field}[{j}]");
-                    if let Some(n) = ctx.name(&fpath, s) {
-                        if field == "outcomes" && !OUTCOMES.contains(&n.trim()) {
-                            ctx.error(
-                                &fpath,
-                                line(s),
-                                format!(
-                                    "unknown outcome `{}` (expected {} or {})",
-                                    n.trim(),
-                                    OUTCOMES[..OUTCOMES.len() - 1].join(", "),
-                                    OUTCOMES[OUTCOMES.len() - 1]
-                                ),
-                            );
-                            continue;
+        let filter = raw
+            .filter
+            .as_ref()
+            .map_or_else(DestinationFilter::default, |f| {
+                let list = |ctx: &mut Ctx<'_>, field: &str, v: &Option<Vec<Spanned<String>>>| {
+                    let mut out = Vec::new();
+                    for (j, s) in v.iter().flatten().enumerate() {
+                        let fpath = format!("{path}.filter.{field}[{j}]");
+                        if let Some(n) = ctx.name(&fpath, s) {
+                            if field == "outcomes" && !OUTCOMES.contains(&n.trim()) {
+                                ctx.error(
+                                    &fpath,
+                                    line(s),
+                                    format!(
+                                        "unknown outcome `{}` (expected {} or {})",
+                                        n.trim(),
+                                        OUTCOMES[..OUTCOMES.len() - 1].join(", "),
+                                        OUTCOMES[OUTCOMES.len() - 1]
+                                    ),
+                                );
+                                continue;
+                            }
+                            out.push(n.trim().to_owned());
                         }
-                        out.push(n.trim().to_owned());
                     }
+                    out
+                };
+                DestinationFilter {
+                    routes: list(ctx, "routes", &f.value.routes),
+                    tenants: list(ctx, "tenants", &f.value.tenants),
+                    outcomes: list(ctx, "outcomes", &f.value.outcomes),
                 }
-                out
-            };
-            DestinationFilter {
-                routes: list(ctx, "routes", &f.value.routes),
-                tenants: list(ctx, "tenants", &f.value.tenants),
-                outcomes: list(ctx, "outcomes", &f.value.outcomes),
-            }
-        });
+            });
         let (mut traces, mut logs) = (raw.signals.is_none(), false);
         for (j, s) in raw.signals.iter().flatten().enumerate() {
             match s.value.trim() {

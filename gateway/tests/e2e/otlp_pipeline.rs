@@ -92,7 +92,12 @@ impl Receiver {
     }
 }
 
-async fn serve(mut conn: TcpStream, got: Arc<Mutex<Got>>, requests: Arc<Mutex<usize>>, stalled: bool) {
+async fn serve(
+    mut conn: TcpStream,
+    got: Arc<Mutex<Got>>,
+    requests: Arc<Mutex<usize>>,
+    stalled: bool,
+) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         // The head.
@@ -107,7 +112,11 @@ async fn serve(mut conn: TcpStream, got: Arc<Mutex<Got>>, requests: Arc<Mutex<us
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let path = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let len: usize = head
             .lines()
             .find_map(|l| {
@@ -251,20 +260,37 @@ async fn destinations_get_what_their_filters_say_and_a_stalled_one_slows_nothing
     assert_eq!(canary.logs().len(), OK + FAILED, "and every access record");
     // prod: the tail-sampled (head_ratio 0: the errors) with outcome upstream_error.
     let prod_servers = prod.servers();
-    assert_eq!(prod_servers.len(), FAILED, "prod gets only the failed requests");
+    assert_eq!(
+        prod_servers.len(),
+        FAILED,
+        "prod gets only the failed requests"
+    );
     for (_, s) in &prod_servers {
-        assert_eq!(text(&s.attributes, "sluice.outcome"), Some("upstream_error"));
+        assert_eq!(
+            text(&s.attributes, "sluice.outcome"),
+            Some("upstream_error")
+        );
     }
     let prod_logs = prod.logs();
-    assert_eq!(prod_logs.len(), FAILED, "prod's log filter is its outcome filter");
+    assert_eq!(
+        prod_logs.len(),
+        FAILED,
+        "prod's log filter is its outcome filter"
+    );
 
     // The stalled one slowed neither: it read something, and its drops are counted under
     // its own name only.
-    assert!(*stalled.requests.lock().expect("lock") >= 1, "the stalled receiver was called");
+    assert!(
+        *stalled.requests.lock().expect("lock") >= 1,
+        "the stalled receiver was called"
+    );
     let metrics = gw
         .metrics_when(|m| metric(m, "stalled", "traces", "dropped") > 0.0)
         .await;
-    assert!(metric(&metrics, "stalled", "traces", "dropped") > 0.0, "{metrics}");
+    assert!(
+        metric(&metrics, "stalled", "traces", "dropped") > 0.0,
+        "{metrics}"
+    );
     assert_eq!(metric(&metrics, "canary", "traces", "dropped"), 0.0);
     assert_eq!(metric(&metrics, "prod", "traces", "dropped"), 0.0);
     assert!(metric(&metrics, "canary", "logs", "exported") >= (OK + FAILED) as f64);
@@ -277,12 +303,25 @@ async fn destinations_get_what_their_filters_say_and_a_stalled_one_slows_nothing
         assert_eq!(text(res, "deployment.environment.name"), Some("e2e"));
         assert_eq!(text(res, "service.instance.id"), Some("gw-e2e"));
         assert_eq!(text(res, "cloud.region"), Some("test-1"));
-        assert_eq!(text(res, "team"), Some("platform"), "the policy wins over the environment");
-        assert_eq!(text(res, "deployment.id"), Some("d-7"), "OTEL_RESOURCE_ATTRIBUTES");
+        assert_eq!(
+            text(res, "team"),
+            Some("platform"),
+            "the policy wins over the environment"
+        );
+        assert_eq!(
+            text(res, "deployment.id"),
+            Some("d-7"),
+            "OTEL_RESOURCE_ATTRIBUTES"
+        );
     };
     for (res, span) in every_span {
         check_resource(&res);
-        assert_eq!(text(&span.attributes, "cost_center"), Some("cc-42"), "{}", span.name);
+        assert_eq!(
+            text(&span.attributes, "cost_center"),
+            Some("cc-42"),
+            "{}",
+            span.name
+        );
     }
     for (res, log) in every_log {
         check_resource(&res);
@@ -295,15 +334,23 @@ async fn destinations_get_what_their_filters_say_and_a_stalled_one_slows_nothing
         .map(|(_, s)| {
             (
                 (hex(&s.trace_id), hex(&s.span_id)),
-                text(&s.attributes, "sluice.request_id").unwrap_or_default().to_owned(),
+                text(&s.attributes, "sluice.request_id")
+                    .unwrap_or_default()
+                    .to_owned(),
             )
         })
         .collect();
     for (_, log) in canary.logs() {
         let key = (hex(&log.trace_id), hex(&log.span_id));
-        let request_id = ids.get(&key).unwrap_or_else(|| panic!("log {key:?} names no span"));
-        assert_eq!(text(&log.attributes, "sluice.request_id"), Some(request_id.as_str()));
-        let Some(Value::StringValue(body)) = log.body.as_ref().and_then(|b| b.value.as_ref()) else {
+        let request_id = ids
+            .get(&key)
+            .unwrap_or_else(|| panic!("log {key:?} names no span"));
+        assert_eq!(
+            text(&log.attributes, "sluice.request_id"),
+            Some(request_id.as_str())
+        );
+        let Some(Value::StringValue(body)) = log.body.as_ref().and_then(|b| b.value.as_ref())
+        else {
             panic!("a log record without a text body");
         };
         let line: serde_json::Value = serde_json::from_str(body).expect("the access-log line");
@@ -355,7 +402,11 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
         // agent does before its next step.
         let calls: Vec<String> = answer["choices"][0]["message"]["tool_calls"]
             .as_array()
-            .map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let calls = if calls.is_empty() {
             vec![format!("call_step{step}")]
@@ -366,9 +417,13 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
             .iter()
             .map(|id| serde_json::json!({"id": id, "type": "function", "function": {"name": "search_docs", "arguments": "{}"}}))
             .collect();
-        messages.push(serde_json::json!({"role": "assistant", "content": null, "tool_calls": tool_calls}));
+        messages.push(
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),
+        );
         for id in &calls {
-            messages.push(serde_json::json!({"role": "tool", "tool_call_id": id, "content": "runbook.md"}));
+            messages.push(
+                serde_json::json!({"role": "tool", "tool_call_id": id, "content": "runbook.md"}),
+            );
         }
         sent_ids.push(calls);
     }
@@ -378,13 +433,20 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
     servers.sort_by_key(|s| s.start_time_unix_nano);
     for (i, s) in servers.iter().enumerate() {
         assert_eq!(hex(&s.trace_id), trace, "one trace");
-        assert_eq!(hex(&s.parent_span_id), agent_span, "the agent's span is the parent");
+        assert_eq!(
+            hex(&s.parent_span_id),
+            agent_span,
+            "the agent's span is the parent"
+        );
         assert_eq!(
             returned[i],
             format!("00-{trace}-{}-01", hex(&s.span_id)),
             "the returned traceparent names Sluice's server span"
         );
-        assert_eq!(text(&s.attributes, "gen_ai.conversation.id"), Some("conv-e2e"));
+        assert_eq!(
+            text(&s.attributes, "gen_ai.conversation.id"),
+            Some("conv-e2e")
+        );
         let ids: Vec<&str> = s
             .events
             .iter()
@@ -396,7 +458,11 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
         assert_eq!(ids, want, "step {i}");
     }
     // Each attempt is a child of its server span, in the same trace.
-    for (_, c) in rx.spans().iter().filter(|(_, s)| s.kind == SpanKind::Client as i32) {
+    for (_, c) in rx
+        .spans()
+        .iter()
+        .filter(|(_, s)| s.kind == SpanKind::Client as i32)
+    {
         assert_eq!(hex(&c.trace_id), trace);
         assert!(servers.iter().any(|s| s.span_id == c.parent_span_id));
     }
@@ -415,7 +481,11 @@ async fn destinations_follow_a_reload() {
     };
     let gw = TestGateway::start(&section(&first, "first"), &mock).await;
     let ok = |r: reqwest::Response| assert_eq!(r.status(), 200);
-    ok(gw.post("/v1/chat/completions", chat("m", false)).send().await.expect("req"));
+    ok(gw
+        .post("/v1/chat/completions", chat("m", false))
+        .send()
+        .await
+        .expect("req"));
     first.wait_for(1, 0).await;
     assert_eq!(first.servers().len(), 1);
 
@@ -430,10 +500,18 @@ async fn destinations_follow_a_reload() {
     .await;
     assert!(applied.is_some(), "the reload applied");
     for _ in 0..3 {
-        ok(gw.post("/v1/chat/completions", chat("m", false)).send().await.expect("req"));
+        ok(gw
+            .post("/v1/chat/completions", chat("m", false))
+            .send()
+            .await
+            .expect("req"));
     }
     second.wait_for(3, 0).await;
-    assert_eq!(second.servers().len(), 3, "the new destination gets the new requests");
+    assert_eq!(
+        second.servers().len(),
+        3,
+        "the new destination gets the new requests"
+    );
     assert_eq!(first.servers().len(), 1, "the old one gets none of them");
     let m = gw.metrics().await;
     assert!(metric(&m, "second", "traces", "exported") >= 3.0, "{m}");
