@@ -378,8 +378,11 @@ impl SpanSink {
                 queued |= d.push(Msg::Spans(batch), n);
             }
         }
+        let mut record: Option<SdkLogRecord> = None;
         for d in set.destinations.iter().filter(|d| d.admit.wants_log(r)) {
-            let rec = crate::logs::access_record(r, extras.access_line, &tenant);
+            let rec = record
+                .get_or_insert_with(|| crate::logs::access_record(r, extras.access_line, &tenant))
+                .clone();
             d.push(Msg::Log(Box::new(rec)), 1);
         }
         queued
