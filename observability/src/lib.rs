@@ -31,7 +31,8 @@ pub use export::{ExportCounters, Extras, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
     AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, MAX_TOOL_CALL_IDS,
-    Outcome, RequestParams, RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
+    Outcome, RequestParams, RequestRecord, RouteDecision, TokenUsage, ToolCall, TraceContext,
+    UsageSource,
 };
 pub use redact::Redactor;
 pub use sampler::{Flags, KeepReason, TailSampler};

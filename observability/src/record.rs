@@ -273,6 +273,17 @@ pub struct RequestRecord {
     /// Remediation actions that changed how it was served: (action, rule). Both are policy
     /// names (a closed set).
     pub remediation: Vec<(&'static str, Arc<str>)>,
+    /// The tool calls the answer made (an agent's next step), at most
+    /// [`MAX_TOOL_CALL_IDS`]: each a `gen_ai.tool.call` event on the server span.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// One tool call of an answer: its id (`call_…`) and the function's name, each cut to 128
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
 }
 
 // === impl RequestRecord ===

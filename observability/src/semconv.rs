@@ -51,6 +51,11 @@ pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
 pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
 /// The event of one tool result in the request (the GenAI event of a `tool` message).
 pub const GEN_AI_TOOL_MESSAGE: &str = "gen_ai.tool.message";
+/// The event of one tool call in the answer, with `gen_ai.tool.call.id` and
+/// `gen_ai.tool.name`.
+pub const GEN_AI_TOOL_CALL: &str = "gen_ai.tool.call";
+/// A tool's (function's) name.
+pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
 pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 /// The event an evaluation of a response emits, and its attributes.

@@ -156,6 +156,18 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
             0,
         ));
     }
+    // And one per tool call the answer made, at the end: what the agent's next step answers.
+    for call in &r.tool_calls {
+        data.events.events.push(opentelemetry::trace::Event::new(
+            sc::GEN_AI_TOOL_CALL,
+            r.start + r.duration,
+            vec![
+                kv(sc::GEN_AI_TOOL_CALL_ID, call.id.clone()),
+                kv(sc::GEN_AI_TOOL_NAME, call.name.clone()),
+            ],
+            0,
+        ));
+    }
     data
 }
 

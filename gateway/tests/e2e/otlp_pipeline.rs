@@ -366,9 +366,12 @@ async fn destinations_get_what_their_filters_say_and_a_stalled_one_slows_nothing
 async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
     let mock = common::mock_llm().await;
     let rx = Receiver::start(false).await;
+    // mock-llm's Anthropic dialect answers a request offering tools with calls to them,
+    // which Sluice translates into OpenAI `tool_calls`.
     let policy = format!(
-        "telemetry:\n  sample: {{ head_ratio: 0.0 }}\n  destinations:\n    - {{ name: all, endpoint: \"{}\", protocol: http, sampling: all, export_interval: 100ms }}\n{PROVIDER}",
-        rx.endpoint()
+        "telemetry:\n  sample: {{ head_ratio: 0.0 }}\n  destinations:\n    - {{ name: all, endpoint: \"{}\", protocol: http, sampling: all, export_interval: 100ms }}\nproviders:\n  claude: {{ kind: anthropic, base_url: \"http://{}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  m: {{ provider: claude, upstream_model: claude-mock }}\n",
+        rx.endpoint(),
+        mock.addr()
     );
     let gw = TestGateway::start(&policy, &mock).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -380,6 +383,7 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
     let mut messages = vec![serde_json::json!({"role": "user", "content": "find the runbook"})];
     let mut returned = Vec::new();
     let mut sent_ids: Vec<Vec<String>> = Vec::new();
+    let mut model_calls: Vec<Vec<String>> = Vec::new();
     for step in 0..3 {
         let body = serde_json::json!({ "model": "m", "messages": messages, "tools": tools });
         let resp = gw
@@ -408,6 +412,7 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
                     .collect()
             })
             .unwrap_or_default();
+        model_calls.push(calls.clone());
         let calls = if calls.is_empty() {
             vec![format!("call_step{step}")]
         } else {
@@ -456,7 +461,22 @@ async fn an_agent_loop_is_one_trace_with_its_tool_call_ids() {
         // Step i carries the results of every earlier step's calls.
         let want: Vec<&str> = sent_ids[..i].iter().flatten().map(String::as_str).collect();
         assert_eq!(ids, want, "step {i}");
+        // And the tool calls its answer made, with their names.
+        let made: Vec<&str> = s
+            .events
+            .iter()
+            .filter(|e| e.name == "gen_ai.tool.call")
+            .filter_map(|e| text(&e.attributes, "gen_ai.tool.call.id"))
+            .collect();
+        assert_eq!(made, model_calls[i], "step {i}: the answer's tool calls");
+        for e in s.events.iter().filter(|e| e.name == "gen_ai.tool.call") {
+            assert_eq!(text(&e.attributes, "gen_ai.tool.name"), Some("search_docs"));
+        }
     }
+    assert!(
+        model_calls.iter().all(|c| !c.is_empty()),
+        "mock-llm answers a request offering tools with tool calls"
+    );
     // Each attempt is a child of its server span, in the same trace.
     for (_, c) in rx
         .spans()

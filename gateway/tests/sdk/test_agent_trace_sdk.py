@@ -1,7 +1,8 @@
 """An agent loop driven by the official openai SDK reconstructs as one trace.
 
 Its own stack: sluice exporting every request's spans (`sampling: all`) over OTLP/HTTP to a
-receiver in this file, and the built-in mock provider. The agent sends three steps under one
+receiver in this file, and mock-llm in Anthropic's dialect, which answers a request offering
+tools with calls to them (translated by Sluice into OpenAI `tool_calls`). The agent sends three steps under one
 parent span (`traceparent`), each answering the previous step's tool calls with `tool`
 messages, as an SDK-driven agent does. The receiver decodes the protobuf bodies with a small
 wire-format reader (only the fields checked here), since the test environment has no protobuf
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import secrets
 import subprocess
 import threading
@@ -131,9 +133,11 @@ def agent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     rx = Receiver(("127.0.0.1", 0), Handler)
     rx.spans = []
     threading.Thread(target=rx.serve_forever, daemon=True).start()
-    sluice = bin_dir() / "sluice"
+    sluice, mock_llm = bin_dir() / "sluice", bin_dir() / "mock-llm"
     workdir = tmp_path_factory.mktemp("sluice-agent")
-    port, admin_port = free_ports(2)
+    port, admin_port, mock_port = free_ports(3)
+    provider_key = "sk-agent-provider-" + secrets.token_hex(8)
+    env = {**os.environ, "AGENT_PROVIDER_KEY": provider_key}
     cfg = workdir / "sluice.yaml"
     cfg.write_text(f"""\
 server:
@@ -147,21 +151,29 @@ telemetry:
   destinations:
     - {{ name: agent, endpoint: "http://127.0.0.1:{rx.server_address[1]}", protocol: http, sampling: all, export_interval: 100ms }}
 providers:
-  local: {{ kind: mock, ttft_ms: 0, tokens_per_s: 1000 }}
+  claude: {{ kind: anthropic, base_url: "http://127.0.0.1:{mock_port}", api_key_env: AGENT_PROVIDER_KEY }}
 models:
-  mock-chat: {{ provider: local }}
+  mock-chat: {{ provider: claude, upstream_model: claude-mock }}
 keys:
   - {{ name: sdk-agent, key_sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}", tenant: sdk }}
 """)
-    log = workdir / "sluice.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(sluice), "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    log, mock_log = workdir / "sluice.log", workdir / "mock-llm.log"
+    procs: list[subprocess.Popen] = []
     try:
-        _wait_until("sluice", proc, log, lambda: _port_open(port))
+        with mock_log.open("wb") as out:
+            procs.append(subprocess.Popen(
+                [str(mock_llm), "--listen", f"127.0.0.1:{mock_port}",
+                 "--api-key-env", "AGENT_PROVIDER_KEY"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
+        _wait_until("mock-llm", procs[0], mock_log, lambda: _port_open(mock_port))
+        with log.open("wb") as out:
+            procs.append(subprocess.Popen([str(sluice), "--config", str(cfg)], stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
+        _wait_until("sluice", procs[1], log, lambda: _port_open(port))
         yield f"http://127.0.0.1:{port}/v1", rx
     finally:
-        _stop(proc)
+        for p in reversed(procs):
+            _stop(p)
         rx.shutdown()
 
 
@@ -178,7 +190,7 @@ def test_an_sdk_agent_loop_is_one_trace_with_its_tool_call_ids(agent_stack: tupl
                            http_client=openai.DefaultHttpxClient(trust_env=False))
     headers = {"traceparent": f"00-{TRACE}-{AGENT_SPAN}-01", "x-conversation-id": "conv-sdk"}
     messages: list[dict] = [{"role": "user", "content": "find the runbook for disk pressure"}]
-    returned, answered = [], []
+    returned, answered, made = [], [], []
     for step in range(3):
         raw = client.chat.completions.with_raw_response.create(
             model="mock-chat", messages=messages, tools=TOOLS, extra_headers=headers)
@@ -186,6 +198,7 @@ def test_an_sdk_agent_loop_is_one_trace_with_its_tool_call_ids(agent_stack: tupl
         msg = raw.parse().choices[0].message
         # The model's tool calls, or the agent's own when the mock made none: either way the
         # next step carries their results under these ids.
+        made.append([(c.id, c.function.name) for c in (msg.tool_calls or [])])
         ids = [c.id for c in (msg.tool_calls or [])] or [f"call_step{step}_{secrets.token_hex(4)}"]
         messages.append({"role": "assistant", "content": None, "tool_calls": [
             {"id": i, "type": "function", "function": {"name": "search_docs", "arguments": "{}"}} for i in ids]})
@@ -207,6 +220,10 @@ def test_an_sdk_agent_loop_is_one_trace_with_its_tool_call_ids(agent_stack: tupl
         assert s["attrs"].get("gen_ai.conversation.id") == "conv-sdk"
         got = [e["attrs"].get("gen_ai.tool.call.id") for e in s["events"] if e["name"] == "gen_ai.tool.message"]
         assert got == [x for ids in answered[:i] for x in ids], f"step {i}"
+        calls = [(e["attrs"].get("gen_ai.tool.call.id"), e["attrs"].get("gen_ai.tool.name"))
+                 for e in s["events"] if e["name"] == "gen_ai.tool.call"]
+        assert calls == made[i], f"step {i}: the answer's tool calls"
+    assert all(made), "the model made tool calls at every step"
     server_ids = {s["span_id"] for s in servers}
     clients = [s for s in rx.spans if s["trace_id"] == TRACE and s["kind"] != SERVER_KIND]
     assert clients and all(c["parent"] in server_ids for c in clients), "attempts hang under their step"

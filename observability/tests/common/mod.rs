@@ -93,6 +93,7 @@ pub fn chat(n: u8) -> RequestRecord {
         content: None,
         decision: None,
         remediation: Vec::new(),
+        tool_calls: Vec::new(),
     }
 }
 
