@@ -35,6 +35,32 @@ pub struct Egress {
     /// The name TLS asks for (SNI) and checks the certificate against, instead of the host
     /// of `base_url` (for providers reached by IP).
     pub tls_server_name: Option<String>,
+    /// Which HTTP version requests to this provider use.
+    pub http_version: HttpVersion,
+}
+
+/// `http_version` of a provider.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpVersion {
+    /// HTTP/1.1 on pooled connections, one request at a time each (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: over TLS by ALPN (a provider that refuses it fails the attempt), or with prior
+    /// knowledge (h2c) to an `http://` base_url. Many concurrent streams share one connection.
+    H2,
+    /// HTTP/2 when the provider's ALPN answer picks it, else HTTP/1.1 (https only).
+    Auto,
+}
+
+impl HttpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2 => "h2",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 impl Egress {
@@ -79,6 +105,9 @@ impl HeaderValue {
 pub struct ProxyConfig {
     /// `policy` or the environment variable it came from (`HTTPS_PROXY`, …).
     pub source: String,
+    /// An `https://` proxy: TLS to the proxy itself, then CONNECT (or the plain request)
+    /// inside it. Its certificate is checked like the provider's (system roots and `ca_file`).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// The variable holding `user:password` (policy), if any.
@@ -220,28 +249,50 @@ pub fn choose_proxy<'a>(
     (!no_proxy_matches(no_proxy, &target.host, target.port)).then_some(source)
 }
 
-/// Parses a proxy URL: `http://host[:port]` (port 80 when absent), with a trailing `/`
-/// allowed. Returns host, port and the user info (`user:password`) when the URL carries one;
-/// errors never repeat the user info.
-pub fn parse_proxy_url(s: &str) -> Result<(String, u16, Option<String>), String> {
+/// A parsed proxy URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// `https://`: TLS to the proxy.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `user:password` when the URL carries it.
+    pub userinfo: Option<String>,
+}
+
+/// Parses a proxy URL: `http://host[:port]` (port 80 when absent) or `https://host[:port]`
+/// (443), with a trailing `/` allowed. Errors never repeat the user info.
+pub fn parse_proxy_url(s: &str) -> Result<ProxyUrl, String> {
     let s = s.trim();
     let (scheme, rest) = s
         .split_once("://")
-        .ok_or("expected an http:// URL such as `http://proxy.corp:3128`")?;
-    if !scheme.eq_ignore_ascii_case("http") {
+        .ok_or("expected an http:// or https:// URL such as `http://proxy.corp:3128`")?;
+    let tls = if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else {
         return Err(format!(
-            "expected an http:// proxy URL, found `{scheme}://` (only plain-HTTP proxies are supported; TLS to the provider runs inside the CONNECT tunnel)"
+            "expected an http:// or https:// proxy URL, found `{scheme}://` (SOCKS proxies are not supported)"
         ));
-    }
+    };
     let (userinfo, hostport) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u.to_owned()), h),
         None => (None, rest),
     };
-    let url = BaseUrl::parse(&format!("http://{hostport}"))?;
+    let scheme = if tls { "https" } else { "http" };
+    let url = BaseUrl::parse(&format!("{scheme}://{hostport}"))?;
     if !url.path.is_empty() {
-        return Err("a proxy URL has no path; expected `http://host:port`".to_owned());
+        return Err(format!(
+            "a proxy URL has no path; expected `{scheme}://host:port`"
+        ));
     }
-    Ok((url.host, url.port, userinfo))
+    Ok(ProxyUrl {
+        tls,
+        host: url.host,
+        port: url.port,
+        userinfo,
+    })
 }
 
 /// Splits a `NO_PROXY` value into its entries.
@@ -347,19 +398,37 @@ mod tests {
 
     #[test]
     fn proxy_urls() {
+        let url = |tls, host: &str, port, userinfo: Option<&str>| {
+            Ok(ProxyUrl {
+                tls,
+                host: host.into(),
+                port,
+                userinfo: userinfo.map(str::to_owned),
+            })
+        };
         assert_eq!(
             parse_proxy_url("http://proxy.corp:3128"),
-            Ok(("proxy.corp".into(), 3128, None))
+            url(false, "proxy.corp", 3128, None)
         );
         assert_eq!(
             parse_proxy_url("http://proxy.corp/"),
-            Ok(("proxy.corp".into(), 80, None))
+            url(false, "proxy.corp", 80, None)
         );
         assert_eq!(
             parse_proxy_url("http://u:p@10.0.0.1:8080"),
-            Ok(("10.0.0.1".into(), 8080, Some("u:p".into())))
+            url(false, "10.0.0.1", 8080, Some("u:p"))
         );
-        let err = parse_proxy_url("https://u:secret@proxy:443").expect_err("https");
+        assert_eq!(
+            parse_proxy_url("HTTPS://proxy.corp"),
+            url(true, "proxy.corp", 443, None)
+        );
+        assert_eq!(
+            parse_proxy_url("https://u:secret@proxy:8443"),
+            url(true, "proxy", 8443, Some("u:secret"))
+        );
+        let err = parse_proxy_url("socks5://u:secret@proxy:1080").expect_err("socks");
+        assert!(!err.contains("secret"), "{err}");
+        let err = parse_proxy_url("https://u:secret@proxy:8443/path").expect_err("path");
         assert!(!err.contains("secret"), "{err}");
         assert!(parse_proxy_url("proxy.corp:3128").is_err());
         assert!(parse_proxy_url("http://proxy.corp:3128/path").is_err());

@@ -36,7 +36,8 @@ use std::path::Path;
 pub use diff::{Changes, PolicyDiff};
 pub use egress::authority as egress_authority;
 pub use egress::{
-    Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource, choose_proxy, no_proxy_matches,
+    Egress, ExtraHeader, HeaderValue, HttpVersion, ProxyConfig, ProxySource, choose_proxy,
+    no_proxy_matches,
 };
 pub use schema::{json_schema, json_schema_text};
 pub use types::{
@@ -52,7 +53,7 @@ pub use types::{
 pub use types::{
     DestinationConfig, DestinationFilter, DestinationSampling, OUTCOMES, ResourceConfig,
 };
-pub use types::{FailMode, RedisConfig, StateConfig};
+pub use types::{FailMode, MaxTokensField, OpenAiCompat, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.
 pub const QUICKSTART_YAML: &str = include_str!("../examples/quickstart.yaml");

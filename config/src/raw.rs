@@ -65,6 +65,8 @@ pub(crate) struct RawRedis {
     pub fail: Option<Spanned<String>>,
     #[serde(default)]
     pub local_allowance: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub share_cache: Option<Spanned<bool>>,
 }
 
 /// The `aiops` section: learned baselines and anomaly detection.
@@ -543,6 +545,8 @@ pub(crate) struct RawProvider {
     pub api_key_env: Option<Spanned<String>>,
     #[serde(default)]
     pub connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub compat: Option<Spanned<RawCompat>>,
     // kind: mock
     #[serde(default)]
     pub ttft_ms: Option<Spanned<i64>>,
@@ -589,6 +593,22 @@ pub(crate) struct RawProvider {
     pub tcp_keepalive: Option<Spanned<String>>,
     #[serde(default)]
     pub tls_server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub http_version: Option<Spanned<String>>,
+}
+
+/// `providers.<name>.compat` (kind: openai): an OpenAI-compatible server's quirks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompat {
+    #[serde(default)]
+    pub stream_usage: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_tokens_field: Option<Spanned<String>>,
+    #[serde(default)]
+    pub developer_as_system: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub drop_fields: Option<Vec<Spanned<String>>>,
 }
 
 /// `providers.<name>.proxy`.

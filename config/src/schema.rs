@@ -794,8 +794,11 @@ fn providers() -> Value {
             (
                 "ca_file",
                 not_blank(
-                    "HTTP kinds, https only. A PEM bundle of CA certificates trusted for \
-                     this provider (a corporate TLS-inspection CA), added to the system roots.",
+                    "HTTP kinds, https only (the provider's or the proxy's). A PEM bundle of \
+                     CA certificates trusted for this provider and its https:// proxy (a \
+                     corporate TLS-inspection CA), added to the system roots. Read again when \
+                     the file changes (on the policy watcher's tick, or a reload); a bundle \
+                     that does not load keeps the previous trust.",
                 ),
             ),
             (
@@ -842,6 +845,58 @@ fn providers() -> Value {
                      reached by IP address.",
                     "^[A-Za-z0-9.-]+$",
                 ),
+            ),
+            (
+                "compat",
+                object(
+                    "kind: openai. What an OpenAI-compatible server (vLLM, Ollama, TGI, \
+                     Together, Groq, …) needs changed in the request body. The default changes \
+                     nothing.",
+                    vec![
+                        (
+                            "stream_usage",
+                            boolean(
+                                "Add `stream_options.include_usage` to streams so the server \
+                                 reports usage; false for servers that refuse the field \
+                                 (Sluice then counts the tokens itself).",
+                                true,
+                            ),
+                        ),
+                        (
+                            "max_tokens_field",
+                            string_enum(
+                                "Send the client's output cap under this name: `max_tokens` for \
+                                 servers that predate `max_completion_tokens`.",
+                                &["max_tokens", "max_completion_tokens"],
+                            ),
+                        ),
+                        (
+                            "developer_as_system",
+                            boolean("Send `developer` messages as `system` messages.", false),
+                        ),
+                        (
+                            "drop_fields",
+                            list(
+                                "Top-level request fields removed before sending (ones the \
+                                 server refuses); not model, messages, prompt, input or stream.",
+                                pattern("A top-level field name.", "^[A-Za-z0-9_]+$"),
+                            ),
+                        ),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "http_version",
+                json!({
+                    "description": "HTTP kinds. `http1` (default): HTTP/1.1, one request per \
+                     pooled connection at a time. `h2`: HTTP/2, many concurrent requests as \
+                     streams of one connection (ALPN over https; prior knowledge, h2c, to an \
+                     http:// base_url, not through a proxy). `auto`: HTTP/2 when the \
+                     provider's ALPN answer picks it, else HTTP/1.1 (https only).",
+                    "enum": ["http1", "h2", "auto"],
+                    "default": "http1",
+                }),
             ),
             (
                 "ttft_ms",
@@ -1002,15 +1057,18 @@ fn providers() -> Value {
 
 fn proxy() -> Value {
     object(
-        "HTTP kinds. An HTTP egress proxy: CONNECT tunnels for https providers, \
+        "HTTP kinds. An HTTP(S) egress proxy: CONNECT tunnels for https providers, \
          absolute-form requests for http ones. When absent, `HTTPS_PROXY` / `HTTP_PROXY` \
          (and `NO_PROXY`) from the environment apply, except to loopback providers.",
         vec![
             (
                 "url",
                 pattern(
-                    "`http://host:port` of the proxy; no user info (see `credentials_env`).",
-                    "^[hH][tT][tT][pP]://[^@/]+/?$",
+                    "`http://host:port` or `https://host:port` of the proxy; no user info \
+                     (see `credentials_env`). An https:// proxy is reached over TLS, its \
+                     certificate checked against the system roots and the provider's \
+                     `ca_file`; CONNECT (or a plain request) then runs inside that TLS.",
+                    "^[hH][tT][tT][pP][sS]?://[^@/]+/?$",
                 ),
             ),
             (
@@ -2406,6 +2464,15 @@ fn state() -> Value {
                             0,
                             Some(u64::from(RedisConfig::MAX_LOCAL_ALLOWANCE)),
                             Some(0),
+                        ),
+                    ),
+                    (
+                        "share_cache",
+                        boolean(
+                            "Share routes' response caches through Redis: a replica's miss \
+                             asks Redis (within `timeout`) before the provider, and answers it \
+                             stores are written there for every replica, with their ttl.",
+                            false,
                         ),
                     ),
                 ],

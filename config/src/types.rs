@@ -57,12 +57,77 @@ pub struct RedisConfig {
     pub fail: FailMode,
     /// Requests a replica leases per round trip for a key; 0 asks Redis for every request.
     pub local_allowance: u32,
+    /// Routes' response caches are shared by every replica through Redis.
+    pub share_cache: bool,
 }
 
 impl RedisConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
     pub const DEFAULT_KEY_PREFIX: &'static str = "sluice:";
     pub const MAX_LOCAL_ALLOWANCE: u32 = 10_000;
+}
+
+/// The quirks of an OpenAI-compatible server (vLLM, Ollama, TGI, Together, Groq, …): options,
+/// not forks. The default changes nothing, and then the body is not even parsed.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiCompat {
+    /// Add `stream_options.include_usage` to streams so the server reports usage (default
+    /// true). Off for servers that refuse the field: Sluice then counts tokens itself.
+    pub stream_usage: bool,
+    /// Send the client's output cap under this name (`max_tokens` for servers that predate
+    /// `max_completion_tokens`); `None` sends it as the client did.
+    pub max_tokens_field: Option<MaxTokensField>,
+    /// Send `developer` messages as `system` messages.
+    pub developer_as_system: bool,
+    /// Top-level request fields removed before sending (ones the server refuses).
+    pub drop_fields: Vec<String>,
+}
+
+impl Default for OpenAiCompat {
+    fn default() -> Self {
+        Self {
+            stream_usage: true,
+            max_tokens_field: None,
+            developer_as_system: false,
+            drop_fields: Vec::new(),
+        }
+    }
+}
+
+impl OpenAiCompat {
+    /// Fields `drop_fields` may not name: without them there is no request.
+    pub const REQUIRED_FIELDS: [&'static str; 5] =
+        ["model", "messages", "prompt", "input", "stream"];
+
+    /// True when the body goes to the server as it does to OpenAI.
+    pub fn is_identity(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The name an OpenAI-compatible server takes the output cap under.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxTokens => "max_tokens",
+            Self::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+
+    /// The other name, the one this replaces.
+    pub fn other(self) -> &'static str {
+        match self {
+            Self::MaxTokens => "max_completion_tokens",
+            Self::MaxCompletionTokens => "max_tokens",
+        }
+    }
 }
 
 /// What a replica does while Redis cannot be reached.
@@ -589,6 +654,8 @@ pub enum ProviderKind {
         /// Default 5s.
         #[serde(serialize_with = "crate::ser::duration")]
         connect_timeout: Duration,
+        /// What an OpenAI-compatible server needs changed in the body.
+        compat: OpenAiCompat,
     },
     /// The built-in mock provider, for tests, demos and load tests.
     Mock {

@@ -92,6 +92,8 @@ providers:
     idle_timeout: 30s
     tcp_keepalive: 15s
     tls_server_name: api.example.com
+    compat: { stream_usage: false, max_tokens_field: max_tokens, developer_as_system: true, drop_fields: [parallel_tool_calls] }
+    http_version: auto
   local: { kind: mock, ttft_ms: 10, tokens_per_s: 500 }
   claude:
     kind: anthropic
@@ -223,6 +225,7 @@ state:
     timeout: 20ms
     fail: closed
     local_allowance: 10
+    share_cache: true
 aiops:
   enabled: true
   interval: 30s

@@ -264,6 +264,7 @@ keys:
         api_key_env,
         api_key,
         connect_timeout,
+        ..
     } = &c.providers["up"].kind
     else {
         panic!("kind openai");

@@ -815,6 +815,17 @@ def cmd_compose(args: argparse.Namespace) -> int:
             problems.check(
                 prov["api_key_env"] in sluice_env, "sluice", f"{prov['api_key_env']} is not in its environment"
             )
+    redis_url = ((policy.get("state") or {}).get("redis") or {}).get("url")
+    if redis_url:
+        hp = service_port(redis_url, "policy state.redis")
+        redis_svc = services.get(hp[0]) if hp else None
+        if redis_svc is not None:
+            args = [str(a) for a in redis_svc.get("command") or []]
+            port = int(args[args.index("--port") + 1]) if "--port" in args[:-1] else 6379
+            problems.check(hp[1] == port, "policy state.redis", f"port {hp[1]} is not {hp[0]}'s port {port}")
+            problems.check(
+                hp[0] in (sluice.get("depends_on") or {}), "sluice", f"does not depend on {hp[0]} (state.redis)"
+            )
     telemetry = policy.get("telemetry") or {}
     otel_recv = ((otel.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
     # `telemetry.otlp` and every destination of `telemetry.destinations` must reach the
@@ -1178,6 +1189,13 @@ def cmd_selftest(args: argparse.Namespace) -> int:
             p.write_text(text.replace(old, new, 1), encoding="utf-8")
 
         compose_mutations = [
+            (
+                "shared state on a port Redis does not listen on",
+                "compose/sluice.yaml",
+                "redis://redis:6379/0",
+                "redis://redis:6380/0",
+                "is not redis's port 6379",
+            ),
             (
                 "policy points at the wrong mock-llm port",
                 "compose/sluice.yaml",

@@ -389,5 +389,11 @@ fn targets_view(state: &AppState) -> serde_json::Value {
             })
         })
         .collect();
-    json!({ "generation": policy.generation, "routes": routes, "tenants": tenants })
+    json!({
+        "generation": policy.generation,
+        "routes": routes,
+        "tenants": tenants,
+        // Providers with connection settings: HTTP version and open HTTP/2 connections.
+        "connections": state.egress.view(),
+    })
 }

@@ -67,6 +67,15 @@ impl CacheKey {
         h.update(body);
         Self(h.finalize().into())
     }
+
+    /// The key as 64 lowercase hex digits (its name in a shared cache).
+    pub fn hex(&self) -> String {
+        use std::fmt::Write as _;
+        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
 }
 
 /// Whether a request on a caching route may be answered from (and stored in) the cache.
@@ -96,6 +105,50 @@ impl CachedAnswer {
     pub fn fresh(&self, now: tokio::time::Instant) -> bool {
         now.saturating_duration_since(self.stored) < self.ttl
     }
+
+    /// How long it may still be kept: its ttl and max_stale from when it was stored (an answer
+    /// read from a shared cache arrives with some of that gone).
+    fn left(&self) -> Duration {
+        (self.ttl + self.max_stale).saturating_sub(self.age(tokio::time::Instant::now()))
+    }
+
+    /// How long it is fresh, and how long after that it may serve a cache fallback.
+    pub fn lifetimes(&self) -> (Duration, Duration) {
+        (self.ttl, self.max_stale)
+    }
+
+    /// How long ago, at `now`, it was stored.
+    pub fn age(&self, now: tokio::time::Instant) -> Duration {
+        now.saturating_duration_since(self.stored)
+    }
+
+    /// An answer another replica stored `age` ago (read back from a shared cache).
+    #[expect(clippy::too_many_arguments, reason = "the stored fields, one by one")]
+    pub fn restore(
+        body: Bytes,
+        stream: bool,
+        model: Option<Arc<str>>,
+        response_id: Option<String>,
+        response_model: Option<String>,
+        finish_reasons: Vec<String>,
+        chunks: u32,
+        lifetimes: (Duration, Duration),
+        age: Duration,
+    ) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            body,
+            stream,
+            model,
+            response_id,
+            response_model,
+            finish_reasons,
+            chunks,
+            ttl: lifetimes.0,
+            max_stale: lifetimes.1,
+            stored: now.checked_sub(age).unwrap_or(now),
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -111,7 +164,7 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
         value: &Arc<CachedAnswer>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(value.ttl + value.max_stale)
+        Some(value.left())
     }
 
     /// A concurrent duplicate miss that stores again gets a full ttl, not the old remainder.
@@ -122,7 +175,7 @@ impl moka::Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl + value.max_stale)
+        Some(value.left())
     }
 }
 
@@ -173,18 +226,29 @@ impl ResponseCache {
         }
     }
 
-    /// Stores a finished request's answer when it completed cleanly.
-    pub fn store(&self, fill: Fill, record: &RequestRecord) {
+    /// Keeps an answer read from a shared cache, so the next request here finds it locally.
+    pub fn insert(&self, key: CacheKey, answer: Arc<CachedAnswer>) {
+        if answer.body.len() <= self.max_entry {
+            self.entries.insert(key, answer);
+        }
+    }
+
+    /// Stores a finished request's answer when it completed cleanly; returns what it stored.
+    pub fn store(
+        &self,
+        fill: Fill,
+        record: &RequestRecord,
+    ) -> Option<(CacheKey, Arc<CachedAnswer>)> {
         if record.outcome != Outcome::Ok || record.status != 200 || fill.overflow || !fill.complete
         {
-            return;
+            return None;
         }
         // An exact-size copy: what the client got may be a slice of a larger read buffer (or
         // a collection buffer with spare room), which the weigher would not see.
         let body = match &fill.whole {
             Some(body) => Bytes::copy_from_slice(body),
             None if !fill.streamed.is_empty() => Bytes::copy_from_slice(&fill.streamed),
-            None => return,
+            None => return None,
         };
         let answer = CachedAnswer {
             body,
@@ -198,7 +262,9 @@ impl ResponseCache {
             max_stale: fill.max_stale,
             stored: tokio::time::Instant::now(),
         };
-        self.entries.insert(fill.key, Arc::new(answer));
+        let answer = Arc::new(answer);
+        self.entries.insert(fill.key, Arc::clone(&answer));
+        Some((fill.key, answer))
     }
 }
 

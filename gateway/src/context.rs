@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::cache::CacheStatus;
 use crate::error::GatewayError;
+use crate::face::{Face, Render};
 use crate::judge::{JudgePending, Sampled};
 use crate::stream::{AnswerInfo, Usage};
 use crate::tap::Taps;
@@ -33,6 +34,10 @@ pub struct RequestCtx {
     pub started: Instant,
     pub start_wall: SystemTime,
     pub endpoint: Endpoint,
+    /// The client API the request came in on (from `endpoint`).
+    pub face: Face,
+    /// How the answer is rendered for `face`: what it remembers between events.
+    pub render: Render,
     /// The one policy snapshot this request uses from admission to its record.
     pub policy: Option<Arc<Policy>>,
     pub tenant: Option<Arc<str>>,
@@ -128,6 +133,8 @@ impl RequestCtx {
             started: Instant::now(),
             start_wall: SystemTime::now(),
             endpoint,
+            face: Face::of(endpoint),
+            render: Render::Chat,
             policy: None,
             tenant: None,
             route: None,

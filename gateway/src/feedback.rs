@@ -118,9 +118,15 @@ pub async fn serve(
             .map_or(Duration::from_secs(30), |p| p.server.body_timeout);
     let body = crate::handler::read_body(ds, MAX_BODY, deadline).await?;
     let (response_id, score) = parse(&body).map_err(Rejection::Error)?;
+    // A Responses-face answer's id is `resp_` + the chat answer's id it is recorded under.
     let answered = state
         .answers
         .find(&response_id)
+        .or_else(|| {
+            response_id
+                .strip_prefix("resp_")
+                .and_then(|id| state.answers.find(id))
+        })
         .filter(|a| a.tenant == key.tenant)
         .ok_or_else(|| Rejection::Error(GatewayError::UnknownResponse(response_id.clone())))?;
     let counted = state.slo_events.offer(SloEvent::Quality(QualitySample {

@@ -24,6 +24,7 @@ use crate::cache::{self, CacheKey, CacheStatus};
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange;
+use crate::face::Face;
 use crate::request::OpenAiRequest;
 use crate::respond::{self, Delivered, Rejection};
 use crate::shared::Admission;
@@ -78,6 +79,7 @@ impl DataPlane {
             Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
             Err(Rejection::Upstream { status, body }) => {
                 ctx.end_passthrough(status);
+                let body = crate::face::upstream_error(ctx.face, status, body);
                 respond::write_json(&mut ds, &ctx, status, body, &[]).await
             }
             Err(Rejection::ClientGone) => {
@@ -94,8 +96,11 @@ impl DataPlane {
         );
         let finished = ctx.finish();
         // Before the connection is reused: the client's next request may be the same one.
-        if let Some(fill) = ctx.taps.cache.take() {
-            state.cache.store(fill, &finished.record);
+        if let Some(fill) = ctx.taps.cache.take()
+            && let Some((key, answer)) = state.cache.store(fill, &finished.record)
+            && let Some(shared) = &state.shared
+        {
+            shared.cache_put(&key, &answer);
         }
         // Provider-reported usage is known now; a tokenizer count waits for the recorder.
         if let Some(usage) = &finished.record.usage {
@@ -134,6 +139,9 @@ fn endpoint_of(path: &str) -> Endpoint {
         "/v1/embeddings" => Endpoint::Embeddings,
         "/v1/models" => Endpoint::Models,
         "/v1/feedback" => Endpoint::Feedback,
+        "/v1/responses" => Endpoint::Responses,
+        "/v1/messages" => Endpoint::Messages,
+        "/v1/messages/count_tokens" => Endpoint::MessagesCountTokens,
         _ => Endpoint::Other,
     }
 }
@@ -172,7 +180,7 @@ async fn serve(
     // One snapshot for the whole request: it never sees two policies.
     let policy = state.policy.snapshot();
     ctx.policy = Some(Arc::clone(&policy));
-    let key = authenticate(ds, &policy).map_err(Rejection::Error)?;
+    let key = authenticate(ds, &policy, ctx.face).map_err(Rejection::Error)?;
     if key.expired(SystemTime::now()) {
         return Err(Rejection::Error(GatewayError::ExpiredKey));
     }
@@ -186,6 +194,9 @@ async fn serve(
     if ctx.endpoint == Endpoint::Feedback {
         return crate::feedback::serve(state, ds, ctx, key).await;
     }
+    if ctx.endpoint == Endpoint::MessagesCountTokens {
+        return crate::face::messages::count_tokens(ds, ctx, &policy, key).await;
+    }
 
     let body = read_body(
         ds,
@@ -198,8 +209,16 @@ async fn serve(
             state.metrics.record_refused(RefusedReason::BodyTimeout);
         }
     })?;
-    let req = OpenAiRequest::parse(ctx.endpoint, body, policy.server.max_json_depth)
-        .map_err(Rejection::Error)?;
+    let body = crate::face::request(ctx.face, body, &mut ctx.render).map_err(Rejection::Error)?;
+    if let crate::face::Render::Messages(m) = &mut ctx.render {
+        m.set_beta(ds.get_header("anthropic-beta").map(|v| v.as_bytes()));
+    }
+    let req = OpenAiRequest::parse(
+        ctx.face.exchange_endpoint(ctx.endpoint),
+        body,
+        policy.server.max_json_depth,
+    )
+    .map_err(Rejection::Error)?;
     ctx.stream = req.stream;
     ctx.request_model = Some(req.model.clone());
     ctx.params = req.params.clone();
@@ -251,6 +270,16 @@ async fn serve(
 
     let mut stale_key = None;
     let mut hit = None;
+    shared_cache_lookup(
+        state,
+        ds,
+        ctx,
+        key,
+        &route.name,
+        route.cache.as_ref(),
+        &req.body,
+    )
+    .await;
     let shed = {
         // What remediation changed on this route: one atomic load, released before any await.
         let overlay = state.runtime.overlay();
@@ -455,6 +484,35 @@ fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
 }
 
 /// The client asked not to be answered from (or stored in) the cache.
+/// With a cache shared through Redis, a local miss asks Redis before anything is decided; an
+/// answer found there is kept locally, where the lookup that follows finds it.
+async fn shared_cache_lookup(
+    state: &AppState,
+    ds: &ServerSession,
+    ctx: &RequestCtx,
+    key: &KeyEntry,
+    route: &str,
+    cfg: Option<&sluice_config::CacheConfig>,
+    body: &[u8],
+) {
+    let (Some(shared), Some(cfg)) = (&state.shared, cfg) else {
+        return;
+    };
+    if !shared.shares_cache()
+        || cache_bypassed(ds)
+        || !cache::cacheable(cfg, ctx.endpoint, &ctx.params)
+    {
+        return;
+    }
+    let k = CacheKey::of(&key.tenant, route, ctx.endpoint, body);
+    if state.cache.get(&k, cfg.ttl).is_some() {
+        return;
+    }
+    if let Some(answer) = shared.cache_get(&k).await {
+        state.cache.insert(k, Arc::new(answer));
+    }
+}
+
 fn cache_bypassed(ds: &ServerSession) -> bool {
     let header = |name| {
         ds.get_header(name)
@@ -477,11 +535,25 @@ fn random_words(trace_id: &[u8; 16]) -> [u64; 2] {
     [u64::from_le_bytes(a), u64::from_le_bytes(b)]
 }
 
-/// Resolves `Authorization: Bearer <key>` to its key entry.
-fn authenticate<'p>(ds: &ServerSession, policy: &'p Policy) -> Result<&'p KeyEntry, GatewayError> {
-    let header = ds
-        .get_header("authorization")
-        .ok_or(GatewayError::MissingKey)?;
+/// Resolves `Authorization: Bearer <key>` to its key entry; on the Messages face also
+/// `x-api-key: <key>`, which the Anthropic SDKs send.
+fn authenticate<'p>(
+    ds: &ServerSession,
+    policy: &'p Policy,
+    face: Face,
+) -> Result<&'p KeyEntry, GatewayError> {
+    let header = match ds.get_header("authorization") {
+        Some(h) => h,
+        None if face == Face::Messages => {
+            let key = ds.get_header("x-api-key").ok_or(GatewayError::MissingKey)?;
+            let key = key.to_str().map_err(|_| GatewayError::InvalidKey)?.trim();
+            if key.is_empty() {
+                return Err(GatewayError::MissingKey);
+            }
+            return policy.authenticate(key).ok_or(GatewayError::InvalidKey);
+        }
+        None => return Err(GatewayError::MissingKey),
+    };
     let value = header.to_str().map_err(|_| GatewayError::InvalidKey)?;
     let presented = value
         .strip_prefix("Bearer ")

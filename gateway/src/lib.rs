@@ -9,6 +9,7 @@
 //! | step | module | what happens |
 //! |---|---|---|
 //! | admit | [`handler`] | endpoint and method, virtual key → tenant (401), body under a hard cap (413, before `100 Continue`) |
+//! | face | [`face`] | another client API (Anthropic Messages, OpenAI Responses) translated into a chat body here, and every answer rendered back at [`respond`] |
 //! | parse | [`request`] | one borrowed pass over the JSON: `model`, `stream`, `stream_options`; 400 on anything wrong |
 //! | route | `sluice_policy::Policy::route` | the ordered attempt plan: weighted target, other targets, fallbacks |
 //! | limit | [`ratelimit`] | the key's requests and tokens per minute (429 with `retry-after`); `x-ratelimit-*` headers on every answer |
@@ -37,6 +38,7 @@ pub mod dns;
 pub mod downstream;
 pub mod error;
 pub mod exchange;
+pub mod face;
 pub mod feedback;
 pub mod h2;
 pub mod handler;

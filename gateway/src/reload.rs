@@ -110,6 +110,8 @@ impl Reloader {
     /// Loads, checks, compiles and swaps in the policy file.
     pub fn reload(&self, trigger: &Trigger) -> ReloadReport {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reload also reads again a provider's ca_file that changed on disk.
+        self.state.egress.refresh_ca(false);
         let current = self.state.policy.snapshot();
         let report = match self.try_reload(&current) {
             Ok((policy, diff)) => {
@@ -316,6 +318,7 @@ impl Service for PolicyWatch {
                         let r = Arc::clone(&reloader);
                         let _ = tokio::task::spawn_blocking(move || {
                             r.reload_certs(true);
+                            r.state.egress.refresh_ca(true);
                             r.reload(&Trigger::Signal)
                         })
                         .await;
@@ -329,6 +332,9 @@ impl Service for PolicyWatch {
                             let r = Arc::clone(&reloader);
                             let _ = tokio::task::spawn_blocking(move || r.reload_certs(false)).await;
                         }
+                        // A provider's ca_file rotated on disk, with no policy edit.
+                        let r = Arc::clone(&reloader);
+                        let _ = tokio::task::spawn_blocking(move || r.state.egress.refresh_ca(false)).await;
                         let Some(path) = reloader.path() else { continue };
                         let now = fingerprint(path);
                         // A file that vanished (mid-swap, or deleted) is not a change to act on.

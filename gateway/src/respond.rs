@@ -13,6 +13,7 @@ use pingora::protocols::http::ServerSession;
 use crate::cache::CachedAnswer;
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
+use crate::face::Render;
 use crate::tap::Taps;
 
 /// How a request ends when no answer was committed.
@@ -127,7 +128,8 @@ pub async fn write_error(ds: &mut ServerSession, ctx: &mut RequestCtx, e: &Gatew
         ));
         extra.push(("retry-after-ms", after.as_millis().to_string()));
     }
-    write_json(ds, ctx, e.status(), e.to_json(), &extra).await
+    let (status, body) = crate::face::error_json(ctx.face, e);
+    write_json(ds, ctx, status, body, &extra).await
 }
 
 /// Events bound for the client from one upstream read, written together.
@@ -147,11 +149,31 @@ impl Batch {
     }
 
     /// One write: the event itself when alone (no copy), else the events joined. The taps (a
-    /// cache miss, a judged answer) keep a copy of what was written.
-    pub async fn write(self, ds: &mut ServerSession, taps: &mut Taps) -> Result<(), ()> {
+    /// cache miss, a judged answer) keep a copy of the chat events; a face other than Chat
+    /// renders them into its own events for the client.
+    pub async fn write(
+        self,
+        ds: &mut ServerSession,
+        taps: &mut Taps,
+        render: &mut Render,
+    ) -> Result<(), ()> {
         let Some(first) = self.first else {
             return Ok(());
         };
+        if !render.is_chat() {
+            let mut out = BytesMut::with_capacity(2 * first.len());
+            for raw in std::iter::once(&first).chain(&self.rest) {
+                taps.push(raw);
+                render.events(raw, &mut out);
+            }
+            if out.is_empty() {
+                return Ok(());
+            }
+            return ds
+                .write_response_body(out.freeze(), false)
+                .await
+                .map_err(|_| ());
+        }
         let out = if self.rest.is_empty() {
             first
         } else {
@@ -184,17 +206,15 @@ pub async fn replay(
     ctx.answer.model.clone_from(&hit.response_model);
     ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
     ctx.chunks = hit.chunks;
+    let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream);
     let header = if hit.stream {
         sse_header(ctx)
     } else {
-        response_header(200, "application/json", Some(hit.body.len()), ctx)
+        response_header(200, "application/json", Some(body.len()), ctx)
     }
     .map_err(Rejection::Error)?;
     let written = ds.write_response_header(header).await.is_ok()
-        && ds
-            .write_response_body(hit.body.clone(), !hit.stream)
-            .await
-            .is_ok()
+        && ds.write_response_body(body, !hit.stream).await.is_ok()
         && (!hit.stream || ds.finish_body().await.is_ok());
     if hit.stream {
         ctx.first_chunk = Some(tokio::time::Instant::now());

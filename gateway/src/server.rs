@@ -85,11 +85,31 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         let state_metrics = crate::shared::metrics::StateMetrics::register(&mut registry);
         let (usage, usage_intake) =
             crate::shared::SharedState::feed(metrics.queue_dropped("shared_state"));
-        let shared = Arc::new(crate::shared::SharedState::new(cfg, state_metrics, usage));
+        let (cache_puts, cache_intake) = if cfg.share_cache {
+            let (feed, intake) = service::feed(
+                crate::shared::cache::QUEUE,
+                state_metrics.cache.dropped.clone(),
+            );
+            (Some(feed), Some(intake))
+        } else {
+            (None, None)
+        };
+        let shared = Arc::new(crate::shared::SharedState::new(
+            cfg,
+            state_metrics,
+            usage,
+            cache_puts,
+        ));
         let svc = crate::shared::service::StateService::new(Arc::clone(&shared), usage_intake);
         handle.block_on(svc.connect_once());
-        (shared, svc)
+        let writer = cache_intake
+            .map(|intake| crate::shared::cache::CacheWriter::new(Arc::clone(&shared), intake));
+        ((shared, svc), writer)
     });
+    let (shared_state, cache_writer) = match shared_state {
+        Some((s, w)) => (Some(s), w),
+        None => (None, None),
+    };
     let mut app = AppState::new(
         PolicyStore::new(policy),
         runtime,
@@ -161,6 +181,10 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     // After the recorder: it adds the last requests' tokens and cost in Redis.
     if let Some(svc) = state_service {
         services.spawn(Box::new(svc));
+    }
+    // After the connections close: the last stored answers still reach the other replicas.
+    if let Some(writer) = cache_writer {
+        services.spawn(Box::new(writer));
     }
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),

@@ -70,7 +70,10 @@ impl AppState {
     ) -> Self {
         let snapshot = policy.snapshot();
         let server = &snapshot.server;
-        let egress = crate::providers::egress::EgressCache::default();
+        let mut registry = registry;
+        let egress = crate::providers::egress::EgressCache::new(
+            crate::providers::egress::EgressMetrics::register(&mut registry),
+        );
         // Each problem (a CA bundle that cannot be read) is logged as it is found; the
         // provider's attempts fail, and fail over, until it is fixed.
         egress.prepare(&snapshot.config);

@@ -17,6 +17,12 @@ pub enum Endpoint {
     /// `POST /v1/feedback`: an app's score of an answer.
     Feedback,
     Other,
+    /// `POST /v1/responses`: OpenAI's Responses API, served through the chat exchange.
+    Responses,
+    /// `POST /v1/messages`: Anthropic's Messages API, served through the chat exchange.
+    Messages,
+    /// `POST /v1/messages/count_tokens`: counted locally, no provider call.
+    MessagesCountTokens,
 }
 
 /// How a request ended. A closed set, so it can be a label.
@@ -351,16 +357,20 @@ impl Endpoint {
             Self::Models => "models",
             Self::Feedback => "feedback",
             Self::Other => "other",
+            Self::Responses => "responses",
+            Self::Messages => "messages",
+            Self::MessagesCountTokens => "messages_count_tokens",
         }
     }
 
     /// `gen_ai.operation.name`.
     pub fn operation(self) -> &'static str {
         match self {
-            Self::ChatCompletions => "chat",
+            Self::ChatCompletions | Self::Messages => "chat",
+            Self::Responses => "responses",
             Self::Completions => "text_completion",
             Self::Embeddings => "embeddings",
-            Self::Models | Self::Feedback | Self::Other => "other",
+            Self::Models | Self::Feedback | Self::Other | Self::MessagesCountTokens => "other",
         }
     }
 }

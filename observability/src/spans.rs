@@ -326,6 +326,9 @@ fn http_route(endpoint: Endpoint) -> Option<&'static str> {
         Endpoint::Embeddings => Some("/v1/embeddings"),
         Endpoint::Models => Some("/v1/models"),
         Endpoint::Feedback => Some("/v1/feedback"),
+        Endpoint::Responses => Some("/v1/responses"),
+        Endpoint::Messages => Some("/v1/messages"),
+        Endpoint::MessagesCountTokens => Some("/v1/messages/count_tokens"),
         Endpoint::Other => None,
     }
 }

@@ -7,7 +7,9 @@ use serde_saphyr::Spanned;
 use super::providers::is_env_var_name;
 use super::{Ctx, line};
 use crate::duration::Zero;
-use crate::egress::{self, Egress, ExtraHeader, HeaderValue, ProxyConfig, ProxySource};
+use crate::egress::{
+    self, Egress, ExtraHeader, HeaderValue, HttpVersion, ProxyConfig, ProxySource,
+};
 use crate::raw::{RawHeaderValue, RawProvider, RawProxy};
 use crate::{BaseUrl, Secret};
 
@@ -113,14 +115,16 @@ pub(super) fn egress(
         }
         valid.then(|| name.to_ascii_lowercase())
     });
-    if ca_file.is_some() && !base_url.tls {
+    let proxy = proxy(ctx, path, raw.proxy.as_ref(), base_url, env);
+    // The bundle also checks an https:// proxy's certificate.
+    if ca_file.is_some() && !base_url.tls && !proxy.as_ref().is_some_and(|p| p.tls) {
         ctx.error(
             &format!("{path}.ca_file"),
             raw.ca_file.as_ref().and_then(line),
-            "applies only to an https:// base_url",
+            "applies only to an https:// base_url or an https:// proxy",
         );
     }
-    let proxy = proxy(ctx, path, raw.proxy.as_ref(), base_url, env);
+    let http_version = http_version(ctx, path, raw, base_url, proxy.as_ref());
     Egress {
         headers,
         ca_file,
@@ -130,7 +134,53 @@ pub(super) fn egress(
         idle_timeout,
         tcp_keepalive,
         tls_server_name,
+        http_version,
     }
+}
+
+fn http_version(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    raw: &RawProvider,
+    base_url: &BaseUrl,
+    proxy: Option<&ProxyConfig>,
+) -> HttpVersion {
+    let Some(v) = raw.http_version.as_ref() else {
+        return HttpVersion::default();
+    };
+    let at = format!("{path}.http_version");
+    let version = match v.value.trim() {
+        "http1" => HttpVersion::Http1,
+        "h2" => HttpVersion::H2,
+        "auto" => HttpVersion::Auto,
+        other => {
+            ctx.error(
+                &at,
+                line(v),
+                format!("unknown HTTP version `{other}` (expected `http1`, `h2` or `auto`)"),
+            );
+            return HttpVersion::default();
+        }
+    };
+    if !base_url.tls {
+        if version == HttpVersion::Auto {
+            ctx.error(
+                &at,
+                line(v),
+                "`auto` chooses by TLS ALPN and needs an https:// base_url; use `h2` for HTTP/2 with prior knowledge (h2c) to an http:// one",
+            );
+            return HttpVersion::default();
+        }
+        if version == HttpVersion::H2 && proxy.is_some() {
+            ctx.error(
+                &at,
+                line(v),
+                "`h2` to an http:// base_url (h2c) cannot go through a proxy, which forwards plain HTTP/1.1 requests; use an https:// base_url, or `no_proxy`",
+            );
+            return HttpVersion::default();
+        }
+    }
+    version
 }
 
 fn headers(
@@ -270,14 +320,14 @@ fn proxy(
     match source {
         ProxySource::Policy => {
             let url = policy_url?;
-            let (host, port, userinfo) = match egress::parse_proxy_url(&url.value) {
+            let parsed = match egress::parse_proxy_url(&url.value) {
                 Ok(parsed) => parsed,
                 Err(msg) => {
                     ctx.error(&format!("{at}.url"), line(url), msg);
                     return None;
                 }
             };
-            if userinfo.is_some() {
+            if parsed.userinfo.is_some() {
                 ctx.error(
                     &format!("{at}.url"),
                     line(url),
@@ -324,8 +374,9 @@ fn proxy(
             });
             Some(ProxyConfig {
                 source: "policy".into(),
-                host,
-                port,
+                tls: parsed.tls,
+                host: parsed.host,
+                port: parsed.port,
                 credentials_env: credentials_env.map(|c| c.value.clone()),
                 credentials,
             })
@@ -333,12 +384,13 @@ fn proxy(
         ProxySource::Env(var) => {
             let value = env(var).unwrap_or_default();
             match egress::parse_proxy_url(&value) {
-                Ok((host, port, userinfo)) => Some(ProxyConfig {
+                Ok(parsed) => Some(ProxyConfig {
                     source: var.to_owned(),
-                    host,
-                    port,
+                    tls: parsed.tls,
+                    host: parsed.host,
+                    port: parsed.port,
                     credentials_env: None,
-                    credentials: userinfo.map(Secret::new),
+                    credentials: parsed.userinfo.map(Secret::new),
                 }),
                 Err(_) => {
                     // The value may carry credentials: say where, not what. A warning, as a
@@ -347,7 +399,7 @@ fn proxy(
                         &at,
                         raw.and_then(line),
                         format!(
-                            "environment variable {var} is not an http://host:port proxy URL and is ignored (connecting directly); fix it, or set `proxy.url` for this provider"
+                            "environment variable {var} is not an http:// or https:// proxy URL and is ignored (connecting directly); fix it, or set `proxy.url` for this provider"
                         ),
                     );
                     None

@@ -13,10 +13,10 @@ use super::{
 };
 use crate::Egress;
 use crate::duration::Zero;
-use crate::raw::{RawModel, RawPricing, RawProvider};
+use crate::raw::{RawCompat, RawModel, RawPricing, RawProvider};
 use crate::types::{
-    AwsCredentials, AwsCredentialsConfig, BaseUrl, HttpAccess, ModelConfig, ModelKind, Pricing,
-    ProviderConfig, ProviderKind, Secret, VertexConfig,
+    AwsCredentials, AwsCredentialsConfig, BaseUrl, HttpAccess, MaxTokensField, ModelConfig,
+    ModelKind, OpenAiCompat, Pricing, ProviderConfig, ProviderKind, Secret, VertexConfig,
 };
 
 /// An HTTP kind's fields: how it is reached, its own fields, then the connection settings
@@ -38,6 +38,7 @@ macro_rules! http_kind {
                 "idle_timeout",
                 "tcp_keepalive",
                 "tls_server_name",
+                "http_version",
             ],
         )
     };
@@ -45,7 +46,7 @@ macro_rules! http_kind {
 
 /// The fields each provider kind takes besides `kind`, in the order messages list them.
 pub(crate) const KIND_FIELDS: [(&str, &[&str]); 6] = [
-    http_kind!("openai"),
+    http_kind!("openai", "compat"),
     ("mock", &["ttft_ms", "tokens_per_s"]),
     http_kind!("anthropic", "anthropic_version", "default_max_tokens"),
     http_kind!("gemini", "api_version", "project", "location"),
@@ -117,6 +118,8 @@ fn fields_set(raw: &RawProvider) -> Vec<(&'static str, Option<usize>)> {
     add("idle_timeout", raw.idle_timeout.as_ref().map(line));
     add("tcp_keepalive", raw.tcp_keepalive.as_ref().map(line));
     add("tls_server_name", raw.tls_server_name.as_ref().map(line));
+    add("compat", raw.compat.as_ref().map(line));
+    add("http_version", raw.http_version.as_ref().map(line));
     set
 }
 
@@ -196,13 +199,68 @@ fn openai(
         env,
         Some(DEFAULT_OPENAI_BASE_URL.into()),
     );
+    let compat = compat(ctx, path, raw.compat.as_ref());
     let access = access?;
     Some(ProviderKind::OpenAi {
         base_url: access.base_url,
         api_key_env: access.api_key_env,
         api_key: access.api_key,
         connect_timeout: access.connect_timeout,
+        compat,
     })
+}
+
+/// `compat`: an OpenAI-compatible server's quirks.
+fn compat(ctx: &mut Ctx<'_>, path: &str, raw: Option<&Spanned<RawCompat>>) -> OpenAiCompat {
+    let mut out = OpenAiCompat::default();
+    let Some(raw) = raw else {
+        return out;
+    };
+    let raw = &raw.value;
+    if let Some(v) = &raw.stream_usage {
+        out.stream_usage = v.value;
+    }
+    if let Some(v) = &raw.developer_as_system {
+        out.developer_as_system = v.value;
+    }
+    if let Some(v) = &raw.max_tokens_field {
+        out.max_tokens_field = match v.value.as_str() {
+            "max_tokens" => Some(MaxTokensField::MaxTokens),
+            "max_completion_tokens" => Some(MaxTokensField::MaxCompletionTokens),
+            other => {
+                ctx.error(
+                    &format!("{path}.compat.max_tokens_field"),
+                    line(v),
+                    format!("unknown field name `{other}` (expected max_tokens or max_completion_tokens)"),
+                );
+                None
+            }
+        };
+    }
+    for (i, f) in raw.drop_fields.iter().flatten().enumerate() {
+        let at = format!("{path}.compat.drop_fields[{i}]");
+        if OpenAiCompat::REQUIRED_FIELDS.contains(&f.value.as_str()) {
+            ctx.error(
+                &at,
+                line(f),
+                format!("`{}` cannot be dropped: the request needs it", f.value),
+            );
+        } else if f.value.is_empty()
+            || !f
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            ctx.error(
+                &at,
+                line(f),
+                "expected a top-level field name (letters, digits, `_`)",
+            );
+        } else if !out.drop_fields.contains(&f.value) {
+            out.drop_fields.push(f.value.clone());
+        }
+    }
+    out
 }
 
 /// `base_url` (or `default_base`; required when there is none), the key from `api_key_env`

@@ -118,6 +118,7 @@ fn redis(
         timeout,
         fail,
         local_allowance: u32::try_from(local_allowance).unwrap_or(0),
+        share_cache: r.share_cache.as_ref().is_some_and(|b| b.value),
     })
 }
 

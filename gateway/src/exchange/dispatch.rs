@@ -14,7 +14,9 @@ use crate::context::RequestCtx;
 use crate::providers::egress::ProviderEgress;
 use crate::providers::mock::{self, MockTiming};
 use crate::providers::openai::{self, HttpTarget};
-use crate::providers::{ConnectError, MockUpstream, TranslatedUpstream, Upstream, adapter};
+use crate::providers::{
+    ConnectError, MockUpstream, TranslatedUpstream, Upstream, adapter, translate,
+};
 use crate::state::AppState;
 
 /// Sends the request for `endpoint` (streamed or not) with `body` to `target`, up to the
@@ -46,6 +48,7 @@ pub async fn open(
             api_key_env,
             api_key,
             connect_timeout,
+            ..
         } => {
             if let (None, Some(env)) = (api_key, api_key_env) {
                 return Err(Failure::Unavailable(format!(
@@ -131,11 +134,21 @@ async fn open_translated(
         )));
     };
     // A request the target cannot do is the client's 400, naming the field; nothing is sent.
-    let req = adapter::build(&opts, endpoint, &target.upstream_model, body).map_err(|e| {
-        Failure::Client {
-            status: 400,
-            body: e.to_openai_json(),
+    // The Messages face sends its own body to an Anthropic-kind target (see
+    // `face::messages::Render::native_request`); every other pair is translated from chat.
+    let native = match (&ctx.render, &opts) {
+        (crate::face::Render::Messages(m), translate::KindOptions::Anthropic(a)) => {
+            m.native_request(&target.upstream_model, a)
         }
+        _ => None,
+    };
+    let req = native.map_or_else(
+        || adapter::build(&opts, endpoint, &target.upstream_model, body),
+        Ok,
+    );
+    let req = req.map_err(|e| Failure::Client {
+        status: 400,
+        body: e.to_openai_json(),
     })?;
     let creds = adapter::credentials(kind, &provider.name, &access.base_url, &req).map_err(
         |e| match e {
@@ -191,9 +204,13 @@ fn api_path(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Completions => "/completions",
         Endpoint::Embeddings => "/embeddings",
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
-            "/chat/completions"
-        }
+        Endpoint::ChatCompletions
+        | Endpoint::Models
+        | Endpoint::Feedback
+        | Endpoint::Other
+        | Endpoint::Responses
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens => "/chat/completions",
     }
 }
 
@@ -201,8 +218,12 @@ fn mock_endpoint(endpoint: Endpoint) -> mock::Endpoint {
     match endpoint {
         Endpoint::Completions => mock::Endpoint::Completions,
         Endpoint::Embeddings => mock::Endpoint::Embeddings,
-        Endpoint::ChatCompletions | Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {
-            mock::Endpoint::ChatCompletions
-        }
+        Endpoint::ChatCompletions
+        | Endpoint::Models
+        | Endpoint::Feedback
+        | Endpoint::Other
+        | Endpoint::Responses
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens => mock::Endpoint::ChatCompletions,
     }
 }

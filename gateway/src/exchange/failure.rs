@@ -332,6 +332,7 @@ mod tests {
             api_key_env: Some("K".into()),
             api_key: key.map(Secret::new),
             connect_timeout: Duration::from_secs(1),
+            compat: sluice_config::OpenAiCompat::default(),
         };
         Target {
             model: Arc::from("m"),

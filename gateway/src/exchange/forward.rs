@@ -56,6 +56,7 @@ pub async fn commit(
             ctx.usage = usage;
             ctx.answer = answer;
             ctx.taps.set_whole(&body);
+            let body = crate::face::whole(&mut ctx.render, body);
             let header =
                 respond::response_header(status, "application/json", Some(body.len()), ctx)
                     .map_err(Rejection::Error)?;
@@ -163,7 +164,10 @@ async fn stream(
             ctx.end_with(&e);
             up.release(&state.connector, false).await;
             if ds
-                .write_response_body(e.to_sse_event(), false)
+                .write_response_body(
+                    crate::face::error_event(ctx.face, &mut ctx.render, &e),
+                    false,
+                )
                 .await
                 .is_err()
             {
@@ -211,7 +215,11 @@ impl Pump<'_> {
                 Err(end) => return self.flush_then(batch, end).await,
             }
         }
-        if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
+        if batch
+            .write(self.ds, &mut self.ctx.taps, &mut self.ctx.render)
+            .await
+            .is_err()
+        {
             return StreamEnd::ClientGone;
         }
         if verdict == Verdict::Error {
@@ -257,7 +265,11 @@ impl Pump<'_> {
                 Ok(v) => v,
                 Err(end) => return self.flush_then(batch, end).await,
             };
-            if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
+            if batch
+                .write(self.ds, &mut self.ctx.taps, &mut self.ctx.render)
+                .await
+                .is_err()
+            {
                 return StreamEnd::ClientGone;
             }
             if verdict == Verdict::Error {
@@ -288,7 +300,11 @@ impl Pump<'_> {
 
     /// Writes what was gathered before `end`, then ends with it.
     async fn flush_then(&mut self, batch: Batch, end: StreamEnd) -> StreamEnd {
-        if batch.write(self.ds, &mut self.ctx.taps).await.is_err() {
+        if batch
+            .write(self.ds, &mut self.ctx.taps, &mut self.ctx.render)
+            .await
+            .is_err()
+        {
             return StreamEnd::ClientGone;
         }
         end
@@ -305,7 +321,11 @@ impl Pump<'_> {
         if !self.st.saw_done {
             let mut done = Batch::default();
             done.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            if done.write(self.ds, &mut self.ctx.taps).await.is_err() {
+            if done
+                .write(self.ds, &mut self.ctx.taps, &mut self.ctx.render)
+                .await
+                .is_err()
+            {
                 return StreamEnd::ClientGone;
             }
         }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
+use sluice_config::ProviderKind;
 use sluice_observability::AttemptOutcome;
 use sluice_policy::health::Observation;
 use sluice_policy::{AttemptPlan, Target};
@@ -107,7 +108,12 @@ pub async fn run(
             continue;
         };
         let attempt_started = Instant::now();
-        let body = req.upstream_body(&target.upstream_model);
+        let body = match &target.provider.config.kind {
+            ProviderKind::OpenAi { compat, .. } if !compat.is_identity() => {
+                req.compat_body(&target.upstream_model, compat)
+            }
+            _ => req.upstream_body(&target.upstream_model),
+        };
         let limits = WholeLimits {
             max_bytes,
             deadline,

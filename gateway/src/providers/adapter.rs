@@ -97,7 +97,13 @@ pub fn endpoint(
                 kind.as_str()
             ),
         }),
-        E::ChatCompletions | E::Models | E::Feedback | E::Other => Ok(translate::Endpoint::Chat),
+        E::ChatCompletions
+        | E::Models
+        | E::Feedback
+        | E::Other
+        | E::Responses
+        | E::Messages
+        | E::MessagesCountTokens => Ok(translate::Endpoint::Chat),
     }
 }
 

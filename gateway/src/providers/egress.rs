@@ -12,22 +12,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use pingora::connectors::{ConnectorOptions, L4Connect, TransportConnector};
 use pingora::protocols::l4::ext::TcpKeepalive;
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::tls::CertificateDer;
 use pingora::upstreams::peer::PeerOptions;
-use pingora::utils::tls::{WrappedX509, parse_x509};
-use sluice_config::{BaseUrl, Egress, ProxyConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sluice_config::{BaseUrl, Egress, HttpVersion, ProxyConfig};
+
+use super::dial::{Alpn, Dialer, ProxyHop, TlsHop, client_config};
+use super::h2up::H2Pool;
+use crate::reload::{Fingerprint, fingerprint};
 
 /// How long an idle pooled connection to a provider is kept unless `idle_timeout` says.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(90);
-/// A proxy's answer to CONNECT larger than this is not an HTTP proxy.
-const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
 /// Everything built from one provider's egress settings.
 pub struct ProviderEgress {
@@ -42,13 +44,27 @@ pub struct ProviderEgress {
     pub extra_head: Bytes,
     /// Names the route taken, for log lines: never credentials.
     pub route: String,
+    /// HTTP/2 connections (`http_version: h2` or `auto`).
+    pub h2: Option<H2Pool>,
     sni: Option<String>,
-    ca: Option<Arc<[WrappedX509]>>,
     ca_file: Option<String>,
-    tunnel: Option<Arc<ConnectTunnel>>,
+    /// Proxy hops and TLS done by Sluice (see `dial`), pingora's custom L4 connect.
+    dialer: Option<Arc<Dialer>>,
+    /// TLS to the provider is the dialer's: pingora sees a plain peer.
+    own_tls: bool,
     idle_timeout: Duration,
     tcp_keepalive: Option<Duration>,
     group_key: u64,
+}
+
+fn keepalive(idle: Duration) -> TcpKeepalive {
+    TcpKeepalive {
+        idle,
+        interval: Duration::from_secs(5),
+        count: 3,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::ZERO,
+    }
 }
 
 impl ProviderEgress {
@@ -58,10 +74,11 @@ impl ProviderEgress {
         egress: &Egress,
         base_url: &BaseUrl,
         connect_timeout: Duration,
+        metrics: &EgressMetrics,
     ) -> Result<Self, String> {
-        let ca = match &egress.ca_file {
-            Some(path) => Some(load_ca(path, egress.ca_replaces_roots)?),
-            None => None,
+        let bundle = match &egress.ca_file {
+            Some(path) => load_ca(path)?,
+            None => Vec::new(),
         };
         let mut extra = BytesMut::new();
         for h in &egress.headers {
@@ -80,23 +97,69 @@ impl ProviderEgress {
             extra.put_slice(b"\r\nproxy-authorization: ");
             extra.put_slice(auth.as_bytes());
         }
-        let tunnel = match proxy {
-            Some(p) if base_url.tls => Some(Arc::new(ConnectTunnel {
-                proxy: p.authority(),
-                target: sluice_config::egress_authority(&base_url.host, base_url.port),
-                authorization: auth,
-                timeout: connect_timeout,
-            })),
-            _ => None,
-        };
         let (dial_host, dial_port) = match proxy {
             Some(p) => (p.host.clone(), p.port),
             None => (base_url.host.clone(), base_url.port),
         };
         let route = match proxy {
-            Some(p) => format!("via proxy {} (from {})", p.authority(), p.source),
+            Some(p) => format!(
+                "via proxy {}{} (from {})",
+                if p.tls { "https://" } else { "" },
+                p.authority(),
+                p.source
+            ),
             None => "direct".to_owned(),
         };
+        let alpn = match egress.http_version {
+            HttpVersion::Http1 => Alpn::Http1,
+            HttpVersion::H2 => Alpn::H2,
+            HttpVersion::Auto => Alpn::Either,
+        };
+        let own_tls = base_url.tls
+            && (egress.ca_file.is_some()
+                || proxy.is_some_and(|p| p.tls)
+                || egress.http_version != HttpVersion::Http1);
+        let bundle_or_roots = |alpn| {
+            client_config(&bundle, egress.ca_replaces_roots, alpn).map_err(|e| {
+                match &egress.ca_file {
+                    Some(f) => format!("ca_file {}: {e}", f.display()),
+                    None => e,
+                }
+            })
+        };
+        let sni = egress
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| base_url.host.clone());
+        let tls = if own_tls {
+            Some(TlsHop::new(bundle_or_roots(alpn)?, &sni)?)
+        } else {
+            None
+        };
+        let proxy_hop = match proxy {
+            Some(p) => Some(ProxyHop {
+                authority: p.authority(),
+                tls: if p.tls {
+                    Some(TlsHop::new(bundle_or_roots(Alpn::Http1)?, &p.host)?)
+                } else {
+                    None
+                },
+                connect: base_url
+                    .tls
+                    .then(|| sluice_config::egress_authority(&base_url.host, base_url.port)),
+                authorization: auth.filter(|_| base_url.tls),
+            }),
+            None => None,
+        };
+        let h2_wanted = egress.http_version != HttpVersion::Http1;
+        let dialer = (own_tls || proxy_hop.is_some() || h2_wanted).then(|| {
+            Arc::new(Dialer {
+                proxy: proxy_hop,
+                tls,
+                timeout: connect_timeout,
+                keepalive: egress.tcp_keepalive.map(keepalive),
+            })
+        });
         let connector = egress
             .pool_size
             .map(|size| Arc::new(TransportConnector::new(Some(ConnectorOptions::new(size)))));
@@ -109,6 +172,12 @@ impl ProviderEgress {
         BUILDS
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .hash(&mut key);
+        let h2 = h2_wanted.then(|| {
+            H2Pool::new(
+                egress.http_version == HttpVersion::Auto,
+                metrics.h2_gauges(provider),
+            )
+        });
         Ok(Self {
             connector,
             dial_host,
@@ -116,10 +185,11 @@ impl ProviderEgress {
             absolute_form,
             extra_head: extra.freeze(),
             route,
+            h2,
             sni: egress.tls_server_name.clone(),
-            ca,
             ca_file: egress.ca_file.as_ref().map(|p| p.display().to_string()),
-            tunnel,
+            dialer,
+            own_tls,
             idle_timeout: egress.idle_timeout.unwrap_or(DEFAULT_IDLE),
             tcp_keepalive: egress.tcp_keepalive,
             group_key: key.finish(),
@@ -131,23 +201,26 @@ impl ProviderEgress {
         self.sni.as_deref()
     }
 
+    /// TLS to the provider is done by the dialer: the peer pingora sees is plain.
+    pub fn own_tls(&self) -> bool {
+        self.own_tls
+    }
+
+    /// The dialer, for connections made outside pingora's pool (HTTP/2).
+    pub fn dialer(&self) -> Option<&Arc<Dialer>> {
+        self.dialer.as_ref()
+    }
+
     /// Applies this provider's settings to a peer's options.
     pub fn apply(&self, options: &mut PeerOptions) {
         options.idle_timeout = Some(self.idle_timeout);
-        if let Some(idle) = self.tcp_keepalive {
-            options.tcp_keepalive = Some(TcpKeepalive {
-                idle,
-                interval: Duration::from_secs(5),
-                count: 3,
-                #[cfg(target_os = "linux")]
-                user_timeout: Duration::ZERO,
-            });
+        if let Some(idle) = self.tcp_keepalive
+            && self.dialer.is_none()
+        {
+            options.tcp_keepalive = Some(keepalive(idle));
         }
-        if let Some(ca) = &self.ca {
-            options.ca = Some(Arc::clone(ca));
-        }
-        if let Some(t) = &self.tunnel {
-            options.custom_l4 = Some(Arc::clone(t) as Arc<dyn L4Connect + Send + Sync>);
+        if let Some(d) = &self.dialer {
+            options.custom_l4 = Some(Arc::clone(d) as Arc<dyn L4Connect + Send + Sync>);
         }
     }
 
@@ -161,10 +234,12 @@ impl ProviderEgress {
     pub fn explain(&self, e: &pingora::Error) -> String {
         use pingora::ErrorType;
         let detail = e.to_string();
-        let tls = matches!(
-            e.etype(),
-            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
-        ) || detail.contains("certificate");
+        let proxy = matches!(e.etype(), ErrorType::ConnectProxyFailure);
+        let tls = !proxy
+            && (matches!(
+                e.etype(),
+                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+            ) || detail.contains("certificate"));
         match (&self.ca_file, tls) {
             (Some(file), true) => format!(
                 "{} {detail}; the provider's certificate is not trusted by ca_file {file}",
@@ -192,214 +267,106 @@ fn base64(input: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(input)
 }
 
-/// The certificates of a PEM bundle, plus the system roots unless they are replaced.
-fn load_ca(path: &std::path::Path, replace_roots: bool) -> Result<Arc<[WrappedX509]>, String> {
+/// The certificates of a PEM bundle, each checked to be usable as a trust anchor.
+fn load_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
-    let mut ders = Vec::new();
+    let mut certs = Vec::new();
     for item in rustls_pemfile::certs(&mut pem.as_slice()) {
         let der = item.map_err(|e| format!("ca_file {shown} is not PEM: {e}"))?;
-        ders.push(der.to_vec());
+        certs.push(der);
     }
-    if ders.is_empty() {
+    if certs.is_empty() {
         return Err(format!("ca_file {shown} holds no CERTIFICATE block"));
     }
-    let own = ders.len();
-    if !replace_roots {
-        ders.extend(
-            rustls_native_certs::load_native_certs()
-                .certs
-                .into_iter()
-                .map(|c| c.to_vec()),
-        );
-    }
-    let mut certs = Vec::with_capacity(ders.len());
-    for (i, der) in ders.into_iter().enumerate() {
-        // pingora's X.509 wrapper panics on a certificate it cannot parse: check first, so a
-        // bad bundle is an error and not a crash.
-        if x509_parses(&der) {
-            certs.push(WrappedX509::new(der, parse_x509));
-        } else if i < own {
+    for (i, der) in certs.iter().enumerate() {
+        let mut probe = pingora::tls::RootCertStore::empty();
+        if probe.add(der.clone()).is_err() {
             return Err(format!(
                 "ca_file {shown}: certificate {} cannot be parsed",
                 i + 1
             ));
         }
     }
-    Ok(certs.into())
+    Ok(certs)
 }
 
-fn x509_parses(der: &[u8]) -> bool {
-    // rustls's own parser first, which reports instead of panicking; the unwind guard is only
-    // for what it accepts and pingora's parser does not.
-    let mut probe = pingora::tls::RootCertStore::empty();
-    probe
-        .add(pingora::tls::CertificateDer::from(der.to_vec()))
-        .is_ok()
-        && std::panic::catch_unwind(|| {
-            let _ = parse_x509(&der);
-        })
-        .is_ok()
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CaReloadLabels {
+    provider: String,
+    result: &'static str,
 }
 
-/// The proxy's CONNECT handshake, as pingora's connector runs it in place of a TCP connect:
-/// TLS to the provider then runs inside the tunnel.
-struct ConnectTunnel {
-    /// `host:port` of the proxy, for messages.
-    proxy: String,
-    /// `host:port` asked for.
-    target: String,
-    authorization: Option<String>,
-    timeout: Duration,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
 }
 
-impl std::fmt::Debug for ConnectTunnel {
-    // Never the credentials.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CONNECT {} via {}", self.target, self.proxy)
+/// Egress metrics: CA bundles read again after a change, and HTTP/2 connections.
+#[derive(Clone, Default)]
+pub struct EgressMetrics {
+    ca_reloads: Family<CaReloadLabels, Counter>,
+    h2_open: Family<ProviderLabels, Gauge>,
+    h2_opened: Family<ProviderLabels, Counter>,
+}
+
+/// One provider's HTTP/2 connection gauges.
+#[derive(Clone, Default)]
+pub struct H2Gauges {
+    pub open: Gauge,
+    pub opened: Counter,
+}
+
+impl EgressMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "sluice_egress_ca_reloads",
+            "A provider's ca_file read again after it changed on disk: applied, or rejected \
+             (the previous trust store stays)",
+            m.ca_reloads.clone(),
+        );
+        registry.register(
+            "sluice_upstream_h2_connections",
+            "HTTP/2 connections open to each provider (http_version h2 or auto)",
+            m.h2_open.clone(),
+        );
+        registry.register(
+            "sluice_upstream_h2_connections_opened",
+            "HTTP/2 connections opened to each provider",
+            m.h2_opened.clone(),
+        );
+        m
     }
-}
 
-fn failed(what: String) -> Box<pingora::Error> {
-    pingora::Error::explain(pingora::ErrorType::ConnectProxyFailure, what)
-}
-
-#[async_trait]
-impl L4Connect for ConnectTunnel {
-    async fn connect(&self, addr: &PeerAddr) -> pingora::Result<L4Stream> {
-        let Some(inet) = addr.as_inet() else {
-            return Err(failed(format!("proxy {} has no IP address", self.proxy)));
+    fn h2_gauges(&self, provider: &str) -> H2Gauges {
+        let labels = ProviderLabels {
+            provider: provider.to_owned(),
         };
-        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(inet))
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "proxy {} did not accept a connection within {:?}",
-                    self.proxy, self.timeout
-                ))
-            })?
-            .map_err(|e| {
-                failed(format!(
-                    "proxy {} refused the connection ({})",
-                    self.proxy,
-                    e.kind()
-                ))
-            })?;
-        tokio::time::timeout(self.timeout, self.handshake(tcp))
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "proxy {} did not answer CONNECT {} within {:?}",
-                    self.proxy, self.target, self.timeout
-                ))
-            })?
-            .map(L4Stream::from)
-    }
-}
-
-impl ConnectTunnel {
-    async fn handshake(&self, mut tcp: TcpStream) -> pingora::Result<TcpStream> {
-        let request = connect_request(&self.target, self.authorization.as_deref());
-        tcp.write_all(request.as_bytes()).await.map_err(|e| {
-            failed(format!(
-                "sending CONNECT to proxy {}: {}",
-                self.proxy,
-                e.kind()
-            ))
-        })?;
-        let mut buf = Vec::with_capacity(512);
-        loop {
-            if buf.len() >= MAX_CONNECT_HEAD {
-                return Err(failed(format!(
-                    "proxy {} answered CONNECT with more than {MAX_CONNECT_HEAD} bytes of head",
-                    self.proxy
-                )));
-            }
-            let n = tcp.read_buf(&mut buf).await.map_err(|e| {
-                failed(format!(
-                    "reading proxy {}'s answer: {}",
-                    self.proxy,
-                    e.kind()
-                ))
-            })?;
-            if n == 0 {
-                return Err(failed(format!(
-                    "proxy {} closed the connection instead of answering CONNECT {}",
-                    self.proxy, self.target
-                )));
-            }
-            match connect_answer(&buf) {
-                ConnectAnswer::Partial => {}
-                ConnectAnswer::Established => return Ok(tcp),
-                ConnectAnswer::Refused(status) => {
-                    return Err(failed(format!(
-                        "proxy {} answered CONNECT {} with {status}",
-                        self.proxy, self.target
-                    )));
-                }
-                ConnectAnswer::Invalid(why) => {
-                    return Err(failed(format!("proxy {}: {why}", self.proxy)));
-                }
-            }
+        H2Gauges {
+            open: self.h2_open.get_or_create(&labels).clone(),
+            opened: self.h2_opened.get_or_create(&labels).clone(),
         }
     }
-}
 
-/// The CONNECT request for `target` (`host:port`).
-fn connect_request(target: &str, authorization: Option<&str>) -> String {
-    let mut r = format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n");
-    if let Some(a) = authorization {
-        r.push_str("proxy-authorization: ");
-        r.push_str(a);
-        r.push_str("\r\n");
-    }
-    r.push_str("\r\n");
-    r
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum ConnectAnswer {
-    Partial,
-    Established,
-    /// The status line's code and reason.
-    Refused(String),
-    Invalid(&'static str),
-}
-
-/// Reads a proxy's answer to CONNECT. Bytes after a 2xx head would be the provider speaking
-/// before the client did, which neither TLS nor HTTP does: refused, as the tunnel would be
-/// out of step.
-fn connect_answer(buf: &[u8]) -> ConnectAnswer {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Partial) => ConnectAnswer::Partial,
-        Err(_) => ConnectAnswer::Invalid("its answer to CONNECT is not HTTP"),
-        Ok(httparse::Status::Complete(len)) => match resp.code {
-            Some(code) if (200..300).contains(&code) => {
-                if len == buf.len() {
-                    ConnectAnswer::Established
-                } else {
-                    ConnectAnswer::Invalid("data followed its answer to CONNECT")
-                }
-            }
-            Some(code) => ConnectAnswer::Refused(
-                format!("{code} {}", resp.reason.unwrap_or_default())
-                    .trim()
-                    .to_owned(),
-            ),
-            None => ConnectAnswer::Invalid("its answer to CONNECT has no status"),
-        },
+    fn ca_reload(&self, provider: &str, result: &'static str) {
+        self.ca_reloads
+            .get_or_create(&CaReloadLabels {
+                provider: provider.to_owned(),
+                result,
+            })
+            .inc();
     }
 }
 
-/// Each provider's built settings, rebuilt when its policy entry changes. Read without a
-/// lock; a change swaps in a new map.
+/// Each provider's built settings, rebuilt when its policy entry changes or its `ca_file`
+/// changes on disk. Read without a lock; a change swaps in a new map.
 #[derive(Default)]
 pub struct EgressCache {
     map: ArcSwap<HashMap<String, Arc<Entry>>>,
     // Serializes rebuilds; never held across an await.
     write: std::sync::Mutex<()>,
+    metrics: EgressMetrics,
 }
 
 struct Entry {
@@ -407,9 +374,25 @@ struct Entry {
     base_url: BaseUrl,
     connect_timeout: Duration,
     built: Result<Arc<ProviderEgress>, String>,
+    /// The `ca_file` as it was when last read (built or rejected).
+    ca_seen: Option<Fingerprint>,
+}
+
+/// How reading a changed `ca_file` again ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaReload {
+    Applied { provider: String },
+    Rejected { provider: String, error: String },
 }
 
 impl EgressCache {
+    pub fn new(metrics: EgressMetrics) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
     /// Builds every provider's settings now (at start, and when a reload is checked), so the
     /// first request does not pay for reading CA bundles; returns what could not be built, as
     /// `provider: problem` lines.
@@ -442,9 +425,11 @@ impl EgressCache {
         {
             return e.built.clone();
         }
-        let built = ProviderEgress::build(provider, egress, base_url, connect_timeout)
-            .map(Arc::new)
-            .map_err(|e| format!("provider `{provider}`: {e}"));
+        let ca_seen = egress.ca_file.as_deref().and_then(fingerprint);
+        let built =
+            ProviderEgress::build(provider, egress, base_url, connect_timeout, &self.metrics)
+                .map(Arc::new)
+                .map_err(|e| format!("provider `{provider}`: {e}"));
         if let Err(e) = &built {
             tracing::error!(provider, error = %e, "Provider connection settings cannot be used.");
         }
@@ -456,11 +441,122 @@ impl EgressCache {
                 base_url: base_url.clone(),
                 connect_timeout,
                 built: built.clone(),
+                ca_seen,
             }),
         );
         self.map.store(Arc::new(next));
         built
     }
+
+    /// Reads again every `ca_file` that changed on disk since it was last read (`force`: every
+    /// one). A bundle that loads replaces the provider's build (new connections trust it; the
+    /// old build's pooled connections are not reused); one that does not keeps the previous
+    /// trust, and is logged and counted. Blocking file reads: call from a blocking task.
+    pub fn refresh_ca(&self, force: bool) -> Vec<CaReload> {
+        let changed: Vec<(String, Option<Fingerprint>)> = self
+            .map
+            .load()
+            .iter()
+            .filter_map(|(name, e)| {
+                let path = e.egress.ca_file.as_deref()?;
+                let now = fingerprint(path);
+                // A file that vanished (mid-swap, or deleted) is not a change to act on.
+                (now.is_some() && (force || now != e.ca_seen)).then(|| (name.clone(), now))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::clone(&self.map.load_full());
+        let mut results = Vec::new();
+        for (provider, now) in changed {
+            let Some(entry) = next.get(&provider).cloned() else {
+                continue;
+            };
+            let rebuilt = ProviderEgress::build(
+                &provider,
+                &entry.egress,
+                &entry.base_url,
+                entry.connect_timeout,
+                &self.metrics,
+            );
+            let (built, result) = match rebuilt {
+                Ok(b) => {
+                    tracing::info!(provider = %provider, "Provider ca_file changed on disk; new connections trust the bundle as it is now.");
+                    self.metrics.ca_reload(&provider, "applied");
+                    (
+                        Ok(Arc::new(b)),
+                        CaReload::Applied {
+                            provider: provider.clone(),
+                        },
+                    )
+                }
+                Err(error) => {
+                    tracing::warn!(provider = %provider, error = %error, "Provider ca_file changed on disk but cannot be used; the previous trust store stays.");
+                    self.metrics.ca_reload(&provider, "rejected");
+                    (
+                        entry.built.clone(),
+                        CaReload::Rejected {
+                            provider: provider.clone(),
+                            error,
+                        },
+                    )
+                }
+            };
+            next.insert(
+                provider,
+                Arc::new(Entry {
+                    egress: entry.egress.clone(),
+                    base_url: entry.base_url.clone(),
+                    connect_timeout: entry.connect_timeout,
+                    built,
+                    ca_seen: now,
+                }),
+            );
+            results.push(result);
+        }
+        self.map.store(Arc::new(next));
+        results
+    }
+
+    /// Each provider's HTTP version and open HTTP/2 connections, for the admin view.
+    pub fn view(&self) -> Vec<EgressView> {
+        let mut out: Vec<EgressView> = self
+            .map
+            .load()
+            .iter()
+            .map(|(name, e)| EgressView {
+                provider: name.clone(),
+                http_version: e.egress.http_version.as_str(),
+                h2_connections: e
+                    .built
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b.h2.as_ref())
+                    .map(H2Pool::open_connections),
+                h1_fallback: e
+                    .built
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b.h2.as_ref())
+                    .is_some_and(H2Pool::fell_back_to_h1),
+            })
+            .collect();
+        out.sort_by(|a, b| a.provider.cmp(&b.provider));
+        out
+    }
+}
+
+/// What `/admin/targets` shows of a provider's connections.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EgressView {
+    pub provider: String,
+    pub http_version: &'static str,
+    /// Open HTTP/2 connections (`None` for HTTP/1.1).
+    pub h2_connections: Option<usize>,
+    /// `auto`, and the provider chose HTTP/1.1.
+    pub h1_fallback: bool,
 }
 
 /// Providers with egress settings: name, settings, base URL and connect timeout.
@@ -504,66 +600,12 @@ mod tests {
     }
 
     #[test]
-    fn connect_answers() {
-        let cases: &[(&[u8], ConnectAnswer)] = &[
-            (
-                b"HTTP/1.1 200 Connection established\r\n",
-                ConnectAnswer::Partial,
-            ),
-            (
-                b"HTTP/1.1 200 Connection established\r\n\r\n",
-                ConnectAnswer::Established,
-            ),
-            (
-                b"HTTP/1.0 200 OK\r\nvia: p\r\n\r\n",
-                ConnectAnswer::Established,
-            ),
-            (
-                b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
-                ConnectAnswer::Refused("407 Proxy Authentication Required".into()),
-            ),
-            (
-                b"HTTP/1.1 403 \r\n\r\n",
-                ConnectAnswer::Refused("403".into()),
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\n\r\nextra",
-                ConnectAnswer::Invalid("data followed its answer to CONNECT"),
-            ),
-            (
-                b"SSH-2.0-x\r\n\r\n",
-                ConnectAnswer::Invalid("its answer to CONNECT is not HTTP"),
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(
-                &connect_answer(input),
-                want,
-                "{}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
-    fn the_connect_request() {
-        assert_eq!(
-            connect_request("api.openai.com:443", None),
-            "CONNECT api.openai.com:443 HTTP/1.1\r\nhost: api.openai.com:443\r\n\r\n"
-        );
-        assert_eq!(
-            connect_request("[::1]:8443", Some("Basic dTpw")),
-            "CONNECT [::1]:8443 HTTP/1.1\r\nhost: [::1]:8443\r\nproxy-authorization: Basic dTpw\r\n\r\n"
-        );
-    }
-
-    #[test]
     fn a_bad_bundle_is_an_error_not_a_crash() {
         let dir = std::env::temp_dir().join(format!("sluice-egress-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").expect("write");
-        let err = load_ca(&empty, true).expect_err("no certificate");
+        let err = load_ca(&empty).expect_err("no certificate");
         assert!(err.contains("no CERTIFICATE block"), "{err}");
         let garbage = dir.join("garbage.pem");
         std::fs::write(
@@ -571,9 +613,9 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .expect("write");
-        let err = load_ca(&garbage, true).expect_err("unparsable");
+        let err = load_ca(&garbage).expect_err("unparsable");
         assert!(err.contains("cannot be parsed"), "{err}");
-        let missing = load_ca(&dir.join("missing.pem"), true).expect_err("missing");
+        let missing = load_ca(&dir.join("missing.pem")).expect_err("missing");
         assert!(missing.contains("cannot read ca_file"), "{missing}");
     }
 }

@@ -18,7 +18,25 @@
 //!   leading space, so the concatenated deltas equal [`completion_text`].
 //! - `finish_reason` is `"length"` when `max_tokens` is below the default length, else `"stop"`.
 //! - `created` is the constant [`CREATED`]; ids are `chatcmpl-mock-<seed as 16 hex digits>`
-//!   (completions: `cmpl-mock-…`). Only one choice is ever produced (`n` is ignored).
+//!   (completions: `cmpl-mock-…`).
+//!
+//! # Shaped chat answers
+//!
+//! So apps can be tried against the quickstart, a chat request is answered as it asks:
+//! - `tools` (function tools) with `tool_choice` absent, `"auto"` or `"required"`: calls to its
+//!   first (up to two) tools; a named `tool_choice` calls that tool; `"none"` answers in words.
+//!   Call ids are `call_mock_<seed hex>_<i>`, arguments `{"query":"<first word>"}`
+//!   (`{"answer":"<text>"}` for a tool named `json_response`), `content` is `null` and the
+//!   finish reason `tool_calls`. Streamed, each call is a chunk with its id and name, then its
+//!   arguments in pieces, each with the call's `index`.
+//! - `response_format` `json_object`: the content is `{"answer":"<text>"}`; `json_schema`: an
+//!   object with the schema's required properties (strings carry the text, numbers are 42,
+//!   booleans true, arrays and objects empty). Streamed, the JSON text comes in pieces.
+//! - `n` (at most [`MAX_CHOICES`]): that many choices; choice 0 is the answer `n = 1` gives,
+//!   choice `i` draws its words from the seed mixed with `i`. Streamed, every choice's chunks
+//!   carry its `index`, the finish chunks come last.
+//!
+//! Usage counts the plain answer's words per choice, whatever the shape.
 //!
 //! # Token counting
 //!
@@ -67,6 +85,10 @@ pub const MAX_DIMENSIONS: u32 = 4096;
 pub const CREATED: u64 = 1_735_689_600;
 /// Tokens added per chat message on top of its words.
 pub const TOKENS_PER_MESSAGE: u32 = 3;
+/// Largest `n` a chat request may ask for, to bound the answer size.
+pub const MAX_CHOICES: u32 = 16;
+/// Most tools one answer calls.
+const MAX_TOOL_CALLS: usize = 2;
 
 /// The answer vocabulary: 64 plain words.
 const WORDS: [&str; 64] = [
@@ -177,6 +199,85 @@ pub struct MockRequest {
     /// For a judge request (`sluice_judge::MARKER` first in its system message): the verdict
     /// the answer carries instead of made-up words, so the judge works with no API key.
     pub verdict: Option<String>,
+    /// Chat: tools to call, JSON mode and `n`; see the module doc, "Shaped chat answers".
+    pub shape: Shape,
+}
+
+/// What a chat request asks of its answer's form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Names of the function tools the answer calls (empty: an answer in words).
+    pub tools: Vec<String>,
+    /// JSON mode: `Some(None)` for `json_object`, `Some(Some(schema))` for `json_schema`.
+    pub json: Option<Option<Value>>,
+    /// Number of choices, 1..=[`MAX_CHOICES`].
+    pub choices: u32,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            tools: Vec::new(),
+            json: None,
+            choices: 1,
+        }
+    }
+}
+
+impl Shape {
+    /// Reads `tools`, `tool_choice`, `response_format` and `n` from a chat request.
+    fn of_chat(obj: &Map<String, Value>) -> Result<Shape, String> {
+        let offered: Vec<&str> = match obj.get("tools") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(tools)) => tools
+                .iter()
+                .filter(|t| t.get("type").and_then(Value::as_str) == Some("function"))
+                .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+                .collect(),
+            Some(_) => return Err("`tools` must be an array".to_owned()),
+        };
+        let tools = match obj.get("tool_choice") {
+            None | Some(Value::Null) => offered.into_iter().take(MAX_TOOL_CALLS).collect(),
+            Some(Value::String(c)) => match c.as_str() {
+                "none" => Vec::new(),
+                "auto" | "required" => offered.into_iter().take(MAX_TOOL_CALLS).collect(),
+                other => {
+                    return Err(format!(
+                        "`tool_choice` must be \"none\", \"auto\", \"required\" or a named function, not \"{other}\""
+                    ));
+                }
+            },
+            Some(Value::Object(c)) => match c.get("function").and_then(|f| f.get("name")) {
+                Some(Value::String(name)) => vec![name.as_str()],
+                _ => return Err("`tool_choice.function.name` is required".to_owned()),
+            },
+            Some(_) => return Err("`tool_choice` must be a string or an object".to_owned()),
+        };
+        let json = match obj.get("response_format") {
+            None | Some(Value::Null) => None,
+            Some(f) => match f.get("type").and_then(Value::as_str) {
+                Some("text") => None,
+                Some("json_object") => Some(None),
+                Some("json_schema") => Some(f.pointer("/json_schema/schema").cloned()),
+                _ => {
+                    return Err(
+                        "`response_format.type` must be \"text\", \"json_object\" or \"json_schema\""
+                            .to_owned(),
+                    );
+                }
+            },
+        };
+        let choices = match opt_count(obj, "n")? {
+            None => 1,
+            Some(n) if n <= MAX_CHOICES => n,
+            Some(_) => return Err(format!("`n` must be at most {MAX_CHOICES}")),
+        };
+        Ok(Shape {
+            tools: tools.into_iter().map(str::to_owned).collect(),
+            json,
+            choices,
+        })
+    }
 }
 
 impl MockRequest {
@@ -248,6 +349,10 @@ impl MockRequest {
                 Endpoint::ChatCompletions => sluice_judge::mock_verdict(body),
                 Endpoint::Completions | Endpoint::Embeddings => None,
             },
+            shape: match endpoint {
+                Endpoint::ChatCompletions => Shape::of_chat(&obj)?,
+                Endpoint::Completions | Endpoint::Embeddings => Shape::default(),
+            },
         })
     }
 }
@@ -265,7 +370,7 @@ pub struct MockUsage {
 
 /// The usage every answer to `req` reports (stream or not).
 pub fn usage(req: &MockRequest) -> MockUsage {
-    let completion = completion_tokens(req);
+    let completion = completion_tokens(req).saturating_mul(req.shape.choices);
     MockUsage {
         prompt_tokens: req.prompt_tokens,
         completion_tokens: completion,
@@ -283,7 +388,122 @@ pub fn finish_reason(req: &MockRequest) -> &'static str {
 
 /// The deterministic text the answer carries (empty for embeddings).
 pub fn completion_text(req: &MockRequest) -> String {
-    words(req).collect::<Vec<_>>().join(" ")
+    choice_text(req, 0)
+}
+
+/// The words of choice `choice`, joined with spaces.
+fn choice_text(req: &MockRequest, choice: u32) -> String {
+    words(req, choice).collect::<Vec<_>>().join(" ")
+}
+
+/// The id of tool call `i` in the answer to a request with seed `seed`.
+pub fn tool_call_id(seed: u64, i: usize) -> String {
+    format!("call_mock_{seed:x}_{i}")
+}
+
+/// The arguments the mock passes to tool `name` (a JSON object, as text).
+pub fn tool_call_arguments(name: &str, text: &str) -> String {
+    if name == "json_response" {
+        serde_json::json!({ "answer": text }).to_string()
+    } else {
+        let first = text.split(' ').next().unwrap_or("mock");
+        serde_json::json!({ "query": first }).to_string()
+    }
+}
+
+/// A JSON object with the schema's required properties (typed), else `{"answer": text}`.
+pub fn json_answer(schema: Option<&Value>, text: &str) -> Value {
+    let required: Vec<&str> = schema
+        .and_then(|s| s.get("required"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if required.is_empty() {
+        return serde_json::json!({ "answer": text });
+    }
+    let mut out = Map::new();
+    for name in required {
+        let ty = schema
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.get(name))
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str);
+        let value = match ty {
+            Some("integer" | "number") => Value::from(42),
+            Some("boolean") => Value::Bool(true),
+            Some("array") => Value::Array(Vec::new()),
+            Some("object") => Value::Object(Map::new()),
+            _ => Value::String(text.to_owned()),
+        };
+        out.insert(name.to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+/// What one chat choice says: text (words, or JSON in JSON mode) or tool calls.
+enum Said {
+    Text(String),
+    Calls(Vec<Call>),
+}
+
+struct Call {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+impl Said {
+    fn finish_reason(&self, req: &MockRequest) -> &'static str {
+        match self {
+            Said::Calls(_) => "tool_calls",
+            Said::Text(_) => finish_reason(req),
+        }
+    }
+}
+
+/// Choice `choice` of the answer to a chat request, shaped as the request asks.
+fn said(req: &MockRequest, choice: u32) -> Said {
+    let text = choice_text(req, choice);
+    if !req.shape.tools.is_empty() && req.verdict.is_none() {
+        return Said::Calls(
+            req.shape
+                .tools
+                .iter()
+                .enumerate()
+                .map(|(i, name)| Call {
+                    id: tool_call_id(req.seed, i),
+                    name: name.clone(),
+                    arguments: tool_call_arguments(name, &text),
+                })
+                .collect(),
+        );
+    }
+    match &req.shape.json {
+        Some(schema) if req.verdict.is_none() => {
+            Said::Text(json_answer(schema.as_ref(), &text).to_string())
+        }
+        _ => Said::Text(text),
+    }
+}
+
+/// Up to three pieces of `s`, cut at char boundaries, so reassembly is exercised.
+fn thirds(s: &str) -> impl Iterator<Item = &str> {
+    let n = s.chars().count();
+    let cuts: Vec<usize> = [n / 3, 2 * n / 3]
+        .iter()
+        .filter_map(|&k| s.char_indices().nth(k).map(|(b, _)| b))
+        .filter(|&b| b > 0)
+        .collect();
+    let mut bounds = vec![0];
+    bounds.extend(cuts);
+    bounds.push(s.len());
+    bounds.dedup();
+    (0..bounds.len() - 1)
+        .map(move |i| &s[bounds[i]..bounds[i + 1]])
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// The non-stream answer: a `chat.completion`, a `text_completion` or a list of embeddings,
@@ -292,23 +512,50 @@ pub fn response_json(req: &MockRequest) -> Bytes {
     let ids = Ids::new(req);
     let u = usage(req);
     let json = match req.endpoint {
-        Endpoint::ChatCompletions => to_json(&ChatCompletion {
-            id: &ids.id,
-            object: "chat.completion",
-            created: CREATED,
-            model: &req.model,
-            choices: [ChatChoice {
-                index: 0,
-                message: Message {
-                    role: "assistant",
-                    content: &completion_text(req),
-                    refusal: None,
-                },
-                logprobs: None,
-                finish_reason: finish_reason(req),
-            }],
-            usage: UsageJson::chat(u),
-        }),
+        Endpoint::ChatCompletions => {
+            let said: Vec<Said> = (0..req.shape.choices).map(|c| said(req, c)).collect();
+            let choices: Vec<ChatChoice<'_>> = said
+                .iter()
+                .zip(0..)
+                .map(|(s, index)| ChatChoice {
+                    index,
+                    message: Message {
+                        role: "assistant",
+                        content: match s {
+                            Said::Text(t) => Some(t),
+                            Said::Calls(_) => None,
+                        },
+                        refusal: None,
+                        tool_calls: match s {
+                            Said::Text(_) => None,
+                            Said::Calls(calls) => Some(
+                                calls
+                                    .iter()
+                                    .map(|c| ToolCallJson {
+                                        id: &c.id,
+                                        kind: "function",
+                                        function: FunctionJson {
+                                            name: &c.name,
+                                            arguments: &c.arguments,
+                                        },
+                                    })
+                                    .collect(),
+                            ),
+                        },
+                    },
+                    logprobs: None,
+                    finish_reason: s.finish_reason(req),
+                })
+                .collect();
+            to_json(&ChatCompletion {
+                id: &ids.id,
+                object: "chat.completion",
+                created: CREATED,
+                model: &req.model,
+                choices,
+                usage: UsageJson::chat(u),
+            })
+        }
         Endpoint::Completions => to_json(&TextCompletion {
             id: &ids.id,
             object: "text_completion",
@@ -362,14 +609,14 @@ impl MockStream {
         let content_end;
         match req.endpoint {
             Endpoint::ChatCompletions => {
-                let chunk = |delta: Delta<'_>, finish: Option<&'static str>| {
+                let chunk = |index: u32, delta: Delta<'_>, finish: Option<&'static str>| {
                     sse(&to_json(&ChatChunk {
                         id: &ids.id,
                         object: "chat.completion.chunk",
                         created: CREATED,
                         model: &req.model,
                         choices: &[ChatChunkChoice {
-                            index: 0,
+                            index,
                             delta,
                             logprobs: None,
                             finish_reason: finish,
@@ -377,30 +624,90 @@ impl MockStream {
                         usage: usage_field(None),
                     }))
                 };
-                events.push(chunk(
-                    Delta {
-                        role: Some("assistant"),
-                        content: Some(""),
-                    },
-                    None,
-                ));
-                for piece in pieces(req) {
+                let mut finishes = Vec::with_capacity(req.shape.choices as usize);
+                for index in 0..req.shape.choices {
                     events.push(chunk(
+                        index,
                         Delta {
-                            role: None,
-                            content: Some(&piece),
+                            role: Some("assistant"),
+                            content: Some(""),
+                            ..Delta::default()
                         },
                         None,
                     ));
+                    let s = said(req, index);
+                    match &s {
+                        Said::Text(_) if req.shape.json.is_none() => {
+                            for piece in pieces(req, index) {
+                                events.push(chunk(
+                                    index,
+                                    Delta {
+                                        content: Some(&piece),
+                                        ..Delta::default()
+                                    },
+                                    None,
+                                ));
+                            }
+                        }
+                        Said::Text(json) => {
+                            for piece in thirds(json) {
+                                events.push(chunk(
+                                    index,
+                                    Delta {
+                                        content: Some(piece),
+                                        ..Delta::default()
+                                    },
+                                    None,
+                                ));
+                            }
+                        }
+                        Said::Calls(calls) => {
+                            for (k, call) in (0..).zip(calls) {
+                                let opening = ToolCallDelta {
+                                    index: k,
+                                    id: Some(&call.id),
+                                    kind: Some("function"),
+                                    function: FunctionDelta {
+                                        name: Some(&call.name),
+                                        arguments: "",
+                                    },
+                                };
+                                events.push(chunk(
+                                    index,
+                                    Delta {
+                                        tool_calls: Some([opening]),
+                                        ..Delta::default()
+                                    },
+                                    None,
+                                ));
+                                for piece in thirds(&call.arguments) {
+                                    let more = ToolCallDelta {
+                                        index: k,
+                                        id: None,
+                                        kind: None,
+                                        function: FunctionDelta {
+                                            name: None,
+                                            arguments: piece,
+                                        },
+                                    };
+                                    events.push(chunk(
+                                        index,
+                                        Delta {
+                                            tool_calls: Some([more]),
+                                            ..Delta::default()
+                                        },
+                                        None,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    finishes.push(s.finish_reason(req));
                 }
                 content_end = events.len();
-                events.push(chunk(
-                    Delta {
-                        role: None,
-                        content: None,
-                    },
-                    Some(finish_reason(req)),
-                ));
+                for (index, finish) in (0..).zip(finishes) {
+                    events.push(chunk(index, Delta::default(), Some(finish)));
+                }
                 if req.include_usage {
                     events.push(sse(&to_json(&ChatChunk {
                         id: &ids.id,
@@ -428,7 +735,7 @@ impl MockStream {
                         usage: usage_field(None),
                     }))
                 };
-                for piece in pieces(req) {
+                for piece in pieces(req, 0) {
                     events.push(chunk(&piece, None));
                 }
                 content_end = events.len();
@@ -513,11 +820,11 @@ fn completion_tokens(req: &MockRequest) -> u32 {
 
 /// The answer's words, drawn from [`WORDS`] by splitmix64 seeded with the request seed (or a
 /// judge request's verdict, word by word, so joined with spaces it is the verdict again).
-fn words(req: &MockRequest) -> Box<dyn Iterator<Item = &str> + '_> {
+fn words(req: &MockRequest, choice: u32) -> Box<dyn Iterator<Item = &str> + '_> {
     if let Some(v) = &req.verdict {
         return Box::new(v.split(' '));
     }
-    let mut rng = SplitMix64(req.seed);
+    let mut rng = SplitMix64(req.seed ^ u64::from(choice).wrapping_mul(0xD6E8_FEB8_6659_FD93));
     Box::new(
         (0..completion_tokens(req))
             .map(move |_| WORDS[(rng.next_u64() % WORDS.len() as u64) as usize]),
@@ -525,8 +832,8 @@ fn words(req: &MockRequest) -> Box<dyn Iterator<Item = &str> + '_> {
 }
 
 /// The content pieces of a stream: the words, each after the first with a leading space.
-fn pieces(req: &MockRequest) -> impl Iterator<Item = String> {
-    words(req).enumerate().map(|(i, w)| {
+fn pieces(req: &MockRequest, choice: u32) -> impl Iterator<Item = String> + '_ {
+    words(req, choice).enumerate().map(|(i, w)| {
         if i == 0 {
             w.to_owned()
         } else {
@@ -798,7 +1105,7 @@ struct ChatCompletion<'a> {
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: [ChatChoice<'a>; 1],
+    choices: Vec<ChatChoice<'a>>,
     usage: UsageJson,
 }
 
@@ -813,8 +1120,24 @@ struct ChatChoice<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallJson<'a>>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionJson<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionJson<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -837,12 +1160,31 @@ struct ChatChunkChoice<'a> {
     finish_reason: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -1094,6 +1436,197 @@ mod tests {
         let one =
             MockRequest::from_body(Endpoint::Embeddings, br#"{"model":"e","input":"x"}"#).unwrap();
         assert_eq!((one.inputs, one.dimensions), (1, DEFAULT_DIMENSIONS));
+    }
+
+    /// Content, tool calls `(id, name, arguments)` and finish reason of one choice.
+    type Choice = (String, Vec<(String, String, String)>, String);
+
+    /// Reassembles a chat stream per choice: (content, tool calls as (id, name, arguments),
+    /// finish reason), checking every chunk names its choice and call by index.
+    fn reassemble(events: &[Value]) -> Vec<Choice> {
+        let mut out: Vec<Choice> = Vec::new();
+        for ev in events {
+            for c in ev["choices"].as_array().unwrap() {
+                let i = c["index"].as_u64().unwrap() as usize;
+                if out.len() <= i {
+                    out.resize(i + 1, Default::default());
+                }
+                let slot = &mut out[i];
+                if let Some(t) = c["delta"]["content"].as_str() {
+                    slot.0.push_str(t);
+                }
+                for tc in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                    let k = tc["index"].as_u64().unwrap() as usize;
+                    if let Some(id) = tc["id"].as_str() {
+                        assert_eq!(k, slot.1.len(), "a new call opens at the next index");
+                        let name = tc["function"]["name"].as_str().unwrap().to_owned();
+                        slot.1.push((id.to_owned(), name, String::new()));
+                    }
+                    slot.1[k]
+                        .2
+                        .push_str(tc["function"]["arguments"].as_str().unwrap());
+                }
+                if let Some(f) = c["finish_reason"].as_str() {
+                    slot.2 = f.to_owned();
+                }
+            }
+        }
+        out
+    }
+
+    /// Whole answer's choices in the same form as [`reassemble`].
+    fn whole(req: &MockRequest) -> Vec<Choice> {
+        let v = json(&response_json(req));
+        v["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let calls = c["message"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        assert_eq!(t["type"], "function");
+                        let s = |p: &str| t.pointer(p).unwrap().as_str().unwrap().to_owned();
+                        (s("/id"), s("/function/name"), s("/function/arguments"))
+                    })
+                    .collect();
+                (
+                    c["message"]["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    calls,
+                    c["finish_reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shaped_answers_stream_what_the_whole_answer_says() {
+        let tools = r#""tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}},{"type":"function","function":{"name":"lookup"}},{"type":"function","function":{"name":"third"}}]"#;
+        let schema = r#""response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},"ok":{"type":"boolean"}},"required":["name","age","ok"]}}}"#;
+        let msgs = r#""model":"m","messages":[{"role":"user","content":"weather in Paris"}]"#;
+        let plain = completion_text(&chat(&format!("{{{msgs}}}")));
+        let first = plain.split(' ').next().unwrap();
+        // (extra fields, expected choices: (content check, tool names, finish))
+        type Case<'a> = (String, Vec<(Option<Value>, Vec<&'a str>, &'a str)>);
+        let cases: Vec<Case<'_>> = vec![
+            (String::new(), vec![(None, vec![], "stop")]),
+            (
+                format!(",{tools}"),
+                vec![(None, vec!["get_weather", "lookup"], "tool_calls")],
+            ),
+            (
+                format!(r#",{tools},"tool_choice":"required""#),
+                vec![(None, vec!["get_weather", "lookup"], "tool_calls")],
+            ),
+            (
+                format!(r#",{tools},"tool_choice":"none""#),
+                vec![(None, vec![], "stop")],
+            ),
+            (
+                format!(
+                    r#",{tools},"tool_choice":{{"type":"function","function":{{"name":"third"}}}}"#
+                ),
+                vec![(None, vec!["third"], "tool_calls")],
+            ),
+            (
+                r#","response_format":{"type":"json_object"}"#.to_owned(),
+                vec![(Some(serde_json::json!({"answer": plain})), vec![], "stop")],
+            ),
+            (
+                format!(",{schema}"),
+                vec![(
+                    Some(serde_json::json!({"name": plain, "age": 42, "ok": true})),
+                    vec![],
+                    "stop",
+                )],
+            ),
+            (r#","n":3"#.to_owned(), vec![(None, vec![], "stop"); 3]),
+            (
+                format!(r#",{tools},"n":2"#),
+                vec![(None, vec!["get_weather", "lookup"], "tool_calls"); 2],
+            ),
+        ];
+        for (extra, expected) in cases {
+            let body = format!(
+                r#"{{{msgs}{extra},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+            );
+            let req = chat(&body);
+            let streamed = reassemble(&events(&req));
+            let whole_answer = whole(&req);
+            assert_eq!(
+                streamed, whole_answer,
+                "{extra}: the stream reassembles to the answer"
+            );
+            assert_eq!(whole_answer.len(), expected.len(), "{extra}: choices");
+            for (i, ((content, calls, finish), (json_content, names, want_finish))) in
+                whole_answer.iter().zip(&expected).enumerate()
+            {
+                assert_eq!(finish, want_finish, "{extra}");
+                let got: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+                assert_eq!(&got, names, "{extra}");
+                for (k, (id, _, args)) in calls.iter().enumerate() {
+                    assert_eq!(id, &tool_call_id(req.seed, k));
+                    let text = choice_text(&req, i as u32);
+                    let word = text.split(' ').next().unwrap();
+                    assert_eq!(json(args.as_bytes()), serde_json::json!({"query": word}));
+                    assert!(i > 0 || word == first);
+                }
+                match json_content {
+                    Some(v) => assert_eq!(&json(content.as_bytes()), v, "{extra}"),
+                    None if calls.is_empty() => {
+                        assert_eq!(
+                            content.split(' ').count(),
+                            DEFAULT_COMPLETION_TOKENS as usize
+                        );
+                        assert_eq!(
+                            i == 0,
+                            *content == plain,
+                            "{extra}: choice {i} differs from choice 0 only"
+                        );
+                    }
+                    None => assert!(content.is_empty()),
+                }
+            }
+            let u = usage(&req);
+            assert_eq!(
+                u.completion_tokens,
+                DEFAULT_COMPLETION_TOKENS * expected.len() as u32
+            );
+            let last = events(&req).pop().unwrap();
+            assert_eq!(last["usage"]["completion_tokens"], u.completion_tokens);
+        }
+        // A tool call answer has `content: null`, as OpenAI sends it.
+        let v = json(&response_json(&chat(&format!("{{{msgs},{tools}}}"))));
+        assert!(v["choices"][0]["message"]["content"].is_null());
+    }
+
+    #[test]
+    fn shape_errors() {
+        let err = |extra: &str| {
+            MockRequest::from_body(
+                Endpoint::ChatCompletions,
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}]{extra}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap_err()
+        };
+        assert_eq!(err(r#","n":17"#), "`n` must be at most 16");
+        assert!(err(r#","n":0"#).starts_with("`n` must be an integer"));
+        assert!(err(r#","tool_choice":"sometimes""#).starts_with("`tool_choice` must be"));
+        assert_eq!(
+            err(r#","tool_choice":{"type":"function"}"#),
+            "`tool_choice.function.name` is required"
+        );
+        assert!(
+            err(r#","response_format":{"type":"yaml"}"#)
+                .starts_with("`response_format.type` must be")
+        );
+        assert_eq!(err(r#","tools":{}"#), "`tools` must be an array");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
 pub mod adapter;
+pub mod dial;
 pub mod egress;
 mod h1;
+pub mod h2up;
 pub mod mock;
 mod mock_upstream;
 pub mod openai;
@@ -38,10 +40,56 @@ pub enum Upstream {
 }
 
 pub struct HttpUpstream {
-    pub session: h1::Response,
-    pub peer: openai::ProviderPeer,
+    pub session: Session,
+    /// The peer an HTTP/1.1 connection returns to the pool under (`None` for HTTP/2).
+    pub peer: Option<openai::ProviderPeer>,
     /// The provider's own pool (`pool_size`), which the connection returns to.
     pub own_pool: Option<std::sync::Arc<TransportConnector>>,
+}
+
+/// An answer on an HTTP/1.1 connection or an HTTP/2 stream.
+pub enum Session {
+    H1(h1::Response),
+    H2(h2up::Response),
+}
+
+impl Session {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::H1(r) => r.status(),
+            Self::H2(r) => r.status(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match self {
+            Self::H1(r) => r.header(name),
+            Self::H2(r) => r.header(name),
+        }
+    }
+
+    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Self::H1(r) => r.read_chunk().await,
+            Self::H2(r) => r.read_chunk().await,
+        }
+    }
+
+    /// Body bytes already received, without waiting (HTTP/2 hands over each frame as it is
+    /// read, so it has none).
+    pub fn read_buffered(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Self::H1(r) => r.read_buffered(),
+            Self::H2(_) => Ok(None),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        match self {
+            Self::H1(r) => r.is_done(),
+            Self::H2(r) => r.is_done(),
+        }
+    }
 }
 
 // === impl Upstream ===
@@ -101,8 +149,12 @@ impl Upstream {
             own_pool,
         } = *h;
         let connector = own_pool.as_deref().unwrap_or(connector);
-        // Anything not reusable is dropped here, which closes the connection.
-        if complete && let Some(stream) = session.into_reusable() {
+        // Anything not reusable is dropped here, which closes the connection; an HTTP/2
+        // stream gives its slot back as it is dropped (reset first when not read to its end).
+        if complete
+            && let (Session::H1(session), Some(peer)) = (session, peer)
+            && let Some(stream) = session.into_reusable()
+        {
             let idle = peer.0.options.idle_timeout;
             connector.release_stream(stream, peer.reuse_hash(), idle);
         }

@@ -17,7 +17,7 @@ use sluice_config::{BaseUrl, Secret};
 use tokio::io::AsyncWriteExt;
 
 use super::h1::Response;
-use super::{ConnectError, HttpUpstream, Upstream};
+use super::{ConnectError, HttpUpstream, Session, Upstream, h2up};
 
 use super::egress::{DEFAULT_IDLE as POOL_IDLE, ProviderEgress};
 
@@ -61,10 +61,49 @@ pub async fn send_prepared(
     body: Bytes,
 ) -> Result<Upstream, ConnectError> {
     let egress = target.egress;
+    if let Some(e) = egress
+        && let (Some(pool), Some(dialer)) = (&e.h2, e.dialer())
+        && !pool.fell_back_to_h1()
+    {
+        match pool
+            .send(
+                dialer,
+                target.addr,
+                target.base_url.tls,
+                &head,
+                body.clone(),
+            )
+            .await
+        {
+            Ok(h2up::Sent::Response(r)) => {
+                return Ok(Upstream::Http(Box::new(HttpUpstream {
+                    session: Session::H2(r),
+                    peer: None,
+                    own_pool: None,
+                })));
+            }
+            // `auto`, and the provider chose HTTP/1.1: this attempt goes that way too.
+            Ok(h2up::Sent::FellBack) => {}
+            Err(err) => {
+                let message = match err {
+                    h2up::SendError::Dial(d) => {
+                        format!("connect to {} {}", target.base_url, e.explain(&d))
+                    }
+                    h2up::SendError::Other(why) => {
+                        format!("request to {} {}: {why}", target.base_url, e.route)
+                    }
+                };
+                tracing::warn!(request_id = target.request_id, failure = %message, "Provider connection failed.");
+                return Err(ConnectError::Connect(message));
+            }
+        }
+    }
     let sni = egress
         .and_then(ProviderEgress::sni)
         .unwrap_or(&target.base_url.host);
-    let mut peer = HttpPeer::new(target.addr, target.base_url.tls, sni.to_owned());
+    // TLS the dialer does itself (its own trust store) leaves a plain peer to pingora.
+    let tls = target.base_url.tls && !egress.is_some_and(ProviderEgress::own_tls);
+    let mut peer = HttpPeer::new(target.addr, tls, sni.to_owned());
     peer.options.connection_timeout = Some(target.connect_timeout);
     peer.options.total_connection_timeout = Some(target.connect_timeout * 2);
     peer.options.idle_timeout = Some(POOL_IDLE);
@@ -114,8 +153,8 @@ fn http_upstream(
     own_pool: Option<std::sync::Arc<TransportConnector>>,
 ) -> Upstream {
     Upstream::Http(Box::new(HttpUpstream {
-        session,
-        peer,
+        session: Session::H1(session),
+        peer: Some(peer),
         own_pool,
     }))
 }

@@ -13,6 +13,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use sluice_config::OpenAiCompat;
 use sluice_observability::{Endpoint, RequestParams};
 
 use crate::error::GatewayError;
@@ -133,7 +134,12 @@ impl OpenAiRequest {
                     ));
                 }
             }
-            Endpoint::Models | Endpoint::Feedback | Endpoint::Other => {}
+            Endpoint::Models
+            | Endpoint::Feedback
+            | Endpoint::Other
+            | Endpoint::Responses
+            | Endpoint::Messages
+            | Endpoint::MessagesCountTokens => {}
         }
 
         let number = |name: &str| value(name).and_then(|v| serde_json::from_slice::<f64>(v).ok());
@@ -246,6 +252,46 @@ impl OpenAiRequest {
             _ => out.put_slice(&self.body[cursor..]),
         }
         out.freeze()
+    }
+
+    /// The body for an OpenAI-compatible server with quirks: as [`Self::upstream_body`], then
+    /// changed as `compat` says. Only providers with quirks pay for this parse.
+    pub fn compat_body(&self, upstream_model: &str, compat: &OpenAiCompat) -> Bytes {
+        let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(&self.body) else {
+            // The body was checked to be a JSON object when it arrived.
+            return self.upstream_body(upstream_model);
+        };
+        obj.insert("model".to_owned(), upstream_model.into());
+        if !compat.stream_usage {
+            // A server that refuses the field refuses the client's own too.
+            obj.remove("stream_options");
+        } else if self.stream && !self.client_wants_usage {
+            let opts = obj
+                .entry("stream_options")
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let Some(o) = opts.as_object_mut() {
+                o.insert("include_usage".to_owned(), true.into());
+            }
+        }
+        if let Some(field) = compat.max_tokens_field
+            && let Some(cap) = obj.remove(field.other())
+        {
+            // Both given: the one the server reads wins, as it would have without Sluice.
+            obj.entry(field.as_str()).or_insert(cap);
+        }
+        if compat.developer_as_system
+            && let Some(messages) = obj.get_mut("messages").and_then(|m| m.as_array_mut())
+        {
+            for m in messages {
+                if m.get("role").and_then(|r| r.as_str()) == Some("developer") {
+                    m["role"] = "system".into();
+                }
+            }
+        }
+        for f in &compat.drop_fields {
+            obj.remove(f);
+        }
+        serde_json::to_vec(&obj).map_or_else(|_| self.upstream_body(upstream_model), Bytes::from)
     }
 
     fn stream_options_json(&self) -> String {

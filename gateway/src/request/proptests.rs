@@ -330,7 +330,12 @@ fn oracle(endpoint: Endpoint, body: &[u8], max_depth: usize) -> Verdict {
             .is_some_and(|m| !m.is_empty()),
         Endpoint::Completions => map.contains_key("prompt"),
         Endpoint::Embeddings => map.get("input").is_some_and(|i| !i.is_null()) && !stream,
-        Endpoint::Models | Endpoint::Feedback | Endpoint::Other => true,
+        Endpoint::Models
+        | Endpoint::Feedback
+        | Endpoint::Other
+        | Endpoint::Responses
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens => true,
     };
     if !endpoint_ok {
         return refuse("the endpoint's rules");

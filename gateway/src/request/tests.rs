@@ -224,3 +224,46 @@ fn tool_call_ids_are_the_tool_results_in_the_request_bounded() {
         "the latest kept"
     );
 }
+
+#[test]
+fn compat_changes_only_what_the_server_needs() {
+    use serde_json::json;
+    use sluice_config::{MaxTokensField, OpenAiCompat};
+    let base = OpenAiCompat::default();
+    let dev = r#"{"model":"a","messages":[{"role":"developer","content":"d"},{"role":"user","content":"u"}],"max_completion_tokens":5,"parallel_tool_calls":false"#;
+    // (body, compat, expected upstream JSON)
+    let cases: Vec<(String, OpenAiCompat, serde_json::Value)> = vec![
+        (
+            format!("{dev},\"stream\":true}}"),
+            OpenAiCompat { max_tokens_field: Some(MaxTokensField::MaxTokens), ..base.clone() },
+            json!({"model":"up","messages":[{"role":"developer","content":"d"},{"role":"user","content":"u"}],
+                   "max_tokens":5,"parallel_tool_calls":false,"stream":true,"stream_options":{"include_usage":true}}),
+        ),
+        (
+            format!("{dev},\"stream\":true,\"stream_options\":{{\"include_usage\":true}}}}"),
+            OpenAiCompat { stream_usage: false, developer_as_system: true,
+                drop_fields: vec!["parallel_tool_calls".into()], ..base.clone() },
+            json!({"model":"up","messages":[{"role":"system","content":"d"},{"role":"user","content":"u"}],
+                   "max_completion_tokens":5,"stream":true}),
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"u"}],"max_tokens":7,"max_completion_tokens":9}"#.to_owned(),
+            OpenAiCompat { max_tokens_field: Some(MaxTokensField::MaxCompletionTokens), ..base.clone() },
+            json!({"model":"up","messages":[{"role":"user","content":"u"}],"max_completion_tokens":9}),
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"u"}],"max_tokens":7}"#.to_owned(),
+            OpenAiCompat { max_tokens_field: Some(MaxTokensField::MaxCompletionTokens), ..base.clone() },
+            json!({"model":"up","messages":[{"role":"user","content":"u"}],"max_completion_tokens":7}),
+        ),
+    ];
+    for (body, compat, want) in cases {
+        assert!(!compat.is_identity());
+        assert_eq!(
+            json(&chat(&body).compat_body("up", &compat)),
+            want,
+            "{body}"
+        );
+    }
+    assert!(base.is_identity());
+}

@@ -24,6 +24,22 @@ pub struct AdmitLabels {
     pub source: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// hit | miss | error (a read that failed or timed out) | stored | dropped (a write not made)
+    pub result: &'static str,
+}
+
+/// `sluice_shared_cache_total`, each result made once.
+#[derive(Debug, Clone)]
+pub struct SharedCacheMetrics {
+    pub hit: Counter,
+    pub miss: Counter,
+    pub error: Counter,
+    pub stored: Counter,
+    pub dropped: Counter,
+}
+
 #[derive(Debug, Clone)]
 pub struct StateMetrics {
     /// 1 while Redis answers, 0 while the fail mode applies.
@@ -39,6 +55,9 @@ pub struct StateMetrics {
     pub round_trip: Histogram,
     /// Finished requests' tokens and spend not yet written to Redis (kept while it is down).
     pub pending: Gauge,
+    /// The shared response cache's reads and writes (`state.redis.share_cache`).
+    pub cache: SharedCacheMetrics,
+    cache_family: Family<CacheLabels, Counter>,
 }
 
 impl StateMetrics {
@@ -46,6 +65,15 @@ impl StateMetrics {
         let admitted = Family::<AdmitLabels, Counter>::default();
         let source = |source| admitted.get_or_create(&AdmitLabels { source }).clone();
         let (admitted_lease, admitted_redis) = (source("lease"), source("redis"));
+        let cache_family = Family::<CacheLabels, Counter>::default();
+        let result = |result| cache_family.get_or_create(&CacheLabels { result }).clone();
+        let cache = SharedCacheMetrics {
+            hit: result("hit"),
+            miss: result("miss"),
+            error: result("error"),
+            stored: result("stored"),
+            dropped: result("dropped"),
+        };
         let m = Self {
             backend_up: Gauge::default(),
             fallback: Family::default(),
@@ -54,6 +82,8 @@ impl StateMetrics {
             admitted_redis,
             round_trip: Histogram::new(ROUND_TRIP_BUCKETS),
             pending: Gauge::default(),
+            cache,
+            cache_family,
         };
         registry.register(
             "sluice_state_backend_up",
@@ -80,6 +110,11 @@ impl StateMetrics {
             "sluice_state_pending_writes",
             "Tokens and spend counters waiting to be added in Redis",
             m.pending.clone(),
+        );
+        registry.register(
+            "sluice_shared_cache",
+            "Reads and writes of the response cache shared through Redis, by result",
+            m.cache_family.clone(),
         );
         m
     }

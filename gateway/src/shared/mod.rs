@@ -9,6 +9,7 @@
 //! also owns the connection. While Redis cannot be asked, `fail: open` admits under this
 //! replica's own in-process limits and `fail: closed` refuses with 503.
 
+pub mod cache;
 pub mod lease;
 pub mod link;
 pub mod metrics;
@@ -116,18 +117,26 @@ pub struct SharedState {
     pub(crate) link: Link,
     subjects: RwLock<HashMap<String, Arc<Subject>>>,
     usage: Feed<Usage>,
+    /// Answers to write to the shared cache; `None` unless `share_cache`.
+    cache_puts: Option<Feed<cache::CachePut>>,
     metrics: StateMetrics,
     admit: Script,
     record: Script,
 }
 
 impl SharedState {
-    pub fn new(cfg: RedisConfig, metrics: StateMetrics, usage: Feed<Usage>) -> Self {
+    pub fn new(
+        cfg: RedisConfig,
+        metrics: StateMetrics,
+        usage: Feed<Usage>,
+        cache_puts: Option<Feed<cache::CachePut>>,
+    ) -> Self {
         Self {
             link: Link::new(metrics.clone()),
             cfg,
             subjects: RwLock::new(HashMap::new()),
             usage,
+            cache_puts,
             metrics,
             admit: Script::new(script::ADMIT),
             record: Script::new(script::RECORD),
@@ -305,6 +314,7 @@ impl SharedState {
                 fail: self.cfg.fail.as_str(),
                 timeout_ms: u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
                 local_allowance: self.cfg.local_allowance,
+                share_cache: self.cfg.share_cache,
                 key_prefix: self.cfg.key_prefix.clone(),
                 pending_writes: self.metrics.pending.get(),
                 dropped_writes: self.usage.dropped(),
@@ -355,6 +365,7 @@ pub struct RedisView {
     pub fail: &'static str,
     pub timeout_ms: u64,
     pub local_allowance: u32,
+    pub share_cache: bool,
     pub key_prefix: String,
     pub pending_writes: i64,
     pub dropped_writes: u64,

@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::{
-    ADMIN_TOKEN, CANARY_ENV, TestGateway, assert_no_canary, chat, eventually, free_port, mock_llm,
-    sse_data, stream_text,
+    ADMIN_TOKEN, CANARY_ENV, NO_EJECTION, TestGateway, assert_no_canary, chat, eventually,
+    free_port, mock_llm, sse_data, stream_text,
 };
 
 const CORP_TOKEN: &str = "corp-token-EGRESS-SECRET-7f3a";
@@ -143,6 +143,15 @@ struct Proxy {
 impl Proxy {
     /// `refuse`: answer every CONNECT with 403, as a proxy whose rules do not allow it.
     async fn start(refuse: bool) -> Self {
+        Self::start_with(refuse, None).await
+    }
+
+    /// An `https://` proxy: TLS with the test CA's leaf first, then the same proxying.
+    async fn start_tls(ca: &TestCa) -> Self {
+        Self::start_with(false, Some(ca.acceptor())).await
+    }
+
+    async fn start_with(refuse: bool, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -150,41 +159,20 @@ impl Proxy {
         let (count, seen) = (Arc::clone(&connections), Arc::clone(&heads));
         #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
         tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = listener.accept().await {
+            while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::Relaxed);
                 let seen = Arc::clone(&seen);
+                let tls = tls.clone();
                 #[expect(clippy::disallowed_methods, reason = "a test's stand-in server")]
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    if !read_head(&mut tcp, &mut buf).await {
-                        return;
-                    }
-                    let head = String::from_utf8_lossy(&buf).into_owned();
-                    seen.lock().expect("heads").push(head.clone());
-                    let line = head.lines().next().unwrap_or_default().to_owned();
-                    let mut parts = line.split(' ');
-                    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    if method == "CONNECT" {
-                        if refuse {
-                            let _ = tcp.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
-                            return;
+                    match tls {
+                        Some(acceptor) => {
+                            // A client that does not trust the proxy ends the handshake here.
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                proxy_connection(stream, refuse, seen).await;
+                            }
                         }
-                        let Ok(up) = TcpStream::connect(target).await else {
-                            let _ = tcp.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                            return;
-                        };
-                        if tcp
-                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                            .await
-                            .is_ok()
-                        {
-                            splice(tcp, up, &[]).await;
-                        }
-                    } else if let Some(rest) = target.strip_prefix("http://") {
-                        let authority = rest.split('/').next().unwrap_or_default().to_owned();
-                        if let Ok(up) = TcpStream::connect(authority).await {
-                            splice(tcp, up, &buf).await;
-                        }
+                        None => proxy_connection(tcp, refuse, seen).await,
                     }
                 });
             }
@@ -202,6 +190,44 @@ impl Proxy {
 
     fn heads(&self) -> String {
         self.heads.lock().expect("heads").join("\n---\n")
+    }
+}
+
+/// One client connection of the proxy: a CONNECT tunnel, or an absolute-form request.
+async fn proxy_connection<S>(mut tcp: S, refuse: bool, seen: Arc<Mutex<Vec<String>>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    if !read_head(&mut tcp, &mut buf).await {
+        return;
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    seen.lock().expect("heads").push(head.clone());
+    let line = head.lines().next().unwrap_or_default().to_owned();
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method == "CONNECT" {
+        if refuse {
+            let _ = tcp.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+            return;
+        }
+        let Ok(up) = TcpStream::connect(target).await else {
+            let _ = tcp.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+            return;
+        };
+        if tcp
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_ok()
+        {
+            splice(tcp, up, &[]).await;
+        }
+    } else if let Some(rest) = target.strip_prefix("http://") {
+        let authority = rest.split('/').next().unwrap_or_default().to_owned();
+        if let Ok(up) = TcpStream::connect(authority).await {
+            splice(tcp, up, &buf).await;
+        }
     }
 }
 
@@ -557,4 +583,172 @@ async fn a_translated_kind_goes_through_the_proxy_with_its_extra_headers() {
     let log = gw.log_text();
     assert_no_egress_secret("the log", &log);
     assert_no_canary(&log);
+}
+
+#[tokio::test]
+async fn an_https_proxy_carries_a_translated_kind_and_its_certificate_is_checked() {
+    // The proxy's certificate and the provider's come from the same corporate CA, as with a
+    // TLS-inspecting proxy: one ca_file trusts both hops.
+    let mock = mock_llm().await;
+    let ca = TestCa::new("egress test CA");
+    let front = TlsFront::start(&ca, mock.addr()).await;
+    let proxy = Proxy::start_tls(&ca).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = ca.write(dir.path(), "corp-ca.pem");
+    let body = format!(
+        "providers:\n  gem:\n    kind: gemini\n    base_url: \"https://127.0.0.1:{front}\"\n    api_key_env: {CANARY_ENV}\n    tls_server_name: localhost\n    ca_file: \"{ca_file}\"\n    proxy: {{ url: \"https://127.0.0.1:{proxy}\", credentials_env: EGRESS_PROXY_CREDS }}\n    headers: {{ X-Corp-Token: {{ env: EGRESS_CORP_TOKEN }} }}\n  untrusted:\n    kind: openai\n    base_url: \"https://127.0.0.1:{front}/v1\"\n    api_key_env: {CANARY_ENV}\n    connect_timeout: 2s\n    tls_server_name: localhost\n    proxy: {{ url: \"https://127.0.0.1:{proxy}\" }}\nmodels:\n  g: {{ provider: gem, upstream_model: m-gemini }}\n  u: {{ provider: untrusted, upstream_model: u }}\n",
+        front = front.port,
+        proxy = proxy.port,
+    );
+    let gw = TestGateway::start_with_env(&body, &mock, "", &env()).await;
+
+    for stream in [false, true] {
+        let resp = gw
+            .post("/v1/chat/completions", chat("g", stream))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200, "stream={stream}");
+        if stream {
+            let events = sse_data(resp).await;
+            assert!(!stream_text(&events).is_empty(), "{events:?}");
+        } else {
+            let json: serde_json::Value = resp.json().await.expect("json");
+            assert!(
+                json["choices"][0]["message"]["content"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty()),
+                "{json}"
+            );
+        }
+    }
+    // CONNECT inside TLS to the proxy, with its credentials; Gemini's path, key and the
+    // extra header inside the tunnel's own TLS.
+    let asked = proxy.heads();
+    assert!(
+        asked.starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1", front.port)),
+        "{asked}"
+    );
+    assert!(asked.contains("proxy-authorization: Basic "), "{asked}");
+    let sent = front.heads();
+    assert!(
+        sent.starts_with("POST /v1beta/models/m-gemini:generateContent HTTP/1.1\r\n"),
+        "{sent}"
+    );
+    assert!(sent.contains("\r\nx-goog-api-key: "), "{sent}");
+    assert!(
+        sent.contains(&format!("\r\nx-corp-token: {CORP_TOKEN}\r\n")),
+        "{sent}"
+    );
+
+    // Without the CA, the proxy's own certificate is what fails, and the log says so.
+    let reached = proxy.heads().len();
+    let resp = gw
+        .post("/v1/chat/completions", chat("u", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let text = resp.text().await.expect("body");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+    eventually(async || {
+        gw.log_text()
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("TLS to proxy 127.0.0.1:"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "a log line with {id} naming the proxy's TLS:\n{}",
+            gw.log_text()
+        )
+    });
+    assert_eq!(
+        proxy.heads().len(),
+        reached,
+        "no CONNECT after a failed handshake"
+    );
+    let log = gw.log_text();
+    assert_no_egress_secret("the log", &log);
+    assert_no_canary(&log);
+}
+
+#[tokio::test]
+async fn a_ca_file_rotated_on_disk_is_trusted_without_a_policy_edit_and_a_broken_one_keeps_the_old()
+{
+    let mock = mock_llm().await;
+    let ca = TestCa::new("egress test CA");
+    let other = TestCa::new("the CA before rotation");
+    let front = TlsFront::start(&ca, mock.addr()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The bundle first holds a CA that did not sign the provider's certificate.
+    let ca_file = other.write(dir.path(), "corp-ca.pem");
+    let body = format!(
+        "providers:\n  corp:\n    kind: openai\n    base_url: \"https://localhost:{front}/v1\"\n    api_key_env: {CANARY_ENV}\n    connect_timeout: 2s\n    ca_file: \"{ca_file}\"\n    ca_replaces_roots: true\nmodels:\n  m: {{ provider: corp, upstream_model: m }}\nroutes:\n  - {{ name: r, match: {{ model: m }}, targets: [ {{ model: m }} ], retry: {{ max_attempts: 1 }}, {NO_EJECTION} }}\n",
+        front = front.port,
+    );
+    let gw = TestGateway::start_with_env(&body, &mock, "", &[]).await;
+    let generation = gw.admin_json("/admin/targets").await["generation"].clone();
+    let status = async || {
+        gw.post("/v1/chat/completions", chat("m", false))
+            .send()
+            .await
+            .expect("send")
+            .status()
+    };
+    assert_eq!(
+        status().await,
+        502,
+        "the old bundle does not trust the provider"
+    );
+
+    // Rotated in place, as a secret mount or configuration management does it.
+    let staged = dir.path().join("staged.pem");
+    std::fs::write(&staged, &ca.pem).expect("write");
+    std::fs::rename(&staged, &ca_file).expect("rotate");
+    eventually(async || (status().await == 200).then_some(()))
+        .await
+        .expect("the rotated bundle is trusted without a policy edit");
+    let metrics = gw
+        .metrics_when(|m| {
+            m.contains("sluice_egress_ca_reloads_total{provider=\"corp\",result=\"applied\"} 1")
+        })
+        .await;
+    assert!(
+        metrics.contains("sluice_egress_ca_reloads_total{provider=\"corp\",result=\"applied\"} 1"),
+        "{metrics}"
+    );
+
+    // A broken bundle: counted and logged, and the trust in force stays.
+    std::fs::write(
+        &staged,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    std::fs::rename(&staged, &ca_file).expect("break");
+    let rejected = "sluice_egress_ca_reloads_total{provider=\"corp\",result=\"rejected\"} 1";
+    let metrics = gw.metrics_when(|m| m.contains(rejected)).await;
+    assert!(metrics.contains(rejected), "{metrics}");
+    assert_eq!(
+        status().await,
+        200,
+        "the previous trust store keeps serving"
+    );
+    assert!(
+        gw.log_text()
+            .lines()
+            .any(|l| l.contains("previous trust store stays") && l.contains("cannot be parsed")),
+        "{}",
+        gw.log_text()
+    );
+    // No policy reload happened: the same generation serves.
+    assert_eq!(
+        gw.admin_json("/admin/targets").await["generation"],
+        generation
+    );
 }

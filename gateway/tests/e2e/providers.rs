@@ -21,8 +21,11 @@ const KINDS: [&str; 6] = [
 ];
 
 /// The fault suffixes each kind gets a catalog model for.
-const FAULTS: [(&str, &str); 7] = [
+const FAULTS: [(&str, &str); 10] = [
     ("chat", ""),
+    ("e403", "@403"),
+    ("e504", "@504"),
+    ("slow", "@ttft:3000"),
     ("e500", "@500"),
     ("e529", "@529"),
     ("e429", "@429:2"),
@@ -71,6 +74,15 @@ fn policy(mock: &sluice_loadtest::MockLlm) -> String {
             "  {kind}-badkey: {{ provider: {kind}-bad, upstream_model: m-{kind} }}\n"
         ));
     }
+    // A route per kind whose provider answers later than the route's time to first token.
+    let slow: String = KINDS
+        .iter()
+        .map(|kind| {
+            format!(
+                "  - {{ name: slow-{kind}, match: {{ model: timeout-{kind} }}, targets: [ {{ model: {kind}-slow }} ], retry: {{ max_attempts: 1 }}, timeouts: {{ ttft: 300ms, total: 5s }} }}\n"
+            )
+        })
+        .collect();
     format!(
         "providers:
   openai: {{ kind: openai, base_url: \"{root}/v1\", api_key_env: {env} }}
@@ -93,7 +105,7 @@ models:
     targets: [ {{ model: anthropic-e529 }} ]
     fallbacks: [ gemini-chat ]
     timeouts: {{ ttft: 2s, idle: 2s, total: 10s }}
-"
+{slow}"
     )
 }
 
@@ -563,4 +575,85 @@ async fn embeddings_translate_for_gemini_vertex_azure_and_bedrock() {
             .is_some_and(|b| b.len() == 44),
         "8 f32s are 32 bytes, 44 in base64: {body}"
     );
+}
+
+/// `compat` on an OpenAI-compatible provider: an older server (mock-llm's `legacy` fault)
+/// refuses `stream_options`, `max_completion_tokens`, `developer` messages and
+/// `parallel_tool_calls`; without options every such request fails with its 400, with them the
+/// same requests are served, streamed and not, and a stream's tokens are counted by Sluice.
+#[tokio::test]
+async fn compat_options_let_an_older_openai_compatible_server_serve() {
+    let mock = common::mock_llm().await;
+    let policy = "providers:\n  strict: { kind: openai, base_url: \"{mock}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }\n  vllm:\n    kind: openai\n    base_url: \"{mock}\"\n    api_key_env: SLUICE_TEST_PROVIDER_KEY\n    compat: { stream_usage: false, max_tokens_field: max_tokens, developer_as_system: true, drop_fields: [parallel_tool_calls] }\nmodels:\n  plain: { provider: strict, upstream_model: \"m@legacy\" }\n  quirky: { provider: vllm, upstream_model: \"m@legacy\" }\n";
+    let gw = TestGateway::start(policy, &mock).await;
+    let body = |model: &str, stream: bool| {
+        json!({"model": model, "stream": stream, "max_completion_tokens": 4,
+            "parallel_tool_calls": false,
+            "messages": [{"role": "developer", "content": "Be terse."},
+                         {"role": "user", "content": "Name a river."}]})
+        .to_string()
+    };
+    for stream in [false, true] {
+        let resp = gw
+            .post("/v1/chat/completions", body("plain", stream))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 400, "stream={stream}");
+        let err: Value = resp.json().await.expect("error json");
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{err}");
+
+        let resp = gw
+            .post("/v1/chat/completions", body("quirky", stream))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "stream={stream}");
+        if stream {
+            let events = sse_data(resp).await;
+            assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+            // The cap reached the server under its old name: four words.
+            assert_eq!(stream_text(&events).split(' ').count(), 4, "{events:?}");
+        } else {
+            let v: Value = resp.json().await.expect("json");
+            assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+            assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
+        }
+    }
+    // Without `stream_options` the server reports no usage in the stream: Sluice counts it.
+    let m = gw
+        .metrics_when(|m| m.contains("usage_source=\"estimated\""))
+        .await;
+    assert!(
+        m.contains("usage_source=\"provider\""),
+        "the whole answer's usage is the server's: {m}"
+    );
+    assert_no_canary(&gw.log_text());
+}
+
+/// The rest of the error classes, per dialect and streamed or not: a provider refusing
+/// Sluice's permissions (403) is Sluice's problem, a 502 that never echoes the key; a
+/// provider's gateway timeout is a 504; a provider slower than the route's time to first
+/// token is a 504 `upstream_timeout`.
+#[tokio::test]
+async fn forbidden_gateway_timeout_and_ttft_timeout_map_per_dialect() {
+    let (_mock, gw) = start().await;
+    for kind in KINDS {
+        for stream in [false, true] {
+            let cases = [
+                (format!("{kind}-e403"), 502, "upstream_error"),
+                (format!("{kind}-e504"), 504, "upstream_error"),
+                (format!("timeout-{kind}"), 504, "upstream_timeout"),
+            ];
+            for (model, status, code) in cases {
+                let resp = post(&gw, &ask(&model, stream)).await;
+                assert_eq!(resp.status(), status, "{model} stream={stream}");
+                let text = resp.text().await.expect("body");
+                assert_no_canary(&text);
+                let body: Value = serde_json::from_str(&text).expect("json");
+                assert_eq!(body["error"]["type"], "server_error", "{model}: {body}");
+                assert_eq!(body["error"]["code"], code, "{model}: {body}");
+            }
+        }
+    }
 }

@@ -460,3 +460,111 @@ async fn tokens_used_on_one_replica_count_on_the_others() {
         "{report}"
     );
 }
+
+/// `share_cache`: what one replica stored answers the same request on another, byte for byte,
+/// with no provider call; another tenant still gets its own; with Redis gone, a miss is a miss
+/// and nothing fails.
+#[tokio::test]
+async fn a_cache_shared_through_redis_answers_on_every_replica() {
+    let mut redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let body = format!(
+        "providers:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  m: {{ provider: up }}\nroutes:\n  - name: cached\n    match: {{ model: c }}\n    targets: [ {{ model: m }} ]\n    cache: {{ ttl: 1h }}\nstate:\n  redis: {{ url: \"{}\", timeout: 1s, share_cache: true }}\n",
+        redis.url()
+    );
+    const OTHER: &str = "sk-sluice-test-other-tenant";
+    let other_key = format!(
+        " }}\n  - {{ name: other, key_sha256: \"{}\", tenant: other",
+        common::sha256_hex(OTHER)
+    );
+    let a = TestGateway::start_full(&body, &mock, "", &other_key).await;
+    let b = TestGateway::start_full(&body, &mock, "", &other_key).await;
+    for gw in [&a, &b] {
+        assert_eq!(admin_state(gw).await["redis"]["share_cache"], true);
+    }
+    let send = async |gw: &TestGateway, key: &str, stream: bool| {
+        let body = serde_json::json!({"model": "c", "stream": stream, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say something shared."}]});
+        let resp = reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let cache = resp.headers()["x-sluice-cache"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        (status, cache, resp.text().await.expect("body"))
+    };
+    let stored = async |gw: &TestGateway, n: u64| {
+        gw.metrics_when(|m| {
+            m.contains(&format!(
+                "sluice_shared_cache_total{{result=\"stored\"}} {n}"
+            ))
+        })
+        .await
+    };
+    for stream in [false, true] {
+        let calls = mock.stats().requests;
+        let (status, cache, first) = send(&a, common::KEY, stream).await;
+        assert_eq!((status, cache.as_str()), (200, "miss"), "stream={stream}");
+        stored(&a, if stream { 2 } else { 1 }).await;
+        // The other replica has never seen it: its local miss is answered from Redis.
+        let (status, cache, again) = send(&b, common::KEY, stream).await;
+        assert_eq!((status, cache.as_str()), (200, "hit"), "stream={stream}");
+        assert_eq!(
+            first, again,
+            "stream={stream}: the very bytes the first client got"
+        );
+        assert_eq!(
+            mock.stats().requests,
+            calls + 1,
+            "one provider call for both replicas"
+        );
+        // Another tenant asking the same thing, on the replica that has it: its own call.
+        let (status, cache, _) = send(&b, OTHER, stream).await;
+        assert_eq!((status, cache.as_str()), (200, "miss"), "stream={stream}");
+        assert_eq!(mock.stats().requests, calls + 2);
+    }
+    let m = b.metrics().await;
+    assert!(
+        m.contains("sluice_shared_cache_total{result=\"hit\"} 2"),
+        "{m}"
+    );
+    // The entries live under the prefix, one per answer stored (two per replica-tenant pair).
+    let keys = redis.command("KEYS sluice:cache:*").await.expect("KEYS");
+    assert!(keys.starts_with("*4\r\n"), "{keys}");
+
+    // Redis gone: a new request is a miss, served by the provider; nothing fails or waits
+    // past the timeout.
+    redis.kill();
+    let started = tokio::time::Instant::now();
+    let body = serde_json::json!({"model": "c", "temperature": 0,
+        "messages": [{"role": "user", "content": "Something new."}]});
+    let resp = a
+        .post("/v1/chat/completions", body.to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-cache"], "miss");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = a
+        .metrics_when(|m| {
+            m.contains("sluice_shared_cache_total{result=\"error\"}")
+                && m.contains("sluice_shared_cache_total{result=\"dropped\"} 1")
+        })
+        .await;
+    assert!(
+        !m.contains("sluice_shared_cache_total{result=\"error\"} 0"),
+        "{m}"
+    );
+}

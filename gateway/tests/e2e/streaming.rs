@@ -216,3 +216,131 @@ async fn the_total_timeout_ends_a_stream_that_is_still_sending() {
         .await;
     assert!(metrics.contains("outcome=\"truncated\""), "{metrics}");
 }
+
+/// Content, tool calls `(id, name, arguments)` and finish reason of each choice of a streamed
+/// chat answer, reassembled from its deltas.
+type Choice = (String, Vec<(String, String, String)>, String);
+
+fn reassemble(events: &[String]) -> Vec<Choice> {
+    let mut out: Vec<Choice> = Vec::new();
+    for e in events.iter().filter(|e| e.as_str() != "[DONE]") {
+        let v: serde_json::Value = serde_json::from_str(e).expect("chunk json");
+        for c in v["choices"].as_array().into_iter().flatten() {
+            let i = c["index"].as_u64().expect("index") as usize;
+            if out.len() <= i {
+                out.resize(i + 1, Default::default());
+            }
+            if let Some(t) = c["delta"]["content"].as_str() {
+                out[i].0.push_str(t);
+            }
+            for tc in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let k = tc["index"].as_u64().expect("call index") as usize;
+                if let Some(id) = tc["id"].as_str() {
+                    let name = tc["function"]["name"].as_str().expect("name").to_owned();
+                    out[i].1.push((id.to_owned(), name, String::new()));
+                }
+                out[i].1[k]
+                    .2
+                    .push_str(tc["function"]["arguments"].as_str().expect("args"));
+            }
+            if let Some(f) = c["finish_reason"].as_str() {
+                out[i].2 = f.to_owned();
+            }
+        }
+    }
+    out
+}
+
+fn choices_of(v: &serde_json::Value) -> Vec<Choice> {
+    v["choices"]
+        .as_array()
+        .expect("choices")
+        .iter()
+        .map(|c| {
+            let calls = c["message"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let s = |p: &str| t.pointer(p).and_then(|x| x.as_str()).expect(p).to_owned();
+                    (s("/id"), s("/function/name"), s("/function/arguments"))
+                })
+                .collect();
+            let content = c["message"]["content"].as_str().unwrap_or_default();
+            let finish = c["finish_reason"].as_str().expect("finish");
+            (content.to_owned(), calls, finish.to_owned())
+        })
+        .collect()
+}
+
+/// The quickstart's built-in mock and mock-llm answer tools with tool calls, JSON mode with
+/// JSON, and `n` with that many choices — streamed and whole alike, through Sluice.
+#[tokio::test]
+async fn both_mocks_answer_tools_json_mode_and_n_through_sluice() {
+    let mock = common::mock_llm().await;
+    let gw = TestGateway::start(POLICY, &mock).await;
+    let tools = serde_json::json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]);
+    let schema = serde_json::json!({"type": "json_schema", "json_schema": {"name": "city",
+        "schema": {"type": "object", "properties": {"city": {"type": "string"},
+        "population": {"type": "integer"}}, "required": ["city", "population"]}}});
+    for model in ["m", "inproc"] {
+        let cases = [
+            ("tools", serde_json::json!({"tools": tools})),
+            ("json", serde_json::json!({"response_format": schema})),
+            ("n", serde_json::json!({"n": 2})),
+        ];
+        for (what, extra) in cases {
+            let body = |stream: bool| {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&chat(model, stream)).expect("json");
+                for (k, x) in extra.as_object().expect("object") {
+                    v[k] = x.clone();
+                }
+                v.to_string()
+            };
+            let resp = gw
+                .post("/v1/chat/completions", body(false))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200, "{model} {what}");
+            let whole = choices_of(&resp.json().await.expect("json"));
+            let resp = gw
+                .post("/v1/chat/completions", body(true))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200, "{model} {what}");
+            let streamed = reassemble(&sse_data(resp).await);
+            assert_eq!(
+                streamed, whole,
+                "{model} {what}: the stream says what the answer says"
+            );
+            match what {
+                "tools" => {
+                    assert_eq!(whole.len(), 1);
+                    assert_eq!(whole[0].2, "tool_calls", "{model}");
+                    assert_eq!(whole[0].1.len(), 1, "{model}");
+                    assert_eq!(whole[0].1[0].1, "get_weather");
+                    let args: serde_json::Value =
+                        serde_json::from_str(&whole[0].1[0].2).expect("args");
+                    assert!(args["query"].is_string(), "{model}: {args}");
+                }
+                "json" => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&whole[0].0).expect("json content");
+                    assert!(
+                        v["city"].is_string() && v["population"].is_i64(),
+                        "{model}: {v}"
+                    );
+                }
+                _ => {
+                    assert_eq!(whole.len(), 2, "{model}");
+                    assert_ne!(whole[0].0, whole[1].0, "{model}: the choices differ");
+                }
+            }
+        }
+    }
+}

@@ -85,6 +85,12 @@ providers:
     base_url: http://127.0.0.1:{mock_port}
     api_key_env: {CANARY_ENV}
     connect_timeout: 2s
+  azure:
+    kind: azure_openai
+    base_url: http://127.0.0.1:{mock_port}
+    api_key_env: {CANARY_ENV}
+    api_version: 2024-10-21
+    connect_timeout: 2s
 
 models:
   claude-up: {{ provider: claude, upstream_model: claude-mock }}   # mock-llm in Anthropic's dialect
@@ -93,6 +99,7 @@ models:
   rl-up: {{ provider: up, upstream_model: "rl@429:1" }}       # always 429, retry-after 1s
   cut-up: {{ provider: up, upstream_model: "gpt-4o-mini@cut:3" }}  # stream breaks after 3 events
   emb: {{ provider: up, kind: embedding }}
+  azure-up: {{ provider: azure, upstream_model: azure-mock }}  # mock-llm in Azure OpenAI's dialect
 
 routes:
   - name: cached

@@ -105,6 +105,50 @@ def test_chat_streaming_with_include_usage(client: openai.OpenAI) -> None:
     assert text == full.choices[0].message.content
 
 
+def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather",
+              "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, tools=tools)
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["query"]
+    # The streamed answer carries the same call, its arguments reassembled from the deltas.
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT, tools=tools) as s:
+        final = s.get_final_completion()
+    streamed = final.choices[0].message.tool_calls[0]
+    assert (streamed.id, streamed.function.arguments) == (call.id, call.function.arguments)
+    # The tool's result goes back; the model answers in words.
+    history = PROMPT + [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
+    ]
+    second = client.chat.completions.create(model="gpt-4o-mini", messages=history, tools=tools,
+                                            tool_choice="none")
+    assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content
+
+
+def test_structured_output_parses(client: openai.OpenAI) -> None:
+    import pydantic
+
+    class City(pydantic.BaseModel):
+        city: str
+        population: int
+
+    r = client.chat.completions.parse(model="gpt-4o-mini", messages=PROMPT, response_format=City)
+    parsed = r.choices[0].message.parsed
+    assert isinstance(parsed, City) and parsed.city and parsed.population == 42
+
+
+def test_n_choices_streamed(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, n=2)
+    assert [c.index for c in whole.choices] == [0, 1]
+    texts = ["", ""]
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, n=2, stream=True):
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+    assert texts == [c.message.content for c in whole.choices]
+
+
 def test_legacy_completions(client: openai.OpenAI) -> None:
     r = client.completions.create(model="gpt-4o-mini", prompt="Once upon a time")
     assert r.object == "text_completion"

@@ -62,10 +62,15 @@ pub struct CompareOpts {
     /// `state.redis.url` of the `sluice` target only: with `key_rpm`, Sluice counts the limit
     /// in this Redis while the baseline counts it in-process.
     pub redis: Option<String>,
+    /// With `redis`: requests the target leases per round trip (`local_allowance`).
+    pub local_allowance: Option<u32>,
     /// The `sluice` target only: its route states SLOs (errors, TTFT) with a failover rule, so
     /// every request also pays the SLO engine's and remediation's share; the baseline keeps the
     /// plain policy (it may predate SLOs).
     pub slos: bool,
+    /// The `sluice` target only: its provider is `kind: anthropic` (mock-llm's Anthropic
+    /// dialect), so each request and answer is translated; the baseline speaks OpenAI.
+    pub anthropic: bool,
 }
 
 /// Per-target figures of a compare run.
@@ -130,6 +135,9 @@ pub struct CompareReport {
     pub sluice_telemetry: bool,
     /// `sluice` (not the baseline) ran with route SLOs and a remediation rule.
     pub sluice_slos: bool,
+    /// `sluice` (not the baseline) reached mock-llm in Anthropic's dialect.
+    #[serde(default)]
+    pub sluice_anthropic: bool,
     /// One entry per target, in scenario order.
     pub targets: Vec<TargetReport>,
     /// Goal checks that apply to the scenario.
@@ -412,12 +420,20 @@ async fn start_sluice(
         o.key_rpm,
     );
     if let (TargetKind::Sluice, Some(url)) = (kind, &o.redis) {
+        let allowance = o.local_allowance.unwrap_or(0);
         policy.push_str(&format!(
-            "state:\n  redis: {{ url: \"{url}\", fail: closed }}\n"
+            "state:\n  redis: {{ url: \"{url}\", fail: closed, local_allowance: {allowance} }}\n"
         ));
     }
     if kind == TargetKind::Sluice && o.slos {
         policy.push_str(SLO_ROUTE);
+    }
+    if kind == TargetKind::Sluice && o.anthropic {
+        // The same model on the same mock-llm, in Anthropic's Messages dialect.
+        policy = policy.replace(
+            &format!("kind: openai, base_url: \"http://{}/v1\"", addr(mock)),
+            &format!("kind: anthropic, base_url: \"http://{}\"", addr(mock)),
+        );
     }
     let policy_path = o.work_dir.join(format!("{name}.yaml"));
     std::fs::write(&policy_path, policy).map_err(|e| e.to_string())?;
@@ -567,6 +583,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         sluice_threads: o.threads,
         sluice_telemetry: o.telemetry,
         sluice_slos: o.slos,
+        sluice_anthropic: o.anthropic,
         targets,
         goals,
         rss_series,
@@ -880,7 +897,9 @@ mod tests {
             progress: false,
             key_rpm: None,
             redis: None,
+            local_allowance: None,
             slos: false,
+            anthropic: false,
         };
         let t = target_of(TargetKind::Baseline, &o);
         assert_eq!((t.name.as_str(), t.addr), ("baseline", addr(31004)));

@@ -130,10 +130,14 @@ pub fn compare_markdown(c: &CompareReport) -> String {
         } else {
             "off (metrics only)"
         },
-        if c.sluice_slos {
-            "; sluice's route has SLOs and a remediation rule (the baseline's has none)"
-        } else {
-            ""
+        match (c.sluice_slos, c.sluice_anthropic) {
+            (true, true) =>
+                "; sluice's route has SLOs and a remediation rule, and sluice reaches mock-llm in Anthropic's dialect (the baseline: neither)",
+            (true, false) =>
+                "; sluice's route has SLOs and a remediation rule (the baseline's has none)",
+            (false, true) =>
+                "; sluice reaches mock-llm in Anthropic's dialect (translated), the baseline in OpenAI's",
+            (false, false) => "",
         }
     );
     let m = &c.machine;
@@ -301,6 +305,7 @@ mod tests {
             sluice_threads: 2,
             sluice_telemetry: false,
             sluice_slos: false,
+            sluice_anthropic: false,
             targets,
             goals: Vec::new(),
             rss_series: Vec::new(),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! mock-llm --listen 127.0.0.1:9000 [--prefix /v1] [--ttft-ms N] [--tokens-per-s F] [--burst] [--api-key-env NAME]
+//!          [--tls-cert FILE --tls-key FILE] [--http2]
 //! curl -s localhost:9000/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 //! curl -s localhost:9000/v1/chat/completions -d '{"model":"m@429:2","messages":[{"role":"user","content":"hi"}]}'
 //! curl -s localhost:9000/_mock/stats
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use sluice_loadtest::mock_llm::MockTiming;
+use sluice_loadtest::mock_llm::{MockTiming, MockTls};
 use sluice_loadtest::{MockLlm, MockLlmConfig};
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,15 @@ struct Args {
     /// Name of an environment variable holding the API key to require (never the key itself).
     #[arg(long, value_name = "NAME")]
     api_key_env: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<String>,
+    /// Also speak HTTP/2: by ALPN with --tls-cert, else with prior knowledge (h2c).
+    #[arg(long)]
+    http2: bool,
 }
 
 #[tokio::main]
@@ -65,6 +75,16 @@ async fn main() -> ExitCode {
         eprintln!("mock-llm: --tokens-per-s must be a finite number ≥ 0");
         return ExitCode::from(2);
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match MockTls::from_pem_files(cert, key) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("mock-llm: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let cfg = MockLlmConfig {
         addr: args.listen,
         prefix: args.prefix,
@@ -74,6 +94,8 @@ async fn main() -> ExitCode {
         },
         api_key,
         burst: args.burst,
+        tls,
+        http2: args.http2,
     };
     let server = match MockLlm::start(cfg).await {
         Ok(server) => server,

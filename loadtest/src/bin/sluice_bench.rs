@@ -98,10 +98,17 @@ enum Cmd {
         /// cost of shared limits.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
+        /// With --redis: `state.redis.local_allowance` (requests leased per round trip).
+        #[arg(long, value_name = "N", requires = "redis")]
+        local_allowance: Option<u32>,
         /// Give the target `sluice`'s route SLOs and a (dry-run) failover rule, to measure what
         /// the SLO engine and remediation cost per request; the baseline keeps its policy.
         #[arg(long)]
         slos: bool,
+        /// Have the target `sluice` reach mock-llm in Anthropic's dialect (`kind: anthropic`),
+        /// to measure what translation costs; the baseline keeps the OpenAI provider.
+        #[arg(long)]
+        anthropic: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -236,7 +243,9 @@ async fn work(cli: Cli) -> Result<(), String> {
             keep,
             key_rpm,
             redis,
+            local_allowance,
             slos,
+            anthropic,
             common,
         } => {
             let mut s = load_scenario(&scenario, common.duration)?;
@@ -278,7 +287,9 @@ async fn work(cli: Cli) -> Result<(), String> {
                 progress: !common.quiet,
                 key_rpm,
                 redis,
+                local_allowance,
                 slos,
+                anthropic,
             };
             if keep {
                 eprintln!("work directory: {}", opts.work_dir.display());

@@ -314,7 +314,6 @@ fn answer(kind: Kind, model: &str, a: &Ask) -> Answer {
             .expect("a fixed request parses")
         });
     let text = mock::completion_text(&req);
-    let first_word = text.split(' ').next().unwrap_or("mock").to_owned();
     let mut finish = match mock::finish_reason(&req) {
         "length" => FinishReason::Length,
         _ => FinishReason::Stop,
@@ -323,20 +322,15 @@ fn answer(kind: Kind, model: &str, a: &Ask) -> Answer {
     let mut tool_calls = Vec::new();
     if !a.tools.is_empty() && !a.no_tools {
         for (i, name) in a.tools.iter().take(2).enumerate() {
-            let arguments = if name == "json_response" {
-                json!({ "answer": text }).to_string()
-            } else {
-                json!({ "query": first_word }).to_string()
-            };
             tool_calls.push(AnswerToolCall {
-                id: format!("call_mock_{:x}_{i}", req.seed),
+                id: mock::tool_call_id(req.seed, i),
                 name: name.clone(),
-                arguments,
+                arguments: mock::tool_call_arguments(name, &text),
             });
         }
         finish = FinishReason::ToolCalls;
     } else if a.json {
-        content.push(json_answer(a.schema.as_ref(), &text).to_string());
+        content.push(mock::json_answer(a.schema.as_ref(), &text).to_string());
         finish = FinishReason::Stop;
     } else {
         if a.images > 0 {
@@ -372,35 +366,6 @@ fn answer(kind: Kind, model: &str, a: &Ask) -> Answer {
             reasoning_tokens: 0,
         },
     }
-}
-
-/// A JSON object with the schema's required properties (typed), else `{"answer": text}`.
-fn json_answer(schema: Option<&Value>, text: &str) -> Value {
-    let required: Vec<&str> = schema
-        .and_then(|s| s.get("required"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if required.is_empty() {
-        return json!({ "answer": text });
-    }
-    let mut out = serde_json::Map::new();
-    for name in required {
-        let ty = schema
-            .and_then(|s| s.pointer(&format!("/properties/{name}/type")))
-            .and_then(Value::as_str);
-        let value = match ty {
-            Some("integer" | "number") => json!(42),
-            Some("boolean") => json!(true),
-            Some("array") => json!([]),
-            Some("object") => json!({}),
-            _ => json!(text),
-        };
-        out.insert(name.to_owned(), value);
-    }
-    Value::Object(out)
 }
 
 fn class_of(code: u16) -> ErrorClass {
@@ -790,7 +755,7 @@ mod tests {
         assert_eq!(ans.tool_calls[0].name, "get_weather");
         let schema = json!({"type": "object", "required": ["city", "n"],
             "properties": {"city": {"type": "string"}, "n": {"type": "integer"}}});
-        let j = json_answer(Some(&schema), "w");
+        let j = mock::json_answer(Some(&schema), "w");
         assert_eq!(j, json!({"city": "w", "n": 42}));
     }
 }

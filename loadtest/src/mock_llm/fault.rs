@@ -20,6 +20,7 @@
 //! | `ttft:MS` | MS more before the response head (either kind) |
 //! | `delay:MS` | MS between content events of a stream (replaces `1/tokens_per_s`) |
 //! | `nousage` | no usage, in streams or non-stream answers, even when asked for |
+//! | `legacy` | an older OpenAI-compatible server: 400 for a body with `stream_options`, `max_completion_tokens`, a `developer` message or `parallel_tool_calls` ("Extra inputs are not permitted", naming the field) |
 //! | `echo-len` | accepted for compatibility: every API answer carries `x-mock-body-len` anyway |
 //! | `burst` | stream: the pacing its events would have had is waited in one piece before the head, then the head, every event (one chunk each) and the end of the body go out in one socket write; non-stream answers already leave in one write (so do unpaced streams, but only `burst` makes it the rule) |
 //! | `echo-key:4xx` | that status (400..=499) with an OpenAI error JSON whose `error.message` quotes the received key (see below) |
@@ -34,7 +35,7 @@
 //! For `stall`, `cut` and `echo-key:mid-stream`, K counts SSE events from the start of the
 //! stream (the chat role chunk is event 0) and is capped at the number of content events, so
 //! none of them ever sends the finish chunk or `[DONE]`. At most one outcome fault (status,
-//! html, garbage, first-error, stall, cut, echo-key) may be given; `ttft`, `delay`, `nousage`,
+//! html, garbage, first-error, stall, cut, echo-key) may be given; `ttft`, `delay`, `nousage`, `legacy`,
 //! `echo-len`, `burst`, `words` and `verdict` combine with anything; `key-escaped` and `key-pad` need an `echo-key`.
 //!
 //! # Echoing the key
@@ -67,6 +68,8 @@ pub struct Faults {
     pub delay: Option<Duration>,
     /// `nousage`
     pub nousage: bool,
+    /// `legacy`
+    pub legacy: bool,
     /// `echo-len`
     pub echo_len: bool,
     /// `burst`
@@ -188,6 +191,11 @@ pub fn parse(spec: &str) -> Result<Faults, String> {
             "nousage" => {
                 no_arg(item, arg)?;
                 faults.nousage = true;
+                None
+            }
+            "legacy" => {
+                no_arg(item, arg)?;
+                faults.legacy = true;
                 None
             }
             "echo-len" => {

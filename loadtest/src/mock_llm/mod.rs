@@ -1,4 +1,6 @@
-//! `mock-llm`: a scriptable fake OpenAI provider over real HTTP/1.1.
+//! `mock-llm`: a scriptable fake OpenAI provider over real HTTP/1.1, and optionally TLS
+//! ([`MockLlmConfig::tls`]) and HTTP/2 ([`MockLlmConfig::http2`]: by ALPN over TLS, by prior
+//! knowledge on a plain listener; [`Stats::connections`] then counts connections, not requests).
 //!
 //! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings` and
 //! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
@@ -61,6 +63,59 @@ pub struct MockLlmConfig {
     /// Every stream as the `burst` fault sends it: after the time its pacing adds up to, the
     /// head, every event and the end of the body in one socket write.
     pub burst: bool,
+    /// Serve over TLS with this certificate (`https://` in [`MockLlm::base_url`]).
+    pub tls: Option<MockTls>,
+    /// Also speak HTTP/2: offered by ALPN over TLS, and taken with prior knowledge (h2c) on a
+    /// plain listener. Every stream of a connection is one request, answered as on HTTP/1.1.
+    pub http2: bool,
+}
+
+/// A certificate chain (leaf first) and its private key, DER, for [`MockLlmConfig::tls`].
+#[derive(Clone)]
+pub struct MockTls {
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for MockTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MockTls {{ {} certificates }}", self.chain.len())
+    }
+}
+
+impl MockTls {
+    /// Reads a PEM certificate chain and key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem_files(cert: &str, key: &str) -> Result<Self, String> {
+        match pingora::tls::load_certs_and_key_files(cert, key) {
+            Ok(Some((chain, key))) => Ok(Self {
+                chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+                key: key.secret_der().to_vec(),
+            }),
+            Ok(None) => Err(format!("{cert} / {key}: no certificate or no private key")),
+            Err(e) => Err(format!("{cert} / {key}: {e}")),
+        }
+    }
+
+    fn acceptor(&self, http2: bool) -> std::io::Result<pingora::tls::TlsAcceptor> {
+        pingora::tls::install_default_crypto_provider();
+        let chain = self
+            .chain
+            .iter()
+            .map(|c| pingora::tls::CertificateDer::from(c.clone()))
+            .collect();
+        let key = pingora::tls::PrivateKeyDer::try_from(self.key.clone())
+            .map_err(|e| std::io::Error::other(format!("TLS key: {e}")))?;
+        let mut config = pingora::tls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| std::io::Error::other(format!("TLS certificate: {e}")))?;
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Ok(pingora::tls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
 }
 
 impl Default for MockLlmConfig {
@@ -71,6 +126,8 @@ impl Default for MockLlmConfig {
             timing: MockTiming::default(),
             api_key: None,
             burst: false,
+            tls: None,
+            http2: false,
         }
     }
 }
@@ -117,6 +174,13 @@ impl MockLlm {
             burst: cfg.burst,
             counters: Counters::default(),
             faults: RuntimeFaults::default(),
+            tls: cfg
+                .tls
+                .as_ref()
+                .map(|t| t.acceptor(cfg.http2).map(Acceptor))
+                .transpose()?,
+            http2: cfg.http2,
+            sever: tokio::sync::Notify::new(),
         });
         let (stop, stopped) = watch::channel(());
         let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), stopped));
@@ -133,9 +197,20 @@ impl MockLlm {
         self.addr
     }
 
-    /// `http://ADDR{prefix}`, e.g. `http://127.0.0.1:41234/v1`.
+    /// `http://ADDR{prefix}`, e.g. `http://127.0.0.1:41234/v1` (`https://` with TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.prefix)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{}", self.addr, self.shared.prefix)
+    }
+
+    /// Closes every open connection now, cutting whatever it carries (on HTTP/2, every stream
+    /// of it), as a provider host that fails does; the listener keeps accepting.
+    pub fn sever_connections(&self) {
+        self.shared.sever.notify_waiters();
     }
 
     /// A snapshot of the counters.
@@ -192,6 +267,20 @@ pub(crate) struct Shared {
     pub(crate) burst: bool,
     pub(crate) counters: Counters,
     pub(crate) faults: RuntimeFaults,
+    pub(crate) tls: Option<Acceptor>,
+    pub(crate) http2: bool,
+    /// Wakes every connection to close it ([`MockLlm::sever_connections`]).
+    pub(crate) sever: tokio::sync::Notify,
+}
+
+/// The TLS side of a listener.
+#[derive(Clone)]
+pub(crate) struct Acceptor(pub(crate) pingora::tls::TlsAcceptor);
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsAcceptor")
+    }
 }
 
 /// The live counters behind [`Stats`].

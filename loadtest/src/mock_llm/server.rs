@@ -77,17 +77,91 @@ pub(crate) async fn accept_loop(
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let svc = service_fn(move |req| {
+    let sever = shared.sever.notified();
+    tokio::select! {
+        () = sever => {}
+        () = serve(stream, Arc::clone(&shared)) => {}
+    }
+}
+
+/// TLS when configured, then HTTP/2 (by ALPN, or its preface on a plain connection when
+/// `http2` is on) or HTTP/1.1.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    match shared.tls.as_ref().map(|a| a.0.clone()) {
+        Some(acceptor) => {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_h2(tls, shared).await;
+            } else {
+                serve_h1(tls, shared).await;
+            }
+        }
+        None if shared.http2 && starts_with_preface(&stream).await => {
+            serve_h2(stream, shared).await;
+        }
+        None => serve_h1(stream, shared).await,
+    }
+}
+
+/// Whether the client opened with HTTP/2's prior-knowledge preface (read without taking it).
+async fn starts_with_preface(stream: &TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let Ok(n) = stream.peek(&mut buf).await else {
+            return false;
+        };
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // Part of the preface so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn service(
+    shared: Arc<Shared>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Resp,
+    Error = io::Error,
+    Future = impl Future<Output = Result<Resp, io::Error>> + Send,
+> + Clone {
+    service_fn(move |req| {
         let shared = Arc::clone(&shared);
         async move { handle(&shared, req).await }
-    });
+    })
+}
+
+async fn serve_h1<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // Errors here are the peer going away or a fault aborting the body: nothing to do.
     // One flat write buffer, so whatever the body has ready leaves in one write (see `body`).
     let _ = http1::Builder::new()
         .keep_alive(true)
         .writev(false)
         .header_read_timeout(None)
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(stream), service(shared))
+        .await;
+}
+
+/// Streams beyond this on one connection are refused by the client's own count.
+const H2_MAX_STREAMS: u32 = 1000;
+
+async fn serve_h2<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .serve_connection(TokioIo::new(stream), service(shared))
         .await;
 }
 
@@ -415,6 +489,16 @@ async fn answer_request(
     echoed: Option<String>,
     body: &[u8],
 ) -> Result<Resp, io::Error> {
+    if faults.legacy
+        && let Some(field) = legacy_refuses(body)
+    {
+        return Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("Extra inputs are not permitted: `{field}`"),
+            "invalid_request_error",
+            None,
+        ));
+    }
     let mut req = match MockRequest::from_body(endpoint, body) {
         Ok(req) => req,
         Err(msg) => {
@@ -453,6 +537,23 @@ async fn answer_request(
     } else {
         non_stream_answer(&req, &timing, faults, echoed).await
     }
+}
+
+/// What an older OpenAI-compatible server refuses in `body`, if anything (the `legacy` fault).
+fn legacy_refuses(body: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let developer = v
+        .get("messages")
+        .and_then(|m| m.as_array())
+        .is_some_and(|m| m.iter().any(|m| m["role"] == "developer"));
+    [
+        "stream_options",
+        "max_completion_tokens",
+        "parallel_tool_calls",
+    ]
+    .into_iter()
+    .find(|f| v.get(*f).is_some())
+    .or(developer.then_some("developer"))
 }
 
 fn effective_timing(base: MockTiming, faults: &Faults) -> MockTiming {

@@ -24,11 +24,13 @@ pub const OTHER: &str = "other";
 const MAX_VALUES: usize = 256;
 /// Untracked tenants the Space-Saving summary follows.
 const CANDIDATES: usize = 8;
-const ENDPOINTS: [Endpoint; 5] = [
+const ENDPOINTS: [Endpoint; 7] = [
     Endpoint::ChatCompletions,
     Endpoint::Completions,
     Endpoint::Embeddings,
     Endpoint::Models,
+    Endpoint::Responses,
+    Endpoint::Messages,
     Endpoint::Other,
 ];
 

@@ -1,0 +1,171 @@
+//! Inbound faces: client APIs other than OpenAI Chat Completions, served through the one chat
+//! exchange by translating at the edges only.
+//!
+//! Routing, limits, the cache, retries, failover, recording, SLOs and the judge are all written
+//! against Chat Completions shapes; a face changes two things and nothing else:
+//!
+//! 1. **the request**: [`request`] turns the face's body into a chat-completions body before
+//!    [`crate::request::OpenAiRequest::parse`] sees it (a 400 in the face's own shape for
+//!    anything that cannot be said in chat terms);
+//! 2. **the answer**: everything [`crate::respond`] and the exchange write to the client passes
+//!    through [`Render`]: a whole chat answer ([`whole`]), each stream batch's events
+//!    ([`Render::events`], stateful, one event in, zero or more out, no buffering beyond the
+//!    event), Sluice's own errors ([`error_json`], [`error_event`]), a provider's own 4xx
+//!    ([`upstream_error`]) and cache replays ([`replay`]).
+//!
+//! The taps (cache fill, judge) keep the *chat* bytes, so a cached answer replays through any
+//! face and the judge reads one format. [`Face::Chat`] is the identity everywhere: a match on
+//! an enum, no parse, no allocation.
+//!
+//! | face | path | module |
+//! |---|---|---|
+//! | Chat | `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` | (identity) |
+//! | Messages | `/v1/messages`, `/v1/messages/count_tokens` | [`messages`] |
+//! | Responses | `/v1/responses` | [`responses`] |
+
+pub mod messages;
+pub mod responses;
+
+use bytes::{Bytes, BytesMut};
+use sluice_observability::Endpoint;
+
+use crate::error::GatewayError;
+
+/// The client API a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// OpenAI Chat Completions (and the other OpenAI endpoints): nothing to translate.
+    Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Responses.
+    Responses,
+}
+
+impl Face {
+    pub fn of(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Messages | Endpoint::MessagesCountTokens => Self::Messages,
+            Endpoint::Responses => Self::Responses,
+            Endpoint::ChatCompletions
+            | Endpoint::Completions
+            | Endpoint::Embeddings
+            | Endpoint::Models
+            | Endpoint::Feedback
+            | Endpoint::Other => Self::Chat,
+        }
+    }
+
+    /// The endpoint the exchange serves a request of this face as.
+    pub fn exchange_endpoint(self, endpoint: Endpoint) -> Endpoint {
+        match self {
+            Self::Chat => endpoint,
+            Self::Messages | Self::Responses => Endpoint::ChatCompletions,
+        }
+    }
+}
+
+/// One request's answer rendering: what a face must remember between the request and the
+/// answer, and between stream events.
+#[derive(Debug, Default)]
+pub enum Render {
+    #[default]
+    Chat,
+    Messages(Box<messages::Render>),
+    Responses(Box<responses::Render>),
+}
+
+impl Render {
+    pub fn is_chat(&self) -> bool {
+        matches!(self, Self::Chat)
+    }
+
+    /// Translates one complete chat SSE event (as forwarded: `data: …\n\n`) into the face's
+    /// events, appended to `out`. Never called for [`Render::Chat`], whose events go out as
+    /// they came.
+    pub fn events(&mut self, raw: &[u8], out: &mut BytesMut) {
+        match self {
+            Self::Chat => out.extend_from_slice(raw),
+            Self::Messages(r) => r.event(raw, out),
+            Self::Responses(r) => r.event(raw, out),
+        }
+    }
+}
+
+/// The request's body in chat-completions terms, with the face's render state set on `render`.
+pub fn request(face: Face, body: Bytes, render: &mut Render) -> Result<Bytes, GatewayError> {
+    match face {
+        Face::Chat => Ok(body),
+        Face::Messages => {
+            let (chat, state) = messages::request(&body)?;
+            *render = Render::Messages(Box::new(state));
+            Ok(chat)
+        }
+        Face::Responses => {
+            let (chat, state) = responses::start(&body, unix_now())?;
+            *render = Render::Responses(Box::new(state));
+            Ok(chat)
+        }
+    }
+}
+
+/// A whole (non-streamed) chat answer in the face's shape.
+pub fn whole(render: &mut Render, body: Bytes) -> Bytes {
+    match render {
+        Render::Chat => body,
+        Render::Messages(r) => r.whole(&body),
+        Render::Responses(r) => r.whole(&body),
+    }
+}
+
+/// Sluice's own error as the face's JSON body, with the status to send.
+pub fn error_json(face: Face, e: &GatewayError) -> (u16, Bytes) {
+    match face {
+        Face::Chat | Face::Responses => (e.status(), e.to_json()),
+        Face::Messages => messages::error_json(e),
+    }
+}
+
+/// Sluice's own error as the face's final stream event(s). `render` carries what the stream
+/// already said (the Responses face continues its `sequence_number`s).
+pub fn error_event(face: Face, render: &mut Render, e: &GatewayError) -> Bytes {
+    match (face, render) {
+        (Face::Responses, Render::Responses(r)) => r.error_event(e),
+        (Face::Chat | Face::Responses, _) => e.to_sse_event(),
+        (Face::Messages, _) => messages::error_event(e),
+    }
+}
+
+/// Unix seconds now, for the `created_at` of an answer that carries no time of its own.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A provider's own 4xx (OpenAI-shaped, or the provider's when passed through) in the face's
+/// shape.
+pub fn upstream_error(face: Face, status: u16, body: Bytes) -> Bytes {
+    match face {
+        Face::Chat | Face::Responses => body,
+        Face::Messages => messages::upstream_error(status, &body),
+    }
+}
+
+/// A cached chat answer (a whole body, or a stream's bytes) as this face answers it.
+pub fn replay(render: &mut Render, body: &Bytes, stream: bool) -> Bytes {
+    if render.is_chat() {
+        return body.clone();
+    }
+    if !stream {
+        return whole(render, body.clone());
+    }
+    // The stored stream is Sluice's own output: complete events, one after another.
+    let mut out = BytesMut::with_capacity(body.len() * 2);
+    let mut dec = crate::sse::SseDecoder::new(body.len().max(1));
+    dec.push(body);
+    while let Ok(Some(ev)) = dec.next_event() {
+        render.events(&ev.raw, &mut out);
+    }
+    out.freeze()
+}
