@@ -98,10 +98,21 @@ impl PolicyDiff {
             true,
         );
         check(o.data_dir != n.data_dir, "server.data_dir", true);
+        // OTLP destinations follow the policy: the recorder rebuilds them on a reload.
         check(
             old.telemetry.otlp != new.telemetry.otlp,
             "telemetry.otlp",
-            true,
+            false,
+        );
+        check(
+            old.telemetry.destinations != new.telemetry.destinations,
+            "telemetry.destinations",
+            false,
+        );
+        check(
+            old.telemetry.resource != new.telemetry.resource,
+            "telemetry.resource",
+            false,
         );
         check(
             o.max_body_bytes != n.max_body_bytes,

@@ -50,6 +50,9 @@ pub use types::{
     SloConfig, SloSettings, TargetConfig, TelemetryConfig, TenantConfig, Timeouts, TlsConfig,
     VertexConfig,
 };
+pub use types::{
+    DestinationConfig, DestinationFilter, DestinationSampling, OUTCOMES, ResourceConfig,
+};
 pub use types::{FailMode, MaxTokensField, OpenAiCompat, RedisConfig, StateConfig};
 
 /// The quickstart policy, embedded so that `sluice` runs with no file at all.

@@ -245,6 +245,8 @@ pub(crate) struct RawTenant {
     pub limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub budget: Option<Spanned<RawBudget>>,
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +386,10 @@ pub(crate) struct RawTelemetry {
     pub access_log: Option<Spanned<bool>>,
     #[serde(default)]
     pub access_log_anonymous_per_s: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub destinations: Option<Vec<Spanned<RawDestination>>>,
+    #[serde(default)]
+    pub resource: Option<Spanned<RawResource>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -947,4 +953,57 @@ fn user_message(err: &serde_saphyr::Error) -> String {
             escaped
         })
         .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestination {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub queue_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub batch_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub export_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers_env: Option<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    pub sampling: Option<Spanned<String>>,
+    #[serde(default)]
+    pub filter: Option<Spanned<RawDestinationFilter>>,
+    #[serde(default)]
+    pub signals: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestinationFilter {
+    #[serde(default)]
+    pub routes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub tenants: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub outcomes: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResource {
+    #[serde(default)]
+    pub environment: Option<Spanned<String>>,
+    #[serde(default)]
+    pub instance_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub region: Option<Spanned<String>>,
+    #[serde(default)]
+    pub version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, Spanned<String>>>,
 }

@@ -441,6 +441,122 @@ fn telemetry() -> Value {
                     Some(u64::from(d.access_log_anonymous_per_s)),
                 ),
             ),
+            ("destinations", destinations()),
+            ("resource", resource()),
+        ],
+        &[],
+    )
+}
+
+fn destinations() -> Value {
+    let names = |description: &str| list(description, not_blank("A name."));
+    let mut item = otlp();
+    let fields = [
+        (
+            "name",
+            pattern(
+                "Unique among destinations (`otlp` is `telemetry.otlp`'s); the `destination` \
+                 label of `sluice_otlp_export_total`. Letters, digits, `-` and `_`.",
+                "^[A-Za-z0-9_-]+$",
+            ),
+        ),
+        (
+            "headers_env",
+            nullable(map_of(
+                "Headers sent with every export (a vendor's auth): header name → the \
+                 environment variable holding its value, read when the exporter is built. \
+                 The value is never written in the policy.",
+                "An HTTP header name.",
+                pattern("An environment variable name.", "^[A-Za-z0-9_]+$"),
+            )),
+        ),
+        (
+            "sampling",
+            nullable(with_default(
+                string_enum(
+                    "`tail`: the requests `telemetry.sample` keeps; `all`: every request \
+                     (a canary or test collector).",
+                    &["tail", "all"],
+                ),
+                json!("tail"),
+            )),
+        ),
+        (
+            "filter",
+            nullable(object(
+                "Only requests matching every non-empty list go to this destination.",
+                vec![
+                    ("routes", names("Route names.")),
+                    ("tenants", names("Tenant names.")),
+                    (
+                        "outcomes",
+                        list(
+                            "Request outcomes (`sluice.outcome`).",
+                            string_enum("An outcome.", &crate::types::OUTCOMES),
+                        ),
+                    ),
+                ],
+                &[],
+            )),
+        ),
+        (
+            "signals",
+            nullable(with_default(
+                min_items(
+                    list(
+                        "What is sent: `traces` (spans), `logs` (the access-log record as \
+                         OTLP log records with the trace and span ids).",
+                        string_enum("A signal.", &["traces", "logs"]),
+                    ),
+                    1,
+                ),
+                json!(["traces"]),
+            )),
+        ),
+    ];
+    if let Some(props) = item.get_mut("properties").and_then(Value::as_object_mut) {
+        for (k, v) in fields {
+            props.insert(k.to_owned(), v);
+        }
+    }
+    insert(&mut item, "required", json!(["name", "endpoint"]));
+    insert(
+        &mut item,
+        "description",
+        json!("One OTLP destination with its own queue and worker."),
+    );
+    list(
+        "OTLP destinations besides `otlp`, each with its own endpoint, headers, sampling and \
+         filter; a slow one never slows another. Drops are counted per destination.",
+        item,
+    )
+}
+
+fn resource() -> Value {
+    let attrs = |description: &str| {
+        map_of(
+            description,
+            "Attribute keys must not be empty.",
+            json!({ "type": TEXT, "maxLength": 256, "description": "The value." }),
+        )
+    };
+    object(
+        "Resource attributes on every exported span and log record.",
+        vec![
+            ("environment", not_blank("`deployment.environment.name`.")),
+            (
+                "instance_id",
+                not_blank("`service.instance.id`; default `{hostname}-{pid}`."),
+            ),
+            ("region", not_blank("`cloud.region`.")),
+            (
+                "version",
+                not_blank("`service.version`; default Sluice's own version."),
+            ),
+            (
+                "attributes",
+                attrs("Any other resource attribute; wins over `OTEL_RESOURCE_ATTRIBUTES`."),
+            ),
         ],
         &[],
     )
@@ -1583,6 +1699,15 @@ fn tenants() -> Value {
                             ("usd_per_month", usd("Per UTC calendar month.")),
                         ],
                         &[],
+                    ),
+                ),
+                (
+                    "attributes",
+                    map_of(
+                        "Attributes on every span and OTLP log record of the tenant's \
+                         requests (never on metric labels).",
+                        "Attribute keys must not be empty.",
+                        json!({ "type": TEXT, "maxLength": 256, "description": "The value." }),
                     ),
                 ),
             ],

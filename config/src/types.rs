@@ -373,6 +373,9 @@ pub struct TenantConfig {
     /// Requests and tokens per minute for all the tenant's keys together.
     pub limits: Limits,
     pub budget: Budget,
+    /// Attributes put on every span and OTLP log record of the tenant's requests (e.g.
+    /// `team: payments`); never on metric labels.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Spend limits in US dollars, from the catalog's prices.
@@ -1103,6 +1106,10 @@ pub struct TelemetryConfig {
     /// flood of them cannot grow the log without bound; what is left out is counted).
     /// Default 10; 0..=100000.
     pub access_log_anonymous_per_s: u32,
+    /// OTLP destinations besides `otlp` (which is the destination named `otlp`).
+    pub destinations: Vec<DestinationConfig>,
+    /// Resource attributes on everything exported.
+    pub resource: ResourceConfig,
 }
 
 /// An OTLP trace exporter.
@@ -1224,6 +1231,8 @@ impl Default for TelemetryConfig {
             redact: vec![RedactRule::Email, RedactRule::Card, RedactRule::ApiKey],
             access_log: true,
             access_log_anonymous_per_s: 10,
+            destinations: Vec::new(),
+            resource: ResourceConfig::default(),
         }
     }
 }
@@ -1251,4 +1260,79 @@ impl OtlpConfig {
             export_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// One OTLP destination of `telemetry.destinations`: its own exporter, queue and worker, so a
+/// slow one never holds up another.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct DestinationConfig {
+    /// Unique; the `destination` label of its metrics.
+    pub name: String,
+    /// Endpoint, protocol, timeout and queue, as for `telemetry.otlp`.
+    pub otlp: OtlpConfig,
+    /// Header name → the environment variable holding its value (read when the exporter is
+    /// built; the value is never in the policy, so `/admin/policy` shows only the variable).
+    pub headers_env: BTreeMap<String, String>,
+    pub sampling: DestinationSampling,
+    pub filter: DestinationFilter,
+    /// Send spans. Default true.
+    pub traces: bool,
+    /// Send the access-log record as OTLP log records. Default false.
+    pub logs: bool,
+}
+
+/// Which requests a destination gets, before its filter.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationSampling {
+    /// The requests `telemetry.sample` keeps (the default).
+    #[default]
+    Tail,
+    /// Every request (a canary or test collector).
+    All,
+}
+
+impl DestinationSampling {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationSampling::Tail => "tail",
+            DestinationSampling::All => "all",
+        }
+    }
+}
+
+/// Requests a destination gets: an empty list lets every value through.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct DestinationFilter {
+    pub routes: Vec<String>,
+    pub tenants: Vec<String>,
+    /// Request outcomes ([`OUTCOMES`]).
+    pub outcomes: Vec<String>,
+}
+
+/// The request outcomes a destination filter may name (`sluice.outcome`).
+pub const OUTCOMES: [&str; 7] = [
+    "ok",
+    "client_error",
+    "upstream_error",
+    "timeout",
+    "truncated",
+    "cancelled",
+    "gateway_error",
+];
+
+/// `telemetry.resource`: who is exporting, on every span and log record.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceConfig {
+    /// `deployment.environment.name`.
+    pub environment: Option<String>,
+    /// `service.instance.id`; default `{hostname}-{pid}`.
+    pub instance_id: Option<String>,
+    /// `cloud.region`.
+    pub region: Option<String>,
+    /// `service.version`; default Sluice's own version.
+    pub version: Option<String>,
+    /// Any other resource attribute; these win over `OTEL_RESOURCE_ATTRIBUTES`.
+    pub attributes: BTreeMap<String, String>,
 }

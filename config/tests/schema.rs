@@ -60,6 +60,24 @@ telemetry:
   redact: [email, { regex: "ACME-[0-9]{6}" }]
   access_log: false
   access_log_anonymous_per_s: 5
+  destinations:
+    - name: canary
+      endpoint: http://127.0.0.1:4318
+      protocol: http
+      timeout: 3s
+      queue_size: 256
+      batch_size: 64
+      export_interval: 500ms
+      headers_env: { authorization: CANARY_TOKEN }
+      sampling: all
+      filter: { routes: [chat], tenants: [acme], outcomes: [ok, timeout] }
+      signals: [traces, logs]
+  resource:
+    environment: production
+    instance_id: gw-1
+    region: eu-west-1
+    version: 2026.12.1
+    attributes: { team: platform }
 providers:
   openai:
     kind: openai
@@ -194,6 +212,7 @@ tenants:
   acme:
     limits: { rpm: 1000, tpm: 500000 }
     budget: { usd_per_day: 50, usd_per_month: 1000 }
+    attributes: { team: payments }
 slo: { window_scale: 0.5, evaluate_every: 2s, snapshot_every: 1m }
 incidents:
   alertmanager: { url: "http://alertmanager:9093", bearer_env: OPENAI_API_KEY }

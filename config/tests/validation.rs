@@ -384,6 +384,7 @@ telemetry:
             redact: vec![RedactRule::Card, RedactRule::Regex("ACME-[0-9]{6}".into())],
             access_log: false,
             access_log_anonymous_per_s: 3,
+            ..TelemetryConfig::default()
         }
     );
 }

@@ -826,15 +826,22 @@ def cmd_compose(args: argparse.Namespace) -> int:
             problems.check(
                 hp[0] in (sluice.get("depends_on") or {}), "sluice", f"does not depend on {hp[0]} (state.redis)"
             )
-    otlp = (policy.get("telemetry") or {}).get("otlp") or {}
+    telemetry = policy.get("telemetry") or {}
     otel_recv = ((otel.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
-    if otlp:
-        hp = service_port(otlp.get("endpoint", ""), "policy telemetry.otlp")
-        proto = otlp.get("protocol", "grpc")
+    # `telemetry.otlp` and every destination of `telemetry.destinations` must reach the
+    # collector's OTLP receiver for its protocol.
+    exports = [("policy telemetry.otlp", telemetry.get("otlp") or {})] + [
+        (f"policy telemetry.destinations[{i}]", d or {}) for i, d in enumerate(telemetry.get("destinations") or [])
+    ]
+    for where, otlp in exports:
+        if not otlp:
+            continue
+        hp = service_port(otlp.get("endpoint", ""), where)
+        proto = {"http/protobuf": "http"}.get(otlp.get("protocol", "grpc"), otlp.get("protocol", "grpc"))
         recv = host_port(str((otel_recv.get(proto) or {}).get("endpoint", "")))
         problems.check(
             bool(hp) and hp[0] == "otel-collector" and recv is not None and recv[1] == hp[1],
-            "policy telemetry.otlp",
+            where,
             f"{otlp.get('endpoint')} is not the collector's OTLP {proto} receiver",
         )
     log_opts = (sluice.get("logging") or {}).get("options") or {}

@@ -329,6 +329,7 @@ impl RequestCtx {
                     text: estimate
                         .as_ref()
                         .map_or_else(|| self.answer.text.clone(), |e| e.text.clone()),
+                    tool_calls: self.answer.tool_calls.clone(),
                 },
             )),
             _ => None,
@@ -363,6 +364,7 @@ impl RequestCtx {
             content: None,
             decision: self.decision.take(),
             remediation: std::mem::take(&mut self.remediation),
+            tool_calls: self.answer.take_tool_calls(),
         };
         Finished {
             record,

@@ -222,6 +222,9 @@ async fn serve(
     ctx.stream = req.stream;
     ctx.request_model = Some(req.model.clone());
     ctx.params = req.params.clone();
+    if let Some(id) = crate::trace::conversation_id(ds) {
+        ctx.params.conversation_id = Some(id);
+    }
     ctx.body = Some(req.body.clone());
     let has = |name: &str, value: &str| {
         ds.get_header(name)

@@ -45,6 +45,8 @@ pub struct Recorder {
     /// Where SLO events and answers for feedback go.
     state: Arc<AppState>,
     out: Vec<u8>,
+    /// An access-log line for an OTLP log record alone.
+    scratch: Vec<u8>,
 }
 
 /// The routes of one policy generation that have SLOs.
@@ -91,6 +93,7 @@ impl Recorder {
             slo_routes: (0, SloRoutes::default()),
             state,
             out: Vec::with_capacity(64 << 10),
+            scratch: Vec::new(),
         }
     }
 
@@ -163,19 +166,24 @@ impl Recorder {
         });
         // A request that never presented a valid key is anyone's: a flood of them is kept to
         // a few lines a second, and the rest counted.
+        let line_start = self.out.len();
+        let mut on_stdout = false;
         if access_log && (record.tenant.is_some() || self.anonymous_allowed(anonymous_cap)) {
             crate::access_log::write_line(&mut self.out, &record);
+            on_stdout = true;
         } else if access_log {
             self.metrics.access_log_suppressed.inc();
-        }
-        if !self.spans.is_enabled() {
-            return;
         }
         let current = self
             .span_policy
             .as_ref()
             .is_some_and(|(g, _)| *g == generation);
         if !current && let Some(p) = &policy {
+            // Destinations follow the policy: a changed list is built and started here, off
+            // the request path; the old workers export what they hold and stop.
+            if let Err(e) = self.spans.follow(&p.telemetry) {
+                tracing::warn!(error = %e, "Cannot apply the new OTLP destinations; keeping the previous ones.");
+            }
             match SpanPolicy::new(&p.telemetry) {
                 Ok(sp) => self.span_policy = Some((generation, sp)),
                 Err(e) => {
@@ -183,9 +191,41 @@ impl Recorder {
                 }
             }
         }
+        if !self.spans.is_enabled() {
+            return;
+        }
+        // The OTLP log record's body is the access-log line, written for it alone when
+        // standard output did not get one (off, or an anonymous line over the cap).
+        self.scratch.clear();
+        let line_bytes: &[u8] = if !self.spans.wants_logs() {
+            &[]
+        } else if on_stdout {
+            &self.out[line_start..]
+        } else {
+            crate::access_log::write_line(&mut self.scratch, &record);
+            &self.scratch
+        };
+        let line = std::str::from_utf8(line_bytes)
+            .ok()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty());
+        let tenant_attributes = match (&policy, &record.tenant) {
+            (Some(p), Some(t)) => p
+                .config
+                .tenants
+                .get(&**t)
+                .map(|t| &t.attributes)
+                .filter(|a| !a.is_empty()),
+            _ => None,
+        };
+        let extras = sluice_observability::Extras {
+            tenant_attributes,
+            access_line: line,
+        };
         match &self.span_policy {
             Some((_, sp)) => {
-                self.spans.offer_with(&record, route_slow, flags, sp);
+                self.spans
+                    .offer_enriched(&record, route_slow, flags, sp, extras);
             }
             None => {
                 self.spans.offer(&record, route_slow, flags);

@@ -66,6 +66,7 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         exported: metrics.span_counter("exported"),
         dropped: metrics.span_counter("dropped"),
         failed: metrics.span_counter("failed"),
+        by_destination: metrics.otlp_export.clone(),
     };
     let (spans, export) = SpanPipeline::build(&policy.telemetry, counters, &handle)
         .map_err(|e| format!("cannot start span export: {e}"))?;

@@ -71,6 +71,20 @@ pub struct AnswerInfo {
     pub model: Option<String>,
     pub finish_reasons: Vec<String>,
     pub text: String,
+    /// The answer's tool calls (ids and names), bounded; boxed because most answers have
+    /// none, and this rides in every answer.
+    pub tool_calls: Option<Box<ToolCalls>>,
+}
+
+/// An answer's tool calls (see [`AnswerInfo::tool_calls`]).
+#[derive(Debug, Default, Clone)]
+pub struct ToolCalls(pub Vec<sluice_observability::ToolCall>);
+
+impl AnswerInfo {
+    /// The tool calls, moved out.
+    pub fn take_tool_calls(&mut self) -> Vec<sluice_observability::ToolCall> {
+        self.tool_calls.take().map(|b| b.0).unwrap_or_default()
+    }
 }
 
 /// Text kept for token estimation is bounded; past it the estimate undercounts.
@@ -89,6 +103,40 @@ impl AnswerInfo {
     fn note_finish(&mut self, reason: &str) {
         if !self.finish_reasons.iter().any(|r| r == reason) {
             self.finish_reasons.push(reason.to_owned());
+        }
+    }
+
+    /// A tool call, or a stream's delta of one: a call with an `index` seen before gets the
+    /// parts it still lacks; ids and names past 128 bytes are cut (at a character boundary).
+    fn note_tool_call(&mut self, index: Option<usize>, id: Option<&str>, name: Option<&str>) {
+        let cut = |s: &str| {
+            let mut end = s.len().min(128);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_owned()
+        };
+        let known = self.tool_calls.as_ref().map_or(0, |c| c.0.len());
+        if index.is_none_or(|i| i >= known)
+            && (known >= sluice_observability::MAX_TOOL_CALL_IDS
+                || (id.is_none() && name.is_none()))
+        {
+            return;
+        }
+        let calls = &mut self.tool_calls.get_or_insert_with(Box::default).0;
+        let slot = match index {
+            Some(i) if i < known => &mut calls[i],
+            _ => {
+                calls.push(sluice_observability::ToolCall::default());
+                let last = calls.len() - 1;
+                &mut calls[last]
+            }
+        };
+        if let Some(id) = id.filter(|_| slot.id.is_empty()) {
+            slot.id = cut(id);
+        }
+        if let Some(name) = name.filter(|_| slot.name.is_empty()) {
+            slot.name = cut(name);
         }
     }
 
@@ -113,8 +161,15 @@ impl AnswerInfo {
             if let Some(r) = c.finish_reason.as_deref() {
                 info.note_finish(r);
             }
+            let (content, calls) = c
+                .message
+                .map_or((None, None), |m| (m.content, m.tool_calls));
+            for call in calls.into_iter().flatten() {
+                let name = call.function.as_ref().and_then(|f| f.name.as_deref());
+                info.note_tool_call(None, call.id.as_deref(), name);
+            }
             if (keep_text || probe.usage.is_none())
-                && let Some(t) = c.message.and_then(|m| m.content).or(c.text)
+                && let Some(t) = content.or(c.text)
             {
                 info.note_text(&t);
             }
@@ -159,6 +214,26 @@ struct AnswerChoice<'a> {
 struct MessageProbe<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
+}
+
+/// A tool call, whole (an answer's message) or in parts (a stream's delta: `index` says
+/// which call; the id and name come in its first part).
+#[derive(Deserialize)]
+struct ToolCallProbe<'a> {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionProbe<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionProbe<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
 }
 
 /// What to do with one event.
@@ -211,6 +286,8 @@ struct ChoiceProbe<'a> {
 struct DeltaProbe<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
 }
 
 /// Is this event's data an OpenAI error object (`{"error": …}`)?
@@ -259,7 +336,13 @@ impl StreamState {
                 self.saw_finish = true;
                 self.answer.note_finish(r);
             }
-            if let Some(t) = c.delta.and_then(|d| d.content).or(c.text)
+            let (content, calls) = c.delta.map_or((None, None), |d| (d.content, d.tool_calls));
+            for call in calls.into_iter().flatten() {
+                let name = call.function.as_ref().and_then(|f| f.name.as_deref());
+                self.answer
+                    .note_tool_call(call.index, call.id.as_deref(), name);
+            }
+            if let Some(t) = content.or(c.text)
                 && !t.is_empty()
             {
                 has_content = true;
@@ -294,6 +377,50 @@ mod tests {
             out.push(e);
         }
         out
+    }
+
+    fn calls(info: &AnswerInfo) -> Vec<(&str, &str)> {
+        info.tool_calls
+            .iter()
+            .flat_map(|c| c.0.iter())
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn tool_calls_are_noted_whole_and_from_stream_deltas() {
+        let body = br#"{"id":"c","choices":[{"finish_reason":"tool_calls","message":{"content":null,"tool_calls":[
+            {"id":"call_a","type":"function","function":{"name":"search","arguments":"{}"}},
+            {"id":"call_b","type":"function","function":{"name":"fetch","arguments":"{}"}}]}}]}"#;
+        let (info, _) = AnswerInfo::from_body(body, false).expect("answer");
+        assert_eq!(calls(&info), [("call_a", "search"), ("call_b", "fetch")]);
+
+        // A stream names each call in its first delta (by index), then sends argument parts.
+        let evs = events(concat!(
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_x\",\"function\":{\"name\":\"search\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_y\",\"function\":{\"name\":\"fetch\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        ));
+        let mut st = StreamState::default();
+        for e in &evs {
+            st.inspect(e, false);
+        }
+        assert_eq!(
+            calls(&st.answer),
+            [("call_x", "search"), ("call_y", "fetch")]
+        );
+
+        // Bounded, and long ids cut.
+        let mut info = AnswerInfo::default();
+        for i in 0..100 {
+            info.note_tool_call(None, Some(&format!("call_{i}")), Some("f"));
+        }
+        assert_eq!(calls(&info).len(), sluice_observability::MAX_TOOL_CALL_IDS);
+        let mut info = AnswerInfo::default();
+        info.note_tool_call(None, Some(&"é".repeat(100)), None);
+        assert!(calls(&info)[0].0.len() <= 128);
     }
 
     #[test]

@@ -15,3 +15,16 @@ pub fn incoming(ds: &ServerSession) -> TraceContext {
 pub fn format(t: &TraceContext) -> String {
     spans::format_traceparent(t)
 }
+
+/// The longest `x-conversation-id` kept.
+const MAX_CONVERSATION_ID: usize = 256;
+
+/// `gen_ai.conversation.id` from the `x-conversation-id` header (the header agent frameworks
+/// and LLM gateways use for a thread's id), when present, non-empty and at most 256 bytes.
+pub fn conversation_id(ds: &ServerSession) -> Option<String> {
+    ds.get_header("x-conversation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_CONVERSATION_ID)
+        .map(str::to_owned)
+}

@@ -11,8 +11,11 @@
 
 pub mod aiops;
 pub mod cost;
+pub mod destination;
+pub mod enrich;
 mod error;
 pub mod export;
+pub mod logs;
 pub mod metrics;
 mod record;
 pub mod redact;
@@ -24,11 +27,12 @@ pub mod spans;
 pub mod tokens;
 
 pub use error::Error;
-pub use export::{ExportCounters, SpanPipeline, SpanPolicy, SpanSink};
+pub use export::{ExportCounters, Extras, SpanPipeline, SpanPolicy, SpanSink};
 pub use metrics::Metrics;
 pub use record::{
-    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, Outcome, RequestParams,
-    RequestRecord, RouteDecision, TokenUsage, TraceContext, UsageSource,
+    AttemptOutcome, AttemptRecord, CapturedContent, Endpoint, ErrorKind, MAX_TOOL_CALL_IDS,
+    Outcome, RequestParams, RequestRecord, RouteDecision, TokenUsage, ToolCall, TraceContext,
+    UsageSource,
 };
 pub use redact::Redactor;
 pub use sampler::{Flags, KeepReason, TailSampler};

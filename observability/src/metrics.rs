@@ -236,6 +236,17 @@ pub struct SpanLabels {
     pub result: &'static str,
 }
 
+/// One OTLP destination's export counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OtlpLabels {
+    /// A configured destination's name (`otlp` for `telemetry.otlp`): a closed set.
+    pub destination: Arc<str>,
+    /// traces | logs
+    pub signal: &'static str,
+    /// exported | dropped | failed
+    pub result: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
     /// The background queue: `records` (finished requests on their way to metrics, the
@@ -349,6 +360,9 @@ pub struct Metrics {
     pub cache_requests: Family<CacheLabels, Counter>,
     /// Spans handed to the exporter, dropped on a full queue, or lost to export errors.
     pub spans: Family<SpanLabels, Counter>,
+    /// Spans and log records per OTLP destination: exported, dropped on its full queue, or
+    /// lost to its export errors.
+    pub otlp_export: Family<OtlpLabels, Counter>,
     /// Items a background service's queue refused because it was full.
     pub background_dropped: Family<QueueLabels, Counter>,
     /// Policy reloads by result.
@@ -497,6 +511,12 @@ impl Metrics {
             "sluice_spans",
             "Spans exported over OTLP, dropped on a full export queue, or lost to export errors",
             spans.clone(),
+        );
+        let otlp_export = Family::<OtlpLabels, Counter>::default();
+        registry.register(
+            "sluice_otlp_export",
+            "Spans and log records per OTLP destination (destination: a configured name; signal: traces | logs; result: exported | dropped on its full queue | failed to export)",
+            otlp_export.clone(),
         );
         let background_dropped = Family::<QueueLabels, Counter>::default();
         registry.register(
@@ -670,6 +690,7 @@ impl Metrics {
             ratelimited,
             cache_requests,
             spans,
+            otlp_export,
             none: Arc::from(NONE),
         }
     }

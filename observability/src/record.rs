@@ -129,7 +129,16 @@ pub struct RequestParams {
     pub max_tokens: Option<u64>,
     /// Tool (function) names the request offered.
     pub tool_names: Vec<String>,
+    /// `gen_ai.conversation.id`: the caller's conversation (agent session, chat thread),
+    /// from the `x-conversation-id` header or the body's `metadata.conversation_id`.
+    pub conversation_id: Option<String>,
+    /// The `tool_call_id`s of the tool results the request carries (an agent's step
+    /// answering earlier tool calls); at most [`MAX_TOOL_CALL_IDS`].
+    pub tool_call_ids: Vec<String>,
 }
+
+/// Tool call ids kept per request, so a long agent transcript costs a bounded span.
+pub const MAX_TOOL_CALL_IDS: usize = 32;
 
 /// The W3C trace context of a request: from an incoming `traceparent`, or new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +279,17 @@ pub struct RequestRecord {
     /// Remediation actions that changed how it was served: (action, rule). Both are policy
     /// names (a closed set).
     pub remediation: Vec<(&'static str, Arc<str>)>,
+    /// The tool calls the answer made (an agent's next step), at most
+    /// [`MAX_TOOL_CALL_IDS`]: each a `gen_ai.tool.call` event on the server span.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// One tool call of an answer: its id (`call_…`) and the function's name, each cut to 128
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
 }
 
 // === impl RequestRecord ===

@@ -197,6 +197,7 @@ mod tests {
             content: None,
             decision: None,
             remediation: Vec::new(),
+            tool_calls: Vec::new(),
         }
     }
 

@@ -46,6 +46,16 @@ pub const GEN_AI_REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
 pub const GEN_AI_REQUEST_ENCODING_FORMATS: &str = "gen_ai.request.encoding_formats";
 pub const GEN_AI_OUTPUT_TYPE: &str = "gen_ai.output.type";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
+/// A tool call's id (`call_…`), on a `gen_ai.tool.message` event per tool result the
+/// request carries.
+pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
+/// The event of one tool result in the request (the GenAI event of a `tool` message).
+pub const GEN_AI_TOOL_MESSAGE: &str = "gen_ai.tool.message";
+/// The event of one tool call in the answer, with `gen_ai.tool.call.id` and
+/// `gen_ai.tool.name`.
+pub const GEN_AI_TOOL_CALL: &str = "gen_ai.tool.call";
+/// A tool's (function's) name.
+pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
 pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 /// The event an evaluation of a response emits, and its attributes.
@@ -197,10 +207,6 @@ pub const EMBEDDINGS_REQUIRED_AND_RECOMMENDED: &[&str] = &[
 /// under a condition that a test record can be built to meet (error, stream, …) or do not
 /// apply to an OpenAI-compatible gateway.
 pub const NOT_EMITTED: &[(&str, &str)] = &[
-    (
-        GEN_AI_CONVERSATION_ID,
-        "conditionally required when available: the OpenAI API has no conversation id",
-    ),
     (
         GEN_AI_OUTPUT_TYPE,
         "not recorded: the request's response_format",

@@ -134,7 +134,7 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
     } else {
         Status::Unset
     };
-    span(SpanParts {
+    let mut data = span(SpanParts {
         trace: &r.trace,
         span_id: r.trace.span_id,
         parent: r.trace.parent_span_id,
@@ -145,7 +145,30 @@ fn server_span(r: &RequestRecord, content: Option<&CapturedContent>) -> SpanData
         duration: r.duration,
         attrs,
         status,
-    })
+    });
+    // One event per tool result the request carries, so an agent's step shows which of the
+    // previous answer's tool calls it answers.
+    for id in &r.params.tool_call_ids {
+        data.events.events.push(opentelemetry::trace::Event::new(
+            sc::GEN_AI_TOOL_MESSAGE,
+            r.start,
+            vec![kv(sc::GEN_AI_TOOL_CALL_ID, id.clone())],
+            0,
+        ));
+    }
+    // And one per tool call the answer made, at the end: what the agent's next step answers.
+    for call in &r.tool_calls {
+        data.events.events.push(opentelemetry::trace::Event::new(
+            sc::GEN_AI_TOOL_CALL,
+            r.start + r.duration,
+            vec![
+                kv(sc::GEN_AI_TOOL_CALL_ID, call.id.clone()),
+                kv(sc::GEN_AI_TOOL_NAME, call.name.clone()),
+            ],
+            0,
+        ));
+    }
+    data
 }
 
 fn client_span(
@@ -230,6 +253,9 @@ fn request_attributes(r: &RequestRecord, attrs: &mut Vec<KeyValue>) {
     }
     if let Some(m) = p.max_tokens {
         attrs.push(kv(sc::GEN_AI_REQUEST_MAX_TOKENS, saturating_i64(m)));
+    }
+    if let Some(id) = &p.conversation_id {
+        attrs.push(kv(sc::GEN_AI_CONVERSATION_ID, id.clone()));
     }
     if !p.tool_names.is_empty() {
         let tools: Vec<serde_json::Value> = p

@@ -227,6 +227,11 @@ pub(super) fn tenants(
                 usd_per_month: usd(ctx, "usd_per_month", b.value.usd_per_month.as_ref()),
             }
         });
+        let attributes = super::telemetry::attributes(
+            ctx,
+            &format!("{path}.attributes"),
+            t.value.attributes.as_ref(),
+        );
         if !keys.iter().any(|k| &k.tenant == name) {
             ctx.warn(
                 &path,
@@ -243,6 +248,7 @@ pub(super) fn tenants(
                     name: name.clone(),
                     limits,
                     budget,
+                    attributes,
                 },
             );
         }

@@ -4,10 +4,16 @@ use serde_saphyr::Spanned;
 
 use super::{Ctx, ONE_HOUR, line};
 use crate::duration::Zero;
-use crate::raw::{RawOtlp, RawRedact, RawSample, RawTelemetry};
+use std::collections::BTreeMap;
+
+use crate::raw::{RawDestination, RawOtlp, RawRedact, RawResource, RawSample, RawTelemetry};
 use crate::types::{
-    BaseUrl, KeepRule, OtlpConfig, OtlpProtocol, RedactRule, SampleConfig, TelemetryConfig,
+    BaseUrl, DestinationConfig, DestinationFilter, DestinationSampling, KeepRule, OUTCOMES,
+    OtlpConfig, OtlpProtocol, RedactRule, ResourceConfig, SampleConfig, TelemetryConfig,
 };
+
+/// The name `telemetry.otlp` goes by among the destinations.
+pub const OTLP_DESTINATION: &str = "otlp";
 
 const OTLP_EXAMPLE: &str =
     "e.g. `http://127.0.0.1:4317` for grpc, `http://127.0.0.1:4318` for http";
@@ -64,7 +70,15 @@ pub(super) fn telemetry(ctx: &mut Ctx<'_>, t: RawTelemetry) -> TelemetryConfig {
             out
         }
     };
+    let destinations = destinations(ctx, t.destinations.as_deref(), otlp.is_some());
+    let resource = t
+        .resource
+        .as_ref()
+        .map(|r| resource(ctx, &r.value))
+        .unwrap_or_default();
     TelemetryConfig {
+        destinations,
+        resource,
         otlp,
         sample,
         capture_content: t.capture_content.map_or(d.capture_content, |v| v.value),
@@ -117,10 +131,40 @@ fn check_regex(re: &str) -> Result<(), String> {
 }
 
 fn otlp(ctx: &mut Ctx<'_>, o: &Spanned<RawOtlp>) -> Option<OtlpConfig> {
-    let path = "telemetry.otlp";
-    let before = ctx.errors.len();
     let raw = &o.value;
-    let protocol = match &raw.protocol {
+    exporter(
+        ctx,
+        "telemetry.otlp",
+        line(o),
+        ExporterFields {
+            endpoint: &raw.endpoint,
+            protocol: raw.protocol.as_ref(),
+            timeout: raw.timeout.as_ref(),
+            queue_size: raw.queue_size.as_ref(),
+            batch_size: raw.batch_size.as_ref(),
+            export_interval: raw.export_interval.as_ref(),
+        },
+    )
+}
+
+/// The exporter fields `telemetry.otlp` and each destination share.
+struct ExporterFields<'a> {
+    endpoint: &'a Option<Spanned<String>>,
+    protocol: Option<&'a Spanned<String>>,
+    timeout: Option<&'a Spanned<String>>,
+    queue_size: Option<&'a Spanned<i64>>,
+    batch_size: Option<&'a Spanned<i64>>,
+    export_interval: Option<&'a Spanned<String>>,
+}
+
+fn exporter(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    at: Option<usize>,
+    raw: ExporterFields<'_>,
+) -> Option<OtlpConfig> {
+    let before = ctx.errors.len();
+    let protocol = match raw.protocol {
         None => OtlpProtocol::Grpc,
         Some(v) => match v.value.trim() {
             "grpc" => OtlpProtocol::Grpc,
@@ -136,7 +180,7 @@ fn otlp(ctx: &mut Ctx<'_>, o: &Spanned<RawOtlp>) -> Option<OtlpConfig> {
         },
     };
     let endpoint = ctx
-        .required(path, line(o), &raw.endpoint, "endpoint", OTLP_EXAMPLE)
+        .required(path, at, raw.endpoint, "endpoint", OTLP_EXAMPLE)
         .and_then(|v| {
             let epath = format!("{path}.endpoint");
             match otlp_endpoint(&v.value, protocol) {
@@ -150,32 +194,26 @@ fn otlp(ctx: &mut Ctx<'_>, o: &Spanned<RawOtlp>) -> Option<OtlpConfig> {
     let d = OtlpConfig::new("", protocol);
     let timeout = ctx.duration(
         &format!("{path}.timeout"),
-        raw.timeout.as_ref(),
+        raw.timeout,
         d.timeout,
         Zero::Rejected,
         Some(ONE_HOUR),
     );
     let export_interval = ctx.duration(
         &format!("{path}.export_interval"),
-        raw.export_interval.as_ref(),
+        raw.export_interval,
         d.export_interval,
         Zero::Rejected,
         Some(ONE_HOUR),
     );
     let queue_size = ctx.int(
         &format!("{path}.queue_size"),
-        raw.queue_size.as_ref(),
+        raw.queue_size,
         4096,
         1,
         1 << 20,
     );
-    let batch_size = ctx.int(
-        &format!("{path}.batch_size"),
-        raw.batch_size.as_ref(),
-        512,
-        1,
-        65536,
-    );
+    let batch_size = ctx.int(&format!("{path}.batch_size"), raw.batch_size, 512, 1, 65536);
     let endpoint = endpoint?;
     (ctx.errors.len() == before).then(|| OtlpConfig {
         endpoint,
@@ -307,4 +345,212 @@ fn sample(ctx: &mut Ctx<'_>, raw: Option<&RawSample>) -> SampleConfig {
         slow,
         expensive_usd,
     }
+}
+
+fn destinations(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&[Spanned<RawDestination>]>,
+    has_otlp: bool,
+) -> Vec<DestinationConfig> {
+    let mut out: Vec<DestinationConfig> = Vec::new();
+    let mut names: Vec<String> = if has_otlp {
+        vec![OTLP_DESTINATION.to_owned()]
+    } else {
+        Vec::new()
+    };
+    for (i, d) in raw.into_iter().flatten().enumerate() {
+        let path = format!("telemetry.destinations[{i}]");
+        let before = ctx.errors.len();
+        let raw = &d.value;
+        let name = ctx
+            .required(&path, line(d), &raw.name, "name", "e.g. `canary`")
+            .and_then(|v| {
+                ctx.name(&format!("{path}.name"), v)
+                    .map(|n| (n.trim().to_owned(), line(v)))
+            });
+        if let Some((n, at)) = &name {
+            if names.contains(n) {
+                let why = if n == OTLP_DESTINATION && has_otlp {
+                    " (`telemetry.otlp` is the destination named `otlp`)"
+                } else {
+                    ""
+                };
+                ctx.error(
+                    &format!("{path}.name"),
+                    *at,
+                    format!("duplicate destination name `{n}`{why}"),
+                );
+            } else if !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                ctx.error(
+                    &format!("{path}.name"),
+                    *at,
+                    format!("`{n}` is not a valid name (letters, digits, `-` and `_` only; it is a metric label)"),
+                );
+            } else {
+                names.push(n.clone());
+            }
+        }
+        let otlp = exporter(
+            ctx,
+            &path,
+            line(d),
+            ExporterFields {
+                endpoint: &raw.endpoint,
+                protocol: raw.protocol.as_ref(),
+                timeout: raw.timeout.as_ref(),
+                queue_size: raw.queue_size.as_ref(),
+                batch_size: raw.batch_size.as_ref(),
+                export_interval: raw.export_interval.as_ref(),
+            },
+        );
+        let mut headers_env = BTreeMap::new();
+        for (header, var) in raw.headers_env.iter().flatten() {
+            let hpath = format!("{path}.headers_env.{header}");
+            let valid_header = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !valid_header {
+                ctx.error(&hpath, line(var), "not a valid HTTP header name");
+                continue;
+            }
+            let valid_var = !var.value.is_empty()
+                && var
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid_var {
+                ctx.error(
+                    &hpath,
+                    line(var),
+                    "expected the name of an environment variable holding the value (letters, digits and `_`), never the value itself",
+                );
+                continue;
+            }
+            headers_env.insert(header.to_ascii_lowercase(), var.value.clone());
+        }
+        let sampling = match &raw.sampling {
+            None => DestinationSampling::Tail,
+            Some(v) => match v.value.trim() {
+                "tail" => DestinationSampling::Tail,
+                "all" => DestinationSampling::All,
+                other => {
+                    ctx.error(
+                        &format!("{path}.sampling"),
+                        line(v),
+                        format!("unknown sampling `{other}` (expected tail or all)"),
+                    );
+                    DestinationSampling::Tail
+                }
+            },
+        };
+        let filter = raw
+            .filter
+            .as_ref()
+            .map_or_else(DestinationFilter::default, |f| {
+                let list = |ctx: &mut Ctx<'_>, field: &str, v: &Option<Vec<Spanned<String>>>| {
+                    let mut out = Vec::new();
+                    for (j, s) in v.iter().flatten().enumerate() {
+                        let fpath = format!("{path}.filter.{field}[{j}]");
+                        if let Some(n) = ctx.name(&fpath, s) {
+                            if field == "outcomes" && !OUTCOMES.contains(&n.trim()) {
+                                ctx.error(
+                                    &fpath,
+                                    line(s),
+                                    format!(
+                                        "unknown outcome `{}` (expected {} or {})",
+                                        n.trim(),
+                                        OUTCOMES[..OUTCOMES.len() - 1].join(", "),
+                                        OUTCOMES[OUTCOMES.len() - 1]
+                                    ),
+                                );
+                                continue;
+                            }
+                            out.push(n.trim().to_owned());
+                        }
+                    }
+                    out
+                };
+                DestinationFilter {
+                    routes: list(ctx, "routes", &f.value.routes),
+                    tenants: list(ctx, "tenants", &f.value.tenants),
+                    outcomes: list(ctx, "outcomes", &f.value.outcomes),
+                }
+            });
+        let (mut traces, mut logs) = (raw.signals.is_none(), false);
+        for (j, s) in raw.signals.iter().flatten().enumerate() {
+            match s.value.trim() {
+                "traces" => traces = true,
+                "logs" => logs = true,
+                other => ctx.error(
+                    &format!("{path}.signals[{j}]"),
+                    line(s),
+                    format!("unknown signal `{other}` (expected traces or logs)"),
+                ),
+            }
+        }
+        if raw.signals.as_ref().is_some_and(Vec::is_empty) {
+            ctx.error(
+                &format!("{path}.signals"),
+                line(d),
+                "must name at least one signal (traces, logs)",
+            );
+        }
+        if let (Some((name, _)), Some(otlp), true) = (name, otlp, ctx.errors.len() == before) {
+            out.push(DestinationConfig {
+                name,
+                otlp,
+                headers_env,
+                sampling,
+                filter,
+                traces,
+                logs,
+            });
+        }
+    }
+    out
+}
+
+fn resource(ctx: &mut Ctx<'_>, raw: &RawResource) -> ResourceConfig {
+    let path = "telemetry.resource";
+    let mut text = |field: &str, v: &Option<Spanned<String>>| {
+        v.as_ref()
+            .and_then(|v| ctx.name(&format!("{path}.{field}"), v))
+            .map(|s| s.trim().to_owned())
+    };
+    ResourceConfig {
+        environment: text("environment", &raw.environment),
+        instance_id: text("instance_id", &raw.instance_id),
+        region: text("region", &raw.region),
+        version: text("version", &raw.version),
+        attributes: attributes(ctx, &format!("{path}.attributes"), raw.attributes.as_ref()),
+    }
+}
+
+/// Free attribute keys and values (resource or tenant): non-empty keys, values of at most
+/// 256 bytes.
+pub(super) fn attributes(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    raw: Option<&BTreeMap<String, Spanned<String>>>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw.into_iter().flatten() {
+        let apath = format!("{path}.{k}");
+        if k.trim().is_empty() {
+            ctx.error(&apath, line(v), "attribute keys must not be empty");
+        } else if v.value.len() > 256 {
+            ctx.error(
+                &apath,
+                line(v),
+                format!("at most 256 bytes, found {}", v.value.len()),
+            );
+        } else {
+            out.insert(k.trim().to_owned(), v.value.clone());
+        }
+    }
+    out
 }

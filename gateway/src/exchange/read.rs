@@ -20,6 +20,10 @@ pub const MAX_EVENT_BYTES: usize = 4 << 20;
 const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A checked answer, ready to commit.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per answer and matched at once; boxing it would cost an allocation per request"
+)]
 pub enum Ready {
     Whole {
         status: u16,

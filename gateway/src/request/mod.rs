@@ -150,6 +150,11 @@ impl OpenAiRequest {
                 .or_else(|| value("max_tokens"))
                 .and_then(|v| serde_json::from_slice::<u64>(v).ok()),
             tool_names: value("tools").map(tool_names).unwrap_or_default(),
+            conversation_id: value("metadata").and_then(conversation_id),
+            tool_call_ids: match value("messages") {
+                Some(m) if contains(m, b"\"tool_call_id\"") => tool_call_ids(m),
+                _ => Vec::new(),
+            },
         };
 
         let mut client_wants_usage = false;
@@ -322,6 +327,53 @@ fn tool_names(raw: &[u8]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Longest conversation id kept; a longer one is not an id anyone will search for.
+const MAX_CONVERSATION_ID: usize = 256;
+
+/// `metadata.conversation_id` (or `metadata.session_id`), the places OpenAI-style clients
+/// and agent frameworks put a thread's id. `user` is not used: it names a person, and one
+/// person has many conversations.
+pub fn conversation_id(metadata: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        session_id: Option<String>,
+    }
+    let m: Metadata = serde_json::from_slice(metadata).ok()?;
+    m.conversation_id
+        .or(m.session_id)
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= MAX_CONVERSATION_ID)
+}
+
+/// The `tool_call_id`s of the `tool` messages, at most `MAX_TOOL_CALL_IDS` (the last ones:
+/// the results of the latest step), each at most 128 bytes.
+fn tool_call_ids(messages: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        #[serde(default)]
+        tool_call_id: Option<String>,
+    }
+    let Ok(list) = serde_json::from_slice::<Vec<Message>>(messages) else {
+        return Vec::new();
+    };
+    let ids: Vec<String> = list
+        .into_iter()
+        .filter_map(|m| m.tool_call_id)
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .collect();
+    let skip = ids
+        .len()
+        .saturating_sub(sluice_observability::MAX_TOOL_CALL_IDS);
+    ids.into_iter().skip(skip).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Checks what serde's borrowed pass does not: how deep values nest (a skipped value is not

@@ -162,6 +162,70 @@ fn nesting_and_escapes_are_bounded() {
 }
 
 #[test]
+fn conversation_id_comes_from_metadata() {
+    let cases = [
+        (r#"{"conversation_id":"c-1","session_id":"s"}"#, Some("c-1")),
+        (r#"{"session_id":" s-2 "}"#, Some("s-2")),
+        (r#"{"conversation_id":""}"#, None),
+        (r#"{"other":"x"}"#, None),
+        (r#"{"conversation_id":7}"#, None),
+        (r#""not an object""#, None),
+    ];
+    for (metadata, want) in cases {
+        assert_eq!(
+            conversation_id(metadata.as_bytes()).as_deref(),
+            want,
+            "{metadata}"
+        );
+    }
+    let long = format!(r#"{{"conversation_id":"{}"}}"#, "x".repeat(300));
+    assert_eq!(
+        conversation_id(long.as_bytes()),
+        None,
+        "too long to be an id"
+    );
+    let r = chat(
+        r#"{"model":"m","metadata":{"conversation_id":"thread-9"},"messages":[{"role":"user","content":"x"}]}"#,
+    );
+    assert_eq!(r.params.conversation_id.as_deref(), Some("thread-9"));
+}
+
+#[test]
+fn tool_call_ids_are_the_tool_results_in_the_request_bounded() {
+    let r = chat(
+        r#"{"model":"m","messages":[
+            {"role":"user","content":"x"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"call_a","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"call_a","content":"r"},
+            {"role":"tool","tool_call_id":"","content":"r"}
+        ]}"#,
+    );
+    assert_eq!(r.params.tool_call_ids, vec!["call_a".to_owned()]);
+    assert!(
+        chat(r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#)
+            .params
+            .tool_call_ids
+            .is_empty()
+    );
+    let many: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"role":"tool","tool_call_id":"call_{i}","content":"r"}}"#))
+        .collect();
+    let r = chat(&format!(
+        r#"{{"model":"m","messages":[{}]}}"#,
+        many.join(",")
+    ));
+    assert_eq!(
+        r.params.tool_call_ids.len(),
+        sluice_observability::MAX_TOOL_CALL_IDS
+    );
+    assert_eq!(
+        r.params.tool_call_ids.last().map(String::as_str),
+        Some("call_49"),
+        "the latest kept"
+    );
+}
+
+#[test]
 fn compat_changes_only_what_the_server_needs() {
     use serde_json::json;
     use sluice_config::{MaxTokensField, OpenAiCompat};

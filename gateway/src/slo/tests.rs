@@ -71,6 +71,7 @@ fn record(
         content: None,
         decision: None,
         remediation: Vec::new(),
+        tool_calls: Vec::new(),
     }
 }
 

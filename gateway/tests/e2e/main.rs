@@ -13,6 +13,7 @@ mod incident_push;
 mod judge;
 mod lifecycle;
 mod messages;
+mod otlp_pipeline;
 mod prometheus;
 mod providers;
 mod ratelimit;

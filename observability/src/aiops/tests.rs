@@ -1153,6 +1153,7 @@ fn request(outcome: Outcome, error: Option<ErrorKind>, status: Option<u16>) -> R
         content: None,
         decision: None,
         remediation: Vec::new(),
+        tool_calls: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         content: None,
         decision: None,
         remediation: Vec::new(),
+        tool_calls: Vec::new(),
     }
 }
 

@@ -85,12 +85,15 @@ pub fn chat(n: u8) -> RequestRecord {
             top_p: Some(0.9),
             max_tokens: Some(256),
             tool_names: vec!["get_weather".into(), "search_docs".into()],
+            conversation_id: Some("conv-1".into()),
+            tool_call_ids: vec!["call_1".into()],
         },
         rate_limited: None,
         cache: None,
         content: None,
         decision: None,
         remediation: Vec::new(),
+        tool_calls: Vec::new(),
     }
 }
 
