@@ -199,7 +199,10 @@ pub(crate) fn unsupported(field: impl Into<String>, reason: impl Into<String>) -
     }
 }
 
-pub(crate) fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TranslateError> {
+pub(crate) fn object<'a>(
+    v: &'a Value,
+    path: &str,
+) -> Result<&'a Map<String, Value>, TranslateError> {
     v.as_object()
         .ok_or_else(|| invalid(path, "must be an object"))
 }
