@@ -135,7 +135,8 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
         incident_push,
         server_cfg.data_dir.clone(),
     )?
-    .with_commands(operator_intake);
+    .with_commands(operator_intake)
+    .with_spans(spans.clone());
     // Stopped in this order: nothing reloads while draining, then the recorder writes its
     // last records (and adds their cost), then the judge finishes the calls it started, then
     // the SLO evaluator counts the last requests and verdicts and saves its state, then its

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use sluice_observability::aiops::AiopsSample;
@@ -35,7 +35,9 @@ use sluice_observability::service::{Feed, Intake, Service, Shutdown};
 use sluice_observability::slo::{
     ErrorClass, QualitySample, SloEngine, SloSample, SloSpec, WindowScale,
 };
-use sluice_observability::{AttemptOutcome, AttemptRecord, ErrorKind, Outcome, RequestRecord};
+use sluice_observability::{
+    AttemptOutcome, AttemptRecord, ErrorKind, Outcome, RequestRecord, SpanSink,
+};
 use sluice_policy::Policy;
 use sluice_policy::remediation::{
     self, AlertLevel, IncidentEvent, Overlay, SloStatus, TargetKey, Window,
@@ -199,6 +201,8 @@ pub struct SloService {
     last_prune: Instant,
     /// Operator commands (`console::operator`); `None` takes none.
     commands: Option<Intake<Command>>,
+    /// Incident events also go here, as OTLP log records (to destinations taking logs).
+    spans: SpanSink,
     /// Rules paused by an operator: run in dry-run until resumed. Kept across reloads (a
     /// rule that a reload removes stays listed, and is paused again if it comes back).
     paused: BTreeMap<Arc<str>, PausedRule>,
@@ -276,6 +280,7 @@ impl SloService {
             active: HashSet::new(),
             last_prune: now,
             commands: None,
+            spans: SpanSink::disabled(),
             paused: BTreeMap::new(),
         })
     }
@@ -283,6 +288,12 @@ impl SloService {
     /// Takes operator commands from `commands`.
     pub fn with_commands(mut self, commands: Intake<Command>) -> Self {
         self.commands = Some(commands);
+        self
+    }
+
+    /// Sends incident events to the telemetry destinations that take logs, too.
+    pub fn with_spans(mut self, spans: SpanSink) -> Self {
+        self.spans = spans;
         self
     }
 
@@ -606,6 +617,21 @@ impl SloService {
                 t.event.as_str()
             );
             self.push.offer(e.clone());
+            if self.spans.is_enabled()
+                && let Ok(line) = serde_json::to_string(&e)
+            {
+                self.spans
+                    .offer_incident(&sluice_observability::logs::IncidentLog {
+                        at: UNIX_EPOCH + Duration::from_millis(e.at_unix_ms),
+                        incident: t.incident,
+                        route: &t.route,
+                        rule: &t.rule,
+                        action: t.action.as_str(),
+                        event: t.event.as_str(),
+                        dry_run: t.dry_run,
+                        line: &line,
+                    });
+            }
             timelines.add(e);
         }
     }

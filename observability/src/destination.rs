@@ -47,6 +47,15 @@ impl Admit {
             && self.matches(r.route.as_deref(), r.tenant.as_deref(), r.outcome.as_str())
     }
 
+    /// Whether it gets the log record of an incident event on `route`. Incidents are not
+    /// requests: the outcome filter does not apply, and they have no tenant, so a destination
+    /// that names tenants gets none.
+    pub fn wants_incident(&self, route: &str) -> bool {
+        self.logs
+            && self.tenants.is_empty()
+            && (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
+    }
+
     /// Whether it gets the request's access-log record. Logs are not sampled: like the
     /// standard-output log, every request has its record; only the filter applies.
     pub fn wants_log(&self, r: &RequestRecord) -> bool {
@@ -233,6 +242,40 @@ mod tests {
         assert!(!logs_only.wants_spans(&chat_acme_ok, true));
         assert!(logs_only.wants_log(&chat_acme_ok), "logs are not sampled");
         assert!(!logs_only.wants_log(&anon_timeout), "but are filtered");
+    }
+
+    #[test]
+    fn incidents_pass_route_filters_only_and_never_tenant_filtered_destinations() {
+        use DestinationSampling::Tail;
+        /// (routes, tenants, outcomes, logs, route of the incident, wanted)
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            bool,
+            &'a str,
+            bool,
+        );
+        let cases: [Case<'_>; 7] = [
+            (&[], &[], &[], true, "chat", true),
+            (&["chat"], &[], &[], true, "chat", true),
+            (&["chat"], &[], &[], true, "embed", false),
+            (&[], &[], &["upstream_error"], true, "chat", true),
+            (&[], &["acme"], &[], true, "chat", false),
+            (&[], &[], &[], false, "chat", false),
+            (&["a", "chat"], &[], &["ok"], true, "chat", true),
+        ];
+        for (routes, tenants, outcomes, logs, route, wanted) in cases {
+            let a = Admit {
+                logs,
+                ..admit(Tail, routes, tenants, outcomes)
+            };
+            assert_eq!(
+                a.wants_incident(route),
+                wanted,
+                "{routes:?} {tenants:?} {outcomes:?} logs={logs} {route}"
+            );
+        }
     }
 
     #[test]

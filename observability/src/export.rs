@@ -388,6 +388,26 @@ impl SpanSink {
         queued
     }
 
+    /// Offers an incident event's log record to every destination that takes logs of its
+    /// route (see [`crate::destination::Admit::wants_incident`]). Never blocks; `false` when
+    /// none took it.
+    pub fn offer_incident(&self, e: &crate::logs::IncidentLog<'_>) -> bool {
+        let Some(set) = self.set() else { return false };
+        let mut record: Option<SdkLogRecord> = None;
+        let mut queued = false;
+        for d in set
+            .destinations
+            .iter()
+            .filter(|d| d.admit.wants_incident(e.route))
+        {
+            let rec = record
+                .get_or_insert_with(|| crate::logs::incident_record(e))
+                .clone();
+            queued |= d.push(Msg::Log(Box::new(rec)), 1);
+        }
+        queued
+    }
+
     /// Offers a judge's verdict span (see [`crate::spans::evaluation_span`]) to every
     /// destination that takes spans of its route. Never blocks; `false` when none took it.
     pub fn offer_evaluation(&self, e: &crate::spans::Evaluation) -> bool {

@@ -14,6 +14,29 @@ use crate::semconv as sc;
 
 /// The event name of an access-log record.
 pub const ACCESS_EVENT: &str = "sluice.access";
+/// The event name of an incident event's record.
+pub const INCIDENT_EVENT: &str = "sluice.incident";
+/// Attributes of an incident event's record.
+pub const INCIDENT_ID: &str = "sluice.incident.id";
+pub const INCIDENT_EVENT_KIND: &str = "sluice.incident.event";
+pub const INCIDENT_ACTION: &str = "sluice.incident.action";
+pub const INCIDENT_RULE: &str = "sluice.incident.rule";
+pub const INCIDENT_DRY_RUN: &str = "sluice.incident.dry_run";
+
+/// One step of an incident, as its log record says it. The gateway builds it from the
+/// remediation engine's event; `line` is that event as written to `incidents.jsonl`.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentLog<'a> {
+    pub at: std::time::SystemTime,
+    pub incident: u64,
+    pub route: &'a str,
+    pub rule: &'a str,
+    pub action: &'a str,
+    /// `opened`, `action_taken`, `probe_result`, `reverted`, `resolved`, …
+    pub event: &'a str,
+    pub dry_run: bool,
+    pub line: &'a str,
+}
 
 /// Log records can only be made by a logger; this one has no processor (Sluice exports the
 /// records itself, per destination).
@@ -72,6 +95,29 @@ pub fn access_record(r: &RequestRecord, line: Option<&str>, extra: &[KeyValue]) 
     for kv in extra {
         rec.add_attribute(kv.key.clone(), AnyValue::from(kv.value.to_string()));
     }
+    rec
+}
+
+/// The log record of an incident event: no trace (an incident is about many requests), the
+/// incident log's JSON line as the body, WARN while it opens or acts, INFO as it eases.
+pub fn incident_record(e: &IncidentLog<'_>) -> SdkLogRecord {
+    let mut rec = LOGGER.create_log_record();
+    rec.set_event_name(INCIDENT_EVENT);
+    rec.set_timestamp(e.at);
+    rec.set_observed_timestamp(e.at);
+    let (severity, text) = match e.event {
+        "opened" | "action_taken" | "blocked" | "reverted" => (Severity::Warn, "WARN"),
+        _ => (Severity::Info, "INFO"),
+    };
+    rec.set_severity_number(severity);
+    rec.set_severity_text(text);
+    rec.set_body(AnyValue::from(e.line.to_owned()));
+    rec.add_attribute(INCIDENT_ID, i64::try_from(e.incident).unwrap_or(i64::MAX));
+    rec.add_attribute(INCIDENT_EVENT_KIND, e.event.to_owned());
+    rec.add_attribute(INCIDENT_ACTION, e.action.to_owned());
+    rec.add_attribute(INCIDENT_RULE, e.rule.to_owned());
+    rec.add_attribute(INCIDENT_DRY_RUN, e.dry_run);
+    rec.add_attribute(sc::SLUICE_ROUTE, e.route.to_owned());
     rec
 }
 

@@ -536,3 +536,75 @@ async fn destinations_follow_a_reload() {
     let m = gw.metrics().await;
     assert!(metric(&m, "second", "traces", "exported") >= 3.0, "{m}");
 }
+
+/// Incident events go to the destinations that take logs, as records of their own (event
+/// `sluice.incident`, the incident log's line as the body, route, rule, action and step as
+/// attributes); a destination filtered to tenants gets none, incidents having no tenant.
+#[tokio::test]
+async fn incident_events_are_exported_as_log_records() {
+    let mock = common::mock_llm().await;
+    let ops = Receiver::start(false).await;
+    let acme = Receiver::start(false).await;
+    let policy = format!(
+        "telemetry:\n  sample: {{ head_ratio: 0.0 }}\n  destinations:\n    - {{ name: ops, endpoint: \"{}\", protocol: http, signals: [logs], filter: {{ outcomes: [upstream_error] }}, export_interval: 100ms }}\n    - {{ name: acme, endpoint: \"{}\", protocol: http, signals: [logs], filter: {{ tenants: [acme] }}, export_interval: 100ms }}\nproviders:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  flaky: {{ provider: up, upstream_model: \"flaky@503\" }}\n  steady: {{ provider: up, upstream_model: steady }}\nroutes:\n  - name: chat\n    match: {{ model: chat }}\n    targets: [ {{ model: flaky }}, {{ model: steady }} ]\n    retry: {{ max_attempts: 2 }}\n    {}\n    slos:\n      - {{ name: availability, objective: 99, sli: errors, min_events: 5 }}\n    remediation:\n      - {{ name: fo, when: {{ slo: availability, burn: page }}, do: failover, hold: 1m, probe_share: 0.1 }}\nslo: {{ window_scale: 0.001, evaluate_every: 100ms }}\n",
+        ops.endpoint(),
+        acme.endpoint(),
+        common::NO_EJECTION,
+    );
+    let gw = TestGateway::start(&policy, &mock).await;
+    let incident_logs = |rx: &Receiver| -> Vec<LogRecord> {
+        rx.logs()
+            .into_iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.event_name == "sluice.incident")
+            .collect()
+    };
+    // Every request to `flaky` fails over to `steady` (clients see 200s) while `flaky` burns.
+    let opened = common::eventually(async || {
+        for _ in 0..10 {
+            let r = gw
+                .post("/v1/chat/completions", chat("chat", false))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 200);
+        }
+        let logs = incident_logs(&ops);
+        logs.iter()
+            .any(|l| text(&l.attributes, "sluice.incident.event") == Some("action_taken"))
+            .then_some(logs)
+    })
+    .await
+    .expect("the incident's records reached the destination that takes logs");
+    let first = &opened[0];
+    assert_eq!(
+        text(&first.attributes, "sluice.incident.event"),
+        Some("opened")
+    );
+    assert_eq!(text(&first.attributes, "sluice.route"), Some("chat"));
+    assert_eq!(text(&first.attributes, "sluice.incident.rule"), Some("fo"));
+    assert_eq!(
+        text(&first.attributes, "sluice.incident.action"),
+        Some("failover")
+    );
+    assert_eq!(first.severity_text, "WARN");
+    assert!(
+        first.trace_id.is_empty(),
+        "an incident belongs to no one trace"
+    );
+    // The body is the incident log's own line.
+    let Some(Value::StringValue(body)) = first.body.as_ref().and_then(|b| b.value.clone()) else {
+        panic!("a string body: {first:?}");
+    };
+    let line: serde_json::Value = serde_json::from_str(&body).expect("the body is JSON");
+    let on_disk = std::fs::read_to_string(gw.data_dir.join("incidents.jsonl")).expect("log");
+    let disk_first: serde_json::Value =
+        serde_json::from_str(on_disk.lines().next().expect("a line")).expect("json");
+    assert_eq!(
+        line, disk_first,
+        "the record carries what the incident log says"
+    );
+    // The outcome filter is about requests: the ops destination got the incident although no
+    // request failed. The tenant-filtered one got no incident.
+    assert!(incident_logs(&acme).is_empty());
+}
