@@ -270,25 +270,27 @@ async fn serve(
 
     let mut stale_key = None;
     let mut hit = None;
-    shared_cache_lookup(
-        state,
-        ds,
-        ctx,
-        key,
-        &route.name,
-        route.cache.as_ref(),
-        &req.body,
-    )
-    .await;
+    // The cache key of a cacheable request on a caching route; `None` for the others.
+    let cache_key = route
+        .cache
+        .as_ref()
+        .filter(|cfg| !cache_bypassed(ds) && cache::cacheable(cfg, ctx.endpoint, &ctx.params))
+        .map(|_| CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body));
+    // With a cache shared through Redis, a local miss asks Redis before anything is decided;
+    // an answer found there is kept locally, where the lookup below finds it.
+    if let (Some(cfg), Some(k), Some(shared)) = (&route.cache, &cache_key, &state.shared)
+        && shared.shares_cache()
+        && state.cache.get(k, cfg.ttl).is_none()
+        && let Some(answer) = shared.cache_get(k).await
+    {
+        state.cache.insert(*k, Arc::new(answer));
+    }
     let shed = {
         // What remediation changed on this route: one atomic load, released before any await.
         let overlay = state.runtime.overlay();
         let remedy = overlay.route(&route.name);
         if let Some(cfg) = &route.cache {
-            if cache_bypassed(ds) || !cache::cacheable(cfg, ctx.endpoint, &ctx.params) {
-                ctx.cache = Some(CacheStatus::Bypass);
-            } else {
-                let key = CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body);
+            if let Some(key) = cache_key {
                 if let Some(fresh) = state.cache.get(&key, cfg.ttl) {
                     ctx.cache = Some(CacheStatus::Hit);
                     hit = Some(fresh);
@@ -310,6 +312,8 @@ async fn serve(
                         stale_key = Some(key);
                     }
                 }
+            } else {
+                ctx.cache = Some(CacheStatus::Bypass);
             }
         }
         let shed = remedy
@@ -484,35 +488,6 @@ fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
 }
 
 /// The client asked not to be answered from (or stored in) the cache.
-/// With a cache shared through Redis, a local miss asks Redis before anything is decided; an
-/// answer found there is kept locally, where the lookup that follows finds it.
-async fn shared_cache_lookup(
-    state: &AppState,
-    ds: &ServerSession,
-    ctx: &RequestCtx,
-    key: &KeyEntry,
-    route: &str,
-    cfg: Option<&sluice_config::CacheConfig>,
-    body: &[u8],
-) {
-    let (Some(shared), Some(cfg)) = (&state.shared, cfg) else {
-        return;
-    };
-    if !shared.shares_cache()
-        || cache_bypassed(ds)
-        || !cache::cacheable(cfg, ctx.endpoint, &ctx.params)
-    {
-        return;
-    }
-    let k = CacheKey::of(&key.tenant, route, ctx.endpoint, body);
-    if state.cache.get(&k, cfg.ttl).is_some() {
-        return;
-    }
-    if let Some(answer) = shared.cache_get(&k).await {
-        state.cache.insert(k, Arc::new(answer));
-    }
-}
-
 fn cache_bypassed(ds: &ServerSession) -> bool {
     let header = |name| {
         ds.get_header(name)

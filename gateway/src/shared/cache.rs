@@ -34,9 +34,8 @@ const BATCH: usize = 64;
 /// One answer on its way to Redis.
 #[derive(Debug)]
 pub struct CachePut {
-    name: String,
-    value: Bytes,
-    expire_ms: u64,
+    key: CacheKey,
+    answer: Arc<CachedAnswer>,
 }
 
 /// What an entry says about its answer besides the body.
@@ -154,17 +153,12 @@ impl SharedState {
         }
     }
 
-    /// Hands an answer this replica stored to the writer; never waits.
-    pub fn cache_put(&self, key: &CacheKey, answer: &CachedAnswer) {
-        let Some(feed) = &self.cache_puts else {
-            return;
-        };
-        let age = answer.age(tokio::time::Instant::now());
-        if let Some((value, expire_ms)) = encode(answer, SystemTime::now(), age) {
+    /// Hands an answer this replica stored to the writer, which encodes it; never waits.
+    pub fn cache_put(&self, key: &CacheKey, answer: &Arc<CachedAnswer>) {
+        if let Some(feed) = &self.cache_puts {
             feed.offer(CachePut {
-                name: name(&self.cfg.key_prefix, key),
-                value,
-                expire_ms,
+                key: *key,
+                answer: Arc::clone(answer),
             });
         }
     }
@@ -183,20 +177,30 @@ impl CacheWriter {
 
     async fn write(&self, batch: &mut Vec<CachePut>) {
         let m = &self.shared.metrics.cache;
-        let n = batch.len() as u64;
         let Some(mut conn) = self.shared.link.conn() else {
-            m.dropped.inc_by(n);
+            m.dropped.inc_by(batch.len() as u64);
             batch.clear();
             return;
         };
+        let (now, wall) = (tokio::time::Instant::now(), SystemTime::now());
+        let prefix = &self.shared.cfg.key_prefix;
         let mut pipe = redis::pipe();
+        let mut n = 0u64;
         for put in batch.drain(..) {
+            // An answer whose time ran out in the queue is not written (nor counted stored).
+            let Some((value, expire_ms)) = encode(&put.answer, wall, put.answer.age(now)) else {
+                continue;
+            };
             pipe.cmd("SET")
-                .arg(put.name)
-                .arg(put.value.as_ref())
+                .arg(name(prefix, &put.key))
+                .arg(value.as_ref())
                 .arg("PX")
-                .arg(put.expire_ms)
+                .arg(expire_ms)
                 .ignore();
+            n += 1;
+        }
+        if n == 0 {
+            return;
         }
         match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => {
