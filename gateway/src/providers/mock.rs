@@ -488,24 +488,6 @@ fn said(req: &MockRequest, choice: u32) -> Said {
     }
 }
 
-/// Up to three pieces of `s`, cut at char boundaries, so reassembly is exercised.
-fn thirds(s: &str) -> impl Iterator<Item = &str> {
-    let n = s.chars().count();
-    let cuts: Vec<usize> = [n / 3, 2 * n / 3]
-        .iter()
-        .filter_map(|&k| s.char_indices().nth(k).map(|(b, _)| b))
-        .filter(|&b| b > 0)
-        .collect();
-    let mut bounds = vec![0];
-    bounds.extend(cuts);
-    bounds.push(s.len());
-    bounds.dedup();
-    (0..bounds.len() - 1)
-        .map(move |i| &s[bounds[i]..bounds[i + 1]])
-        .collect::<Vec<_>>()
-        .into_iter()
-}
-
 /// The non-stream answer: a `chat.completion`, a `text_completion` or a list of embeddings,
 /// each with its usage. (For a request with `stream: true` this is still the non-stream shape.)
 pub fn response_json(req: &MockRequest) -> Bytes {
@@ -650,7 +632,7 @@ impl MockStream {
                             }
                         }
                         Said::Text(json) => {
-                            for piece in thirds(json) {
+                            for piece in super::translate::render::pieces(json) {
                                 events.push(chunk(
                                     index,
                                     Delta {
@@ -680,7 +662,7 @@ impl MockStream {
                                     },
                                     None,
                                 ));
-                                for piece in thirds(&call.arguments) {
+                                for piece in super::translate::render::pieces(&call.arguments) {
                                     let more = ToolCallDelta {
                                         index: k,
                                         id: None,

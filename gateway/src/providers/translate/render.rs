@@ -55,7 +55,7 @@ fn args_value(arguments: &str) -> Value {
 }
 
 /// Up to three pieces of `s`, cut at char boundaries.
-fn pieces(s: &str) -> Vec<&str> {
+pub(crate) fn pieces(s: &str) -> Vec<&str> {
     let n = s.chars().count();
     if n < 3 {
         return vec![s];
