@@ -79,9 +79,14 @@ pub fn response_header(
     })
 }
 
-/// The head of an SSE answer: chunked, never cached or buffered by intermediaries.
-pub fn sse_header(ctx: &RequestCtx) -> Result<Box<ResponseHeader>, GatewayError> {
-    let mut header = response_header(200, "text/event-stream", None, ctx)?;
+/// The head of an SSE answer, never cached or buffered by intermediaries: chunked, or with
+/// its length when the whole stream is already in hand (a cache hit, a provider that sent it
+/// all at once), so the head and the events leave together and no terminator follows.
+pub fn sse_header(
+    ctx: &RequestCtx,
+    content_length: Option<usize>,
+) -> Result<Box<ResponseHeader>, GatewayError> {
+    let mut header = response_header(200, "text/event-stream", content_length, ctx)?;
     header
         .insert_header("cache-control", "no-cache")
         // Tell nginx-style intermediaries not to buffer the stream.
@@ -148,31 +153,31 @@ impl Batch {
         }
     }
 
-    /// One write: the event itself when alone (no copy), else the events joined. The taps (a
-    /// cache miss, a judged answer) keep a copy of the chat events; a face other than Chat
-    /// renders them into its own events for the client.
+    /// One write: the batch's bytes (see [`Self::into_bytes`]), if any.
     pub async fn write(
         self,
         ds: &mut ServerSession,
         taps: &mut Taps,
         render: &mut Render,
     ) -> Result<(), ()> {
-        let Some(first) = self.first else {
-            return Ok(());
-        };
+        match self.into_bytes(taps, render) {
+            Some(out) => ds.write_response_body(out, false).await.map_err(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// What the client gets: the event itself when alone (no copy), else the events joined;
+    /// `None` when there is nothing to send. The taps (a cache miss, a judged answer) keep a
+    /// copy of the chat events; a face other than Chat renders them into its own events.
+    pub fn into_bytes(self, taps: &mut Taps, render: &mut Render) -> Option<Bytes> {
+        let first = self.first?;
         if !render.is_chat() {
             let mut out = BytesMut::with_capacity(2 * first.len());
             for raw in std::iter::once(&first).chain(&self.rest) {
                 taps.push(raw);
                 render.events(raw, &mut out);
             }
-            if out.is_empty() {
-                return Ok(());
-            }
-            return ds
-                .write_response_body(out.freeze(), false)
-                .await
-                .map_err(|_| ());
+            return (!out.is_empty()).then(|| out.freeze());
         }
         let out = if self.rest.is_empty() {
             first
@@ -186,7 +191,7 @@ impl Batch {
             joined.freeze()
         };
         taps.push(&out);
-        ds.write_response_body(out, false).await.map_err(|_| ())
+        Some(out)
     }
 }
 
@@ -208,14 +213,13 @@ pub async fn replay(
     ctx.chunks = hit.chunks;
     let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream);
     let header = if hit.stream {
-        sse_header(ctx)
+        sse_header(ctx, Some(body.len()))
     } else {
         response_header(200, "application/json", Some(body.len()), ctx)
     }
     .map_err(Rejection::Error)?;
     let written = ds.write_response_header(header).await.is_ok()
-        && ds.write_response_body(body, !hit.stream).await.is_ok()
-        && (!hit.stream || ds.finish_body().await.is_ok());
+        && ds.write_response_body(body, true).await.is_ok();
     if hit.stream {
         ctx.first_chunk = Some(tokio::time::Instant::now());
     }

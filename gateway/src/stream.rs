@@ -3,7 +3,12 @@
 //! Each complete SSE event is probed once (a borrowed parse that skips everything but
 //! `choices[].finish_reason`, `usage` and `error`) to decide whether to forward it, to collect
 //! usage, and to tell a finished stream from a truncated one: a stream that ends without
-//! `[DONE]` and without any `finish_reason` was cut.
+//! `[DONE]` and without any `finish_reason` was cut. The plain content deltas that make up
+//! most of a stream are read by [`scan`] without the parse.
+
+#[cfg(test)]
+mod proptests;
+mod scan;
 
 use std::borrow::Cow;
 
@@ -300,6 +305,12 @@ impl StreamState {
     /// Updates the state from one event. `keep_usage_chunk` is the client's own
     /// `stream_options.include_usage`.
     pub fn inspect(&mut self, ev: &SseEvent, keep_usage_chunk: bool) -> Verdict {
+        self.inspect_with(ev, keep_usage_chunk, true)
+    }
+
+    /// [`Self::inspect`], with the scan of plain deltas on or off (off: every event is parsed,
+    /// the reading the scan must agree with).
+    fn inspect_with(&mut self, ev: &SseEvent, keep_usage_chunk: bool, scan: bool) -> Verdict {
         if !ev.has_data {
             return Verdict::Forward;
         }
@@ -310,6 +321,19 @@ impl StreamState {
         self.data_events += 1;
         if ev.event.as_deref() == Some(b"error".as_slice()) {
             return Verdict::Error;
+        }
+        // The first event is parsed whole: it names the answer's id and model.
+        if scan
+            && self.data_events > 1
+            && let Some(plain) = scan::plain(&ev.data)
+        {
+            if let scan::Plain::Text(t) = plain {
+                self.content_chunks += 1;
+                if self.usage.is_none() {
+                    self.answer.note_text(&t);
+                }
+            }
+            return Verdict::Forward;
         }
         let Ok(probe) = serde_json::from_slice::<ChunkProbe<'_>>(&ev.data) else {
             // Not JSON: forward as is; the client's parser will say what it thinks.

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use sluice_observability::AttemptOutcome;
 use sluice_policy::Target;
@@ -98,12 +99,9 @@ async fn stream(
         mut decoder,
         held,
     } = start;
-    let header = respond::sse_header(ctx).map_err(Rejection::Error)?;
+    let header = respond::sse_header(ctx, None).map_err(Rejection::Error)?;
     let mut st = StreamState::default();
-    let end = if ds.write_response_header(header).await.is_err() {
-        StreamEnd::ClientGone
-    } else {
-        ctx.sent_status(200);
+    let end = {
         let mut pump = Pump {
             abort: state.abort.subscribe(),
             ds: &mut *ds,
@@ -115,7 +113,7 @@ async fn stream(
             st: &mut st,
             limits,
         };
-        pump.run(held).await
+        pump.run(header, held).await
     };
 
     // One epilogue for every ending: record what was delivered, settle the upstream
@@ -200,8 +198,9 @@ struct Pump<'a> {
 }
 
 impl Pump<'_> {
-    /// Moves events from the provider to the client until the stream ends.
-    async fn run(&mut self, held: Vec<SseEvent>) -> StreamEnd {
+    /// Writes the head (chunked) and moves events from the provider to the client until the
+    /// stream ends.
+    async fn run(&mut self, head: Box<ResponseHeader>, held: Vec<SseEvent>) -> StreamEnd {
         // The events read while checking the first one, and whatever else that read brought:
         // a provider (or a cache) that sends the whole stream at once has sent it all by now.
         let mut batch = Batch::default();
@@ -209,11 +208,24 @@ impl Pump<'_> {
         for ev in held {
             verdict = self.admit(ev, &mut batch);
         }
-        if verdict != Verdict::Error {
-            match self.decode_into(&mut batch) {
-                Ok(v) => verdict = v,
-                Err(end) => return self.flush_then(batch, end).await,
+        let gathered = if verdict == Verdict::Error {
+            Ok(verdict)
+        } else {
+            while let Some(more) = self.up.read_buffered() {
+                self.decoder.push(&more);
             }
+            self.decode_into(&mut batch)
+        };
+        if matches!(gathered, Ok(Verdict::Forward)) && self.st.saw_done {
+            return self.whole(head, batch).await;
+        }
+        if self.ds.write_response_header(head).await.is_err() {
+            return StreamEnd::ClientGone;
+        }
+        self.ctx.sent_status(200);
+        match gathered {
+            Ok(v) => verdict = v,
+            Err(end) => return self.flush_then(batch, end).await,
         }
         if batch
             .write(self.ds, &mut self.ctx.taps, &mut self.ctx.render)
@@ -296,6 +308,26 @@ impl Pump<'_> {
                 Err(e) => return Err(StreamEnd::Failed(self.interrupted(e.to_string()))),
             }
         }
+    }
+
+    /// The whole stream, `[DONE]` included, came with its first read: head and events go out
+    /// in one piece with their length, instead of a head, a chunk and a terminator (three
+    /// writes, three wake-ups of the client).
+    async fn whole(&mut self, head: Box<ResponseHeader>, batch: Batch) -> StreamEnd {
+        let body = batch
+            .into_bytes(&mut self.ctx.taps, &mut self.ctx.render)
+            .unwrap_or_default();
+        // Built from the same parts as the chunked head, so it does not fail; if it did, the
+        // chunked head still frames the body (the epilogue adds the terminator).
+        let head = respond::sse_header(self.ctx, Some(body.len())).unwrap_or(head);
+        if self.ds.write_response_header(head).await.is_err() {
+            return StreamEnd::ClientGone;
+        }
+        self.ctx.sent_status(200);
+        if self.ds.write_response_body(body, false).await.is_err() {
+            return StreamEnd::ClientGone;
+        }
+        StreamEnd::Finished
     }
 
     /// Writes what was gathered before `end`, then ends with it.

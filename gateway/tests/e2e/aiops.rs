@@ -97,17 +97,23 @@ async fn a_ttft_drift_is_flagged_and_downgrades_the_route() {
         .expect("get");
     assert_eq!(r.status(), 401);
 
-    // Normal traffic until the target's TTFT baseline is learned.
+    // Normal traffic until the target's TTFT baseline is learned: a band about 30 ms wide.
+    // On a loaded machine the first samples can be slow and widen it, so wait for it to
+    // settle rather than judge the first band learned.
+    let mut last = serde_json::Value::Null;
     let learned = eventually(async || {
         traffic(&gw, &["chat"], true, Duration::from_millis(300)).await;
         let v = gw.admin_json("/admin/anomalies").await;
         let s = signal(&v, "ttft", "target", "big")?;
-        (s["state"] == "normal" && !s["band"].is_null()).then(|| s.clone())
+        last = s.clone();
+        let upper = s["band"]["upper"].as_f64()?;
+        (s["state"] == "normal" && upper < 0.3).then(|| s.clone())
     })
-    .await
-    .expect("a learned TTFT band for the target");
-    let upper = learned["band"]["upper"].as_f64().expect("upper");
-    assert!(upper < 0.3, "the band is about 30 ms, not {upper} s");
+    .await;
+    assert!(
+        learned.is_some(),
+        "no learned TTFT band under 300 ms for the target; last seen: {last}"
+    );
 
     // The provider's time to first token drifts from 30 ms to 400 ms.
     reload(&gw, &ttft_policy("big@ttft:400")).await;

@@ -44,17 +44,30 @@ async fn a_stream_sent_in_one_piece_or_split_anywhere_is_delivered_whole() {
     let gw = TestGateway::start(&raw_policy(&up.base_url()), &mock).await;
     let client = reqwest::Client::new();
     for k in 0..len {
-        let text = client
+        let resp = client
             .post(gw.url("/v1/chat/completions"))
             .bearer_auth(KEY)
             .header("x-request-id", format!("split-{k}"))
             .body(common::chat("chat", true))
             .send()
             .await
-            .expect("request")
-            .text()
-            .await
-            .expect("body");
+            .expect("request");
+        let framing = (
+            resp.headers().get("content-length").cloned(),
+            resp.headers().get("transfer-encoding").cloned(),
+        );
+        let text = resp.text().await.expect("body");
+        // In one piece, the whole stream is in hand before its head is written: it goes out
+        // with its length. Cut mid-stream, it is chunked as it arrives.
+        if k == 0 {
+            assert_eq!(
+                framing,
+                (Some(text.len().to_string().parse().expect("header")), None),
+                "a stream that came whole"
+            );
+        } else if k == len / 2 {
+            assert_eq!(framing, (None, Some("chunked".parse().expect("header"))));
+        }
         assert!(
             text.ends_with("data: [DONE]\n\n") && !text.contains("\"error\""),
             "split at {k} of {len}: {text}"
@@ -131,6 +144,32 @@ async fn a_cached_stream_replayed_by_an_inner_sluice_reaches_the_client_whole() 
         common::stream_text(&events)
     };
     assert_eq!(strip(&texts[0]), strip(&texts[1]));
+
+    // The inner Sluice replays a cached stream in one piece, with its length.
+    let direct = body.replace("cache me", "cache me directly");
+    let first = inner
+        .post("/v1/chat/completions", direct.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(first.headers()["x-sluice-cache"], "miss");
+    // Stored when it ends.
+    let stored = first.text().await.expect("body");
+    let resp = inner
+        .post("/v1/chat/completions", direct)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.headers()["x-sluice-cache"], "hit");
+    assert!(resp.headers().get("transfer-encoding").is_none());
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a length");
+    let text = resp.text().await.expect("body");
+    assert_eq!(len, text.len());
+    assert_eq!(strip(&text), strip(&stored));
 }
 
 #[tokio::test]

@@ -1,0 +1,239 @@
+//! Reading the common chunk without parsing it.
+//!
+//! Nearly every event of a chat stream is a content delta that tells Sluice nothing but its
+//! text: `finish_reason` and `usage` are `null`, and there is no error and no tool call. A
+//! full borrowed parse of each such event was the largest share of Sluice's own CPU on a
+//! burst stream (profile in `../shared/notes/stream-profile.md`), so [`plain`] reads it with
+//! one pass over its strings instead, and says "parse it" ([`None`]) whenever the event could
+//! say anything more. It never has to be right about the rare case, only sure about the common
+//! one: a key written with escapes, a non-null `finish_reason` or `usage` at any depth, a
+//! `content` anywhere but `choices[].delta`, a second `content`, `error`, `tool_calls`,
+//! `text`, `function_call`, a raw control byte in a string, or anything that is not one
+//! object all fall back to the parse. The property test beside the stream state checks that
+//! both readings agree on every valid chunk.
+
+use std::borrow::Cow;
+
+/// What a plain content chunk says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plain<'a> {
+    /// No text: `content` absent, `null` or empty.
+    Nothing,
+    /// The delta's text, unescaped.
+    Text(Cow<'a, str>),
+}
+
+/// Where a container was opened: under which key, if any (array elements and the root have
+/// none).
+type Frame<'a> = Option<&'a [u8]>;
+
+/// Nesting beyond this is not a chunk Sluice knows; the parse decides.
+const MAX_DEPTH: usize = 8;
+
+/// The event's data read as a plain content chunk, or `None`: parse it.
+pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
+    let data = data.trim_ascii();
+    if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
+        return None;
+    }
+    let mut stack: [Frame<'_>; MAX_DEPTH] = [None; MAX_DEPTH];
+    let mut depth = 0usize;
+    // The key whose value comes next, for the container it may open.
+    let mut pending: Frame<'_> = None;
+    let mut content: Option<Plain<'_>> = None;
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'{' | b'[' => {
+                if depth == MAX_DEPTH {
+                    return None;
+                }
+                stack[depth] = pending.take();
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                pending = None;
+                i += 1;
+            }
+            b'"' => {
+                let (end, escaped) = string_end(data, i + 1)?;
+                let after = skip_ws(data, end + 1);
+                if data.get(after) != Some(&b':') {
+                    // A string value: nothing Sluice reads.
+                    pending = None;
+                    i = end + 1;
+                    continue;
+                }
+                if escaped {
+                    // A key spelled with escapes could be any key.
+                    return None;
+                }
+                let key = &data[i + 1..end];
+                let v = skip_ws(data, after + 1);
+                match key {
+                    b"finish_reason" | b"usage" => {
+                        if !data[v..].starts_with(b"null") {
+                            return None;
+                        }
+                        i = v + 4;
+                    }
+                    b"content" => {
+                        let in_delta = depth == 4
+                            && stack[1] == Some(b"choices")
+                            && stack[3] == Some(b"delta");
+                        if content.is_some() || !in_delta {
+                            return None;
+                        }
+                        if data[v..].starts_with(b"null") {
+                            content = Some(Plain::Nothing);
+                            i = v + 4;
+                        } else if data.get(v) == Some(&b'"') {
+                            let (end, escaped) = string_end(data, v + 1)?;
+                            content = Some(text(&data[v..=end], escaped)?);
+                            i = end + 1;
+                        } else {
+                            return None;
+                        }
+                    }
+                    b"error" | b"tool_calls" | b"text" | b"function_call" => return None,
+                    _ => {
+                        pending = Some(key);
+                        i = v;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    Some(match content {
+        Some(Plain::Text(t)) if !t.is_empty() => Plain::Text(t),
+        _ => Plain::Nothing,
+    })
+}
+
+/// The index of the quote that closes the string whose contents start at `from`, and whether
+/// it holds escapes. `None` for an unterminated string or a raw control byte (invalid JSON).
+fn string_end(data: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    let mut i = from;
+    while i < data.len() {
+        match data[i] {
+            b'"' => return Some((i, escaped)),
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            c if c < 0x20 => return None,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(data: &[u8], mut i: usize) -> usize {
+    while data.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// A string literal (quotes included) as text: borrowed when it has no escapes, else
+/// unescaped by a parse of the literal alone.
+fn text(literal: &[u8], escaped: bool) -> Option<Plain<'_>> {
+    let t = if escaped {
+        Cow::Owned(serde_json::from_slice::<String>(literal).ok()?)
+    } else {
+        Cow::Borrowed(std::str::from_utf8(&literal[1..literal.len() - 1]).ok()?)
+    };
+    Some(Plain::Text(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Option<Plain<'static>> {
+        Some(Plain::Text(Cow::Owned(s.to_owned())))
+    }
+
+    #[test]
+    fn plain_chunks_and_what_falls_back_to_the_parse() {
+        let cases: &[(&str, Option<Plain<'_>>)] = &[
+            // The common chunk, in OpenAI's spelling and with spaces.
+            (
+                r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+                t("Hello"),
+            ),
+            (
+                r#" { "choices" : [ { "delta" : { "content" : "a b" } , "finish_reason" : null } ] } "#,
+                t("a b"),
+            ),
+            (
+                r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+                Some(Plain::Nothing),
+            ),
+            (
+                r#"{"choices":[{"delta":{"content":null}}]}"#,
+                Some(Plain::Nothing),
+            ),
+            (r#"{"choices":[{"delta":{}}]}"#, Some(Plain::Nothing)),
+            (
+                r#"{"choices":[{"delta":{"content":"line\nnext \"q\" \u00e9"}}]}"#,
+                t("line\nnext \"q\" é"),
+            ),
+            // Strings that look like keys or markers are values, not keys.
+            (
+                r#"{"choices":[{"delta":{"content":"\"usage\": {"}}]}"#,
+                t("\"usage\": {"),
+            ),
+            (
+                r#"{"model":"usage","choices":[{"delta":{"content":"x"}}]}"#,
+                t("x"),
+            ),
+            (r#"{"choices":[{"delta":{"content":"{[}]"}}]}"#, t("{[}]")),
+            // Anything Sluice must read: parse.
+            (r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#, None),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, None),
+            (r#"{"error":{"message":"x"}}"#, None),
+            (
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"text":"legacy","finish_reason":null}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"delta":{"content":"a"},"logprobs":{"content":[]}}]}"#,
+                None,
+            ),
+            (r#"{"content":"top level"}"#, None),
+            (r#"{"choices":[{"message":{"content":"x"}}]}"#, None),
+            (
+                r#"{"choices":[{"delta":{"fin\u0069sh_reason":"stop"}}]}"#,
+                None,
+            ),
+            (r#"{"choices":[{"delta":{"content":1}}]}"#, None),
+            // Not one object.
+            ("[DONE]", None),
+            (r#"{"choices":[{"delta":{"content":"x"}}]"#, None),
+            (r#"{"choices":[{"delta":{"content":"x}}]}"#, None),
+            ("{\"choices\":[{\"delta\":{\"content\":\"a\nb\"}}]}", None),
+            ("", None),
+        ];
+        for (data, want) in cases {
+            assert_eq!(&plain(data.as_bytes()), want, "{data}");
+        }
+        let deep = format!("{}{}", "[".repeat(20), "]".repeat(20));
+        assert_eq!(plain(format!("{{\"a\":{deep}}}").as_bytes()), None);
+    }
+}
