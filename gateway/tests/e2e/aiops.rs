@@ -163,8 +163,13 @@ async fn a_ttft_drift_is_flagged_and_downgrades_the_route() {
         "metric upper {} vs /admin/anomalies {admin_upper}",
         line("upper")
     );
-    let flagged_value = flagged["value"].as_f64().expect("value");
-    assert!(flagged_value > line("upper"), "{flagged}\n{metrics}");
+    // The value is unknown (null) when the last interval had too few events, which happens
+    // when the downgrade came before the poll that saw the flag; when known, it is above.
+    if let Some(flagged_value) = flagged["value"].as_f64() {
+        assert!(flagged_value > line("upper"), "{flagged}\n{metrics}");
+    } else {
+        assert!(flagged["value"].is_null(), "{flagged}");
+    }
 
     // The anomaly rule downgraded the route: `small` serves it now.
     let v = eventually(async || {
