@@ -11,6 +11,26 @@ use bytes::Bytes;
 use sluice_observability::{ErrorKind, Outcome};
 use sluice_policy::LimitKind;
 
+/// A duration as people write it: whole milliseconds under a second (`300ms`, not the
+/// `299.99ms` a deadline taken a moment after the start gives), else seconds to a tenth
+/// (`1.5s`, `30s`).
+pub fn human(d: Duration) -> impl std::fmt::Display {
+    struct Human(u128);
+    impl std::fmt::Display for Human {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let ms = self.0;
+            if ms < 1000 {
+                write!(f, "{ms}ms")
+            } else if ms % 1000 < 50 || ms % 1000 >= 950 {
+                write!(f, "{}s", (ms + 500) / 1000)
+            } else {
+                write!(f, "{}.{}s", ms / 1000, (ms % 1000 + 50) / 100)
+            }
+        }
+    }
+    Human((d.as_micros() + 500) / 1000)
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("missing API key: send `Authorization: Bearer <your Sluice key>`")]
@@ -46,7 +66,7 @@ pub enum GatewayError {
     UnknownEndpoint { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    #[error("the provider for `{model}` is rate limited; retry after {retry_after:?}")]
+    #[error("the provider for `{model}` is rate limited; retry after {}", human(*retry_after))]
     RateLimited {
         model: String,
         retry_after: Duration,
@@ -68,7 +88,7 @@ pub enum GatewayError {
     },
     #[error("no provider for `{model}` is available: {detail}")]
     Unavailable { model: String, detail: String },
-    #[error("the provider for `{model}` did not answer within {after:?}")]
+    #[error("the provider for `{model}` did not answer within {}", human(*after))]
     Timeout { model: String, after: Duration },
     #[error("the stream from the provider for `{model}` broke off: {detail}")]
     StreamInterrupted { model: String, detail: String },
@@ -76,7 +96,7 @@ pub enum GatewayError {
     BodyTimeout,
     #[error("the gateway is shutting down; retry the request")]
     Draining,
-    #[error("the route is shedding load from lower-priority keys; retry after {retry_after:?}")]
+    #[error("the route is shedding load from lower-priority keys; retry after {}", human(*retry_after))]
     Shed { retry_after: Duration },
     #[error(
         "limits and budgets cannot be checked right now (the shared state store is unreachable); retry shortly"
@@ -260,6 +280,36 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        for (micros, want) in [
+            (299_990, "300ms"),
+            (1_200, "1ms"),
+            (0, "0ms"),
+            (999_400, "999ms"),
+            (999_600, "1s"),
+            (1_040_000, "1s"),
+            (1_500_000, "1.5s"),
+            (1_949_000, "1.9s"),
+            (1_960_000, "2s"),
+            (30_000_000, "30s"),
+        ] {
+            assert_eq!(
+                human(Duration::from_micros(micros)).to_string(),
+                want,
+                "{micros}µs"
+            );
+        }
+        let e = GatewayError::Timeout {
+            model: "m".into(),
+            after: Duration::from_micros(299_990),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the provider for `m` did not answer within 300ms"
+        );
+    }
 
     #[test]
     fn renders_openai_error_json_exactly() {

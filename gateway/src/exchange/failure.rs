@@ -80,8 +80,11 @@ impl Failure {
     pub fn summary(&self) -> String {
         match self {
             Self::Connect(m) | Self::Unavailable(m) => m.clone(),
-            Self::Timeout(d) => format!("timed out after {d:?}"),
-            Self::RateLimited(after) => format!("rate limited (retry after {after:?})"),
+            Self::Timeout(d) => format!("timed out after {}", crate::error::human(*d)),
+            Self::RateLimited(Some(after)) => {
+                format!("rate limited (retry after {})", crate::error::human(*after))
+            }
+            Self::RateLimited(None) => "rate limited".to_owned(),
             Self::Server { status, detail, .. } => format!("{status}: {detail}"),
             Self::Client { status, .. } => format!("{status} from the provider"),
         }
@@ -92,7 +95,7 @@ impl Failure {
         match self {
             Self::Connect(_) => "the provider could not be reached".to_owned(),
             Self::Unavailable(_) => "the provider has no credentials configured".to_owned(),
-            Self::Timeout(d) => format!("no answer within {d:?}"),
+            Self::Timeout(d) => format!("no answer within {}", crate::error::human(*d)),
             Self::RateLimited(_) => "the provider is rate limited".to_owned(),
             Self::Server { public, .. } => (*public).to_owned(),
             Self::Client { status, .. } => format!("the provider refused the request ({status})"),
