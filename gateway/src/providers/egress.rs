@@ -176,6 +176,7 @@ impl ProviderEgress {
             H2Pool::new(
                 egress.http_version == HttpVersion::Auto,
                 metrics.h2_gauges(provider),
+                egress.idle_timeout.unwrap_or(DEFAULT_IDLE),
             )
         });
         Ok(Self {

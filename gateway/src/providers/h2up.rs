@@ -12,10 +12,17 @@
 //! head fails as a connect failure and fails over like any other; one already streaming ends
 //! as a broken body, as on HTTP/1.1. A connection the provider closed politely (GOAWAY) or a
 //! stream it refused unprocessed is tried once more on a fresh connection.
+//!
+//! A connection that carried no stream for the provider's `idle_timeout` is closed, as an idle
+//! HTTP/1.1 connection leaves the pool: a NAT or a provider that forgets idle connections
+//! silently would otherwise fail the next attempt on it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -52,24 +59,63 @@ pub struct H2Pool {
     auto: bool,
     fell_back: AtomicBool,
     gauges: H2Gauges,
+    /// Connections with no stream for this long are closed.
+    idle_timeout: Duration,
 }
 
 struct H2Conn {
     send: SendRequest<Bytes>,
+    use_: Arc<ConnUse>,
+}
+
+/// What a connection's driver task and its leases share.
+struct ConnUse {
     active: AtomicUsize,
-    closed: Arc<AtomicBool>,
+    closed: AtomicBool,
+    /// When the last stream ended, as milliseconds since `epoch`.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnUse {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Closes the connection if it has carried no stream for `idle`. The flag goes up before
+    /// the count is read, and a lease counts itself before it reads the flag (both
+    /// sequentially consistent), so a lease taken meanwhile is either seen here (and the
+    /// connection stays) or sees the flag (and goes elsewhere).
+    fn close_if_idle(&self, idle: Duration) -> bool {
+        if self.active.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        let since = self.idle_since_ms.load(Ordering::SeqCst);
+        if self.now_ms().saturating_sub(since) < u64::try_from(idle.as_millis()).unwrap_or(u64::MAX)
+        {
+            return false;
+        }
+        self.closed.store(true, Ordering::SeqCst);
+        if self.active.load(Ordering::SeqCst) != 0 {
+            self.closed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
 }
 
 impl H2Conn {
     /// Takes a stream slot if the connection is open and has one.
     fn lease(self: &Arc<Self>) -> Option<Lease> {
-        if self.closed.load(Ordering::Acquire) {
+        let u = &self.use_;
+        if u.closed.load(Ordering::SeqCst) {
             return None;
         }
         let limit = self.send.current_max_send_streams().min(MAX_STREAMS);
-        let before = self.active.fetch_add(1, Ordering::AcqRel);
-        if before >= limit {
-            self.active.fetch_sub(1, Ordering::AcqRel);
+        let before = u.active.fetch_add(1, Ordering::SeqCst);
+        // Counted first, then the flag read again: see `ConnUse::close_if_idle`.
+        if before >= limit || u.closed.load(Ordering::SeqCst) {
+            u.active.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
         Some(Lease(Arc::clone(self)))
@@ -81,7 +127,10 @@ struct Lease(Arc<H2Conn>);
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        let u = &self.0.use_;
+        if u.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            u.idle_since_ms.store(u.now_ms(), Ordering::SeqCst);
+        }
     }
 }
 
@@ -124,13 +173,14 @@ enum Failed {
 }
 
 impl H2Pool {
-    pub fn new(auto: bool, gauges: H2Gauges) -> Self {
+    pub fn new(auto: bool, gauges: H2Gauges, idle_timeout: Duration) -> Self {
         Self {
             conns: ArcSwap::from_pointee(Vec::new()),
             dialing: tokio::sync::Mutex::new(()),
             auto,
             fell_back: AtomicBool::new(false),
             gauges,
+            idle_timeout,
         }
     }
 
@@ -143,7 +193,7 @@ impl H2Pool {
         self.conns
             .load()
             .iter()
-            .filter(|c| !c.closed.load(Ordering::Relaxed))
+            .filter(|c| !c.use_.closed.load(Ordering::Relaxed))
             .count()
     }
 
@@ -174,7 +224,7 @@ impl H2Pool {
                     }));
                 }
                 Err(Failed::Retry(why)) if !fresh => {
-                    lease.0.closed.store(true, Ordering::Release);
+                    lease.0.use_.closed.store(true, Ordering::SeqCst);
                     tracing::debug!(why = %why, "HTTP/2 connection to the provider is gone; sending on a new one.");
                     fresh = true;
                 }
@@ -223,7 +273,7 @@ impl H2Pool {
             .conns
             .load()
             .iter()
-            .filter(|c| !c.closed.load(Ordering::Relaxed))
+            .filter(|c| !c.use_.closed.load(Ordering::Relaxed))
             .cloned()
             .collect();
         next.push(conn);
@@ -233,10 +283,17 @@ impl H2Pool {
         })
     }
 
-    /// Drives a handshaken connection until it closes.
+    /// Drives a handshaken connection until it closes, or has been idle for `idle_timeout`.
     fn start(&self, (send, driver): (SendRequest<Bytes>, Driver)) -> Arc<H2Conn> {
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&closed);
+        let epoch = Instant::now();
+        let use_ = Arc::new(ConnUse {
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            epoch,
+        });
+        let watched = Arc::clone(&use_);
+        let idle = self.idle_timeout;
         let open = self.gauges.open.clone();
         open.inc();
         self.gauges.opened.inc();
@@ -248,17 +305,31 @@ impl H2Pool {
             reason = "an HTTP/2 connection is driven by a task of its own, as pingora drives its own"
         )]
         tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::debug!(error = %e, "HTTP/2 connection to a provider ended.");
+            let mut driver = driver;
+            let mut tick = tokio::time::interval_at(
+                epoch + idle / 4,
+                (idle / 4).max(Duration::from_millis(10)),
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    r = &mut driver => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "HTTP/2 connection to a provider ended.");
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => if watched.close_if_idle(idle) {
+                        // Dropping the driver closes the connection.
+                        tracing::debug!("Idle HTTP/2 connection to a provider closed.");
+                        break;
+                    },
+                }
             }
-            flag.store(true, Ordering::Release);
+            watched.closed.store(true, Ordering::SeqCst);
             open.dec();
         });
-        Arc::new(H2Conn {
-            send,
-            active: AtomicUsize::new(0),
-            closed,
-        })
+        Arc::new(H2Conn { send, use_ })
     }
 }
 

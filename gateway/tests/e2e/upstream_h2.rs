@@ -255,3 +255,42 @@ async fn auto_falls_back_to_http1_where_alpn_says_so_and_h2_refuses_it() {
     .unwrap_or_else(|| panic!("a log line with {id} saying why:\n{}", gw.log_text()));
     assert_eq!(up.requests_for("s"), 0);
 }
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_the_providers_idle_timeout() {
+    let plain = mock_llm().await;
+    let up = MockLlm::start(MockLlmConfig {
+        api_key: Some(CANARY.to_owned()),
+        http2: true,
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    let body = format!(
+        "providers:\n  h2c:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    http_version: h2\n    idle_timeout: 300ms\nmodels:\n  m: {{ provider: h2c, upstream_model: m }}\n",
+        base = up.base_url(),
+    );
+    let gw = TestGateway::start_with_env(&body, &plain, "", &[]).await;
+    let send = async || {
+        let resp = gw
+            .post("/v1/chat/completions", chat("m", true))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        sse_data(resp).await
+    };
+    // Back to back, the connection is reused.
+    send().await;
+    send().await;
+    assert_eq!(up.stats().connections, 1);
+    gw.metrics_when(|m| m.contains("sluice_upstream_h2_connections{provider=\"h2c\"} 1"))
+        .await;
+    // Left idle past 300 ms it is closed (the gauge drops), and the next attempt dials anew.
+    gw.metrics_when(|m| m.contains("sluice_upstream_h2_connections{provider=\"h2c\"} 0"))
+        .await;
+    let events = send().await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(up.stats().requests, 3);
+    assert_eq!(up.stats().connections, 2);
+}
