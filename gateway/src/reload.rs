@@ -279,11 +279,16 @@ pub(crate) fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
 /// Watches the policy file and `SIGHUP`; reloads on either.
 pub struct PolicyWatch {
     reloader: Arc<Reloader>,
+    /// The file as it was when the serving policy was read. Taken here, before the server
+    /// accepts anything, not when the task first runs: on a busy machine that can be later
+    /// than an edit, which would then never be seen.
+    loaded: Option<Fingerprint>,
 }
 
 impl PolicyWatch {
     pub fn new(reloader: Arc<Reloader>) -> Self {
-        Self { reloader }
+        let loaded = reloader.path().and_then(|p| fingerprint(p));
+        Self { reloader, loaded }
     }
 }
 
@@ -294,7 +299,10 @@ impl Service for PolicyWatch {
 
     fn run(self: Box<Self>, mut shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let reloader = self.reloader;
+            let Self {
+                reloader,
+                loaded: mut last,
+            } = *self;
             let mut hup = match tokio::signal::unix::signal(
                 tokio::signal::unix::SignalKind::hangup(),
             ) {
@@ -304,7 +312,6 @@ impl Service for PolicyWatch {
                     None
                 }
             };
-            let mut last = reloader.path().and_then(|p| fingerprint(p));
             loop {
                 let reload = reloader.state.policy.snapshot().server.reload;
                 tokio::select! {
