@@ -160,7 +160,7 @@ impl Batch {
         let Some(first) = self.first else {
             return Ok(());
         };
-        if !render.is_chat() {
+        if !render.passes_through() {
             let mut out = BytesMut::with_capacity(2 * first.len());
             for raw in std::iter::once(&first).chain(&self.rest) {
                 taps.push(raw);
@@ -206,7 +206,7 @@ pub async fn replay(
     ctx.answer.model.clone_from(&hit.response_model);
     ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
     ctx.chunks = hit.chunks;
-    let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream);
+    let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream, hit.native);
     let header = if hit.stream {
         sse_header(ctx)
     } else {

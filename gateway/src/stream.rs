@@ -91,7 +91,7 @@ impl AnswerInfo {
 const MAX_ESTIMATE_TEXT: usize = 1 << 20;
 
 impl AnswerInfo {
-    fn note_ids(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
+    pub(crate) fn note_ids(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
         if self.id.is_none() {
             self.id = id.map(Cow::into_owned);
         }
@@ -100,7 +100,7 @@ impl AnswerInfo {
         }
     }
 
-    fn note_finish(&mut self, reason: &str) {
+    pub(crate) fn note_finish(&mut self, reason: &str) {
         if !self.finish_reasons.iter().any(|r| r == reason) {
             self.finish_reasons.push(reason.to_owned());
         }
@@ -108,7 +108,7 @@ impl AnswerInfo {
 
     /// A tool call, or a stream's delta of one: a call with an `index` seen before gets the
     /// parts it still lacks; ids and names past 128 bytes are cut (at a character boundary).
-    fn note_tool_call(&mut self, index: Option<usize>, id: Option<&str>, name: Option<&str>) {
+    pub(crate) fn note_tool_call(&mut self, index: Option<usize>, id: Option<&str>, name: Option<&str>) {
         let cut = |s: &str| {
             let mut end = s.len().min(128);
             while !s.is_char_boundary(end) {
@@ -140,7 +140,7 @@ impl AnswerInfo {
         }
     }
 
-    fn note_text(&mut self, text: &str) {
+    pub(crate) fn note_text(&mut self, text: &str) {
         if self.text.len() + text.len() <= MAX_ESTIMATE_TEXT {
             self.text.push_str(text);
         }
@@ -255,6 +255,12 @@ pub struct StreamState {
     /// Events that carried content (a delta or text).
     pub content_chunks: u32,
     pub answer: AnswerInfo,
+    /// The events are the Responses API's own, passed through (see
+    /// `face::responses::native`): the end is `response.completed`/`response.incomplete`
+    /// (taken as `saw_done`), errors are `response.failed`/`error`.
+    pub native: bool,
+    /// The last `sequence_number` a passed-through stream carried.
+    pub last_sequence: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +308,9 @@ impl StreamState {
     pub fn inspect(&mut self, ev: &SseEvent, keep_usage_chunk: bool) -> Verdict {
         if !ev.has_data {
             return Verdict::Forward;
+        }
+        if self.native {
+            return self.inspect_native(ev);
         }
         if ev.is_done() {
             self.saw_done = true;
@@ -354,6 +363,47 @@ impl StreamState {
         }
         if has_content {
             self.content_chunks += 1;
+        }
+        Verdict::Forward
+    }
+
+    /// One passed-through Responses event.
+    fn inspect_native(&mut self, ev: &SseEvent) -> Verdict {
+        use crate::face::responses::native::{self, Kind};
+        self.data_events += 1;
+        if ev.event.as_deref() == Some(b"error".as_slice()) {
+            return Verdict::Error;
+        }
+        let facts = native::event(&ev.data);
+        if facts.sequence_number.is_some() {
+            self.last_sequence = facts.sequence_number;
+        }
+        self.answer.note_ids(facts.id, facts.model);
+        if let Some((id, name)) = &facts.call {
+            self.answer
+                .note_tool_call(None, id.as_deref(), name.as_deref());
+        }
+        match facts.kind {
+            Kind::Error => return Verdict::Error,
+            Kind::Content => {
+                self.content_chunks += 1;
+                if let Some(t) = facts.text.as_deref()
+                    && self.usage.is_none()
+                {
+                    self.answer.note_text(t);
+                }
+            }
+            Kind::End => {
+                self.saw_finish = true;
+                self.saw_done = true;
+                if let Some(r) = facts.finish {
+                    self.answer.note_finish(r);
+                }
+                if facts.usage.is_some() {
+                    self.usage = facts.usage;
+                }
+            }
+            Kind::Other | Kind::Unknown => {}
         }
         Verdict::Forward
     }

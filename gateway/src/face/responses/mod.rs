@@ -37,6 +37,7 @@
 //!   `incomplete` with `incomplete_details.reason: "max_output_tokens"`, `content_filter` with
 //!   `"content_filter"`.
 
+pub mod native;
 mod request;
 mod response;
 mod stream;
@@ -52,7 +53,7 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 
-pub use request::{ChatBody, request};
+pub use request::{Builtin, ChatBody, request};
 pub use response::response;
 pub use stream::EventStream;
 
@@ -121,6 +122,11 @@ pub struct Render {
     /// Used when the chat answer has no id of its own.
     fallback_id: String,
     created_at: u64,
+    /// The client's own body (by reference count), sent as it is to OpenAI-kind targets.
+    original: Bytes,
+    builtin: Option<Builtin>,
+    /// The attempt now answering speaks the Responses API itself: its answer passes through.
+    native: bool,
 }
 
 /// The seam's request hook: the chat body to route, and the render state. `created_at` is
@@ -146,6 +152,9 @@ pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayErr
             stream,
             fallback_id,
             created_at,
+            original: Bytes::copy_from_slice(body),
+            builtin: chat.builtin,
+            native: false,
         },
     ))
 }
@@ -188,8 +197,62 @@ fn param_of(e: &TranslateError) -> Option<&'static str> {
 }
 
 impl Render {
-    /// One complete chat SSE event, as forwarded (`data: …\n\n`).
+    /// The client's own body, as received.
+    pub fn original(&self) -> &Bytes {
+        &self.original
+    }
+
+    /// The first built-in tool the request offers or names.
+    pub fn builtin(&self) -> Option<&Builtin> {
+        self.builtin.as_ref()
+    }
+
+    /// Whether the attempt now answering passes its Responses answer through.
+    pub fn is_native(&self) -> bool {
+        self.native
+    }
+
+    /// Set by each attempt: `true` when its target got [`Self::native_body`].
+    pub fn set_native(&mut self, native: bool) {
+        self.native = native;
+    }
+
+    /// The request for an OpenAI-kind target: the client's own Responses body with the
+    /// target's model, so what chat cannot say (built-in tools, `include`, `truncation`,
+    /// `reasoning.summary`, `metadata`, …) reaches the provider. `store` is sent `false`:
+    /// Sluice keeps no responses, and an answer stored at one provider would make the next
+    /// turn depend on it, which failover cannot honour. `None` only when the body is not the
+    /// object it was when accepted.
+    pub fn native_body(&self, upstream_model: &str) -> Option<Bytes> {
+        let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&self.original).ok()?;
+        body.insert("model".into(), Value::from(upstream_model));
+        body.insert("store".into(), Value::Bool(false));
+        serde_json::to_vec(&body).ok().map(Bytes::from)
+    }
+
+    /// A passed-through stream Sluice must end (it was cut, or the gateway is going away):
+    /// the `response.failed` and `error` events continue the provider's own
+    /// `sequence_number`s, under its response id.
+    pub fn resume_native(&mut self, id: Option<&str>, model: Option<&str>, next_seq: u64) {
+        let ctx = AnswerCtx {
+            id: id.unwrap_or(&self.fallback_id),
+            created_at: self.created_at,
+        };
+        self.stream = Some(EventStream::resumed(
+            self.echo.clone(),
+            &ctx,
+            model.map(str::to_owned),
+            next_seq,
+        ));
+    }
+
+    /// One complete chat SSE event, as forwarded (`data: …\n\n`); a passed-through
+    /// Responses event is already the client's.
     pub fn event(&mut self, raw: &[u8], out: &mut BytesMut) {
+        if self.native {
+            out.extend_from_slice(raw);
+            return;
+        }
         let Some(stream) = &mut self.stream else {
             return;
         };
@@ -206,7 +269,10 @@ impl Render {
 
     /// A whole chat answer as a `response` object. An answer that is not a chat completion
     /// (the exchange already checked it is JSON without `error`) becomes a failed response.
-    pub fn whole(&mut self, body: &[u8]) -> Bytes {
+    pub fn whole(&mut self, body: &Bytes) -> Bytes {
+        if self.native {
+            return body.clone();
+        }
         let ctx = AnswerCtx {
             id: &self.fallback_id,
             created_at: self.created_at,
