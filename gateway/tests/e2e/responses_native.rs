@@ -18,7 +18,9 @@ models:
   openai-chat: {{ provider: openai, upstream_model: m-openai, pricing: {{ input: 1, output: 2 }} }}
   openai-e500: {{ provider: openai, upstream_model: \"m-openai@500\" }}
   openai-cut: {{ provider: openai, upstream_model: \"m-openai@cut:3\" }}
+  openai-midstream: {{ provider: openai, upstream_model: \"m-openai@echo-key:mid-stream:2\" }}
   anthropic-chat: {{ provider: anthropic, upstream_model: m-anthropic }}
+  judge-model: {{ provider: openai, upstream_model: m-judge }}
 routes:
   - name: openai-then-anthropic
     match: {{ model: gpt }}
@@ -29,6 +31,10 @@ routes:
     match: {{ model: cached }}
     targets: [ {{ model: openai-chat }} ]
     cache: {{ ttl: 1h }}
+  - name: judged
+    match: {{ model: judged }}
+    targets: [ {{ model: openai-chat }} ]
+    judge: {{ model: judge-model, sample: 1.0, rubric: helpfulness }}
 "
     )
 }
@@ -240,6 +246,19 @@ async fn a_cut_stream_ends_with_response_failed_and_error_continuing_the_sequenc
         })
     };
     assert!(truncated(&gw.metrics_when(truncated).await));
+
+    // The provider's own failure mid-stream reaches the client as it sent it (its key,
+    // quoted back, redacted), and ends the stream.
+    let resp = post(&gw, &ask("openai-midstream", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert_no_canary(&text);
+    let evs = events(&text);
+    assert!(evs.iter().any(|e| e["type"] == "response.output_text.delta"));
+    let last = evs.last().expect("events");
+    assert_eq!(last["type"], "response.failed", "{evs:#?}");
+    assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
+    assert_eq!(mock.requests_to("/v1/responses"), 2, "no failover once committed");
 }
 
 #[tokio::test]
@@ -344,4 +363,27 @@ async fn failover_from_openai_to_anthropic_translates_and_built_in_tools_stop_th
         "{b}"
     );
     assert_eq!(mock.stats().requests, before);
+}
+
+#[tokio::test]
+async fn the_judge_reads_a_passed_through_answers_text() {
+    let (mock, gw) = start().await;
+    for stream in [false, true] {
+        let resp = post(&gw, &ask("judged", stream)).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.text().await.expect("body");
+    }
+    assert_eq!(mock.requests_to("/v1/responses"), 2);
+    let series = |m: &str, prefix: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let scored = r#"sluice_judge_samples_total{route="judged",outcome="scored"}"#;
+    let m = gw.metrics_when(|m| series(m, scored) >= 2.0).await;
+    assert_eq!(series(&m, scored), 2.0, "{m}");
+    // The scripted judge scores an empty answer 0: these were read as the text they carry.
+    let sum = series(&m, r#"sluice_judge_score_sum{route="judged""#);
+    assert!(sum > 0.5, "{sum}: {m}");
 }
