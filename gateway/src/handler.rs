@@ -275,7 +275,14 @@ async fn serve(
         .cache
         .as_ref()
         .filter(|cfg| !cache_bypassed(ds) && cache::cacheable(cfg, ctx.endpoint, &ctx.params))
-        .map(|_| CacheKey::of(&key.tenant, &route.name, ctx.endpoint, cache_body(ctx, &req)));
+        .map(|_| {
+            CacheKey::of(
+                &key.tenant,
+                &route.name,
+                ctx.endpoint,
+                cache_body(ctx, &req),
+            )
+        });
     // With a cache shared through Redis, a local miss asks Redis before anything is decided;
     // an answer found there is kept locally, where the lookup below finds it.
     if let (Some(cfg), Some(k), Some(shared)) = (&route.cache, &cache_key, &state.shared)

@@ -149,8 +149,9 @@ impl Batch {
     }
 
     /// One write: the event itself when alone (no copy), else the events joined. The taps (a
-    /// cache miss, a judged answer) keep a copy of the chat events; a face other than Chat
-    /// renders them into its own events for the client.
+    /// cache miss, a judged answer) keep a copy of the provider's events; a face other than
+    /// Chat renders them into its own events for the client, unless they are already its own
+    /// (a Responses answer passed through, see `Render::passes_through`).
     pub async fn write(
         self,
         ds: &mut ServerSession,

@@ -108,7 +108,12 @@ impl AnswerInfo {
 
     /// A tool call, or a stream's delta of one: a call with an `index` seen before gets the
     /// parts it still lacks; ids and names past 128 bytes are cut (at a character boundary).
-    pub(crate) fn note_tool_call(&mut self, index: Option<usize>, id: Option<&str>, name: Option<&str>) {
+    pub(crate) fn note_tool_call(
+        &mut self,
+        index: Option<usize>,
+        id: Option<&str>,
+        name: Option<&str>,
+    ) {
         let cut = |s: &str| {
             let mut end = s.len().min(128);
             while !s.is_char_boundary(end) {
@@ -379,9 +384,9 @@ impl StreamState {
             self.last_sequence = facts.sequence_number;
         }
         self.answer.note_ids(facts.id, facts.model);
-        if let Some((id, name)) = &facts.call {
+        if let Some(call) = &facts.call {
             self.answer
-                .note_tool_call(None, id.as_deref(), name.as_deref());
+                .note_tool_call(None, call.id.as_deref(), call.name.as_deref());
         }
         match facts.kind {
             Kind::Error => return Verdict::Error,

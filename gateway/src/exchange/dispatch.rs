@@ -333,7 +333,11 @@ mod tests {
         // (target kind, built-in tool, plan)
         let cases = [
             (openai(OpenAiCompat::default()), None, ResponsesPlan::Native),
-            (openai(OpenAiCompat::default()), Some(&web), ResponsesPlan::Native),
+            (
+                openai(OpenAiCompat::default()),
+                Some(&web),
+                ResponsesPlan::Native,
+            ),
             (openai(quirky.clone()), None, ResponsesPlan::Translate),
             (openai(quirky), Some(&web), ResponsesPlan::Refuse(&web)),
             (anthropic.clone(), None, ResponsesPlan::Translate),

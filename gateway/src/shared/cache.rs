@@ -322,7 +322,11 @@ mod tests {
             "{{\"stream\":false,\"model\":null,\"response_id\":null,\"response_model\":null,\"finish_reasons\":[],\"chunks\":0,\"ttl_ms\":60000,\"max_stale_ms\":0,\"stored_unix_ms\":{}}}\n{{}}",
             unix_ms(now)
         );
-        assert!(!decode(Bytes::from(old), now).expect("an old entry reads").native);
+        assert!(
+            !decode(Bytes::from(old), now)
+                .expect("an old entry reads")
+                .native
+        );
     }
 
     #[test]

@@ -129,7 +129,10 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
             req["stream"] = json!(stream);
             let resp = post(&gw, &req).await;
             assert_eq!(resp.status(), 200, "{req}");
-            let ct = resp.headers()["content-type"].to_str().expect("ascii").to_owned();
+            let ct = resp.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
             let got = resp.text().await.expect("body");
             assert_no_canary(&got);
             assert_eq!(
@@ -144,9 +147,8 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
                 let last = evs.last().expect("events");
                 assert_eq!(last["type"], "response.completed");
                 assert_eq!(
-                    evs.iter()
-                        .any(|e| e["type"] == "response.output_item.added"
-                            && e["item"]["type"] == "web_search_call"),
+                    evs.iter().any(|e| e["type"] == "response.output_item.added"
+                        && e["item"]["type"] == "web_search_call"),
                     search
                 );
                 last["response"].clone()
@@ -161,10 +163,18 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
                 vec!["message"]
             };
             assert_eq!(output_types(&response), want, "{response}");
-            assert!(response["usage"]["output_tokens"].as_u64().is_some_and(|n| n > 0));
+            assert!(
+                response["usage"]["output_tokens"]
+                    .as_u64()
+                    .is_some_and(|n| n > 0)
+            );
         }
     }
-    assert_eq!(mock.requests_to("/v1/responses"), 8, "4 through Sluice, 4 direct");
+    assert_eq!(
+        mock.requests_to("/v1/responses"),
+        8,
+        "4 through Sluice, 4 direct"
+    );
     assert_eq!(mock.requests_to("/v1/chat/completions"), 0);
 
     // Recorded like a translated request: the `responses` endpoint, the provider's usage,
@@ -181,15 +191,18 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
         })
         .await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("sluice_cost_usd_total")
-            && l.contains("model=\"openai-chat\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_cost_usd_total") && l.contains("model=\"openai-chat\"")),
         "{metrics}"
     );
     assert!(
-        metrics.lines().any(|l| l.starts_with("sluice_usage_tokens_total")
-            && l.contains("model=\"openai-chat\"")
-            && l.contains("token_type=\"output\"")
-            && l.contains("usage_source=\"provider\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_usage_tokens_total")
+                && l.contains("model=\"openai-chat\"")
+                && l.contains("token_type=\"output\"")
+                && l.contains("usage_source=\"provider\"")),
         "{metrics}"
     );
     let logged = common::eventually(async || {
@@ -206,8 +219,14 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
     .expect("four access-log lines for the responses endpoint");
     for line in &logged {
         assert_eq!(line["outcome"], "ok", "{line}");
-        assert!(line["input_tokens"].as_u64().is_some_and(|n| n > 0), "{line}");
-        assert!(line["output_tokens"].as_u64().is_some_and(|n| n > 0), "{line}");
+        assert!(
+            line["input_tokens"].as_u64().is_some_and(|n| n > 0),
+            "{line}"
+        );
+        assert!(
+            line["output_tokens"].as_u64().is_some_and(|n| n > 0),
+            "{line}"
+        );
         if line["stream"] == true {
             assert!(line["time_to_first_chunk_ms"].is_number(), "{line}");
         }
@@ -222,7 +241,8 @@ async fn a_cut_stream_ends_with_response_failed_and_error_continuing_the_sequenc
     let evs = events(&resp.text().await.expect("body"));
     assert_eq!(mock.requests_to("/v1/responses"), 1);
     assert!(
-        evs.iter().any(|e| e["type"] == "response.output_text.delta"),
+        evs.iter()
+            .any(|e| e["type"] == "response.output_text.delta"),
         "the answer began: {evs:#?}"
     );
     assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
@@ -254,11 +274,18 @@ async fn a_cut_stream_ends_with_response_failed_and_error_continuing_the_sequenc
     let text = resp.text().await.expect("body");
     assert_no_canary(&text);
     let evs = events(&text);
-    assert!(evs.iter().any(|e| e["type"] == "response.output_text.delta"));
+    assert!(
+        evs.iter()
+            .any(|e| e["type"] == "response.output_text.delta")
+    );
     let last = evs.last().expect("events");
     assert_eq!(last["type"], "response.failed", "{evs:#?}");
     assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
-    assert_eq!(mock.requests_to("/v1/responses"), 2, "no failover once committed");
+    assert_eq!(
+        mock.requests_to("/v1/responses"),
+        2,
+        "no failover once committed"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +310,11 @@ async fn a_cache_hit_replays_the_native_answer() {
         let first = first.text().await.expect("body");
         let second = post(&req).await;
         assert_eq!(second.headers()["x-sluice-cache"], "hit");
-        assert_eq!(second.text().await.expect("body"), first, "stream: {stream}");
+        assert_eq!(
+            second.text().await.expect("body"),
+            first,
+            "stream: {stream}"
+        );
         // A built-in tool makes it another request (the chat body alone would not tell).
         req["tools"] = json!([{"type": "web_search_preview"}]);
         let other = post(&req).await;
@@ -291,7 +322,11 @@ async fn a_cache_hit_replays_the_native_answer() {
         let other = other.text().await.expect("body");
         assert!(other.contains("web_search_call"), "{other}");
     }
-    assert_eq!(mock.requests_to("/v1/responses"), 4, "one call per shape and tool set");
+    assert_eq!(
+        mock.requests_to("/v1/responses"),
+        4,
+        "one call per shape and tool set"
+    );
     // The same chat request body never finds a Responses entry.
     let chat = json!({"model": "cached", "temperature": 0, "max_completion_tokens": 200,
         "messages": [{"role": "system", "content": "Be brief."},
@@ -329,8 +364,15 @@ async fn failover_from_openai_to_anthropic_translates_and_built_in_tools_stop_th
             "the translated answer echoes it"
         );
     }
-    assert!(mock.requests_to("/v1/responses") >= 2, "OpenAI was tried first");
-    assert_eq!(mock.requests_to("/v1/messages"), 2, "then Anthropic, translated");
+    assert!(
+        mock.requests_to("/v1/responses") >= 2,
+        "OpenAI was tried first"
+    );
+    assert_eq!(
+        mock.requests_to("/v1/messages"),
+        2,
+        "then Anthropic, translated"
+    );
 
     // OpenAI fails, and Anthropic cannot run the built-in tool: a final 400, nothing sent
     // to Anthropic.

@@ -33,8 +33,8 @@
 mod body;
 mod dialect;
 pub mod echo;
-mod responses;
 pub mod fault;
+mod responses;
 pub mod runtime;
 mod server;
 

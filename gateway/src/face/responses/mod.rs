@@ -17,10 +17,14 @@
 //!   conversation state; the client sends the whole history as `input` items (the SDK's
 //!   `input=previous.output + [...]` pattern works, since answers round-trip as input). `store`
 //!   absent is taken as `false`, and every answer says `"store": false`.
-//! - **Tools**: function tools only. Built-in tools (`web_search`, `file_search`,
+//! - **Tools**: function tools translate. Built-in tools (`web_search`, `file_search`,
 //!   `code_interpreter`, `computer_use_preview`, `image_generation`, `mcp`, `local_shell`,
-//!   `custom`, …) and tool choices naming them are refused with a 400 naming the tool type:
-//!   they run inside OpenAI's service, and no chat-completions target can run them.
+//!   `custom`, …) and tool choices naming them are accepted and left out of the chat body
+//!   ([`ChatBody::builtin`] names the first): they run inside OpenAI's service, so only an
+//!   OpenAI-kind target, which gets the client's own body ([`Render::native_body`]), serves
+//!   them; `exchange::dispatch` refuses them with a 400 for any other target.
+//! - **Pass-through**: to an OpenAI-kind target the answer is not rendered at all; see
+//!   [`native`] for what is read from it and [`Render::resume_native`] for a cut stream.
 //! - **`text.format`** becomes `response_format` (`json_schema`, `json_object`; `text` is the
 //!   default and sends nothing); `text.verbosity` becomes chat's `verbosity`.
 //! - **`max_output_tokens`** becomes `max_completion_tokens`; `reasoning.effort` becomes
@@ -224,7 +228,8 @@ impl Render {
     /// turn depend on it, which failover cannot honour. `None` only when the body is not the
     /// object it was when accepted.
     pub fn native_body(&self, upstream_model: &str) -> Option<Bytes> {
-        let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&self.original).ok()?;
+        let mut body: serde_json::Map<String, Value> =
+            serde_json::from_slice(&self.original).ok()?;
         body.insert("model".into(), Value::from(upstream_model));
         body.insert("store".into(), Value::Bool(false));
         serde_json::to_vec(&body).ok().map(Bytes::from)

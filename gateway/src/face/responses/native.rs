@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::stream::{AnswerInfo, AnswerProblem, CompletionDetails, PromptDetails, Usage};
 
@@ -33,8 +33,15 @@ pub struct EventFacts<'a> {
     /// The terminal response's usage (in chat terms) and finish reason.
     pub usage: Option<Usage>,
     pub finish: Option<&'static str>,
-    /// A `function_call` item opened: its call id and name.
-    pub call: Option<(Option<Cow<'a, str>>, Option<Cow<'a, str>>)>,
+    /// A `function_call` item opened.
+    pub call: Option<Call<'a>>,
+}
+
+/// A function call's id (`call_id`) and name, as its item names them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Call<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +93,14 @@ pub fn event(data: &[u8]) -> EventFacts<'_> {
             }
         }
         "response.output_item.added" => {
-            if let Some(item) = p.item.filter(|i| i.kind.as_deref() == Some("function_call")) {
-                facts.call = Some((item.call_id, item.name));
+            if let Some(item) = p
+                .item
+                .filter(|i| i.kind.as_deref() == Some("function_call"))
+            {
+                facts.call = Some(Call {
+                    id: item.call_id,
+                    name: item.name,
+                });
             }
         }
         k if k.starts_with("response.") && k.ends_with(".delta") => {
@@ -107,7 +120,8 @@ pub fn answer_info(
     body: &[u8],
     keep_text: bool,
 ) -> Result<(AnswerInfo, Option<Usage>), AnswerProblem> {
-    let r = serde_json::from_slice::<ResponseProbe<'_>>(body).map_err(|_| AnswerProblem::NotJson)?;
+    let r =
+        serde_json::from_slice::<ResponseProbe<'_>>(body).map_err(|_| AnswerProblem::NotJson)?;
     if r.error.is_some() || r.status.as_deref() == Some("failed") {
         return Err(AnswerProblem::ErrorObject);
     }
@@ -470,7 +484,10 @@ mod tests {
         let (info, _) = answer_info(&response("completed", json!([message])), true).expect("ok");
         assert_eq!(info.text, "hello there");
         let (info, _) = answer_info(&response("completed", json!([message])), false).expect("ok");
-        assert_eq!(info.text, "", "no copy of the text without capture when usage is known");
+        assert_eq!(
+            info.text, "",
+            "no copy of the text without capture when usage is known"
+        );
 
         assert_eq!(
             answer_info(&response("failed", json!([])), false).err(),
@@ -480,7 +497,10 @@ mod tests {
             answer_info(br#"{"error":{"message":"no"}}"#, false).err(),
             Some(AnswerProblem::ErrorObject)
         );
-        assert_eq!(answer_info(b"<html>", false).err(), Some(AnswerProblem::NotJson));
+        assert_eq!(
+            answer_info(b"<html>", false).err(),
+            Some(AnswerProblem::NotJson)
+        );
     }
 
     #[test]
@@ -490,10 +510,15 @@ mod tests {
             "response": {"id": "resp_1", "model": "gpt-x", "status": "in_progress", "output": []}}));
         let f = event(created.as_bytes());
         assert_eq!((f.kind, f.sequence_number), (Kind::Other, Some(0)));
-        assert_eq!((f.id.as_deref(), f.model.as_deref()), (Some("resp_1"), Some("gpt-x")));
+        assert_eq!(
+            (f.id.as_deref(), f.model.as_deref()),
+            (Some("resp_1"), Some("gpt-x"))
+        );
 
-        let delta = ev(json!({"type": "response.output_text.delta", "sequence_number": 4,
-            "item_id": "m", "output_index": 0, "content_index": 0, "delta": "hi"}));
+        let delta = ev(
+            json!({"type": "response.output_text.delta", "sequence_number": 4,
+            "item_id": "m", "output_index": 0, "content_index": 0, "delta": "hi"}),
+        );
         let f = event(delta.as_bytes());
         assert_eq!((f.kind, f.text.as_deref()), (Kind::Content, Some("hi")));
         let args = ev(json!({"type": "response.function_call_arguments.delta",
@@ -501,12 +526,15 @@ mod tests {
         let f = event(args.as_bytes());
         assert_eq!((f.kind, f.text), (Kind::Content, None));
 
-        let added = ev(json!({"type": "response.output_item.added", "sequence_number": 2,
+        let added = ev(
+            json!({"type": "response.output_item.added", "sequence_number": 2,
             "output_index": 0, "item": {"type": "function_call", "call_id": "call_1",
-            "name": "f", "arguments": ""}}));
+            "name": "f", "arguments": ""}}),
+        );
         let f = event(added.as_bytes());
         assert_eq!(
-            f.call.map(|(i, n)| (i.map(Cow::into_owned), n.map(Cow::into_owned))),
+            f.call
+                .map(|c| (c.id.map(Cow::into_owned), c.name.map(Cow::into_owned))),
             Some((Some("call_1".to_owned()), Some("f".to_owned())))
         );
 
@@ -519,8 +547,12 @@ mod tests {
         assert_eq!(f.usage.map(|u| u.total_tokens), Some(4));
 
         for failed in [
-            ev(json!({"type": "response.failed", "sequence_number": 3, "response": {"status": "failed"}})),
-            ev(json!({"type": "error", "sequence_number": 3, "code": "server_error", "message": "x"})),
+            ev(
+                json!({"type": "response.failed", "sequence_number": 3, "response": {"status": "failed"}}),
+            ),
+            ev(
+                json!({"type": "error", "sequence_number": 3, "code": "server_error", "message": "x"}),
+            ),
         ] {
             assert_eq!(event(failed.as_bytes()).kind, Kind::Error);
         }

@@ -174,8 +174,10 @@ fn request_echo_keeps_what_the_answer_repeats() {
 
 #[test]
 fn built_in_tools_are_noted_and_left_out_of_the_chat_body() {
+    /// The built-in noted: its type and the field it is in.
+    type Noted = Option<(&'static str, &'static str)>;
     // (request, the built-in noted, the chat body's tools and tool choice)
-    let cases: Vec<(Value, Option<(&str, &str)>, Value, Value)> = vec![
+    let cases: Vec<(Value, Noted, Value, Value)> = vec![
         (
             json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
             Some(("web_search", "tools")),
@@ -215,7 +217,10 @@ fn built_in_tools_are_noted_and_left_out_of_the_chat_body() {
         let chat: Value = serde_json::from_slice(&out.body).expect("JSON");
         assert_eq!(chat["tools"], tools, "{req}");
         assert_eq!(chat["tool_choice"], choice, "{req}");
-        assert_eq!(out.echo.tools, req["tools"].as_array().cloned().unwrap_or_default());
+        assert_eq!(
+            out.echo.tools,
+            req["tools"].as_array().cloned().unwrap_or_default()
+        );
     }
 }
 
@@ -880,7 +885,8 @@ fn the_render_answers_whole_and_streamed() {
     assert_eq!(events.last().expect("events")["code"], "draining");
 
     let (_, mut r) = start(br#"{"model":"m","input":"hi"}"#, 7).expect("starts");
-    let bad: Value = serde_json::from_slice(&r.whole(&Bytes::from_static(b"{\"choices\": 3}"))).expect("JSON");
+    let bad: Value =
+        serde_json::from_slice(&r.whole(&Bytes::from_static(b"{\"choices\": 3}"))).expect("JSON");
     assert_eq!(bad["status"], "failed");
     assert_eq!(bad["created_at"], 7);
     assert!(
