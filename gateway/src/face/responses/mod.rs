@@ -135,7 +135,7 @@ pub struct Render {
 
 /// The seam's request hook: the chat body to route, and the render state. `created_at` is
 /// the request's wall-clock time in Unix seconds (used when the answer carries none).
-pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayError> {
+pub fn start(body: &Bytes, created_at: u64) -> Result<(Bytes, Render), GatewayError> {
     let chat = request(body).map_err(|e| GatewayError::invalid(e.to_string(), param_of(&e)))?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +156,7 @@ pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayErr
             stream,
             fallback_id,
             created_at,
-            original: Bytes::copy_from_slice(body),
+            original: body.clone(),
             builtin: chat.builtin,
             native: false,
         },

@@ -229,7 +229,7 @@ fn openai_targets_get_the_clients_own_body_with_store_off() {
     let body = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}],
                       "include": ["web_search_call.action.sources"], "truncation": "disabled",
                       "reasoning": {"effort": "low", "summary": "auto"}, "metadata": {"a": "b"}});
-    let (_, r) = start(body.to_string().as_bytes(), 0).expect("accepted");
+    let (_, r) = start(&Bytes::from(body.to_string()), 0).expect("accepted");
     let native: Value =
         serde_json::from_slice(&r.native_body("gpt-x").expect("native")).expect("JSON");
     let mut want = body.clone();
@@ -835,7 +835,7 @@ fn response_ids_are_made_from_a_seed() {
 
 #[test]
 fn errors_name_the_top_level_param() {
-    let param = |req: Value| match start(req.to_string().as_bytes(), 0) {
+    let param = |req: Value| match start(&Bytes::from(req.to_string()), 0) {
         Err(GatewayError::InvalidRequest { param, message }) => (param, message),
         other => panic!("{req}: {other:?}"),
     };
@@ -861,7 +861,7 @@ fn errors_name_the_top_level_param() {
 #[test]
 fn the_render_answers_whole_and_streamed() {
     let (chat, mut r) = start(
-        br#"{"model":"m","input":"hi","stream":true}"#,
+        &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
         1_700_000_000,
     )
     .expect("starts");
@@ -878,13 +878,18 @@ fn the_render_answers_whole_and_streamed() {
     assert_eq!(events.last().expect("events")["type"], "response.completed");
     let mut e = r.error_event(&GatewayError::Draining);
     assert!(e.is_empty(), "nothing after the end");
-    let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+    let (_, mut r) = start(
+        &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
+        1,
+    )
+    .expect("starts");
     e = r.error_event(&GatewayError::Draining);
     let events = parse(&e);
     assert_eq!(events[0]["sequence_number"], 0);
     assert_eq!(events.last().expect("events")["code"], "draining");
 
-    let (_, mut r) = start(br#"{"model":"m","input":"hi"}"#, 7).expect("starts");
+    let (_, mut r) =
+        start(&Bytes::from_static(br#"{"model":"m","input":"hi"}"#), 7).expect("starts");
     let bad: Value =
         serde_json::from_slice(&r.whole(&Bytes::from_static(b"{\"choices\": 3}"))).expect("JSON");
     assert_eq!(bad["status"], "failed");
@@ -902,7 +907,11 @@ fn a_named_error_event_fails_the_stream() {
         "event: error\ndata: {\"type\":\"overloaded_error\",\"message\":\"busy\"}\n\n",
         "event: error\ndata: {\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n",
     ] {
-        let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+        let (_, mut r) = start(
+            &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
+            1,
+        )
+        .expect("starts");
         let mut out = BytesMut::new();
         r.event(
             format!("data: {}\n\n", chunk(json!({"content": "a"}), None)).as_bytes(),
