@@ -186,6 +186,10 @@ pub fn replay(render: &mut Render, body: &Bytes, stream: bool, native: bool) -> 
     if render.is_chat() || native {
         return body.clone();
     }
+    // A stale entry may answer after a passed-through attempt failed: this answer is chat.
+    if let Render::Responses(r) = render {
+        r.set_native(false);
+    }
     if !stream {
         return whole(render, body.clone());
     }
@@ -197,4 +201,33 @@ pub fn replay(render: &mut Render, body: &Bytes, stream: bool, native: bool) -> 
         render.events(&ev.raw, &mut out);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_render_chat_entries_and_send_native_ones_as_stored() {
+        let mut render = Render::default();
+        let req = Bytes::from_static(br#"{"model":"m","input":"hi"}"#);
+        request(Face::Responses, req, &mut render).expect("accepted");
+        let chat = Bytes::from_static(
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]}"#,
+        );
+        let native = Bytes::from_static(br#"{"id":"resp_x","object":"response","output":[]}"#);
+        // After a passed-through attempt failed, a stale chat entry still renders.
+        if let Render::Responses(r) = &mut render {
+            r.set_native(true);
+        }
+        for _ in 0..2 {
+            let out = replay(&mut render, &chat, false, false);
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+            assert_eq!(v["object"], "response", "{v}");
+            assert_eq!(v["id"], "resp_chatcmpl-1");
+            assert_eq!(replay(&mut render, &native, false, true), native);
+        }
+        let mut chat_render = Render::Chat;
+        assert_eq!(replay(&mut chat_render, &chat, false, false), chat);
+    }
 }
