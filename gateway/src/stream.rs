@@ -516,6 +516,51 @@ mod tests {
     }
 
     #[test]
+    fn passed_through_responses_events_are_read_for_the_record() {
+        let stream = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-x\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+            "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"sequence_number\":1,\"output_index\":0,\"item\":{\"type\":\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\"}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"delta\":\"hi \"}\n\n",
+            "event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"sequence_number\":3,\"delta\":\"{}\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[{\"type\":\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2,\"total_tokens\":5}}}\n\n",
+        );
+        let evs = events(stream);
+        let mut st = StreamState {
+            native: true,
+            ..StreamState::default()
+        };
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!(st.inspect(e, false), Verdict::Forward, "{i}");
+            assert_eq!(st.saw_done, i == 4, "{i}: the end is response.completed");
+        }
+        assert_eq!(st.last_sequence, Some(4));
+        assert_eq!(st.content_chunks, 2);
+        assert_eq!(st.answer.text, "hi ");
+        assert_eq!(st.answer.id.as_deref(), Some("resp_1"));
+        assert_eq!(st.answer.model.as_deref(), Some("gpt-x"));
+        assert_eq!(st.answer.finish_reasons, ["tool_calls"]);
+        assert_eq!(calls(&st.answer), [("call_1", "f")]);
+        assert_eq!(st.usage.map(|u| u.total_tokens), Some(5));
+        assert!(!st.truncated());
+
+        // Cut before the end: truncated; the provider's failure or error event: an error.
+        let mut st = StreamState {
+            native: true,
+            ..StreamState::default()
+        };
+        for e in &evs[..3] {
+            st.inspect(e, false);
+        }
+        assert!(st.truncated());
+        for failed in [
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":3,\"response\":{\"status\":\"failed\"}}\n\n",
+            "event: error\ndata: {\"type\":\"error\",\"sequence_number\":3,\"code\":\"server_error\"}\n\n",
+        ] {
+            assert_eq!(st.inspect(&events(failed)[0], false), Verdict::Error);
+        }
+    }
+
+    #[test]
     fn truncation_and_error_events() {
         let mut st = StreamState::default();
         for e in events("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n") {

@@ -106,9 +106,9 @@ enum ResponsesPlan<'a> {
     Native,
     /// Translated to chat completions (and the chat answer rendered back).
     Translate,
-    /// The request needs a built-in tool, which only OpenAI's own Responses API runs: a 400,
-    /// final (another target of the same request could not run it either, unless it is
-    /// OpenAI-kind, and sending to it after a refusal here would hide which one answered).
+    /// The request needs a built-in tool, which only OpenAI's own Responses API runs: the
+    /// client's 400, final — whether a later target could run it would depend on the plan's
+    /// order, and the client should learn that this route can reach a target that cannot.
     Refuse(&'a crate::face::responses::Builtin),
 }
 
