@@ -88,6 +88,9 @@ pub fn cacheable(cfg: &CacheConfig, endpoint: Endpoint, params: &RequestParams) 
 pub struct CachedAnswer {
     pub body: Bytes,
     pub stream: bool,
+    /// The body is a Responses answer as an OpenAI-kind target sent it (replayed as stored),
+    /// not a chat answer (rendered through the request's face).
+    pub native: bool,
     /// The catalog model that produced it.
     pub model: Option<Arc<str>>,
     pub response_id: Option<String>,
@@ -126,7 +129,7 @@ impl CachedAnswer {
     #[expect(clippy::too_many_arguments, reason = "the stored fields, one by one")]
     pub fn restore(
         body: Bytes,
-        stream: bool,
+        (stream, native): (bool, bool),
         model: Option<Arc<str>>,
         response_id: Option<String>,
         response_model: Option<String>,
@@ -139,6 +142,7 @@ impl CachedAnswer {
         Self {
             body,
             stream,
+            native,
             model,
             response_id,
             response_model,
@@ -223,6 +227,7 @@ impl ResponseCache {
             limit: self.max_entry,
             overflow: self.max_entry == 0,
             complete: false,
+            native: false,
         }
     }
 
@@ -253,6 +258,7 @@ impl ResponseCache {
         let answer = CachedAnswer {
             body,
             stream: record.stream,
+            native: fill.native,
             model: record.model.clone(),
             response_id: record.response_id.clone(),
             response_model: record.response_model.clone(),
@@ -279,11 +285,19 @@ pub struct Fill {
     limit: usize,
     overflow: bool,
     /// The answer is whole: a non-streaming body, or a stream that ended with the provider's
-    /// own `[DONE]`.
+    /// own `[DONE]` (or a passed-through Responses stream with its `response.completed` or
+    /// `response.incomplete`).
     complete: bool,
+    /// What is gathered is a passed-through Responses answer.
+    native: bool,
 }
 
 impl Fill {
+    /// The answer being gathered passes through in the Responses API's own shape.
+    pub fn set_native(&mut self) {
+        self.native = true;
+    }
+
     /// A non-streaming answer, kept by reference until it is stored.
     pub fn set_whole(&mut self, body: &Bytes) {
         self.overflow = body.len() > self.limit;

@@ -275,7 +275,14 @@ async fn serve(
         .cache
         .as_ref()
         .filter(|cfg| !cache_bypassed(ds) && cache::cacheable(cfg, ctx.endpoint, &ctx.params))
-        .map(|_| CacheKey::of(&key.tenant, &route.name, ctx.endpoint, &req.body));
+        .map(|_| {
+            CacheKey::of(
+                &key.tenant,
+                &route.name,
+                ctx.endpoint,
+                cache_body(ctx, &req),
+            )
+        });
     // With a cache shared through Redis, a local miss asks Redis before anything is decided;
     // an answer found there is kept locally, where the lookup below finds it.
     if let (Some(cfg), Some(k), Some(shared)) = (&route.cache, &cache_key, &state.shared)
@@ -485,6 +492,17 @@ fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
         .map(std::time::Duration::from_secs_f64)
+}
+
+/// What a request's cache key covers besides its tenant, route and endpoint: the body the
+/// exchange routes, except for a Responses request, keyed by the client's own body — its
+/// chat body leaves out what only an OpenAI-kind target reads (built-in tools, `include`,
+/// `reasoning.summary`, …), and that changes the answer.
+fn cache_body<'a>(ctx: &'a RequestCtx, req: &'a OpenAiRequest) -> &'a [u8] {
+    match &ctx.render {
+        crate::face::Render::Responses(r) => r.original(),
+        _ => &req.body,
+    }
 }
 
 /// The client asked not to be answered from (or stored in) the cache.

@@ -162,8 +162,12 @@ pub fn job(p: JudgePending) -> Result<JudgeJob, sluice_judge::Error> {
     let max = p.settings.max_capture_bytes;
     let conversation = Conversation::from_request(&p.body, max)?;
     let mut answer = AnswerAssembler::new(max);
+    let native = p.answer.native;
     let (bytes, stream) = p.answer.into_bytes();
-    if stream {
+    if native {
+        // A passed-through Responses answer: the judge reads its text as chat.
+        native_answer(&mut answer, &bytes, stream)?;
+    } else if stream {
         let mut decoder = SseDecoder::new(bytes.len().max(1));
         decoder.push(&bytes);
         // The whole stream is here; `finish` takes an event a missing final blank line left
@@ -191,6 +195,31 @@ pub fn job(p: JudgePending) -> Result<JudgeJob, sluice_judge::Error> {
         conversation,
         answer: answer.finish(),
     })
+}
+
+/// Feeds a passed-through Responses answer (a `response` object, or its typed events) to the
+/// assembler as the chat answer it reads: the `output_text` of its messages.
+fn native_answer(
+    answer: &mut AnswerAssembler,
+    bytes: &Bytes,
+    stream: bool,
+) -> Result<(), sluice_judge::Error> {
+    use crate::face::responses::native;
+    if !stream {
+        let chat = native::judge_body(bytes).ok_or(sluice_judge::Error::NotJson)?;
+        return answer.push_body(&chat);
+    }
+    let mut decoder = SseDecoder::new(bytes.len().max(1));
+    decoder.push(bytes);
+    let events = std::iter::from_fn(|| decoder.next_event().ok().flatten());
+    for event in events {
+        if event.has_data
+            && let Some(chunk) = native::judge_chunk(&event.data)
+        {
+            answer.push_chunk(&chunk)?;
+        }
+    }
+    Ok(())
 }
 
 /// A new internal key for the judge, registered with the runtime state (so every policy

@@ -168,10 +168,12 @@ impl Batch {
 
     /// What the client gets: the event itself when alone (no copy), else the events joined;
     /// `None` when there is nothing to send. The taps (a cache miss, a judged answer) keep a
-    /// copy of the chat events; a face other than Chat renders them into its own events.
+    /// copy of the provider's events; a face other than Chat renders them into its own events
+    /// for the client, unless they are already its own (a Responses answer passed through, see
+    /// `Render::passes_through`).
     pub fn into_bytes(self, taps: &mut Taps, render: &mut Render) -> Option<Bytes> {
         let first = self.first?;
-        if !render.is_chat() {
+        if !render.passes_through() {
             let mut out = BytesMut::with_capacity(2 * first.len());
             for raw in std::iter::once(&first).chain(&self.rest) {
                 taps.push(raw);
@@ -211,7 +213,7 @@ pub async fn replay(
     ctx.answer.model.clone_from(&hit.response_model);
     ctx.answer.finish_reasons.clone_from(&hit.finish_reasons);
     ctx.chunks = hit.chunks;
-    let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream);
+    let body = crate::face::replay(&mut ctx.render, &hit.body, hit.stream, hit.native);
     let header = if hit.stream {
         sse_header(ctx, Some(body.len()))
     } else {

@@ -96,7 +96,7 @@ impl AnswerInfo {
 const MAX_ESTIMATE_TEXT: usize = 1 << 20;
 
 impl AnswerInfo {
-    fn note_ids(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
+    pub(crate) fn note_ids(&mut self, id: Option<Cow<'_, str>>, model: Option<Cow<'_, str>>) {
         if self.id.is_none() {
             self.id = id.map(Cow::into_owned);
         }
@@ -105,7 +105,7 @@ impl AnswerInfo {
         }
     }
 
-    fn note_finish(&mut self, reason: &str) {
+    pub(crate) fn note_finish(&mut self, reason: &str) {
         if !self.finish_reasons.iter().any(|r| r == reason) {
             self.finish_reasons.push(reason.to_owned());
         }
@@ -113,7 +113,12 @@ impl AnswerInfo {
 
     /// A tool call, or a stream's delta of one: a call with an `index` seen before gets the
     /// parts it still lacks; ids and names past 128 bytes are cut (at a character boundary).
-    fn note_tool_call(&mut self, index: Option<usize>, id: Option<&str>, name: Option<&str>) {
+    pub(crate) fn note_tool_call(
+        &mut self,
+        index: Option<usize>,
+        id: Option<&str>,
+        name: Option<&str>,
+    ) {
         let cut = |s: &str| {
             let mut end = s.len().min(128);
             while !s.is_char_boundary(end) {
@@ -145,7 +150,7 @@ impl AnswerInfo {
         }
     }
 
-    fn note_text(&mut self, text: &str) {
+    pub(crate) fn note_text(&mut self, text: &str) {
         if self.text.len() + text.len() <= MAX_ESTIMATE_TEXT {
             self.text.push_str(text);
         }
@@ -260,6 +265,12 @@ pub struct StreamState {
     /// Events that carried content (a delta or text).
     pub content_chunks: u32,
     pub answer: AnswerInfo,
+    /// The events are the Responses API's own, passed through (see
+    /// `face::responses::native`): the end is `response.completed`/`response.incomplete`
+    /// (taken as `saw_done`), errors are `response.failed`/`error`.
+    pub native: bool,
+    /// The last `sequence_number` a passed-through stream carried.
+    pub last_sequence: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +324,9 @@ impl StreamState {
     fn inspect_with(&mut self, ev: &SseEvent, keep_usage_chunk: bool, scan: bool) -> Verdict {
         if !ev.has_data {
             return Verdict::Forward;
+        }
+        if self.native {
+            return self.inspect_native(ev);
         }
         if ev.is_done() {
             self.saw_done = true;
@@ -378,6 +392,47 @@ impl StreamState {
         }
         if has_content {
             self.content_chunks += 1;
+        }
+        Verdict::Forward
+    }
+
+    /// One passed-through Responses event.
+    fn inspect_native(&mut self, ev: &SseEvent) -> Verdict {
+        use crate::face::responses::native::{self, Kind};
+        self.data_events += 1;
+        if ev.event.as_deref() == Some(b"error".as_slice()) {
+            return Verdict::Error;
+        }
+        let facts = native::event(&ev.data);
+        if facts.sequence_number.is_some() {
+            self.last_sequence = facts.sequence_number;
+        }
+        self.answer.note_ids(facts.id, facts.model);
+        if let Some(call) = &facts.call {
+            self.answer
+                .note_tool_call(None, call.id.as_deref(), call.name.as_deref());
+        }
+        match facts.kind {
+            Kind::Error => return Verdict::Error,
+            Kind::Content => {
+                self.content_chunks += 1;
+                if let Some(t) = facts.text.as_deref()
+                    && self.usage.is_none()
+                {
+                    self.answer.note_text(t);
+                }
+            }
+            Kind::End => {
+                self.saw_finish = true;
+                self.saw_done = true;
+                if let Some(r) = facts.finish {
+                    self.answer.note_finish(r);
+                }
+                if facts.usage.is_some() {
+                    self.usage = facts.usage;
+                }
+            }
+            Kind::Other | Kind::Unknown => {}
         }
         Verdict::Forward
     }
@@ -481,6 +536,51 @@ mod tests {
             assert_eq!(st.content_chunks, 1);
             assert_eq!(st.answer.text, "hi", "text kept until usage arrived");
             assert!(!st.truncated());
+        }
+    }
+
+    #[test]
+    fn passed_through_responses_events_are_read_for_the_record() {
+        let stream = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-x\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+            "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"sequence_number\":1,\"output_index\":0,\"item\":{\"type\":\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\"}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"delta\":\"hi \"}\n\n",
+            "event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"sequence_number\":3,\"delta\":\"{}\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[{\"type\":\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2,\"total_tokens\":5}}}\n\n",
+        );
+        let evs = events(stream);
+        let mut st = StreamState {
+            native: true,
+            ..StreamState::default()
+        };
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!(st.inspect(e, false), Verdict::Forward, "{i}");
+            assert_eq!(st.saw_done, i == 4, "{i}: the end is response.completed");
+        }
+        assert_eq!(st.last_sequence, Some(4));
+        assert_eq!(st.content_chunks, 2);
+        assert_eq!(st.answer.text, "hi ");
+        assert_eq!(st.answer.id.as_deref(), Some("resp_1"));
+        assert_eq!(st.answer.model.as_deref(), Some("gpt-x"));
+        assert_eq!(st.answer.finish_reasons, ["tool_calls"]);
+        assert_eq!(calls(&st.answer), [("call_1", "f")]);
+        assert_eq!(st.usage.map(|u| u.total_tokens), Some(5));
+        assert!(!st.truncated());
+
+        // Cut before the end: truncated; the provider's failure or error event: an error.
+        let mut st = StreamState {
+            native: true,
+            ..StreamState::default()
+        };
+        for e in &evs[..3] {
+            st.inspect(e, false);
+        }
+        assert!(st.truncated());
+        for failed in [
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":3,\"response\":{\"status\":\"failed\"}}\n\n",
+            "event: error\ndata: {\"type\":\"error\",\"sequence_number\":3,\"code\":\"server_error\"}\n\n",
+        ] {
+            assert_eq!(st.inspect(&events(failed)[0], false), Verdict::Error);
         }
     }
 

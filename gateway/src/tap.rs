@@ -34,6 +34,17 @@ impl Taps {
         }
     }
 
+    /// The answer passes through in the Responses API's own shape: what is kept is marked so
+    /// (the cache replays it as stored, the judge reads its text from the native events).
+    pub fn set_native(&mut self) {
+        if let Some(fill) = &mut self.cache {
+            fill.set_native();
+        }
+        if let Some(judge) = &mut self.judge {
+            judge.native = true;
+        }
+    }
+
     /// The stream ended with the provider's own `[DONE]`.
     pub fn mark_complete(&mut self) {
         if let Some(fill) = &mut self.cache {
@@ -51,6 +62,8 @@ pub struct JudgeTap {
     limit: usize,
     /// Bytes past the bound were not kept.
     pub truncated: bool,
+    /// A passed-through Responses answer, not a chat one.
+    pub native: bool,
 }
 
 impl JudgeTap {
@@ -61,6 +74,7 @@ impl JudgeTap {
             streamed: BytesMut::new(),
             limit,
             truncated: false,
+            native: false,
         }
     }
 

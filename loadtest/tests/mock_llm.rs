@@ -1210,3 +1210,114 @@ async fn burst_combines_with_cut_stall_and_echo_key() {
             .is_err()
     );
 }
+
+// === the Responses API ===
+
+/// A Responses stream's events (`event:` name checked against the data's `type`), from a
+/// fresh connection.
+async fn responses_events(llm: &MockLlm, body: &Value) -> Vec<Value> {
+    let mut c = Client::connect(llm.addr()).await;
+    c.send("POST", "/v1/responses", &[], body.to_string().as_bytes())
+        .await;
+    let head = c.head().await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    let text: String = data_chunks(&c.chunks().await).concat();
+    text.split_terminator("\n\n")
+        .map(|e| {
+            let (name, data) = e
+                .strip_prefix("event: ")
+                .and_then(|e| e.split_once("\ndata: "))
+                .unwrap_or_else(|| panic!("a named event: {e:?}"));
+            let v = parse(data.as_bytes());
+            assert_eq!(v["type"], name);
+            v
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn responses_api_whole_streamed_tools_and_faults() {
+    let llm = start().await;
+    let ask = |model: &str, stream: bool| {
+        json!({"model": model, "instructions": "be brief", "input": "tell me about sluice gates",
+               "stream": stream})
+    };
+    let (head, bytes) = post(&llm, "/v1/responses", &ask("m", false)).await;
+    assert_eq!(head.status, 200);
+    let whole = parse(&bytes);
+    assert_eq!(whole["object"], "response");
+    assert_eq!(whole["status"], "completed");
+    assert_eq!(whole["output"][0]["type"], "message");
+    assert!(whole["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+    // Streamed: sequence numbers from 0, usage in `response.completed`, the same text.
+    let evs = responses_events(&llm, &ask("m", true)).await;
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i);
+    }
+    let last = evs.last().unwrap();
+    assert_eq!(last["type"], "response.completed");
+    assert_eq!(last["response"]["usage"], whole["usage"]);
+    let text: String = evs
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, whole["output"][0]["content"][0]["text"]);
+
+    // A function tool is called; a web search tool adds its item, whole and streamed.
+    let mut req = ask("m", false);
+    req["tools"] = json!([{"type": "function", "name": "lookup"}, {"type": "web_search"}]);
+    let v = parse(&post(&llm, "/v1/responses", &req).await.1);
+    let types: Vec<&str> = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["function_call", "web_search_call"], "{v}");
+    assert_eq!(v["output"][0]["name"], "lookup");
+    req["stream"] = json!(true);
+    let evs = responses_events(&llm, &req).await;
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{e}");
+    }
+    let kinds: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"response.web_search_call.completed"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        evs.last().unwrap()["response"]["output"][1]["type"],
+        "web_search_call"
+    );
+
+    // Faults keep their meaning: a status, a cut stream with no terminal event, a lone
+    // `error` event first.
+    let (head, bytes) = post(&llm, "/v1/responses", &ask("m@503", false)).await;
+    assert_eq!(head.status, 503);
+    assert_eq!(parse(&bytes)["error"]["type"], "server_error");
+    let evs = responses_events(&llm, &ask("m@cut:3", true)).await;
+    assert!(
+        evs.iter()
+            .any(|e| e["type"] == "response.output_text.delta")
+    );
+    assert!(!evs.iter().any(|e| {
+        matches!(
+            e["type"].as_str(),
+            Some("response.completed" | "response.incomplete" | "response.failed")
+        )
+    }));
+    let evs = responses_events(&llm, &ask("m@first-error", true)).await;
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["type"], "error");
+    assert_eq!(evs[0]["code"], "overloaded");
+
+    // A request the face cannot read is OpenAI's 400; every call was counted by path.
+    let (head, _) = post(&llm, "/v1/responses", &json!({"model": "m"})).await;
+    assert_eq!(head.status, 400);
+    assert_eq!(llm.requests_to("/v1/responses"), 8);
+    assert_eq!(llm.requests_to("/v1/chat/completions"), 0);
+    assert_eq!(llm.stats().by_path["/v1/responses"], 8);
+}

@@ -30,6 +30,20 @@ pub async fn open(
     body: Bytes,
 ) -> Result<Upstream, Failure> {
     let provider = &target.provider.config;
+    // The Responses face: the client's own body to a target that speaks the Responses API.
+    let native = match &mut ctx.render {
+        crate::face::Render::Responses(r) => {
+            let plan = responses_plan(&provider.kind, r.builtin());
+            let native = match plan {
+                ResponsesPlan::Native => r.native_body(&target.upstream_model),
+                ResponsesPlan::Translate => None,
+                ResponsesPlan::Refuse(b) => return Err(builtin_refusal(b, &provider.name)),
+            };
+            r.set_native(native.is_some());
+            native
+        }
+        _ => None,
+    };
     match &provider.kind {
         ProviderKind::Mock { ttft, tokens_per_s } => {
             ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
@@ -59,12 +73,16 @@ pub async fn open(
             ctx.begin_attempt(target, sluice_observability::spans::new_span_id());
             let egress = egress_of(state, provider, base_url, *connect_timeout)?;
             let addr = dial(state, base_url, egress.as_deref()).await?;
+            let (path, body) = match native {
+                Some(native) => ("/responses", native),
+                None => (api_path(endpoint), body),
+            };
             let http = HttpTarget {
                 addr,
                 base_url,
                 api_key: api_key.as_ref(),
                 connect_timeout: *connect_timeout,
-                path: api_path(endpoint),
+                path,
                 stream,
                 request_id: &ctx.request_id,
                 own_listener: false,
@@ -78,6 +96,49 @@ pub async fn open(
                 })
         }
         kind => open_translated(state, ctx, endpoint, target, kind, &body).await,
+    }
+}
+
+/// How a Responses request goes to one target.
+#[derive(Debug, PartialEq, Eq)]
+enum ResponsesPlan<'a> {
+    /// The client's own body to the provider's `/responses`; the answer passes through.
+    Native,
+    /// Translated to chat completions (and the chat answer rendered back).
+    Translate,
+    /// The request needs a built-in tool, which only OpenAI's own Responses API runs: the
+    /// client's 400, final — whether a later target could run it would depend on the plan's
+    /// order, and the client should learn that this route can reach a target that cannot.
+    Refuse(&'a crate::face::responses::Builtin),
+}
+
+/// Which targets speak the Responses API: OpenAI-kind providers without compat quirks (a
+/// server that needs its chat body adjusted is an OpenAI-compatible server, and those
+/// rarely serve `/responses`). Azure OpenAI is translated: its Responses API lives on other
+/// paths and versions than its chat deployments.
+fn responses_plan<'a>(
+    kind: &ProviderKind,
+    builtin: Option<&'a crate::face::responses::Builtin>,
+) -> ResponsesPlan<'a> {
+    match (kind, builtin) {
+        (ProviderKind::OpenAi { compat, .. }, _) if compat.is_identity() => ResponsesPlan::Native,
+        (_, Some(b)) => ResponsesPlan::Refuse(b),
+        (_, None) => ResponsesPlan::Translate,
+    }
+}
+
+/// The client's 400 for a built-in tool on a target that cannot run it, in OpenAI's shape.
+fn builtin_refusal(b: &crate::face::responses::Builtin, provider: &str) -> Failure {
+    let e = crate::error::GatewayError::invalid(
+        format!(
+            "the built-in tool `{}` (in `{}`) runs only on OpenAI-kind targets, and this request's target (provider `{provider}`) is not one; leave the tool out or route the model to an OpenAI provider",
+            b.kind, b.param
+        ),
+        Some("tools"),
+    );
+    Failure::Client {
+        status: 400,
+        body: e.to_json(),
     }
 }
 
@@ -225,5 +286,76 @@ fn mock_endpoint(endpoint: Endpoint) -> mock::Endpoint {
         | Endpoint::Responses
         | Endpoint::Messages
         | Endpoint::MessagesCountTokens => mock::Endpoint::ChatCompletions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_config::{BaseUrl, HttpAccess, OpenAiCompat};
+
+    use super::*;
+    use crate::face::responses::Builtin;
+
+    #[test]
+    fn responses_go_native_to_openai_and_built_in_tools_nowhere_else() {
+        let url = BaseUrl::parse("https://api.openai.com/v1").expect("url");
+        let openai = |compat| ProviderKind::OpenAi {
+            base_url: url.clone(),
+            api_key_env: None,
+            api_key: None,
+            connect_timeout: Duration::from_secs(5),
+            compat,
+        };
+        let quirky = OpenAiCompat {
+            max_tokens_field: Some(sluice_config::MaxTokensField::MaxTokens),
+            ..OpenAiCompat::default()
+        };
+        let anthropic = ProviderKind::Anthropic {
+            access: HttpAccess {
+                base_url: url.clone(),
+                api_key_env: None,
+                api_key: None,
+                connect_timeout: Duration::from_secs(5),
+            },
+            anthropic_version: "2023-06-01".into(),
+            default_max_tokens: 4096,
+        };
+        let mock = ProviderKind::Mock {
+            ttft: Duration::ZERO,
+            tokens_per_s: 100.0,
+        };
+        let web = Builtin {
+            kind: "web_search".into(),
+            param: "tools",
+        };
+        // (target kind, built-in tool, plan)
+        let cases = [
+            (openai(OpenAiCompat::default()), None, ResponsesPlan::Native),
+            (
+                openai(OpenAiCompat::default()),
+                Some(&web),
+                ResponsesPlan::Native,
+            ),
+            (openai(quirky.clone()), None, ResponsesPlan::Translate),
+            (openai(quirky), Some(&web), ResponsesPlan::Refuse(&web)),
+            (anthropic.clone(), None, ResponsesPlan::Translate),
+            (anthropic, Some(&web), ResponsesPlan::Refuse(&web)),
+            (mock.clone(), None, ResponsesPlan::Translate),
+            (mock, Some(&web), ResponsesPlan::Refuse(&web)),
+        ];
+        for (kind, builtin, want) in cases {
+            assert_eq!(responses_plan(&kind, builtin), want, "{kind:?} {builtin:?}");
+        }
+        let Failure::Client { status, body } = builtin_refusal(&web, "anthropic") else {
+            panic!("a client error");
+        };
+        assert_eq!(status, 400);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "tools");
+        let m = v["error"]["message"].as_str().expect("message");
+        assert!(m.contains("`web_search`") && m.contains("OpenAI"), "{m}");
     }
 }

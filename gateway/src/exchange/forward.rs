@@ -56,6 +56,9 @@ pub async fn commit(
             ctx.end_attempt(AttemptOutcome::Ok, Some(status));
             ctx.usage = usage;
             ctx.answer = answer;
+            if ctx.render.is_native_responses() {
+                ctx.taps.set_native();
+            }
             ctx.taps.set_whole(&body);
             let body = crate::face::whole(&mut ctx.render, body);
             let header =
@@ -100,7 +103,13 @@ async fn stream(
         held,
     } = start;
     let header = respond::sse_header(ctx, None).map_err(Rejection::Error)?;
-    let mut st = StreamState::default();
+    let mut st = StreamState {
+        native: ctx.render.is_native_responses(),
+        ..StreamState::default()
+    };
+    if st.native {
+        ctx.taps.set_native();
+    }
     let end = {
         let mut pump = Pump {
             abort: state.abort.subscribe(),
@@ -161,6 +170,13 @@ async fn stream(
             ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
             ctx.end_with(&e);
             up.release(&state.connector, false).await;
+            // Sluice's own end of a passed-through stream continues the provider's numbering.
+            if st.native
+                && let crate::face::Render::Responses(r) = &mut ctx.render
+            {
+                let next = st.last_sequence.map_or(0, |n| n + 1);
+                r.resume_native(ctx.answer.id.as_deref(), ctx.answer.model.as_deref(), next);
+            }
             if ds
                 .write_response_body(
                     crate::face::error_event(ctx.face, &mut ctx.render, &e),

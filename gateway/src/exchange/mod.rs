@@ -283,7 +283,10 @@ async fn attempt_once(
     match opened {
         Opened::Stream(ready) => Ok(ready),
         // The time to first byte is met; the rest of the body is bounded by idle and total.
-        Opened::Whole(up) => read::whole(up, limits, target, &state.connector).await,
+        Opened::Whole(up) => {
+            let native = ctx.render.is_native_responses();
+            read::whole(up, limits, target, &state.connector, native).await
+        }
     }
 }
 

@@ -162,11 +162,14 @@ pub struct WholeLimits {
 }
 
 /// Reads a whole non-streaming answer and checks it is a JSON object without `error`.
+/// `native`: the answer is a Responses `response` object passing through (also refused when
+/// its status is `failed`).
 pub async fn whole(
     mut up: Upstream,
     limits: &WholeLimits,
     target: &Target,
     connector: &TransportConnector,
+    native: bool,
 ) -> Result<Ready, Failure> {
     let status = up.status();
     let mut parts: Vec<Bytes> = Vec::with_capacity(1);
@@ -202,7 +205,12 @@ pub async fn whole(
     } else {
         parts.concat().into()
     };
-    match AnswerInfo::from_body(&body, limits.keep_text) {
+    let read = if native {
+        crate::face::responses::native::answer_info(&body, limits.keep_text)
+    } else {
+        AnswerInfo::from_body(&body, limits.keep_text)
+    };
+    match read {
         Ok((answer, usage)) => Ok(Ready::Whole {
             status,
             body,

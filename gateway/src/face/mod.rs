@@ -17,6 +17,18 @@
 //! face and the judge reads one format. [`Face::Chat`] is the identity everywhere: a match on
 //! an enum, no parse, no allocation.
 //!
+//! Each face also has a **native path**, chosen per attempt in `exchange::dispatch` when the
+//! target speaks the face's own API: the client's own body goes to the provider, so what chat
+//! cannot say survives.
+//! - Messages → an Anthropic-kind target ([`messages::Render::native_request`]): the answer
+//!   still comes back through the Anthropic adapter as chat, and is rendered like any other.
+//! - Responses → an OpenAI-kind target ([`responses::Render::native_body`], to the provider's
+//!   `/responses`): the answer **passes through as it came** (the Responses JSON, the typed
+//!   events); the exchange reads what it needs from it with borrowed probes
+//!   (`crate::stream`), the taps keep those native bytes (marked as such: the cache replays
+//!   them unrendered, the judge reads their text), and Sluice's own end of a cut stream
+//!   continues the provider's `sequence_number`s ([`responses::Render::resume_native`]).
+//!
 //! | face | path | module |
 //! |---|---|---|
 //! | Chat | `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` | (identity) |
@@ -78,6 +90,21 @@ pub enum Render {
 impl Render {
     pub fn is_chat(&self) -> bool {
         matches!(self, Self::Chat)
+    }
+
+    /// The answer goes to the client as the provider sent it: a chat request, or a Responses
+    /// request whose attempt went to an OpenAI-kind target.
+    pub fn passes_through(&self) -> bool {
+        match self {
+            Self::Chat => true,
+            Self::Responses(r) => r.is_native(),
+            Self::Messages(_) => false,
+        }
+    }
+
+    /// The answer is in the Responses API's own shape (see [`Self::passes_through`]).
+    pub fn is_native_responses(&self) -> bool {
+        matches!(self, Self::Responses(r) if r.is_native())
     }
 
     /// Translates one complete chat SSE event (as forwarded: `data: …\n\n`) into the face's
@@ -152,10 +179,16 @@ pub fn upstream_error(face: Face, status: u16, body: Bytes) -> Bytes {
     }
 }
 
-/// A cached chat answer (a whole body, or a stream's bytes) as this face answers it.
-pub fn replay(render: &mut Render, body: &Bytes, stream: bool) -> Bytes {
-    if render.is_chat() {
+/// A cached answer (a whole body, or a stream's bytes) as this face answers it. `native`: the
+/// entry holds a Responses answer as an OpenAI-kind target sent it; only Responses requests
+/// can find those (the cache key names the endpoint), and they go out as stored.
+pub fn replay(render: &mut Render, body: &Bytes, stream: bool, native: bool) -> Bytes {
+    if render.is_chat() || native {
         return body.clone();
+    }
+    // A stale entry may answer after a passed-through attempt failed: this answer is chat.
+    if let Render::Responses(r) = render {
+        r.set_native(false);
     }
     if !stream {
         return whole(render, body.clone());
@@ -168,4 +201,33 @@ pub fn replay(render: &mut Render, body: &Bytes, stream: bool) -> Bytes {
         render.events(&ev.raw, &mut out);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_render_chat_entries_and_send_native_ones_as_stored() {
+        let mut render = Render::default();
+        let req = Bytes::from_static(br#"{"model":"m","input":"hi"}"#);
+        request(Face::Responses, req, &mut render).expect("accepted");
+        let chat = Bytes::from_static(
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]}"#,
+        );
+        let native = Bytes::from_static(br#"{"id":"resp_x","object":"response","output":[]}"#);
+        // After a passed-through attempt failed, a stale chat entry still renders.
+        if let Render::Responses(r) = &mut render {
+            r.set_native(true);
+        }
+        for _ in 0..2 {
+            let out = replay(&mut render, &chat, false, false);
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+            assert_eq!(v["object"], "response", "{v}");
+            assert_eq!(v["id"], "resp_chatcmpl-1");
+            assert_eq!(replay(&mut render, &native, false, true), native);
+        }
+        let mut chat_render = Render::Chat;
+        assert_eq!(replay(&mut chat_render, &chat, false, false), chat);
+    }
 }

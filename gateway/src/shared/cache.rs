@@ -42,6 +42,10 @@ pub struct CachePut {
 #[derive(Debug, Serialize, Deserialize)]
 struct Head {
     stream: bool,
+    /// A passed-through Responses answer; absent in entries written before there were any,
+    /// which all hold chat answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    native: bool,
     model: Option<String>,
     response_id: Option<String>,
     response_model: Option<String>,
@@ -73,6 +77,7 @@ pub fn encode(answer: &CachedAnswer, now: SystemTime, age: Duration) -> Option<(
         .filter(|d| !d.is_zero())?;
     let head = Head {
         stream: answer.stream,
+        native: answer.native,
         model: answer.model.as_deref().map(str::to_owned),
         response_id: answer.response_id.clone(),
         response_model: answer.response_model.clone(),
@@ -102,7 +107,7 @@ pub fn decode(entry: Bytes, now: SystemTime) -> Option<CachedAnswer> {
     }
     Some(CachedAnswer::restore(
         entry.slice(split + 1..),
-        head.stream,
+        (head.stream, head.native),
         head.model.map(Arc::from),
         head.response_id,
         head.response_model,
@@ -253,7 +258,7 @@ mod tests {
     fn answer(ttl: u64, max_stale: u64, age: u64) -> CachedAnswer {
         CachedAnswer::restore(
             Bytes::from_static(b"{\"id\":\"x\"}\n"),
-            true,
+            (true, false),
             Some(Arc::from("gpt-4o-mini")),
             Some("chatcmpl-1".to_owned()),
             Some("gpt-4o-mini-2024".to_owned()),
@@ -301,6 +306,27 @@ mod tests {
                 assert_eq!(r.age(now), Duration::from_secs(age + later));
             }
         }
+    }
+
+    #[test]
+    fn the_answers_shape_survives_and_old_entries_read_as_chat() {
+        let now = SystemTime::now();
+        let mut a = answer(60, 0, 0);
+        a.native = true;
+        let (entry, _) = encode(&a, now, Duration::ZERO).expect("entry");
+        assert!(decode(entry, now).expect("reads").native);
+        // A chat entry's head says nothing new, so older replicas read it as before.
+        let (entry, _) = encode(&answer(60, 0, 0), now, Duration::ZERO).expect("entry");
+        assert!(!String::from_utf8_lossy(&entry).contains("native"));
+        let old = format!(
+            "{{\"stream\":false,\"model\":null,\"response_id\":null,\"response_model\":null,\"finish_reasons\":[],\"chunks\":0,\"ttl_ms\":60000,\"max_stale_ms\":0,\"stored_unix_ms\":{}}}\n{{}}",
+            unix_ms(now)
+        );
+        assert!(
+            !decode(Bytes::from(old), now)
+                .expect("an old entry reads")
+                .native
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod redaction;
 mod redis;
 mod reload;
 mod responses;
+mod responses_native;
 mod routing;
 mod schema;
 mod slo;

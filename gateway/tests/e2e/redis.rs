@@ -568,3 +568,50 @@ async fn a_cache_shared_through_redis_answers_on_every_replica() {
         "{m}"
     );
 }
+
+/// A Responses answer passed through from an OpenAI-kind target is shared too, and the other
+/// replica replays it as stored (the entry says it holds the provider's own Responses bytes).
+#[tokio::test]
+async fn a_shared_cache_replays_a_passed_through_responses_answer_on_another_replica() {
+    let redis = Redis::start().await;
+    let mock = common::mock_llm().await;
+    let body = format!(
+        "providers:\n  up: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: SLUICE_TEST_PROVIDER_KEY }}\nmodels:\n  m: {{ provider: up }}\nroutes:\n  - name: cached\n    match: {{ model: c }}\n    targets: [ {{ model: m }} ]\n    cache: {{ ttl: 1h }}\nstate:\n  redis: {{ url: \"{}\", timeout: 1s, share_cache: true }}\n",
+        redis.url()
+    );
+    let a = TestGateway::start(&body, &mock).await;
+    let b = TestGateway::start(&body, &mock).await;
+    let send = async |gw: &TestGateway, stream: bool| {
+        let body = serde_json::json!({"model": "c", "stream": stream, "temperature": 0,
+            "input": "Say something shared.", "tools": [{"type": "web_search"}]});
+        let resp = gw
+            .post("/v1/responses", body.to_string())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        let cache = resp.headers()["x-sluice-cache"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        (cache, resp.text().await.expect("body"))
+    };
+    for (n, stream) in [(1, false), (2, true)] {
+        let (cache, first) = send(&a, stream).await;
+        assert_eq!(cache, "miss");
+        assert!(first.contains("web_search_call"), "{first}");
+        a.metrics_when(|m| {
+            m.contains(&format!(
+                "sluice_shared_cache_total{{result=\"stored\"}} {n}"
+            ))
+        })
+        .await;
+        let (cache, again) = send(&b, stream).await;
+        assert_eq!(cache, "hit", "stream={stream}");
+        assert_eq!(
+            first, again,
+            "stream={stream}: the provider's bytes, as stored"
+        );
+        assert_eq!(mock.requests_to("/v1/responses"), n);
+    }
+}

@@ -3,8 +3,9 @@
 //! Anthropic-kind target, translated twice). Checked: plain answers,
 //! streamed events in order with `sequence_number` event by event, a function tool round trip,
 //! failover across providers, a cut stream ending with `response.failed` and the `error`
-//! event, the 400s for built-in tools, `store` and `previous_response_id`, and the
-//! `endpoint="responses"` label.
+//! event, the 400s for built-in tools on a non-OpenAI target, `store` and
+//! `previous_response_id`, and the `endpoint="responses"` label. OpenAI-kind targets get the
+//! client's own body and their answer passes through (`responses_native` checks that part).
 
 use std::collections::BTreeMap;
 
@@ -534,8 +535,10 @@ async fn a_cut_stream_ends_with_response_failed_and_the_error_event() {
 async fn refused_requests_get_a_clear_400_in_the_openai_error_shape() {
     let (mock, gw) = start().await;
     let before = mock.stats().requests;
+    // An Anthropic-kind target: built-in tools run only on OpenAI-kind ones (see
+    // `responses_native`, where they pass through).
     let with = |extra: Value| {
-        let mut req = ask("openai-chat", false);
+        let mut req = ask("anthropic-chat", false);
         for (k, v) in extra.as_object().expect("object") {
             req[k] = v.clone();
         }

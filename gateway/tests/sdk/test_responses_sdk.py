@@ -2,7 +2,9 @@
 streamed, `responses.stream`, a function tool round trip, failover across providers, a cut
 stream, and the refusals, against an OpenAI-kind target (mock-llm's OpenAI API), an
 Anthropic-kind target (mock-llm speaking the Messages API) and Azure OpenAI (chat's dialect,
-which mock-llm answers with tool calls). Sluice serves them all through its chat exchange.
+which mock-llm answers with tool calls). The OpenAI-kind target gets the client's own body at
+mock-llm's `/v1/responses` and its answer passes through (so a built-in tool such as
+`web_search` works there); the others are translated through Sluice's chat exchange.
 """
 
 from __future__ import annotations
@@ -142,19 +144,41 @@ def test_a_cut_stream_ends_with_the_error_event(client: openai.OpenAI) -> None:
     assert any(e.type == "response.output_text.delta" for e in events)
 
 
+def test_openai_targets_pass_through_with_a_built_in_tool(stack, client: openai.OpenAI) -> None:
+    def to_responses() -> int:
+        return stack.mock_stats().get("by_path", {}).get("/v1/responses", 0)
+
+    before = to_responses()
+    web = [{"type": "web_search"}]
+    whole = client.responses.create(model="gpt-4o-mini", input=PROMPT, tools=web)
+    assert [o.type for o in whole.output] == ["message", "web_search_call"]
+    assert whole.output[1].status == "completed"
+    assert whole.output_text
+
+    with client.responses.stream(model="gpt-4o-mini", input=PROMPT, tools=web) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    check_sequence(events)
+    assert "response.web_search_call.completed" in [e.type for e in events]
+    assert [o.type for o in final.output] == ["message", "web_search_call"]
+    assert final.output_text == whole.output_text
+    assert to_responses() == before + 2
+
+
 @pytest.mark.parametrize(
-    "extra, needle, param",
+    "model, extra, needle, param",
     [
-        ({"tools": [{"type": "web_search"}]}, "web_search", "tools"),
-        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search", "tools"),
-        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "code_interpreter", "tools"),
-        ({"store": True}, "store", "store"),
-        ({"previous_response_id": "resp_123"}, "previous_response_id", "previous_response_id"),
+        # Built-in tools run only on OpenAI-kind targets.
+        ("claude-up", {"tools": [{"type": "web_search"}]}, "web_search", "tools"),
+        ("claude-up", {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search", "tools"),
+        ("azure-up", {"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "code_interpreter", "tools"),
+        ("gpt-4o-mini", {"store": True}, "store", "store"),
+        ("gpt-4o-mini", {"previous_response_id": "resp_123"}, "previous_response_id", "previous_response_id"),
     ],
 )
-def test_refusals_are_clear_400s(client: openai.OpenAI, extra: dict, needle: str, param: str) -> None:
+def test_refusals_are_clear_400s(client: openai.OpenAI, model: str, extra: dict, needle: str, param: str) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model="gpt-4o-mini", input=PROMPT, **extra)
+        client.responses.create(model=model, input=PROMPT, **extra)
     assert err.value.status_code == 400
     assert needle in err.value.message
     assert err.value.type == "invalid_request_error"

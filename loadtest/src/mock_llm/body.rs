@@ -78,6 +78,28 @@ impl ScriptBody {
         self
     }
 
+    /// Every data step replaced by `f` of it (in order, so `f` may keep state between them),
+    /// the exact length following the new data.
+    pub(crate) fn map_data(mut self, mut f: impl FnMut(Bytes) -> Bytes) -> Self {
+        for step in &mut self.steps {
+            if let Step::Data(b) = step {
+                *b = f(std::mem::take(b));
+            }
+        }
+        if self.exact_len.is_some() {
+            self.exact_len = Some(
+                self.steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Data(b) => b.len() as u64,
+                        _ => 0,
+                    })
+                    .sum(),
+            );
+        }
+        self
+    }
+
     /// Holds a capacity slot until the body is done, so a stream counts as in flight until its
     /// last byte.
     pub(crate) fn holding(mut self, permit: Option<Permit>) -> Self {

@@ -2,8 +2,9 @@
 //! ([`MockLlmConfig::tls`]) and HTTP/2 ([`MockLlmConfig::http2`]: by ALPN over TLS, by prior
 //! knowledge on a plain listener; [`Stats::connections`] then counts connections, not requests).
 //!
-//! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings` and
-//! `GET {prefix}/models` (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
+//! Serves `POST {prefix}/chat/completions`, `{prefix}/completions`, `{prefix}/embeddings`,
+//! `{prefix}/responses` (OpenAI's Responses API, see `responses.rs`) and `GET {prefix}/models`
+//! (prefix `/v1` by default), plus `GET /_mock/stats` (a [`Stats`] JSON)
 //! and `POST /_mock/reset` (zeroes them), and `/_mock/faults` to set and clear faults while it
 //! runs ([`runtime`]). Every answer is synthesized by
 //! `sluice_gateway::providers::mock`; streams are written one SSE event per chunk, paced by
@@ -33,6 +34,7 @@ mod body;
 mod dialect;
 pub mod echo;
 pub mod fault;
+mod responses;
 pub mod runtime;
 mod server;
 
@@ -149,6 +151,10 @@ pub struct Stats {
     pub last_body_len: u64,
     /// Streams whose reader went away before the last event was written.
     pub streams_aborted: u64,
+    /// Requests per path (`/v1/chat/completions`, `/v1/responses`, a dialect's path), so a
+    /// test can tell which API was called.
+    #[serde(default)]
+    pub by_path: BTreeMap<String, u64>,
 }
 
 /// A running server. Dropping it (or [`shutdown`](Self::shutdown)) stops it and closes every
@@ -216,6 +222,16 @@ impl MockLlm {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// Requests to exactly `path` (`/v1/responses`), whatever their body.
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.shared
+            .counters
+            .by_path()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests whose body `model` was exactly `model` (suffix included).
@@ -288,6 +304,7 @@ impl std::fmt::Debug for Acceptor {
 pub(crate) struct Counters {
     requests: AtomicU64,
     by_model: Mutex<BTreeMap<String, u64>>,
+    by_path: Mutex<BTreeMap<String, u64>>,
     bytes_received: AtomicU64,
     unauthorized: AtomicU64,
     connections: AtomicU64,
@@ -312,6 +329,17 @@ impl Counters {
         }
     }
 
+    /// One request to `path`, counted before anything else looks at it.
+    pub(crate) fn path(&self, path: &str) {
+        let mut by_path = self.by_path();
+        match by_path.get_mut(path) {
+            Some(n) => *n += 1,
+            None => {
+                by_path.insert(path.to_owned(), 1);
+            }
+        }
+    }
+
     pub(crate) fn unauthorized(&self) {
         self.unauthorized.fetch_add(1, Ordering::Relaxed);
     }
@@ -329,6 +357,7 @@ impl Counters {
             connections: self.connections.load(Ordering::Relaxed),
             last_body_len: self.last_body_len.load(Ordering::Relaxed),
             streams_aborted: self.streams_aborted.load(Ordering::Relaxed),
+            by_path: self.by_path().clone(),
         }
     }
 
@@ -344,11 +373,16 @@ impl Counters {
             c.store(0, Ordering::Relaxed);
         }
         self.by_model().clear();
+        self.by_path().clear();
     }
 
     /// The map survives a panic elsewhere: counters are plain numbers, never half-updated.
     pub(crate) fn by_model(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
         self.by_model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn by_path(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.by_path.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -168,6 +168,8 @@ where
 enum Route {
     Models,
     Api(Endpoint),
+    /// OpenAI's Responses API (see `responses.rs`).
+    Responses,
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Error> {
@@ -190,11 +192,13 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
         (_, "/_mock/faults") => return Ok(control_faults(shared, req).await),
         _ => {}
     }
+    shared.counters.path(&path);
     if let Some(dialect) = super::dialect::route(&path) {
         return Ok(super::dialect::handle(shared, &dialect, req).await);
     }
     let route = match path.strip_prefix(shared.prefix.as_str()) {
         Some("/models") => Some(Route::Models),
+        Some("/responses") => Some(Route::Responses),
         Some(rest) => Endpoint::from_path(rest).map(Route::Api),
         None => None,
     };
@@ -208,7 +212,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
     };
     let allowed = match route {
         Route::Models => Method::GET,
-        Route::Api(_) => Method::POST,
+        Route::Api(_) | Route::Responses => Method::POST,
     };
     if method != allowed {
         let mut resp = error_response(
@@ -249,7 +253,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
         }
         None => match route {
             Route::Models => models(shared),
-            Route::Api(endpoint) => {
+            Route::Api(_) | Route::Responses => {
                 let base = model.as_deref().map(|m| fault::split_model(m).0);
                 match shared.faults.judge(base) {
                     Verdict::Fail { status } => status_fault(status, None),
@@ -263,15 +267,29 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, io::Err
                             ttft: verdict.ttft(shared.timing.ttft),
                             ..shared.timing
                         };
-                        let resp = answer(
-                            shared,
-                            &timing,
-                            endpoint,
-                            &parts.headers,
-                            model.as_deref(),
-                            &body,
-                        )
-                        .await?;
+                        let resp = match route {
+                            Route::Api(endpoint) => {
+                                answer(
+                                    shared,
+                                    &timing,
+                                    endpoint,
+                                    &parts.headers,
+                                    model.as_deref(),
+                                    &body,
+                                )
+                                .await?
+                            }
+                            _ => {
+                                super::responses::answer(
+                                    shared,
+                                    &timing,
+                                    &parts.headers,
+                                    model.as_deref(),
+                                    &body,
+                                )
+                                .await?
+                            }
+                        };
                         let Verdict::Serve { permit, .. } = verdict else {
                             unreachable!("matched above")
                         };
@@ -411,7 +429,7 @@ fn models(shared: &Shared) -> Resp {
 }
 
 /// One chat/completions/embeddings request, after counting and auth.
-async fn answer(
+pub(super) async fn answer(
     shared: &Shared,
     timing: &MockTiming,
     endpoint: Endpoint,
@@ -756,7 +774,7 @@ fn html(status: StatusCode, page: &'static str) -> Resp {
     resp
 }
 
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+pub(super) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut resp = Response::new(ScriptBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -767,7 +785,12 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 }
 
 /// An OpenAI error object: `{"error":{"message","type","param","code"}}`.
-fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Resp {
+pub(super) fn error_response(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+) -> Resp {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     json_response(status, to_json(&body))
 }

@@ -17,10 +17,14 @@
 //!   conversation state; the client sends the whole history as `input` items (the SDK's
 //!   `input=previous.output + [...]` pattern works, since answers round-trip as input). `store`
 //!   absent is taken as `false`, and every answer says `"store": false`.
-//! - **Tools**: function tools only. Built-in tools (`web_search`, `file_search`,
+//! - **Tools**: function tools translate. Built-in tools (`web_search`, `file_search`,
 //!   `code_interpreter`, `computer_use_preview`, `image_generation`, `mcp`, `local_shell`,
-//!   `custom`, …) and tool choices naming them are refused with a 400 naming the tool type:
-//!   they run inside OpenAI's service, and no chat-completions target can run them.
+//!   `custom`, …) and tool choices naming them are accepted and left out of the chat body
+//!   ([`ChatBody::builtin`] names the first): they run inside OpenAI's service, so only an
+//!   OpenAI-kind target, which gets the client's own body ([`Render::native_body`]), serves
+//!   them; `exchange::dispatch` refuses them with a 400 for any other target.
+//! - **Pass-through**: to an OpenAI-kind target the answer is not rendered at all; see
+//!   [`native`] for what is read from it and [`Render::resume_native`] for a cut stream.
 //! - **`text.format`** becomes `response_format` (`json_schema`, `json_object`; `text` is the
 //!   default and sends nothing); `text.verbosity` becomes chat's `verbosity`.
 //! - **`max_output_tokens`** becomes `max_completion_tokens`; `reasoning.effort` becomes
@@ -37,6 +41,7 @@
 //!   `incomplete` with `incomplete_details.reason: "max_output_tokens"`, `content_filter` with
 //!   `"content_filter"`.
 
+pub mod native;
 mod request;
 mod response;
 mod stream;
@@ -52,7 +57,7 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 
-pub use request::{ChatBody, request};
+pub use request::{Builtin, ChatBody, request};
 pub use response::response;
 pub use stream::EventStream;
 
@@ -121,11 +126,16 @@ pub struct Render {
     /// Used when the chat answer has no id of its own.
     fallback_id: String,
     created_at: u64,
+    /// The client's own body (by reference count), sent as it is to OpenAI-kind targets.
+    original: Bytes,
+    builtin: Option<Builtin>,
+    /// The attempt now answering speaks the Responses API itself: its answer passes through.
+    native: bool,
 }
 
 /// The seam's request hook: the chat body to route, and the render state. `created_at` is
 /// the request's wall-clock time in Unix seconds (used when the answer carries none).
-pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayError> {
+pub fn start(body: &Bytes, created_at: u64) -> Result<(Bytes, Render), GatewayError> {
     let chat = request(body).map_err(|e| GatewayError::invalid(e.to_string(), param_of(&e)))?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -146,6 +156,9 @@ pub fn start(body: &[u8], created_at: u64) -> Result<(Bytes, Render), GatewayErr
             stream,
             fallback_id,
             created_at,
+            original: body.clone(),
+            builtin: chat.builtin,
+            native: false,
         },
     ))
 }
@@ -188,8 +201,63 @@ fn param_of(e: &TranslateError) -> Option<&'static str> {
 }
 
 impl Render {
-    /// One complete chat SSE event, as forwarded (`data: …\n\n`).
+    /// The client's own body, as received.
+    pub fn original(&self) -> &Bytes {
+        &self.original
+    }
+
+    /// The first built-in tool the request offers or names.
+    pub fn builtin(&self) -> Option<&Builtin> {
+        self.builtin.as_ref()
+    }
+
+    /// Whether the attempt now answering passes its Responses answer through.
+    pub fn is_native(&self) -> bool {
+        self.native
+    }
+
+    /// Set by each attempt: `true` when its target got [`Self::native_body`].
+    pub fn set_native(&mut self, native: bool) {
+        self.native = native;
+    }
+
+    /// The request for an OpenAI-kind target: the client's own Responses body with the
+    /// target's model, so what chat cannot say (built-in tools, `include`, `truncation`,
+    /// `reasoning.summary`, `metadata`, …) reaches the provider. `store` is sent `false`:
+    /// Sluice keeps no responses, and an answer stored at one provider would make the next
+    /// turn depend on it, which failover cannot honour. `None` only when the body is not the
+    /// object it was when accepted.
+    pub fn native_body(&self, upstream_model: &str) -> Option<Bytes> {
+        let mut body: serde_json::Map<String, Value> =
+            serde_json::from_slice(&self.original).ok()?;
+        body.insert("model".into(), Value::from(upstream_model));
+        body.insert("store".into(), Value::Bool(false));
+        serde_json::to_vec(&body).ok().map(Bytes::from)
+    }
+
+    /// A passed-through stream Sluice must end (it was cut, or the gateway is going away):
+    /// the `response.failed` and `error` events continue the provider's own
+    /// `sequence_number`s, under its response id.
+    pub fn resume_native(&mut self, id: Option<&str>, model: Option<&str>, next_seq: u64) {
+        let ctx = AnswerCtx {
+            id: id.unwrap_or(&self.fallback_id),
+            created_at: self.created_at,
+        };
+        self.stream = Some(EventStream::resumed(
+            self.echo.clone(),
+            &ctx,
+            model.map(str::to_owned),
+            next_seq,
+        ));
+    }
+
+    /// One complete chat SSE event, as forwarded (`data: …\n\n`); a passed-through
+    /// Responses event is already the client's.
     pub fn event(&mut self, raw: &[u8], out: &mut BytesMut) {
+        if self.native {
+            out.extend_from_slice(raw);
+            return;
+        }
         let Some(stream) = &mut self.stream else {
             return;
         };
@@ -206,7 +274,10 @@ impl Render {
 
     /// A whole chat answer as a `response` object. An answer that is not a chat completion
     /// (the exchange already checked it is JSON without `error`) becomes a failed response.
-    pub fn whole(&mut self, body: &[u8]) -> Bytes {
+    pub fn whole(&mut self, body: &Bytes) -> Bytes {
+        if self.native {
+            return body.clone();
+        }
         let ctx = AnswerCtx {
             id: &self.fallback_id,
             created_at: self.created_at,

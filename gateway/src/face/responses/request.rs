@@ -18,6 +18,16 @@ pub struct ChatBody {
     pub body: Bytes,
     pub stream: bool,
     pub echo: Echo,
+    /// The first built-in tool the request offers or names (`tools`, `tool_choice`), left out
+    /// of `body`: only an OpenAI-kind target, which gets the client's own body, can run it.
+    pub builtin: Option<Builtin>,
+}
+
+/// A built-in tool in a request: its `type`, and the request field it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builtin {
+    pub kind: String,
+    pub param: &'static str,
 }
 
 fn required<'a>(
@@ -49,12 +59,14 @@ fn only(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), Tr
     }
 }
 
-/// Built-in tools run inside OpenAI's service; no chat-completions target can run them.
-fn builtin_tool(kind: &str, path: &str) -> TranslateError {
+/// Items of built-in tools' calls in `input`: Sluice reads the conversation as chat messages
+/// (for routing, limits and the cache, whichever target serves it), where only function calls
+/// exist.
+fn builtin_item(kind: &str, path: &str) -> TranslateError {
     unsupported(
         path,
         format!(
-            "the built-in tool `{kind}` is not supported: Sluice translates Responses requests to chat completions, where only `function` tools exist"
+            "`{kind}` items are not accepted in `input`: Sluice reads the conversation as chat messages, where only `function_call` items exist; leave them out"
         ),
     )
 }
@@ -69,6 +81,7 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
     let mut chat = Map::new();
     let mut echo = Echo::default();
     let mut stream = false;
+    let mut builtin: Option<Builtin> = None;
 
     let model = string(required(req, "model", "")?, "model")?;
     if model.is_empty() {
@@ -135,17 +148,36 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
                 let tools = value
                     .as_array()
                     .ok_or_else(|| invalid("tools", "must be an array"))?;
-                if !tools.is_empty() {
-                    let mut out = Vec::with_capacity(tools.len());
-                    for (i, t) in tools.iter().enumerate() {
-                        out.push(tool(t, &format!("tools[{i}]"))?);
+                let mut out = Vec::with_capacity(tools.len());
+                for (i, t) in tools.iter().enumerate() {
+                    match tool(t, &format!("tools[{i}]"))? {
+                        Tool::Function(f) => out.push(f),
+                        Tool::Builtin(kind) => {
+                            builtin.get_or_insert(Builtin {
+                                kind,
+                                param: "tools",
+                            });
+                        }
                     }
+                }
+                if !out.is_empty() {
                     chat.insert("tools".into(), Value::Array(out));
                 }
                 echo.tools.clone_from(tools);
             }
             "tool_choice" => {
-                chat.insert("tool_choice".into(), tool_choice(value)?);
+                match tool_choice(value)? {
+                    Tool::Function(choice) => {
+                        chat.insert("tool_choice".into(), choice);
+                    }
+                    // The chat body keeps its default (`auto`) over its function tools.
+                    Tool::Builtin(kind) => {
+                        builtin.get_or_insert(Builtin {
+                            kind,
+                            param: "tool_choice",
+                        });
+                    }
+                }
                 echo.tool_choice = value.clone();
             }
             "parallel_tool_calls" => {
@@ -238,7 +270,7 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
                     string(v, &format!("include[{i}]"))?;
                 }
             }
-            // Counts built-in tool calls, which are refused anyway.
+            // Counts built-in tool calls, which only an OpenAI-kind target makes.
             "max_tool_calls" => {
                 value
                     .as_u64()
@@ -282,15 +314,22 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
         body: Bytes::from(body),
         stream,
         echo,
+        builtin,
     })
 }
 
-/// A Responses function tool → a chat tool.
-fn tool(t: &Value, path: &str) -> Result<Value, TranslateError> {
+/// A tool (or tool choice) as chat says it, or the type of a built-in one.
+enum Tool {
+    Function(Value),
+    Builtin(String),
+}
+
+/// A Responses function tool → a chat tool; a built-in tool is named, not translated.
+fn tool(t: &Value, path: &str) -> Result<Tool, TranslateError> {
     let t = object(t, path)?;
     let kind = string(required(t, "type", path)?, &join(path, "type"))?;
     if kind != "function" {
-        return Err(builtin_tool(kind, &join(path, "type")));
+        return Ok(Tool::Builtin(kind.to_owned()));
     }
     only(
         t,
@@ -305,13 +344,15 @@ fn tool(t: &Value, path: &str) -> Result<Value, TranslateError> {
             function.insert(key.into(), v.clone());
         }
     }
-    Ok(json!({"type": "function", "function": function}))
+    Ok(Tool::Function(
+        json!({"type": "function", "function": function}),
+    ))
 }
 
-fn tool_choice(v: &Value) -> Result<Value, TranslateError> {
+fn tool_choice(v: &Value) -> Result<Tool, TranslateError> {
     match v {
         Value::String(s) => match s.as_str() {
-            "none" | "auto" | "required" => Ok(v.clone()),
+            "none" | "auto" | "required" => Ok(Tool::Function(v.clone())),
             other => Err(invalid(
                 "tool_choice",
                 format!("`{other}` is not one of `none`, `auto`, `required`"),
@@ -322,13 +363,15 @@ fn tool_choice(v: &Value) -> Result<Value, TranslateError> {
             match kind {
                 "function" => {
                     let name = string(required(o, "name", "tool_choice")?, "tool_choice.name")?;
-                    Ok(json!({"type": "function", "function": {"name": name}}))
+                    Ok(Tool::Function(
+                        json!({"type": "function", "function": {"name": name}}),
+                    ))
                 }
                 "allowed_tools" => Err(unsupported(
                     "tool_choice.type",
                     "`allowed_tools` is not translated; send only the tools the model may call",
                 )),
-                other => Err(builtin_tool(other, "tool_choice.type")),
+                other => Ok(Tool::Builtin(other.to_owned())),
             }
         }
         _ => Err(invalid("tool_choice", "must be a string or an object")),
@@ -410,7 +453,7 @@ fn input(v: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateError> {
                     "`reasoning` items are not translated; leave them out of `input`",
                 ));
             }
-            other => return Err(builtin_tool(other, &format!("{path}.type"))),
+            other => return Err(builtin_item(other, &format!("{path}.type"))),
         }
     }
     Ok(())

@@ -253,6 +253,17 @@ impl EventStream {
         }
     }
 
+    /// A stream a provider began in the Responses API's own events (passed through as they
+    /// came), for Sluice to end: the next event is `next_seq`, and the response is `ctx.id`.
+    pub fn resumed(echo: Echo, ctx: &AnswerCtx<'_>, model: Option<String>, next_seq: u64) -> Self {
+        Self {
+            model,
+            seq: next_seq,
+            started: true,
+            ..Self::new(echo, ctx)
+        }
+    }
+
     /// True once a terminal event (`response.completed`/`incomplete`/`failed`) was written.
     pub fn is_ended(&self) -> bool {
         self.ended

@@ -173,30 +173,74 @@ fn request_echo_keeps_what_the_answer_repeats() {
 }
 
 #[test]
-fn refusals_name_the_field() {
-    let cases: Vec<(Value, &str, &str)> = vec![
+fn built_in_tools_are_noted_and_left_out_of_the_chat_body() {
+    /// The built-in noted: its type and the field it is in.
+    type Noted = Option<(&'static str, &'static str)>;
+    // (request, the built-in noted, the chat body's tools and tool choice)
+    let cases: Vec<(Value, Noted, Value, Value)> = vec![
         (
             json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
-            "tools[0].type",
-            "built-in tool `web_search`",
+            Some(("web_search", "tools")),
+            Value::Null,
+            Value::Null,
         ),
         (
             json!({"model": "m", "input": "x", "tools": [
                 {"type": "function", "name": "f"},
-                {"type": "file_search", "vector_store_ids": ["vs"]}]}),
-            "tools[1].type",
-            "built-in tool `file_search`",
-        ),
-        (
-            json!({"model": "m", "input": "x", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}),
-            "tools[0].type",
-            "built-in tool `code_interpreter`",
+                {"type": "file_search", "vector_store_ids": ["vs"]},
+                {"type": "code_interpreter", "container": {"type": "auto"}}]}),
+            Some(("file_search", "tools")),
+            json!([{"type": "function", "function": {"name": "f"}}]),
+            Value::Null,
         ),
         (
             json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
-            "tool_choice.type",
-            "built-in tool `web_search_preview`",
+            Some(("web_search_preview", "tool_choice")),
+            Value::Null,
+            Value::Null,
         ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}],
+                   "tool_choice": "required"}),
+            None,
+            json!([{"type": "function", "function": {"name": "f"}}]),
+            json!("required"),
+        ),
+    ];
+    for (req, builtin, tools, choice) in cases {
+        let out = request(req.to_string().as_bytes()).expect("accepted");
+        assert_eq!(
+            out.builtin.as_ref().map(|b| (b.kind.as_str(), b.param)),
+            builtin,
+            "{req}"
+        );
+        let chat: Value = serde_json::from_slice(&out.body).expect("JSON");
+        assert_eq!(chat["tools"], tools, "{req}");
+        assert_eq!(chat["tool_choice"], choice, "{req}");
+        assert_eq!(
+            out.echo.tools,
+            req["tools"].as_array().cloned().unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn openai_targets_get_the_clients_own_body_with_store_off() {
+    let body = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}],
+                      "include": ["web_search_call.action.sources"], "truncation": "disabled",
+                      "reasoning": {"effort": "low", "summary": "auto"}, "metadata": {"a": "b"}});
+    let (_, r) = start(&Bytes::from(body.to_string()), 0).expect("accepted");
+    let native: Value =
+        serde_json::from_slice(&r.native_body("gpt-x").expect("native")).expect("JSON");
+    let mut want = body.clone();
+    want["model"] = json!("gpt-x");
+    want["store"] = json!(false);
+    assert_eq!(native, want);
+}
+
+#[test]
+fn refusals_name_the_field() {
+    let cases: Vec<(Value, &str, &str)> = vec![
         (
             json!({"model": "m", "input": "x", "store": true}),
             "store",
@@ -230,7 +274,7 @@ fn refusals_name_the_field() {
         (
             json!({"model": "m", "input": [{"type": "web_search_call", "id": "ws_1"}]}),
             "input[0].type",
-            "built-in tool `web_search_call`",
+            "`web_search_call` items",
         ),
         (
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
@@ -791,18 +835,15 @@ fn response_ids_are_made_from_a_seed() {
 
 #[test]
 fn errors_name_the_top_level_param() {
-    let param = |req: Value| match start(req.to_string().as_bytes(), 0) {
+    let param = |req: Value| match start(&Bytes::from(req.to_string()), 0) {
         Err(GatewayError::InvalidRequest { param, message }) => (param, message),
         other => panic!("{req}: {other:?}"),
     };
     let (p, m) = param(
-        json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]}),
+        json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "function"}]}),
     );
     assert_eq!(p, Some("tools"));
-    assert!(
-        m.contains("`tools[1].type`") && m.contains("web_search"),
-        "{m}"
-    );
+    assert!(m.contains("`tools[1].name`"), "{m}");
     assert_eq!(
         param(json!({"model": "m", "input": "x", "store": true})).0,
         Some("store")
@@ -820,7 +861,7 @@ fn errors_name_the_top_level_param() {
 #[test]
 fn the_render_answers_whole_and_streamed() {
     let (chat, mut r) = start(
-        br#"{"model":"m","input":"hi","stream":true}"#,
+        &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
         1_700_000_000,
     )
     .expect("starts");
@@ -837,14 +878,20 @@ fn the_render_answers_whole_and_streamed() {
     assert_eq!(events.last().expect("events")["type"], "response.completed");
     let mut e = r.error_event(&GatewayError::Draining);
     assert!(e.is_empty(), "nothing after the end");
-    let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+    let (_, mut r) = start(
+        &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
+        1,
+    )
+    .expect("starts");
     e = r.error_event(&GatewayError::Draining);
     let events = parse(&e);
     assert_eq!(events[0]["sequence_number"], 0);
     assert_eq!(events.last().expect("events")["code"], "draining");
 
-    let (_, mut r) = start(br#"{"model":"m","input":"hi"}"#, 7).expect("starts");
-    let bad: Value = serde_json::from_slice(&r.whole(b"{\"choices\": 3}")).expect("JSON");
+    let (_, mut r) =
+        start(&Bytes::from_static(br#"{"model":"m","input":"hi"}"#), 7).expect("starts");
+    let bad: Value =
+        serde_json::from_slice(&r.whole(&Bytes::from_static(b"{\"choices\": 3}"))).expect("JSON");
     assert_eq!(bad["status"], "failed");
     assert_eq!(bad["created_at"], 7);
     assert!(
@@ -860,7 +907,11 @@ fn a_named_error_event_fails_the_stream() {
         "event: error\ndata: {\"type\":\"overloaded_error\",\"message\":\"busy\"}\n\n",
         "event: error\ndata: {\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n",
     ] {
-        let (_, mut r) = start(br#"{"model":"m","input":"hi","stream":true}"#, 1).expect("starts");
+        let (_, mut r) = start(
+            &Bytes::from_static(br#"{"model":"m","input":"hi","stream":true}"#),
+            1,
+        )
+        .expect("starts");
         let mut out = BytesMut::new();
         r.event(
             format!("data: {}\n\n", chunk(json!({"content": "a"}), None)).as_bytes(),
