@@ -644,3 +644,44 @@ pub fn more_keys(keys: &[(&str, &str, &str)]) -> String {
     }
     out
 }
+
+/// A stream of named events (`event:` then `data:` lines, as the Messages and Responses APIs
+/// send them) as `(name, data)` pairs, each checked to name its data's `type`.
+pub fn named_events(text: &str) -> Vec<(String, serde_json::Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_else(|| panic!("every event is named: {e:?}"));
+            let data = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_else(|| panic!("every event has data: {e:?}"));
+            let v: serde_json::Value = serde_json::from_str(data).expect("data is JSON");
+            assert_eq!(v["type"], name, "the data's type is the event's name");
+            (name.to_owned(), v)
+        })
+        .collect()
+}
+
+/// The access log's JSON lines for `endpoint`, once there are at least `n` of them.
+pub async fn access_log_lines(
+    gw: &TestGateway,
+    endpoint: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    eventually(async || {
+        let lines: Vec<serde_json::Value> = gw
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["endpoint"] == endpoint)
+            .collect();
+        (lines.len() >= n).then_some(lines)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} access-log lines for the {endpoint} endpoint"))
+}

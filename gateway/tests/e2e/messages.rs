@@ -85,22 +85,7 @@ async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.expect("stream body");
     assert_no_canary(&text);
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or_else(|| panic!("every event is named: {e:?}"));
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or_else(|| panic!("every event has data: {e:?}"));
-            let v: Value = serde_json::from_str(data).expect("data is JSON");
-            assert_eq!(v["type"], name, "the data's type is the event's name");
-            (name.to_owned(), v)
-        })
-        .collect()
+    common::named_events(&text)
 }
 
 /// What a well-formed Messages stream says, checked event by event against the order the API

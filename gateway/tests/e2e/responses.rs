@@ -90,21 +90,9 @@ async fn events(resp: reqwest::Response) -> Vec<Value> {
     let text = resp.text().await.expect("stream body");
     assert_no_canary(&text);
     assert!(!text.contains("[DONE]"), "Responses streams have no [DONE]");
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or_else(|| panic!("every event is named: {e:?}"));
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or_else(|| panic!("every event has data: {e:?}"));
-            let v: Value = serde_json::from_str(data).expect("data is JSON");
-            assert_eq!(v["type"], name, "the data's type is the event's name");
-            v
-        })
+    common::named_events(&text)
+        .into_iter()
+        .map(|(_, v)| v)
         .collect()
 }
 
@@ -380,18 +368,7 @@ async fn plain_and_streamed_responses_on_openai_and_anthropic_targets() {
     );
 
     // The access log: a line per request under the `responses` endpoint, with its usage.
-    let logged = common::eventually(async || {
-        let lines: Vec<Value> = gw
-            .log_text()
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|l: &Value| l["endpoint"] == "responses")
-            .collect();
-        (lines.len() >= 6).then_some(lines)
-    })
-    .await
-    .expect("six access-log lines for the responses endpoint");
+    let logged = common::access_log_lines(&gw, "responses", 6).await;
     let streamed = logged
         .iter()
         .find(|l| l["model"] == "anthropic-chat" && l["stream"] == true)

@@ -86,22 +86,9 @@ async fn direct(mock: &sluice_loadtest::MockLlm, body: &Value, upstream_model: &
 /// A stream's events (`event:` name, data), checking each names its data's `type` and the
 /// `sequence_number`s count up from 0 without a gap.
 fn events(text: &str) -> Vec<Value> {
-    let evs: Vec<Value> = text
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or_else(|| panic!("every event is named: {e:?}"));
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or_else(|| panic!("every event has data: {e:?}"));
-            let v: Value = serde_json::from_str(data).expect("data is JSON");
-            assert_eq!(v["type"], name, "the data's type is the event's name");
-            v
-        })
+    let evs: Vec<Value> = common::named_events(text)
+        .into_iter()
+        .map(|(_, v)| v)
         .collect();
     for (i, e) in evs.iter().enumerate() {
         assert_eq!(e["sequence_number"], i, "event {i}: {e}");
@@ -205,18 +192,7 @@ async fn answers_pass_through_byte_for_byte_with_a_built_in_tools_item() {
                 && l.contains("usage_source=\"provider\"")),
         "{metrics}"
     );
-    let logged = common::eventually(async || {
-        let lines: Vec<Value> = gw
-            .log_text()
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|l: &Value| l["endpoint"] == "responses")
-            .collect();
-        (lines.len() >= 4).then_some(lines)
-    })
-    .await
-    .expect("four access-log lines for the responses endpoint");
+    let logged = common::access_log_lines(&gw, "responses", 4).await;
     for line in &logged {
         assert_eq!(line["outcome"], "ok", "{line}");
         assert!(

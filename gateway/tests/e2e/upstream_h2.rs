@@ -42,6 +42,17 @@ async fn h2_mock(tls: MockTls) -> MockLlm {
     .expect("mock-llm starts")
 }
 
+/// mock-llm speaking h2c (HTTP/2 with prior knowledge) on a plain listener.
+async fn h2c_mock() -> MockLlm {
+    MockLlm::start(MockLlmConfig {
+        api_key: Some(CANARY.to_owned()),
+        http2: true,
+        ..MockLlmConfig::default()
+    })
+    .await
+    .expect("mock-llm starts")
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_streams_share_one_upstream_h2_connection() {
     let plain = mock_llm().await;
@@ -164,13 +175,7 @@ async fn a_dead_h2_connection_fails_over_every_attempt_it_carried() {
 #[tokio::test]
 async fn h2c_with_prior_knowledge_reaches_a_plain_provider() {
     let plain = mock_llm().await;
-    let up = MockLlm::start(MockLlmConfig {
-        api_key: Some(CANARY.to_owned()),
-        http2: true,
-        ..MockLlmConfig::default()
-    })
-    .await
-    .expect("mock-llm starts");
+    let up = h2c_mock().await;
     let body = format!(
         "providers:\n  h2c:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    http_version: h2\nmodels:\n  m: {{ provider: h2c, upstream_model: m }}\n",
         base = up.base_url(),
@@ -259,13 +264,7 @@ async fn auto_falls_back_to_http1_where_alpn_says_so_and_h2_refuses_it() {
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed_after_the_providers_idle_timeout() {
     let plain = mock_llm().await;
-    let up = MockLlm::start(MockLlmConfig {
-        api_key: Some(CANARY.to_owned()),
-        http2: true,
-        ..MockLlmConfig::default()
-    })
-    .await
-    .expect("mock-llm starts");
+    let up = h2c_mock().await;
     let body = format!(
         "providers:\n  h2c:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    http_version: h2\n    idle_timeout: 300ms\nmodels:\n  m: {{ provider: h2c, upstream_model: m }}\n",
         base = up.base_url(),
