@@ -129,13 +129,19 @@ fn responses_plan<'a>(
 
 /// The client's 400 for a built-in tool on a target that cannot run it, in OpenAI's shape.
 fn builtin_refusal(b: &crate::face::responses::Builtin, provider: &str) -> Failure {
-    let e = crate::error::GatewayError::invalid(
+    let message = if b.param == "input" {
+        format!(
+            "the `{}` item in `input` is a built-in tool's call, which only OpenAI-kind targets take, and this request's target (provider `{provider}`) is not one; leave the item out or route the model to an OpenAI provider",
+            b.kind
+        )
+    } else {
         format!(
             "the built-in tool `{}` (in `{}`) runs only on OpenAI-kind targets, and this request's target (provider `{provider}`) is not one; leave the tool out or route the model to an OpenAI provider",
             b.kind, b.param
-        ),
-        Some("tools"),
-    );
+        )
+    };
+    let param = if b.param == "input" { "input" } else { "tools" };
+    let e = crate::error::GatewayError::invalid(message, Some(param));
     Failure::Client {
         status: 400,
         body: e.to_json(),
@@ -357,5 +363,17 @@ mod tests {
         assert_eq!(v["error"]["param"], "tools");
         let m = v["error"]["message"].as_str().expect("message");
         assert!(m.contains("`web_search`") && m.contains("OpenAI"), "{m}");
+        // A built-in tool's call item sent back in `input`: named, with its field.
+        let item = Builtin {
+            kind: "web_search_call".into(),
+            param: "input",
+        };
+        let Failure::Client { body, .. } = builtin_refusal(&item, "anthropic") else {
+            panic!("a client error");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["param"], "input");
+        let m = v["error"]["message"].as_str().expect("message");
+        assert!(m.contains("`web_search_call` item in `input`"), "{m}");
     }
 }

@@ -405,3 +405,80 @@ async fn the_judge_reads_a_passed_through_answers_text() {
     let sum = series(&m, r#"sluice_judge_score_sum{route="judged""#);
     assert!(sum > 0.5, "{sum}: {m}");
 }
+
+#[tokio::test]
+async fn an_agent_sends_an_answers_output_back_as_its_next_input() {
+    let (mock, gw) = start().await;
+    // Turn one, with a built-in tool, on the OpenAI-kind target.
+    let mut first = ask("openai-chat", false);
+    first["tools"] = json!([{"type": "web_search"}]);
+    let resp = post(&gw, &first).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    let output = answer["output"].as_array().expect("output").clone();
+    assert!(
+        output.iter().any(|o| o["type"] == "web_search_call"),
+        "{answer}"
+    );
+
+    // Turn two, as agents write it: the conversation so far, a reasoning model's opaque
+    // reasoning item, the answer's own output items, and the next question.
+    let mut input = vec![
+        json!({"role": "user", "content": "Find something about rivers."}),
+        json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"}),
+    ];
+    input.extend(output.iter().cloned());
+    input.push(json!({"role": "user", "content": "And about stones?"}));
+    let second = json!({"model": "openai-chat", "input": input, "tools": [{"type": "web_search"}]});
+    let before = mock.requests_to("/v1/responses");
+    let resp = post(&gw, &second).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        mock.requests_to("/v1/responses"),
+        before + 1,
+        "passed through"
+    );
+
+    // The same conversation to an Anthropic-kind target: the built-in call item cannot be said
+    // there, a 400 naming it, and nothing is sent.
+    let mut to_claude = second.clone();
+    to_claude["model"] = json!("anthropic-chat");
+    to_claude.as_object_mut().expect("object").remove("tools");
+    let sent = mock.stats().requests;
+    let resp = post(&gw, &to_claude).await;
+    assert_eq!(resp.status(), 400);
+    let b: Value = resp.json().await.expect("json");
+    assert_eq!(b["error"]["param"], "input", "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`web_search_call` item in `input`")),
+        "{b}"
+    );
+    assert_eq!(mock.stats().requests, sent);
+
+    // Without it, the conversation is translated; the reasoning item, opaque to Anthropic, is
+    // left out rather than refused.
+    let kept: Vec<Value> = to_claude["input"]
+        .as_array()
+        .expect("input")
+        .iter()
+        .filter(|i| i["type"] != "web_search_call")
+        .cloned()
+        .collect();
+    to_claude["input"] = Value::Array(kept);
+    let before = mock.requests_to("/v1/messages");
+    let resp = post(&gw, &to_claude).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(mock.requests_to("/v1/messages"), before + 1);
+}

@@ -34,8 +34,10 @@
 //!   go upstream as the chat fields of the same names.
 //! - **Items**: consecutive `function_call` items (and the assistant message before them)
 //!   become one assistant message with `tool_calls`, as chat and every translated provider
-//!   expect; `function_call_output` items become `tool` messages. `reasoning` items, files,
-//!   audio, and image outputs in tool results are refused with a 400.
+//!   expect; `function_call_output` items become `tool` messages. `reasoning` items are left
+//!   out (they go to OpenAI-kind targets in the client's own body); built-in tools' call
+//!   items are left out and noted like built-in tools (only OpenAI-kind targets take them);
+//!   files, audio, and image outputs in tool results are refused with a 400.
 //! - **Streams** always ask for the usage chunk: `response.completed` carries usage.
 //! - **Finish reasons**: `stop`/`tool_calls` complete the response; `length` ends it
 //!   `incomplete` with `incomplete_details.reason: "max_output_tokens"`, `content_filter` with

@@ -18,8 +18,10 @@ pub struct ChatBody {
     pub body: Bytes,
     pub stream: bool,
     pub echo: Echo,
-    /// The first built-in tool the request offers or names (`tools`, `tool_choice`), left out
-    /// of `body`: only an OpenAI-kind target, which gets the client's own body, can run it.
+    /// The first built-in tool the request offers or names (`tools`, `tool_choice`), or the
+    /// first item of a built-in tool's call in `input` (an earlier answer's `web_search_call`
+    /// sent back, as agents do with `input = previous.output + …`), left out of `body`: only an
+    /// OpenAI-kind target, which gets the client's own body, can take it.
     pub builtin: Option<Builtin>,
 }
 
@@ -57,18 +59,6 @@ fn only(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), Tr
         )),
         None => Ok(()),
     }
-}
-
-/// Items of built-in tools' calls in `input`: Sluice reads the conversation as chat messages
-/// (for routing, limits and the cache, whichever target serves it), where only function calls
-/// exist.
-fn builtin_item(kind: &str, path: &str) -> TranslateError {
-    unsupported(
-        path,
-        format!(
-            "`{kind}` items are not accepted in `input`: Sluice reads the conversation as chat messages, where only `function_call` items exist; leave them out"
-        ),
-    )
 }
 
 /// Translates a Responses request body.
@@ -300,7 +290,7 @@ pub fn request(body: &[u8]) -> Result<ChatBody, TranslateError> {
     if let Some(text) = &echo.instructions {
         messages.push(json!({"role": "system", "content": text}));
     }
-    input(required(req, "input", "")?, &mut messages)?;
+    input(required(req, "input", "")?, &mut messages, &mut builtin)?;
     if messages.is_empty() {
         return Err(invalid("input", "must not be empty"));
     }
@@ -413,8 +403,15 @@ fn response_format(f: &Value) -> Result<Option<Value>, TranslateError> {
     }
 }
 
-/// `input` (a string, or items) appended to `messages`.
-fn input(v: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateError> {
+/// `input` (a string, or items) appended to `messages`. Items chat cannot say are left out
+/// of it: `reasoning` items (an OpenAI model's own, opaque to every other provider, and sent
+/// back to OpenAI-kind targets in the client's body) and built-in tools' call items, noted in
+/// `builtin`.
+fn input(
+    v: &Value,
+    messages: &mut Vec<Value>,
+    builtin: &mut Option<Builtin>,
+) -> Result<(), TranslateError> {
     let items = match v {
         Value::String(s) => {
             messages.push(json!({"role": "user", "content": s}));
@@ -447,13 +444,13 @@ fn input(v: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateError> {
                     "`item_reference` needs stored responses, which Sluice does not keep; send the item itself",
                 ));
             }
-            "reasoning" => {
-                return Err(unsupported(
-                    format!("{path}.type"),
-                    "`reasoning` items are not translated; leave them out of `input`",
-                ));
+            "reasoning" => {}
+            other => {
+                builtin.get_or_insert(Builtin {
+                    kind: other.to_owned(),
+                    param: "input",
+                });
             }
-            other => return Err(builtin_item(other, &format!("{path}.type"))),
         }
     }
     Ok(())
