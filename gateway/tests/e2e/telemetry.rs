@@ -148,8 +148,17 @@ async fn requests_tokens_and_spans_reconcile() {
     drop(resp);
     let n = 10.0;
 
+    // Requests are counted on their own path; tokens (an estimate's count above all) by the
+    // recorder on its tick, which a loaded machine can delay: wait for both.
     let metrics = gw
-        .metrics_when(|m| sum_series(m, "sluice_requests_total", &[]) >= n)
+        .metrics_when(|m| {
+            sum_series(m, "sluice_requests_total", &[]) >= n
+                && sum_series(
+                    m,
+                    "sluice_usage_tokens_total",
+                    &["token_type=\"output\"", "usage_source=\"estimated\""],
+                ) >= 1.0
+        })
         .await;
     assert_eq!(
         sum_series(&metrics, "sluice_requests_total", &[]),
