@@ -272,7 +272,10 @@ async fn attempt_once(
             return Err(read::failed_status(up, status, target, &state.connector).await);
         }
         if req.stream {
-            read::first_event(up, target).await.map(Opened::Stream)
+            let native = ctx.render.is_native_responses();
+            read::first_event(up, target, native)
+                .await
+                .map(Opened::Stream)
         } else {
             Ok(Opened::Whole(up))
         }

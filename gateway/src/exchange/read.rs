@@ -86,8 +86,37 @@ async fn read_bounded(up: &mut Upstream, limit: usize) -> (Bytes, bool) {
     }
 }
 
-/// Reads a stream up to its first event with data and checks that it is not an error.
-pub async fn first_event(mut up: Upstream, target: &Target) -> Result<Ready, Failure> {
+/// Events a passed-through Responses stream may open with before its first content (or its
+/// end) commits it; past this many it is committed anyway.
+const MAX_NATIVE_PREAMBLE: usize = 64;
+
+/// Whether a stream's first events commit it. A chat stream is committed by its first event
+/// with data. A passed-through Responses stream opens with bookkeeping (`response.created`,
+/// `in_progress`, `output_item.added`) the provider sends before it has generated anything;
+/// it is committed by its first content or its end, so a `response.failed` after the opening
+/// still fails over and the time to first token is the first token's.
+fn commits(ev: &SseEvent, native: bool, held: usize) -> Result<bool, &'static str> {
+    use crate::face::responses::native::{self, Kind};
+    if !native {
+        return Ok(true);
+    }
+    if ev.event.as_deref() == Some(b"error".as_slice()) {
+        return Err("the provider's stream opened with an error");
+    }
+    match native::event(&ev.data).kind {
+        Kind::Error => Err("the provider's response failed before any content"),
+        Kind::Content | Kind::End => Ok(true),
+        Kind::Other | Kind::Unknown => Ok(held >= MAX_NATIVE_PREAMBLE),
+    }
+}
+
+/// Reads a stream up to the event that commits it (see [`commits`]) and checks that it is not
+/// an error.
+pub async fn first_event(
+    mut up: Upstream,
+    target: &Target,
+    native: bool,
+) -> Result<Ready, Failure> {
     let is_sse = up
         .header("content-type")
         .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
@@ -125,8 +154,19 @@ pub async fn first_event(mut up: Upstream, target: &Target) -> Result<Ready, Fai
                     "the provider's stream ended before any content".into(),
                 ));
             }
+            let commit = if has_data {
+                commits(&ev, native, held.len()).map_err(|public| {
+                    let text = failure::redact_body(ev.data.clone(), target);
+                    server(
+                        public,
+                        format!("{public}: {}", truncate_utf8(&text, QUOTE_CHARS)),
+                    )
+                })?
+            } else {
+                false
+            };
             held.push(ev);
-            if has_data {
+            if commit {
                 return Ok(Ready::Stream(Box::new(StreamStart {
                     upstream: up,
                     decoder,

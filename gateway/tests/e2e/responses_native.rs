@@ -19,6 +19,7 @@ models:
   openai-e500: {{ provider: openai, upstream_model: \"m-openai@500\" }}
   openai-cut: {{ provider: openai, upstream_model: \"m-openai@cut:3\" }}
   openai-midstream: {{ provider: openai, upstream_model: \"m-openai@echo-key:mid-stream:2\" }}
+  openai-early-fail: {{ provider: openai, upstream_model: \"m-openai@echo-key:mid-stream:1\" }}
   anthropic-chat: {{ provider: anthropic, upstream_model: m-anthropic }}
   judge-model: {{ provider: openai, upstream_model: m-judge }}
 routes:
@@ -27,6 +28,10 @@ routes:
     targets: [ {{ model: openai-e500 }} ]
     fallbacks: [ anthropic-chat ]
     timeouts: {{ ttft: 2s, idle: 2s, total: 10s }}
+  - name: fails-before-content
+    match: {{ model: early }}
+    targets: [ {{ model: openai-early-fail }} ]
+    fallbacks: [ anthropic-chat ]
   - name: cached
     match: {{ model: cached }}
     targets: [ {{ model: openai-chat }} ]
@@ -481,4 +486,40 @@ async fn an_agent_sends_an_answers_output_back_as_its_next_input() {
         resp.text().await.unwrap_or_default()
     );
     assert_eq!(mock.requests_to("/v1/messages"), before + 1);
+}
+
+#[tokio::test]
+async fn a_response_that_fails_before_any_content_fails_over() {
+    let (mock, gw) = start().await;
+    // OpenAI opens the stream (`response.created`, `in_progress`) and then fails it before a
+    // token: nothing was committed, so the route's fallback answers, translated.
+    let resp = post(&gw, &ask("early", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert_no_canary(&text);
+    let evs = events(&text);
+    let last = evs.last().expect("events");
+    assert_eq!(last["type"], "response.completed", "{text}");
+    assert!(
+        !evs.iter()
+            .any(|e| e["type"] == "response.failed" || e["type"] == "error"),
+        "{text}"
+    );
+    assert_eq!(mock.requests_to("/v1/responses"), 1, "OpenAI was tried");
+    assert_eq!(
+        mock.requests_to("/v1/messages"),
+        1,
+        "then Anthropic answered"
+    );
+    let metrics = gw
+        .metrics_when(|m| m.contains("sluice_upstream_attempts_total"))
+        .await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_upstream_attempts_total")
+                && l.contains("model=\"openai-early-fail\"")
+                && !l.contains("outcome=\"ok\"")),
+        "the OpenAI attempt counted as failed: {metrics}"
+    );
 }
