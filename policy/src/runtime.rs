@@ -160,6 +160,9 @@ pub struct TargetState {
     /// Time to first token, EWMA, as f64 bits of milliseconds; 0 before the first sample.
     ewma_ttft: AtomicU64,
     inflight: AtomicU32,
+    /// Milliseconds after `origin` until which the provider is known not to serve OpenAI's
+    /// Responses API (it answered 404/405 at `/responses`); 0 = not known.
+    no_responses_until_ms: AtomicU64,
 }
 
 /// Whether a request may go to a target now.
@@ -291,6 +294,7 @@ impl RuntimeState {
             probe_busy: AtomicBool::new(false),
             ewma_ttft: AtomicU64::new(0),
             inflight: AtomicU32::new(0),
+            no_responses_until_ms: AtomicU64::new(0),
         });
         inner.targets.insert(key, (identity, Arc::clone(&state)));
         state
@@ -501,6 +505,20 @@ impl TargetState {
         // +1 so that a cooldown ending at the origin itself is not "none".
         self.cooling_until_ms
             .fetch_max(self.ms(until).saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The provider answered `/responses` with 404 or 405 (an OpenAI-compatible server without
+    /// the Responses API): Responses requests are translated for it until `until`, then its
+    /// `/responses` is tried again (a server may be upgraded).
+    pub fn note_no_responses_api(&self, until: Instant) {
+        self.no_responses_until_ms
+            .fetch_max(self.ms(until).saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether the provider is known, at `now`, not to serve the Responses API.
+    pub fn lacks_responses_api(&self, now: Instant) -> bool {
+        let until = self.no_responses_until_ms.load(Ordering::Relaxed);
+        until != 0 && self.origin + Duration::from_millis(until - 1) > now
     }
 
     /// When the cooldown ends, if it has not yet at `now`.

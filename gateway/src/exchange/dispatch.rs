@@ -33,11 +33,16 @@ pub async fn open(
     // The Responses face: the client's own body to a target that speaks the Responses API.
     let native = match &mut ctx.render {
         crate::face::Render::Responses(r) => {
-            let plan = responses_plan(&provider.kind, r.builtin());
+            let lacks = target
+                .state
+                .lacks_responses_api(tokio::time::Instant::now());
+            let plan = responses_plan(&provider.kind, r.builtin(), lacks);
             let native = match plan {
                 ResponsesPlan::Native => r.native_body(&target.upstream_model),
                 ResponsesPlan::Translate => None,
-                ResponsesPlan::Refuse(b) => return Err(builtin_refusal(b, &provider.name)),
+                ResponsesPlan::Refuse(b) => {
+                    return Err(builtin_refusal(b, &provider.name, lacks));
+                }
             };
             r.set_native(native.is_some());
             native
@@ -116,20 +121,35 @@ enum ResponsesPlan<'a> {
 /// server that needs its chat body adjusted is an OpenAI-compatible server, and those
 /// rarely serve `/responses`). Azure OpenAI is translated: its Responses API lives on other
 /// paths and versions than its chat deployments.
+///
+/// `lacks_api`: the provider answered `/responses` with 404/405 lately (an OpenAI-compatible
+/// server of kind `openai`); it is translated for a while, as if it had quirks.
 fn responses_plan<'a>(
     kind: &ProviderKind,
     builtin: Option<&'a crate::face::responses::Builtin>,
+    lacks_api: bool,
 ) -> ResponsesPlan<'a> {
     match (kind, builtin) {
-        (ProviderKind::OpenAi { compat, .. }, _) if compat.is_identity() => ResponsesPlan::Native,
+        (ProviderKind::OpenAi { compat, .. }, _) if compat.is_identity() && !lacks_api => {
+            ResponsesPlan::Native
+        }
         (_, Some(b)) => ResponsesPlan::Refuse(b),
         (_, None) => ResponsesPlan::Translate,
     }
 }
 
 /// The client's 400 for a built-in tool on a target that cannot run it, in OpenAI's shape.
-fn builtin_refusal(b: &crate::face::responses::Builtin, provider: &str) -> Failure {
-    let message = if b.param == "input" {
+fn builtin_refusal(
+    b: &crate::face::responses::Builtin,
+    provider: &str,
+    lacks_api: bool,
+) -> Failure {
+    let message = if lacks_api {
+        format!(
+            "the built-in tool `{}` (in `{}`) runs only on OpenAI's Responses API, and this request's target (provider `{provider}`) does not serve it (it answered 404 at /responses); leave the tool out or route the model to OpenAI",
+            b.kind, b.param
+        )
+    } else if b.param == "input" {
         format!(
             "the `{}` item in `input` is a built-in tool's call, which only OpenAI-kind targets take, and this request's target (provider `{provider}`) is not one; leave the item out or route the model to an OpenAI provider",
             b.kind
@@ -336,25 +356,57 @@ mod tests {
             kind: "web_search".into(),
             param: "tools",
         };
-        // (target kind, built-in tool, plan)
+        // (target kind, built-in tool, the provider lately answered 404 at /responses, plan)
         let cases = [
-            (openai(OpenAiCompat::default()), None, ResponsesPlan::Native),
+            (
+                openai(OpenAiCompat::default()),
+                None,
+                false,
+                ResponsesPlan::Native,
+            ),
             (
                 openai(OpenAiCompat::default()),
                 Some(&web),
+                false,
                 ResponsesPlan::Native,
             ),
-            (openai(quirky.clone()), None, ResponsesPlan::Translate),
-            (openai(quirky), Some(&web), ResponsesPlan::Refuse(&web)),
-            (anthropic.clone(), None, ResponsesPlan::Translate),
-            (anthropic, Some(&web), ResponsesPlan::Refuse(&web)),
-            (mock.clone(), None, ResponsesPlan::Translate),
-            (mock, Some(&web), ResponsesPlan::Refuse(&web)),
+            (
+                openai(OpenAiCompat::default()),
+                None,
+                true,
+                ResponsesPlan::Translate,
+            ),
+            (
+                openai(OpenAiCompat::default()),
+                Some(&web),
+                true,
+                ResponsesPlan::Refuse(&web),
+            ),
+            (
+                openai(quirky.clone()),
+                None,
+                false,
+                ResponsesPlan::Translate,
+            ),
+            (
+                openai(quirky),
+                Some(&web),
+                false,
+                ResponsesPlan::Refuse(&web),
+            ),
+            (anthropic.clone(), None, false, ResponsesPlan::Translate),
+            (anthropic, Some(&web), false, ResponsesPlan::Refuse(&web)),
+            (mock.clone(), None, false, ResponsesPlan::Translate),
+            (mock, Some(&web), false, ResponsesPlan::Refuse(&web)),
         ];
-        for (kind, builtin, want) in cases {
-            assert_eq!(responses_plan(&kind, builtin), want, "{kind:?} {builtin:?}");
+        for (kind, builtin, lacks, want) in cases {
+            assert_eq!(
+                responses_plan(&kind, builtin, lacks),
+                want,
+                "{kind:?} {builtin:?} {lacks}"
+            );
         }
-        let Failure::Client { status, body } = builtin_refusal(&web, "anthropic") else {
+        let Failure::Client { status, body } = builtin_refusal(&web, "anthropic", false) else {
             panic!("a client error");
         };
         assert_eq!(status, 400);
@@ -368,7 +420,7 @@ mod tests {
             kind: "web_search_call".into(),
             param: "input",
         };
-        let Failure::Client { body, .. } = builtin_refusal(&item, "anthropic") else {
+        let Failure::Client { body, .. } = builtin_refusal(&item, "anthropic", false) else {
             panic!("a client error");
         };
         let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

@@ -254,6 +254,10 @@ enum Opened {
     Whole(Upstream),
 }
 
+/// How long a provider that answered `/responses` with 404/405 is translated before its
+/// `/responses` is tried again.
+const NO_RESPONSES_API_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// One attempt up to the commit point.
 async fn attempt_once(
     state: &AppState,
@@ -266,8 +270,26 @@ async fn attempt_once(
 ) -> Result<Ready, Failure> {
     let started = Instant::now();
     let opened = timeout_at(ttft_deadline, async {
-        let up = dispatch::open(state, ctx, req.endpoint, req.stream, target, body).await?;
-        let status = up.status();
+        let mut up =
+            dispatch::open(state, ctx, req.endpoint, req.stream, target, body.clone()).await?;
+        let mut status = up.status();
+        if matches!(status, 404 | 405) && ctx.render.is_native_responses() {
+            // An OpenAI-compatible server (kind `openai`) without the Responses API: this
+            // attempt goes again translated, and the provider is translated for a while.
+            target
+                .state
+                .note_no_responses_api(Instant::now() + NO_RESPONSES_API_FOR);
+            tracing::info!(
+                request_id = %ctx.request_id,
+                provider = %target.provider.name,
+                status,
+                "The provider does not serve the Responses API; its Responses requests are translated to chat completions for a while."
+            );
+            ctx.end_attempt(AttemptOutcome::ClientError, Some(status));
+            up.release(&state.connector, false).await;
+            up = dispatch::open(state, ctx, req.endpoint, req.stream, target, body).await?;
+            status = up.status();
+        }
         if !(200..300).contains(&status) {
             return Err(read::failed_status(up, status, target, &state.connector).await);
         }

@@ -3,14 +3,16 @@
 //! Nearly every event of a chat stream is a content delta that tells Sluice nothing but its
 //! text: `finish_reason` and `usage` are `null`, and there is no error and no tool call. A
 //! full borrowed parse of each such event was the largest share of Sluice's own CPU on a
-//! burst stream (profile in `../shared/notes/stream-profile.md`), so [`plain`] reads it with
+//! burst stream (profile in `loadtest/RESULTS.md`), so [`plain`] reads it with
 //! one pass over its strings instead, and says "parse it" ([`None`]) whenever the event could
 //! say anything more. It never has to be right about the rare case, only sure about the common
 //! one: a key written with escapes, a non-null `finish_reason` or `usage` at any depth, a
 //! `content` anywhere but `choices[].delta`, a second `content`, `error`, `tool_calls`,
 //! `text`, `function_call`, a raw control byte in a string, or anything that is not one
 //! object all fall back to the parse. The property test beside the stream state checks that
-//! both readings agree on every valid chunk.
+//! both readings agree on valid chat-completion chunks. On JSON no provider sends (`choices`
+//! an object, duplicate keys, a non-string `id`) the scan may count text the parse would not;
+//! the bytes are forwarded as they came either way.
 
 use std::borrow::Cow;
 

@@ -523,3 +523,57 @@ async fn a_response_that_fails_before_any_content_fails_over() {
         "the OpenAI attempt counted as failed: {metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_openai_compatible_server_without_the_responses_api_is_translated() {
+    use crate::rawup::{self, RawUpstream, Reply};
+    // A server of kind `openai` (vLLM, Ollama, …) that has chat completions but no
+    // `/responses`: it answers 404 there.
+    let up = RawUpstream::start(|seen| {
+        if seen.head.starts_with("POST /v1/responses") {
+            let body = r#"{"error":{"message":"Not Found","type":"invalid_request_error","param":null,"code":null}}"#;
+            Reply::Writes(vec![format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()])
+        } else {
+            Reply::Writes(vec![rawup::whole_json()])
+        }
+    })
+    .await;
+    let mock = common::mock_llm().await;
+    let policy = format!(
+        "providers:\n  compatible: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  local: {{ provider: compatible, upstream_model: m }}\n",
+        up.base_url()
+    );
+    let gw = TestGateway::start(&policy, &mock).await;
+    let ask = json!({"model": "local", "input": "hi"});
+    for _ in 0..2 {
+        let resp = post(&gw, &ask).await;
+        assert_eq!(resp.status(), 200);
+        let answer: Value = resp.json().await.expect("json");
+        assert_eq!(answer["object"], "response", "{answer}");
+        assert_eq!(answer["output"][0]["content"][0]["text"], "hi", "{answer}");
+    }
+    // The first request found the 404 and went again translated; the second was translated
+    // straight away.
+    assert_eq!(
+        up.requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "404, then chat, then chat"
+    );
+    // A built-in tool cannot be run there: a 400 that says why, nothing sent.
+    let mut tool = ask.clone();
+    tool["tools"] = json!([{"type": "web_search"}]);
+    let resp = post(&gw, &tool).await;
+    assert_eq!(resp.status(), 400);
+    let b: Value = resp.json().await.expect("json");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not serve it")),
+        "{b}"
+    );
+    assert_eq!(up.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -445,11 +445,23 @@ fn input(
                 ));
             }
             "reasoning" => {}
-            other => {
+            // Built-in tools' calls and their outputs (`web_search_call`, `computer_call_output`,
+            // `mcp_call`, …): OpenAI's to read.
+            other
+                if other.ends_with("_call")
+                    || other.ends_with("_call_output")
+                    || other.starts_with("mcp_") =>
+            {
                 builtin.get_or_insert(Builtin {
                     kind: other.to_owned(),
                     param: "input",
                 });
+            }
+            other => {
+                return Err(unsupported(
+                    format!("{path}.type"),
+                    format!("`{other}` is not an input item type Sluice knows"),
+                ));
             }
         }
     }

@@ -320,6 +320,11 @@ fn refusals_name_the_field() {
             "item_reference",
         ),
         (
+            json!({"model": "m", "input": [{"type": "mesage", "role": "user", "content": "x"}]}),
+            "input[0].type",
+            "`mesage` is not an input item type",
+        ),
+        (
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
             "input[0].content[0].type",
             "`input_file` parts",
