@@ -72,6 +72,9 @@ struct H2Conn {
 struct ConnUse {
     active: AtomicUsize,
     closed: AtomicBool,
+    /// Raised while the idle check decides; a lease that sees it goes elsewhere. Apart from
+    /// `closed` so that undoing it never undoes another party's close.
+    closing: AtomicBool,
     /// When the last stream ended, as milliseconds since `epoch`.
     idle_since_ms: AtomicU64,
     epoch: Instant,
@@ -95,11 +98,12 @@ impl ConnUse {
         {
             return false;
         }
-        self.closed.store(true, Ordering::SeqCst);
+        self.closing.store(true, Ordering::SeqCst);
         if self.active.load(Ordering::SeqCst) != 0 {
-            self.closed.store(false, Ordering::SeqCst);
+            self.closing.store(false, Ordering::SeqCst);
             return false;
         }
+        self.closed.store(true, Ordering::SeqCst);
         true
     }
 }
@@ -108,13 +112,13 @@ impl H2Conn {
     /// Takes a stream slot if the connection is open and has one.
     fn lease(self: &Arc<Self>) -> Option<Lease> {
         let u = &self.use_;
-        if u.closed.load(Ordering::SeqCst) {
+        if u.closed.load(Ordering::SeqCst) || u.closing.load(Ordering::SeqCst) {
             return None;
         }
         let limit = self.send.current_max_send_streams().min(MAX_STREAMS);
         let before = u.active.fetch_add(1, Ordering::SeqCst);
         // Counted first, then the flag read again: see `ConnUse::close_if_idle`.
-        if before >= limit || u.closed.load(Ordering::SeqCst) {
+        if before >= limit || u.closed.load(Ordering::SeqCst) || u.closing.load(Ordering::SeqCst) {
             u.active.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
@@ -128,9 +132,10 @@ struct Lease(Arc<H2Conn>);
 impl Drop for Lease {
     fn drop(&mut self) {
         let u = &self.0.use_;
-        if u.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            u.idle_since_ms.store(u.now_ms(), Ordering::SeqCst);
-        }
+        // The time first: an idle check between the two must not see no stream and an old
+        // time.
+        u.idle_since_ms.store(u.now_ms(), Ordering::SeqCst);
+        u.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -266,8 +271,7 @@ impl H2Pool {
             Conn::Wrapped(io) => handshake(io).await,
         }
         .map_err(SendError::Other)?;
-        let conn = self.start(conn);
-        let lease = conn.lease();
+        let (conn, lease) = self.start(conn);
         // Closed connections leave the list as a new one joins it.
         let mut next: Vec<Arc<H2Conn>> = self
             .conns
@@ -278,17 +282,19 @@ impl H2Pool {
             .collect();
         next.push(conn);
         self.conns.store(Arc::new(next));
-        lease.map(Some).ok_or_else(|| {
-            SendError::Other("the provider's new HTTP/2 connection allows no stream".into())
-        })
+        Ok(Some(lease))
     }
 
     /// Drives a handshaken connection until it closes, or has been idle for `idle_timeout`.
-    fn start(&self, (send, driver): (SendRequest<Bytes>, Driver)) -> Arc<H2Conn> {
+    /// The connection comes with its first stream slot, taken before the driver (and its idle
+    /// check) starts, so a short `idle_timeout` cannot close it before the dialling attempt
+    /// uses it.
+    fn start(&self, (send, driver): (SendRequest<Bytes>, Driver)) -> (Arc<H2Conn>, Lease) {
         let epoch = Instant::now();
         let use_ = Arc::new(ConnUse {
-            active: AtomicUsize::new(0),
+            active: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             epoch,
         });
@@ -329,7 +335,9 @@ impl H2Pool {
             watched.closed.store(true, Ordering::SeqCst);
             open.dec();
         });
-        Arc::new(H2Conn { send, use_ })
+        let conn = Arc::new(H2Conn { send, use_ });
+        let first = Lease(Arc::clone(&conn));
+        (conn, first)
     }
 }
 
