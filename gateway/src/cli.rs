@@ -323,6 +323,8 @@ fn build_drill_tools(sluice: &Path) -> Result<(), String> {
 }
 
 fn run(config: Option<PathBuf>) -> ExitCode {
+    // Before the file is read: an edit made while the server starts is a change to reload.
+    let read_as = config.as_deref().and_then(crate::reload::fingerprint);
     let loaded = match load(config.as_ref()) {
         Ok(l) => l,
         Err(e) => {
@@ -333,7 +335,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(warning = %w, "Policy warning.");
     }
-    match crate::server::run(&loaded.config, config) {
+    match crate::server::run(&loaded.config, config, read_as) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -258,14 +258,14 @@ pub fn problems_of(e: &sluice_config::Error) -> Vec<String> {
 /// What identifies one version of the file on disk: where the path leads (after symlinks),
 /// and that file's inode, size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fingerprint {
+pub struct Fingerprint {
     target: Option<PathBuf>,
     inode: u64,
     len: u64,
     modified: Option<SystemTime>,
 }
 
-pub(crate) fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
+pub fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
     Some(Fingerprint {
@@ -279,15 +279,14 @@ pub(crate) fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
 /// Watches the policy file and `SIGHUP`; reloads on either.
 pub struct PolicyWatch {
     reloader: Arc<Reloader>,
-    /// The file as it was when the serving policy was read. Taken here, before the server
-    /// accepts anything, not when the task first runs: on a busy machine that can be later
-    /// than an edit, which would then never be seen.
+    /// The file as it was just before the serving policy was read from it, not when the
+    /// task first runs: on a busy machine that can be later than an edit, which would then
+    /// never be seen.
     loaded: Option<Fingerprint>,
 }
 
 impl PolicyWatch {
-    pub fn new(reloader: Arc<Reloader>) -> Self {
-        let loaded = reloader.path().and_then(|p| fingerprint(p));
+    pub fn new(reloader: Arc<Reloader>, loaded: Option<Fingerprint>) -> Self {
         Self { reloader, loaded }
     }
 }
@@ -322,6 +321,9 @@ impl Service for PolicyWatch {
                             None => std::future::pending().await,
                         }
                     } => {
+                        // Taken before the file is read: an edit during the reload is seen
+                        // on the next tick.
+                        last = reloader.path().and_then(|p| fingerprint(p));
                         let r = Arc::clone(&reloader);
                         let _ = tokio::task::spawn_blocking(move || {
                             r.reload_certs(true);
@@ -329,7 +331,6 @@ impl Service for PolicyWatch {
                             r.reload(&Trigger::Signal)
                         })
                         .await;
-                        last = reloader.path().and_then(|p| fingerprint(p));
                     }
                     () = tokio::time::sleep(reload.interval) => {
                         if !reload.watch {

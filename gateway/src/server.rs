@@ -42,7 +42,12 @@ const DRAIN_SERVICES: Duration = Duration::from_secs(5);
 /// Builds and runs the server until a signal stops it. Blocks the calling thread; must not
 /// be called from inside a tokio runtime (pingora starts its own). `path` is the policy file
 /// that `config` came from (`None` for the embedded quickstart); reloads read it again.
-pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
+/// `read_as` is the file as it was just before `config` was read from it.
+pub fn run(
+    config: &Config,
+    path: Option<PathBuf>,
+    read_as: Option<crate::reload::Fingerprint>,
+) -> Result<(), String> {
     let runtime = Arc::new(RuntimeState::new());
     // Before the first compile: every policy includes the judge's internal key.
     let judge_key = crate::judge::internal_key(&runtime);
@@ -141,7 +146,7 @@ pub fn run(config: &Config, path: Option<PathBuf>) -> Result<(), String> {
     // last records (and adds their cost), then the judge finishes the calls it started, then
     // the SLO evaluator counts the last requests and verdicts and saves its state, then its
     // last incident events are pushed, then the spend is saved, then the exporter sends the last spans.
-    services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader))));
+    services.spawn(Box::new(PolicyWatch::new(Arc::clone(&reloader), read_as)));
     let spans_for_judge = spans.clone();
     services.spawn(Box::new(Recorder::new(
         intake,
