@@ -97,6 +97,16 @@ pub fn sse_header(
     Ok(header)
 }
 
+/// A chunked SSE head turned into one that gives the body's length (the whole stream is in
+/// hand), without building it again. Should setting the length fail, the head stays chunked,
+/// which frames the body as well (the terminator follows when the stream ends).
+pub fn sized(mut head: Box<ResponseHeader>, len: usize) -> Box<ResponseHeader> {
+    if head.insert_header("content-length", len).is_ok() {
+        head.remove_header("transfer-encoding");
+    }
+    head
+}
+
 /// Writes a whole JSON answer. Returns whether the client took it.
 pub async fn write_json(
     ds: &mut ServerSession,

@@ -108,43 +108,13 @@ mod tests {
         }
     }
 
+    /// The metrics tests' record, on `route` for `tenant`, not head-sampled.
     fn record(route: Option<&str>, tenant: Option<&str>, outcome: Outcome) -> RequestRecord {
-        RequestRecord {
-            request_id: "r".into(),
-            trace: crate::record::TraceContext {
-                trace_id: [1; 16],
-                parent_span_id: None,
-                span_id: [2; 8],
-                sampled: false,
-            },
-            start: std::time::SystemTime::UNIX_EPOCH,
-            duration: std::time::Duration::ZERO,
-            endpoint: crate::record::Endpoint::ChatCompletions,
-            route: route.map(Arc::from),
-            model: None,
-            request_model: None,
-            request_model_label: None,
-            tenant: tenant.map(Arc::from),
-            stream: false,
-            status: 200,
-            outcome,
-            error_type: None,
-            attempts: Vec::new(),
-            usage: None,
-            cost_usd: None,
-            time_to_first_chunk: None,
-            chunks: 0,
-            response_id: None,
-            response_model: None,
-            finish_reasons: Vec::new(),
-            params: crate::record::RequestParams::default(),
-            rate_limited: None,
-            cache: None,
-            content: None,
-            decision: None,
-            remediation: Vec::new(),
-            tool_calls: Vec::new(),
-        }
+        let mut r = crate::metrics::tests::record(outcome, None);
+        r.route = route.map(Arc::from);
+        r.tenant = tenant.map(Arc::from);
+        r.trace.sampled = false;
+        r
     }
 
     #[test]

@@ -900,4 +900,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -333,9 +333,7 @@ impl Pump<'_> {
         let body = batch
             .into_bytes(&mut self.ctx.taps, &mut self.ctx.render)
             .unwrap_or_default();
-        // Built from the same parts as the chunked head, so it does not fail; if it did, the
-        // chunked head still frames the body (the epilogue adds the terminator).
-        let head = respond::sse_header(self.ctx, Some(body.len())).unwrap_or(head);
+        let head = respond::sized(head, body.len());
         if self.ds.write_response_header(head).await.is_err() {
             return StreamEnd::ClientGone;
         }

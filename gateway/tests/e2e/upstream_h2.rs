@@ -31,6 +31,14 @@ fn test_ca() -> (String, MockTls) {
     )
 }
 
+/// The test CA's PEM in a file, with the directory that must outlive its use.
+fn write_ca(pem: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("ca.pem");
+    std::fs::write(&file, pem).expect("write ca");
+    (dir, file)
+}
+
 async fn h2_mock(tls: MockTls) -> MockLlm {
     MockLlm::start(MockLlmConfig {
         api_key: Some(CANARY.to_owned()),
@@ -58,9 +66,7 @@ async fn two_hundred_concurrent_streams_share_one_upstream_h2_connection() {
     let plain = mock_llm().await;
     let (ca_pem, tls) = test_ca();
     let up = h2_mock(tls).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write ca");
+    let (_dir, ca_file) = write_ca(&ca_pem);
     let body = format!(
         "providers:\n  h2up:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    tls_server_name: localhost\n    ca_file: \"{ca}\"\n    http_version: h2\nmodels:\n  m: {{ provider: h2up, upstream_model: \"m@ttft:300\" }}\n",
         base = up.base_url(),
@@ -118,9 +124,7 @@ async fn a_dead_h2_connection_fails_over_every_attempt_it_carried() {
     let backup = mock_llm().await;
     let (ca_pem, tls) = test_ca();
     let up = h2_mock(tls).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write ca");
+    let (_dir, ca_file) = write_ca(&ca_pem);
     let body = format!(
         "providers:\n  h2up:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    tls_server_name: localhost\n    ca_file: \"{ca}\"\n    http_version: h2\n  plain: {{ kind: openai, base_url: \"{{mock}}\", api_key_env: {CANARY_ENV} }}\nmodels:\n  slow: {{ provider: h2up, upstream_model: \"slow@ttft:20000\" }}\n  fast: {{ provider: h2up, upstream_model: fast }}\n  b: {{ provider: plain, upstream_model: b }}\nroutes:\n  - {{ name: r, match: {{ model: chat }}, targets: [ {{ model: slow }} ], fallbacks: [ b ], retry: {{ max_attempts: 2, budget: {{ ratio: 1.0, min_per_s: 1000 }} }}, {NO_EJECTION} }}\n",
         base = up.base_url(),
@@ -206,9 +210,7 @@ async fn auto_falls_back_to_http1_where_alpn_says_so_and_h2_refuses_it() {
     })
     .await
     .expect("mock-llm starts");
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write ca");
+    let (_dir, ca_file) = write_ca(&ca_pem);
     let provider = |name: &str, version: &str| {
         format!(
             "  {name}:\n    kind: openai\n    base_url: \"{base}\"\n    api_key_env: {CANARY_ENV}\n    connect_timeout: 2s\n    tls_server_name: localhost\n    ca_file: \"{ca}\"\n    http_version: {version}\n",
