@@ -27,6 +27,9 @@ use crate::sse::{SseDecoder, SseEvent};
 use crate::state::AppState;
 use crate::stream::{StreamState, Verdict};
 
+/// Reads gathered into one client write at most (each up to 64 KiB; see [`Pump::gather`]).
+const MAX_READS_PER_WRITE: usize = 8;
+
 /// What a committed stream may take: until `deadline` in all, `idle` between chunks; and the
 /// route's health settings, for a stream the provider cuts.
 #[derive(Debug, Clone, Copy)]
@@ -227,10 +230,7 @@ impl Pump<'_> {
         let gathered = if verdict == Verdict::Error {
             Ok(verdict)
         } else {
-            while let Some(more) = self.up.read_buffered() {
-                self.decoder.push(&more);
-            }
-            self.decode_into(&mut batch)
+            self.gather(&mut batch)
         };
         if matches!(gathered, Ok(Verdict::Forward)) && self.st.saw_done {
             return self.whole(head, batch).await;
@@ -283,13 +283,8 @@ impl Pump<'_> {
                 Ok(Ok(Some(bytes))) => bytes,
             };
             self.decoder.push(&bytes);
-            // Whatever else that read brought (a provider that sends each event as its own
-            // HTTP chunk delivers them one chunk per call) goes into the same write.
-            while let Some(more) = self.up.read_buffered() {
-                self.decoder.push(&more);
-            }
             let mut batch = Batch::default();
-            let verdict = match self.decode_into(&mut batch) {
+            let verdict = match self.gather(&mut batch) {
                 Ok(v) => v,
                 Err(end) => return self.flush_then(batch, end).await,
             };
@@ -304,6 +299,27 @@ impl Pump<'_> {
                 return StreamEnd::ProviderError;
             }
         }
+    }
+
+    /// Everything the provider has sent so far into `batch`: whatever else the last read
+    /// brought (a provider that sends each event as its own HTTP chunk delivers them one chunk
+    /// per call), and, while the stream goes on, what already waits on the socket after a read
+    /// that filled its buffer. It all goes out in one write; a provider that never pauses is
+    /// still forwarded, [`MAX_READS_PER_WRITE`] reads at a time.
+    fn gather(&mut self, batch: &mut Batch) -> Result<Verdict, StreamEnd> {
+        for _ in 0..MAX_READS_PER_WRITE {
+            while let Some(more) = self.up.read_buffered() {
+                self.decoder.push(&more);
+            }
+            let verdict = self.decode_into(batch)?;
+            if verdict == Verdict::Error || self.st.saw_done || !self.up.read_arrived() {
+                return Ok(verdict);
+            }
+        }
+        while let Some(more) = self.up.read_buffered() {
+            self.decoder.push(&more);
+        }
+        self.decode_into(batch)
     }
 
     /// Takes every complete event the decoder holds into `batch`, up to the provider's own

@@ -501,6 +501,12 @@ impl TranslatedUpstream {
         framed
     }
 
+    /// Reads what the provider has already sent, without waiting (see
+    /// [`super::Upstream::read_arrived`]).
+    pub fn read_arrived(&mut self) -> bool {
+        matches!(self.phase, Phase::Stream(_)) && self.inner.session.read_arrived()
+    }
+
     /// The provider's answer, and whether its body was read to the end.
     pub fn into_inner(self) -> (Box<HttpUpstream>, bool) {
         (self.inner, self.inner_complete)

@@ -54,6 +54,10 @@ pub struct Response {
     status: u16,
     framing: Framing,
     keepalive: bool,
+    /// The last read filled all the room the buffer had: more may already be waiting.
+    filled: bool,
+    /// A read without waiting failed: the next [`Response::read_chunk`] reports it.
+    failed: Option<String>,
 }
 
 /// Why no response head could be read.
@@ -76,6 +80,7 @@ impl Response {
     pub async fn read_head(mut stream: Stream) -> Result<Self, HeadError> {
         let mut buf = BytesMut::with_capacity(MIN_READ);
         let mut received = false;
+        let mut filled = false;
         let fail = |message: String, received: bool| HeadError {
             message,
             nothing_received: !received,
@@ -92,6 +97,7 @@ impl Response {
                     ));
                 }
                 buf.reserve(MIN_READ);
+                let room = buf.capacity() - buf.len();
                 match read_more(&mut stream, &mut buf).await {
                     Ok(0) => {
                         return Err(fail(
@@ -99,7 +105,10 @@ impl Response {
                             received,
                         ));
                     }
-                    Ok(_) => received = true,
+                    Ok(n) => {
+                        received = true;
+                        filled = n == room;
+                    }
                     Err(e) => return Err(fail(e, received)),
                 }
             };
@@ -123,6 +132,8 @@ impl Response {
                 status,
                 framing: Framing::Done,
                 keepalive: !version_1_0,
+                filled,
+                failed: None,
             };
             response.framing = response.framing().map_err(|e| fail(e, true))?;
             let close = response
@@ -224,6 +235,9 @@ impl Response {
             if let Some(data) = self.read_buffered()? {
                 return Ok(Some(data));
             }
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
             // Sized to what the body still owes, so a long answer takes few reads.
             let want = match self.framing {
                 Framing::Done => return Ok(None),
@@ -322,7 +336,39 @@ impl Response {
             // Within bounds, so a long answer takes few reads and an idle stream holds little.
             self.buf.reserve(clamp(want).clamp(MIN_READ, MAX_READ));
         }
-        read_more(&mut self.stream, &mut self.buf).await
+        let room = self.buf.capacity() - self.buf.len();
+        let n = read_more(&mut self.stream, &mut self.buf).await?;
+        self.filled = n == room;
+        Ok(n)
+    }
+
+    /// Reads, without waiting, what the socket already holds when the last read filled the
+    /// buffer: an answer sent at once but larger than one read is then in hand whole, and
+    /// leaves in one write rather than as a first part, a second and a terminator. Returns
+    /// whether anything arrived; an error or the end of the connection is left for the next
+    /// [`Self::read_chunk`] to report. After a read that did not fill the buffer there is
+    /// nothing to look for, so a stream that trickles in costs no extra system call.
+    pub fn read_arrived(&mut self) -> bool {
+        if !self.filled || matches!(self.framing, Framing::Done) {
+            return false;
+        }
+        self.filled = false;
+        let want = match self.framing {
+            Framing::Length(n) | Framing::Chunked(Chunk::Data(n)) => n,
+            _ => MIN_READ as u64,
+        };
+        // Polled once with a waker that does nothing: ready data is taken, and a socket with
+        // none is left for the next real read, which registers its own waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = std::pin::pin!(self.fill(want)).poll(&mut cx);
+        match polled {
+            std::task::Poll::Ready(Ok(n)) => n > 0,
+            std::task::Poll::Ready(Err(e)) => {
+                self.failed = Some(e);
+                false
+            }
+            std::task::Poll::Pending => false,
+        }
     }
 
     /// The connection, when the answer was read to its end and the provider allows reuse.

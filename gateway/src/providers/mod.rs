@@ -84,6 +84,15 @@ impl Session {
         }
     }
 
+    /// Reads what has already arrived, without waiting (see [`h1::Response::read_arrived`];
+    /// HTTP/2 hands over each frame as it is read).
+    pub fn read_arrived(&mut self) -> bool {
+        match self {
+            Self::H1(r) => r.read_arrived(),
+            Self::H2(_) => false,
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         match self {
             Self::H1(r) => r.is_done(),
@@ -128,6 +137,16 @@ impl Upstream {
             Self::Http(h) => h.session.read_buffered().ok().flatten(),
             Self::Mock(_) => None,
             Self::Translated(t) => t.read_buffered(),
+        }
+    }
+
+    /// Reads what the provider has already sent past the last full read, without waiting;
+    /// whether anything arrived (then [`Self::read_buffered`] has it).
+    pub fn read_arrived(&mut self) -> bool {
+        match self {
+            Self::Http(h) => h.session.read_arrived(),
+            Self::Mock(_) => false,
+            Self::Translated(t) => t.read_arrived(),
         }
     }
 

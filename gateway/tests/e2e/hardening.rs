@@ -98,6 +98,44 @@ async fn a_stream_sent_in_one_piece_or_split_anywhere_is_delivered_whole() {
     );
 }
 
+/// A whole answer larger than Sluice's first read of it (4 KiB) is still in hand whole before
+/// its head is written: the rest waits on the socket and is read without waiting, so the
+/// stream leaves with its length in one write instead of a chunked first part, a second part
+/// and a terminator.
+#[tokio::test]
+async fn a_whole_stream_larger_than_one_read_goes_out_with_its_length() {
+    let words: Vec<String> = (0..60).map(|i| format!(" word{i}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let whole = rawup::whole_stream_of("m", &words);
+    assert!(whole.len() > 2 * 4096, "{} bytes", whole.len());
+    let up = RawUpstream::start(move |_| Reply::Writes(vec![whole.clone()])).await;
+    let mock = common::mock_llm().await;
+    let gw = TestGateway::start(&raw_policy(&up.base_url()), &mock).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(common::chat("chat", true))
+        .send()
+        .await
+        .expect("request");
+    let framing = (
+        resp.headers().get("content-length").cloned(),
+        resp.headers().get("transfer-encoding").cloned(),
+    );
+    let text = resp.text().await.expect("body");
+    assert_eq!(
+        framing,
+        (Some(text.len().to_string().parse().expect("header")), None),
+        "a stream that came whole, in more than one read"
+    );
+    let events: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: ").map(str::to_owned))
+        .collect();
+    assert_eq!(common::stream_text(&events), words.concat());
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
 #[tokio::test]
 async fn a_cached_stream_replayed_by_an_inner_sluice_reaches_the_client_whole() {
     let mock = common::mock_llm().await;

@@ -138,13 +138,18 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsi
 /// A whole streamed chat answer: head and chunked body with every event through `[DONE]`
 /// and the terminating chunk, as one byte string.
 pub fn whole_stream(model: &str) -> Vec<u8> {
+    whole_stream_of(model, &["Hello", " there", ", how", " are", " you", "?"])
+}
+
+/// [`whole_stream`] with these content deltas.
+pub fn whole_stream_of(model: &str, words: &[&str]) -> Vec<u8> {
     let chunk = |delta: &str, finish: &str| {
         format!(
             "data: {{\"id\":\"chatcmpl-raw\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"{model}\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}],\"usage\":null}}\n\n"
         )
     };
     let mut events = chunk(r#"{"role":"assistant","content":""}"#, "null");
-    for word in ["Hello", " there", ", how", " are", " you", "?"] {
+    for word in words {
         events.push_str(&chunk(&format!("{{\"content\":\"{word}\"}}"), "null"));
     }
     events.push_str(&chunk("{}", "\"stop\""));
