@@ -11,7 +11,8 @@
 //! keep-alive connection idle for `server.keepalive_timeout` is closed quietly.
 //!
 //! A connection that speaks HTTP/2 (by ALPN over TLS, or h2c prior knowledge when enabled)
-//! goes to `h2` instead, under the same connection count.
+//! goes to `h2` instead, under the same connection count. An HTTP/1 connection writes through
+//! [`coalesce`], so a response head and its body leave in one system call.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::h2::{H2Connection, PREFACE};
+use coalesce::Coalesced;
+
+mod coalesce;
 use crate::handler::DataPlane;
 use crate::state::AppState;
 
@@ -87,6 +91,8 @@ impl ServerApp for Downstream {
                 return None;
             }
         }
+        // A head held until its body comes: one write for both (see `coalesce`).
+        let mut stream: Stream = Box::new(Coalesced::new(stream));
         let mut prefix = BytesMut::new();
         let mut reused = false;
         loop {

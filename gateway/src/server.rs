@@ -219,11 +219,14 @@ pub fn run(
             }),
         },
     );
-    // No L4 read buffer on the data plane: pingora's default is 64 KiB per connection, zeroed
-    // and resident for the connection's life, which dominated memory with many open streams.
-    // The H1 session reads request heads and bodies into buffers of its own anyway.
+    // No L4 buffers on the data plane. Reading: pingora's default is 64 KiB per connection,
+    // zeroed and resident for the connection's life, which dominated memory with many open
+    // streams; the H1 session reads request heads and bodies into buffers of its own anyway.
+    // Writing: its 1,460 bytes per connection sent a head alone whenever the body did not fit
+    // beside it; HTTP/1 connections write through `downstream::coalesce` instead, and HTTP/2
+    // frames are buffered by the h2 codec.
     let mut listener = ListenerConfig::tcp(server_cfg.listen.to_string())
-        .l4_buffer(L4BufferSettings::default().read(0));
+        .l4_buffer(L4BufferSettings::default().read(0).write(0));
     if let (Some(store), Some(cfg)) = (&api_cert, &server_cfg.tls) {
         listener = listener.tls(tls::settings(store, cfg, ALPN::H2H1)?);
     }
