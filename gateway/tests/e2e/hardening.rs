@@ -35,6 +35,12 @@ async fn a_stream_sent_in_one_piece_or_split_anywhere_is_delivered_whole() {
         let k = request_id_number(seen.head, "split-").unwrap_or(0).min(len);
         if k == 0 {
             Reply::Writes(vec![whole.clone()])
+        } else if k == len / 2 {
+            // Surely after the head is due, however slow the machine: this one is chunked.
+            Reply::Paced(
+                vec![whole[..k].to_vec(), whole[k..].to_vec()],
+                Duration::from_millis(200),
+            )
         } else {
             Reply::Writes(vec![whole[..k].to_vec(), whole[k..].to_vec()])
         }

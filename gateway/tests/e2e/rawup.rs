@@ -14,6 +14,8 @@ pub enum Reply {
     /// Write these pieces, each as its own write with a short pause between, then keep the
     /// connection for the next request.
     Writes(Vec<Vec<u8>>),
+    /// [`Reply::Writes`] with this pause between the pieces.
+    Paced(Vec<Vec<u8>>, Duration),
     /// Close the connection without answering.
     Close,
 }
@@ -117,22 +119,30 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsi
             on_connection,
         });
         on_connection += 1;
-        match reply {
+        let written = match reply {
             Reply::Close => return,
-            Reply::Writes(pieces) => {
-                let n = pieces.len();
-                for (i, p) in pieces.into_iter().enumerate() {
-                    if sock.write_all(&p).await.is_err() {
-                        return;
-                    }
-                    let _ = sock.flush().await;
-                    if i + 1 < n {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                }
-            }
+            Reply::Writes(pieces) => write_paced(&mut sock, pieces, Duration::from_millis(2)).await,
+            Reply::Paced(pieces, pause) => write_paced(&mut sock, pieces, pause).await,
+        };
+        if !written {
+            return;
         }
     }
+}
+
+/// Writes `pieces` with `pause` between them; `false` when the connection broke.
+async fn write_paced(sock: &mut TcpStream, pieces: Vec<Vec<u8>>, pause: Duration) -> bool {
+    let n = pieces.len();
+    for (i, p) in pieces.into_iter().enumerate() {
+        if sock.write_all(&p).await.is_err() {
+            return false;
+        }
+        let _ = sock.flush().await;
+        if i + 1 < n {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    true
 }
 
 /// A whole streamed chat answer: head and chunked body with every event through `[DONE]`
