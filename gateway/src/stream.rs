@@ -271,6 +271,8 @@ pub struct StreamState {
     pub native: bool,
     /// The last `sequence_number` a passed-through stream carried.
     pub last_sequence: Option<u64>,
+    /// How this stream's plain chunks look around their text (see [`scan::Template`]).
+    template: Option<Box<scan::Template>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +315,14 @@ pub fn is_error_event(ev: &SseEvent) -> bool {
 }
 
 impl StreamState {
+    /// The state of a stream about to start; `native` for a passed-through Responses stream.
+    pub fn new(native: bool) -> Self {
+        Self {
+            native,
+            ..Self::default()
+        }
+    }
+
     /// Updates the state from one event. `keep_usage_chunk` is the client's own
     /// `stream_options.include_usage`.
     pub fn inspect(&mut self, ev: &SseEvent, keep_usage_chunk: bool) -> Verdict {
@@ -339,7 +349,7 @@ impl StreamState {
         // The first event is parsed whole: it names the answer's id and model.
         if scan
             && self.data_events > 1
-            && let Some(plain) = scan::plain(&ev.data)
+            && let Some(plain) = self.plain(&ev.data)
         {
             if let scan::Plain::Text(t) = plain {
                 self.content_chunks += 1;
@@ -394,6 +404,19 @@ impl StreamState {
             self.content_chunks += 1;
         }
         Verdict::Forward
+    }
+
+    /// A plain content chunk read by this stream's template, or by the scan (which teaches
+    /// the template); `None`: parse it.
+    fn plain<'a>(&mut self, data: &'a [u8]) -> Option<scan::Plain<'a>> {
+        if let Some(plain) = self.template.as_ref().and_then(|t| t.read(data)) {
+            return Some(plain);
+        }
+        let (plain, literal) = scan::plain_at(data)?;
+        if let Some(literal) = literal {
+            self.template = scan::Template::of(data, literal).map(Box::new);
+        }
+        Some(plain)
     }
 
     /// One passed-through Responses event.
@@ -549,10 +572,7 @@ mod tests {
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[{\"type\":\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2,\"total_tokens\":5}}}\n\n",
         );
         let evs = events(stream);
-        let mut st = StreamState {
-            native: true,
-            ..StreamState::default()
-        };
+        let mut st = StreamState::new(true);
         for (i, e) in evs.iter().enumerate() {
             assert_eq!(st.inspect(e, false), Verdict::Forward, "{i}");
             assert_eq!(st.saw_done, i == 4, "{i}: the end is response.completed");
@@ -568,10 +588,7 @@ mod tests {
         assert!(!st.truncated());
 
         // Cut before the end: truncated; the provider's failure or error event: an error.
-        let mut st = StreamState {
-            native: true,
-            ..StreamState::default()
-        };
+        let mut st = StreamState::new(true);
         for e in &evs[..3] {
             st.inspect(e, false);
         }

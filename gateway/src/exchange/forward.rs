@@ -106,10 +106,7 @@ async fn stream(
         held,
     } = start;
     let header = respond::sse_header(ctx, None).map_err(Rejection::Error)?;
-    let mut st = StreamState {
-        native: ctx.render.is_native_responses(),
-        ..StreamState::default()
-    };
+    let mut st = StreamState::new(ctx.render.is_native_responses());
     if st.native {
         ctx.taps.set_native();
     }

@@ -306,7 +306,7 @@ impl Response {
 
     /// One CRLF- (or LF-) terminated line from the buffer, without its terminator.
     fn line(&mut self) -> Result<Option<Bytes>, String> {
-        match self.buf.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &self.buf) {
             Some(end) if end > MAX_CHUNK_LINE => {
                 Err("the response's chunk framing is not HTTP".into())
             }

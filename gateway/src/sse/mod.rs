@@ -223,7 +223,7 @@ impl SseDecoder {
     fn advance(&mut self, eof: bool) -> Option<usize> {
         loop {
             let haystack = &self.buf[self.scan_pos..];
-            let found = haystack.iter().position(|&b| b == b'\n' || b == b'\r');
+            let found = memchr::memchr2(b'\n', b'\r', haystack);
             #[cfg(test)]
             {
                 self.bytes_scanned += found.map_or(haystack.len(), |offset| offset + 1);

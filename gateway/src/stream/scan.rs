@@ -10,11 +10,16 @@
 //! `content` anywhere but `choices[].delta`, a second `content`, `error`, `tool_calls`,
 //! `text`, `function_call`, a raw control byte in a string, or anything that is not one
 //! object all fall back to the parse. The property test beside the stream state checks that
-//! both readings agree on valid chat-completion chunks. On JSON no provider sends (`choices`
+//! both readings agree on valid chat-completion chunks.
+//!
+//! Providers write every chunk of a stream the same way but for its text, so the first chunk
+//! the scan reads teaches a [`Template`]: the bytes before and after its text. A later chunk
+//! with the same bytes around a string is read by comparing them, without the scan. On JSON no provider sends (`choices`
 //! an object, duplicate keys, a non-string `id`) the scan may count text the parse would not;
 //! the bytes are forwarded as they came either way.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// What a plain content chunk says.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +38,14 @@ type Frame<'a> = Option<&'a [u8]>;
 const MAX_DEPTH: usize = 8;
 
 /// The event's data read as a plain content chunk, or `None`: parse it.
+#[cfg(test)]
 pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
+    plain_at(data).map(|(p, _)| p)
+}
+
+/// [`plain`], and where the delta's `content` string literal lies in the trimmed data (quotes
+/// included) when it is one: what a [`Template`] is learned from.
+pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
     let data = data.trim_ascii();
     if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
         return None;
@@ -43,6 +55,7 @@ pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
     // The key whose value comes next, for the container it may open.
     let mut pending: Frame<'_> = None;
     let mut content: Option<Plain<'_>> = None;
+    let mut literal = None;
     let mut i = 0;
     while i < data.len() {
         match data[i] {
@@ -94,6 +107,7 @@ pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
                         } else if data.get(v) == Some(&b'"') {
                             let (end, escaped) = string_end(data, v + 1)?;
                             content = Some(text(&data[v..=end], escaped)?);
+                            literal = Some(v..end + 1);
                             i = end + 1;
                         } else {
                             return None;
@@ -112,10 +126,58 @@ pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
     if depth != 0 {
         return None;
     }
-    Some(match content {
+    let plain = match content {
         Some(Plain::Text(t)) if !t.is_empty() => Plain::Text(t),
         _ => Plain::Nothing,
-    })
+    };
+    Some((plain, literal))
+}
+
+/// The bytes around the content of a plain chunk. A provider writes every chunk of a stream
+/// the same way but for the text (the same id, model, creation time and nulls), so once one
+/// chunk has been scanned, a later one that starts and ends with the same bytes is read by
+/// comparing them and finding where its string ends: the scan would walk the same structure
+/// to the same place and come to the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Up to and including the opening quote of the content.
+    prefix: Box<[u8]>,
+    /// From the closing quote of the content on.
+    suffix: Box<[u8]>,
+}
+
+impl Template {
+    /// The template of `data`, whose content literal (quotes included) lies at `literal` of
+    /// the trimmed data (from [`plain_at`]).
+    pub fn of(data: &[u8], literal: Range<usize>) -> Option<Self> {
+        let data = data.trim_ascii();
+        (literal.len() >= 2 && literal.end <= data.len()).then(|| Self {
+            prefix: data[..=literal.start].into(),
+            suffix: data[literal.end - 1..].into(),
+        })
+    }
+
+    /// `data` read as the same chunk with other text, or `None` when it is not (scan it).
+    pub fn read<'a>(&self, data: &'a [u8]) -> Option<Plain<'a>> {
+        let data = data.trim_ascii();
+        let (open, close) = (
+            self.prefix.len(),
+            data.len().checked_sub(self.suffix.len())?,
+        );
+        if close < open || !data.starts_with(&self.prefix) || !data.ends_with(&self.suffix) {
+            return None;
+        }
+        // The content's first unescaped quote must be the suffix's: otherwise the text holds
+        // a quote and the bytes around it are not what they seem.
+        let (end, escaped) = string_end(data, open)?;
+        if end != close {
+            return None;
+        }
+        Some(match text(&data[open - 1..=close], escaped)? {
+            Plain::Text(t) if !t.is_empty() => Plain::Text(t),
+            _ => Plain::Nothing,
+        })
+    }
 }
 
 /// The index of the quote that closes the string whose contents start at `from`, and whether
@@ -237,5 +299,33 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(20), "]".repeat(20));
         assert_eq!(plain(format!("{{\"a\":{deep}}}").as_bytes()), None);
+    }
+
+    #[test]
+    fn a_template_reads_the_same_chunk_with_other_text_and_nothing_else() {
+        let first = r#"{"id":"c","choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+        let (plain, literal) = plain_at(first.as_bytes()).expect("plain");
+        assert_eq!(plain, t("Hi").expect("text"));
+        let tpl = Template::of(first.as_bytes(), literal.expect("a string")).expect("template");
+        let frame = |text: &str| {
+            format!(
+                r#"{{"id":"c","choices":[{{"delta":{{"content":{text}}},"finish_reason":null}}]}}"#
+            )
+        };
+        let cases: &[(String, Option<Plain<'_>>)] = &[
+            (frame(r#"" there""#), t(" there")),
+            (frame(r#""""#), Some(Plain::Nothing)),
+            (frame(r#""a \"q\" \n""#), t("a \"q\" \n")),
+            (format!(" {} ", frame(r#""x""#)), t("x")),
+            // Not the same chunk: a quote inside ends the string early, content is not a
+            // string, the frame differs, a raw control byte.
+            (frame(r#""q","content":"z""#), None),
+            (frame("null"), None),
+            (first.replace("\"c\"", "\"d\""), None),
+            (frame("\"a\u{1}\""), None),
+        ];
+        for (data, want) in cases {
+            assert_eq!(&tpl.read(data.as_bytes()), want, "{data}");
+        }
     }
 }
