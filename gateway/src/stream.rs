@@ -3,8 +3,8 @@
 //! Each complete SSE event is probed once (a borrowed parse that skips everything but
 //! `choices[].finish_reason`, `usage` and `error`) to decide whether to forward it, to collect
 //! usage, and to tell a finished stream from a truncated one: a stream that ends without
-//! `[DONE]` and without any `finish_reason` was cut. The plain content deltas that make up
-//! most of a stream are read by [`scan`] without the parse.
+//! `[DONE]` and without any `finish_reason` was cut. The plain chunks that make up most of a
+//! stream (its first, its content deltas, its finish) are read by [`scan`] without the parse.
 
 #[cfg(test)]
 mod proptests;
@@ -346,12 +346,16 @@ impl StreamState {
         if ev.event.as_deref() == Some(b"error".as_slice()) {
             return Verdict::Error;
         }
-        // The first event is parsed whole: it names the answer's id and model.
-        if scan
-            && self.data_events > 1
-            && let Some(plain) = self.plain(&ev.data)
-        {
-            if let scan::Plain::Text(t) = plain {
+        if scan && let Some(s) = self.scan(&ev.data) {
+            if self.data_events == 1 {
+                self.answer
+                    .note_ids(s.id.map(Cow::Borrowed), s.model.map(Cow::Borrowed));
+            }
+            if let Some(reason) = s.finish {
+                self.saw_finish = true;
+                self.answer.note_finish(reason);
+            }
+            if let scan::Plain::Text(t) = s.plain {
                 self.content_chunks += 1;
                 if self.usage.is_none() {
                     self.answer.note_text(&t);
@@ -406,17 +410,20 @@ impl StreamState {
         Verdict::Forward
     }
 
-    /// A plain content chunk read by this stream's template, or by the scan (which teaches
-    /// the template); `None`: parse it.
-    fn plain<'a>(&mut self, data: &'a [u8]) -> Option<scan::Plain<'a>> {
+    /// A plain chunk read by this stream's template, or by the scan (whose first plain delta
+    /// without a finish teaches the template); `None`: parse it.
+    fn scan<'a>(&mut self, data: &'a [u8]) -> Option<scan::Scanned<'a>> {
         if let Some(plain) = self.template.as_ref().and_then(|t| t.read(data)) {
-            return Some(plain);
+            return Some(scan::Scanned::text(plain));
         }
-        let (plain, literal) = scan::plain_at(data)?;
-        if let Some(literal) = literal {
+        let s = scan::chunk(data)?;
+        if self.template.is_none()
+            && s.finish.is_none()
+            && let Some(literal) = s.literal.clone()
+        {
             self.template = scan::Template::of(data, literal).map(Box::new);
         }
-        Some(plain)
+        Some(s)
     }
 
     /// One passed-through Responses event.

@@ -3,20 +3,22 @@
 //! Nearly every event of a chat stream is a content delta that tells Sluice nothing but its
 //! text: `finish_reason` and `usage` are `null`, and there is no error and no tool call. A
 //! full borrowed parse of each such event was the largest share of Sluice's own CPU on a
-//! burst stream (profile in `loadtest/RESULTS.md`), so [`plain`] reads it with
-//! one pass over its strings instead, and says "parse it" ([`None`]) whenever the event could
-//! say anything more. It never has to be right about the rare case, only sure about the common
-//! one: a key written with escapes, a non-null `finish_reason` or `usage` at any depth, a
-//! `content` anywhere but `choices[].delta`, a second `content`, `error`, `tool_calls`,
-//! `text`, `function_call`, a raw control byte in a string, or anything that is not one
-//! object all fall back to the parse. The property test beside the stream state checks that
-//! both readings agree on valid chat-completion chunks.
+//! burst stream (profile in `loadtest/RESULTS.md`), so [`chunk`] reads it with one pass over
+//! its strings instead — the first chunk's `id` and `model` and the last one's
+//! `finish_reason` too — and says "parse it" ([`None`]) whenever the event could say anything
+//! more. It never has to be right about the rare case, only sure about the common one: a key
+//! or a reason written with escapes, a `finish_reason` anywhere but `choices[]` (or twice in
+//! one choice, or in two), a non-null `usage`, a `content` anywhere but `choices[].delta`, a
+//! second `content`, a second `id` or `model`, `error`, `tool_calls`, `text`,
+//! `function_call`, a raw control byte in a string, or anything that is not one object all
+//! fall back to the parse. The property test beside the stream state checks that both
+//! readings agree on valid chat-completion chunks.
 //!
-//! Providers write every chunk of a stream the same way but for its text, so the first chunk
+//! Providers write every chunk of a stream the same way but for its text, so the first delta
 //! the scan reads teaches a [`Template`]: the bytes before and after its text. A later chunk
-//! with the same bytes around a string is read by comparing them, without the scan. On JSON no provider sends (`choices`
-//! an object, duplicate keys, a non-string `id`) the scan may count text the parse would not;
-//! the bytes are forwarded as they came either way.
+//! with the same bytes around a string is read by comparing them, without the scan. On JSON
+//! no provider sends (`choices` an object, a duplicate key elsewhere, a non-string `id`) the
+//! scan may count text the parse would not; the bytes are forwarded as they came either way.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -37,15 +39,41 @@ type Frame<'a> = Option<&'a [u8]>;
 /// Nesting beyond this is not a chunk Sluice knows; the parse decides.
 const MAX_DEPTH: usize = 8;
 
-/// The event's data read as a plain content chunk, or `None`: parse it.
-#[cfg(test)]
-pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
-    plain_at(data).map(|(p, _)| p)
+/// What the scan read from a plain chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scanned<'a> {
+    pub plain: Plain<'a>,
+    /// The choice's `finish_reason`, when it is not null.
+    pub finish: Option<&'a str>,
+    /// The answer's `id` and `model` (Sluice notes them from the first chunk).
+    pub id: Option<&'a str>,
+    pub model: Option<&'a str>,
+    /// Where the delta's `content` string literal lies in the trimmed data (quotes included),
+    /// when it is one: what a [`Template`] is learned from.
+    pub literal: Option<Range<usize>>,
 }
 
-/// [`plain`], and where the delta's `content` string literal lies in the trimmed data (quotes
-/// included) when it is one: what a [`Template`] is learned from.
-pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
+impl<'a> Scanned<'a> {
+    /// A chunk that says nothing but its text.
+    pub fn text(plain: Plain<'a>) -> Self {
+        Self {
+            plain,
+            finish: None,
+            id: None,
+            model: None,
+            literal: None,
+        }
+    }
+}
+
+/// The event's text, or `None`: parse it.
+#[cfg(test)]
+pub fn plain(data: &[u8]) -> Option<Plain<'_>> {
+    chunk(data).map(|s| s.plain)
+}
+
+/// The event's data read as a plain chunk, or `None`: parse it.
+pub fn chunk(data: &[u8]) -> Option<Scanned<'_>> {
     let data = data.trim_ascii();
     if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
         return None;
@@ -55,7 +83,9 @@ pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
     // The key whose value comes next, for the container it may open.
     let mut pending: Frame<'_> = None;
     let mut content: Option<Plain<'_>> = None;
-    let mut literal = None;
+    let mut out = Scanned::text(Plain::Nothing);
+    // A choice's `finish_reason` key was seen (null or not) in the choice being read.
+    let mut finish_key = false;
     let mut i = 0;
     while i < data.len() {
         match data[i] {
@@ -65,6 +95,9 @@ pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
                 }
                 stack[depth] = pending.take();
                 depth += 1;
+                if in_choice(depth, &stack) {
+                    finish_key = false;
+                }
                 i += 1;
             }
             b'}' | b']' => {
@@ -88,32 +121,58 @@ pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
                 let key = &data[i + 1..end];
                 let v = skip_ws(data, after + 1);
                 match key {
-                    b"finish_reason" | b"usage" => {
-                        if !data[v..].starts_with(b"null") {
+                    b"finish_reason" if in_choice(depth, &stack) => {
+                        // One reason per choice (a key written twice is not a chunk the parse
+                        // takes), as a plain string or null; anything else is parsed.
+                        if std::mem::replace(&mut finish_key, true) {
                             return None;
+                        }
+                        if data[v..].starts_with(b"null") {
+                            i = v + 4;
+                        } else {
+                            let (value, end) = plain_string(data, v)?;
+                            if out.finish.replace(value).is_some() {
+                                return None;
+                            }
+                            i = end + 1;
+                        }
+                    }
+                    _ if data[v..].starts_with(b"null")
+                        && matches!(key, b"finish_reason" | b"usage" | b"content") =>
+                    {
+                        if key == b"content" {
+                            if content.is_some() || !in_delta(depth, &stack) {
+                                return None;
+                            }
+                            content = Some(Plain::Nothing);
                         }
                         i = v + 4;
                     }
                     b"content" => {
-                        let in_delta = depth == 4
-                            && stack[1] == Some(b"choices")
-                            && stack[3] == Some(b"delta");
-                        if content.is_some() || !in_delta {
+                        if content.is_some() || !in_delta(depth, &stack) || data[v] != b'"' {
                             return None;
                         }
-                        if data[v..].starts_with(b"null") {
-                            content = Some(Plain::Nothing);
-                            i = v + 4;
-                        } else if data.get(v) == Some(&b'"') {
-                            let (end, escaped) = string_end(data, v + 1)?;
-                            content = Some(text(&data[v..=end], escaped)?);
-                            literal = Some(v..end + 1);
-                            i = end + 1;
-                        } else {
-                            return None;
-                        }
+                        let (end, escaped) = string_end(data, v + 1)?;
+                        content = Some(text(&data[v..=end], escaped)?);
+                        out.literal = Some(v..end + 1);
+                        i = end + 1;
                     }
-                    b"error" | b"tool_calls" | b"text" | b"function_call" => return None,
+                    b"id" | b"model" if depth == 1 && data.get(v) == Some(&b'"') => {
+                        let (value, end) = plain_string(data, v)?;
+                        let slot = if key == b"id" {
+                            &mut out.id
+                        } else {
+                            &mut out.model
+                        };
+                        if slot.replace(value).is_some() {
+                            return None;
+                        }
+                        i = end + 1;
+                    }
+                    b"finish_reason" | b"usage" | b"error" | b"tool_calls" | b"text"
+                    | b"function_call" => {
+                        return None;
+                    }
                     _ => {
                         pending = Some(key);
                         i = v;
@@ -126,11 +185,35 @@ pub fn plain_at(data: &[u8]) -> Option<(Plain<'_>, Option<Range<usize>>)> {
     if depth != 0 {
         return None;
     }
-    let plain = match content {
-        Some(Plain::Text(t)) if !t.is_empty() => Plain::Text(t),
-        _ => Plain::Nothing,
-    };
-    Some((plain, literal))
+    if let Some(Plain::Text(t)) = content
+        && !t.is_empty()
+    {
+        out.plain = Plain::Text(t);
+    }
+    Some(out)
+}
+
+/// Whether a key at this depth is a choice's own (`choices[].<key>`).
+fn in_choice(depth: usize, stack: &[Frame<'_>; MAX_DEPTH]) -> bool {
+    depth == 3 && stack[1] == Some(b"choices") && stack[2].is_none()
+}
+
+/// Whether a key at this depth is the delta's own (`choices[].delta.<key>`).
+fn in_delta(depth: usize, stack: &[Frame<'_>; MAX_DEPTH]) -> bool {
+    depth == 4 && stack[1] == Some(b"choices") && stack[3] == Some(b"delta")
+}
+
+/// The string literal opening at `at`, when it has no escapes (a reason, an id), and the
+/// index of its closing quote; `None` for anything else.
+fn plain_string(data: &[u8], at: usize) -> Option<(&str, usize)> {
+    if data.get(at) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(data, at + 1)?;
+    if escaped {
+        return None;
+    }
+    Some((std::str::from_utf8(&data[at + 1..end]).ok()?, end))
 }
 
 /// The bytes around the content of a plain chunk. A provider writes every chunk of a stream
@@ -148,7 +231,7 @@ pub struct Template {
 
 impl Template {
     /// The template of `data`, whose content literal (quotes included) lies at `literal` of
-    /// the trimmed data (from [`plain_at`]).
+    /// the trimmed data (from [`chunk`]).
     pub fn of(data: &[u8], literal: Range<usize>) -> Option<Self> {
         let data = data.trim_ascii();
         (literal.len() >= 2 && literal.end <= data.len()).then(|| Self {
@@ -261,7 +344,15 @@ mod tests {
             ),
             (r#"{"choices":[{"delta":{"content":"{[}]"}}]}"#, t("{[}]")),
             // Anything Sluice must read: parse.
-            (r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#, None),
+            (
+                r#"{"choices":[{"delta":{},"finish_reason":"st\u006fp"}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"delta":{},"finish_reason":"stop","finish_reason":null}]}"#,
+                None,
+            ),
+            (r#"{"choices":[{"delta":{"finish_reason":"stop"}}]}"#, None),
             (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, None),
             (r#"{"error":{"message":"x"}}"#, None),
             (
@@ -304,9 +395,9 @@ mod tests {
     #[test]
     fn a_template_reads_the_same_chunk_with_other_text_and_nothing_else() {
         let first = r#"{"id":"c","choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}"#;
-        let (plain, literal) = plain_at(first.as_bytes()).expect("plain");
-        assert_eq!(plain, t("Hi").expect("text"));
-        let tpl = Template::of(first.as_bytes(), literal.expect("a string")).expect("template");
+        let s = chunk(first.as_bytes()).expect("plain");
+        assert_eq!(s.plain, t("Hi").expect("text"));
+        let tpl = Template::of(first.as_bytes(), s.literal.expect("a string")).expect("template");
         let frame = |text: &str| {
             format!(
                 r#"{{"id":"c","choices":[{{"delta":{{"content":{text}}},"finish_reason":null}}]}}"#
@@ -327,5 +418,31 @@ mod tests {
         for (data, want) in cases {
             assert_eq!(&tpl.read(data.as_bytes()), want, "{data}");
         }
+    }
+
+    #[test]
+    fn the_first_chunk_and_the_finish_are_read_too() {
+        let first = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-x","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        let s = chunk(first.as_bytes()).expect("plain");
+        assert_eq!(
+            (s.plain, s.id, s.model, s.finish),
+            (Plain::Nothing, Some("chatcmpl-1"), Some("gpt-x"), None)
+        );
+        let last = r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":null}"#;
+        let s = chunk(last.as_bytes()).expect("plain");
+        assert_eq!((s.plain, s.finish), (Plain::Nothing, Some("length")));
+        // Two choices, each with its reason: the parse notes both.
+        let two = r#"{"choices":[{"finish_reason":"stop"},{"finish_reason":"length"}]}"#;
+        assert_eq!(chunk(two.as_bytes()), None);
+        // An id written twice, or with escapes: parsed.
+        for data in [
+            r#"{"id":"a","id":"b","choices":[]}"#,
+            r#"{"id":"\u0061","choices":[]}"#,
+        ] {
+            assert_eq!(chunk(data.as_bytes()), None, "{data}");
+        }
+        // A nested id is not the answer's.
+        let nested = r#"{"choices":[{"delta":{"content":"x"},"x":{"id":"n"}}]}"#;
+        assert_eq!(chunk(nested.as_bytes()).expect("plain").id, None);
     }
 }
