@@ -410,15 +410,15 @@ impl StreamState {
         Verdict::Forward
     }
 
-    /// A plain chunk read by this stream's template, or by the scan (whose first plain delta
-    /// without a finish teaches the template); `None`: parse it.
+    /// A plain chunk read by this stream's template, or by the scan; a delta the template did
+    /// not fit (the first, which carries the role, or a provider that changed its frame)
+    /// teaches it anew. `None`: parse it.
     fn scan<'a>(&mut self, data: &'a [u8]) -> Option<scan::Scanned<'a>> {
         if let Some(plain) = self.template.as_ref().and_then(|t| t.read(data)) {
             return Some(scan::Scanned::text(plain));
         }
         let s = scan::chunk(data)?;
-        if self.template.is_none()
-            && s.finish.is_none()
+        if s.finish.is_none()
             && let Some(literal) = s.literal.clone()
         {
             self.template = scan::Template::of(data, literal).map(Box::new);
@@ -530,6 +530,38 @@ mod tests {
         let mut info = AnswerInfo::default();
         info.note_tool_call(None, Some(&"é".repeat(100)), None);
         assert!(calls(&info)[0].0.len() <= 128);
+    }
+
+    /// Providers open with a chunk that carries the role: the frame learned from it does not
+    /// fit the deltas after it, so the first of those teaches the one the rest are read by.
+    #[test]
+    fn the_template_is_learned_again_from_the_first_delta_it_does_not_fit() {
+        let frame = |delta: &str| {
+            format!(
+                "data: {{\"id\":\"c1\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":null}}],\"usage\":null}}\n\n"
+            )
+        };
+        let mut text = frame(r#"{"role":"assistant","content":""}"#);
+        for w in ["a", "b", "c"] {
+            text.push_str(&frame(&format!(r#"{{"content":"{w}"}}"#)));
+        }
+        let evs = events(&text);
+        let mut st = StreamState::new(false);
+        let template_of = |ev: &SseEvent| {
+            let s = scan::chunk(&ev.data).expect("plain");
+            scan::Template::of(&ev.data, s.literal.expect("a string")).expect("template")
+        };
+        st.inspect(&evs[0], false);
+        assert_eq!(st.template.as_deref(), Some(&template_of(&evs[0])));
+        for ev in &evs[1..] {
+            st.inspect(ev, false);
+        }
+        assert_eq!(
+            st.template.as_deref(),
+            Some(&template_of(&evs[1])),
+            "learned from the first delta after the role"
+        );
+        assert_eq!((st.content_chunks, st.answer.text.as_str()), (3, "abc"));
     }
 
     #[test]
