@@ -64,6 +64,8 @@ pub mod tls;
 pub mod trace;
 
 #[cfg(test)]
+mod fake_io;
+#[cfg(test)]
 mod fuzz;
 
 pub use error::GatewayError;

@@ -83,32 +83,7 @@ impl AsyncRead for Wire {
     }
 }
 
-#[async_trait]
-impl Shutdown for Wire {
-    async fn shutdown(&mut self) {}
-}
-impl UniqueID for Wire {
-    fn id(&self) -> UniqueIDType {
-        7
-    }
-}
-impl Ssl for Wire {}
-impl GetTimingDigest for Wire {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        Vec::new()
-    }
-}
-impl GetProxyDigest for Wire {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        None
-    }
-}
-impl GetSocketDigest for Wire {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        None
-    }
-}
-impl Peek for Wire {}
+crate::fake_io::pingora_io_for!(Wire, 7);
 
 /// What a step of pingora's response writing does to the connection.
 #[derive(Debug, Clone, Copy)]

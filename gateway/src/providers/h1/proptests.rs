@@ -22,16 +22,9 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
-    TimingDigest, UniqueID, UniqueIDType,
-};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -127,32 +120,7 @@ impl AsyncWrite for Wire {
     }
 }
 
-#[async_trait]
-impl Shutdown for Wire {
-    async fn shutdown(&mut self) {}
-}
-impl UniqueID for Wire {
-    fn id(&self) -> UniqueIDType {
-        0
-    }
-}
-impl Ssl for Wire {}
-impl GetTimingDigest for Wire {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        Vec::new()
-    }
-}
-impl GetProxyDigest for Wire {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        None
-    }
-}
-impl GetSocketDigest for Wire {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        None
-    }
-}
-impl Peek for Wire {}
+crate::fake_io::pingora_io_for!(Wire, 0);
 
 // === the inputs ===
 
