@@ -58,9 +58,7 @@ impl Coalesced {
             self.held.drain(..n);
         }
         // An idle keep-alive connection keeps no buffer.
-        if self.held.capacity() > HOLD {
-            self.held = Vec::new();
-        }
+        self.held = Vec::new();
         Poll::Ready(Ok(()))
     }
 }
@@ -105,7 +103,7 @@ impl AsyncWrite for Coalesced {
                 this.held.drain(..written);
                 continue;
             }
-            this.held.clear();
+            this.held = Vec::new();
             return Poll::Ready(Ok(written - held));
         }
     }

@@ -194,3 +194,16 @@ async fn what_the_connection_underneath_says_is_passed_on() {
     assert!(c.get_ssl_digest().is_none());
     assert!(c.is_write_vectored());
 }
+
+#[tokio::test]
+async fn nothing_is_kept_once_sent() {
+    let (wire, _) = Wire::new(usize::MAX, false);
+    let mut c = Coalesced::new(Box::new(wire));
+    c.write_all(&bytes(300, 0)).await.expect("head");
+    assert!(c.held.capacity() >= 300);
+    c.write_all(&bytes(4000, 1)).await.expect("body");
+    assert_eq!(c.held.capacity(), 0, "sent with the body");
+    c.write_all(&bytes(20, 2)).await.expect("small");
+    c.flush().await.expect("flush");
+    assert_eq!(c.held.capacity(), 0, "sent at the flush");
+}
