@@ -30,11 +30,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::h2::{H2Connection, PREFACE};
+use crate::handler::DataPlane;
+use crate::state::AppState;
 use coalesce::Coalesced;
 
 mod coalesce;
-use crate::handler::DataPlane;
-use crate::state::AppState;
 
 /// The data-plane listener's application: connection limits and head reading, then the
 /// request handler for each request on the connection.

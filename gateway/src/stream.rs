@@ -272,7 +272,7 @@ pub struct StreamState {
     /// The last `sequence_number` a passed-through stream carried.
     pub last_sequence: Option<u64>,
     /// How this stream's plain chunks look around their text (see [`scan::Template`]).
-    template: Option<Box<scan::Template>>,
+    template: scan::Template,
 }
 
 #[derive(Deserialize)]
@@ -414,14 +414,14 @@ impl StreamState {
     /// not fit (the first, which carries the role, or a provider that changed its frame)
     /// teaches it anew. `None`: parse it.
     fn scan<'a>(&mut self, data: &'a [u8]) -> Option<scan::Scanned<'a>> {
-        if let Some(plain) = self.template.as_ref().and_then(|t| t.read(data)) {
+        if let Some(plain) = self.template.read(data) {
             return Some(scan::Scanned::text(plain));
         }
         let s = scan::chunk(data)?;
         if s.finish.is_none()
             && let Some(literal) = s.literal.clone()
         {
-            self.template = scan::Template::of(data, literal).map(Box::new);
+            self.template.learn(data, literal);
         }
         Some(s)
     }
@@ -549,16 +549,16 @@ mod tests {
         let mut st = StreamState::new(false);
         let template_of = |ev: &SseEvent| {
             let s = scan::chunk(&ev.data).expect("plain");
-            scan::Template::of(&ev.data, s.literal.expect("a string")).expect("template")
+            scan::Template::of(&ev.data, s.literal.expect("a string"))
         };
         st.inspect(&evs[0], false);
-        assert_eq!(st.template.as_deref(), Some(&template_of(&evs[0])));
+        assert_eq!(st.template, template_of(&evs[0]));
         for ev in &evs[1..] {
             st.inspect(ev, false);
         }
         assert_eq!(
-            st.template.as_deref(),
-            Some(&template_of(&evs[1])),
+            st.template,
+            template_of(&evs[1]),
             "learned from the first delta after the role"
         );
         assert_eq!((st.content_chunks, st.answer.text.as_str()), (3, "abc"));

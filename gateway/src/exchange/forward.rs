@@ -304,19 +304,21 @@ impl Pump<'_> {
     /// that filled its buffer. It all goes out in one write; a provider that never pauses is
     /// still forwarded, [`MAX_READS_PER_WRITE`] reads at a time.
     fn gather(&mut self, batch: &mut Batch) -> Result<Verdict, StreamEnd> {
-        for _ in 0..MAX_READS_PER_WRITE {
+        let mut reads = 0;
+        loop {
             while let Some(more) = self.up.read_buffered() {
                 self.decoder.push(&more);
             }
             let verdict = self.decode_into(batch)?;
-            if verdict == Verdict::Error || self.st.saw_done || !self.up.read_arrived() {
+            if verdict == Verdict::Error
+                || self.st.saw_done
+                || reads == MAX_READS_PER_WRITE
+                || !self.up.read_arrived()
+            {
                 return Ok(verdict);
             }
+            reads += 1;
         }
-        while let Some(more) = self.up.read_buffered() {
-            self.decoder.push(&more);
-        }
-        self.decode_into(batch)
     }
 
     /// Takes every complete event the decoder holds into `batch`, up to the provider's own

@@ -220,34 +220,50 @@ fn plain_string(data: &[u8], at: usize) -> Option<(&str, usize)> {
 /// the same way but for the text (the same id, model, creation time and nulls), so once one
 /// chunk has been scanned, a later one that starts and ends with the same bytes is read by
 /// comparing them and finding where its string ends: the scan would walk the same structure
-/// to the same place and come to the same answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// to the same place and come to the same answer. An empty template (the default) reads
+/// nothing. Learning again reuses the buffer, so a provider whose frame changes with every
+/// chunk (OpenAI's `obfuscation` padding) costs a failed comparison and a copy per chunk, not
+/// an allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Template {
-    /// Up to and including the opening quote of the content.
-    prefix: Box<[u8]>,
-    /// From the closing quote of the content on.
-    suffix: Box<[u8]>,
+    /// The bytes up to and including the opening quote of the content, then those from its
+    /// closing quote on.
+    bytes: Vec<u8>,
+    /// Where the first part ends.
+    split: usize,
 }
 
 impl Template {
-    /// The template of `data`, whose content literal (quotes included) lies at `literal` of
-    /// the trimmed data (from [`chunk`]).
-    pub fn of(data: &[u8], literal: Range<usize>) -> Option<Self> {
+    /// The template of `data` (see [`Self::learn`]).
+    #[cfg(test)]
+    pub fn of(data: &[u8], literal: Range<usize>) -> Self {
+        let mut t = Self::default();
+        t.learn(data, literal);
+        t
+    }
+
+    /// Learns the frame of `data`, whose content literal (quotes included) lies at `literal`
+    /// of the trimmed data (from [`chunk`]); a range that is not one leaves it empty.
+    pub fn learn(&mut self, data: &[u8], literal: Range<usize>) {
         let data = data.trim_ascii();
-        (literal.len() >= 2 && literal.end <= data.len()).then(|| Self {
-            prefix: data[..=literal.start].into(),
-            suffix: data[literal.end - 1..].into(),
-        })
+        self.bytes.clear();
+        self.split = 0;
+        if literal.len() >= 2 && literal.end <= data.len() {
+            self.bytes.extend_from_slice(&data[..=literal.start]);
+            self.split = self.bytes.len();
+            self.bytes.extend_from_slice(&data[literal.end - 1..]);
+        }
     }
 
     /// `data` read as the same chunk with other text, or `None` when it is not (scan it).
     pub fn read<'a>(&self, data: &'a [u8]) -> Option<Plain<'a>> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let (prefix, suffix) = self.bytes.split_at(self.split);
         let data = data.trim_ascii();
-        let (open, close) = (
-            self.prefix.len(),
-            data.len().checked_sub(self.suffix.len())?,
-        );
-        if close < open || !data.starts_with(&self.prefix) || !data.ends_with(&self.suffix) {
+        let (open, close) = (prefix.len(), data.len().checked_sub(suffix.len())?);
+        if close < open || !data.starts_with(prefix) || !data.ends_with(suffix) {
             return None;
         }
         // The content's first unescaped quote must be the suffix's: otherwise the text holds
@@ -397,7 +413,7 @@ mod tests {
         let first = r#"{"id":"c","choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}"#;
         let s = chunk(first.as_bytes()).expect("plain");
         assert_eq!(s.plain, t("Hi").expect("text"));
-        let tpl = Template::of(first.as_bytes(), s.literal.expect("a string")).expect("template");
+        let tpl = Template::of(first.as_bytes(), s.literal.expect("a string"));
         let frame = |text: &str| {
             format!(
                 r#"{{"id":"c","choices":[{{"delta":{{"content":{text}}},"finish_reason":null}}]}}"#
@@ -418,6 +434,8 @@ mod tests {
         for (data, want) in cases {
             assert_eq!(&tpl.read(data.as_bytes()), want, "{data}");
         }
+        // Nothing learned, nothing read.
+        assert_eq!(Template::default().read(first.as_bytes()), None);
     }
 
     #[test]
