@@ -12,19 +12,18 @@
 //!
 //! A connection that speaks HTTP/2 (by ALPN over TLS, or h2c prior knowledge when enabled)
 //! goes to `h2` instead, under the same connection count. An HTTP/1 connection writes through
-//! [`coalesce`], so a response head and its body leave in one system call.
+//! [`coalesce`], so a response head and its body leave in one system call. Connections are
+//! accepted by [`listen`], one task each, so that an open connection costs what it holds.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::apps::ServerApp;
+use pingora::apps::ServerApp as _;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
-use sluice_config::ServerConfig;
 use sluice_observability::metrics::RefusedReason;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -35,8 +34,11 @@ use crate::state::AppState;
 use coalesce::Coalesced;
 
 mod coalesce;
+mod listen;
 
-/// The data-plane listener's application: connection limits and head reading, then the
+pub use listen::{Bound, DataListener};
+
+/// What serves each data-plane connection: connection limits and head reading, then the
 /// request handler for each request on the connection.
 pub struct Downstream {
     pub app: Arc<DataPlane>,
@@ -61,34 +63,44 @@ struct Limits {
     header_timeout: Duration,
     keepalive: Duration,
     max_header_bytes: usize,
+    /// Whether a plain connection may open with the HTTP/2 preface.
+    h2c: bool,
 }
 
-#[async_trait]
-impl ServerApp for Downstream {
-    async fn process_new(
-        self: &Arc<Self>,
-        mut stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl Downstream {
+    /// Serves one connection until it closes. This future is the connection's whole task (see
+    /// `listen`), so what it holds across an open stream is what each connection costs:
+    /// the policy's server section is read into [`Limits`] up front, not kept.
+    pub(crate) async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let state = &self.app.state;
-        let server = state.policy.snapshot().server.clone();
-        let limits = Limits {
-            header_timeout: server.header_timeout,
-            keepalive: server.keepalive_timeout,
-            max_header_bytes: server.max_header_bytes,
-        };
         let _conn = ConnectionGuard::new(state);
-        let over_limit = state.connections.load(Ordering::Relaxed) > server.max_connections;
-        match protocol(&mut stream, &server).await {
+        let (limits, over_limit) = {
+            let policy = state.policy.snapshot();
+            let server = &policy.server;
+            let limits = Limits {
+                header_timeout: server.header_timeout,
+                keepalive: server.keepalive_timeout,
+                max_header_bytes: server.max_header_bytes,
+                h2c: server.http2.h2c,
+            };
+            let over = state.connections.load(Ordering::Relaxed) > server.max_connections;
+            (limits, over)
+        };
+        match protocol(&mut stream, limits).await {
             Protocol::H1 => {}
             Protocol::H2 => {
-                let h2 = Arc::new(H2Connection::new(Arc::clone(&self.app), &server));
-                return h2.process_new(stream, shutdown).await;
+                let h2 = {
+                    let policy = state.policy.snapshot();
+                    Arc::new(H2Connection::new(Arc::clone(&self.app), &policy.server))
+                };
+                // HTTP/2 ends with its connection: there is nothing to hand back.
+                let _ = h2.process_new(stream, shutdown).await;
+                return;
             }
-            Protocol::Gone => return None,
+            Protocol::Gone => return,
             Protocol::Slow => {
                 refuse(state, &mut stream, RefusedReason::HeaderTimeout).await;
-                return None;
+                return;
             }
         }
         // A head held until its body comes: one write for both (see `coalesce`).
@@ -105,31 +117,40 @@ impl ServerApp for Downstream {
             };
             let buf = match read_head(&mut stream, prefix, first_byte, limits).await {
                 Head::Ready(buf) => buf,
-                Head::Gone => return None,
+                Head::Gone => return,
                 Head::Slow => {
                     refuse(state, &mut stream, RefusedReason::HeaderTimeout).await;
-                    return None;
+                    return;
                 }
                 Head::TooLarge => {
                     refuse(state, &mut stream, RefusedReason::HeaderTooLarge).await;
-                    return None;
+                    return;
                 }
             };
             if over_limit {
                 refuse(state, &mut stream, RefusedReason::MaxConnections).await;
-                return None;
+                return;
             }
-            let mut session = ServerSession::new_http1(stream);
-            session.set_pipelined_prefix(buf);
-            // Requests a client sends without waiting for answers are served in turn.
-            session.set_pipelining_enabled(true);
-            let reusable = self.app.serve(session, shutdown).await?;
+            // Made in the call, not held in a local: a session moved out of a local still
+            // keeps its room in this future.
+            let Some(reusable) = self.app.serve(session(stream, buf), shutdown).await else {
+                return;
+            };
             let (next, rest) = reusable.into_parts();
             stream = next;
             prefix = rest.unwrap_or_default();
             reused = true;
         }
     }
+}
+
+/// pingora's HTTP/1 session over `stream`, with the head already read in `head`.
+fn session(stream: Stream, head: BytesMut) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    session.set_pipelined_prefix(head);
+    // Requests a client sends without waiting for answers are served in turn.
+    session.set_pipelining_enabled(true);
+    session
 }
 
 /// What a new connection speaks.
@@ -147,7 +168,7 @@ enum Protocol {
 /// client opens with the HTTP/2 preface; HTTP/1.1 otherwise. The preface is peeked, not
 /// consumed, so either protocol reads the connection from its first byte. With h2c on, a
 /// first request shorter than the preface (24 bytes) waits for the header timeout.
-async fn protocol(stream: &mut Stream, server: &ServerConfig) -> Protocol {
+async fn protocol(stream: &mut Stream, limits: Limits) -> Protocol {
     if stream.get_ssl_digest().is_some() {
         return if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             Protocol::H2
@@ -155,11 +176,11 @@ async fn protocol(stream: &mut Stream, server: &ServerConfig) -> Protocol {
             Protocol::H1
         };
     }
-    if !server.http2.h2c {
+    if !limits.h2c {
         return Protocol::H1;
     }
     let mut first = [0u8; PREFACE.len()];
-    match timeout(server.header_timeout, stream.try_peek(&mut first)).await {
+    match timeout(limits.header_timeout, stream.try_peek(&mut first)).await {
         Err(_) => Protocol::Slow,
         Ok(Err(_)) => Protocol::Gone,
         Ok(Ok(true)) if &first == PREFACE => Protocol::H2,

@@ -37,98 +37,109 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Serves the one request of `ds`; the connection back when it can take another.
-    pub async fn serve(
-        &self,
+    ///
+    /// Not an `async fn`: one would keep the session twice in its future (the argument and
+    /// its moved copy), and this future lives as long as the request in every connection.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps by-value arguments twice in its future"
+    )]
+    pub fn serve<'a>(
+        &'a self,
         mut ds: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusableHttpStream> {
-        if !matches!(ds.read_request().await, Ok(true)) {
-            return None;
-        }
-        let state = &*self.state;
-        let _inflight = InflightGuard::new(&state.inflight);
-        let draining = *shutdown.borrow() || state.is_draining();
-        // pingora has already decided from the request whether the client keeps the
-        // connection (HTTP/1.0 without `keep-alive`, `connection: close`, a body framed two
-        // ways): Sluice only ever shortens that, to its idle timeout or to none.
-        let idle = state
-            .policy
-            .snapshot()
-            .server
-            .keepalive_timeout
-            .as_secs()
-            .max(1);
-        let keepalive = ds.get_keepalive().is_some() && !draining;
-        ds.set_keepalive(keepalive.then_some(idle));
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusableHttpStream>> + Send + 'a {
+        async move {
+            if !matches!(ds.read_request().await, Ok(true)) {
+                return None;
+            }
+            let state = &*self.state;
+            let _inflight = InflightGuard::new(&state.inflight);
+            let draining = *shutdown.borrow() || state.is_draining();
+            // pingora has already decided from the request whether the client keeps the
+            // connection (HTTP/1.0 without `keep-alive`, `connection: close`, a body framed two
+            // ways): Sluice only ever shortens that, to its idle timeout or to none.
+            let idle = state
+                .policy
+                .snapshot()
+                .server
+                .keepalive_timeout
+                .as_secs()
+                .max(1);
+            let keepalive = ds.get_keepalive().is_some() && !draining;
+            ds.set_keepalive(keepalive.then_some(idle));
 
-        let endpoint = endpoint_of(ds.req_header().uri.path());
-        let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
-        let trace = crate::trace::incoming(&ds);
-        let mut ctx = RequestCtx::new(request_id, endpoint, trace);
+            let endpoint = endpoint_of(ds.req_header().uri.path());
+            let request_id = client_request_id(&ds).unwrap_or_else(|| state.next_request_id());
+            let trace = crate::trace::incoming(&ds);
+            let mut ctx = RequestCtx::new(request_id, endpoint, trace);
 
-        let served = if draining {
-            // Sluice is going away: a clear refusal the client can retry elsewhere.
-            state.metrics.record_refused(RefusedReason::Draining);
-            Err(Rejection::Error(GatewayError::Draining))
-        } else {
-            serve(state, &mut ds, &mut ctx).await
-        };
-        let reusable = match served {
-            Ok(Delivered::Complete) => true,
-            Ok(Delivered::ClientGone) => false,
-            Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
-            Err(Rejection::Upstream { status, body }) => {
-                ctx.end_passthrough(status);
-                let body = crate::face::upstream_error(ctx.face, status, body);
-                respond::write_json(&mut ds, &ctx, status, body, &[]).await
+            let served = if draining {
+                // Sluice is going away: a clear refusal the client can retry elsewhere.
+                state.metrics.record_refused(RefusedReason::Draining);
+                Err(Rejection::Error(GatewayError::Draining))
+            } else {
+                serve(state, &mut ds, &mut ctx).await
+            };
+            let reusable = match served {
+                Ok(Delivered::Complete) => true,
+                Ok(Delivered::ClientGone) => false,
+                Err(Rejection::Error(e)) => respond::write_error(&mut ds, &mut ctx, &e).await,
+                Err(Rejection::Upstream { status, body }) => {
+                    ctx.end_passthrough(status);
+                    let body = crate::face::upstream_error(ctx.face, status, body);
+                    respond::write_json(&mut ds, &ctx, status, body, &[]).await
+                }
+                Err(Rejection::ClientGone) => {
+                    ctx.end_cancelled();
+                    false
+                }
+            };
+            tracing::debug!(
+                request_id = %ctx.request_id,
+                status = ctx.status(),
+                outcome = ?ctx.outcome(),
+                attempts = ctx.attempts.len(),
+                "Request finished."
+            );
+            let finished = ctx.finish();
+            // Before the connection is reused: the client's next request may be the same one.
+            if let Some(fill) = ctx.taps.cache.take()
+                && let Some((key, answer)) = state.cache.store(fill, &finished.record)
+                && let Some(shared) = &state.shared
+            {
+                shared.cache_put(&key, &answer);
             }
-            Err(Rejection::ClientGone) => {
-                ctx.end_cancelled();
-                false
+            // Provider-reported usage is known now; a tokenizer count waits for the recorder.
+            if let Some(usage) = &finished.record.usage {
+                for limiter in finished.limiters.iter().flatten() {
+                    limiter.consume_tokens(usage.input.saturating_add(usage.output));
+                }
+                // Other replicas see this request's tokens and cost as soon as Redis has them,
+                // not a recorder tick later.
+                if let (Some(shared), Some(subject)) = (&state.shared, &finished.shared) {
+                    let usd = finished
+                        .pricing
+                        .as_ref()
+                        .map_or(0.0, |p| sluice_observability::cost::cost_usd(usage, p));
+                    shared.record(
+                        subject,
+                        usage.input.saturating_add(usage.output),
+                        usd,
+                        // The recorder stamps this request's in-process spend the same way: both
+                        // land in the same UTC day even across midnight.
+                        finished.record.start + finished.record.duration,
+                    );
+                }
             }
-        };
-        tracing::debug!(
-            request_id = %ctx.request_id,
-            status = ctx.status(),
-            outcome = ?ctx.outcome(),
-            attempts = ctx.attempts.len(),
-            "Request finished."
-        );
-        let finished = ctx.finish();
-        // Before the connection is reused: the client's next request may be the same one.
-        if let Some(fill) = ctx.taps.cache.take()
-            && let Some((key, answer)) = state.cache.store(fill, &finished.record)
-            && let Some(shared) = &state.shared
-        {
-            shared.cache_put(&key, &answer);
+            state.records.offer(finished);
+            if !reusable {
+                return None;
+            }
+            // Boxed: pingora's `finish` future is half this one's size, and an open stream would
+            // otherwise carry room for it in every connection's task.
+            Box::pin(ds.finish()).await.ok().flatten()
         }
-        // Provider-reported usage is known now; a tokenizer count waits for the recorder.
-        if let Some(usage) = &finished.record.usage {
-            for limiter in finished.limiters.iter().flatten() {
-                limiter.consume_tokens(usage.input.saturating_add(usage.output));
-            }
-            // Other replicas see this request's tokens and cost as soon as Redis has them,
-            // not a recorder tick later.
-            if let (Some(shared), Some(subject)) = (&state.shared, &finished.shared) {
-                let usd = finished
-                    .pricing
-                    .as_ref()
-                    .map_or(0.0, |p| sluice_observability::cost::cost_usd(usage, p));
-                shared.record(
-                    subject,
-                    usage.input.saturating_add(usage.output),
-                    usd,
-                    // The recorder stamps this request's in-process spend the same way: both
-                    // land in the same UTC day even across midnight.
-                    finished.record.start + finished.record.duration,
-                );
-            }
-        }
-        state.records.offer(finished);
-        if !reusable {
-            return None;
-        }
-        ds.finish().await.ok().flatten()
     }
 }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::listeners::ListenerConfig;
 use pingora::protocols::ALPN;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use prometheus_client::registry::Registry;
 use sluice_config::Config;
@@ -22,7 +23,7 @@ use sluice_policy::{Policy, PolicyStore, RuntimeState};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::Admin;
-use crate::downstream::Downstream;
+use crate::downstream::{Bound, Downstream};
 use crate::handler::DataPlane;
 use crate::incident_push;
 use crate::judge;
@@ -62,6 +63,8 @@ pub fn run(
     // Before anything starts: a certificate that does not load stops the start.
     let api_cert = load_cert(Listener::Api, server_cfg.tls.as_ref(), &tls_metrics)?;
     let admin_cert = load_cert(Listener::Admin, server_cfg.admin_tls.as_ref(), &tls_metrics)?;
+    // Likewise a port that cannot be listened on.
+    let data_socket = Bound::new(server_cfg.listen)?;
     let mut services =
         Services::start(2).map_err(|e| format!("cannot start background services: {e}"))?;
     let handle = services
@@ -211,26 +214,24 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut data = Service::new(
-        "sluice data plane".to_owned(),
+    // The data plane accepts its own connections (see `downstream::listen`), on a runtime of
+    // `server.threads` workers. No L4 buffers: the H1 session reads request heads and bodies
+    // into buffers of its own, HTTP/1 connections write through `downstream::coalesce`, and
+    // HTTP/2 frames are buffered by the h2 codec.
+    let tls = match (&api_cert, &server_cfg.tls) {
+        (Some(store), Some(cfg)) => Some(tls::settings(store, cfg, ALPN::H2H1)?.build()),
+        _ => None,
+    };
+    let listener = data_socket.serve(
+        tls,
         Downstream {
             app: Arc::new(DataPlane {
                 state: Arc::clone(&state),
             }),
         },
     );
-    // No L4 buffers on the data plane. Reading: pingora's default is 64 KiB per connection,
-    // zeroed and resident for the connection's life, which dominated memory with many open
-    // streams; the H1 session reads request heads and bodies into buffers of its own anyway.
-    // Writing: its 1,460 bytes per connection sent a head alone whenever the body did not fit
-    // beside it; HTTP/1 connections write through `downstream::coalesce` instead, and HTTP/2
-    // frames are buffered by the h2 codec.
-    let mut listener = ListenerConfig::tcp(server_cfg.listen.to_string())
-        .l4_buffer(L4BufferSettings::default().read(0).write(0));
-    if let (Some(store), Some(cfg)) = (&api_cert, &server_cfg.tls) {
-        listener = listener.tls(tls::settings(store, cfg, ALPN::H2H1)?);
-    }
-    data.add_listener(listener);
+    let mut data = background_service("sluice data plane", listener);
+    data.threads = Some(server_cfg.threads);
     let mut admin = Service::new(
         "sluice admin".to_owned(),
         HttpServer::new_app(Admin {

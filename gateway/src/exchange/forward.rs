@@ -40,7 +40,14 @@ pub struct StreamLimits {
 }
 
 /// Writes a checked answer (or starts forwarding a checked stream) to the client.
-pub async fn commit(
+///
+/// This and [`stream`] are not `async fn`s: one keeps each argument taken by value twice in its
+/// future (the argument and its moved copy), and these futures last as long as the stream.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps by-value arguments twice in its future"
+)]
+pub fn commit(
     state: &AppState,
     ds: &mut ServerSession,
     ctx: &mut RequestCtx,
@@ -48,35 +55,37 @@ pub async fn commit(
     target: &Target,
     ready: Ready,
     limits: StreamLimits,
-) -> Result<Delivered, Rejection> {
-    match ready {
-        Ready::Whole {
-            status,
-            body,
-            answer,
-            usage,
-        } => {
-            ctx.end_attempt(AttemptOutcome::Ok, Some(status));
-            ctx.usage = usage;
-            ctx.answer = answer;
-            if ctx.render.is_native_responses() {
-                ctx.taps.set_native();
+) -> impl Future<Output = Result<Delivered, Rejection>> {
+    async move {
+        match ready {
+            Ready::Whole {
+                status,
+                body,
+                answer,
+                usage,
+            } => {
+                ctx.end_attempt(AttemptOutcome::Ok, Some(status));
+                ctx.usage = usage;
+                ctx.answer = answer;
+                if ctx.render.is_native_responses() {
+                    ctx.taps.set_native();
+                }
+                ctx.taps.set_whole(&body);
+                let body = crate::face::whole(&mut ctx.render, body);
+                let header =
+                    respond::response_header(status, "application/json", Some(body.len()), ctx)
+                        .map_err(Rejection::Error)?;
+                if ds.write_response_header(header).await.is_err()
+                    || ds.write_response_body(body, true).await.is_err()
+                {
+                    ctx.end_cancelled();
+                    return Ok(Delivered::ClientGone);
+                }
+                ctx.end_ok(status);
+                Ok(Delivered::Complete)
             }
-            ctx.taps.set_whole(&body);
-            let body = crate::face::whole(&mut ctx.render, body);
-            let header =
-                respond::response_header(status, "application/json", Some(body.len()), ctx)
-                    .map_err(Rejection::Error)?;
-            if ds.write_response_header(header).await.is_err()
-                || ds.write_response_body(body, true).await.is_err()
-            {
-                ctx.end_cancelled();
-                return Ok(Delivered::ClientGone);
-            }
-            ctx.end_ok(status);
-            Ok(Delivered::Complete)
+            Ready::Stream(start) => stream(state, ds, ctx, req, target, *start, limits).await,
         }
-        Ready::Stream(start) => stream(state, ds, ctx, req, target, *start, limits).await,
     }
 }
 
@@ -91,7 +100,11 @@ enum StreamEnd {
     ClientGone,
 }
 
-async fn stream(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps by-value arguments twice in its future"
+)]
+fn stream(
     state: &AppState,
     ds: &mut ServerSession,
     ctx: &mut RequestCtx,
@@ -99,102 +112,104 @@ async fn stream(
     target: &Target,
     start: StreamStart,
     limits: StreamLimits,
-) -> Result<Delivered, Rejection> {
-    let StreamStart {
-        upstream: mut up,
-        mut decoder,
-        held,
-    } = start;
-    let header = respond::sse_header(ctx, None).map_err(Rejection::Error)?;
-    let mut st = StreamState::new(ctx.render.is_native_responses());
-    if st.native {
-        ctx.taps.set_native();
-    }
-    let end = {
-        let mut pump = Pump {
-            abort: state.abort.subscribe(),
-            ds: &mut *ds,
-            ctx: &mut *ctx,
-            req,
-            target,
-            up: &mut up,
-            decoder: &mut decoder,
-            st: &mut st,
-            limits,
+) -> impl Future<Output = Result<Delivered, Rejection>> {
+    async move {
+        let StreamStart {
+            upstream: mut up,
+            mut decoder,
+            held,
+        } = start;
+        let header = respond::sse_header(ctx, None).map_err(Rejection::Error)?;
+        let mut st = StreamState::new(ctx.render.is_native_responses());
+        if st.native {
+            ctx.taps.set_native();
+        }
+        let end = {
+            let mut pump = Pump {
+                abort: state.abort.subscribe(),
+                ds: &mut *ds,
+                ctx: &mut *ctx,
+                req,
+                target,
+                up: &mut up,
+                decoder: &mut decoder,
+                st: &mut st,
+                limits,
+            };
+            pump.run(header, held).await
         };
-        pump.run(header, held).await
-    };
 
-    // One epilogue for every ending: record what was delivered, settle the upstream
-    // connection, finish the downstream body.
-    let saw_done = st.saw_done;
-    ctx.answer = std::mem::take(&mut st.answer);
-    ctx.chunks = st.content_chunks;
-    match end {
-        StreamEnd::Finished => {
-            ctx.end_attempt(AttemptOutcome::Ok, Some(200));
-            if saw_done {
-                ctx.taps.mark_complete();
+        // One epilogue for every ending: record what was delivered, settle the upstream
+        // connection, finish the downstream body.
+        let saw_done = st.saw_done;
+        ctx.answer = std::mem::take(&mut st.answer);
+        ctx.chunks = st.content_chunks;
+        match end {
+            StreamEnd::Finished => {
+                ctx.end_attempt(AttemptOutcome::Ok, Some(200));
+                if saw_done {
+                    ctx.taps.mark_complete();
+                }
+                // Read the terminating chunk, if any, so the connection can be pooled.
+                let complete = matches!(
+                    timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
+                    Ok(Ok(None))
+                );
+                up.release(&state.connector, complete).await;
+                let delivered = respond::end_stream(ds).await;
+                match delivered {
+                    Delivered::Complete => ctx.end_ok(200),
+                    Delivered::ClientGone => ctx.end_cancelled(),
+                }
+                Ok(delivered)
             }
-            // Read the terminating chunk, if any, so the connection can be pooled.
-            let complete = matches!(
-                timeout_at(Instant::now() + Duration::from_millis(100), up.read_chunk()).await,
-                Ok(Ok(None))
-            );
-            up.release(&state.connector, complete).await;
-            let delivered = respond::end_stream(ds).await;
-            match delivered {
-                Delivered::Complete => ctx.end_ok(200),
-                Delivered::ClientGone => ctx.end_cancelled(),
-            }
-            Ok(delivered)
-        }
-        StreamEnd::ProviderError => {
-            target
-                .state
-                .observe(&limits.health, Observation::Failure, Instant::now());
-            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
-            ctx.end_provider_stream_error();
-            up.release(&state.connector, false).await;
-            Ok(respond::end_stream(ds).await)
-        }
-        StreamEnd::Failed(e) => {
-            tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
-            // Cut by the provider (a stall, a close, garbage): its health suffers; the
-            // gateway's own shutdown is not the provider's fault.
-            if !*state.abort.borrow() {
+            StreamEnd::ProviderError => {
                 target
                     .state
                     .observe(&limits.health, Observation::Failure, Instant::now());
+                ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+                ctx.end_provider_stream_error();
+                up.release(&state.connector, false).await;
+                Ok(respond::end_stream(ds).await)
             }
-            ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
-            ctx.end_with(&e);
-            up.release(&state.connector, false).await;
-            // Sluice's own end of a passed-through stream continues the provider's numbering.
-            if st.native
-                && let crate::face::Render::Responses(r) = &mut ctx.render
-            {
-                let next = st.last_sequence.map_or(0, |n| n + 1);
-                r.resume_native(ctx.answer.id.as_deref(), ctx.answer.model.as_deref(), next);
+            StreamEnd::Failed(e) => {
+                tracing::debug!(request_id = %ctx.request_id, error = %e, "Stream ended with an error event.");
+                // Cut by the provider (a stall, a close, garbage): its health suffers; the
+                // gateway's own shutdown is not the provider's fault.
+                if !*state.abort.borrow() {
+                    target
+                        .state
+                        .observe(&limits.health, Observation::Failure, Instant::now());
+                }
+                ctx.end_attempt(AttemptOutcome::Interrupted, Some(200));
+                ctx.end_with(&e);
+                up.release(&state.connector, false).await;
+                // Sluice's own end of a passed-through stream continues the provider's numbering.
+                if st.native
+                    && let crate::face::Render::Responses(r) = &mut ctx.render
+                {
+                    let next = st.last_sequence.map_or(0, |n| n + 1);
+                    r.resume_native(ctx.answer.id.as_deref(), ctx.answer.model.as_deref(), next);
+                }
+                if ds
+                    .write_response_body(
+                        crate::face::error_event(ctx.face, &mut ctx.render, &e),
+                        false,
+                    )
+                    .await
+                    .is_err()
+                {
+                    return Ok(Delivered::ClientGone);
+                }
+                Ok(respond::end_stream(ds).await)
             }
-            if ds
-                .write_response_body(
-                    crate::face::error_event(ctx.face, &mut ctx.render, &e),
-                    false,
-                )
-                .await
-                .is_err()
-            {
-                return Ok(Delivered::ClientGone);
+            StreamEnd::ClientGone => {
+                ctx.end_attempt(AttemptOutcome::Cancelled, Some(200));
+                ctx.end_cancelled();
+                // Closing the upstream connection is what stops the provider generating (and billing).
+                up.release(&state.connector, false).await;
+                Ok(Delivered::ClientGone)
             }
-            Ok(respond::end_stream(ds).await)
-        }
-        StreamEnd::ClientGone => {
-            ctx.end_attempt(AttemptOutcome::Cancelled, Some(200));
-            ctx.end_cancelled();
-            // Closing the upstream connection is what stops the provider generating (and billing).
-            up.release(&state.connector, false).await;
-            Ok(Delivered::ClientGone)
         }
     }
 }

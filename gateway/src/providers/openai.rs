@@ -65,15 +65,15 @@ pub async fn send_prepared(
         && let (Some(pool), Some(dialer)) = (&e.h2, e.dialer())
         && !pool.fell_back_to_h1()
     {
-        match pool
-            .send(
-                dialer,
-                target.addr,
-                target.base_url.tls,
-                &head,
-                body.clone(),
-            )
-            .await
+        // Boxed, as connecting is below: rare, and large in this future.
+        match Box::pin(pool.send(
+            dialer,
+            target.addr,
+            target.base_url.tls,
+            &head,
+            body.clone(),
+        ))
+        .await
         {
             Ok(h2up::Sent::Response(r)) => {
                 return Ok(Upstream::Http(Box::new(HttpUpstream {
@@ -103,25 +103,35 @@ pub async fn send_prepared(
         .unwrap_or(&target.base_url.host);
     // TLS the dialer does itself (its own trust store) leaves a plain peer to pingora.
     let tls = target.base_url.tls && !egress.is_some_and(ProviderEgress::own_tls);
-    let mut peer = HttpPeer::new(target.addr, tls, sni.to_owned());
-    peer.options.connection_timeout = Some(target.connect_timeout);
-    peer.options.total_connection_timeout = Some(target.connect_timeout * 2);
-    peer.options.idle_timeout = Some(POOL_IDLE);
+    // Made in place: an `HttpPeer` moved into a `ProviderPeer` would keep room for both
+    // (672 bytes each) in this future.
+    let mut peer = ProviderPeer(HttpPeer::new(target.addr, tls, sni.to_owned()));
+    let options = &mut peer.0.options;
+    options.connection_timeout = Some(target.connect_timeout);
+    options.total_connection_timeout = Some(target.connect_timeout * 2);
+    options.idle_timeout = Some(POOL_IDLE);
     if target.own_listener {
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
+        options.verify_cert = false;
+        options.verify_hostname = false;
     }
     if let Some(e) = egress {
-        e.apply(&mut peer.options);
-        peer.group_key = e.group_key();
+        e.apply(options);
+        peer.0.group_key = e.group_key();
     }
-    let peer = ProviderPeer(peer);
     let own_pool = egress.and_then(|e| e.connector.clone());
     let connector = own_pool.as_deref().unwrap_or(connector);
-    let (stream, reused) = connector
-        .get_stream(&peer)
-        .await
-        .map_err(|e| connect_failed(target, &e))?;
+    // The pool first, then a new connection. Connecting is boxed: its future keeps room for a
+    // TLS handshake (8 KiB), and in line it would be part of every attempt's future, held
+    // while the request waits for its first event, pooled connection or not.
+    let (stream, reused) = match connector.reused_stream(&peer).await {
+        Some(stream) => (stream, true),
+        None => (
+            Box::pin(connector.new_stream(&peer))
+                .await
+                .map_err(|e| connect_failed(target, &e))?,
+            false,
+        ),
+    };
     match exchange(stream, reused, target, head.clone(), body.clone()).await {
         Ok(session) => Ok(http_upstream(session, peer, own_pool)),
         // A pooled connection the provider closed while it sat idle (its keep-alive ran out
@@ -129,8 +139,7 @@ pub async fn send_prepared(
         // connection, within the same attempt.
         Err(Sent::Stale) => {
             tracing::debug!(provider = %target.base_url.host, "Pooled connection was closed by the provider; sending on a new one.");
-            let stream = connector
-                .new_stream(&peer)
+            let stream = Box::pin(connector.new_stream(&peer))
                 .await
                 .map_err(|e| connect_failed(target, &e))?;
             match exchange(stream, false, target, head, body).await {

@@ -121,3 +121,42 @@ async fn when_the_grace_runs_out_streams_end_properly_and_are_recorded() {
         .unwrap_or_else(|| panic!("the stream's record was written: {log}"));
     assert!(line.contains("\"outcome\":\"truncated\""), "{line}");
 }
+
+/// A data-plane port that is taken stops Sluice at once, with an error naming the address,
+/// instead of a process that runs without serving.
+#[tokio::test]
+async fn a_taken_port_stops_the_start_with_an_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("sluice.yaml");
+    let yaml = sluice_config::QUICKSTART_YAML
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace(
+            "127.0.0.1:9464",
+            &format!("127.0.0.1:{}", common::free_port()),
+        )
+        .replace(
+            "data_dir: sluice-data",
+            &format!("data_dir: \"{}\"", dir.path().join("data").display()),
+        );
+    std::fs::write(&policy, yaml).expect("write policy");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--config")
+            .arg(&policy)
+            .output(),
+    )
+    .await
+    .expect("sluice exits by itself")
+    .expect("sluice runs");
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}: "))
+            && stderr.contains("in use"),
+        "{stderr}"
+    );
+    drop(taken);
+}
