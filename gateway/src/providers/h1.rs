@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use pingora::protocols::Stream;
 use tokio::io::AsyncReadExt;
 
@@ -120,7 +120,10 @@ impl Response {
                     true,
                 ));
             }
-            let head = buf.split_to(head_len).freeze();
+            // A copy, not a view: a view would keep the whole first read buffer alive for the
+            // answer's life, and the next read would need a second buffer beside it.
+            let head = Bytes::copy_from_slice(&buf[..head_len]);
+            buf.advance(head_len);
             if (100..200).contains(&status) && status != 101 {
                 continue;
             }

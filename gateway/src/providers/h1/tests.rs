@@ -224,3 +224,31 @@ fn chunk_sizes_and_tokens() {
     assert!(!last_token_is(b"chunked, gzip", b"chunked"));
     assert!(has_token(b"keep-alive, Close", b"close"));
 }
+
+#[tokio::test]
+async fn the_head_does_not_hold_the_read_buffer() {
+    // Head and first event in one read, then events one by one, as a slow stream sends them.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let event = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+    let mut pieces = vec![format!("{head}{chunk}").into_bytes()];
+    pieces.extend((0..40).map(|_| chunk.clone().into_bytes()));
+    pieces.push(b"0\r\n\r\n".to_vec());
+    let (r, _server) = respond(pieces).await;
+    let mut r = r.expect("head");
+    // A view into the first read's buffer would keep that buffer for the answer's life, and
+    // every later read would need another beside it.
+    assert!(r.head.is_unique(), "the head is a copy of its own");
+    let mut events = 0;
+    while let Some(data) = r.read_chunk().await.expect("chunk") {
+        assert_eq!(&data[..], event.as_bytes());
+        drop(data);
+        events += 1;
+        assert!(
+            r.buf.capacity() <= MIN_READ,
+            "one read buffer, reused: {} bytes after {events} events",
+            r.buf.capacity()
+        );
+    }
+    assert_eq!(events, 41);
+}
