@@ -266,8 +266,11 @@ impl Response {
         loop {
             match state {
                 Chunk::Size => {
-                    let Some(line) = self.line()? else { break };
-                    let size = parse_chunk_size(&line)?;
+                    let Some((len, used)) = self.line()? else {
+                        break;
+                    };
+                    let size = parse_chunk_size(&self.buf[..len])?;
+                    self.buf.advance(used);
                     state = if size == 0 {
                         Chunk::Trailers
                     } else {
@@ -288,15 +291,21 @@ impl Response {
                     return Ok(Some(self.take(n)));
                 }
                 Chunk::DataEnd => {
-                    let Some(line) = self.line()? else { break };
-                    if !line.is_empty() {
+                    let Some((len, used)) = self.line()? else {
+                        break;
+                    };
+                    if len != 0 {
                         return Err("a chunk of the response is longer than its size".into());
                     }
+                    self.buf.advance(used);
                     state = Chunk::Size;
                 }
                 Chunk::Trailers => {
-                    let Some(line) = self.line()? else { break };
-                    if line.is_empty() {
+                    let Some((len, used)) = self.line()? else {
+                        break;
+                    };
+                    self.buf.advance(used);
+                    if len == 0 {
                         self.framing = Framing::Done;
                         return Ok(None);
                     }
@@ -307,19 +316,22 @@ impl Response {
         Ok(None)
     }
 
-    /// One CRLF- (or LF-) terminated line from the buffer, without its terminator.
-    fn line(&mut self) -> Result<Option<Bytes>, String> {
+    /// The CRLF- (or LF-) terminated line at the start of the buffer, once it is complete: its
+    /// length without the terminator and with it. The caller reads it in place and advances
+    /// past it; splitting it off as `Bytes` would share the buffer and count references for
+    /// two framing lines per chunk.
+    fn line(&self) -> Result<Option<(usize, usize)>, String> {
         match memchr::memchr(b'\n', &self.buf) {
             Some(end) if end > MAX_CHUNK_LINE => {
                 Err("the response's chunk framing is not HTTP".into())
             }
             Some(end) => {
-                let mut line = self.buf.split_to(end + 1).freeze();
-                line.truncate(end);
-                if line.last() == Some(&b'\r') {
-                    line.truncate(end - 1);
-                }
-                Ok(Some(line))
+                let len = if end > 0 && self.buf[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                Ok(Some((len, end + 1)))
             }
             None if self.buf.len() > MAX_CHUNK_LINE => {
                 Err("the response's chunk framing is not HTTP".into())

@@ -228,7 +228,8 @@ fn chunk_sizes_and_tokens() {
 #[tokio::test]
 async fn the_head_does_not_hold_the_read_buffer() {
     // Head and first event in one read, then events one by one, as a slow stream sends them.
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     let event = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
     let chunk = format!("{:x}\r\n{event}\r\n", event.len());
     let mut pieces = vec![format!("{head}{chunk}").into_bytes()];
