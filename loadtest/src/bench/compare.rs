@@ -133,6 +133,9 @@ pub struct CompareReport {
     pub sluice_threads: usize,
     /// Sluice exported spans and wrote its access log (metrics are always on).
     pub sluice_telemetry: bool,
+    /// Spans the OTLP receiver got from Sluice and the baseline together (telemetry on).
+    #[serde(default)]
+    pub otlp_spans_received: u64,
     /// `sluice` (not the baseline) ran with route SLOs and a remediation rule.
     pub sluice_slos: bool,
     /// `sluice` (not the baseline) reached mock-llm in Anthropic's dialect.
@@ -398,8 +401,7 @@ async fn start_sluice(
         let endpoint = match &running.otlp {
             Some(sink) => sink.endpoint(),
             None => {
-                let sink = crate::otlp_sink::OtlpSink::start()
-                    .await
+                let sink = crate::otlp_sink::OtlpSink::start_counting()
                     .map_err(|e| format!("cannot start the OTLP receiver: {e}"))?;
                 let endpoint = sink.endpoint();
                 running.otlp = Some(sink);
@@ -565,6 +567,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         .map_or(0, |d| d.as_secs());
     let running = start_all(s, o).await?;
     let result = measure(s, o, &running).await;
+    let otlp_spans_received = running.otlp.as_ref().map_or(0, |sink| sink.received());
     running.stop().await;
     if !o.keep {
         let _ = std::fs::remove_dir_all(&o.work_dir);
@@ -582,6 +585,7 @@ pub async fn compare(s: &Scenario, o: &CompareOpts) -> Result<CompareReport, Str
         started_unix,
         sluice_threads: o.threads,
         sluice_telemetry: o.telemetry,
+        otlp_spans_received,
         sluice_slos: o.slos,
         sluice_anthropic: o.anthropic,
         targets,

@@ -126,9 +126,12 @@ pub fn compare_markdown(c: &CompareReport) -> String {
         },
         c.sluice_threads,
         if c.sluice_telemetry {
-            "on (metrics, OTLP spans at head ratio 0.05, access log)"
+            format!(
+                "on (metrics, OTLP spans at head ratio 0.05 to a receiver on its own thread — {} received —, access log)",
+                c.otlp_spans_received
+            )
         } else {
-            "off (metrics only)"
+            "off (metrics only)".to_owned()
         },
         match (c.sluice_slos, c.sluice_anthropic) {
             (true, true) =>
@@ -304,6 +307,7 @@ mod tests {
             started_unix: 0,
             sluice_threads: 2,
             sluice_telemetry: false,
+            otlp_spans_received: 0,
             sluice_slos: false,
             sluice_anthropic: false,
             targets,
