@@ -195,6 +195,12 @@ pub fn run(
     if let Some(writer) = cache_writer {
         services.spawn(Box::new(writer));
     }
+    let pools = Arc::clone(&state);
+    services.spawn(Box::new(crate::providers::pool::Sweep::new(move || {
+        let mut all = pools.egress.pools();
+        all.push(Arc::clone(&pools.connector));
+        all
+    })));
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use pingora::connectors::{ConnectorOptions, TransportConnector};
 use prometheus_client::registry::Registry;
 use sluice_observability::Metrics;
 use sluice_observability::service::Feed;
@@ -24,7 +23,8 @@ pub struct AppState {
     pub runtime: Arc<RuntimeState>,
     pub metrics: Metrics,
     pub registry: Registry,
-    pub connector: TransportConnector,
+    /// Provider connections: dialing, and the idle ones kept for reuse.
+    pub connector: Arc<crate::providers::pool::Connector>,
     pub resolver: Resolver,
     /// Answers of routes with `cache:`; outlives policy reloads.
     pub cache: ResponseCache,
@@ -81,9 +81,9 @@ impl AppState {
             .policy_generation
             .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
         Self {
-            connector: TransportConnector::new(Some(ConnectorOptions::new(
+            connector: Arc::new(crate::providers::pool::Connector::new(
                 server.upstream_pool_size,
-            ))),
+            )),
             cache: ResponseCache::new(server.cache_max_bytes),
             policy,
             runtime,

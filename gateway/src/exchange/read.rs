@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::providers::pool::Connector;
 use bytes::{Bytes, BytesMut};
-use pingora::connectors::TransportConnector;
 use sluice_policy::Target;
 use tokio::time::{Instant, timeout_at};
 
@@ -59,7 +59,7 @@ pub async fn failed_status(
     mut up: Upstream,
     status: u16,
     target: &Target,
-    connector: &TransportConnector,
+    connector: &Connector,
 ) -> Failure {
     let after = retry_after(&up);
     let (body, complete) = read_bounded(&mut up, MAX_ERROR_BODY).await;
@@ -208,7 +208,7 @@ pub async fn whole(
     mut up: Upstream,
     limits: &WholeLimits,
     target: &Target,
-    connector: &TransportConnector,
+    connector: &Connector,
     native: bool,
 ) -> Result<Ready, Failure> {
     let status = up.status();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{BufMut, Bytes, BytesMut};
-use pingora::connectors::{ConnectorOptions, L4Connect, TransportConnector};
+use pingora::connectors::L4Connect;
 use pingora::protocols::l4::ext::TcpKeepalive;
 use pingora::tls::CertificateDer;
 use pingora::upstreams::peer::PeerOptions;
@@ -34,7 +34,7 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(90);
 /// Everything built from one provider's egress settings.
 pub struct ProviderEgress {
     /// The provider's own pool (`pool_size`); `None` uses the shared one.
-    pub connector: Option<Arc<TransportConnector>>,
+    pub connector: Option<Arc<super::pool::Connector>>,
     /// Where TCP goes: the proxy, or the provider itself.
     pub dial_host: String,
     pub dial_port: u16,
@@ -162,7 +162,7 @@ impl ProviderEgress {
         });
         let connector = egress
             .pool_size
-            .map(|size| Arc::new(TransportConnector::new(Some(ConnectorOptions::new(size)))));
+            .map(|size| Arc::new(super::pool::Connector::new(size)));
         let mut key = std::collections::hash_map::DefaultHasher::new();
         provider.hash(&mut key);
         // Each build is a new pool group: settings are built again only when they changed
@@ -519,6 +519,15 @@ impl EgressCache {
         }
         self.map.store(Arc::new(next));
         results
+    }
+
+    /// The providers' own HTTP/1 pools (`pool_size`), for the idle sweep.
+    pub fn pools(&self) -> Vec<Arc<super::pool::Connector>> {
+        self.map
+            .load()
+            .values()
+            .filter_map(|e| e.built.as_ref().ok()?.connector.clone())
+            .collect()
     }
 
     /// Each provider's HTTP version and open HTTP/2 connections, for the admin view.

@@ -2,7 +2,7 @@
 //!
 //! [`Upstream`] is the answer of one attempt, whatever the provider kind: a status, a few
 //! headers, and body chunks read one at a time. The exchange and the SSE forwarding are written
-//! once against it. `openai` speaks HTTP through pingora's pooled connector; `mock` synthesizes
+//! once against it. `openai` speaks HTTP over connections from [`pool`]; `mock` synthesizes
 //! answers in-process (the same synthesis `mock-llm` serves over HTTP).
 
 pub mod adapter;
@@ -13,10 +13,10 @@ pub mod h2up;
 pub mod mock;
 mod mock_upstream;
 pub mod openai;
+pub mod pool;
 pub mod translate;
 
 use bytes::Bytes;
-use pingora::connectors::TransportConnector;
 use pingora::upstreams::peer::Peer as _;
 
 pub use adapter::TranslatedUpstream;
@@ -44,7 +44,7 @@ pub struct HttpUpstream {
     /// The peer an HTTP/1.1 connection returns to the pool under (`None` for HTTP/2).
     pub peer: Option<openai::ProviderPeer>,
     /// The provider's own pool (`pool_size`), which the connection returns to.
-    pub own_pool: Option<std::sync::Arc<TransportConnector>>,
+    pub own_pool: Option<std::sync::Arc<pool::Connector>>,
 }
 
 /// An answer on an HTTP/1.1 connection or an HTTP/2 stream.
@@ -152,7 +152,7 @@ impl Upstream {
 
     /// Returns a fully read connection to the pool; anything else is closed, so a half-read
     /// answer can never leak into the next request on that connection.
-    pub async fn release(self, connector: &TransportConnector, complete: bool) {
+    pub async fn release(self, connector: &pool::Connector, complete: bool) {
         let (h, complete) = match self {
             Self::Http(h) => (h, complete),
             // Complete only when the provider's own body was read to its end too.
@@ -174,8 +174,8 @@ impl Upstream {
             && let (Session::H1(session), Some(peer)) = (session, peer)
             && let Some(stream) = session.into_reusable()
         {
-            let idle = peer.0.options.idle_timeout;
-            connector.release_stream(stream, peer.reuse_hash(), idle);
+            let idle = peer.0.options.idle_timeout.unwrap_or(egress::DEFAULT_IDLE);
+            connector.release(stream, peer.reuse_hash(), idle);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The `openai` provider kind: any OpenAI-compatible HTTP API (OpenAI itself, vLLM, Ollama,
-//! another gateway), reached through pingora's pooled transport connector.
+//! another gateway), over connections from [`super::pool`] (dialed by pingora).
 //!
 //! The request goes out in one vectored write of head and body: pingora's H1 client writes
 //! and flushes the head on its own, which costs a second `sendto` (and a second segment the
@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use pingora::connectors::TransportConnector;
 use pingora::upstreams::peer::{HttpPeer, Peer, PeerOptions, Proxy, Tracer};
 use pingora::utils::tls::CertKey;
 use sluice_config::{BaseUrl, Secret};
 use tokio::io::AsyncWriteExt;
 
 use super::h1::Response;
+use super::pool::Connector;
 use super::{ConnectError, HttpUpstream, Session, Upstream, h2up};
 
 use super::egress::{DEFAULT_IDLE as POOL_IDLE, ProviderEgress};
@@ -41,7 +41,7 @@ pub struct HttpTarget<'a> {
 /// Connects (or reuses a pooled connection), sends the request and reads the response header.
 /// The caller bounds the whole call with its time-to-first-byte deadline.
 pub async fn send(
-    connector: &TransportConnector,
+    connector: &Connector,
     target: &HttpTarget<'_>,
     body: Bytes,
 ) -> Result<Upstream, ConnectError> {
@@ -55,7 +55,7 @@ pub async fn send(
 /// Sends a request whose head is already written (the other HTTP kinds build their own, with
 /// their paths and credential headers) and reads the answer's head. `target.path` is unused.
 pub async fn send_prepared(
-    connector: &TransportConnector,
+    connector: &Connector,
     target: &HttpTarget<'_>,
     head: Bytes,
     body: Bytes,
@@ -123,10 +123,10 @@ pub async fn send_prepared(
     // The pool first, then a new connection. Connecting is boxed: its future keeps room for a
     // TLS handshake (8 KiB), and in line it would be part of every attempt's future, held
     // while the request waits for its first event, pooled connection or not.
-    let (stream, reused) = match connector.reused_stream(&peer).await {
+    let (stream, reused) = match connector.take(&peer) {
         Some(stream) => (stream, true),
         None => (
-            Box::pin(connector.new_stream(&peer))
+            Box::pin(connector.dial(&peer))
                 .await
                 .map_err(|e| connect_failed(target, &e))?,
             false,
@@ -139,7 +139,7 @@ pub async fn send_prepared(
         // connection, within the same attempt.
         Err(Sent::Stale) => {
             tracing::debug!(provider = %target.base_url.host, "Pooled connection was closed by the provider; sending on a new one.");
-            let stream = Box::pin(connector.new_stream(&peer))
+            let stream = Box::pin(connector.dial(&peer))
                 .await
                 .map_err(|e| connect_failed(target, &e))?;
             match exchange(stream, false, target, head, body).await {
@@ -159,7 +159,7 @@ pub async fn send_prepared(
 fn http_upstream(
     session: Response,
     peer: ProviderPeer,
-    own_pool: Option<std::sync::Arc<TransportConnector>>,
+    own_pool: Option<std::sync::Arc<Connector>>,
 ) -> Upstream {
     Upstream::Http(Box::new(HttpUpstream {
         session: Session::H1(session),

@@ -264,6 +264,48 @@ async fn a_pooled_connection_closed_by_the_provider_is_retried_without_spending_
 }
 
 #[tokio::test]
+async fn an_idle_provider_connection_is_reused_then_closed_after_its_idle_timeout() {
+    let up = RawUpstream::start(|_| Reply::Writes(vec![rawup::whole_json()])).await;
+    let mock = common::mock_llm().await;
+    let policy = raw_policy(&up.base_url()).replace(
+        "kind: openai, base_url:",
+        "kind: openai, idle_timeout: 1s, base_url:",
+    );
+    let gw = TestGateway::start(&policy, &mock).await;
+    for i in 0..3 {
+        let resp = gw
+            .post("/v1/chat/completions", common::chat("chat", false))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    assert_eq!(up.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one kept-alive connection carried all three"
+    );
+    // Idle past its second, the connection is closed by the gateway's sweep (once a second).
+    let closed = || {
+        up.closed_by_gateway
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while closed() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed(), 1, "the idle connection was closed");
+    let resp = gw
+        .post("/v1/chat/completions", common::chat("chat", false))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_providers_own_4xx_reaches_the_client_in_openais_shape() {
     let up = RawUpstream::start(|_| {
         let page = "<html><body>400 Bad Request: unsupported parameter</body></html>";

@@ -34,6 +34,8 @@ pub struct RawUpstream {
     pub port: u16,
     pub requests: Arc<AtomicUsize>,
     pub connections: Arc<AtomicUsize>,
+    /// Connections the gateway closed while this side waited for a request.
+    pub closed_by_gateway: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,7 +52,9 @@ impl RawUpstream {
         let script: Arc<Script> = Arc::new(script);
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed_by_gateway = Arc::new(AtomicUsize::new(0));
         let (r, c) = (Arc::clone(&requests), Arc::clone(&connections));
+        let closed = Arc::clone(&closed_by_gateway);
         #[expect(
             clippy::disallowed_methods,
             reason = "a test's fake provider, not Sluice"
@@ -58,18 +62,24 @@ impl RawUpstream {
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                let (script, r) = (Arc::clone(&script), Arc::clone(&r));
+                let (script, r, closed) =
+                    (Arc::clone(&script), Arc::clone(&r), Arc::clone(&closed));
                 #[expect(
                     clippy::disallowed_methods,
                     reason = "a test's fake provider, not Sluice"
                 )]
-                tokio::spawn(serve(sock, script, r));
+                tokio::spawn(async move {
+                    if serve(sock, script, r).await == Ended::ByGateway {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
             }
         });
         Self {
             port,
             requests,
             connections,
+            closed_by_gateway,
             task,
         }
     }
@@ -79,7 +89,15 @@ impl RawUpstream {
     }
 }
 
-async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsize>) {
+#[derive(PartialEq)]
+enum Ended {
+    /// The gateway closed the connection while a request was awaited.
+    ByGateway,
+    /// The script closed it, or a write failed.
+    Here,
+}
+
+async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsize>) -> Ended {
     let _ = sock.set_nodelay(true);
     let mut buf = Vec::new();
     let mut on_connection = 0;
@@ -91,7 +109,7 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsi
             }
             let mut chunk = [0u8; 8192];
             match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return Ended::ByGateway,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
@@ -108,7 +126,7 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsi
         while buf.len() < head_end + len {
             let mut chunk = [0u8; 65536];
             match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return Ended::ByGateway,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
@@ -120,12 +138,12 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, requests: Arc<AtomicUsi
         });
         on_connection += 1;
         let written = match reply {
-            Reply::Close => return,
+            Reply::Close => return Ended::Here,
             Reply::Writes(pieces) => write_paced(&mut sock, pieces, Duration::from_millis(2)).await,
             Reply::Paced(pieces, pause) => write_paced(&mut sock, pieces, pause).await,
         };
         if !written {
-            return;
+            return Ended::Here;
         }
     }
 }
