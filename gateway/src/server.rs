@@ -196,11 +196,18 @@ pub fn run(
         services.spawn(Box::new(writer));
     }
     let pools = Arc::clone(&state);
-    services.spawn(Box::new(crate::providers::pool::Sweep::new(move || {
-        let mut all = pools.egress.pools();
-        all.push(Arc::clone(&pools.connector));
-        all
-    })));
+    let idle_gauges = state.egress.idle_gauges();
+    services.spawn(Box::new(crate::providers::pool::Sweep::new(
+        move || {
+            let mut all = pools.egress.pools();
+            all.push((
+                crate::providers::pool::SHARED.to_owned(),
+                Arc::clone(&pools.connector),
+            ));
+            all
+        },
+        idle_gauges,
+    )));
     services.spawn(Box::new(crate::live::LiveState::new(
         Arc::clone(&state),
         server_cfg.data_dir.clone(),

@@ -303,12 +303,14 @@ struct ProviderLabels {
     provider: String,
 }
 
-/// Egress metrics: CA bundles read again after a change, and HTTP/2 connections.
+/// Egress metrics: CA bundles read again after a change, HTTP/2 connections, idle HTTP/1.1
+/// connections.
 #[derive(Clone, Default)]
 pub struct EgressMetrics {
     ca_reloads: Family<CaReloadLabels, Counter>,
     h2_open: Family<ProviderLabels, Gauge>,
     h2_opened: Family<ProviderLabels, Counter>,
+    h1_idle: Family<super::pool::PoolLabels, Gauge>,
 }
 
 /// One provider's HTTP/2 connection gauges.
@@ -336,6 +338,13 @@ impl EgressMetrics {
             "sluice_upstream_h2_connections_opened",
             "HTTP/2 connections opened to each provider",
             m.h2_opened.clone(),
+        );
+        registry.register(
+            "sluice_upstream_idle_connections",
+            "Idle HTTP/1.1 provider connections kept for reuse, per pool: `shared` \
+             (server.upstream_pool_size) or a provider with a pool_size of its own; set once a \
+             second",
+            m.h1_idle.clone(),
         );
         m
     }
@@ -521,13 +530,18 @@ impl EgressCache {
         results
     }
 
-    /// The providers' own HTTP/1 pools (`pool_size`), for the idle sweep.
-    pub fn pools(&self) -> Vec<Arc<super::pool::Connector>> {
+    /// The providers' own HTTP/1 pools (`pool_size`) by provider, for the idle sweep.
+    pub fn pools(&self) -> Vec<(String, Arc<super::pool::Connector>)> {
         self.map
             .load()
-            .values()
-            .filter_map(|e| e.built.as_ref().ok()?.connector.clone())
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.built.as_ref().ok()?.connector.clone()?)))
             .collect()
+    }
+
+    /// The idle-connection gauges the sweep sets.
+    pub fn idle_gauges(&self) -> Family<super::pool::PoolLabels, Gauge> {
+        self.metrics.h1_idle.clone()
     }
 
     /// Each provider's HTTP version and open HTTP/2 connections, for the admin view.

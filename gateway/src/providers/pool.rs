@@ -14,7 +14,7 @@
 //!
 //! Dialing stays pingora's (`TransportConnector::new_stream`: TCP, TLS, the egress dialer).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,12 +24,24 @@ use std::time::Duration;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::Peer;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use sluice_observability::service::{Service, Shutdown};
 use tokio::io::ReadBuf;
 use tokio::time::Instant;
 
 /// How often [`Sweep`] looks at the idle connections.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The pool a gauge counts: `shared`, or the provider with a pool of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+/// The server-wide pool's name in [`PoolLabels`].
+pub const SHARED: &str = "shared";
 
 /// Dials providers and keeps their idle HTTP/1 connections.
 pub struct Connector {
@@ -203,22 +215,47 @@ fn open(stream: &mut Stream) -> bool {
         .is_pending()
 }
 
+type Pools = Box<dyn Fn() -> Vec<(String, Arc<Connector>)> + Send + Sync>;
+
 /// Closes idle provider connections past their timeout or closed by the provider, every
-/// [`SWEEP_EVERY`]. `pools` names the connectors to look at (they change with the policy).
+/// [`SWEEP_EVERY`], and sets each pool's gauge of what it keeps. `pools` names the connectors
+/// to look at and their pools' names (providers' own pools change with the policy).
 pub struct Sweep {
-    pools: Box<dyn Fn() -> Vec<Arc<Connector>> + Send + Sync>,
+    pools: Pools,
+    idle: Family<PoolLabels, Gauge>,
+    /// Pools given a gauge, so one that is gone has its gauge removed.
+    shown: HashSet<String>,
 }
 
 impl Sweep {
-    pub fn new(pools: impl Fn() -> Vec<Arc<Connector>> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        pools: impl Fn() -> Vec<(String, Arc<Connector>)> + Send + Sync + 'static,
+        idle: Family<PoolLabels, Gauge>,
+    ) -> Self {
         Self {
             pools: Box::new(pools),
+            idle,
+            shown: HashSet::new(),
         }
     }
 
-    fn once(&self) -> usize {
+    fn once(&mut self) -> usize {
         let now = Instant::now();
-        (self.pools)().iter().map(|pool| pool.sweep(now)).sum()
+        let mut closed = 0;
+        let mut seen = HashSet::new();
+        for (name, pool) in (self.pools)() {
+            closed += pool.sweep(now);
+            let kept = i64::try_from(pool.idle_count()).unwrap_or(i64::MAX);
+            self.idle
+                .get_or_create(&PoolLabels { pool: name.clone() })
+                .set(kept);
+            seen.insert(name);
+        }
+        for gone in self.shown.difference(&seen) {
+            self.idle.remove(&PoolLabels { pool: gone.clone() });
+        }
+        self.shown = seen;
+        closed
     }
 }
 
@@ -227,7 +264,10 @@ impl Service for Sweep {
         "pool-sweep"
     }
 
-    fn run(self: Box<Self>, mut shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(
+        mut self: Box<Self>,
+        mut shutdown: Shutdown,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -286,6 +286,9 @@ async fn an_idle_provider_connection_is_reused_then_closed_after_its_idle_timeou
         1,
         "one kept-alive connection carried all three"
     );
+    let idle = "sluice_upstream_idle_connections{pool=\"shared\"} 1";
+    let m = gw.metrics_when(|m| m.contains(idle)).await;
+    assert!(m.contains(idle), "{idle}: {m}");
     // Idle past its second, the connection is closed by the gateway's sweep (once a second).
     let closed = || {
         up.closed_by_gateway
@@ -296,6 +299,9 @@ async fn an_idle_provider_connection_is_reused_then_closed_after_its_idle_timeou
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(closed(), 1, "the idle connection was closed");
+    let idle = "sluice_upstream_idle_connections{pool=\"shared\"} 0";
+    let m = gw.metrics_when(|m| m.contains(idle)).await;
+    assert!(m.contains(idle), "{idle}: {m}");
     let resp = gw
         .post("/v1/chat/completions", common::chat("chat", false))
         .send()

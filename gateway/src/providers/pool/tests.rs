@@ -143,23 +143,54 @@ async fn the_sweep_closes_the_expired_and_the_closed_and_keeps_the_rest() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_sweep_service_runs_every_second_until_shutdown() {
+async fn the_sweep_service_runs_every_second_sets_the_gauges_and_stops_on_shutdown() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let connector = Arc::new(Connector::new(8));
+    let shared = Arc::new(Connector::new(8));
+    let own = Arc::new(Connector::new(8));
     let (s, mut theirs) = pair(&listener).await;
-    connector.release(s, KEY, Duration::from_millis(2500));
-    let pools = Arc::clone(&connector);
+    shared.release(s, KEY, Duration::from_millis(2500));
+    let (s, _theirs_own) = pair(&listener).await;
+    own.release(s, KEY, IDLE);
+    // The provider with its own pool is in the policy until the 2 s sweep.
+    let with_own = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pools = (Arc::clone(&shared), Arc::clone(&own), Arc::clone(&with_own));
+    let gauges = Family::<PoolLabels, Gauge>::default();
     let (trigger, shutdown) = Shutdown::pair();
-    let sweep = Box::new(Sweep::new(move || vec![Arc::clone(&pools)])).run(shutdown);
+    let sweep = Box::new(Sweep::new(
+        move || {
+            let mut all = vec![(SHARED.to_owned(), Arc::clone(&pools.0))];
+            if pools.2.load(std::sync::atomic::Ordering::SeqCst) {
+                all.push(("corp".to_owned(), Arc::clone(&pools.1)));
+            }
+            all
+        },
+        gauges.clone(),
+    ))
+    .run(shutdown);
+    let gauge = |pool: &str| {
+        gauges
+            .get_or_create(&PoolLabels {
+                pool: pool.to_owned(),
+            })
+            .get()
+    };
     let check = async {
-        tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(
-            connector.idle_count(),
-            1,
-            "not yet expired at the 2 s sweep"
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!((gauge(SHARED), gauge("corp")), (1, 1));
+        with_own.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(shared.idle_count(), 1, "not yet expired at the 2 s sweep");
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("idle", "idle", gauges.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            !text.contains("corp"),
+            "a pool gone from the policy loses its gauge: {text}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(connector.idle_count(), 0, "expired by the 3 s sweep");
+        assert_eq!(shared.idle_count(), 0, "expired by the 3 s sweep");
+        assert_eq!(gauge(SHARED), 0);
         assert!(closed_by_pool(&mut theirs).await);
         trigger.fire();
     };
