@@ -9,8 +9,8 @@
 //! waiting when it is taken, and [`Sweep`] closes, once a second on the background runtime,
 //! those past their idle timeout and those the provider closed, so a provider's keep-alive
 //! running out leaves no socket half-closed for long. A connection that closes in the instant
-//! between the check and the request is the stale case `openai::connect` already sends again
-//! on a new one.
+//! between the check and the request is the stale case `openai::send_prepared` already sends
+//! again on a new one.
 //!
 //! Dialing stays pingora's (`TransportConnector::new_stream`: TCP, TLS, the egress dialer).
 
@@ -59,7 +59,8 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// Keeps at most `capacity` idle connections; past that the longest idle is closed.
+    /// Keeps at most `capacity` idle connections; past that the one nearest its idle timeout
+    /// (the longest idle, where timeouts are equal) is closed.
     pub fn new(capacity: usize) -> Self {
         Self {
             // pingora's own pool is never handed a connection: one slot is enough.
@@ -154,7 +155,7 @@ impl IdlePool {
                 .push_back(Idle { stream, until });
             lists.total += 1;
             if lists.total > self.capacity {
-                lists.evict_oldest()
+                lists.evict_first_due()
             } else {
                 None
             }
@@ -185,8 +186,9 @@ impl IdlePool {
 }
 
 impl Lists {
-    /// Removes the connection idle longest, over all peers.
-    fn evict_oldest(&mut self) -> Option<Idle> {
+    /// Removes the connection nearest its idle timeout, over all peers: each list's front,
+    /// since a peer's connections share one timeout.
+    fn evict_first_due(&mut self) -> Option<Idle> {
         let key = *self
             .by_peer
             .iter()

@@ -91,7 +91,7 @@ async fn a_connection_past_its_idle_timeout_is_closed_not_taken() {
 }
 
 #[tokio::test]
-async fn past_capacity_the_longest_idle_is_closed() {
+async fn past_capacity_the_one_nearest_its_idle_timeout_is_closed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let p = pool(2);
     let now = Instant::now();
@@ -100,7 +100,7 @@ async fn past_capacity_the_longest_idle_is_closed() {
     let (c, _tc) = pair(&listener).await;
     let (b_id, c_id) = (b.id(), c.id());
     p.put(KEY, a, now + IDLE);
-    // Another peer's, idle less long than `a`: still `a` goes.
+    // Another peer's, due later than `a`: still `a` goes.
     p.put(KEY + 1, b, now + IDLE + Duration::from_secs(1));
     p.put(KEY, c, now + IDLE + Duration::from_secs(2));
     assert_eq!(p.lock().total, 2);
