@@ -143,6 +143,21 @@ impl DataPlane {
     }
 }
 
+/// Request headers Sluice reads, parsed once: a lookup by a string name parses the name
+/// every time.
+mod names {
+    use http::HeaderName;
+
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+    pub const X_STAINLESS_RETRY_COUNT: HeaderName =
+        HeaderName::from_static("x-stainless-retry-count");
+    pub const X_STAINLESS_READ_TIMEOUT: HeaderName =
+        HeaderName::from_static("x-stainless-read-timeout");
+    pub const X_SLUICE_CACHE: HeaderName = HeaderName::from_static("x-sluice-cache");
+}
+
 fn endpoint_of(path: &str) -> Endpoint {
     match path.trim_end_matches('/') {
         "/v1/chat/completions" => Endpoint::ChatCompletions,
@@ -160,7 +175,7 @@ fn endpoint_of(path: &str) -> Endpoint {
 /// A client-supplied `x-request-id` is kept when it is short printable ASCII, so callers can
 /// correlate; anything else is replaced.
 fn client_request_id(ds: &ServerSession) -> Option<String> {
-    let v = ds.get_header("x-request-id")?.as_bytes();
+    let v = ds.get_header(&names::X_REQUEST_ID)?.as_bytes();
     (!v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()))
         .then(|| String::from_utf8_lossy(v).into_owned())
 }
@@ -222,7 +237,7 @@ async fn serve(
     })?;
     let body = crate::face::request(ctx.face, body, &mut ctx.render).map_err(Rejection::Error)?;
     if let crate::face::Render::Messages(m) = &mut ctx.render {
-        m.set_beta(ds.get_header("anthropic-beta").map(|v| v.as_bytes()));
+        m.set_beta(ds.get_header(&names::ANTHROPIC_BETA).map(|v| v.as_bytes()));
     }
     let req = OpenAiRequest::parse(
         ctx.face.exchange_endpoint(ctx.endpoint),
@@ -489,7 +504,7 @@ fn refuse_budget(key: &KeyEntry, over: &sluice_policy::spend::OverBudget) -> Rej
 
 /// `x-stainless-retry-count` above zero: the OpenAI SDKs' own retry.
 fn client_retry(ds: &ServerSession) -> bool {
-    ds.get_header("x-stainless-retry-count")
+    ds.get_header(&names::X_STAINLESS_RETRY_COUNT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u32>().ok())
         .is_some_and(|n| n > 0)
@@ -498,7 +513,7 @@ fn client_retry(ds: &ServerSession) -> bool {
 /// `x-stainless-read-timeout`: how long the SDK will wait (seconds). Past it nobody reads the
 /// answer, so no attempt starts that could not finish before.
 fn client_read_timeout(ds: &ServerSession) -> Option<std::time::Duration> {
-    ds.get_header("x-stainless-read-timeout")
+    ds.get_header(&names::X_STAINLESS_READ_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
@@ -518,13 +533,13 @@ fn cache_body<'a>(ctx: &'a RequestCtx, req: &'a OpenAiRequest) -> &'a [u8] {
 
 /// The client asked not to be answered from (or stored in) the cache.
 fn cache_bypassed(ds: &ServerSession) -> bool {
-    let header = |name| {
+    let header = |name: &http::HeaderName| {
         ds.get_header(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase)
     };
-    header("x-sluice-cache").is_some_and(|v| v.trim() == "bypass")
-        || header("cache-control").is_some_and(|v| {
+    header(&names::X_SLUICE_CACHE).is_some_and(|v| v.trim() == "bypass")
+        || header(&http::header::CACHE_CONTROL).is_some_and(|v| {
             v.split(',')
                 .any(|d| matches!(d.trim(), "no-cache" | "no-store"))
         })
@@ -546,10 +561,12 @@ fn authenticate<'p>(
     policy: &'p Policy,
     face: Face,
 ) -> Result<&'p KeyEntry, GatewayError> {
-    let header = match ds.get_header("authorization") {
+    let header = match ds.get_header(http::header::AUTHORIZATION) {
         Some(h) => h,
         None if face == Face::Messages => {
-            let key = ds.get_header("x-api-key").ok_or(GatewayError::MissingKey)?;
+            let key = ds
+                .get_header(&names::X_API_KEY)
+                .ok_or(GatewayError::MissingKey)?;
             let key = key.to_str().map_err(|_| GatewayError::InvalidKey)?.trim();
             if key.is_empty() {
                 return Err(GatewayError::MissingKey);
@@ -578,7 +595,7 @@ pub(crate) async fn read_body(
     deadline: Instant,
 ) -> Result<Bytes, Rejection> {
     let declared = ds
-        .get_header("content-length")
+        .get_header(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(len) = declared
@@ -592,7 +609,7 @@ pub(crate) async fn read_body(
         }));
     }
     let expects_continue = ds
-        .get_header("expect")
+        .get_header(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects_continue && ds.write_continue_response().await.is_err() {
         return Err(Rejection::ClientGone);

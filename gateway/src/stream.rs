@@ -92,6 +92,9 @@ impl AnswerInfo {
     }
 }
 
+/// The first room an answer's text gets (it grows from there, up to [`MAX_ESTIMATE_TEXT`]).
+const TEXT_START: usize = 512;
+
 /// Text kept for token estimation is bounded; past it the estimate undercounts.
 const MAX_ESTIMATE_TEXT: usize = 1 << 20;
 
@@ -152,6 +155,10 @@ impl AnswerInfo {
 
     pub(crate) fn note_text(&mut self, text: &str) {
         if self.text.len() + text.len() <= MAX_ESTIMATE_TEXT {
+            if self.text.capacity() == 0 {
+                // Room for a short answer at once, instead of growing through 8, 16, 32, …
+                self.text.reserve(TEXT_START.max(text.len()));
+            }
             self.text.push_str(text);
         }
     }

@@ -54,7 +54,8 @@ const OVERHEAD_BUCKETS: [f64; 12] = [
 /// The exemplar attached to histogram observations: the request's trace.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TraceExemplar {
-    pub trace_id: String,
+    /// Shared by the request's histograms: one string per request, not one per histogram.
+    pub trace_id: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -795,11 +796,6 @@ impl Metrics {
                 })
                 .inc();
         }
-        let exemplar = || {
-            Some(TraceExemplar {
-                trace_id: crate::spans::trace_id_hex(&r.trace),
-            })
-        };
         if matches!(
             r.endpoint,
             Endpoint::Models | Endpoint::Feedback | Endpoint::Other
@@ -807,6 +803,13 @@ impl Metrics {
         {
             return;
         }
+
+        let trace_id: Arc<str> = Arc::from(crate::spans::trace_id_hex(&r.trace));
+        let exemplar = || {
+            Some(TraceExemplar {
+                trace_id: Arc::clone(&trace_id),
+            })
+        };
 
         // GenAI operation metrics: the requested model is the policy's public name.
         let operation = r.endpoint.operation();

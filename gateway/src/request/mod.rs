@@ -218,38 +218,43 @@ impl OpenAiRequest {
         if upstream_model == self.model && !inject_usage {
             return self.body.clone();
         }
-        let model_json = serde_json::to_string(upstream_model).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(self.body.len() + model_json.len() + 48);
-        let mut cursor = 0;
-        let splice = |out: &mut BytesMut, range: &Range<usize>, with: &[u8], cursor: &mut usize| {
-            out.put_slice(&self.body[*cursor..range.start]);
-            out.put_slice(with);
-            *cursor = range.end;
+        // Written straight into one buffer, in body order: no string per edit.
+        let mut out = BytesMut::with_capacity(self.body.len() + upstream_model.len() + 64);
+        let options_span = if inject_usage {
+            self.stream_options_span.as_ref()
+        } else {
+            None
         };
-        let options = inject_usage.then(|| self.stream_options_json());
-        // Splice in body order so the copy is one forward pass.
-        let mut edits: Vec<(&Range<usize>, &[u8])> =
-            vec![(&self.model_span, model_json.as_bytes())];
-        if let (Some(opts), Some(span)) = (&options, &self.stream_options_span) {
-            edits.push((span, opts.as_bytes()));
+        let mut edits = [
+            Some((&self.model_span, Edit::Model)),
+            options_span.map(|span| (span, Edit::StreamOptions)),
+        ];
+        if let [Some((model, _)), Some((options, _))] = &edits
+            && options.start < model.start
+        {
+            edits.swap(0, 1);
         }
-        edits.sort_by_key(|(r, _)| r.start);
-        for (range, with) in edits {
-            splice(&mut out, range, with, &mut cursor);
-        }
-        match (&options, &self.stream_options_span) {
-            (Some(opts), None) => {
-                // Add the member just before the closing brace of the top-level object.
-                let close = self.body[cursor..]
-                    .iter()
-                    .rposition(|b| *b == b'}')
-                    .map_or(self.body.len(), |p| cursor + p);
-                out.put_slice(&self.body[cursor..close]);
-                out.put_slice(b",\"stream_options\":");
-                out.put_slice(opts.as_bytes());
-                out.put_slice(&self.body[close..]);
+        let mut cursor = 0;
+        for (range, edit) in edits.into_iter().flatten() {
+            out.put_slice(&self.body[cursor..range.start]);
+            match edit {
+                Edit::Model => put_json_str(&mut out, upstream_model),
+                Edit::StreamOptions => self.put_stream_options(&mut out),
             }
-            _ => out.put_slice(&self.body[cursor..]),
+            cursor = range.end;
+        }
+        if inject_usage && self.stream_options_span.is_none() {
+            // Add the member just before the closing brace of the top-level object.
+            let close = self.body[cursor..]
+                .iter()
+                .rposition(|b| *b == b'}')
+                .map_or(self.body.len(), |p| cursor + p);
+            out.put_slice(&self.body[cursor..close]);
+            out.put_slice(b",\"stream_options\":");
+            self.put_stream_options(&mut out);
+            out.put_slice(&self.body[close..]);
+        } else {
+            out.put_slice(&self.body[cursor..]);
         }
         out.freeze()
     }
@@ -294,17 +299,30 @@ impl OpenAiRequest {
         serde_json::to_vec(&obj).map_or_else(|_| self.upstream_body(upstream_model), Bytes::from)
     }
 
-    fn stream_options_json(&self) -> String {
-        let mut s = String::from("{\"include_usage\":true");
+    /// `stream_options` with `include_usage` on and the client's other options kept.
+    fn put_stream_options(&self, out: &mut BytesMut) {
+        out.put_slice(b"{\"include_usage\":true");
         for (k, v) in &self.stream_options_rest {
-            s.push(',');
-            s.push_str(&serde_json::to_string(k).unwrap_or_default());
-            s.push(':');
-            s.push_str(v.get());
+            out.put_u8(b',');
+            put_json_str(out, k);
+            out.put_u8(b':');
+            out.put_slice(v.get().as_bytes());
         }
-        s.push('}');
-        s
+        out.put_u8(b'}');
     }
+}
+
+/// Which part of the body an upstream body replaces.
+#[derive(Clone, Copy)]
+enum Edit {
+    Model,
+    StreamOptions,
+}
+
+/// `s` as a JSON string literal.
+fn put_json_str(out: &mut BytesMut, s: &str) {
+    // Writing into memory cannot fail.
+    let _ = serde_json::to_writer(out.writer(), s);
 }
 
 /// The function names of a `tools` array; anything unexpected is skipped, not an error

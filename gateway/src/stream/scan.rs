@@ -249,6 +249,7 @@ impl Template {
         self.bytes.clear();
         self.split = 0;
         if literal.len() >= 2 && literal.end <= data.len() {
+            self.bytes.reserve(data.len() + 2 - literal.len());
             self.bytes.extend_from_slice(&data[..=literal.start]);
             self.split = self.bytes.len();
             self.bytes.extend_from_slice(&data[literal.end - 1..]);
