@@ -409,6 +409,8 @@ pub struct Metrics {
     /// What became of each sampled answer.
     pub judge_samples: Family<JudgeSampleLabels, Counter>,
     none: Arc<str>,
+    /// See [`Metrics::record_request`].
+    series: Arc<std::sync::Mutex<SeriesCache>>,
 }
 
 fn exemplified(buckets: &'static [f64]) -> Exemplified {
@@ -693,6 +695,7 @@ impl Metrics {
             spans,
             otlp_export,
             none: Arc::from(NONE),
+            series: Arc::default(),
         }
     }
 
@@ -755,21 +758,16 @@ impl Metrics {
     }
 
     /// Records one finished request: the single call site per request.
+    ///
+    /// The series a request's own labels select are looked up once per label combination and
+    /// their handles kept: a lookup in each family hashes every label string and takes the
+    /// family's lock, a dozen times per request. Families are never pruned of these series,
+    /// so a kept handle stays the exported one.
     pub fn record_request(&self, r: &RequestRecord) {
         let label = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| Arc::clone(&self.none));
         let route = label(&r.route);
         let model = label(&r.model);
         let tenant = label(&r.tenant);
-        self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: r.endpoint,
-                route: Arc::clone(&route),
-                model: Arc::clone(&model),
-                tenant: Arc::clone(&tenant),
-                outcome: r.outcome,
-                status: r.status,
-            })
-            .inc();
         if let Some(result) = r.cache {
             self.cache_requests
                 .get_or_create(&CacheLabels {
@@ -796,6 +794,53 @@ impl Metrics {
                 })
                 .inc();
         }
+        // GenAI operation metrics: the requested model is the policy's public name.
+        let operation = r.endpoint.operation();
+        let provider = r
+            .attempts
+            .last()
+            .map_or_else(|| Arc::clone(&self.none), |a| Arc::clone(&a.provider));
+        let requested = r
+            .request_model_label
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.none));
+        let key = SeriesKey {
+            endpoint: r.endpoint,
+            outcome: r.outcome,
+            status: r.status,
+            error_type: r.error_type,
+            usage_source: r.usage.map(|u| u.source),
+            route: Arc::clone(&route),
+            model: Arc::clone(&model),
+            tenant: Arc::clone(&tenant),
+            provider: Arc::clone(&provider),
+            requested: Arc::clone(&requested),
+        };
+        let mut cache = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_SERIES && !cache.contains_key(&key) {
+            // Label sets that come and go (tenants, reloaded routes): start over.
+            cache.clear();
+        }
+        let series = cache.entry(key).or_default();
+
+        series
+            .requests
+            .get_or_insert_with(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        endpoint: r.endpoint,
+                        route: Arc::clone(&route),
+                        model: Arc::clone(&model),
+                        tenant: Arc::clone(&tenant),
+                        outcome: r.outcome,
+                        status: r.status,
+                    })
+                    .clone()
+            })
+            .inc();
         if matches!(
             r.endpoint,
             Endpoint::Models | Endpoint::Feedback | Endpoint::Other
@@ -810,97 +855,153 @@ impl Metrics {
                 trace_id: Arc::clone(&trace_id),
             })
         };
-
-        // GenAI operation metrics: the requested model is the policy's public name.
-        let operation = r.endpoint.operation();
-        let provider = r
-            .attempts
-            .last()
-            .map_or_else(|| Arc::clone(&self.none), |a| Arc::clone(&a.provider));
-        let requested = r
-            .request_model_label
-            .clone()
-            .unwrap_or_else(|| Arc::clone(&self.none));
-        self.operation_duration
-            .get_or_create(&OperationLabels {
-                gen_ai_operation_name: operation,
-                gen_ai_provider_name: Arc::clone(&provider),
-                gen_ai_request_model: Arc::clone(&requested),
-                route: Arc::clone(&route),
-                error_type: r.error_type.map_or("", ErrorKind::as_str),
+        let stream_labels = || StreamLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_provider_name: Arc::clone(&provider),
+            gen_ai_request_model: Arc::clone(&requested),
+            route: Arc::clone(&route),
+        };
+        series
+            .operation_duration
+            .get_or_insert_with(|| {
+                self.operation_duration
+                    .get_or_create(&OperationLabels {
+                        gen_ai_operation_name: operation,
+                        gen_ai_provider_name: Arc::clone(&provider),
+                        gen_ai_request_model: Arc::clone(&requested),
+                        route: Arc::clone(&route),
+                        error_type: r.error_type.map_or("", ErrorKind::as_str),
+                    })
+                    .clone()
             })
             .observe(r.duration.as_secs_f64(), exemplar(), None);
-        self.overhead
-            .get_or_create(&RouteLabels {
-                route: Arc::clone(&route),
+        series
+            .overhead
+            .get_or_insert_with(|| {
+                self.overhead
+                    .get_or_create(&RouteLabels {
+                        route: Arc::clone(&route),
+                    })
+                    .clone()
             })
             .observe(r.overhead().as_secs_f64(), exemplar(), None);
 
         if r.stream
             && let Some(ttfc) = r.time_to_first_chunk
         {
-            let labels = StreamLabels {
-                gen_ai_operation_name: operation,
-                gen_ai_provider_name: Arc::clone(&provider),
-                gen_ai_request_model: Arc::clone(&requested),
-                route: Arc::clone(&route),
-            };
-            self.time_to_first_chunk.get_or_create(&labels).observe(
-                ttfc.as_secs_f64(),
-                exemplar(),
-                None,
-            );
+            series
+                .time_to_first_chunk
+                .get_or_insert_with(|| {
+                    self.time_to_first_chunk
+                        .get_or_create(&stream_labels())
+                        .clone()
+                })
+                .observe(ttfc.as_secs_f64(), exemplar(), None);
             if r.chunks > 1 {
                 let rest = r.duration.saturating_sub(ttfc).as_secs_f64();
-                self.time_per_output_chunk
-                    .get_or_create(&labels)
+                series
+                    .time_per_output_chunk
+                    .get_or_insert_with(|| {
+                        self.time_per_output_chunk
+                            .get_or_create(&stream_labels())
+                            .clone()
+                    })
                     .observe(rest / f64::from(r.chunks - 1));
             }
         }
 
         if let Some(u) = r.usage {
-            for (token_type, n) in [("input", u.input), ("output", u.output)] {
-                self.token_usage
-                    .get_or_create(&TokenUsageLabels {
-                        gen_ai_operation_name: operation,
-                        gen_ai_provider_name: Arc::clone(&provider),
-                        gen_ai_request_model: Arc::clone(&requested),
-                        route: Arc::clone(&route),
-                        gen_ai_token_type: token_type,
-                    })
-                    .observe(n as f64);
+            let usage = [("input", u.input), ("output", u.output)];
+            for (slot, (token_type, n)) in series.token_usage.iter_mut().zip(usage) {
+                slot.get_or_insert_with(|| {
+                    self.token_usage
+                        .get_or_create(&TokenUsageLabels {
+                            gen_ai_operation_name: operation,
+                            gen_ai_provider_name: Arc::clone(&provider),
+                            gen_ai_request_model: Arc::clone(&requested),
+                            route: Arc::clone(&route),
+                            gen_ai_token_type: token_type,
+                        })
+                        .clone()
+                })
+                .observe(n as f64);
             }
-            for (token_type, n) in [
+            let counts = [
                 ("input", u.input),
                 ("output", u.output),
                 ("cached_input", u.cached_input),
                 ("cache_write_input", u.cache_write_input),
                 ("reasoning", u.reasoning),
-            ] {
+            ];
+            for (slot, (token_type, n)) in series.tokens.iter_mut().zip(counts) {
                 if n > 0 || token_type == "input" || token_type == "output" {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            route: Arc::clone(&route),
-                            model: Arc::clone(&model),
-                            tenant: Arc::clone(&tenant),
-                            token_type,
-                            usage_source: u.source,
-                        })
-                        .inc_by(n);
+                    slot.get_or_insert_with(|| {
+                        self.tokens
+                            .get_or_create(&TokenLabels {
+                                route: Arc::clone(&route),
+                                model: Arc::clone(&model),
+                                tenant: Arc::clone(&tenant),
+                                token_type,
+                                usage_source: u.source,
+                            })
+                            .clone()
+                    })
+                    .inc_by(n);
                 }
             }
         }
         if let Some(cost) = r.cost_usd {
-            self.cost
-                .get_or_create(&CostLabels {
-                    route,
-                    model,
-                    tenant,
+            series
+                .cost
+                .get_or_insert_with(|| {
+                    self.cost
+                        .get_or_create(&CostLabels {
+                            route: Arc::clone(&route),
+                            model: Arc::clone(&model),
+                            tenant: Arc::clone(&tenant),
+                        })
+                        .clone()
                 })
                 .inc_by(cost);
         }
     }
 }
+
+/// Label combinations whose series [`Metrics::record_request`] keeps before starting over.
+const MAX_CACHED_SERIES: usize = 4096;
+
+/// Everything that selects the series of one request.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    endpoint: Endpoint,
+    outcome: Outcome,
+    status: u16,
+    error_type: Option<ErrorKind>,
+    usage_source: Option<UsageSource>,
+    route: Arc<str>,
+    model: Arc<str>,
+    tenant: Arc<str>,
+    provider: Arc<str>,
+    requested: Arc<str>,
+}
+
+/// The series of one label combination, each fetched from its family when first needed (so a
+/// request that never streams or costs nothing creates no series it would not have).
+#[derive(Debug, Default)]
+struct Series {
+    requests: Option<Counter>,
+    operation_duration: Option<Exemplified>,
+    overhead: Option<Exemplified>,
+    time_to_first_chunk: Option<Exemplified>,
+    time_per_output_chunk: Option<Histogram>,
+    /// input, output.
+    token_usage: [Option<Histogram>; 2],
+    /// input, output, cached_input, cache_write_input, reasoning.
+    tokens: [Option<Counter>; 5],
+    cost: Option<Counter<f64, AtomicU64>>,
+}
+
+type SeriesCache = std::collections::HashMap<SeriesKey, Series>;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -102,6 +102,58 @@ fn a_request_records_every_series_with_closed_labels() {
 }
 
 #[test]
+fn kept_series_count_where_a_fresh_lookup_would() {
+    let mut reg = Registry::default();
+    let m = Metrics::register(&mut reg);
+    let usage = |cached_input| TokenUsage {
+        input: 10,
+        output: 2,
+        cached_input,
+        cache_write_input: 0,
+        reasoning: 0,
+        source: UsageSource::Provider,
+    };
+    // The same labels from strings allocated anew each time (as after a policy reload).
+    for cached in [0, 0, 7] {
+        let mut r = record(Outcome::Ok, Some(usage(cached)));
+        r.tenant = Some(Arc::from(String::from("search").as_str()));
+        m.record_request(&r);
+    }
+    let mut other = record(Outcome::Ok, Some(usage(0)));
+    other.tenant = Some(Arc::from("ads"));
+    m.record_request(&other);
+    let mut failed = record(Outcome::UpstreamError, None);
+    failed.status = 502;
+    m.record_request(&failed);
+    // Past the cache's bound it starts over; counts go on in the same series.
+    for i in 0..MAX_CACHED_SERIES + 3 {
+        let mut r = record(Outcome::Ok, None);
+        r.tenant = Some(Arc::from(format!("t{i}").as_str()));
+        m.record_request(&r);
+    }
+    m.record_request(&record(Outcome::Ok, Some(usage(0))));
+    let out = exposition(&reg);
+    for want in [
+        r#"sluice_requests_total{endpoint="chat_completions",route="chat",model="gpt-4o",tenant="search",outcome="ok",status="200"} 4"#,
+        r#"sluice_requests_total{endpoint="chat_completions",route="chat",model="gpt-4o",tenant="ads",outcome="ok",status="200"} 1"#,
+        r#"sluice_requests_total{endpoint="chat_completions",route="chat",model="gpt-4o",tenant="search",outcome="upstream_error",status="502"} 1"#,
+        r#"sluice_requests_total{endpoint="chat_completions",route="chat",model="gpt-4o",tenant="t0",outcome="ok",status="200"} 1"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="input",usage_source="provider"} 40"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="search",token_type="cached_input",usage_source="provider"} 7"#,
+        r#"sluice_usage_tokens_total{route="chat",model="gpt-4o",tenant="ads",token_type="input",usage_source="provider"} 10"#,
+        r#"sluice_cost_usd_total{route="chat",model="gpt-4o",tenant="ads"} 0.0125"#,
+        r#"gen_ai_client_token_usage_tokens_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",route="chat",gen_ai_token_type="input"} 5"#,
+        r#"sluice_overhead_seconds_count{route="chat"} 4105"#,
+    ] {
+        assert!(out.contains(want), "missing {want}");
+    }
+    assert!(
+        !out.contains(r#"tenant="ads",token_type="cached_input""#),
+        "a token type never counted has no series"
+    );
+}
+
+#[test]
 fn requests_that_never_routed_use_none_labels_and_skip_genai_series() {
     let mut reg = Registry::default();
     let m = Metrics::register(&mut reg);
