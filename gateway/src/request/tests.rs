@@ -57,6 +57,27 @@ fn include_usage_is_injected_for_streams_and_remembered() {
 }
 
 #[test]
+fn both_edits_are_spliced_in_body_order_whichever_comes_first() {
+    for (body, want) in [
+        (
+            r#"{"stream":true,"stream_options":{"include_usage":false,"x":1},"model":"m","messages":[1]}"#,
+            r#"{"stream":true,"stream_options":{"include_usage":true,"x":1},"model":"u\"v","messages":[1]}"#,
+        ),
+        (
+            r#"{"model":"m","stream":true,"stream_options":{"x":1},"messages":[1]}"#,
+            r#"{"model":"u\"v","stream":true,"stream_options":{"include_usage":true,"x":1},"messages":[1]}"#,
+        ),
+        (
+            r#"{"model":"m","stream":true,"messages":[1]}"#,
+            r#"{"model":"u\"v","stream":true,"messages":[1],"stream_options":{"include_usage":true}}"#,
+        ),
+    ] {
+        let up = chat(body).upstream_body("u\"v");
+        assert_eq!(std::str::from_utf8(&up).expect("utf8"), want, "{body}");
+    }
+}
+
+#[test]
 fn bad_requests_name_the_problem() {
     let cases = [
         (
