@@ -137,12 +137,9 @@ impl AppState {
 /// `req_` and 16 lowercase hex digits, written directly: `format!` cost a visible share of a
 /// short request's CPU.
 fn request_id(n: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(20);
     id.push_str("req_");
-    for shift in (0..16).rev() {
-        id.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
-    }
+    sluice_observability::spans::push_hex(&mut id, &n.to_be_bytes());
     id
 }
 

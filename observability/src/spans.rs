@@ -573,7 +573,8 @@ pub fn trace_id_hex(ctx: &TraceContext) -> String {
     s
 }
 
-fn push_hex(s: &mut String, bytes: &[u8]) {
+/// Appends `bytes` as lowercase hex, two digits each.
+pub fn push_hex(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(char::from(HEX[usize::from(b >> 4)]));
