@@ -378,40 +378,17 @@ mod tests {
 
     fn record(outcome: Outcome) -> RequestRecord {
         RequestRecord {
-            request_id: "req_1".into(),
-            trace: sluice_observability::TraceContext {
-                trace_id: [1; 16],
-                parent_span_id: None,
-                span_id: [2; 8],
-                sampled: true,
-            },
             start: std::time::SystemTime::now(),
             duration: Duration::from_millis(3),
-            endpoint: Endpoint::ChatCompletions,
-            route: None,
             model: Some(Arc::from("m")),
-            request_model: None,
-            request_model_label: None,
-            tenant: None,
-            stream: true,
-            status: 200,
-            outcome,
-            error_type: None,
-            attempts: Vec::new(),
-            usage: None,
-            cost_usd: None,
-            time_to_first_chunk: None,
             chunks: 2,
             response_id: Some("chatcmpl-1".into()),
-            response_model: None,
             finish_reasons: vec!["stop".into()],
-            params: RequestParams::default(),
-            rate_limited: None,
-            cache: None,
-            content: None,
-            decision: None,
-            remediation: Vec::new(),
-            tool_calls: Vec::new(),
+            trace: sluice_observability::TraceContext {
+                sampled: true,
+                ..crate::test_record::record(outcome).trace
+            },
+            ..crate::test_record::record(outcome)
         }
     }
 

@@ -67,5 +67,7 @@ pub mod trace;
 mod fake_io;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod test_record;
 
 pub use error::GatewayError;

@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::registry::Registry;
 use sluice_observability::service::{self, Intake};
 use sluice_observability::{
-    AttemptOutcome, AttemptRecord, Endpoint, ErrorKind, Metrics, Outcome, RequestParams,
-    RequestRecord, TraceContext,
+    AttemptOutcome, AttemptRecord, ErrorKind, Metrics, Outcome, RequestRecord,
 };
 use sluice_policy::remediation::IncidentEvent;
 use sluice_policy::{Policy, PolicyStore, RuntimeState};
@@ -38,40 +37,12 @@ fn record(
     attempts: Vec<AttemptRecord>,
 ) -> RequestRecord {
     RequestRecord {
-        request_id: "req".into(),
-        trace: TraceContext {
-            trace_id: [1; 16],
-            parent_span_id: None,
-            span_id: [2; 8],
-            sampled: false,
-        },
-        start: SystemTime::UNIX_EPOCH,
-        duration: Duration::from_millis(100),
-        endpoint: Endpoint::ChatCompletions,
         route: Some(Arc::from("chat")),
-        model: None,
-        request_model: None,
-        request_model_label: None,
-        tenant: None,
-        stream: true,
-        status: 200,
-        outcome,
         error_type: error,
         attempts,
-        usage: None,
-        cost_usd: None,
         time_to_first_chunk: Some(Duration::from_millis(40)),
         chunks: 3,
-        response_id: None,
-        response_model: None,
-        finish_reasons: Vec::new(),
-        params: RequestParams::default(),
-        rate_limited: None,
-        cache: None,
-        content: None,
-        decision: None,
-        remediation: Vec::new(),
-        tool_calls: Vec::new(),
+        ..crate::test_record::record(outcome)
     }
 }
 
