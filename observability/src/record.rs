@@ -2,6 +2,7 @@
 //! Metrics, spans, the access log and (later) the SLO engine all read the same record, so they
 //! can never disagree about a request.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -195,34 +196,50 @@ impl RouteDecision {
     /// are appended from the record by [`RequestRecord::decision_line`].
     pub fn summary(&self) -> String {
         let mut out = String::with_capacity(64);
-        out.push_str(self.strategy);
+        self.write_summary(&mut out);
+        out
+    }
+
+    /// [`Self::summary`], appended to `out` (the access log writes it escaped, in place).
+    pub fn write_summary<W: fmt::Write>(&self, out: &mut W) {
+        // Writing to a `String` or an in-memory escaper cannot fail.
+        let _ = self.try_write_summary(out);
+    }
+
+    fn try_write_summary<W: fmt::Write>(&self, out: &mut W) -> fmt::Result {
+        out.write_str(self.strategy)?;
         if let Some(first) = self.candidates.first() {
-            out.push_str(" pick=");
-            out.push_str(first);
+            out.write_str(" pick=")?;
+            out.write_str(first)?;
         }
         if self.candidates.len() > 1 {
-            out.push_str(" order=");
-            out.push_str(&self.candidates.join(","));
+            out.write_str(" order=")?;
+            for (i, c) in self.candidates.iter().enumerate() {
+                if i > 0 {
+                    out.write_char(',')?;
+                }
+                out.write_str(c)?;
+            }
         }
         if !self.skipped.is_empty() {
-            out.push_str(" skipped=");
-            let parts: Vec<String> = self
-                .skipped
-                .iter()
-                .map(|(m, why, left)| match left {
-                    Some(s) => format!("{m}:{why}({s:.1}s)"),
-                    None => format!("{m}:{why}"),
-                })
-                .collect();
-            out.push_str(&parts.join(","));
+            out.write_str(" skipped=")?;
+            for (i, (m, why, left)) in self.skipped.iter().enumerate() {
+                if i > 0 {
+                    out.write_char(',')?;
+                }
+                match left {
+                    Some(s) => write!(out, "{m}:{why}({s:.1}s)")?,
+                    None => write!(out, "{m}:{why}")?,
+                }
+            }
         }
         if self.panic {
-            out.push_str(" panic");
+            out.write_str(" panic")?;
         }
         if self.retry_budget_exhausted {
-            out.push_str(" retry_budget_exhausted");
+            out.write_str(" retry_budget_exhausted")?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -307,35 +324,56 @@ impl RequestRecord {
     /// The routing decision and each attempt's outcome, as one line for the access log and
     /// the span: `weighted pick=a order=a,b attempts=a:server_error(503),b:ok(200)`.
     pub fn decision_line(&self) -> Option<String> {
-        let d = self.decision.as_ref()?;
-        let mut line = d.summary();
-        if !self.attempts.is_empty() {
-            line.push_str(" attempts=");
-            let parts: Vec<String> = self
-                .attempts
-                .iter()
-                .map(|a| match a.status {
-                    Some(s) => format!("{}:{}({s})", a.model, a.outcome.as_str()),
-                    None => format!("{}:{}", a.model, a.outcome.as_str()),
-                })
-                .collect();
-            line.push_str(&parts.join(","));
+        let mut line = String::with_capacity(64);
+        self.write_decision_line(&mut line).then_some(line)
+    }
+
+    /// [`Self::decision_line`], appended to `out`; false (and nothing written) without a
+    /// decision.
+    pub fn write_decision_line<W: fmt::Write>(&self, out: &mut W) -> bool {
+        let Some(d) = self.decision.as_ref() else {
+            return false;
+        };
+        d.write_summary(out);
+        // Writing to a `String` or an in-memory escaper cannot fail.
+        let _ = self.try_write_attempts(out);
+        true
+    }
+
+    fn try_write_attempts<W: fmt::Write>(&self, out: &mut W) -> fmt::Result {
+        if self.attempts.is_empty() {
+            return Ok(());
         }
-        Some(line)
+        out.write_str(" attempts=")?;
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.write_char(',')?;
+            }
+            out.write_str(&a.model)?;
+            out.write_char(':')?;
+            out.write_str(a.outcome.as_str())?;
+            if let Some(s) = a.status {
+                write!(out, "({s})")?;
+            }
+        }
+        Ok(())
     }
 
     /// `failover(rule-a),shed(rule-b)`: the remediation that touched the request, for the
     /// span's `sluice.remediation` and the access log.
     pub fn remediation_line(&self) -> Option<String> {
-        if self.remediation.is_empty() {
-            return None;
+        let mut line = String::new();
+        self.write_remediation_line(&mut line).then_some(line)
+    }
+
+    /// [`Self::remediation_line`], appended to `out`; false (and nothing written) when no
+    /// remediation touched the request.
+    pub fn write_remediation_line<W: fmt::Write>(&self, out: &mut W) -> bool {
+        for (i, (action, rule)) in self.remediation.iter().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{sep}{action}({rule})");
         }
-        let parts: Vec<String> = self
-            .remediation
-            .iter()
-            .map(|(action, rule)| format!("{action}({rule})"))
-            .collect();
-        Some(parts.join(","))
+        !self.remediation.is_empty()
     }
 
     pub fn is_error(&self) -> bool {
