@@ -55,6 +55,12 @@ pub const QUEUE: usize = 65_536;
 pub const SNAPSHOT_FILE: &str = "slo.json";
 /// How often targets nobody has sent to for a long time are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often what the recorder handed over is taken in, between evaluations. Taken in only
+/// on the evaluation tick (1 s by default), a second's requests at 5k req/s cost a core
+/// several milliseconds in one go, and requests whose threads woke meanwhile waited behind
+/// it: most of Sluice's added p99 at 5k req/s (`loadtest/RESULTS.md`). The recorder drains
+/// its own queue on the same short tick.
+const INTAKE_EVERY: Duration = crate::record::TICK;
 
 /// What the evaluator is fed.
 #[derive(Debug, Clone, PartialEq)]
@@ -494,13 +500,19 @@ impl SloService {
     }
 
     /// One evaluation: statuses, gauges, the decision, and what it changed.
+    /// Follows the policy and takes in what arrived: on the short intake tick, and first
+    /// thing on each evaluation.
+    fn take_in(&mut self, now: Instant, policy: &Policy) {
+        if policy.generation != self.generation {
+            self.reconfigure(policy, now);
+        }
+        self.ingest(now);
+    }
+
     fn tick(&mut self) {
         let now = Instant::now();
         let policy = self.state.policy.snapshot();
-        if policy.generation != self.generation {
-            self.reconfigure(&policy, now);
-        }
-        self.ingest(now);
+        self.take_in(now, &policy);
         if now.saturating_duration_since(self.last_prune) >= PRUNE_EVERY {
             self.engine.prune(now);
             self.last_prune = now;
@@ -811,10 +823,17 @@ impl Service for SloService {
             let mut every = this.state.policy.snapshot().config.slo.evaluate_every;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut intake = tokio::time::interval(INTAKE_EVERY);
+            intake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_save = Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    _ = intake.tick() => {
+                        let policy = this.state.policy.snapshot();
+                        this.take_in(Instant::now(), &policy);
+                        continue;
+                    }
                     Some(cmd) = next_command(&mut this.commands) => {
                         this.command(cmd);
                         continue;
