@@ -354,9 +354,16 @@ impl StreamState {
             return Verdict::Error;
         }
         if scan && let Some(s) = self.scan(&ev.data) {
+            // Before the text: once the provider reported usage, the text is not kept.
+            if s.usage.is_some() {
+                self.usage = s.usage;
+            }
             if self.data_events == 1 {
                 self.answer
                     .note_ids(s.id.map(Cow::Borrowed), s.model.map(Cow::Borrowed));
+            }
+            if s.no_choices && s.usage.is_some() && !keep_usage_chunk {
+                return Verdict::Drop;
             }
             if let Some(reason) = s.finish {
                 self.saw_finish = true;

@@ -97,7 +97,16 @@ fn choice() -> impl Strategy<Value = Value> {
 }
 
 fn chunk() -> impl Strategy<Value = Value> {
-    let usage = Just(json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}));
+    // The scan parses a `usage` object on its own: with details, with strings that hold
+    // brackets, and values the parse refuses must come out as the whole parse has them.
+    let usage = prop_oneof![
+        4 => Just(json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})),
+        1 => Just(json!({"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 1}, "x": "}]"})),
+        1 => Just(json!({"prompt_tokens": "3"})),
+        1 => Just(json!(5)),
+        1 => Just(json!([])),
+        1 => text().prop_map(|t| json!({ "completion_tokens": 1, "note": t })),
+    ];
     (
         prop::option::of(text()),
         prop::option::weighted(0.95, vec(choice(), 0..3)),

@@ -8,10 +8,11 @@
 //! `finish_reason` too — and says "parse it" ([`None`]) whenever the event could say anything
 //! more. It never has to be right about the rare case, only sure about the common one: a key
 //! or a reason written with escapes, a `finish_reason` anywhere but `choices[]` (or twice in
-//! one choice, or in two), a non-null `usage`, a `content` anywhere but `choices[].delta`, a
-//! second `content`, a second `id` or `model`, `error`, `tool_calls`, `text`,
-//! `function_call`, a raw control byte in a string, or anything that is not one object all
-//! fall back to the parse. The property test beside the stream state checks that both
+//! one choice, or in two), a `usage` anywhere but at the top or other than null or an object
+//! (the object alone is parsed: the only parse of a usage chunk), a `content` anywhere but
+//! `choices[].delta`, a second `content`, a second `id` or `model`, `error`, `tool_calls`,
+//! `text`, `function_call`, a raw control byte in a string, or anything that is not one object
+//! all fall back to the parse. The property test beside the stream state checks that both
 //! readings agree on valid chat-completion chunks.
 //!
 //! Providers write every chunk of a stream the same way but for its text, so the first delta
@@ -22,6 +23,8 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+
+use super::Usage;
 
 /// What a plain content chunk says.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +54,10 @@ pub struct Scanned<'a> {
     /// Where the delta's `content` string literal lies in the trimmed data (quotes included),
     /// when it is one: what a [`Template`] is learned from.
     pub literal: Option<Range<usize>>,
+    /// The chunk's `usage`, when it is an object (the last chunk of a stream that asked for it).
+    pub usage: Option<Usage>,
+    /// `choices` is there and empty (as in OpenAI's usage-only chunk).
+    pub no_choices: bool,
 }
 
 impl<'a> Scanned<'a> {
@@ -62,6 +69,8 @@ impl<'a> Scanned<'a> {
             id: None,
             model: None,
             literal: None,
+            usage: None,
+            no_choices: false,
         }
     }
 }
@@ -156,6 +165,25 @@ pub fn chunk(data: &[u8]) -> Option<Scanned<'_>> {
                         content = Some(text(&data[v..=end], escaped)?);
                         out.literal = Some(v..end + 1);
                         i = end + 1;
+                    }
+                    b"usage" if depth == 1 && data.get(v) == Some(&b'{') => {
+                        // Only the object is parsed, not the whole chunk around it; the parse
+                        // says where the object ends.
+                        let mut values =
+                            serde_json::Deserializer::from_slice(&data[v..]).into_iter::<Usage>();
+                        let usage = values.next()?.ok()?;
+                        if out.usage.replace(usage).is_some() {
+                            return None;
+                        }
+                        i = v + values.byte_offset();
+                    }
+                    b"choices"
+                        if depth == 1
+                            && data.get(v) == Some(&b'[')
+                            && data.get(skip_ws(data, v + 1)) == Some(&b']') =>
+                    {
+                        out.no_choices = true;
+                        i = skip_ws(data, v + 1) + 1;
                     }
                     b"id" | b"model" if depth == 1 && data.get(v) == Some(&b'"') => {
                         let (value, end) = plain_string(data, v)?;
@@ -370,7 +398,11 @@ mod tests {
                 None,
             ),
             (r#"{"choices":[{"delta":{"finish_reason":"stop"}}]}"#, None),
-            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, None),
+            (r#"{"choices":[],"usage":5}"#, None),
+            (r#"{"choices":[],"usage":{"prompt_tokens":"1"}}"#, None),
+            (r#"{"choices":[{"delta":{},"usage":{}}]}"#, None),
+            (r#"{"usage":{"prompt_tokens":1},"usage":{}}"#, None),
+            (r#"{"usage":{"prompt_tokens":1}"#, None),
             (r#"{"error":{"message":"x"}}"#, None),
             (
                 r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#,
@@ -407,6 +439,36 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(20), "]".repeat(20));
         assert_eq!(plain(format!("{{\"a\":{deep}}}").as_bytes()), None);
+    }
+
+    /// The usage chunk is read by the scan with a parse of its `usage` object alone.
+    #[test]
+    fn the_usage_object_alone_is_parsed() {
+        let totals = |s: &Scanned<'_>| {
+            s.usage.map(|u| {
+                (
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                    u.total_tokens,
+                    u.cached_tokens(),
+                )
+            })
+        };
+        let last = br#"{"id":"c","object":"chat.completion.chunk","choices":[ ],"usage":{"prompt_tokens":9,"completion_tokens":16,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"note":"}{]["}}"#;
+        let s = chunk(last).expect("read");
+        assert!(s.no_choices);
+        assert_eq!(totals(&s), Some((9, 16, 25, 4)));
+        assert_eq!((s.id, s.plain), (Some("c"), Plain::Nothing));
+
+        // A finish chunk that carries usage too, as some OpenAI-compatible servers send it.
+        let finish = br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        let s = chunk(finish).expect("read");
+        assert!(!s.no_choices);
+        assert_eq!((s.finish, totals(&s)), (Some("stop"), Some((1, 2, 3, 0))));
+
+        // Null usage is no usage; choices that are not empty are not "no choices".
+        let s = chunk(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).expect("read");
+        assert_eq!((s.usage, s.no_choices), (None, false));
     }
 
     #[test]
