@@ -1001,7 +1001,7 @@ struct Series {
     cost: Option<Counter<f64, AtomicU64>>,
 }
 
-type SeriesCache = std::collections::HashMap<SeriesKey, Series>;
+type SeriesCache = foldhash::HashMap<SeriesKey, Series>;
 
 #[cfg(test)]
 pub(crate) mod tests;

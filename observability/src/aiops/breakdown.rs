@@ -8,9 +8,10 @@
 //! gets a row on the next tick even when the table is full.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::rootcause::{BreakdownView, Counts, Dimension, DimensionCounts, ValueCounts};
 use super::sample::{AiopsSample, ErrorCause};

@@ -2,11 +2,11 @@
 //! a tick; and the bounded counts behind root-cause hints.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use sluice_policy::remediation::{AnomalyScope, AnomalyStatus, TargetKey};
 use tokio::time::Instant;

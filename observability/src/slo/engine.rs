@@ -1,10 +1,10 @@
 //! The engine: bucketed good/total counts per SLO, per route and per target, and their burn
 //! rates, error budgets and alert levels.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use foldhash::{HashMap, HashMapExt};
 use sluice_policy::remediation::{SloStatus, TargetKey, Window, WindowStat, WindowStats};
 use tokio::time::Instant;
 
