@@ -181,6 +181,19 @@ impl SharedState {
         s
     }
 
+    /// One of `subject`'s leased slots, when its lease has one left.
+    fn admit_leased(&self, subject: &Subject) -> Option<Admission> {
+        let taken = subject
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(Instant::now());
+        taken.map(|h| {
+            self.metrics.admitted_lease.inc();
+            Admission::Admitted(Some(h))
+        })
+    }
+
     /// Admits one request of `subject` against the shared counters: from the lease when one
     /// is running, otherwise with one bounded round trip.
     pub async fn admit(&self, subject: &Subject) -> Admission {
@@ -188,16 +201,10 @@ impl SharedState {
             return Admission::Admitted(None);
         }
         let allowance = self.cfg.local_allowance;
-        if allowance > 0 {
-            let taken = subject
-                .lease
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(Instant::now());
-            if let Some(h) = taken {
-                self.metrics.admitted_lease.inc();
-                return Admission::Admitted(Some(h));
-            }
+        if allowance > 0
+            && let Some(admitted) = self.admit_leased(subject)
+        {
+            return admitted;
         }
         let Some(mut conn) = self.link.conn() else {
             return self.fallback();
@@ -205,6 +212,14 @@ impl SharedState {
         let leasing = (allowance > 1)
             .then(|| Leasing::claim(&subject.leasing))
             .flatten();
+        // A lease granted between the look above and the claim serves this request: leasing
+        // again would add slots to a lease that still has some, and what is left when a lease
+        // ends is lost (the claim is held until a grant lands, so this look sees it).
+        if leasing.is_some()
+            && let Some(admitted) = self.admit_leased(subject)
+        {
+            return admitted;
+        }
         let want = if leasing.is_some() { allowance } else { 1 };
         let [day, month] = subject.spend_keys(SystemTime::now());
         let mut call = self.admit.prepare_invoke();
