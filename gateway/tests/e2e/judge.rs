@@ -55,7 +55,17 @@ async fn sampled_answers_are_scored_off_the_request_path() {
         let _ = r.text().await.expect("body");
     }
     let scored = r#"sluice_judge_samples_total{route="chat",outcome="scored"}"#;
-    let m = gw.metrics_when(|m| series(m, scored) >= 6.0).await;
+    // A verdict is counted when the judge's call returns; that call's own record reaches the
+    // metrics on the recorder's next tick, so both are waited for.
+    let judge_calls = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("sluice_requests_total") && l.contains(r#"tenant="judge""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let m = gw
+        .metrics_when(|m| series(m, scored) >= 6.0 && judge_calls(m) >= 6.0)
+        .await;
     assert_eq!(series(&m, scored), 6.0, "{m}");
     assert_eq!(
         series(
@@ -73,11 +83,7 @@ async fn sampled_answers_are_scored_off_the_request_path() {
         6.0
     );
     // The judge calls went through Sluice: recorded, priced, billed to tenant `judge`.
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("sluice_requests_total") && l.contains(r#"tenant="judge""#)),
-        "{m}"
-    );
+    assert_eq!(judge_calls(&m), 6.0, "{m}");
     assert!(m.contains(r#"sluice_cost_usd_total{"#) && m.contains(r#"tenant="judge""#));
     assert_eq!(mock.requests_for("judge-model"), 6);
 
