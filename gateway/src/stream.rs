@@ -4,7 +4,8 @@
 //! `choices[].finish_reason`, `usage` and `error`) to decide whether to forward it, to collect
 //! usage, and to tell a finished stream from a truncated one: a stream that ends without
 //! `[DONE]` and without any `finish_reason` was cut. The plain chunks that make up most of a
-//! stream (its first, its content deltas, its finish) are read by [`scan`] without the parse.
+//! stream (its first, its content deltas, its finish) are read by [`scan`] without the parse,
+//! and the usage chunk with a parse of its `usage` object alone.
 
 #[cfg(test)]
 mod proptests;
