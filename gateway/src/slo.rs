@@ -58,8 +58,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often what the recorder handed over is taken in, between evaluations. Taken in only
 /// on the evaluation tick (1 s by default), a second's requests at 5k req/s cost a core
 /// several milliseconds in one go, and requests whose threads woke meanwhile waited behind
-/// it: most of Sluice's added p99 at 5k req/s (`loadtest/RESULTS.md`). The recorder drains
-/// its own queue on the same short tick.
+/// it, in the tail of their latency (`loadtest/RESULTS.md`). The recorder drains its own
+/// queue on the same short tick.
 const INTAKE_EVERY: Duration = crate::record::TICK;
 
 /// What the evaluator is fed.
