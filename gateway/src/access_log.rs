@@ -259,13 +259,13 @@ mod tests {
             request_id: "req_0123456789abcdef".into(),
             trace: TraceContext {
                 trace_id: [0x0f; 16],
-                ..crate::test_record::record(Outcome::ClientError).trace
+                ..sluice_observability::testing::record(Outcome::ClientError).trace
             },
             start: UNIX_EPOCH + Duration::from_nanos(1_796_402_499_884_868_100),
             duration: Duration::from_nanos(1_381_274),
             stream: false,
             status: 401,
-            ..crate::test_record::record(Outcome::ClientError)
+            ..sluice_observability::testing::record(Outcome::ClientError)
         }
     }
 

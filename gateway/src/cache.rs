@@ -386,9 +386,9 @@ mod tests {
             finish_reasons: vec!["stop".into()],
             trace: sluice_observability::TraceContext {
                 sampled: true,
-                ..crate::test_record::record(outcome).trace
+                ..sluice_observability::testing::record(outcome).trace
             },
-            ..crate::test_record::record(outcome)
+            ..sluice_observability::testing::record(outcome)
         }
     }
 

@@ -67,7 +67,5 @@ pub mod trace;
 mod fake_io;
 #[cfg(test)]
 mod fuzz;
-#[cfg(test)]
-mod test_record;
 
 pub use error::GatewayError;

@@ -24,6 +24,8 @@ pub mod semconv;
 pub mod service;
 pub mod slo;
 pub mod spans;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tokens;
 
 pub use error::Error;

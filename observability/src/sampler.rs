@@ -155,49 +155,26 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::record::{
-        AttemptRecord, Endpoint, Outcome, RequestParams, RequestRecord, TraceContext,
-    };
+    use crate::record::{AttemptRecord, Outcome, RequestRecord, TraceContext};
 
     fn record(outcome: Outcome, duration: Duration, trace_low: u64) -> RequestRecord {
         let mut trace_id = [0u8; 16];
         trace_id[0] = 1;
         trace_id[8..].copy_from_slice(&trace_low.to_be_bytes());
+        let plain = crate::testing::record(outcome);
         RequestRecord {
             request_id: "req-1".into(),
             trace: TraceContext {
                 trace_id,
-                parent_span_id: None,
-                span_id: [2; 8],
-                sampled: false,
+                ..plain.trace
             },
-            start: SystemTime::UNIX_EPOCH,
             duration,
-            endpoint: Endpoint::ChatCompletions,
             route: Some(Arc::from("chat")),
             model: Some(Arc::from("gpt-4o")),
             request_model: Some("gpt-4o".into()),
             request_model_label: Some(Arc::from("gpt-4o")),
-            tenant: None,
             stream: false,
-            status: 200,
-            outcome,
-            error_type: None,
-            attempts: Vec::new(),
-            usage: None,
-            cost_usd: None,
-            time_to_first_chunk: None,
-            chunks: 0,
-            response_id: None,
-            response_model: None,
-            finish_reasons: Vec::new(),
-            params: RequestParams::default(),
-            rate_limited: None,
-            cache: None,
-            content: None,
-            decision: None,
-            remediation: Vec::new(),
-            tool_calls: Vec::new(),
+            ..plain
         }
     }
 

@@ -42,7 +42,7 @@ fn record(
         attempts,
         time_to_first_chunk: Some(Duration::from_millis(40)),
         chunks: 3,
-        ..crate::test_record::record(outcome)
+        ..sluice_observability::testing::record(outcome)
     }
 }
 

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::*;
 use crate::Error;
 use crate::record::{
-    AttemptOutcome, AttemptRecord, Endpoint, ErrorKind, Outcome, RequestParams, RequestRecord,
-    TokenUsage, TraceContext, UsageSource,
+    AttemptOutcome, AttemptRecord, Endpoint, ErrorKind, Outcome, RequestRecord, TokenUsage,
+    TraceContext, UsageSource,
 };
 use crate::slo::ErrorClass;
 
@@ -1100,25 +1100,19 @@ fn ingest_costs_little_per_sample() {
 /// A finished request as the gateway records it, with the fields the sample reads.
 fn request(outcome: Outcome, error: Option<ErrorKind>, status: Option<u16>) -> RequestRecord {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(MONDAY);
+    let plain = crate::testing::record(outcome);
     RequestRecord {
-        request_id: "req_1".into(),
         trace: TraceContext {
-            trace_id: [1; 16],
-            parent_span_id: None,
-            span_id: [2; 8],
             sampled: true,
+            ..plain.trace
         },
         start,
         duration: Duration::from_millis(2500),
-        endpoint: Endpoint::ChatCompletions,
         route: Some(name("chat")),
         model: Some(name("gpt-4o")),
         request_model: Some("gpt-4o".into()),
         request_model_label: Some(name("gpt-4o")),
         tenant: Some(name("search")),
-        stream: true,
-        status: 200,
-        outcome,
         error_type: error,
         attempts: vec![AttemptRecord {
             provider: name("openai"),
@@ -1144,16 +1138,7 @@ fn request(outcome: Outcome, error: Option<ErrorKind>, status: Option<u16>) -> R
         cost_usd: Some(0.002),
         time_to_first_chunk: Some(Duration::from_millis(350)),
         chunks: 40,
-        response_id: None,
-        response_model: None,
-        finish_reasons: Vec::new(),
-        params: RequestParams::default(),
-        rate_limited: None,
-        cache: None,
-        content: None,
-        decision: None,
-        remediation: Vec::new(),
-        tool_calls: Vec::new(),
+        ..plain
     }
 }
 

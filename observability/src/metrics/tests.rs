@@ -1,30 +1,25 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::record::{AttemptRecord, RequestParams, TokenUsage, TraceContext};
+use crate::record::{AttemptRecord, TokenUsage, TraceContext};
 
 pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestRecord {
     let start = SystemTime::now();
+    let plain = crate::testing::record(outcome);
     RequestRecord {
-        request_id: "req_1".into(),
         trace: TraceContext {
             trace_id: [0xab; 16],
-            parent_span_id: None,
             span_id: [1; 8],
             sampled: true,
+            ..plain.trace
         },
         start,
         duration: Duration::from_millis(120),
-        endpoint: Endpoint::ChatCompletions,
         route: Some(Arc::from("chat")),
         model: Some(Arc::from("gpt-4o")),
         request_model: Some("gpt-4o".into()),
         request_model_label: Some(Arc::from("gpt-4o")),
         tenant: Some(Arc::from("search")),
-        stream: true,
-        status: 200,
-        outcome,
-        error_type: None,
         attempts: vec![AttemptRecord {
             provider: Arc::from("openai"),
             provider_kind: "openai",
@@ -45,13 +40,7 @@ pub(crate) fn record(outcome: Outcome, usage: Option<TokenUsage>) -> RequestReco
         response_id: Some("chatcmpl-1".into()),
         response_model: Some("gpt-4o-2024-08-06".into()),
         finish_reasons: vec!["stop".into()],
-        params: RequestParams::default(),
-        rate_limited: None,
-        cache: None,
-        content: None,
-        decision: None,
-        remediation: Vec::new(),
-        tool_calls: Vec::new(),
+        ..plain
     }
 }
 

@@ -55,16 +55,12 @@ pub fn chat(n: u8) -> RequestRecord {
         trace: trace(n),
         start: at(0),
         duration: Duration::from_millis(250),
-        endpoint: Endpoint::ChatCompletions,
         route: Some(Arc::from("chat")),
         model: Some(Arc::from("gpt-4o")),
         request_model: Some("gpt-4o".into()),
         request_model_label: Some(Arc::from("gpt-4o")),
         tenant: Some(Arc::from("search")),
         stream: false,
-        status: 200,
-        outcome: Outcome::Ok,
-        error_type: None,
         attempts: vec![attempt(n, 0, AttemptOutcome::Ok, 5, 240)],
         usage: Some(TokenUsage {
             input: 120,
@@ -75,8 +71,6 @@ pub fn chat(n: u8) -> RequestRecord {
             source: UsageSource::Provider,
         }),
         cost_usd: Some(0.0007),
-        time_to_first_chunk: None,
-        chunks: 0,
         response_id: Some(format!("chatcmpl-{n}")),
         response_model: Some("gpt-4o-2024-08-06".into()),
         finish_reasons: vec!["stop".into()],
@@ -88,12 +82,7 @@ pub fn chat(n: u8) -> RequestRecord {
             conversation_id: Some("conv-1".into()),
             tool_call_ids: vec!["call_1".into()],
         },
-        rate_limited: None,
-        cache: None,
-        content: None,
-        decision: None,
-        remediation: Vec::new(),
-        tool_calls: Vec::new(),
+        ..sluice_observability::testing::record(Outcome::Ok)
     }
 }
 

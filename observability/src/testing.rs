@@ -1,10 +1,13 @@
-//! A request record for unit tests: a plain chat request that succeeded and says nothing
-//! else; each test sets the fields it is about with struct update syntax.
+//! Test support (this crate's tests, and the gateway's with the `test-util` feature): a plain
+//! request record, a chat request that says nothing else; each test sets the fields it is
+//! about with struct update syntax.
 
 use std::time::{Duration, SystemTime};
 
-use sluice_observability::{Endpoint, Outcome, RequestParams, RequestRecord, TraceContext};
+use crate::record::{Endpoint, Outcome, RequestParams, RequestRecord, TraceContext};
 
+/// A chat request with this outcome: status 200, streamed, 100 ms from the Unix epoch, no
+/// route, model, tenant, attempts or usage.
 pub fn record(outcome: Outcome) -> RequestRecord {
     RequestRecord {
         request_id: "req_1".into(),
