@@ -110,40 +110,19 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// `s` escaped as JSON wants it inside a string (as `serde_json` escapes it): runs that need
-/// nothing are copied whole.
+/// `s` escaped as JSON wants it inside a string. Names and ids need nothing and are copied
+/// whole; the rest (client input in a model name, say) is escaped by `serde_json`, whose
+/// quotes are then taken off.
 fn put_escaped(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    // Names and ids need nothing: one check and one copy.
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.extend_from_slice(bytes);
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(s.as_bytes());
         return;
     }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..0x20 => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if short.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(short);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    let start = out.len();
+    // Writing into memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+    out.pop();
+    out.remove(start);
 }
 
 fn put_u64(out: &mut Vec<u8>, n: u64) {

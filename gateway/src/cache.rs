@@ -377,18 +377,19 @@ mod tests {
     }
 
     fn record(outcome: Outcome) -> RequestRecord {
+        let plain = sluice_observability::testing::record(outcome);
         RequestRecord {
+            trace: sluice_observability::TraceContext {
+                sampled: true,
+                ..plain.trace
+            },
             start: std::time::SystemTime::now(),
             duration: Duration::from_millis(3),
             model: Some(Arc::from("m")),
             chunks: 2,
             response_id: Some("chatcmpl-1".into()),
             finish_reasons: vec!["stop".into()],
-            trace: sluice_observability::TraceContext {
-                sampled: true,
-                ..sluice_observability::testing::record(outcome).trace
-            },
-            ..sluice_observability::testing::record(outcome)
+            ..plain
         }
     }
 

@@ -324,8 +324,10 @@ impl RequestRecord {
     /// The routing decision and each attempt's outcome, as one line for the access log and
     /// the span: `weighted pick=a order=a,b attempts=a:server_error(503),b:ok(200)`.
     pub fn decision_line(&self) -> Option<String> {
+        self.decision.as_ref()?;
         let mut line = String::with_capacity(64);
-        self.write_decision_line(&mut line).then_some(line)
+        self.write_decision_line(&mut line);
+        Some(line)
     }
 
     /// [`Self::decision_line`], appended to `out`; false (and nothing written) without a
