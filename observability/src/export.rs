@@ -10,9 +10,10 @@
 //! dead destination fills only its own queue: the others and the request path never wait on
 //! it. The gateway calls the sink from its recorder, off the request path.
 //!
-//! The workers batch (up to `batch_size`, or whatever has waited `export_interval`) and call
-//! the OTLP exporters (`opentelemetry-otlp`, gRPC via tonic or HTTP/protobuf via hyper)
-//! directly. The SDK's batch processors are not used: they cannot count drops for us.
+//! The workers batch (up to `batch_size`, or whatever has waited `export_interval`). A batch
+//! of spans is written as an OTLP request by [`crate::otlp`] and sent by its client (gRPC via
+//! tonic or HTTP/protobuf via hyper); logs go through `opentelemetry-otlp`'s exporters. The
+//! SDK's batch processors are not used: they cannot count drops for us.
 //!
 //! Each queue is bounded in items (`queue_size`), counted with an atomic reservation that is
 //! released only when a batch has been exported (or has failed), so a stalled collector costs
@@ -25,7 +26,9 @@
 //! Export errors count in `failed` and log a warning at most every [`WARN_EVERY`] per
 //! destination and signal. Warnings name the destination and the error, never content.
 //! Headers come from environment variables named in the policy (`headers_env`); standard
-//! `OTEL_EXPORTER_OTLP_HEADERS` still applies.
+//! `OTEL_EXPORTER_OTLP_HEADERS` still applies (and `OTEL_EXPORTER_OTLP_TRACES_HEADERS` to
+//! spans, `OTEL_EXPORTER_OTLP_LOGS_HEADERS` to logs), replacing a policy header of that name.
+//! A collector's partial success counts the spans it rejected as failed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,7 +44,7 @@ use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::trace::SpanData;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use sluice_config::{DestinationConfig, OtlpConfig, OtlpProtocol, ResourceConfig, TelemetryConfig};
@@ -50,6 +53,7 @@ use tokio::sync::mpsc;
 use crate::destination::{self, Admit};
 use crate::enrich::{self, Host};
 use crate::metrics::OtlpLabels;
+use crate::otlp::{TraceClient, TraceEncoder};
 use crate::record::{CapturedContent, RequestRecord};
 use crate::redact::Redactor;
 use crate::sampler::{Flags, TailSampler};
@@ -67,7 +71,7 @@ pub struct ExportCounters {
     pub exported: Counter,
     /// Spans dropped because a queue was full (or the pipeline had stopped).
     pub dropped: Counter,
-    /// Spans in batches an exporter failed to deliver.
+    /// Spans in batches an exporter failed to deliver, or that a collector rejected.
     pub failed: Counter,
     /// Per destination, signal and result (`sluice_otlp_export_total`).
     pub by_destination: Family<OtlpLabels, Counter>,
@@ -578,34 +582,33 @@ fn headers(
         .collect()
 }
 
+/// A destination's span exporter: the request written by Sluice's encoder, sent by its
+/// client.
+#[derive(Debug)]
+struct SpanExporter {
+    encoder: TraceEncoder,
+    client: TraceClient,
+}
+
+impl SpanExporter {
+    /// `Ok` holds the number of spans the collector rejected.
+    async fn export(&mut self, batch: &[SpanData]) -> Result<u64, String> {
+        let body = self.encoder.encode(batch);
+        self.client.export(body).await
+    }
+}
+
 fn span_exporter(
     otlp: &OtlpConfig,
     headers: &HashMap<String, String>,
     resource: &Resource,
-) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    let built = match otlp.protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(otlp.endpoint.clone())
-                .with_timeout(otlp.timeout)
-                .with_metadata(metadata(headers)?);
-            if otlp.endpoint.starts_with("https://") {
-                b = b.with_tls_config(ClientTlsConfig::new().with_enabled_roots());
-            }
-            b.build()
-        }
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(otlp.endpoint.clone())
-            .with_protocol(Protocol::HttpBinary)
-            .with_timeout(otlp.timeout)
-            .with_headers(headers.clone())
-            .build(),
-    };
-    let mut exporter = built.map_err(|e| format!("OTLP span exporter: {e}"))?;
-    exporter.set_resource(resource);
-    Ok(exporter)
+) -> Result<SpanExporter, String> {
+    let client = TraceClient::new(otlp, headers, |var| std::env::var(var).ok())
+        .map_err(|e| format!("OTLP span exporter: {e}"))?;
+    Ok(SpanExporter {
+        encoder: TraceEncoder::new(resource),
+        client,
+    })
 }
 
 /// The logs URL of an OTLP/HTTP endpoint (validation appended `/v1/traces`).
@@ -704,7 +707,7 @@ struct Worker {
     rx: mpsc::UnboundedReceiver<Msg>,
     queued: Arc<AtomicUsize>,
     otlp: OtlpConfig,
-    spans: Option<Exporter<opentelemetry_otlp::SpanExporter>>,
+    spans: Option<Exporter<SpanExporter>>,
     logs: Option<Exporter<opentelemetry_otlp::LogExporter>>,
 }
 
@@ -729,29 +732,39 @@ impl<E> Exporter<E> {
         }
     }
 
-    /// Counts a finished export call; warns (rarely) on failure. Returns whether it worked.
+    /// Counts a finished export call of `n` items; warns (rarely) on failure. `Ok` holds
+    /// how many of them the collector rejected (counted as failed). Returns whether the call
+    /// worked (a partial success did: the collector is there).
     fn settle(
         &mut self,
         n: u64,
-        result: Result<(), String>,
+        result: Result<u64, String>,
         destination: &str,
         signal: &str,
     ) -> bool {
-        let err = match result {
-            Ok(()) => {
-                self.counters.exported.inc_by(n);
+        let worked = result.is_ok();
+        let (failed, err) = match result {
+            Ok(rejected) => {
+                let rejected = rejected.min(n);
+                self.counters.exported.inc_by(n - rejected);
                 if let Some(all) = &self.all {
-                    all.exported.inc_by(n);
+                    all.exported.inc_by(n - rejected);
                 }
-                return true;
+                if rejected == 0 {
+                    return true;
+                }
+                (
+                    rejected,
+                    format!("the collector rejected {rejected} of {n}"),
+                )
             }
-            Err(e) => e,
+            Err(e) => (n, e),
         };
-        self.counters.failed.inc_by(n);
+        self.counters.failed.inc_by(failed);
         if let Some(all) = &self.all {
-            all.failed.inc_by(n);
+            all.failed.inc_by(failed);
         }
-        self.failed_since_warn += n;
+        self.failed_since_warn += failed;
         if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             tracing::warn!(
                 target: "sluice::otlp",
@@ -764,7 +777,7 @@ impl<E> Exporter<E> {
             self.last_warn = Some(tokio::time::Instant::now());
             self.failed_since_warn = 0;
         }
-        false
+        worked
     }
 }
 
@@ -781,11 +794,11 @@ impl Worker {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return true;
         };
-        let result = match tokio::time::timeout(guard, e.inner.export(batch)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
+        let result = match tokio::time::timeout(guard, e.inner.export(&batch)).await {
+            Ok(result) => result,
             Err(_) => Err("timed out".to_owned()),
         };
+        drop(batch);
         self.queued.fetch_sub(n, Ordering::AcqRel);
         e.settle(n as u64, result, &self.name, "traces")
     }
@@ -802,7 +815,7 @@ impl Worker {
             batch.iter().map(|r| (r, scope)).collect();
         let result = match tokio::time::timeout(guard, e.inner.export(LogBatch::new(&pairs))).await
         {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(0),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err("timed out".to_owned()),
         };
@@ -890,9 +903,6 @@ impl Worker {
             }
         }
         self.flush(&mut spans, &mut logs, true, true).await;
-        if let Some(e) = &self.spans {
-            let _ = e.inner.shutdown();
-        }
         if let Some(e) = &self.logs {
             let _ = e.inner.shutdown();
         }
@@ -916,6 +926,35 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("s3cret"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spans_a_collector_rejects_count_as_failed() {
+        let family = Family::<OtlpLabels, Counter>::default();
+        let all = ExportCounters::default();
+        let mut e = Exporter::new(
+            (),
+            Signal::new(&family, &Arc::from("c"), "traces"),
+            Some(all.clone()),
+        );
+        let counts = |e: &Exporter<()>| {
+            (
+                e.counters.exported.get(),
+                e.counters.failed.get(),
+                all.exported.get(),
+                all.failed.get(),
+            )
+        };
+        assert!(e.settle(10, Ok(0), "c", "traces"));
+        assert_eq!(counts(&e), (10, 0, 10, 0));
+        // A partial success: the call worked, three spans did not.
+        assert!(e.settle(10, Ok(3), "c", "traces"));
+        assert_eq!(counts(&e), (17, 3, 17, 3));
+        // A collector that says it rejected more than it was sent is held to the batch.
+        assert!(e.settle(4, Ok(9), "c", "traces"));
+        assert_eq!(counts(&e), (17, 7, 17, 7));
+        assert!(!e.settle(5, Err("refused".into()), "c", "traces"));
+        assert_eq!(counts(&e), (17, 12, 17, 12));
     }
 
     #[test]

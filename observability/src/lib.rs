@@ -4,10 +4,10 @@
 //!
 //! Owns: metric names, help texts, label sets (closed sets only: configured routes, catalog
 //! models, declared tenants, fixed enums; never a key, user id or prompt), token counting and
-//! cost, recording a finished request, the SLO engine ([`slo`]: windows, burn rates,
-//! budgets, snapshots, Prometheus rules) and the AIOps engine ([`aiops`]: learned baselines,
-//! anomalies, alert grouping, root-cause hints). Does not own: pingora, sockets, or deciding what
-//! happened to a request.
+//! cost, recording a finished request, spans and their OTLP wire encoding ([`otlp`]), the SLO
+//! engine ([`slo`]: windows, burn rates, budgets, snapshots, Prometheus rules) and the AIOps
+//! engine ([`aiops`]: learned baselines, anomalies, alert grouping, root-cause hints). Does
+//! not own: pingora, sockets, or deciding what happened to a request.
 
 pub mod aiops;
 pub mod cost;
@@ -17,6 +17,7 @@ mod error;
 pub mod export;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 mod record;
 pub mod redact;
 pub mod sampler;

@@ -512,13 +512,13 @@ impl Metrics {
         let spans = Family::<SpanLabels, Counter>::default();
         registry.register(
             "sluice_spans",
-            "Spans exported over OTLP, dropped on a full export queue, or lost to export errors",
+            "Spans exported over OTLP, dropped on a full export queue, or lost to export errors (a collector's rejections included)",
             spans.clone(),
         );
         let otlp_export = Family::<OtlpLabels, Counter>::default();
         registry.register(
             "sluice_otlp_export",
-            "Spans and log records per OTLP destination (destination: a configured name; signal: traces | logs; result: exported | dropped on its full queue | failed to export)",
+            "Spans and log records per OTLP destination (destination: a configured name; signal: traces | logs; result: exported | dropped on its full queue | failed to export or rejected by the collector)",
             otlp_export.clone(),
         );
         let background_dropped = Family::<QueueLabels, Counter>::default();
