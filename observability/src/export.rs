@@ -21,7 +21,8 @@
 //!
 //! Destinations follow the policy: the recorder calls [`SpanSink::follow`] when a new policy
 //! generation arrives; a changed set is built, its workers handed to the export service, and
-//! the old set dropped, so the old workers export what they hold (one attempt) and stop.
+//! the old set dropped, so the old workers export what they hold (one call per batch, with
+//! its retries) and stop.
 //!
 //! Export errors count in `failed` and log a warning at most every [`WARN_EVERY`] per
 //! destination and signal. Warnings name the destination and the error, never content.

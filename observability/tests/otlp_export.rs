@@ -7,6 +7,7 @@ mod span_checks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,11 +40,46 @@ struct Receiver {
     received: Received,
     /// For the HTTP receiver: the paths requests came to.
     paths: Arc<Mutex<Vec<String>>>,
+    faults: Faults,
     _rt: tokio::runtime::Runtime,
 }
 
+/// Calls answered so far, and how many of the next ones to refuse (gRPC with `code`, HTTP
+/// with `status`) before accepting again.
+#[derive(Clone, Default)]
+struct Faults {
+    calls: Arc<AtomicUsize>,
+    refuse: Arc<AtomicUsize>,
+    code: Arc<Mutex<Option<tonic::Code>>>,
+    status: Arc<AtomicU16>,
+}
+
+impl Faults {
+    fn grpc(&self, n: usize, code: tonic::Code) {
+        *lock(&self.code) = Some(code);
+        self.refuse.store(n, Ordering::SeqCst);
+    }
+
+    fn http(&self, n: usize, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+        self.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// Counts a call; `true` when it is to be refused.
+    fn refuses(&self) -> bool {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
 #[derive(Clone)]
-struct GrpcSink(Received);
+struct GrpcSink(Received, Faults);
 
 #[tonic::async_trait]
 impl TraceService for GrpcSink {
@@ -51,6 +87,10 @@ impl TraceService for GrpcSink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if self.1.refuses() {
+            let code = lock(&self.1.code).unwrap_or(tonic::Code::Unavailable);
+            return Err(tonic::Status::new(code, "refused by the test"));
+        }
         lock(&self.0).push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -78,7 +118,8 @@ impl Receiver {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let service = TraceServiceServer::new(GrpcSink(Arc::clone(&received)));
+        let faults = Faults::default();
+        let service = TraceServiceServer::new(GrpcSink(Arc::clone(&received), faults.clone()));
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder()
@@ -90,6 +131,7 @@ impl Receiver {
             addr,
             received,
             paths: Arc::default(),
+            faults,
             _rt: rt,
         }
     }
@@ -102,13 +144,14 @@ impl Receiver {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (r, p) = (Arc::clone(&received), Arc::clone(&paths));
+        let faults = Faults::default();
+        let (r, p, f) = (Arc::clone(&received), Arc::clone(&paths), faults.clone());
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, p) = (Arc::clone(&r), Arc::clone(&p));
+                let (r, p, f) = (Arc::clone(&r), Arc::clone(&p), f.clone());
                 #[expect(
                     clippy::disallowed_methods,
                     reason = "the test's OTLP receiver, not Sluice"
@@ -116,7 +159,7 @@ impl Receiver {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
-                            handle_http(req, Arc::clone(&r), Arc::clone(&p))
+                            handle_http(req, Arc::clone(&r), Arc::clone(&p), f.clone())
                         },
                     );
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -130,6 +173,7 @@ impl Receiver {
             addr,
             received,
             paths,
+            faults,
             _rt: rt,
         }
     }
@@ -165,9 +209,20 @@ async fn handle_http(
     req: hyper::Request<hyper::body::Incoming>,
     received: Received,
     paths: Arc<Mutex<Vec<String>>>,
+    faults: Faults,
 ) -> Result<hyper::Response<http_body_util::Full<hyper::body::Bytes>>, hyper::Error> {
     lock(&paths).push(req.uri().path().to_owned());
     let body = req.into_body().collect().await?.to_bytes();
+    if faults.refuses() {
+        let mut resp = hyper::Response::new(http_body_util::Full::default());
+        *resp.status_mut() = hyper::StatusCode::from_u16(faults.status.load(Ordering::SeqCst))
+            .unwrap_or(hyper::StatusCode::SERVICE_UNAVAILABLE);
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("0"),
+        );
+        return Ok(resp);
+    }
     let status = match ExportTraceServiceRequest::decode(body) {
         Ok(decoded) => {
             lock(&received).push(decoded);
@@ -342,6 +397,66 @@ fn grpc_receiver_gets_every_span_at_ratio_one() {
     check_four(&rx);
     assert_eq!(counters.exported.get(), 9);
     assert_eq!((counters.dropped.get(), counters.failed.get()), (0, 0));
+}
+
+/// A collector that is briefly away (gRPC `UNAVAILABLE`, HTTP 503 and 502) loses nothing: each
+/// refused batch is sent again after a backoff; one that refuses a batch for good (gRPC
+/// `INVALID_ARGUMENT`, HTTP 400) is sent it once, and only that batch counts as failed.
+#[test]
+fn refused_batches_are_retried_when_the_collector_says_so() {
+    for (refuse, retried) in [
+        (Refuse::Grpc(2, tonic::Code::Unavailable), true),
+        (Refuse::Http(1, 503), true),
+        (Refuse::Http(2, 502), true),
+        (Refuse::Grpc(1, tonic::Code::InvalidArgument), false),
+        (Refuse::Http(1, 400), false),
+    ] {
+        let (rx, cfg) = match refuse {
+            Refuse::Grpc(n, code) => {
+                let rx = Receiver::grpc();
+                rx.faults.grpc(n, code);
+                let cfg = grpc_config(&rx, 1.0);
+                (rx, cfg)
+            }
+            Refuse::Http(n, status) => {
+                let rx = Receiver::http();
+                rx.faults.http(n, status);
+                let endpoint = format!("http://{}/v1/traces", rx.addr);
+                (rx, config(endpoint, OtlpProtocol::HttpProtobuf, 1.0))
+            }
+        };
+        let (counters, kept) = run(&cfg, &four_records());
+        assert_eq!(kept, [true; 4], "{refuse:?}");
+        let accepted = lock(&rx.received).len();
+        let received: usize = lock(&rx.received)
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        let refused = match refuse {
+            Refuse::Grpc(n, _) | Refuse::Http(n, _) => n,
+        };
+        // Every call was either accepted or one of the refusals.
+        assert_eq!(rx.faults.calls(), accepted + refused, "{refuse:?}");
+        if retried {
+            check_four(&rx);
+            assert_eq!(counters.exported.get(), 9, "{refuse:?}");
+            assert_eq!(counters.failed.get(), 0, "{refuse:?}");
+        } else {
+            // The refused batch (one to four spans) is failed; the others arrived.
+            let failed = counters.failed.get();
+            assert!((1..=4).contains(&failed), "{refuse:?}: {failed}");
+            assert_eq!(counters.exported.get(), 9 - failed, "{refuse:?}");
+            assert_eq!(received as u64, 9 - failed, "{refuse:?}");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Refuse {
+    Grpc(usize, tonic::Code),
+    Http(usize, u16),
 }
 
 #[test]

@@ -1,14 +1,21 @@
-//! Sending an encoded trace request to a collector, one call per batch, no retries (the
-//! worker counts a failed batch and goes on): OTLP/gRPC through tonic's generic client with a
-//! codec that writes the bytes as they are, OTLP/HTTP through the hyper client the SDK's own
-//! exporter uses.
+//! Sending an encoded trace request to a collector: OTLP/gRPC through tonic's generic client
+//! with a codec that writes the bytes as they are, OTLP/HTTP through the hyper client the
+//! SDK's own exporter uses.
+//!
+//! A failed call is tried again as the OTLP specification says and the SDK's exporters did:
+//! up to three more times, 100 ms doubling to 1.6 s apart plus up to 100 ms of jitter, a
+//! server's own delay (gRPC `RetryInfo`, HTTP `Retry-After` in seconds) when it gives one,
+//! and never past the destination's `timeout` from the first try. What is retried is
+//! [`grpc_failure`] and [`http_failure`]: pure, and tested as tables.
 //!
 //! Headers are the destination's (from the policy), then those of
 //! `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (or, when it is unset, `OTEL_EXPORTER_OTLP_HEADERS`),
 //! which replace a policy header of the same name: what the SDK's exporters did. Errors
-//! never carry a header's value.
+//! carry no header value and no text of the collector's own (an auth proxy may echo a
+//! token): a gRPC status is named by its code, with the local cause when there is one.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -19,32 +26,101 @@ use prost::Message as _;
 use sluice_config::{OtlpConfig, OtlpProtocol};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic_types::StatusExt as _;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
 const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 
+/// Retries after the first try.
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_millis(1600);
+const MAX_JITTER_MS: u64 = 100;
+
 /// One destination's connection to its collector.
-pub enum TraceClient {
-    Grpc {
-        grpc: tonic::client::Grpc<Channel>,
-        headers: HeaderMap,
-    },
+#[derive(Debug)]
+pub struct TraceClient {
+    wire: Wire,
+    headers: HeaderMap,
+    /// The budget of one export, retries included.
+    timeout: Duration,
+}
+
+enum Wire {
+    Grpc(tonic::client::Grpc<Channel>),
     Http {
         /// Boxed: hyper's client is most of the enum's size, and there is one per destination.
         client: Box<HyperClient>,
         endpoint: http::Uri,
-        headers: HeaderMap,
     },
 }
 
-impl std::fmt::Debug for TraceClient {
+impl std::fmt::Debug for Wire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Grpc { .. } => "TraceClient::Grpc",
-            Self::Http { .. } => "TraceClient::Http",
+            Self::Grpc(_) => "Wire::Grpc",
+            Self::Http { .. } => "Wire::Http",
         })
     }
+}
+
+/// What a failed try means for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Trying again would fail the same way (a bad request, a refused credential).
+    Final,
+    /// Worth another try after the usual backoff.
+    Retry,
+    /// Worth another try, not before this long (the collector said so).
+    RetryAfter(Duration),
+}
+
+/// A gRPC status: retryable ones per the OTLP specification. `RESOURCE_EXHAUSTED` only when
+/// the collector said when to come back; `UNAVAILABLE` (also what a refused or reset
+/// connection becomes) always.
+pub fn grpc_failure(code: tonic::Code, retry_info: Option<Duration>) -> Failure {
+    use tonic::Code;
+    match code {
+        Code::ResourceExhausted => retry_info.map_or(Failure::Final, Failure::RetryAfter),
+        Code::Unavailable => match retry_info.filter(|d| !d.is_zero()) {
+            Some(d) => Failure::RetryAfter(d),
+            None => Failure::Retry,
+        },
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Failure::Retry,
+        _ => Failure::Final,
+    }
+}
+
+/// An HTTP answer (`None`: none came, the connection failed): 429 and 503 honour
+/// `Retry-After`, 502 and 504 are retried, everything else is final.
+pub fn http_failure(status: Option<u16>, retry_after: Option<Duration>) -> Failure {
+    match status {
+        None | Some(502 | 504) => Failure::Retry,
+        Some(429 | 503) => retry_after.map_or(Failure::Retry, Failure::RetryAfter),
+        Some(_) => Failure::Final,
+    }
+}
+
+/// How long to wait before retry number `retry` (1 for the first), or `None` to give up: out
+/// of retries, a final failure, or a wait that would not end within `left` of the budget.
+pub fn backoff(retry: u32, failure: Failure, jitter: Duration, left: Duration) -> Option<Duration> {
+    if retry == 0 || retry > RETRIES {
+        return None;
+    }
+    let usual = FIRST_BACKOFF
+        .saturating_mul(1 << (retry - 1).min(16))
+        .min(MAX_BACKOFF);
+    let wait = match failure {
+        Failure::Final => return None,
+        Failure::Retry => usual,
+        Failure::RetryAfter(d) => usual.max(d),
+    } + jitter;
+    (wait < left).then_some(wait)
 }
 
 impl TraceClient {
@@ -69,7 +145,7 @@ impl TraceClient {
                 map.insert(name, value);
             }
         }
-        match otlp.protocol {
+        let wire = match otlp.protocol {
             OtlpProtocol::Grpc => {
                 let mut endpoint = Endpoint::from_shared(otlp.endpoint.clone())
                     .map_err(|e| format!("invalid OTLP endpoint: {e}"))?
@@ -79,10 +155,7 @@ impl TraceClient {
                         .tls_config(ClientTlsConfig::new().with_enabled_roots())
                         .map_err(|e| format!("OTLP TLS: {e}"))?;
                 }
-                Ok(Self::Grpc {
-                    grpc: tonic::client::Grpc::new(endpoint.connect_lazy()),
-                    headers: map,
-                })
+                Wire::Grpc(tonic::client::Grpc::new(endpoint.connect_lazy()))
             }
             OtlpProtocol::HttpProtobuf => {
                 let endpoint = otlp
@@ -93,58 +166,110 @@ impl TraceClient {
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/x-protobuf"),
                 );
-                Ok(Self::Http {
+                Wire::Http {
                     client: Box::new(HyperClient::with_default_connector(otlp.timeout, None)),
                     endpoint,
-                    headers: map,
-                })
+                }
+            }
+        };
+        Ok(Self {
+            wire,
+            headers: map,
+            timeout: otlp.timeout,
+        })
+    }
+
+    /// Sends one request, retrying as the module says; `Ok` holds the number of spans the
+    /// collector said it rejected.
+    pub async fn export(&mut self, body: Vec<u8>) -> Result<u64, String> {
+        let body = Bytes::from(body);
+        let started = tokio::time::Instant::now();
+        let mut retry = 0;
+        loop {
+            let (failure, error) = match self.send(body.clone()).await {
+                Ok(response) => {
+                    return Ok(response
+                        .partial_success
+                        .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)));
+                }
+                Err(e) => e,
+            };
+            retry += 1;
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let jitter = Duration::from_millis(
+                u64::try_from(crate::spans::random_id() % u128::from(MAX_JITTER_MS + 1))
+                    .unwrap_or(0),
+            );
+            match backoff(retry, failure, jitter, left) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None if retry > 1 => return Err(format!("{error} (after {retry} tries)")),
+                None => return Err(error),
             }
         }
     }
 
-    /// Sends one request; `Ok` holds the number of spans the collector said it rejected.
-    pub async fn export(&mut self, body: Vec<u8>) -> Result<u64, String> {
-        let response = match self {
-            Self::Grpc { grpc, headers } => {
+    async fn send(&mut self, body: Bytes) -> Result<ExportTraceServiceResponse, (Failure, String)> {
+        match &mut self.wire {
+            Wire::Grpc(grpc) => {
                 grpc.ready()
                     .await
-                    .map_err(|e| format!("OTLP/gRPC connection: {e}"))?;
+                    .map_err(|e| (Failure::Retry, format!("OTLP/gRPC connection: {e}")))?;
                 let mut request = tonic::Request::new(body);
                 *request.metadata_mut() =
-                    tonic::metadata::MetadataMap::from_headers(headers.clone());
-                grpc.unary(
-                    request,
-                    http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                    Passthrough,
-                )
-                .await
-                .map_err(|s| format!("OTLP/gRPC: {:?}: {}", s.code(), s.message()))?
-                .into_inner()
+                    tonic::metadata::MetadataMap::from_headers(self.headers.clone());
+                let response = grpc
+                    .unary(
+                        request,
+                        http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                        Passthrough,
+                    )
+                    .await
+                    .map_err(|s| {
+                        let delay = s.get_details_retry_info().and_then(|r| r.retry_delay);
+                        (grpc_failure(s.code(), delay), grpc_error(&s))
+                    })?;
+                Ok(response.into_inner())
             }
-            Self::Http {
-                client,
-                endpoint,
-                headers,
-            } => {
+            Wire::Http { client, endpoint } => {
                 let mut request = http::Request::post(endpoint.clone())
-                    .body(Bytes::from(body))
-                    .map_err(|e| e.to_string())?;
-                *request.headers_mut() = headers.clone();
+                    .body(body)
+                    .map_err(|e| (Failure::Final, e.to_string()))?;
+                *request.headers_mut() = self.headers.clone();
                 let response = client
                     .send_bytes(request)
                     .await
-                    .map_err(|e| format!("OTLP/HTTP: {e}"))?;
-                if !response.status().is_success() {
-                    return Err(format!("OTLP/HTTP: status {}", response.status().as_u16()));
+                    .map_err(|e| (http_failure(None, None), format!("OTLP/HTTP: {e}")))?;
+                let status = response.status();
+                if !status.is_success() {
+                    let retry_after = response
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+                    return Err((
+                        http_failure(Some(status.as_u16()), retry_after),
+                        format!("OTLP/HTTP: status {}", status.as_u16()),
+                    ));
                 }
                 // An empty or unreadable body is a success that says nothing more.
-                ExportTraceServiceResponse::decode(response.into_body()).unwrap_or_default()
+                Ok(ExportTraceServiceResponse::decode(response.into_body()).unwrap_or_default())
             }
-        };
-        Ok(response
-            .partial_success
-            .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)))
+        }
     }
+}
+
+/// A status by its code, and the local cause when tonic made it (a refused connection, a
+/// timeout): never the collector's own message.
+fn grpc_error(s: &tonic::Status) -> String {
+    let mut out = format!("OTLP/gRPC: {:?}", s.code());
+    let mut cause = std::error::Error::source(s);
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
 }
 
 /// `key=value,key2=value2`, values percent-decoded; pairs that are not valid headers are
@@ -157,7 +282,10 @@ fn env_headers(list: &str) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 
             return None;
         }
         let name = HeaderName::try_from(k).ok()?;
-        let value = HeaderValue::try_from(percent_decode(v)?).ok()?;
+        // A value that is not valid percent-encoding is taken as it is, as the SDK did.
+        let value =
+            HeaderValue::try_from(percent_decode(v).unwrap_or_else(|| v.as_bytes().to_vec()))
+                .ok()?;
         Some((name, value))
     })
 }
@@ -181,7 +309,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 struct Passthrough;
 
 impl Codec for Passthrough {
-    type Encode = Vec<u8>;
+    type Encode = Bytes;
     type Decode = ExportTraceServiceResponse;
     type Encoder = Passthrough;
     type Decoder = Passthrough;
@@ -196,10 +324,10 @@ impl Codec for Passthrough {
 }
 
 impl Encoder for Passthrough {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = tonic::Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
         dst.put_slice(&item);
         Ok(())
     }
@@ -235,12 +363,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            let TraceClient::Http { headers, .. } =
-                TraceClient::new(&otlp, &policy, |k| env.get(k).cloned()).unwrap()
-            else {
-                panic!("an HTTP client");
-            };
-            let mut pairs: Vec<(String, String)> = headers
+            let client = TraceClient::new(&otlp, &policy, |k| env.get(k).cloned()).unwrap();
+            let mut pairs: Vec<(String, String)> = client
+                .headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
                 .collect();
@@ -260,12 +385,13 @@ mod tests {
         assert_eq!(
             headers(&[(
                 HEADERS,
-                " x-api-key = from%20env , bad header=x, empty=, =v,x-extra=%41"
+                " x-api-key = from%20env , bad header=x, empty=, =v,x-extra=%41,x-raw=50%zz"
             )]),
             [
                 ct.clone(),
                 own("x-api-key", "from env"),
                 own("x-extra", "A"),
+                own("x-raw", "50%zz"),
                 own("x-team", "a")
             ]
         );
@@ -278,6 +404,106 @@ mod tests {
                 own("x-team", "a")
             ]
         );
+    }
+
+    #[test]
+    fn what_is_retried() {
+        use tonic::Code;
+        let s = Duration::from_secs;
+        for (code, info, want) in [
+            (Code::Unavailable, None, Failure::Retry),
+            (Code::Unavailable, Some(s(0)), Failure::Retry),
+            (Code::Unavailable, Some(s(2)), Failure::RetryAfter(s(2))),
+            (Code::ResourceExhausted, None, Failure::Final),
+            (
+                Code::ResourceExhausted,
+                Some(s(3)),
+                Failure::RetryAfter(s(3)),
+            ),
+            (Code::Cancelled, None, Failure::Retry),
+            (Code::DeadlineExceeded, None, Failure::Retry),
+            (Code::Aborted, None, Failure::Retry),
+            (Code::OutOfRange, None, Failure::Retry),
+            (Code::DataLoss, None, Failure::Retry),
+            (Code::Unknown, None, Failure::Final),
+            (Code::InvalidArgument, Some(s(1)), Failure::Final),
+            (Code::NotFound, None, Failure::Final),
+            (Code::PermissionDenied, None, Failure::Final),
+            (Code::Unauthenticated, None, Failure::Final),
+            (Code::Unimplemented, None, Failure::Final),
+            (Code::Internal, None, Failure::Final),
+        ] {
+            assert_eq!(grpc_failure(code, info), want, "{code:?} {info:?}");
+        }
+        for (status, after, want) in [
+            (None, None, Failure::Retry),
+            (Some(502), None, Failure::Retry),
+            (Some(504), Some(s(9)), Failure::Retry),
+            (Some(429), None, Failure::Retry),
+            (Some(429), Some(s(5)), Failure::RetryAfter(s(5))),
+            (Some(503), Some(s(1)), Failure::RetryAfter(s(1))),
+            (Some(400), None, Failure::Final),
+            (Some(401), Some(s(1)), Failure::Final),
+            (Some(404), None, Failure::Final),
+            (Some(413), None, Failure::Final),
+            (Some(500), None, Failure::Final),
+        ] {
+            assert_eq!(http_failure(status, after), want, "{status:?} {after:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_honours_the_collector_and_stays_in_the_budget() {
+        let ms = Duration::from_millis;
+        let plenty = Duration::from_secs(10);
+        for (retry, failure, jitter, left, want) in [
+            (1, Failure::Retry, ms(0), plenty, Some(ms(100))),
+            (2, Failure::Retry, ms(0), plenty, Some(ms(200))),
+            (3, Failure::Retry, ms(40), plenty, Some(ms(440))),
+            // Three retries, then the batch is given up.
+            (4, Failure::Retry, ms(0), plenty, None),
+            (0, Failure::Retry, ms(0), plenty, None),
+            (1, Failure::Final, ms(0), plenty, None),
+            // The collector's delay when longer than the usual one, never shorter.
+            (
+                1,
+                Failure::RetryAfter(ms(1500)),
+                ms(10),
+                plenty,
+                Some(ms(1510)),
+            ),
+            (3, Failure::RetryAfter(ms(50)), ms(0), plenty, Some(ms(400))),
+            // A wait that would use up the budget is not waited.
+            (1, Failure::Retry, ms(0), ms(100), None),
+            (1, Failure::Retry, ms(0), ms(101), Some(ms(100))),
+            (
+                2,
+                Failure::RetryAfter(Duration::from_secs(30)),
+                ms(0),
+                plenty,
+                None,
+            ),
+        ] {
+            assert_eq!(
+                backoff(retry, failure, jitter, left),
+                want,
+                "retry {retry} {failure:?} jitter {jitter:?} left {left:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_grpc_error_names_its_code_and_local_cause_and_never_the_collectors_text() {
+        let from_collector = tonic::Status::permission_denied("bad token sk-CANARY-123");
+        let e = grpc_error(&from_collector);
+        assert_eq!(e, "OTLP/gRPC: PermissionDenied");
+        let local = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        )));
+        let e = grpc_error(&local);
+        assert!(e.starts_with("OTLP/gRPC: "), "{e}");
+        assert!(e.contains("connection refused"), "{e}");
     }
 
     #[test]
