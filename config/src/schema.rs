@@ -601,7 +601,7 @@ fn otlp() -> Value {
             (
                 "timeout",
                 duration(
-                    "Per export call; at most 1h.",
+                    "Per export of a batch, its retries included; at most 1h.",
                     Zero::Rejected,
                     Some(d.timeout),
                 ),

@@ -1119,7 +1119,7 @@ pub struct OtlpConfig {
     /// (appended when the file does not say it); for gRPC it has no path.
     pub endpoint: String,
     pub protocol: OtlpProtocol,
-    /// Per export call. Default 10s.
+    /// Per export of a batch, its retries included. Default 10s.
     #[serde(serialize_with = "crate::ser::duration")]
     pub timeout: Duration,
     /// Spans waiting for export; more are dropped (and counted). Default 4096;
