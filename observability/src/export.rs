@@ -54,7 +54,7 @@ use tokio::sync::mpsc;
 use crate::destination::{self, Admit};
 use crate::enrich::{self, Host};
 use crate::metrics::OtlpLabels;
-use crate::otlp::{TraceClient, TraceEncoder};
+use crate::otlp::{ExportError, TraceClient, TraceEncoder, header_map};
 use crate::record::{CapturedContent, RequestRecord};
 use crate::redact::Redactor;
 use crate::sampler::{Flags, TailSampler};
@@ -593,7 +593,7 @@ struct SpanExporter {
 
 impl SpanExporter {
     /// `Ok` holds the number of spans the collector rejected.
-    async fn export(&mut self, batch: &[SpanData]) -> Result<u64, String> {
+    async fn export(&mut self, batch: &[SpanData]) -> Result<u64, ExportError> {
         let body = self.encoder.encode(batch);
         self.client.export(body).await
     }
@@ -635,7 +635,7 @@ fn log_exporter(
                 .with_tonic()
                 .with_endpoint(endpoint.clone())
                 .with_timeout(otlp.timeout)
-                .with_metadata(metadata(headers)?);
+                .with_metadata(MetadataMap::from_headers(header_map(headers)?));
             if endpoint.starts_with("https://") {
                 b = b.with_tls_config(ClientTlsConfig::new().with_enabled_roots());
             }
@@ -652,19 +652,6 @@ fn log_exporter(
     let mut exporter = built.map_err(|e| format!("OTLP log exporter: {e}"))?;
     exporter.set_resource(resource);
     Ok(exporter)
-}
-
-fn metadata(headers: &HashMap<String, String>) -> Result<MetadataMap, String> {
-    let mut map = tonic::metadata::MetadataMap::new();
-    for (k, v) in headers {
-        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-            .map_err(|_| format!("`{k}` is not a valid gRPC metadata key"))?;
-        // Never echo the value: it is usually a credential.
-        let value = tonic::metadata::MetadataValue::try_from(v.as_str())
-            .map_err(|_| format!("the value of header `{k}` is not valid in gRPC metadata"))?;
-        map.insert(key, value);
-    }
-    Ok(map)
 }
 
 /// Runs the destinations' workers, each its own task so that one stalled exporter never
@@ -788,6 +775,8 @@ impl Worker {
         self.otlp.timeout * 2
     }
 
+    /// Exports one batch; `false` when the collector is out of reach (a batch it answered
+    /// and refused for good says it is there, and the next one may get through).
     async fn export_spans(&mut self, batch: Vec<SpanData>) -> bool {
         let n = batch.len();
         let guard = self.guard();
@@ -795,13 +784,14 @@ impl Worker {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return true;
         };
-        let result = match tokio::time::timeout(guard, e.inner.export(&batch)).await {
-            Ok(result) => result,
-            Err(_) => Err("timed out".to_owned()),
+        let (result, answered) = match tokio::time::timeout(guard, e.inner.export(&batch)).await {
+            Ok(Ok(rejected)) => (Ok(rejected), true),
+            Ok(Err(err)) => (Err(err.message), err.answered),
+            Err(_) => (Err("timed out".to_owned()), false),
         };
         drop(batch);
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        e.settle(n as u64, result, &self.name, "traces")
+        e.settle(n as u64, result, &self.name, "traces") || answered
     }
 
     async fn export_logs(&mut self, batch: Vec<SdkLogRecord>) -> bool {
@@ -824,8 +814,9 @@ impl Worker {
         e.settle(n as u64, result, &self.name, "logs")
     }
 
-    /// Exports full batches, or with `all` everything held; stops at the first failure
-    /// when `give_up` (shutdown: what is left is counted as failed instead of waited on).
+    /// Exports full batches, or with `all` everything held; stops at the first batch that
+    /// finds the collector out of reach when `give_up` (shutdown: what is left is counted as
+    /// failed instead of waited on).
     async fn flush(
         &mut self,
         spans: &mut Vec<SpanData>,

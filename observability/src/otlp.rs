@@ -3,10 +3,10 @@
 //!
 //! Why not the SDK's exporter: it clones the batch, converts every span into the protocol's
 //! generated types (an owned `String` for every attribute's key and value) and then has prost
-//! encode those. For Sluice's spans, some 30 GenAI and routing attributes each, that was about
-//! 20 000 instructions a span, done for a whole batch at once on a background thread that
-//! shares the cores with the request path, where it showed in the p99. Written here, a span is
-//! its bytes copied once: no allocation but the request's buffer.
+//! encode those: for Sluice's spans (some 23 GenAI and routing attributes each) about 3.9k
+//! instructions a request amortized, done a batch at a time on a background thread that shares
+//! the cores with the request path. Written here, it is 1.2k (callgrind, stream-burst): a span
+//! is its bytes copied once, with no allocation per span or attribute.
 //!
 //! The encoding follows `opentelemetry-proto`'s conversion from [`SpanData`] field for field
 //! (span flags with the "has is-remote" bit, an always-present status, an empty parent for a
@@ -20,7 +20,7 @@
 
 mod client;
 
-pub use client::TraceClient;
+pub use client::{ExportError, TraceClient, header_map};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -65,6 +65,16 @@ impl std::fmt::Debug for Wire {
     }
 }
 
+/// A batch that did not get through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportError {
+    /// For the log: no header value, no text of the collector's own.
+    pub message: String,
+    /// The collector answered and refused this batch for good, as opposed to being out of
+    /// reach or overloaded past the retries: the next batch may well get through.
+    pub answered: bool,
+}
+
 /// What a failed try means for the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -131,15 +141,7 @@ impl TraceClient {
         headers: &HashMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
-        let mut map = HeaderMap::with_capacity(headers.len());
-        for (k, v) in headers {
-            let name = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("`{k}` is not a valid header name"))?;
-            // Never echo the value: it is usually a credential.
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| format!("the value of header `{k}` is not valid in a header"))?;
-            map.insert(name, value);
-        }
+        let mut map = header_map(headers)?;
         if let Some(list) = env(TRACES_HEADERS).or_else(|| env(HEADERS)) {
             for (name, value) in env_headers(&list) {
                 map.insert(name, value);
@@ -181,7 +183,7 @@ impl TraceClient {
 
     /// Sends one request, retrying as the module says; `Ok` holds the number of spans the
     /// collector said it rejected.
-    pub async fn export(&mut self, body: Vec<u8>) -> Result<u64, String> {
+    pub async fn export(&mut self, body: Vec<u8>) -> Result<u64, ExportError> {
         let body = Bytes::from(body);
         let started = tokio::time::Instant::now();
         let mut retry = 0;
@@ -200,11 +202,18 @@ impl TraceClient {
                 u64::try_from(crate::spans::random_id() % u128::from(MAX_JITTER_MS + 1))
                     .unwrap_or(0),
             );
-            match backoff(retry, failure, jitter, left) {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None if retry > 1 => return Err(format!("{error} (after {retry} tries)")),
-                None => return Err(error),
-            }
+            let Some(wait) = backoff(retry, failure, jitter, left) else {
+                let message = if retry > 1 {
+                    format!("{error} (after {retry} tries)")
+                } else {
+                    error
+                };
+                return Err(ExportError {
+                    message,
+                    answered: failure == Failure::Final,
+                });
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -270,6 +279,21 @@ fn grpc_error(s: &tonic::Status) -> String {
         cause = e.source();
     }
     out
+}
+
+/// A destination's headers (from the policy, values read from the environment), checked: an
+/// error names the header, never its value (usually a credential). The log exporter's gRPC
+/// metadata is built from the same map.
+pub fn header_map(headers: &HashMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        let name = HeaderName::try_from(k.as_str())
+            .map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::try_from(v.as_str())
+            .map_err(|_| format!("the value of header `{k}` is not valid in a header"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 /// `key=value,key2=value2`, values percent-decoded; pairs that are not valid headers are
